@@ -1,0 +1,1 @@
+//! Benches and load generators for dialplane (see benches/)

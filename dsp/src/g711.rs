@@ -1,0 +1,192 @@
+//! G.711 µ-law and A-law, bit-exact with ITU-T G.711's tables
+//!
+//! Encoders take 16-bit linear samples and drop the bits G.711 does not carry (µ-law is 14-bit,
+//! A-law 13-bit); decoders return the 16-bit value at the centre of each code's interval.
+
+/// µ-law bias added before segment search (33 in 14-bit units, 0x84 in 16-bit units).
+const ULAW_BIAS: i32 = 0x84;
+/// Largest 14-bit magnitude µ-law represents.
+const ULAW_CLIP: i32 = 8159;
+
+const fn ulaw_decode_one(code: u8) -> i16 {
+    let u = !code;
+    let mantissa = ((u & 0x0F) as i32) << 3;
+    let exponent = (u & 0x70) >> 4;
+    let t = (mantissa + ULAW_BIAS) << exponent;
+    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+}
+
+const fn alaw_decode_one(code: u8) -> i16 {
+    let a = code ^ 0x55;
+    let mut t = ((a & 0x0F) as i32) << 4;
+    let segment = (a & 0x70) >> 4;
+    match segment {
+        0 => t += 8,
+        1 => t += 0x108,
+        _ => t = (t + 0x108) << (segment - 1),
+    }
+    (if a & 0x80 != 0 { t } else { -t }) as i16
+}
+
+const fn table(alaw: bool) -> [i16; 256] {
+    let mut t = [0; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = if alaw {
+            alaw_decode_one(i as u8)
+        } else {
+            ulaw_decode_one(i as u8)
+        };
+        i += 1;
+    }
+    t
+}
+
+static ULAW_TABLE: [i16; 256] = table(false);
+static ALAW_TABLE: [i16; 256] = table(true);
+
+/// Segment of a magnitude: the number of the first end point it does not exceed (8 = over range)
+fn segment(value: i32, ends: &[i32; 8]) -> u8 {
+    ends.iter().position(|&end| value <= end).unwrap_or(8) as u8
+}
+
+/// Encodes one 16-bit sample as µ-law
+pub fn ulaw_encode(sample: i16) -> u8 {
+    let mut v = i32::from(sample) >> 2;
+    let mask = if v < 0 {
+        v = -v;
+        0x7F
+    } else {
+        0xFF
+    };
+    let v = v.min(ULAW_CLIP) + (ULAW_BIAS >> 2);
+    let seg = segment(v, &[0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF]);
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    ((seg << 4) | ((v >> (seg + 1)) & 0x0F) as u8) ^ mask
+}
+
+/// Decodes one µ-law code to 16-bit linear
+pub fn ulaw_decode(code: u8) -> i16 {
+    ULAW_TABLE[usize::from(code)]
+}
+
+/// Encodes one 16-bit sample as A-law
+pub fn alaw_encode(sample: i16) -> u8 {
+    let mut v = i32::from(sample) >> 3;
+    let mask = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = segment(v, &[0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF]);
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    let shift = if seg < 2 { 1 } else { seg };
+    ((seg << 4) | ((v >> shift) & 0x0F) as u8) ^ mask
+}
+
+/// Decodes one A-law code to 16-bit linear
+pub fn alaw_decode(code: u8) -> i16 {
+    ALAW_TABLE[usize::from(code)]
+}
+
+/// The two G.711 companding laws
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Law {
+    /// µ-law (PCMU, RTP payload type 0)
+    Ulaw,
+    /// A-law (PCMA, RTP payload type 8)
+    Alaw,
+}
+
+impl Law {
+    /// Encodes one 16-bit sample
+    pub fn encode(self, sample: i16) -> u8 {
+        match self {
+            Law::Ulaw => ulaw_encode(sample),
+            Law::Alaw => alaw_encode(sample),
+        }
+    }
+
+    /// Decodes one code to 16-bit linear
+    pub fn decode(self, code: u8) -> i16 {
+        match self {
+            Law::Ulaw => ulaw_decode(code),
+            Law::Alaw => alaw_decode(code),
+        }
+    }
+
+    /// Decodes codes into `out` as full-scale `f32` (the detectors' input); lengths must match
+    pub fn decode_f32(self, codes: &[u8], out: &mut [f32]) {
+        let table = match self {
+            Law::Ulaw => &ULAW_TABLE,
+            Law::Alaw => &ALAW_TABLE,
+        };
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = f32::from(table[usize::from(c)]) / 32768.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulaw_matches_g711_table_points() {
+        // G.711 Table 2a: code words with their decoder outputs (14-bit values scaled by 4).
+        assert_eq!(ulaw_decode(0x00), -32124);
+        assert_eq!(ulaw_decode(0x80), 32124);
+        assert_eq!(ulaw_decode(0x7F), 0);
+        assert_eq!(ulaw_decode(0xFF), 0);
+        assert_eq!(ulaw_decode(0xFE), 8);
+        assert_eq!(ulaw_decode(0xF0), 120);
+        assert_eq!(ulaw_decode(0x90), 15996);
+        assert_eq!(ulaw_decode(0x8F), 16764);
+        assert_eq!(ulaw_encode(0), 0xFF);
+        assert_eq!(ulaw_encode(i16::MAX), 0x80);
+        assert_eq!(ulaw_encode(i16::MIN), 0x00);
+    }
+
+    #[test]
+    fn alaw_matches_g711_table_points() {
+        // G.711 Table 1a: even bits inverted (0x55), sign 1 = positive.
+        assert_eq!(alaw_decode(0xD5), 8);
+        assert_eq!(alaw_decode(0x55), -8);
+        assert_eq!(alaw_decode(0xAA), 32256);
+        assert_eq!(alaw_decode(0x2A), -32256);
+        assert_eq!(alaw_encode(0), 0xD5);
+        assert_eq!(alaw_encode(-1), 0x55);
+        assert_eq!(alaw_encode(i16::MAX), 0xAA);
+        assert_eq!(alaw_encode(i16::MIN), 0x2A);
+    }
+
+    #[test]
+    fn every_code_round_trips() {
+        for code in 0..=255u8 {
+            if code != 0x7F {
+                // 0x7F is µ-law's negative zero; it encodes back as positive zero 0xFF.
+                assert_eq!(ulaw_encode(ulaw_decode(code)), code, "ulaw {code:#04x}");
+            }
+            assert_eq!(alaw_encode(alaw_decode(code)), code, "alaw {code:#04x}");
+        }
+    }
+
+    #[test]
+    fn encoders_are_monotonic_and_pick_the_containing_interval() {
+        for law in [Law::Ulaw, Law::Alaw] {
+            let mut prev = law.decode(law.encode(i16::MIN));
+            for s in i16::MIN..=i16::MAX {
+                let d = law.decode(law.encode(s));
+                assert!(d >= prev, "{law:?} not monotonic at {s}");
+                // Quantisation error stays within one step of the segment (max step 1024 / 2).
+                assert!((i32::from(d) - i32::from(s)).abs() <= 1024, "{law:?} {s} -> {d}");
+                prev = d;
+            }
+        }
+    }
+}

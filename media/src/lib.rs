@@ -1,0 +1,2 @@
+//! io_uring RTP media plane for dialplane (the media issue builds it)
+#![warn(missing_docs, unreachable_pub)]

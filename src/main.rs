@@ -1,1 +1,126 @@
-fn main() {}
+//! dialplane: the binary. Parses the command line and the config file, then runs a command.
+//!
+//! Commands appear as they work: `dsp dtmf|amd FILE.wav` (offline analysis, JSON lines).
+
+mod analyse;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use signaling::config::Config;
+
+/// Carrier-grade call-control and media plane
+#[derive(Parser, Debug)]
+#[command(name = "dialplane", version, about)]
+struct Cli {
+    /// TOML configuration file (see dialplane.example.toml); flags override it
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the metrics in Prometheus text format on stderr when the command ends
+    #[arg(long, global = true)]
+    metrics: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Offline signal analysis of a WAV file (8/16/24/48 kHz mono PCM16, µ-law or A-law)
+    #[command(subcommand)]
+    Dsp(DspCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DspCommand {
+    /// DTMF digits, one JSON object per line: {"digit":"5","start_ms":120,"end_ms":180}
+    Dtmf {
+        /// The recording
+        file: PathBuf,
+    },
+    /// Answering-machine detection, the file's start being the answer: amd, silence and beep
+    /// events, one JSON object per line
+    Amd {
+        /// The recording
+        file: PathBuf,
+        #[command(flatten)]
+        timers: AmdFlags,
+    },
+}
+
+/// Overrides of the `[amd]` timers
+#[derive(Args, Debug)]
+struct AmdFlags {
+    /// No speech for this long after answer: `silence` (default 5000)
+    #[arg(long, value_name = "MS")]
+    no_speech_timeout_ms: Option<u32>,
+    /// Give up deciding after this long (default 15000)
+    #[arg(long, value_name = "MS")]
+    decision_timeout_ms: Option<u32>,
+    /// Listen for a beep this long after answer (default 20000)
+    #[arg(long, value_name = "MS")]
+    tone_timeout_ms: Option<u32>,
+    /// Silence that ends a machine greeting (default 2000)
+    #[arg(long, value_name = "MS")]
+    greeting_completion_timeout_ms: Option<u32>,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    init_logging(&config);
+    let stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Dsp(DspCommand::Dtmf { file }) => analyse::dtmf(&file, stdout),
+        Command::Dsp(DspCommand::Amd { file, timers }) => {
+            let t = &mut config.amd;
+            let flags = [
+                (&mut t.no_speech_timeout_ms, timers.no_speech_timeout_ms),
+                (&mut t.decision_timeout_ms, timers.decision_timeout_ms),
+                (&mut t.tone_timeout_ms, timers.tone_timeout_ms),
+                (
+                    &mut t.greeting_completion_timeout_ms,
+                    timers.greeting_completion_timeout_ms,
+                ),
+            ];
+            for (slot, flag) in flags {
+                if let Some(v) = flag {
+                    *slot = v;
+                }
+            }
+            config.validate("command line")?;
+            analyse::amd(&file, config.amd.into(), stdout)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // stdout carries the JSON results; logs go to stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let metrics = cli.metrics;
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    let result = run(cli);
+    if metrics && let Ok(handle) = &recorder {
+        eprint!("{}", handle.render());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the cause chain joined, nothing else.
+            eprintln!("dialplane: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+# dialplane: `make run` and `make test` on a fresh Debian machine (as root, or with sudo).
+# Each installs the Debian packages it needs when they are missing, then builds with cargo.
+
+# Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
+# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on.
+APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox
+CARGO ?= cargo
+SAMPLE := examples/answering-machine.wav
+
+.PHONY: run test deps check-long bench
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
+
+# The main job on embedded defaults. Until `dialplane serve` exists: DTMF and answering-machine
+# detection on the bundled sample recording (a greeting, a beep, then digits).
+run: deps
+	$(CARGO) build --release --bin dialplane
+	@echo "== dialplane dsp dtmf $(SAMPLE)"
+	./target/release/dialplane dsp dtmf $(SAMPLE)
+	@echo "== dialplane dsp amd $(SAMPLE)"
+	./target/release/dialplane dsp amd $(SAMPLE)
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+bench: deps
+	$(CARGO) bench -p dialplane-benches

@@ -203,8 +203,9 @@ impl Resampler {
 /// empty output.
 pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, ResampleError> {
     let mut r = Resampler::new(from_hz, to_hz)?;
-    let (from, to) = (u64::from(from_hz), u64::from(to_hz));
-    let len = usize::try_from((input.len() as u64 * to + from / 2) / from)
+    // u128: no slice length times 48000 can overflow it.
+    let (from, to) = (u128::from(from_hz), u128::from(to_hz));
+    let len = usize::try_from((input.len() as u128 * to + from / 2) / from)
         .map_err(|_| ResampleError::Internal)?;
     if len == 0 {
         return Ok(Vec::new());

@@ -22,7 +22,9 @@ fn speech(text: &str) -> Vec<f32> {
         .expect("espeak-ng runs (apt-get install espeak-ng)")
         .stdout;
     let mut sox = Command::new("sox")
-        .args(["-q", "-t", "wav", "-", "-t", "raw", "-r", "8000", "-e", "signed"])
+        .args([
+            "-q", "-t", "wav", "-", "-t", "raw", "-r", "8000", "-e", "signed",
+        ])
         .args(["-b", "16", "-c", "1", "-", "gain", "-n", "-12"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -31,7 +33,10 @@ fn speech(text: &str) -> Vec<f32> {
     let mut stdin = sox.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || stdin.write_all(&wav));
     let raw = sox.wait_with_output().expect("sox output").stdout;
-    writer.join().expect("writer").expect("sox reads the speech");
+    writer
+        .join()
+        .expect("writer")
+        .expect("sox reads the speech");
     raw.chunks_exact(2)
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
         .collect()
@@ -47,7 +52,8 @@ fn main() {
     x.extend(speech(GREETING));
     silence(&mut x, 600);
     let amp = dbm0_amplitude(-12.0);
-    let beep = (0..RATE / 2).map(|i| amp * (std::f32::consts::TAU * 1000.0 * i as f32 / RATE as f32).sin());
+    let beep = (0..RATE / 2)
+        .map(|i| amp * (std::f32::consts::TAU * 1000.0 * i as f32 / RATE as f32).sin());
     x.extend(beep);
     silence(&mut x, 1500);
     for digit in ['1', '2', '3', '#'] {
@@ -61,7 +67,10 @@ fn main() {
         .iter()
         .map(|v| Law::Ulaw.encode((v * 32768.0).clamp(-32768.0, 32767.0) as i16))
         .collect();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/answering-machine.wav");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/answering-machine.wav"
+    );
     std::fs::write(path, signaling::wav::encode_g711(Law::Ulaw, &codes)).expect("write the sample");
     println!("wrote {path}: {:.1} s", x.len() as f32 / RATE as f32);
 }

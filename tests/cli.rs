@@ -141,15 +141,24 @@ fn bad_input_is_one_line_on_stderr_and_exit_2() {
 
 #[test]
 fn amd_on_the_bundled_sample_finds_a_machine_then_its_beep() {
-    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/answering-machine.wav");
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/answering-machine.wav"
+    );
     let events = lines(&run(&["dsp", "amd", sample]));
     assert!(events.len() >= 2, "{events:?}");
     assert_eq!(events[0]["event"], "amd");
     assert_eq!(events[0]["amd_type"], "machine");
-    let beep = events.iter().find(|e| e["event"] == "beep").expect("a beep");
+    let beep = events
+        .iter()
+        .find(|e| e["event"] == "beep")
+        .expect("a beep");
     assert_eq!(beep["frequency"], 1000);
     assert_eq!(beep.as_object().unwrap().len(), 3, "{beep}");
-    let mut at: Vec<u64> = events.iter().map(|e| e["at_ms"].as_u64().unwrap()).collect();
+    let mut at: Vec<u64> = events
+        .iter()
+        .map(|e| e["at_ms"].as_u64().unwrap())
+        .collect();
     let sorted = {
         at.sort();
         at.clone()
@@ -163,13 +172,28 @@ fn amd_silence_honours_timer_flags_and_config() {
     std::fs::write(&path, pcm16_wav(8000, &[0.0; 8000 * 7])).unwrap();
     let p = path.to_str().unwrap();
     let events = lines(&run(&["dsp", "amd", p]));
-    assert_eq!(events, [serde_json::json!({"event":"silence","at_ms":5000})]);
+    assert_eq!(
+        events,
+        [serde_json::json!({"event":"silence","at_ms":5000})]
+    );
     let events = lines(&run(&["dsp", "amd", p, "--no-speech-timeout-ms", "3000"]));
-    assert_eq!(events, [serde_json::json!({"event":"silence","at_ms":3000})]);
+    assert_eq!(
+        events,
+        [serde_json::json!({"event":"silence","at_ms":3000})]
+    );
     let config = tmp("amd.toml");
     std::fs::write(&config, "[amd]\nno_speech_timeout_ms = 4000\n").unwrap();
-    let events = lines(&run(&["--config", config.to_str().unwrap(), "dsp", "amd", p]));
-    assert_eq!(events, [serde_json::json!({"event":"silence","at_ms":4000})]);
+    let events = lines(&run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "dsp",
+        "amd",
+        p,
+    ]));
+    assert_eq!(
+        events,
+        [serde_json::json!({"event":"silence","at_ms":4000})]
+    );
     std::fs::write(&config, "[amd]\nno_speech_timeout = 4000\n").unwrap();
     let out = run(&["--config", config.to_str().unwrap(), "dsp", "amd", p]);
     assert_eq!(out.status.code(), Some(2));

@@ -61,7 +61,12 @@ impl LegDsp {
     /// Feeds 8 kHz samples (16-bit full scale = 1.0)
     pub fn push_pcm(&mut self, samples: &[f32], out: &mut impl Extend<Event>) {
         self.frames.increment(1);
-        let Self { spectrum, dtmf, amd, .. } = self;
+        let Self {
+            spectrum,
+            dtmf,
+            amd,
+            ..
+        } = self;
         spectrum.push(samples, |s| {
             if let Some(d) = dtmf.as_mut().and_then(|d| d.on_hop(s)) {
                 out.extend(Some(Event::Digit(d)));

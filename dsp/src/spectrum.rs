@@ -1,4 +1,4 @@
-//! The shared spectrum stage: one real FFT per 10 ms hop, read by every detector
+//! The shared spectrum stage: one spectrum per 10 ms hop, read by every detector
 //!
 //! Audio at 8 kHz is cut into 20 ms windows ([`WINDOW`] samples) advancing by 10 ms ([`HOP`]).
 //! Each window is Hann-weighted and transformed once; detectors read the bins, the
@@ -6,12 +6,18 @@
 //! and of its 2.5 ms sub-blocks (for onset and offset timing finer than the hop). Adding a
 //! detector adds no transform.
 //!
+//! Two hops that are both complete (a 20 ms RTP frame brings two) share one complex FFT: the
+//! first window goes in the real part, the second in the imaginary part, and the two real
+//! spectra are separated by conjugate symmetry. That costs less than two real FFTs, whose
+//! post-processing pass is as dear as the transform at this size. A hop left alone at the end
+//! of a push is transformed by itself, so no hop waits for more input.
+//!
 //! Samples are `f32` scaled so that 16-bit full scale is 1.0 (`i16 as f32 / 32768.0`).
 
 use std::sync::Arc;
 
 use num_complex::Complex;
-use realfft::{RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
 
 /// Sample rate every detector works at, in Hz.
 pub const RATE: u32 = 8000;
@@ -56,20 +62,28 @@ pub struct Peak {
 
 /// Hann-windowed spectrum of the latest 20 ms, refreshed every 10 ms
 pub struct Spectrum {
-    fft: Arc<dyn RealToComplex<f32>>,
+    fft: Arc<dyn Fft<f32>>,
     hann: [f32; WINDOW],
-    /// The latest `WINDOW` samples in time order.
-    history: [f32; WINDOW],
-    /// Samples of the current hop received so far (at the end of `history`'s new part).
-    pending: usize,
-    input: Vec<f32>,
+    /// `WINDOW - HOP` samples of context, then up to two new hops.
+    samples: [f32; WINDOW + HOP],
+    /// Valid samples in `samples`.
+    filled: usize,
+    packed: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
-    bins: Vec<Complex<f32>>,
+    /// Per analysed hop of the latest transform (one or two): bins, power and energies.
+    hops: [HopAnalysis; 2],
+    /// Which of `hops` the accessors read, and where its window starts in `samples`.
+    current: usize,
+    end: u64,
+}
+
+#[derive(Clone)]
+struct HopAnalysis {
+    bins: [Complex<f32>; BINS],
     power: [f32; BINS],
     total_power: f32,
     sub_energies: [f32; SUB_BLOCKS],
     energy: f32,
-    end: u64,
 }
 
 impl Default for Spectrum {
@@ -81,24 +95,28 @@ impl Default for Spectrum {
 impl Spectrum {
     /// Plans the transform and allocates every buffer; nothing is allocated afterwards
     pub fn new() -> Self {
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WINDOW);
+        let fft = FftPlanner::<f32>::new().plan_fft_forward(WINDOW);
         let mut hann = [0.0; WINDOW];
         for (i, w) in hann.iter_mut().enumerate() {
             // Periodic Hann: its DFT main lobe has the exact shape `peak` interpolates.
             *w = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos();
         }
-        Self {
-            input: fft.make_input_vec(),
-            scratch: fft.make_scratch_vec(),
-            bins: fft.make_output_vec(),
-            fft,
-            hann,
-            history: [0.0; WINDOW],
-            pending: 0,
+        let empty = HopAnalysis {
+            bins: [Complex::default(); BINS],
             power: [0.0; BINS],
             total_power: 0.0,
             sub_energies: [0.0; SUB_BLOCKS],
             energy: 0.0,
+        };
+        Self {
+            packed: vec![Complex::default(); WINDOW],
+            scratch: vec![Complex::default(); fft.get_inplace_scratch_len()],
+            fft,
+            hann,
+            samples: [0.0; WINDOW + HOP],
+            filled: WINDOW - HOP,
+            hops: [empty.clone(), empty],
+            current: 0,
             end: 0,
         }
     }
@@ -107,48 +125,81 @@ impl Spectrum {
     pub fn push(&mut self, samples: &[f32], mut on_hop: impl FnMut(&Spectrum)) {
         let mut rest = samples;
         while !rest.is_empty() {
-            let take = (HOP - self.pending).min(rest.len());
-            let start = WINDOW - HOP + self.pending;
-            self.history[start..start + take].copy_from_slice(&rest[..take]);
-            self.pending += take;
+            let take = (self.samples.len() - self.filled).min(rest.len());
+            self.samples[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
+            self.filled += take;
             rest = &rest[take..];
-            if self.pending == HOP {
-                self.analyse();
-                on_hop(self);
-                self.history.copy_within(HOP.., 0);
-                self.pending = 0;
+            if self.filled == self.samples.len() {
+                self.analyse(2);
+                self.report(2, &mut on_hop);
             }
+        }
+        if self.filled >= WINDOW {
+            self.analyse(1);
+            self.report(1, &mut on_hop);
         }
     }
 
-    fn analyse(&mut self) {
-        self.end += HOP as u64;
-        let mut energy = 0.0;
-        for ((x, w), dst) in self.history.iter().zip(&self.hann).zip(&mut self.input) {
-            energy += x * x;
-            *dst = x * w;
+    /// Hands each analysed hop to `on_hop`, then keeps the context for the next window.
+    fn report(&mut self, hops: usize, on_hop: &mut impl FnMut(&Spectrum)) {
+        for h in 0..hops {
+            self.current = h;
+            self.end += HOP as u64;
+            on_hop(self);
         }
-        self.energy = energy / WINDOW as f32;
-        let new = &self.history[WINDOW - HOP..];
-        for (e, block) in self
-            .sub_energies
-            .iter_mut()
-            .zip(new.chunks_exact(SUB_BLOCK))
-        {
-            *e = block.iter().map(|x| x * x).sum::<f32>() / SUB_BLOCK as f32;
+        let shift = hops * HOP;
+        self.samples.copy_within(shift..self.filled, 0);
+        self.filled -= shift;
+    }
+
+    /// Transforms the first `hops` windows of `samples` (one or two) in one complex FFT.
+    fn analyse(&mut self, hops: usize) {
+        let (first, second) = (&self.samples[..WINDOW], &self.samples[HOP..HOP + WINDOW]);
+        if hops == 2 {
+            for (((z, a), b), w) in self
+                .packed
+                .iter_mut()
+                .zip(first)
+                .zip(second)
+                .zip(&self.hann)
+            {
+                *z = Complex::new(a * w, b * w);
+            }
+        } else {
+            for ((z, a), w) in self.packed.iter_mut().zip(first).zip(&self.hann) {
+                *z = Complex::new(a * w, 0.0);
+            }
         }
         self.fft
-            .process_with_scratch(&mut self.input, &mut self.bins, &mut self.scratch)
-            // Lengths come from the plan itself, so this cannot fail.
-            .expect("buffers sized by the FFT plan");
-        let mut total = 0.0;
-        for (k, (p, b)) in self.power.iter_mut().zip(&self.bins).enumerate() {
-            // Interior bins stand for their negative-frequency twin too.
-            let weight = if k == 0 || k == BINS - 1 { 1.0 } else { 2.0 };
-            *p = weight * b.norm_sqr();
-            total += *p;
+            .process_with_scratch(&mut self.packed, &mut self.scratch);
+        let [one, two] = &mut self.hops;
+        for k in 0..BINS {
+            let a = self.packed[k];
+            if hops == 2 {
+                // x real, y real, z = x + iy: X = (Z[k] + Z*[N-k]) / 2, Y = (Z[k] - Z*[N-k]) / 2i.
+                let b = self.packed[(WINDOW - k) % WINDOW].conj();
+                one.bins[k] = (a + b) * 0.5;
+                let d = (a - b) * 0.5;
+                two.bins[k] = Complex::new(d.im, -d.re);
+            } else {
+                one.bins[k] = a;
+            }
         }
-        self.total_power = total;
+        for (h, hop) in self.hops[..hops].iter_mut().enumerate() {
+            for (p, b) in hop.power.iter_mut().zip(&hop.bins) {
+                // Interior bins stand for their negative-frequency twin too.
+                *p = 2.0 * b.norm_sqr();
+            }
+            hop.power[0] *= 0.5;
+            hop.power[BINS - 1] *= 0.5;
+            hop.total_power = sum(&hop.power);
+            let window = &self.samples[h * HOP..h * HOP + WINDOW];
+            hop.energy = sum_of_squares(window) / WINDOW as f32;
+            let new = &window[WINDOW - HOP..];
+            for (e, block) in hop.sub_energies.iter_mut().zip(new.chunks_exact(SUB_BLOCK)) {
+                *e = sum_of_squares(block) / SUB_BLOCK as f32;
+            }
+        }
     }
 
     /// Sample index (at 8 kHz, from the first sample pushed) one past the window's last sample
@@ -157,33 +208,33 @@ impl Spectrum {
     }
 
     /// The latest window's samples, oldest first, without weighting
-    pub fn window(&self) -> &[f32; WINDOW] {
-        &self.history
+    pub fn window(&self) -> &[f32] {
+        &self.samples[self.current * HOP..self.current * HOP + WINDOW]
     }
 
     /// Hann-weighted complex bins of the latest window
-    pub fn bins(&self) -> &[Complex<f32>] {
-        &self.bins
+    pub fn bins(&self) -> &[Complex<f32>; BINS] {
+        &self.hops[self.current].bins
     }
 
     /// Power per bin (negative frequencies folded in); sums to [`Spectrum::total_power`]
     pub fn power(&self) -> &[f32; BINS] {
-        &self.power
+        &self.hops[self.current].power
     }
 
     /// Total spectral power of the latest window
     pub fn total_power(&self) -> f32 {
-        self.total_power
+        self.hops[self.current].total_power
     }
 
     /// Mean square of the latest window's samples (full-scale units, unweighted)
     pub fn energy(&self) -> f32 {
-        self.energy
+        self.hops[self.current].energy
     }
 
     /// Mean square of each 2.5 ms sub-block of the newest hop, oldest first
     pub fn sub_energies(&self) -> &[f32; SUB_BLOCKS] {
-        &self.sub_energies
+        &self.hops[self.current].sub_energies
     }
 
     /// Converts a sum of [`Spectrum::power`] bins covering one tone's main lobe to that tone's mean square
@@ -194,7 +245,7 @@ impl Spectrum {
 
     /// Mean square of the signal in bins `lo..=hi` (full-scale units)
     pub fn band_mean_square(&self, lo: usize, hi: usize) -> f32 {
-        Self::power_to_mean_square(self.power[lo..=hi.min(BINS - 1)].iter().sum())
+        Self::power_to_mean_square(self.power()[lo..=hi.min(BINS - 1)].iter().sum())
     }
 
     /// Strongest line with its peak bin in `lo_hz..=hi_hz`, or `None` if the band is silent
@@ -204,7 +255,9 @@ impl Spectrum {
         if lo > hi {
             return None;
         }
-        let (bin, &p) = self.power[lo..=hi]
+        let power = self.power();
+        let total = self.total_power();
+        let (bin, &p) = power[lo..=hi]
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
@@ -212,7 +265,7 @@ impl Spectrum {
         if p <= 0.0 {
             return None;
         }
-        let mag = |k: usize| self.power[k].sqrt();
+        let mag = |k: usize| power[k].sqrt();
         let (left, centre, right) = (mag(bin - 1), mag(bin), mag(bin + 1));
         // Periodic Hann main lobe: |X(k±1)| / |X(k)| = (1 + d) / (2 - d) for offset d in bins.
         let offset = if right >= left {
@@ -224,18 +277,41 @@ impl Spectrum {
         };
         let lobe_lo = bin.saturating_sub(2);
         let lobe_hi = (bin + 2).min(BINS - 1);
-        let lobe: f32 = self.power[lobe_lo..=lobe_hi].iter().sum();
+        let lobe: f32 = power[lobe_lo..=lobe_hi].iter().sum();
         Some(Peak {
             bin,
             freq_hz: (bin as f32 + offset.clamp(-1.0, 1.0)) * BIN_HZ,
             mean_square: Self::power_to_mean_square(lobe),
-            purity: if self.total_power > 0.0 {
-                lobe / self.total_power
-            } else {
-                0.0
-            },
+            purity: if total > 0.0 { lobe / total } else { 0.0 },
         })
     }
+}
+
+/// Sum with eight running totals: one total is a chain of dependent adds the compiler may not
+/// reorder, which costs more than the FFT itself.
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Sum of squares, with running totals like [`sum`]
+fn sum_of_squares(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -279,6 +355,40 @@ mod tests {
                 assert!((p.freq_hz - freq).abs() < 0.5, "{freq}: {p:?}");
                 assert!((dbm0(p.mean_square) - level).abs() < 0.3, "{level}: {p:?}");
                 assert!(p.purity > 0.99, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn paired_hops_equal_single_hops() {
+        let x: Vec<f32> = sine(697.0, 0.3, 1600, 0.4)
+            .iter()
+            .zip(sine(1477.0, 0.2, 1600, 1.1))
+            .enumerate()
+            .map(|(i, (a, b))| a + b + 0.01 * ((i * 7919) % 13) as f32)
+            .collect();
+        let collect = |chunk: usize| {
+            let mut s = Spectrum::new();
+            let mut out = Vec::new();
+            for c in x.chunks(chunk) {
+                s.push(c, |s| {
+                    out.push((
+                        s.end_sample(),
+                        *s.power(),
+                        s.energy(),
+                        *s.sub_energies(),
+                        s.window()[7],
+                    ))
+                });
+            }
+            out
+        };
+        let (paired, single) = (collect(160), collect(80));
+        assert_eq!(paired.len(), 20);
+        for (p, q) in paired.iter().zip(&single) {
+            assert_eq!((p.0, p.2, p.3, p.4), (q.0, q.2, q.3, q.4));
+            for (a, b) in p.1.iter().zip(&q.1) {
+                assert!((a - b).abs() <= 1e-3 * (a.abs() + 1e-3), "{a} vs {b}");
             }
         }
     }

@@ -139,7 +139,10 @@ impl Config {
             ("amd.no_speech_timeout_ms", t.no_speech_timeout_ms),
             ("amd.decision_timeout_ms", t.decision_timeout_ms),
             ("amd.tone_timeout_ms", t.tone_timeout_ms),
-            ("amd.greeting_completion_timeout_ms", t.greeting_completion_timeout_ms),
+            (
+                "amd.greeting_completion_timeout_ms",
+                t.greeting_completion_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));
@@ -173,7 +176,10 @@ mod tests {
     #[test]
     fn example_file_parses_and_documents_the_defaults() {
         let text = include_str!("../../dialplane.example.toml");
-        assert_eq!(Config::from_toml(text, "example").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_toml(text, "example").unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
@@ -198,8 +204,11 @@ mod tests {
 
     #[test]
     fn overrides_apply() {
-        let c = Config::from_toml("[amd]\ntone_timeout_ms = 30000\n[log]\nlevel = \"debug\"\n", "x")
-            .unwrap();
+        let c = Config::from_toml(
+            "[amd]\ntone_timeout_ms = 30000\n[log]\nlevel = \"debug\"\n",
+            "x",
+        )
+        .unwrap();
         assert_eq!(c.amd.tone_timeout_ms, 30000);
         assert_eq!(c.amd.decision_timeout_ms, 15000);
         assert_eq!(c.log.level, "debug");

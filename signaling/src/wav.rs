@@ -20,7 +20,9 @@ pub enum WavError {
     #[error("WAV file has no data chunk")]
     NoData,
     /// An encoding other than 16-bit PCM, µ-law or A-law.
-    #[error("unsupported WAV encoding: format tag {tag:#06x} with {bits} bits per sample (need 16-bit PCM, µ-law or A-law)")]
+    #[error(
+        "unsupported WAV encoding: format tag {tag:#06x} with {bits} bits per sample (need 16-bit PCM, µ-law or A-law)"
+    )]
     Encoding {
         /// The fmt chunk's format tag (sub-format for WAVE_FORMAT_EXTENSIBLE).
         tag: u16,
@@ -189,7 +191,11 @@ mod tests {
         for rate in [16000, 24000, 48000] {
             let s = sine_i16(rate, 1000.0, rate as usize);
             let out = decode_8k(&encode_pcm16(rate, &s)).unwrap();
-            assert!((out.len() as i64 - 8000).abs() <= 1, "{rate}: {}", out.len());
+            assert!(
+                (out.len() as i64 - 8000).abs() <= 1,
+                "{rate}: {}",
+                out.len()
+            );
         }
     }
 
@@ -218,7 +224,10 @@ mod tests {
         assert_eq!(decode_8k(&stereo), Err(WavError::Channels(2)));
         let mut float = header(3, 8000, 32, 4);
         float.extend_from_slice(&[0; 4]);
-        assert!(matches!(decode_8k(&float), Err(WavError::Encoding { tag: 3, bits: 32 })));
+        assert!(matches!(
+            decode_8k(&float),
+            Err(WavError::Encoding { tag: 3, bits: 32 })
+        ));
         let odd_rate = encode_pcm16(11025, &[0; 10]);
         assert_eq!(decode_8k(&odd_rate), Err(WavError::Rate(11025)));
         let no_data = &encode_pcm16(8000, &[])[..36];

@@ -59,7 +59,7 @@ fn main() {
     for digit in ['1', '2', '3', '#'] {
         let start = x.len();
         silence(&mut x, 100);
-        DtmfGenerator::new(ToneSpec::new(digit, 800).expect("a DTMF digit")).fill(&mut x[start..]);
+        DtmfGenerator::new(&ToneSpec::new(digit, 100)).fill(&mut x[start..]);
         silence(&mut x, 100);
     }
     silence(&mut x, 1000);

@@ -1,1 +1,318 @@
-//! (being written)
+//! Single-tone (beep) and fax-tone detector, read from the shared spectrum once per hop
+//!
+//! A hop is *tonal* when one spectral line between 275 and 2550 Hz dominates its window:
+//! its main lobe holds at least [`MIN_PURITY`] of the window's power, no bin outside the
+//! lobe comes within [`MAX_OTHER_DB`] of the peak bin (this rejects dual tones such as
+//! ringback and DTMF even with twist, and the harmonic comb of voiced speech), and it is at
+//! least [`MIN_LEVEL_DBM0`] loud. Tonal hops whose frequency stays within
+//! [`FREQ_TOLERANCE`] of the run's reference and whose level stays within 8 dB of the run's
+//! maximum form a run; up to [`BRIDGE_HOPS`] odd hops inside a run are ridden over (a CED
+//! phase reversal spoils two windows). The run's start and end are located to 2.5 ms from
+//! the sub-block energies, and a run of at least [`MIN_BEEP_SAMPLES`] is a beep, reported
+//! when it ends.
+//!
+//! Fax is decided on the pattern, never on one frequency alone: a 2100 Hz tone still going
+//! after [`CED_MIN_SAMPLES`] (2.6 s) is CED; a second 1100 Hz burst of about 0.5 s starting
+//! 3–4.2 s after the previous one is CNG. A lone 1100 Hz 0.5 s tone, or a 1 s 2100 Hz tone,
+//! is a beep.
+
+use crate::spectrum::{self, BINS, HOP, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
+
+/// Lowest frequency searched for a beep, Hz.
+pub const LOW_HZ: f32 = 275.0;
+/// Highest frequency searched for a beep, Hz.
+pub const HIGH_HZ: f32 = 2550.0;
+/// Share of the window's power the tone's main lobe must hold.
+pub const MIN_PURITY: f32 = 0.6;
+/// Every bin outside the main lobe must be this many dB below the peak bin.
+pub const MAX_OTHER_DB: f32 = 15.0;
+/// Quietest tone considered, dBm0.
+pub const MIN_LEVEL_DBM0: f32 = -42.0;
+/// Relative frequency deviation allowed within one tone (floor of [`FREQ_TOLERANCE_HZ`]).
+pub const FREQ_TOLERANCE: f32 = 0.01;
+/// Absolute floor of the frequency deviation allowed within one tone, Hz.
+pub const FREQ_TOLERANCE_HZ: f32 = 5.0;
+/// Odd hops ridden over inside a tone.
+pub const BRIDGE_HOPS: u32 = 3;
+/// Shortest beep: 95 ms (a 100 ms beep is reported, a 90 ms one is not).
+pub const MIN_BEEP_SAMPLES: u64 = 760;
+/// A 2100 Hz tone lasting this long is CED (T.30: 2.6 s to 4 s).
+pub const CED_MIN_SAMPLES: u64 = 2600 * 8;
+
+/// [`MAX_OTHER_DB`] as a power ratio.
+const OTHER_RATIO: f32 = 0.031_622_78;
+const CED_HZ: f32 = 2100.0;
+const CED_TOL_HZ: f32 = 30.0;
+const CNG_HZ: f32 = 1100.0;
+const CNG_TOL_HZ: f32 = 40.0;
+/// CNG burst length accepted (nominal 0.5 s ± 15 %, with margin).
+const CNG_MIN: u64 = 350 * 8;
+const CNG_MAX: u64 = 750 * 8;
+/// CNG cadence: onset to onset (nominal 3.5 s).
+const CNG_GAP_MIN: u64 = 3000 * 8;
+const CNG_GAP_MAX: u64 = 4200 * 8;
+/// Hops of sub-block energies kept for locating onsets and offsets.
+const RING_HOPS: usize = 16;
+const RING: usize = RING_HOPS * SUB_BLOCKS;
+/// Sub-block energy threshold relative to the tone's level for start and end.
+const EDGE_RATIO: f32 = 0.4;
+/// Matching hops after which a run is believed to be a tone (for [`ToneDetector::in_tone`]).
+const CONFIRM_HOPS: u32 = 3;
+
+/// Which fax tone was heard
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaxTone {
+    /// Calling tone: 1100 Hz bursts, 0.5 s on, 3 s off.
+    Cng,
+    /// Called-station identification (answer tone): 2100 Hz for 2.6 s or more.
+    Ced,
+}
+
+/// What the detector heard; times are sample indices at 8 kHz from the first sample pushed
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ToneEvent {
+    /// One steady tone, reported when it ends.
+    Beep {
+        /// First sample of the tone.
+        start: u64,
+        /// One past the last sample of the tone.
+        end: u64,
+        /// Its frequency, Hz.
+        frequency_hz: f32,
+    },
+    /// A fax tone pattern.
+    Fax {
+        /// CNG or CED.
+        kind: FaxTone,
+        /// Sample index at which the pattern was recognised.
+        at: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: u64,
+    /// End sample of the last matching hop's window.
+    last_end: u64,
+    hops: u32,
+    misses: u32,
+    ref_freq: f32,
+    max_level: f32,
+    freq_sum: f64,
+    weight_sum: f64,
+    located_start: bool,
+    ced_reported: bool,
+}
+
+/// Beep and fax tone detector: feed it every hop of a [`Spectrum`]
+#[derive(Debug, Clone)]
+pub struct ToneDetector {
+    ring: [f32; RING],
+    run: Option<Run>,
+    /// Start of the previous CNG-like burst.
+    last_cng_start: Option<u64>,
+    now: u64,
+}
+
+impl Default for ToneDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ToneDetector {
+    /// A detector with no history
+    pub fn new() -> Self {
+        Self {
+            ring: [0.0; RING],
+            run: None,
+            last_cng_start: None,
+            now: 0,
+        }
+    }
+
+    /// True while a steady tone has been tracked for a few hops (it may still turn out too short)
+    pub fn in_tone(&self) -> bool {
+        self.run.is_some_and(|r| r.hops >= CONFIRM_HOPS)
+    }
+
+    /// Analyses one hop; returns an event when a beep ends or a fax pattern is recognised
+    pub fn on_hop(&mut self, s: &Spectrum) -> Option<ToneEvent> {
+        self.now = s.end_sample();
+        let base = self.sub_index(self.now - HOP as u64);
+        for (i, &e) in s.sub_energies().iter().enumerate() {
+            self.ring[(base + i) % RING] = if e.is_finite() { e } else { 0.0 };
+        }
+        let hop = tonal(s);
+        let Some(mut run) = self.run else {
+            if let Some((freq, level)) = hop {
+                self.run = Some(Run {
+                    start: self.now.saturating_sub(WINDOW as u64),
+                    last_end: self.now,
+                    hops: 1,
+                    misses: 0,
+                    ref_freq: freq,
+                    max_level: level,
+                    freq_sum: f64::from(freq) * f64::from(level),
+                    weight_sum: f64::from(level),
+                    located_start: false,
+                    ced_reported: false,
+                });
+            }
+            return None;
+        };
+        let matched = hop.filter(|&(freq, level)| {
+            (freq - run.ref_freq).abs() <= (run.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ)
+                && level >= run.max_level * 0.16
+        });
+        if let Some((freq, level)) = matched {
+            run.hops += 1;
+            run.misses = 0;
+            run.last_end = self.now;
+            if level > run.max_level {
+                run.max_level = level;
+                // Onset windows are partial; trust the loudest (fullest) window's frequency.
+                run.ref_freq = freq;
+            }
+            run.freq_sum += f64::from(freq) * f64::from(level);
+            run.weight_sum += f64::from(level);
+            if !run.located_start && run.hops >= 4 {
+                run.start = self.locate_start(run.max_level);
+                run.located_start = true;
+            }
+            let event = self.check_ced(&mut run);
+            self.run = Some(run);
+            return event;
+        }
+        run.misses += 1;
+        let level_dropped = s.energy() < run.max_level * 0.1;
+        if run.misses > BRIDGE_HOPS || (level_dropped && run.misses > 1) {
+            self.run = None;
+            let event = self.close(run);
+            if event.is_none() {
+                // The hop that ended one run may start the next.
+                if let Some((freq, level)) = hop {
+                    self.run = Some(Run {
+                        start: self.now.saturating_sub(WINDOW as u64),
+                        last_end: self.now,
+                        hops: 1,
+                        misses: 0,
+                        ref_freq: freq,
+                        max_level: level,
+                        freq_sum: f64::from(freq) * f64::from(level),
+                        weight_sum: f64::from(level),
+                        located_start: false,
+                        ced_reported: false,
+                    });
+                }
+            }
+            return event;
+        }
+        self.run = Some(run);
+        None
+    }
+
+    /// End of input: closes a tone still sounding
+    pub fn finish(&mut self) -> Option<ToneEvent> {
+        let run = self.run.take()?;
+        self.close(run)
+    }
+
+    fn check_ced(&mut self, run: &mut Run) -> Option<ToneEvent> {
+        if run.ced_reported || !run.located_start {
+            return None;
+        }
+        let freq = (run.freq_sum / run.weight_sum) as f32;
+        if (freq - CED_HZ).abs() <= CED_TOL_HZ && self.now - run.start >= CED_MIN_SAMPLES {
+            run.ced_reported = true;
+            metrics::counter!("dialplane_dsp_fax_tones_total", "kind" => "ced").increment(1);
+            return Some(ToneEvent::Fax {
+                kind: FaxTone::Ced,
+                at: self.now,
+            });
+        }
+        None
+    }
+
+    fn close(&mut self, run: Run) -> Option<ToneEvent> {
+        if run.ced_reported || run.hops < 6 || run.weight_sum <= 0.0 {
+            return None;
+        }
+        let start = if run.located_start {
+            run.start
+        } else {
+            self.locate_start(run.max_level)
+        };
+        let end = self.locate_end(run.last_end, run.max_level).max(start);
+        let frequency_hz = (run.freq_sum / run.weight_sum) as f32;
+        if end - start < MIN_BEEP_SAMPLES || !frequency_hz.is_finite() {
+            return None;
+        }
+        let len = end - start;
+        if (frequency_hz - CNG_HZ).abs() <= CNG_TOL_HZ && (CNG_MIN..=CNG_MAX).contains(&len) {
+            let previous = self.last_cng_start.replace(start);
+            if previous.is_some_and(|p| (CNG_GAP_MIN..=CNG_GAP_MAX).contains(&(start - p))) {
+                metrics::counter!("dialplane_dsp_fax_tones_total", "kind" => "cng").increment(1);
+                return Some(ToneEvent::Fax {
+                    kind: FaxTone::Cng,
+                    at: self.now,
+                });
+            }
+        }
+        metrics::counter!("dialplane_dsp_beeps_total").increment(1);
+        Some(ToneEvent::Beep {
+            start,
+            end,
+            frequency_hz,
+        })
+    }
+
+    fn sub_index(&self, sample: u64) -> usize {
+        (sample / SUB_BLOCK as u64) as usize
+    }
+
+    fn oldest_kept(&self) -> u64 {
+        self.now.saturating_sub((RING * SUB_BLOCK) as u64)
+    }
+
+    /// Walks back from the newest sub-block while the energy stays at the tone's level
+    fn locate_start(&self, level: f32) -> u64 {
+        let threshold = level * EDGE_RATIO;
+        let oldest = self.oldest_kept() / SUB_BLOCK as u64;
+        let mut k = self.now / SUB_BLOCK as u64;
+        while k > oldest && self.ring[(k as usize - 1) % RING] >= threshold {
+            k -= 1;
+        }
+        k * SUB_BLOCK as u64
+    }
+
+    /// Walks forward from the middle of the last matching window to where the energy drops
+    fn locate_end(&self, last_end: u64, level: f32) -> u64 {
+        let threshold = level * EDGE_RATIO;
+        let newest = self.now / SUB_BLOCK as u64;
+        let from = last_end.saturating_sub(HOP as u64 + 2 * SUB_BLOCK as u64);
+        let mut k = (from.max(self.oldest_kept()) / SUB_BLOCK as u64).max(1);
+        while k < newest && self.ring[k as usize % RING] >= threshold {
+            k += 1;
+        }
+        k * SUB_BLOCK as u64
+    }
+}
+
+/// Frequency and level (mean square) of a hop's dominant line, if the hop is tonal
+fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
+    let peak = s.peak(LOW_HZ, HIGH_HZ)?;
+    let level_ok = spectrum::dbm0(peak.mean_square) >= MIN_LEVEL_DBM0;
+    if !(peak.purity >= MIN_PURITY && level_ok && peak.freq_hz.is_finite()) {
+        return None;
+    }
+    let power = s.power();
+    let limit = power[peak.bin] * OTHER_RATIO;
+    let lobe = peak.bin.saturating_sub(2)..=(peak.bin + 2).min(BINS - 1);
+    let clean = power
+        .iter()
+        .enumerate()
+        .skip(1)
+        .all(|(k, &p)| lobe.contains(&k) || p <= limit);
+    clean.then_some((peak.freq_hz, peak.mean_square))
+}

@@ -29,9 +29,9 @@ pub const MAX_OTHER_DB: f32 = 15.0;
 /// Quietest tone considered, dBm0.
 pub const MIN_LEVEL_DBM0: f32 = -42.0;
 /// Relative frequency deviation allowed within one tone (floor of [`FREQ_TOLERANCE_HZ`]).
-pub const FREQ_TOLERANCE: f32 = 0.01;
+pub const FREQ_TOLERANCE: f32 = 0.006;
 /// Absolute floor of the frequency deviation allowed within one tone, Hz.
-pub const FREQ_TOLERANCE_HZ: f32 = 5.0;
+pub const FREQ_TOLERANCE_HZ: f32 = 4.0;
 /// Odd hops ridden over inside a tone.
 pub const BRIDGE_HOPS: u32 = 3;
 /// Shortest beep: 95 ms (a 100 ms beep is reported, a 90 ms one is not).
@@ -56,6 +56,14 @@ const RING_HOPS: usize = 16;
 const RING: usize = RING_HOPS * SUB_BLOCKS;
 /// Sub-block energy threshold relative to the tone's level for start and end.
 const EDGE_RATIO: f32 = 0.4;
+/// Steady hops a beep needs at least (its duration is checked on the sub-blocks too).
+const MIN_STEADY_HOPS: u32 = 5;
+/// Level ratio (1.5 dB) a steady tone stays within from hop to hop.
+const STEADY_RATIO: f32 = 1.41;
+/// Onset hops (rising level) allowed before the tone must be steady.
+const ONSET_HOPS: u32 = 1;
+/// Least ratio of the quietest to the loudest 2.5 ms sub-block of a steady hop.
+const FLATNESS: f32 = 0.3;
 /// Matching hops after which a run is believed to be a tone (for [`ToneDetector::in_tone`]).
 const CONFIRM_HOPS: u32 = 3;
 
@@ -94,14 +102,61 @@ struct Run {
     start: u64,
     /// End sample of the last matching hop's window.
     last_end: u64,
-    hops: u32,
+    /// Hops at the tone's full level (the window wholly inside the tone).
+    steady: u32,
     misses: u32,
+    /// Reference frequency: the latest onset hop's, then the level-weighted mean of steady hops.
     ref_freq: f32,
-    max_level: f32,
+    /// Reference level: the loudest onset hop's, then the loudest steady hop's (mean square).
+    ref_level: f32,
     freq_sum: f64,
     weight_sum: f64,
     located_start: bool,
     ced_reported: bool,
+}
+
+impl Run {
+    fn new(now: u64, freq: f32, level: f32) -> Self {
+        Self {
+            start: now.saturating_sub(WINDOW as u64),
+            last_end: now,
+            steady: 0,
+            misses: 0,
+            ref_freq: freq,
+            ref_level: level,
+            freq_sum: 0.0,
+            weight_sum: 0.0,
+            located_start: false,
+            ced_reported: false,
+        }
+    }
+
+    /// Takes in a tonal hop if it continues this tone; false if it does not
+    fn accept(&mut self, freq: f32, level: f32, flat: bool, now: u64) -> bool {
+        let tolerance = (self.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
+        if (freq - self.ref_freq).abs() > tolerance {
+            return false;
+        }
+        if self.steady < ONSET_HOPS && level > self.ref_level * STEADY_RATIO {
+            // Still rising: the window is filling with the tone.
+            self.ref_level = level;
+            self.ref_freq = freq;
+        } else if flat
+            && (self.ref_level / STEADY_RATIO..=self.ref_level * STEADY_RATIO).contains(&level)
+        {
+            self.steady += 1;
+            self.ref_level = self.ref_level.max(level);
+            self.freq_sum += f64::from(freq) * f64::from(level);
+            self.weight_sum += f64::from(level);
+            self.ref_freq = (self.freq_sum / self.weight_sum) as f32;
+        } else {
+            // A level jump, a decline or a ripple: not this tone (any more).
+            return false;
+        }
+        self.misses = 0;
+        self.last_end = now;
+        true
+    }
 }
 
 /// Beep and fax tone detector: feed it every hop of a [`Spectrum`]
@@ -133,78 +188,47 @@ impl ToneDetector {
 
     /// True while a steady tone has been tracked for a few hops (it may still turn out too short)
     pub fn in_tone(&self) -> bool {
-        self.run.is_some_and(|r| r.hops >= CONFIRM_HOPS)
+        self.run.is_some_and(|r| r.steady >= CONFIRM_HOPS)
     }
 
     /// Analyses one hop; returns an event when a beep ends or a fax pattern is recognised
     pub fn on_hop(&mut self, s: &Spectrum) -> Option<ToneEvent> {
         self.now = s.end_sample();
         let base = self.sub_index(self.now - HOP as u64);
-        for (i, &e) in s.sub_energies().iter().enumerate() {
-            self.ring[(base + i) % RING] = if e.is_finite() { e } else { 0.0 };
+        let subs = s.sub_energies();
+        let (mut lo, mut hi) = (f32::INFINITY, 0.0f32);
+        for (i, &e) in subs.iter().enumerate() {
+            let e = if e.is_finite() { e } else { 0.0 };
+            self.ring[(base + i) % RING] = e;
+            lo = lo.min(e);
+            hi = hi.max(e);
         }
+        // A steady tone's 2.5 ms energies are flat; beating dual tones and pulses are not.
+        let flat = lo >= hi * FLATNESS;
         let hop = tonal(s);
         let Some(mut run) = self.run else {
-            if let Some((freq, level)) = hop {
-                self.run = Some(Run {
-                    start: self.now.saturating_sub(WINDOW as u64),
-                    last_end: self.now,
-                    hops: 1,
-                    misses: 0,
-                    ref_freq: freq,
-                    max_level: level,
-                    freq_sum: f64::from(freq) * f64::from(level),
-                    weight_sum: f64::from(level),
-                    located_start: false,
-                    ced_reported: false,
-                });
-            }
+            self.run = hop.map(|(freq, level)| Run::new(self.now, freq, level));
             return None;
         };
-        let matched = hop.filter(|&(freq, level)| {
-            (freq - run.ref_freq).abs() <= (run.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ)
-                && level >= run.max_level * 0.16
-        });
-        if let Some((freq, level)) = matched {
-            run.hops += 1;
-            run.misses = 0;
-            run.last_end = self.now;
-            if level > run.max_level {
-                run.max_level = level;
-                // Onset windows are partial; trust the loudest (fullest) window's frequency.
-                run.ref_freq = freq;
+        if let Some((freq, level)) = hop {
+            if run.accept(freq, level, flat, self.now) {
+                if !run.located_start && run.steady >= 2 {
+                    run.start = self.locate_start(run.ref_level);
+                    run.located_start = true;
+                }
+                let event = self.check_ced(&mut run);
+                self.run = Some(run);
+                return event;
             }
-            run.freq_sum += f64::from(freq) * f64::from(level);
-            run.weight_sum += f64::from(level);
-            if !run.located_start && run.hops >= 4 {
-                run.start = self.locate_start(run.max_level);
-                run.located_start = true;
-            }
-            let event = self.check_ced(&mut run);
-            self.run = Some(run);
-            return event;
         }
         run.misses += 1;
-        let level_dropped = s.energy() < run.max_level * 0.1;
-        if run.misses > BRIDGE_HOPS || (level_dropped && run.misses > 1) {
+        let level_dropped = s.energy() < run.ref_level * 0.1;
+        if run.steady == 0 || run.misses > BRIDGE_HOPS || (level_dropped && run.misses > 1) {
             self.run = None;
             let event = self.close(run);
             if event.is_none() {
                 // The hop that ended one run may start the next.
-                if let Some((freq, level)) = hop {
-                    self.run = Some(Run {
-                        start: self.now.saturating_sub(WINDOW as u64),
-                        last_end: self.now,
-                        hops: 1,
-                        misses: 0,
-                        ref_freq: freq,
-                        max_level: level,
-                        freq_sum: f64::from(freq) * f64::from(level),
-                        weight_sum: f64::from(level),
-                        located_start: false,
-                        ced_reported: false,
-                    });
-                }
+                self.run = hop.map(|(freq, level)| Run::new(self.now, freq, level));
             }
             return event;
         }
@@ -235,15 +259,15 @@ impl ToneDetector {
     }
 
     fn close(&mut self, run: Run) -> Option<ToneEvent> {
-        if run.ced_reported || run.hops < 6 || run.weight_sum <= 0.0 {
+        if run.ced_reported || run.steady < MIN_STEADY_HOPS || run.weight_sum <= 0.0 {
             return None;
         }
         let start = if run.located_start {
             run.start
         } else {
-            self.locate_start(run.max_level)
+            self.locate_start(run.ref_level)
         };
-        let end = self.locate_end(run.last_end, run.max_level).max(start);
+        let end = self.locate_end(run.last_end, run.ref_level).max(start);
         let frequency_hz = (run.freq_sum / run.weight_sum) as f32;
         if end - start < MIN_BEEP_SAMPLES || !frequency_hz.is_finite() {
             return None;
@@ -303,7 +327,8 @@ impl ToneDetector {
 fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
     let peak = s.peak(LOW_HZ, HIGH_HZ)?;
     let level_ok = spectrum::dbm0(peak.mean_square) >= MIN_LEVEL_DBM0;
-    if !(peak.purity >= MIN_PURITY && level_ok && peak.freq_hz.is_finite()) {
+    let in_band = peak.freq_hz >= LOW_HZ + 10.0 && peak.freq_hz <= HIGH_HZ - 20.0;
+    if !(peak.purity >= MIN_PURITY && level_ok && in_band) {
         return None;
     }
     let power = s.power();

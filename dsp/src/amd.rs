@@ -243,10 +243,10 @@ impl Amd {
                 None => AmdEvent::Silence { at_ms },
             },
         );
-        if let Some(held) = self.held.take() {
-            if decision != Some(AmdType::Fax) {
-                emit(out, held.event);
-            }
+        if let Some(held) = self.held.take()
+            && decision != Some(AmdType::Fax)
+        {
+            emit(out, held.event);
         }
     }
 
@@ -276,8 +276,12 @@ impl Amd {
                     return;
                 }
                 let len = end - start;
-                let maybe_cng = !self.spoke
-                    && self.utterance.is_none()
+                // Tone onset hops may have opened an utterance; it is not speech unless long.
+                let heard_speech = self.spoke
+                    || self
+                        .utterance
+                        .is_some_and(|u| u.last_active_ms - u.start_ms + 10 >= MIN_UTTERANCE_MS);
+                let maybe_cng = !heard_speech
                     && (frequency_hz - 1100.0).abs() <= 40.0
                     && (350 * 8..=750 * 8).contains(&len)
                     && self.held.is_none();
@@ -315,10 +319,11 @@ impl Amd {
                 }
             }
         }
-        if let Some(held) = self.held {
-            if now >= held.start_ms + CNG_HOLD_MS && self.state == State::Undecided {
-                self.decide(Some(AmdType::Machine), out);
-            }
+        if let Some(held) = self.held
+            && now >= held.start_ms + CNG_HOLD_MS
+            && self.state == State::Undecided
+        {
+            self.decide(Some(AmdType::Machine), out);
         }
         if self.state == State::Undecided
             && !self.spoke
@@ -336,13 +341,12 @@ impl Amd {
         if self.state == State::Decided(Some(AmdType::Machine))
             && self.spoke
             && !self.stopped_reported
+            && !in_tone
+            && let Some(last) = self.last_speech_ms
+            && now - last >= u64::from(self.cfg.greeting_completion_timeout_ms)
         {
-            if let Some(last) = self.last_speech_ms {
-                if now - last >= u64::from(self.cfg.greeting_completion_timeout_ms) && !in_tone {
-                    self.stopped_reported = true;
-                    emit(out, AmdEvent::MachineStoppedSpeaking { at_ms: now });
-                }
-            }
+            self.stopped_reported = true;
+            emit(out, AmdEvent::MachineStoppedSpeaking { at_ms: now });
         }
     }
 }

@@ -210,16 +210,16 @@ impl ToneDetector {
             self.run = hop.map(|(freq, level)| Run::new(self.now, freq, level));
             return None;
         };
-        if let Some((freq, level)) = hop {
-            if run.accept(freq, level, flat, self.now) {
-                if !run.located_start && run.steady >= 2 {
-                    run.start = self.locate_start(run.ref_level);
-                    run.located_start = true;
-                }
-                let event = self.check_ced(&mut run);
-                self.run = Some(run);
-                return event;
+        if let Some((freq, level)) = hop
+            && run.accept(freq, level, flat, self.now)
+        {
+            if !run.located_start && run.steady >= 2 {
+                run.start = self.locate_start(run.ref_level);
+                run.located_start = true;
             }
+            let event = self.check_ced(&mut run);
+            self.run = Some(run);
+            return event;
         }
         run.misses += 1;
         let level_dropped = s.energy() < run.ref_level * 0.1;

@@ -78,7 +78,12 @@ fn beeps_are_timed_and_measured() {
                 add(
                     &mut x,
                     lead,
-                    &sine(f, level, ms(len_ms), r.random_range(0.0..6.28)),
+                    &sine(
+                        f,
+                        level,
+                        ms(len_ms),
+                        r.random_range(0.0..std::f32::consts::TAU),
+                    ),
                 );
                 if cases % 3 == 1 {
                     x = support::g711_round_trip(&x, Law::Ulaw);
@@ -142,7 +147,12 @@ fn ninety_ms_is_not_a_beep() {
             add(
                 &mut x,
                 ms(300) + r.random_range(0..80),
-                &sine(freq, -10.0, ms(90), r.random_range(0.0..6.28)),
+                &sine(
+                    freq,
+                    -10.0,
+                    ms(90),
+                    r.random_range(0.0..std::f32::consts::TAU),
+                ),
             );
             let ev = detect(&x);
             assert!(ev.is_empty(), "{freq}: {ev:?}");
@@ -241,12 +251,22 @@ fn dual_tones_give_no_beeps() {
                     add(
                         &mut x,
                         at,
-                        &sine(fl, -10.0 + twist / 2.0, ms(len), r.random_range(0.0..6.28)),
+                        &sine(
+                            fl,
+                            -10.0 + twist / 2.0,
+                            ms(len),
+                            r.random_range(0.0..std::f32::consts::TAU),
+                        ),
                     );
                     add(
                         &mut x,
                         at,
-                        &sine(fh, -10.0 - twist / 2.0, ms(len), r.random_range(0.0..6.28)),
+                        &sine(
+                            fh,
+                            -10.0 - twist / 2.0,
+                            ms(len),
+                            r.random_range(0.0..std::f32::consts::TAU),
+                        ),
                     );
                     at += ms(len + 100);
                 }
@@ -281,7 +301,12 @@ fn cng_pattern_is_fax() {
             add(
                 &mut x,
                 ms(lead + 3500 * k),
-                &sine(freq, -12.0, ms(500), r.random_range(0.0..6.28)),
+                &sine(
+                    freq,
+                    -12.0,
+                    ms(500),
+                    r.random_range(0.0..std::f32::consts::TAU),
+                ),
             );
         }
         let ev = detect(&x);

@@ -33,7 +33,7 @@ use crate::vad::Vad;
 /// Silence after an utterance that makes it a human's answer, ms.
 pub const HUMAN_SILENCE_MS: u64 = 700;
 /// Length of an utterance that makes it a machine's greeting, ms.
-pub const MACHINE_SPEECH_MS: u64 = 2400;
+pub const MACHINE_SPEECH_MS: u64 = 2800;
 /// Shortest utterance (first to last active hop) that counts as speech, ms.
 pub const MIN_UTTERANCE_MS: u64 = 100;
 /// How long after a possible first CNG burst starts the decision waits for the second, ms.

@@ -16,7 +16,7 @@
 //! 3–4.2 s after the previous one is CNG. A lone 1100 Hz 0.5 s tone, or a 1 s 2100 Hz tone,
 //! is a beep.
 
-use crate::spectrum::{self, BINS, HOP, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
+use crate::spectrum::{self, BIN_HZ, BINS, HOP, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
 
 /// Lowest frequency searched for a beep, Hz.
 pub const LOW_HZ: f32 = 275.0;
@@ -34,11 +34,17 @@ pub const FREQ_TOLERANCE: f32 = 0.006;
 pub const FREQ_TOLERANCE_HZ: f32 = 4.0;
 /// Odd hops ridden over inside a tone.
 pub const BRIDGE_HOPS: u32 = 3;
+/// Odd hops ridden over inside a tone while the energy stays at the tone's level.
+pub const LONG_BRIDGE_HOPS: u32 = 8;
 /// Shortest beep: 95 ms (a 100 ms beep is reported, a 90 ms one is not).
 pub const MIN_BEEP_SAMPLES: u64 = 760;
 /// A 2100 Hz tone lasting this long is CED (T.30: 2.6 s to 4 s).
 pub const CED_MIN_SAMPLES: u64 = 2600 * 8;
 
+/// A harmonic (or subharmonic) line 30 dB under the tone marks a voice, not a beep.
+const HARMONIC_RATIO: f32 = 1e-3;
+/// ... if its three bins hold 12 times the mean noise power of a bin (chance: 5e-4 per try).
+const HARMONIC_NOISE_RATIO: f32 = 12.0;
 /// [`MAX_OTHER_DB`] as a power ratio.
 const OTHER_RATIO: f32 = 0.031_622_78;
 const CED_HZ: f32 = 2100.0;
@@ -57,7 +63,7 @@ const RING: usize = RING_HOPS * SUB_BLOCKS;
 /// Sub-block energy threshold relative to the tone's level for start and end.
 const EDGE_RATIO: f32 = 0.4;
 /// Steady hops a beep needs at least (its duration is checked on the sub-blocks too).
-const MIN_STEADY_HOPS: u32 = 5;
+const MIN_STEADY_HOPS: u32 = 7;
 /// Level ratio (1.5 dB) a steady tone stays within from hop to hop.
 const STEADY_RATIO: f32 = 1.41;
 /// Onset hops (rising level) allowed before the tone must be steady.
@@ -109,6 +115,9 @@ struct Run {
     ref_freq: f32,
     /// Reference level: the loudest onset hop's, then the loudest steady hop's (mean square).
     ref_level: f32,
+    /// Lowest and highest frequency of the steady hops.
+    freq_lo: f32,
+    freq_hi: f32,
     freq_sum: f64,
     weight_sum: f64,
     located_start: bool,
@@ -124,6 +133,8 @@ impl Run {
             misses: 0,
             ref_freq: freq,
             ref_level: level,
+            freq_lo: f32::INFINITY,
+            freq_hi: f32::NEG_INFINITY,
             freq_sum: 0.0,
             weight_sum: 0.0,
             located_start: false,
@@ -144,6 +155,12 @@ impl Run {
         } else if flat
             && (self.ref_level / STEADY_RATIO..=self.ref_level * STEADY_RATIO).contains(&level)
         {
+            // A beep does not glide: all its steady hops lie within one tolerance.
+            let (lo, hi) = (self.freq_lo.min(freq), self.freq_hi.max(freq));
+            if hi - lo > tolerance {
+                return false;
+            }
+            (self.freq_lo, self.freq_hi) = (lo, hi);
             self.steady += 1;
             self.ref_level = self.ref_level.max(level);
             self.freq_sum += f64::from(freq) * f64::from(level);
@@ -222,8 +239,16 @@ impl ToneDetector {
             return event;
         }
         run.misses += 1;
-        let level_dropped = s.energy() < run.ref_level * 0.1;
-        if run.steady == 0 || run.misses > BRIDGE_HOPS || (level_dropped && run.misses > 1) {
+        let energy = s.energy();
+        let level_dropped = energy < run.ref_level * 0.1;
+        // While the window still holds the tone's energy, noise may be spoiling a few hops:
+        // ride over more of them.
+        let bridge = if energy >= run.ref_level * 0.5 {
+            LONG_BRIDGE_HOPS
+        } else {
+            BRIDGE_HOPS
+        };
+        if run.steady == 0 || run.misses > bridge || (level_dropped && run.misses > 1) {
             self.run = None;
             let event = self.close(run);
             if event.is_none() {
@@ -339,5 +364,25 @@ fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
         .enumerate()
         .skip(1)
         .all(|(k, &p)| lobe.contains(&k) || p <= limit);
-    clean.then_some((peak.freq_hz, peak.mean_square))
+    if !clean {
+        return None;
+    }
+    // A voice's fundamental can dominate its window, but it brings harmonics (or is itself a
+    // harmonic); a beep has none. A line at f/2, 2f or 3f more than 30 dB under the tone that
+    // stands well out of the noise between the bins rejects the hop.
+    let total = s.total_power();
+    let lobe_power = peak.purity * total;
+    let noise_bin = (total - lobe_power).max(0.0) / (BINS - 5) as f32;
+    for k in [0.5f32, 2.0, 3.0] {
+        let f = peak.freq_hz * k;
+        if !(100.0..=3850.0).contains(&f) {
+            continue;
+        }
+        let c = ((f / BIN_HZ).round() as usize).clamp(1, BINS - 2);
+        let p = power[c - 1] + power[c] + power[c + 1];
+        if p > HARMONIC_NOISE_RATIO * noise_bin && p > lobe_power * HARMONIC_RATIO {
+            return None;
+        }
+    }
+    Some((peak.freq_hz, peak.mean_square))
 }

@@ -151,6 +151,8 @@ pub struct Amd {
     stopped_reported: bool,
     /// Last hop heard as speech.
     last_speech_ms: Option<u64>,
+    /// First and last speech hop (ms) heard while a tone candidate was being followed.
+    pending: Option<(u64, u64)>,
     now_ms: u64,
 }
 
@@ -175,6 +177,7 @@ impl Amd {
             held: None,
             stopped_reported: false,
             last_speech_ms: None,
+            pending: None,
             now_ms: 0,
         }
     }
@@ -197,25 +200,45 @@ impl Amd {
         self.now_ms = ms(s.end_sample());
         let tone_event = self.tone.on_hop(s);
         let speech = self.vad.on_hop(s);
-        let in_tone = self.tone.in_tone();
-        if speech && self.vad.active() && !in_tone {
-            self.last_speech_ms = Some(self.now_ms);
-            match &mut self.utterance {
-                Some(u) if self.now_ms - u.last_active_ms < HUMAN_SILENCE_MS => {
-                    u.last_active_ms = self.now_ms;
-                }
-                _ => {
-                    self.utterance = Some(Utterance {
-                        start_ms: self.now_ms,
-                        last_active_ms: self.now_ms,
-                    });
-                }
+        let heard = speech && self.vad.active();
+        // Hops while the tone detector follows a candidate may be a beep's onset: hold them
+        // until it either confirms the tone (then they were not speech) or drops it.
+        let tracking = self.tone.tracking();
+        if self.tone.in_tone() {
+            self.pending = None;
+        } else if tracking {
+            if heard {
+                let first = self.pending.map_or(self.now_ms, |(first, _)| first);
+                self.pending = Some((first, self.now_ms));
+            }
+        } else {
+            if let Some((first, last)) = self.pending.take() {
+                self.note_speech(first, last);
+            }
+            if heard {
+                self.note_speech(self.now_ms, self.now_ms);
             }
         }
         if let Some(event) = tone_event {
             self.on_tone(event, out);
         }
-        self.timers(in_tone, out);
+        self.timers(tracking, out);
+    }
+
+    /// Speech heard from `first` to `last` (ms): extends the utterance or starts one
+    fn note_speech(&mut self, first: u64, last: u64) {
+        self.last_speech_ms = Some(last);
+        match &mut self.utterance {
+            Some(u) if first.saturating_sub(u.last_active_ms) < HUMAN_SILENCE_MS => {
+                u.last_active_ms = last;
+            }
+            _ => {
+                self.utterance = Some(Utterance {
+                    start_ms: first,
+                    last_active_ms: last,
+                });
+            }
+        }
     }
 
     /// End of input: reports a tone still sounding and releases a beep held for CNG
@@ -298,13 +321,13 @@ impl Amd {
         }
     }
 
-    fn timers(&mut self, in_tone: bool, out: &mut impl Extend<AmdEvent>) {
+    fn timers(&mut self, tracking: bool, out: &mut impl Extend<AmdEvent>) {
         let now = self.now_ms;
         // An utterance ends after HUMAN_SILENCE_MS without speech (tone hops keep it open).
         if let Some(u) = self.utterance {
             let silence = now - u.last_active_ms;
             let length = u.last_active_ms - u.start_ms;
-            if silence >= HUMAN_SILENCE_MS && !in_tone {
+            if silence >= HUMAN_SILENCE_MS && !tracking {
                 self.utterance = None;
                 if length + 10 >= MIN_UTTERANCE_MS {
                     self.spoke = true;
@@ -329,7 +352,7 @@ impl Amd {
             && !self.spoke
             && self.utterance.is_none()
             && self.held.is_none()
-            && !in_tone
+            && !tracking
             && now >= u64::from(self.cfg.no_speech_timeout_ms)
         {
             self.decide(None, out);
@@ -341,7 +364,7 @@ impl Amd {
         if self.state == State::Decided(Some(AmdType::Machine))
             && self.spoke
             && !self.stopped_reported
-            && !in_tone
+            && !tracking
             && let Some(last) = self.last_speech_ms
             && now - last >= u64::from(self.cfg.greeting_completion_timeout_ms)
         {

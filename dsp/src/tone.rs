@@ -208,6 +208,11 @@ impl ToneDetector {
         self.run.is_some_and(|r| r.steady >= CONFIRM_HOPS)
     }
 
+    /// True while the detector follows a tone candidate (it may yet be rejected)
+    pub fn tracking(&self) -> bool {
+        self.run.is_some()
+    }
+
     /// Analyses one hop; returns an event when a beep ends or a fax pattern is recognised
     pub fn on_hop(&mut self, s: &Spectrum) -> Option<ToneEvent> {
         self.now = s.end_sample();

@@ -45,6 +45,8 @@ pub const CED_MIN_SAMPLES: u64 = 2600 * 8;
 const HARMONIC_RATIO: f32 = 1e-3;
 /// ... if its three bins hold 12 times the mean noise power of a bin (chance: 5e-4 per try).
 const HARMONIC_NOISE_RATIO: f32 = 12.0;
+/// [`MIN_LEVEL_DBM0`] as a power ratio to 0 dBm0.
+const MIN_LEVEL_RATIO: f32 = 6.309_573e-5;
 /// [`MAX_OTHER_DB`] as a power ratio.
 const OTHER_RATIO: f32 = 0.031_622_78;
 const CED_HZ: f32 = 2100.0;
@@ -355,21 +357,24 @@ impl ToneDetector {
 
 /// Frequency and level (mean square) of a hop's dominant line, if the hop is tonal
 fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
+    let min_level = spectrum::DBM0_MEAN_SQUARE * MIN_LEVEL_RATIO;
+    // Quiet hops (most of a call) cannot hold a tone: skip the peak search.
+    if !(Spectrum::power_to_mean_square(s.total_power()) >= min_level) {
+        return None;
+    }
     let peak = s.peak(LOW_HZ, HIGH_HZ)?;
-    let level_ok = spectrum::dbm0(peak.mean_square) >= MIN_LEVEL_DBM0;
     let in_band = peak.freq_hz >= LOW_HZ + 10.0 && peak.freq_hz <= HIGH_HZ - 20.0;
-    if !(peak.purity >= MIN_PURITY && level_ok && in_band) {
+    if !(peak.purity >= MIN_PURITY && peak.mean_square >= min_level && in_band) {
         return None;
     }
     let power = s.power();
     let limit = power[peak.bin] * OTHER_RATIO;
-    let lobe = peak.bin.saturating_sub(2)..=(peak.bin + 2).min(BINS - 1);
-    let clean = power
+    let (lo, hi) = (peak.bin.saturating_sub(2).max(1), (peak.bin + 3).min(BINS));
+    let loudest_other = power[1..lo]
         .iter()
-        .enumerate()
-        .skip(1)
-        .all(|(k, &p)| lobe.contains(&k) || p <= limit);
-    if !clean {
+        .chain(&power[hi..])
+        .fold(0.0f32, |m, &p| m.max(p));
+    if !(loudest_other <= limit) {
         return None;
     }
     // A voice's fundamental can dominate its window, but it brings harmonics (or is itself a

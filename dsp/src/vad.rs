@@ -25,6 +25,10 @@ pub const HANGOVER_HOPS: u32 = 15;
 /// Lowest floor reported, dBm0 (digital silence).
 pub const FLOOR_MIN_DBM0: f32 = -80.0;
 
+/// The same constants as mean squares (full-scale units), compared without logarithms.
+const MARGIN: f32 = 7.943_282;
+const ABSOLUTE_MIN: f32 = spectrum::DBM0_MEAN_SQUARE * 6.309_573e-6;
+const FLOOR_MIN: f32 = spectrum::DBM0_MEAN_SQUARE * 1e-8;
 const LOW_BIN: usize = 2;
 const HIGH_BIN: usize = 68;
 /// Hops per block of the minimum tracker (250 ms).
@@ -35,7 +39,7 @@ const BLOCKS: usize = 8;
 /// Voice activity detector: feed it every hop of a [`Spectrum`]
 #[derive(Debug, Clone)]
 pub struct Vad {
-    /// Minimum level (dBm0) of each of the last full blocks.
+    /// Minimum level (mean square) of each of the last full blocks.
     blocks: [f32; BLOCKS],
     next_block: usize,
     current_min: f32,
@@ -62,12 +66,12 @@ impl Vad {
             next_block: 0,
             current_min: f32::INFINITY,
             hops_in_block: 0,
-            floor: FLOOR_MIN_DBM0,
+            floor: FLOOR_MIN,
             run: 0,
             hangover: 0,
             speech: false,
             active: false,
-            level: FLOOR_MIN_DBM0,
+            level: FLOOR_MIN,
         }
     }
 
@@ -76,9 +80,9 @@ impl Vad {
         let ms = s.band_mean_square(LOW_BIN, HIGH_BIN);
         // NaN or infinite input is treated as silence rather than poisoning the floor.
         let level = if ms.is_finite() {
-            spectrum::dbm0(ms).max(FLOOR_MIN_DBM0)
+            ms.max(FLOOR_MIN)
         } else {
-            FLOOR_MIN_DBM0
+            FLOOR_MIN
         };
         self.level = level;
         self.current_min = self.current_min.min(level);
@@ -94,9 +98,9 @@ impl Vad {
             .iter()
             .copied()
             .fold(self.current_min, f32::min)
-            .max(FLOOR_MIN_DBM0);
+            .max(FLOOR_MIN);
         self.floor = floor;
-        self.active = level >= (floor + MARGIN_DB).max(ABSOLUTE_MIN_DBM0);
+        self.active = level >= (floor * MARGIN).max(ABSOLUTE_MIN);
         if self.active {
             self.run += 1;
             if self.run >= ONSET_HOPS || self.speech {
@@ -115,12 +119,12 @@ impl Vad {
 
     /// The current noise floor estimate, dBm0
     pub fn noise_floor_dbm0(&self) -> f32 {
-        self.floor
+        spectrum::dbm0(self.floor)
     }
 
     /// Level of the latest hop in the speech band, dBm0
     pub fn level_dbm0(&self) -> f32 {
-        self.level
+        spectrum::dbm0(self.level)
     }
 
     /// True if the latest hop itself was above the threshold (no onset or hangover smoothing)

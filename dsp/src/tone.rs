@@ -359,7 +359,8 @@ impl ToneDetector {
 fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
     let min_level = spectrum::DBM0_MEAN_SQUARE * MIN_LEVEL_RATIO;
     // Quiet hops (most of a call) cannot hold a tone: skip the peak search.
-    if !(Spectrum::power_to_mean_square(s.total_power()) >= min_level) {
+    let total_ms = Spectrum::power_to_mean_square(s.total_power());
+    if total_ms.is_nan() || total_ms < min_level {
         return None;
     }
     let peak = s.peak(LOW_HZ, HIGH_HZ)?;
@@ -374,7 +375,7 @@ fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
         .iter()
         .chain(&power[hi..])
         .fold(0.0f32, |m, &p| m.max(p));
-    if !(loudest_other <= limit) {
+    if limit.is_nan() || loudest_other > limit {
         return None;
     }
     // A voice's fundamental can dominate its window, but it brings harmonics (or is itself a

@@ -7,7 +7,7 @@
 //! The rules, with their physical reasons:
 //! - A person answering says one short phrase ("Hello?", "Hi, this is Dana") and then waits
 //!   for the caller: an utterance followed by [`HUMAN_SILENCE_MS`] of silence is **human**.
-//!   700 ms is longer than the pause at a comma or between words, and short enough that a
+//!   750 ms is longer than the pause at a comma or between words, and short enough that a
 //!   "Hello?" at 0.3 s is decided well within 2 s.
 //! - A greeting is a monologue: an utterance (pauses shorter than [`HUMAN_SILENCE_MS`] do not
 //!   end it) still going [`MACHINE_SPEECH_MS`] after it began is **machine**, decided while
@@ -31,7 +31,7 @@ use crate::tone::{ToneDetector, ToneEvent};
 use crate::vad::Vad;
 
 /// Silence after an utterance that makes it a human's answer, ms.
-pub const HUMAN_SILENCE_MS: u64 = 700;
+pub const HUMAN_SILENCE_MS: u64 = 750;
 /// Length of an utterance that makes it a machine's greeting, ms.
 pub const MACHINE_SPEECH_MS: u64 = 2800;
 /// Shortest utterance (first to last active hop) that counts as speech, ms.

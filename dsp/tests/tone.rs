@@ -327,20 +327,21 @@ fn cng_pattern_is_fax() {
 #[test]
 fn ced_is_fax_and_a_short_2100_or_lone_1100_is_a_beep() {
     let mut r = rng(7);
-    for &reversals in &[false, true] {
+    for &(reversals, am) in &[(false, false), (true, false), (true, true)] {
         let mut x = white_noise(&mut r, ms(5000), -55.0);
         let mut ced = sine(2100.0, -12.0, ms(3300), 0.0);
-        if reversals {
-            // ANS with phase reversals every 450 ms (V.25).
-            for (i, v) in ced.iter_mut().enumerate() {
-                if (i / ms(450)) % 2 == 1 {
-                    *v = -*v;
-                }
+        for (i, v) in ced.iter_mut().enumerate() {
+            // ANS with phase reversals every 450 ms (V.25), and ANSam's 15 Hz, 20 % AM (V.8).
+            if reversals && (i / ms(450)) % 2 == 1 {
+                *v = -*v;
+            }
+            if am {
+                *v *= 1.0 + 0.2 * (2.0 * std::f32::consts::PI * 15.0 * i as f32 / 8000.0).sin();
             }
         }
         add(&mut x, ms(500), &ced);
         let ev = detect(&x);
-        assert_eq!(faxes(&ev).len(), 1, "reversals {reversals}: {ev:?}");
+        assert_eq!(faxes(&ev).len(), 1, "reversals {reversals} am {am}: {ev:?}");
         let (kind, at) = faxes(&ev)[0];
         assert_eq!(kind, FaxTone::Ced);
         assert!(
@@ -355,6 +356,10 @@ fn ced_is_fax_and_a_short_2100_or_lone_1100_is_a_beep() {
         let ev = detect(&x);
         assert!(faxes(&ev).is_empty(), "{freq} {len}: {ev:?}");
         assert_eq!(beeps(&ev).len(), 1, "{freq} {len}: {ev:?}");
+        let (start, end, got) = beeps(&ev)[0];
+        assert!(start.abs_diff(ms(400) as u64) <= 120, "{ev:?}");
+        assert!(end.abs_diff(ms(400 + len) as u64) <= 120, "{ev:?}");
+        assert!((got - freq).abs() <= 0.02 * freq, "{ev:?}");
     }
 }
 

@@ -39,6 +39,9 @@ pub const MIN_UTTERANCE_MS: u64 = 100;
 /// How long after a possible first CNG burst starts the decision waits for the second, ms.
 pub const CNG_HOLD_MS: u64 = 5000;
 
+/// Longest a tone candidate holds the speech and silence decisions (samples: 5 s).
+const MAX_HOLD_SAMPLES: u64 = 5 * RATE as u64;
+
 /// Timers, with jambonz's names and defaults
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AmdConfig {
@@ -203,7 +206,11 @@ impl Amd {
         let heard = speech && self.vad.active();
         // Hops while the tone detector follows a candidate may be a beep's onset: hold them
         // until it either confirms the tone (then they were not speech) or drops it.
-        let tracking = self.tone.tracking();
+        // A "tone" going on for longer than any beep or CED (hum, a test tone) stops holding.
+        let tracking = self
+            .tone
+            .tracking_since()
+            .is_some_and(|start| s.end_sample().saturating_sub(start) < MAX_HOLD_SAMPLES);
         if self.tone.in_tone() {
             self.pending = None;
         } else if tracking {
@@ -298,12 +305,12 @@ impl Amd {
                     emit(out, beep);
                     return;
                 }
-                let len = end - start;
+                let len = end.saturating_sub(start);
                 // Tone onset hops may have opened an utterance; it is not speech unless long.
                 let heard_speech = self.spoke
-                    || self
-                        .utterance
-                        .is_some_and(|u| u.last_active_ms - u.start_ms + 10 >= MIN_UTTERANCE_MS);
+                    || self.utterance.is_some_and(|u| {
+                        u.last_active_ms.saturating_sub(u.start_ms) + 10 >= MIN_UTTERANCE_MS
+                    });
                 let maybe_cng = !heard_speech
                     && (frequency_hz - 1100.0).abs() <= 40.0
                     && (350 * 8..=750 * 8).contains(&len)
@@ -325,8 +332,8 @@ impl Amd {
         let now = self.now_ms;
         // An utterance ends after HUMAN_SILENCE_MS without speech (tone hops keep it open).
         if let Some(u) = self.utterance {
-            let silence = now - u.last_active_ms;
-            let length = u.last_active_ms - u.start_ms;
+            let silence = now.saturating_sub(u.last_active_ms);
+            let length = u.last_active_ms.saturating_sub(u.start_ms);
             if silence >= HUMAN_SILENCE_MS && !tracking {
                 self.utterance = None;
                 if length + 10 >= MIN_UTTERANCE_MS {
@@ -366,7 +373,7 @@ impl Amd {
             && !self.stopped_reported
             && !tracking
             && let Some(last) = self.last_speech_ms
-            && now - last >= u64::from(self.cfg.greeting_completion_timeout_ms)
+            && now.saturating_sub(last) >= u64::from(self.cfg.greeting_completion_timeout_ms)
         {
             self.stopped_reported = true;
             emit(out, AmdEvent::MachineStoppedSpeaking { at_ms: now });

@@ -38,6 +38,8 @@ pub const BRIDGE_HOPS: u32 = 3;
 pub const LONG_BRIDGE_HOPS: u32 = 8;
 /// Shortest beep: 95 ms (a 100 ms beep is reported, a 90 ms one is not).
 pub const MIN_BEEP_SAMPLES: u64 = 760;
+/// Longest beep: a steady tone going on for longer (a test tone, hum) is not reported.
+pub const MAX_BEEP_SAMPLES: u64 = 5 * 8000;
 /// A 2100 Hz tone lasting this long is CED (T.30: 2.6 s to 4 s).
 pub const CED_MIN_SAMPLES: u64 = 2600 * 8;
 
@@ -215,10 +217,15 @@ impl ToneDetector {
         self.run.is_some()
     }
 
+    /// Where the tone candidate being followed began (sample index), if there is one
+    pub fn tracking_since(&self) -> Option<u64> {
+        self.run.map(|r| r.start)
+    }
+
     /// Analyses one hop; returns an event when a beep ends or a fax pattern is recognised
     pub fn on_hop(&mut self, s: &Spectrum) -> Option<ToneEvent> {
         self.now = s.end_sample();
-        let base = self.sub_index(self.now - HOP as u64);
+        let base = self.sub_index(self.now.saturating_sub(HOP as u64));
         let subs = s.sub_energies();
         let (mut lo, mut hi) = (f32::INFINITY, 0.0f32);
         for (i, &e) in subs.iter().enumerate() {
@@ -279,7 +286,9 @@ impl ToneDetector {
             return None;
         }
         let freq = (run.freq_sum / run.weight_sum) as f32;
-        if (freq - CED_HZ).abs() <= CED_TOL_HZ && self.now - run.start >= CED_MIN_SAMPLES {
+        if (freq - CED_HZ).abs() <= CED_TOL_HZ
+            && self.now.saturating_sub(run.start) >= CED_MIN_SAMPLES
+        {
             run.ced_reported = true;
             metrics::counter!("dialplane_dsp_fax_tones_total", "kind" => "ced").increment(1);
             return Some(ToneEvent::Fax {
@@ -301,13 +310,15 @@ impl ToneDetector {
         };
         let end = self.locate_end(run.last_end, run.ref_level).max(start);
         let frequency_hz = (run.freq_sum / run.weight_sum) as f32;
-        if end - start < MIN_BEEP_SAMPLES || !frequency_hz.is_finite() {
+        let len = end - start;
+        if !(MIN_BEEP_SAMPLES..=MAX_BEEP_SAMPLES).contains(&len) || !frequency_hz.is_finite() {
             return None;
         }
-        let len = end - start;
         if (frequency_hz - CNG_HZ).abs() <= CNG_TOL_HZ && (CNG_MIN..=CNG_MAX).contains(&len) {
             let previous = self.last_cng_start.replace(start);
-            if previous.is_some_and(|p| (CNG_GAP_MIN..=CNG_GAP_MAX).contains(&(start - p))) {
+            if previous
+                .is_some_and(|p| (CNG_GAP_MIN..=CNG_GAP_MAX).contains(&start.saturating_sub(p)))
+            {
                 metrics::counter!("dialplane_dsp_fax_tones_total", "kind" => "cng").increment(1);
                 return Some(ToneEvent::Fax {
                     kind: FaxTone::Cng,

@@ -449,3 +449,12 @@ fn hostile_input_does_not_panic() {
     let (_, floor) = run_vad(&x);
     assert!(floor.is_finite());
 }
+
+#[test]
+fn a_steady_tone_that_never_ends_does_not_stall_the_decision() {
+    // A 10 s test tone (or hum) and nobody speaking: silence on time, and no beep.
+    let mut x = tone(600.0, -25.0, 10_000);
+    x.extend(support::silence(support::ms(1000)));
+    let ev = run_cfg(&x, AmdConfig::default());
+    assert_eq!(ev, vec![AmdEvent::Silence { at_ms: 5000 }]);
+}

@@ -1,20 +1,32 @@
 //! Single-tone (beep) and fax-tone detector, read from the shared spectrum once per hop
 //!
-//! A hop is *tonal* when one spectral line between 275 and 2550 Hz dominates its window:
-//! its main lobe holds at least [`MIN_PURITY`] of the window's power, no bin outside the
-//! lobe comes within [`MAX_OTHER_DB`] of the peak bin (this rejects dual tones such as
-//! ringback and DTMF even with twist, and the harmonic comb of voiced speech), and it is at
-//! least [`MIN_LEVEL_DBM0`] loud. Tonal hops whose frequency stays within
-//! [`FREQ_TOLERANCE`] of the run's reference and whose level stays within 8 dB of the run's
-//! maximum form a run; up to [`BRIDGE_HOPS`] odd hops inside a run are ridden over (a CED
-//! phase reversal spoils two windows). The run's start and end are located to 2.5 ms from
-//! the sub-block energies, and a run of at least [`MIN_BEEP_SAMPLES`] is a beep, reported
-//! when it ends.
+//! A hop is *tonal* when one spectral line between 285 and 2530 Hz dominates its window and
+//! nothing else is there: its main lobe holds at least [`MIN_PURITY`] of the window's power;
+//! no bin outside the lobe comes within [`MAX_OTHER_DB`] of the peak bin (this rejects dual
+//! tones such as DTMF even with 8 dB of twist, chords, and the harmonic comb of voiced
+//! speech, while white noise 8 dB under the tone stays below it); no line stands out of the
+//! noise at f/2, 2f or 3f more than 30 dB under it (a voice whose fundamental dominates still
+//! has harmonics; a beep has none); and it is at least [`MIN_LEVEL_DBM0`] loud.
+//!
+//! Tonal hops form a run while the tone is *steady*: the window's level stays within 1.5 dB of
+//! the run's, the 2.5 ms sub-block energies of the newest hop are flat (beating dual tones
+//! such as ringback 440 + 480 Hz, whose lines share one main lobe, are not), and every steady
+//! hop's frequency lies within one tolerance band ([`FREQ_TOLERANCE`], at least
+//! [`FREQ_TOLERANCE_HZ`]) so a sweep or a gliding voice cannot creep along. Up to
+//! [`BRIDGE_HOPS`] odd hops are ridden over ([`LONG_BRIDGE_HOPS`] while the tone's energy is
+//! still there: CED phase reversals, noise). The run's start and end are located to 2.5 ms
+//! from the sub-block energies; a run of [`MIN_BEEP_SAMPLES`] (95 ms) to
+//! [`MAX_BEEP_SAMPLES`] is a beep, reported when it ends with its level-weighted mean
+//! frequency.
 //!
 //! Fax is decided on the pattern, never on one frequency alone: a 2100 Hz tone still going
-//! after [`CED_MIN_SAMPLES`] (2.6 s) is CED; a second 1100 Hz burst of about 0.5 s starting
-//! 3–4.2 s after the previous one is CNG. A lone 1100 Hz 0.5 s tone, or a 1 s 2100 Hz tone,
-//! is a beep.
+//! after [`CED_MIN_SAMPLES`] (2.6 s) is CED (reported then, and no beep when it ends); a
+//! second 1100 Hz burst of 0.35–0.75 s starting 3–4.2 s after the previous one is CNG
+//! (reported at its end instead of a beep). A lone 1100 Hz 0.5 s tone, or a 1 s 2100 Hz tone,
+//! is a beep: the first CNG burst is therefore reported as a beep, and [`crate::amd`] holds
+//! its decision on such a tone until the pattern resolves.
+//!
+//! Per hop the work is one peak search and a few scans of the 81 bins; nothing is allocated.
 
 use crate::spectrum::{self, BIN_HZ, BINS, HOP, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
 

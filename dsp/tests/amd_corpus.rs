@@ -458,3 +458,42 @@ fn a_steady_tone_that_never_ends_does_not_stall_the_decision() {
     let ev = run_cfg(&x, AmdConfig::default());
     assert_eq!(ev, vec![AmdEvent::Silence { at_ms: 5000 }]);
 }
+
+#[test]
+fn decisions_and_beeps_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut x = support::silence(support::ms(1000));
+    x.extend(tone(440.0, -15.0, 250));
+    x.extend(support::silence(support::ms(1000)));
+    metrics::with_local_recorder(&recorder, || {
+        run_cfg(&x, AmdConfig::default());
+    });
+    let counters: HashMap<String, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) => {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                Some((format!("{}{{{}}}", key.name(), labels.join(",")), n))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counters.get("dialplane_dsp_beeps_total{}"),
+        Some(&1),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("dialplane_dsp_amd_decisions_total{type=machine}"),
+        Some(&1),
+        "{counters:?}"
+    );
+}

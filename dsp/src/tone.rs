@@ -63,6 +63,8 @@ const HARMONIC_NOISE_RATIO: f32 = 12.0;
 const MIN_LEVEL_RATIO: f32 = 6.309_573e-5;
 /// [`MAX_OTHER_DB`] as a power ratio.
 const OTHER_RATIO: f32 = 0.031_622_78;
+/// A tone that ends by moving less than this (relative) away is gliding.
+const GLIDE: f32 = 0.03;
 const CED_HZ: f32 = 2100.0;
 const CED_TOL_HZ: f32 = 30.0;
 const CNG_HZ: f32 = 1100.0;
@@ -134,10 +136,15 @@ struct Run {
     /// Lowest and highest frequency of the steady hops.
     freq_lo: f32,
     freq_hi: f32,
+    /// Lowest and highest level of the steady hops.
+    level_lo: f32,
+    level_hi: f32,
     freq_sum: f64,
     weight_sum: f64,
     located_start: bool,
     ced_reported: bool,
+    /// The tone did not stop but moved on in frequency: a glide or a sweep, not a beep.
+    glide: bool,
 }
 
 impl Run {
@@ -151,32 +158,48 @@ impl Run {
             ref_level: level,
             freq_lo: f32::INFINITY,
             freq_hi: f32::NEG_INFINITY,
+            level_lo: f32::INFINITY,
+            level_hi: 0.0,
             freq_sum: 0.0,
             weight_sum: 0.0,
             located_start: false,
             ced_reported: false,
+            glide: false,
         }
     }
 
     /// Takes in a tonal hop if it continues this tone; false if it does not
     fn accept(&mut self, freq: f32, level: f32, flat: bool, now: u64) -> bool {
         let tolerance = (self.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
-        if (freq - self.ref_freq).abs() > tolerance {
+        let offset = (freq - self.ref_freq).abs();
+        let rising = self.steady < ONSET_HOPS && level > self.ref_level * STEADY_RATIO;
+        // A window only partly filled with the tone puts its peak a little off.
+        if offset > tolerance && !(rising && offset <= GLIDE * self.ref_freq) {
             return false;
         }
-        if self.steady < ONSET_HOPS && level > self.ref_level * STEADY_RATIO {
+        if rising {
             // Still rising: the window is filling with the tone.
             self.ref_level = level;
             self.ref_freq = freq;
         } else if flat
             && (self.ref_level / STEADY_RATIO..=self.ref_level * STEADY_RATIO).contains(&level)
         {
-            // A beep does not glide: all its steady hops lie within one tolerance.
+            if self.steady <= 2 && level > self.level_lo * STEADY_RATIO {
+                // The first "steady" hops were still part of the onset: start over from here.
+                self.steady = 0;
+                (self.freq_lo, self.freq_hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                (self.level_lo, self.level_hi) = (f32::INFINITY, 0.0);
+                (self.freq_sum, self.weight_sum) = (0.0, 0.0);
+            }
+            // A beep neither glides nor swells: all its steady hops lie within one frequency
+            // tolerance and within 1.5 dB.
             let (lo, hi) = (self.freq_lo.min(freq), self.freq_hi.max(freq));
-            if hi - lo > tolerance {
+            let (quiet, loud) = (self.level_lo.min(level), self.level_hi.max(level));
+            if hi - lo > tolerance || loud > quiet * STEADY_RATIO {
                 return false;
             }
             (self.freq_lo, self.freq_hi) = (lo, hi);
+            (self.level_lo, self.level_hi) = (quiet, loud);
             self.steady += 1;
             self.ref_level = self.ref_level.max(level);
             self.freq_sum += f64::from(freq) * f64::from(level);
@@ -275,11 +298,24 @@ impl ToneDetector {
             BRIDGE_HOPS
         };
         if run.steady == 0 || run.misses > bridge || (level_dropped && run.misses > 1) {
+            // Still a loud line close by: the tone moved rather than stopped.
+            let tolerance = (run.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
+            let moved = hop.is_some_and(|(freq, level)| {
+                let offset = (freq - run.ref_freq).abs();
+                run.steady >= 3
+                    && offset > tolerance
+                    && offset <= GLIDE * run.ref_freq
+                    && level >= run.ref_level / STEADY_RATIO
+            });
+            run.glide |= moved;
             self.run = None;
             let event = self.close(run);
             if event.is_none() {
-                // The hop that ended one run may start the next.
-                self.run = hop.map(|(freq, level)| Run::new(self.now, freq, level));
+                // The hop that ended one run may start the next (which inherits a glide).
+                self.run = hop.map(|(freq, level)| Run {
+                    glide: moved,
+                    ..Run::new(self.now, freq, level)
+                });
             }
             return event;
         }
@@ -312,7 +348,7 @@ impl ToneDetector {
     }
 
     fn close(&mut self, run: Run) -> Option<ToneEvent> {
-        if run.ced_reported || run.steady < MIN_STEADY_HOPS || run.weight_sum <= 0.0 {
+        if run.ced_reported || run.glide || run.steady < MIN_STEADY_HOPS || run.weight_sum <= 0.0 {
             return None;
         }
         let start = if run.located_start {

@@ -211,6 +211,9 @@ fn music_gives_no_beeps() {
         vec!["4", "sine", "200-2600"],
         vec!["2", "sine", "1000-1500", "sine", "700-500"],
         vec!["2", "triangle", "500-2000"],
+        // Slow glides: steady over 100 ms, but moving on.
+        vec!["6", "sine", "1000-1300"],
+        vec!["10", "sine", "300:3000"],
     ];
     for args in &signals {
         let mut x = support::sox_synth(args);

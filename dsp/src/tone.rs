@@ -63,6 +63,9 @@ const HARMONIC_NOISE_RATIO: f32 = 12.0;
 const MIN_LEVEL_RATIO: f32 = 6.309_573e-5;
 /// [`MAX_OTHER_DB`] as a power ratio.
 const OTHER_RATIO: f32 = 0.031_622_78;
+/// Frequency tolerance per unit of sqrt(noise/tone) in the main lobe (4 standard deviations
+/// of the interpolated frequency, measured: 2 Hz at 10 dB SNR), Hz.
+const JITTER_HZ: f32 = 25.0;
 /// A tone that ends by moving less than this (relative) away is gliding.
 const GLIDE: f32 = 0.03;
 const CED_HZ: f32 = 2100.0;
@@ -81,7 +84,7 @@ const RING: usize = RING_HOPS * SUB_BLOCKS;
 /// Sub-block energy threshold relative to the tone's level for start and end.
 const EDGE_RATIO: f32 = 0.4;
 /// Steady hops a beep needs at least (its duration is checked on the sub-blocks too).
-const MIN_STEADY_HOPS: u32 = 7;
+const MIN_STEADY_HOPS: u32 = 6;
 /// Level ratio (1.5 dB) a steady tone stays within from hop to hop.
 const STEADY_RATIO: f32 = 1.41;
 /// Onset hops (rising level) allowed before the tone must be steady.
@@ -136,6 +139,8 @@ struct Run {
     /// Lowest and highest frequency of the steady hops.
     freq_lo: f32,
     freq_hi: f32,
+    /// Largest frequency spread the noise of a steady hop allowed for, Hz.
+    jitter: f32,
     /// Lowest and highest level of the steady hops.
     level_lo: f32,
     level_hi: f32,
@@ -148,7 +153,8 @@ struct Run {
 }
 
 impl Run {
-    fn new(now: u64, freq: f32, level: f32) -> Self {
+    fn new(now: u64, line: Line) -> Self {
+        let Line { freq, level, .. } = line;
         Self {
             start: now.saturating_sub(WINDOW as u64),
             last_end: now,
@@ -158,6 +164,7 @@ impl Run {
             ref_level: level,
             freq_lo: f32::INFINITY,
             freq_hi: f32::NEG_INFINITY,
+            jitter: 0.0,
             level_lo: f32::INFINITY,
             level_hi: 0.0,
             freq_sum: 0.0,
@@ -169,8 +176,15 @@ impl Run {
     }
 
     /// Takes in a tonal hop if it continues this tone; false if it does not
-    fn accept(&mut self, freq: f32, level: f32, flat: bool, now: u64) -> bool {
-        let tolerance = (self.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
+    fn accept(&mut self, line: Line, flat: bool, now: u64) -> bool {
+        let Line {
+            freq,
+            level,
+            jitter,
+        } = line;
+        let tolerance = (self.ref_freq * FREQ_TOLERANCE)
+            .max(FREQ_TOLERANCE_HZ)
+            .max(jitter.max(self.jitter));
         let offset = (freq - self.ref_freq).abs();
         let rising = self.steady < ONSET_HOPS && level > self.ref_level * STEADY_RATIO;
         // A window only partly filled with the tone puts its peak a little off.
@@ -189,6 +203,7 @@ impl Run {
                 self.steady = 0;
                 (self.freq_lo, self.freq_hi) = (f32::INFINITY, f32::NEG_INFINITY);
                 (self.level_lo, self.level_hi) = (f32::INFINITY, 0.0);
+                self.jitter = 0.0;
                 (self.freq_sum, self.weight_sum) = (0.0, 0.0);
             }
             // A beep neither glides nor swells: all its steady hops lie within one frequency
@@ -200,6 +215,7 @@ impl Run {
             }
             (self.freq_lo, self.freq_hi) = (lo, hi);
             (self.level_lo, self.level_hi) = (quiet, loud);
+            self.jitter = self.jitter.max(jitter);
             self.steady += 1;
             self.ref_level = self.ref_level.max(level);
             self.freq_sum += f64::from(freq) * f64::from(level);
@@ -273,11 +289,11 @@ impl ToneDetector {
         let flat = lo >= hi * FLATNESS;
         let hop = tonal(s);
         let Some(mut run) = self.run else {
-            self.run = hop.map(|(freq, level)| Run::new(self.now, freq, level));
+            self.run = hop.map(|line| Run::new(self.now, line));
             return None;
         };
-        if let Some((freq, level)) = hop
-            && run.accept(freq, level, flat, self.now)
+        if let Some(line) = hop
+            && run.accept(line, flat, self.now)
         {
             if !run.located_start && run.steady >= 2 {
                 run.start = self.locate_start(run.ref_level);
@@ -300,7 +316,7 @@ impl ToneDetector {
         if run.steady == 0 || run.misses > bridge || (level_dropped && run.misses > 1) {
             // Still a loud line close by: the tone moved rather than stopped.
             let tolerance = (run.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
-            let moved = hop.is_some_and(|(freq, level)| {
+            let moved = hop.is_some_and(|Line { freq, level, .. }| {
                 let offset = (freq - run.ref_freq).abs();
                 run.steady >= 3
                     && offset > tolerance
@@ -312,9 +328,9 @@ impl ToneDetector {
             let event = self.close(run);
             if event.is_none() {
                 // The hop that ended one run may start the next (which inherits a glide).
-                self.run = hop.map(|(freq, level)| Run {
+                self.run = hop.map(|line| Run {
                     glide: moved,
-                    ..Run::new(self.now, freq, level)
+                    ..Run::new(self.now, line)
                 });
             }
             return event;
@@ -414,8 +430,18 @@ impl ToneDetector {
     }
 }
 
-/// Frequency and level (mean square) of a hop's dominant line, if the hop is tonal
-fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
+/// A hop's dominant line
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    freq: f32,
+    /// Mean square.
+    level: f32,
+    /// Frequency spread to allow for the noise in the main lobe, Hz.
+    jitter: f32,
+}
+
+/// A hop's dominant line, if the hop is tonal
+fn tonal(s: &Spectrum) -> Option<Line> {
     let min_level = spectrum::DBM0_MEAN_SQUARE * MIN_LEVEL_RATIO;
     // Quiet hops (most of a call) cannot hold a tone: skip the peak search.
     let total_ms = Spectrum::power_to_mean_square(s.total_power());
@@ -454,5 +480,11 @@ fn tonal(s: &Spectrum) -> Option<(f32, f32)> {
             return None;
         }
     }
-    Some((peak.freq_hz, peak.mean_square))
+    // Noise in the main lobe scatters the frequency estimate: widen the tolerance with it.
+    let noise_to_tone = (1.0 - peak.purity).max(0.0) / peak.purity;
+    Some(Line {
+        freq: peak.freq_hz,
+        level: peak.mean_square,
+        jitter: JITTER_HZ * noise_to_tone.sqrt(),
+    })
 }

@@ -315,7 +315,9 @@ impl ToneDetector {
         };
         if run.steady == 0 || run.misses > bridge || (level_dropped && run.misses > 1) {
             // Still a loud line close by: the tone moved rather than stopped.
-            let tolerance = (run.ref_freq * FREQ_TOLERANCE).max(FREQ_TOLERANCE_HZ);
+            let tolerance = (run.ref_freq * FREQ_TOLERANCE)
+                .max(FREQ_TOLERANCE_HZ)
+                .max(run.jitter);
             let moved = hop.is_some_and(|Line { freq, level, .. }| {
                 let offset = (freq - run.ref_freq).abs();
                 run.steady >= 3

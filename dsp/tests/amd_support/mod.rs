@@ -11,6 +11,7 @@
 //! parameters and behaviour) on 20 ms frames, as the baseline our detector must beat.
 #![allow(dead_code, unreachable_pub)]
 
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dialplane_dsp::g711::Law;
@@ -245,9 +246,42 @@ fn sine(freq: f32, level: f32, n: usize, phase: f32) -> Vec<f32> {
         .collect()
 }
 
+/// espeak-ng speech at 8 kHz, converted by sox with `-R` so that its dither is repeatable
+/// (`support::speech` dithers differently on every run, which moves borderline decisions)
+fn speech_repeatable(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
+    let mut espeak = Command::new("espeak-ng")
+        .args([
+            "-v",
+            voice,
+            "-s",
+            &wpm.to_string(),
+            "-p",
+            &pitch.to_string(),
+            "--stdout",
+            text,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("espeak-ng (run `make test` to install it)");
+    let out = Command::new("sox")
+        .args([
+            "-R", "-q", "-t", "wav", "-", "-t", "raw", "-r", "8000", "-e", "signed", "-b", "16",
+        ])
+        .args(["-c", "1", "-"])
+        .stdin(espeak.stdout.take().expect("piped"))
+        .output()
+        .expect("sox (run `make test` to install it)");
+    assert!(
+        out.status.success(),
+        "sox: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::from_s16le(&out.stdout)
+}
+
 /// espeak-ng speech with its leading and trailing silence trimmed (a real line has none)
 fn talk(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
-    let x = support::speech(text, voice, wpm, pitch);
+    let x = speech_repeatable(text, voice, wpm, pitch);
     let first = x.iter().position(|v| v.abs() > 1e-3).unwrap_or(0);
     let last = x.iter().rposition(|v| v.abs() > 1e-3).map_or(0, |p| p + 1);
     x[first..last.max(first)].to_vec()

@@ -249,28 +249,25 @@ fn sine(freq: f32, level: f32, n: usize, phase: f32) -> Vec<f32> {
 /// espeak-ng speech at 8 kHz, converted by sox with `-R` so that its dither is repeatable
 /// (`support::speech` dithers differently on every run, which moves borderline decisions)
 fn speech_repeatable(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
+    let (wpm, pitch) = (wpm.to_string(), pitch.to_string());
     let mut espeak = Command::new("espeak-ng")
-        .args([
-            "-v",
-            voice,
-            "-s",
-            &wpm.to_string(),
-            "-p",
-            &pitch.to_string(),
-            "--stdout",
-            text,
-        ])
+        .args(["-v", voice, "-s", &wpm, "-p", &pitch, "--stdout", text])
         .stdout(Stdio::piped())
         .spawn()
         .expect("espeak-ng (run `make test` to install it)");
-    let out = Command::new("sox")
-        .args([
-            "-R", "-q", "-t", "wav", "-", "-t", "raw", "-r", "8000", "-e", "signed", "-b", "16",
-        ])
-        .args(["-c", "1", "-"])
-        .stdin(espeak.stdout.take().expect("piped"))
-        .output()
+    let wav = espeak.stdout.take();
+    let out = wav.map(|wav| {
+        Command::new("sox")
+            .args(["-R", "-q", "-t", "wav", "-", "-t", "raw", "-r", "8000"])
+            .args(["-e", "signed", "-b", "16", "-c", "1", "-"])
+            .stdin(wav)
+            .output()
+    });
+    let espeak_ok = espeak.wait().is_ok_and(|status| status.success());
+    let out = out
+        .expect("espeak-ng stdout is piped")
         .expect("sox (run `make test` to install it)");
+    assert!(espeak_ok, "espeak-ng failed: {voice} '{text}'");
     assert!(
         out.status.success(),
         "sox: {}",

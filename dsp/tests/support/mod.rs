@@ -60,8 +60,8 @@ fn sox_to_8k(kind: &str, input: &[u8]) -> Vec<f32> {
     let rate = RATE.to_string();
     from_s16le(&run(
         Command::new("sox").args([
-            "-q", "-t", kind, "-", "-t", "raw", "-r", &rate, "-e", "signed", "-b", "16", "-c", "1",
-            "-",
+            "-q", "-R", "-t", kind, "-", "-t", "raw", "-r", &rate, "-e", "signed", "-b", "16",
+            "-c", "1", "-",
         ]),
         input,
     ))
@@ -89,7 +89,8 @@ pub fn speech(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
 pub fn sox_synth(args: &[&str]) -> Vec<f32> {
     let rate = RATE.to_string();
     let mut all = vec![
-        "-q", "-n", "-t", "raw", "-r", &rate, "-e", "signed", "-b", "16", "-c", "1", "-", "synth",
+        "-q", "-R", "-n", "-t", "raw", "-r", &rate, "-e", "signed", "-b", "16", "-c", "1", "-",
+        "synth",
     ];
     all.extend_from_slice(args);
     from_s16le(&run(Command::new("sox").args(&all), &[]))

@@ -245,7 +245,7 @@ impl Spectrum {
 
     /// Mean square of the signal in bins `lo..=hi` (full-scale units)
     pub fn band_mean_square(&self, lo: usize, hi: usize) -> f32 {
-        Self::power_to_mean_square(self.power()[lo..=hi.min(BINS - 1)].iter().sum())
+        Self::power_to_mean_square(sum(&self.power()[lo..=hi.min(BINS - 1)]))
     }
 
     /// Strongest line with its peak bin in `lo_hz..=hi_hz`, or `None` if the band is silent

@@ -115,7 +115,7 @@ fn classify(s: &Spectrum) -> Option<(char, f32)> {
     let hi_db = crate::spectrum::dbm0(hi.mean_square);
     let ok_level = lo_db >= MIN_LEVEL_DBM0 && hi_db >= MIN_LEVEL_DBM0;
     let twist = lo_db - hi_db;
-    let ok_twist = twist <= MAX_TWIST_DB && twist >= -MAX_REVERSE_TWIST_DB;
+    let ok_twist = (-MAX_REVERSE_TWIST_DB..=MAX_TWIST_DB).contains(&twist);
     let ok_purity = lo.purity + hi.purity >= MIN_PURITY;
     if ok_freq && ok_level && ok_twist && ok_purity {
         let level = lo.mean_square + hi.mean_square;
@@ -275,23 +275,23 @@ impl DtmfReceiver {
                 out = self.finalize();
             }
         }
-        if self.active.is_none() {
-            if let Some((digit, level)) = label {
-                // A tone starting shows in the newest sub-blocks; a window holding only the tail
-                // of the previous tone does not.
-                let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
-                if newest >= ON_SHARE * level {
-                    self.active = Some(Active {
-                        digit,
-                        level,
-                        first_hit_end: end,
-                        last_hit_end: end,
-                        hits: 1,
-                        misses: 0,
-                        last_on_block: self.blocks,
-                        onset: None,
-                    });
-                }
+        if self.active.is_none()
+            && let Some((digit, level)) = label
+        {
+            // A tone starting shows in the newest sub-blocks; a window holding only the tail
+            // of the previous tone does not.
+            let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
+            if newest >= ON_SHARE * level {
+                self.active = Some(Active {
+                    digit,
+                    level,
+                    first_hit_end: end,
+                    last_hit_end: end,
+                    hits: 1,
+                    misses: 0,
+                    last_on_block: self.blocks,
+                    onset: None,
+                });
             }
         }
         out

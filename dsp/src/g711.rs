@@ -13,7 +13,11 @@ const fn ulaw_decode_one(code: u8) -> i16 {
     let mantissa = ((u & 0x0F) as i32) << 3;
     let exponent = (u & 0x70) >> 4;
     let t = (mantissa + ULAW_BIAS) << exponent;
-    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+    (if u & 0x80 != 0 {
+        ULAW_BIAS - t
+    } else {
+        t - ULAW_BIAS
+    }) as i16
 }
 
 const fn alaw_decode_one(code: u8) -> i16 {
@@ -184,7 +188,10 @@ mod tests {
                 let d = law.decode(law.encode(s));
                 assert!(d >= prev, "{law:?} not monotonic at {s}");
                 // Quantisation error stays within one step of the segment (max step 1024 / 2).
-                assert!((i32::from(d) - i32::from(s)).abs() <= 1024, "{law:?} {s} -> {d}");
+                assert!(
+                    (i32::from(d) - i32::from(s)).abs() <= 1024,
+                    "{law:?} {s} -> {d}"
+                );
                 prev = d;
             }
         }

@@ -130,7 +130,11 @@ impl Spectrum {
         }
         self.energy = energy / WINDOW as f32;
         let new = &self.history[WINDOW - HOP..];
-        for (e, block) in self.sub_energies.iter_mut().zip(new.chunks_exact(SUB_BLOCK)) {
+        for (e, block) in self
+            .sub_energies
+            .iter_mut()
+            .zip(new.chunks_exact(SUB_BLOCK))
+        {
             *e = block.iter().map(|x| x * x).sum::<f32>() / SUB_BLOCK as f32;
         }
         self.fft
@@ -240,7 +244,9 @@ mod tests {
 
     fn sine(freq: f32, amp: f32, n: usize, phase: f32) -> Vec<f32> {
         (0..n)
-            .map(|i| amp * (2.0 * std::f32::consts::PI * freq * i as f32 / RATE as f32 + phase).sin())
+            .map(|i| {
+                amp * (2.0 * std::f32::consts::PI * freq * i as f32 / RATE as f32 + phase).sin()
+            })
             .collect()
     }
 
@@ -257,7 +263,12 @@ mod tests {
 
     #[test]
     fn peak_frequency_and_level_between_bins() {
-        for &(freq, level) in &[(697.0, 0.0), (941.0, -25.0), (1633.0, -10.0), (2100.0, -30.0)] {
+        for &(freq, level) in &[
+            (697.0, 0.0),
+            (941.0, -25.0),
+            (1633.0, -10.0),
+            (2100.0, -30.0),
+        ] {
             for &phase in &[0.0, 1.0, 2.5] {
                 let mut s = Spectrum::new();
                 let mut last = None;

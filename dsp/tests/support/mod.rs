@@ -14,7 +14,14 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Voices with distinct pitch and formants, spoken through espeak-ng's own synthesiser.
 pub const VOICES: &[&str] = &[
-    "en-us", "en-gb", "en-gb-scotland", "en-029", "en-us+f3", "en-gb+f4", "en+m3", "en-us+klatt2",
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-029",
+    "en-us+f3",
+    "en-gb+f4",
+    "en+m3",
+    "en-us+klatt2",
 ];
 
 /// Runs `cmd`, feeding `stdin`, and returns its stdout; panics with the command if it fails.

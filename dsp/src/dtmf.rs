@@ -47,6 +47,8 @@ const GAP_BLOCKS: u64 = 10;
 const MAX_MISSES: u32 = 4;
 /// Shortest accepted tone in samples: 31 ms, midway between 23 ms (reject) and 40 ms (accept).
 const MIN_DURATION: u64 = 31 * RATE as u64 / 1000;
+/// Largest spread of either tone's frequency over a digit's strong hops (fraction of nominal).
+const MAX_DRIFT: f32 = 0.012;
 /// Sub-block energies kept for timing (320 ms).
 const RING: usize = 128;
 
@@ -73,7 +75,34 @@ struct Active {
     misses: u32,
     /// Sub-block index one past the last sub-block with tone-like energy.
     last_on_block: u64,
-    onset: Option<u64>,
+    onset: Option<(u64, bool)>,
+    /// Range of the relative frequency deviations over the strong hops: `[lo_min, lo_max,
+    /// hi_min, hi_max]`.
+    drift: [f32; 4],
+    /// Hops whose whole window held the tone.
+    full_hits: u32,
+}
+
+impl Active {
+    /// Counts a hop labelled with this digit; `full` if the tone filled its whole window.
+    fn track(&mut self, l: &Label, full: bool) {
+        if full {
+            if self.full_hits == 0 {
+                self.drift = [l.lo_dev, l.lo_dev, l.hi_dev, l.hi_dev];
+            }
+            self.full_hits += 1;
+            self.drift[0] = self.drift[0].min(l.lo_dev);
+            self.drift[1] = self.drift[1].max(l.lo_dev);
+            self.drift[2] = self.drift[2].min(l.hi_dev);
+            self.drift[3] = self.drift[3].max(l.hi_dev);
+        }
+        self.level = self.level.max(l.level);
+    }
+
+    /// Whether both frequencies held still, as an oscillator's do and speech and sweeps do not.
+    fn steady(&self) -> bool {
+        self.drift[1] - self.drift[0] <= MAX_DRIFT && self.drift[3] - self.drift[2] <= MAX_DRIFT
+    }
 }
 
 /// Q.24 DTMF receiver reading the shared spectrum once per hop
@@ -103,14 +132,27 @@ fn nearest(group: &[f32; 4], f: f32) -> (usize, f32) {
     best
 }
 
+/// What one hop's spectrum says.
+#[derive(Debug, Clone, Copy)]
+struct Label {
+    digit: char,
+    /// Mean square of the tone pair.
+    level: f32,
+    /// Relative deviations of the measured low and high frequencies from the nominal ones.
+    lo_dev: f32,
+    hi_dev: f32,
+}
+
 /// The digit a hop's spectrum holds, with the pair's mean square, or `None`.
-fn classify(s: &Spectrum) -> Option<(char, f32)> {
+fn classify(s: &Spectrum) -> Option<Label> {
     let lo = s.peak(650.0, 990.0)?;
     let hi = s.peak(1150.0, 1700.0)?;
-    let (row, lo_dev) = nearest(&LOW_HZ, lo.freq_hz);
-    let (col, hi_dev) = nearest(&HIGH_HZ, hi.freq_hz);
+    let (row, _) = nearest(&LOW_HZ, lo.freq_hz);
+    let (col, _) = nearest(&HIGH_HZ, hi.freq_hz);
+    let lo_dev = lo.freq_hz / LOW_HZ[row] - 1.0;
+    let hi_dev = hi.freq_hz / HIGH_HZ[col] - 1.0;
     // Written so that NaN fails every test.
-    let ok_freq = lo_dev <= MAX_DEVIATION && hi_dev <= MAX_DEVIATION;
+    let ok_freq = lo_dev.abs() <= MAX_DEVIATION && hi_dev.abs() <= MAX_DEVIATION;
     let lo_db = crate::spectrum::dbm0(lo.mean_square);
     let hi_db = crate::spectrum::dbm0(hi.mean_square);
     let ok_level = lo_db >= MIN_LEVEL_DBM0 && hi_db >= MIN_LEVEL_DBM0;
@@ -119,7 +161,12 @@ fn classify(s: &Spectrum) -> Option<(char, f32)> {
     let ok_purity = lo.purity + hi.purity >= MIN_PURITY;
     if ok_freq && ok_level && ok_twist && ok_purity {
         let level = lo.mean_square + hi.mean_square;
-        level.is_finite().then_some((KEYS[row][col], level))
+        level.is_finite().then_some(Label {
+            digit: KEYS[row][col],
+            level,
+            lo_dev,
+            hi_dev,
+        })
     } else {
         None
     }
@@ -157,9 +204,10 @@ impl DtmfReceiver {
         self.held(block) && self.energy(block) >= ON_SHARE * level
     }
 
-    /// Onset of `a`'s tone, located in the sub-blocks of its first labelled window.
-    fn onset(&self, a: &Active) -> u64 {
-        let fallback = a.first_hit_end.saturating_sub(WINDOW as u64 / 2);
+    /// Onset of `a`'s tone, located in the sub-blocks of its first labelled window, and whether
+    /// energy really rose there (speech around a tone-like moment does not).
+    fn onset(&self, a: &Active) -> (u64, bool) {
+        let fallback = (a.first_hit_end.saturating_sub(WINDOW as u64 / 2), false);
         let first = a.first_hit_end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
         let last = a.first_hit_end / SUB_BLOCK as u64; // exclusive
         // Start from the loudest sub-block of that window, surely inside the tone.
@@ -180,6 +228,7 @@ impl DtmfReceiver {
         while b > floor && self.on(b - 1, a.level) {
             b -= 1;
         }
+        let edge = b == 0 || !self.on(b - 1, a.level);
         let start = (b * SUB_BLOCK as u64) as f32;
         let before = if b > 0 {
             self.fill(b - 1, a.level)
@@ -187,12 +236,13 @@ impl DtmfReceiver {
             0.0
         };
         let onset = start + (1.0 - self.fill(b, a.level) - before) * SUB_BLOCK as f32;
-        onset.max(0.0) as u64
+        (onset.max(0.0) as u64, edge)
     }
 
-    /// Offset of `a`'s tone, located in the sub-blocks around its last labelled window.
-    fn offset(&self, a: &Active) -> u64 {
-        let fallback = a.last_hit_end.saturating_sub(HOP as u64);
+    /// Offset of `a`'s tone, located in the sub-blocks around its last labelled window, and
+    /// whether energy really fell there.
+    fn offset(&self, a: &Active) -> (u64, bool) {
+        let fallback = (a.last_hit_end.saturating_sub(HOP as u64), false);
         let first = a.last_hit_end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
         // The tone may run up to 5 ms past the last labelled window.
         let last = ((a.last_hit_end + HOP as u64 / 2) / SUB_BLOCK as u64).min(self.blocks);
@@ -203,6 +253,7 @@ impl DtmfReceiver {
         if b == first {
             return fallback;
         }
+        let edge = !(self.on(last, a.level) && self.on(last + 1, a.level));
         let j = b - 1; // last tone-like sub-block
         let after = if b < self.blocks {
             self.fill(b, a.level)
@@ -211,17 +262,20 @@ impl DtmfReceiver {
         };
         let end = (b * SUB_BLOCK as u64) as f32;
         let offset = end - (1.0 - self.fill(j, a.level) - after) * SUB_BLOCK as f32;
-        offset.max(0.0) as u64
+        (offset.max(0.0) as u64, edge)
     }
 
     /// Ends the active digit: reports it if it lasted long enough.
     fn finalize(&mut self) -> Option<Digit> {
         let a = self.active.take()?;
-        let start = a.onset.unwrap_or_else(|| self.onset(&a));
-        let end = self.offset(&a).max(start);
+        let (start, rose) = a.onset.unwrap_or_else(|| self.onset(&a));
+        let (end, fell) = self.offset(&a);
+        let end = end.max(start);
         let span_hops = (a.last_hit_end - a.first_hit_end) / HOP as u64 + 1;
-        let steady = a.hits >= 2 && 2 * u64::from(a.hits) >= span_hops;
-        if end - start >= MIN_DURATION && steady {
+        // Two whole windows need 30 ms of tone; a tone-like moment in speech rarely fills them.
+        let steady = a.full_hits >= 2 && 2 * u64::from(a.hits) >= span_hops && a.steady();
+        let edges = rose && fell;
+        if end - start >= MIN_DURATION && steady && edges {
             metrics::counter!("dialplane_dsp_dtmf_digits_total").increment(1);
             Some(Digit {
                 digit: a.digit,
@@ -248,16 +302,14 @@ impl DtmfReceiver {
         let label = classify(s);
         let mut out = None;
         if let Some(mut a) = self.active {
-            let hit = match label {
-                Some((d, level)) => d == a.digit && level >= 0.25 * a.level,
-                None => false,
-            };
-            if hit {
-                let level = label.map_or(0.0, |l| l.1);
+            let hit = label.filter(|l| l.digit == a.digit && l.level >= 0.25 * a.level);
+            if let Some(l) = &hit {
                 a.hits += 1;
                 a.misses = 0;
                 a.last_hit_end = end;
-                a.level = a.level.max(level);
+                let first = end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
+                let full = (first..self.blocks).all(|b| self.on(b, l.level));
+                a.track(l, full);
             } else {
                 a.misses += 1;
             }
@@ -271,26 +323,28 @@ impl DtmfReceiver {
             }
             let gap = self.blocks.saturating_sub(a.last_on_block);
             self.active = Some(a);
-            if !hit && (gap >= GAP_BLOCKS || a.misses >= MAX_MISSES) {
+            if hit.is_none() && (gap >= GAP_BLOCKS || a.misses >= MAX_MISSES) {
                 out = self.finalize();
             }
         }
         if self.active.is_none()
-            && let Some((digit, level)) = label
+            && let Some(l) = label
         {
             // A tone starting shows in the newest sub-blocks; a window holding only the tail
             // of the previous tone does not.
             let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
-            if newest >= ON_SHARE * level {
+            if newest >= ON_SHARE * l.level {
                 self.active = Some(Active {
-                    digit,
-                    level,
+                    digit: l.digit,
+                    level: l.level,
                     first_hit_end: end,
                     last_hit_end: end,
                     hits: 1,
                     misses: 0,
                     last_on_block: self.blocks,
                     onset: None,
+                    drift: [0.0; 4],
+                    full_hits: 0,
                 });
             }
         }

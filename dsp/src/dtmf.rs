@@ -81,6 +81,8 @@ struct Active {
     drift: [f32; 4],
     /// Hops whose whole window held the tone.
     full_hits: u32,
+    /// Whether a drop-out was ridden over.
+    bridged: bool,
 }
 
 impl Active {
@@ -204,6 +206,12 @@ impl DtmfReceiver {
         self.held(block) && self.energy(block) >= ON_SHARE * level
     }
 
+    /// Whether the tone labelled `l` filled the whole window ending at `end`.
+    fn whole(&self, end: u64, l: &Label) -> bool {
+        let first = end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
+        end >= WINDOW as u64 && (first..self.blocks).all(|b| self.on(b, l.level))
+    }
+
     /// Onset of `a`'s tone, located in the sub-blocks of its first labelled window, and whether
     /// energy really rose there (speech around a tone-like moment does not).
     fn onset(&self, a: &Active) -> (u64, bool) {
@@ -273,7 +281,9 @@ impl DtmfReceiver {
         let end = end.max(start);
         let span_hops = (a.last_hit_end - a.first_hit_end) / HOP as u64 + 1;
         // Two whole windows need 30 ms of tone; a tone-like moment in speech rarely fills them.
-        let steady = a.full_hits >= 2 && 2 * u64::from(a.hits) >= span_hops && a.steady();
+        // A drop-out may leave none whole; the hops around it must then carry the label.
+        let filled = a.full_hits >= 2 || a.bridged;
+        let steady = a.hits >= 3 && filled && 2 * u64::from(a.hits) >= span_hops && a.steady();
         let edges = rose && fell;
         if end - start >= MIN_DURATION && steady && edges {
             metrics::counter!("dialplane_dsp_dtmf_digits_total").increment(1);
@@ -307,14 +317,13 @@ impl DtmfReceiver {
                 a.hits += 1;
                 a.misses = 0;
                 a.last_hit_end = end;
-                let first = end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
-                let full = (first..self.blocks).all(|b| self.on(b, l.level));
-                a.track(l, full);
+                a.track(l, self.whole(end, l));
             } else {
                 a.misses += 1;
             }
             for b in first_new..self.blocks {
                 if self.on(b, a.level) {
+                    a.bridged |= b > a.last_on_block;
                     a.last_on_block = b + 1;
                 }
             }
@@ -334,7 +343,7 @@ impl DtmfReceiver {
             // of the previous tone does not.
             let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
             if newest >= ON_SHARE * l.level {
-                self.active = Some(Active {
+                let mut a = Active {
                     digit: l.digit,
                     level: l.level,
                     first_hit_end: end,
@@ -345,7 +354,10 @@ impl DtmfReceiver {
                     onset: None,
                     drift: [0.0; 4],
                     full_hits: 0,
-                });
+                    bridged: false,
+                };
+                a.track(&l, self.whole(end, &l));
+                self.active = Some(a);
             }
         }
         out

@@ -451,3 +451,144 @@ fn a_detected_digit_counts_in_metrics() {
         .sum();
     assert_eq!(total, 2);
 }
+
+/// Random conditions anywhere inside the table's ranges: levels, twist, deviation, durations,
+/// pauses, noise, drop-outs, law and phases all drawn from a seeded RNG.
+#[test]
+fn random_conditions_within_the_table() {
+    let mut rng = rng(130);
+    let trials = std::env::var("DTMF_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let mut failures = Vec::new();
+    for trial in 0..trials {
+        let mut parts = Vec::new();
+        let mut want = Vec::new();
+        let mut dropouts = Vec::new();
+        let (lo, hi) = loop {
+            let lo = rng.random_range(-25.0f32..=0.0);
+            let hi = rng.random_range(-25.0f32..=0.0);
+            if (-4.0..=8.0).contains(&(lo - hi)) {
+                break (lo, hi);
+            }
+        };
+        for _ in 0..rng.random_range(1..=4) {
+            let digit = ALL.chars().nth(rng.random_range(0..16)).unwrap();
+            let dev = (
+                rng.random_range(-0.015f32..=0.015),
+                rng.random_range(-0.015f32..=0.015),
+            );
+            let on = rng.random_range(40..=150);
+            let off = ms(rng.random_range(40..=150));
+            let tone = |len: u32, rng: &mut StdRng| {
+                random_phases(
+                    ToneSpec::new(digit, len)
+                        .levels(lo, hi)
+                        .deviation(1.0 + dev.0, 1.0 + dev.1),
+                    rng,
+                )
+            };
+            if on >= 60 && rng.random_range(0..4) == 0 {
+                // A 10 ms drop-out anywhere leaving at least 25 ms of tone each side.
+                let first = rng.random_range(25..=on - 35);
+                dropouts.push(parts.len());
+                parts.push((tone(first, &mut rng), ms(10)));
+                parts.push((tone(on - 10 - first, &mut rng), off));
+            } else {
+                parts.push((tone(on, &mut rng), off));
+            }
+            want.push(digit);
+        }
+        let mut b = build(&parts, &mut rng);
+        let snr = if rng.random_range(0..2) == 0 {
+            Some(rng.random_range(15.0f32..40.0))
+        } else {
+            None
+        };
+        if let Some(snr) = snr {
+            let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - snr);
+            b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
+        }
+        // Merge the spans of drop-out halves.
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < b.spans.len() {
+            if dropouts.contains(&i) {
+                spans.push((b.spans[i].0, b.spans[i + 1].1));
+                i += 2;
+            } else {
+                spans.push(b.spans[i]);
+                i += 1;
+            }
+        }
+        let got = detect(&g711_round_trip(&b.x, law(trial)));
+        let keys: Vec<char> = got.iter().map(|d| d.digit).collect();
+        let timing_ok = got.iter().zip(&spans).all(|(d, &(s, e))| {
+            (d.start as i64 - s as i64).abs() <= TIMING && (d.end as i64 - e as i64).abs() <= TIMING
+        });
+        if keys != want || !timing_ok {
+            failures.push(format!(
+                "trial {trial}: {lo:.1}/{hi:.1} snr {snr:?} parts {:?} got {got:?} want {spans:?}",
+                parts
+                    .iter()
+                    .map(|(p, g)| (p.digit, p.samples, *g, p.low_factor, p.high_factor))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {trials} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Random conditions that must give nothing: too short (23 ms or less), too far off frequency
+/// (3.5 % to 6 % on one tone or both) or too weak (-55 dBm0 or less), with the other conditions
+/// drawn inside the table.
+#[test]
+fn random_rejections_within_the_table() {
+    let mut rng = rng(140);
+    let trials = std::env::var("DTMF_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for trial in 0..trials {
+        let digit = ALL.chars().nth(rng.random_range(0..16)).unwrap();
+        let mut lo = rng.random_range(-25.0f32..=0.0);
+        let mut hi = (lo - rng.random_range(-4.0f32..=8.0)).clamp(-25.0, 0.0);
+        let mut dev = (
+            rng.random_range(-0.015f32..=0.015),
+            rng.random_range(-0.015f32..=0.015),
+        );
+        let mut on = rng.random_range(40..=150);
+        let why = rng.random_range(0..4);
+        let off = |rng: &mut StdRng| {
+            let d = rng.random_range(0.035f32..=0.06);
+            if rng.random_range(0..2) == 0 { d } else { -d }
+        };
+        match why {
+            0 => on = rng.random_range(5..=23),
+            1 => dev.0 = off(&mut rng),
+            2 => dev.1 = off(&mut rng),
+            _ => {
+                lo = rng.random_range(-70.0f32..=-55.0);
+                hi = rng.random_range(-70.0f32..=-55.0);
+            }
+        }
+        let spec = ToneSpec::new(digit, on)
+            .levels(lo, hi)
+            .deviation(1.0 + dev.0, 1.0 + dev.1);
+        let spec = random_phases(spec, &mut rng);
+        let mut b = build(&[(spec, ms(100))], &mut rng);
+        if rng.random_range(0..2) == 0 && why != 3 {
+            let snr = rng.random_range(15.0f32..40.0);
+            let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - snr);
+            b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
+        }
+        let got = detect(&g711_round_trip(&b.x, law(trial)));
+        assert!(got.is_empty(), "trial {trial}: {spec:?}: {got:?}");
+    }
+}

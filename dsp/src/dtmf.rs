@@ -29,11 +29,17 @@ pub const KEYS: [[char; 4]; 4] = [
 const MAX_DEVIATION: f32 = 0.025;
 /// Weakest accepted tone, dBm0 (Q.24: accept -25 dBm0 per tone, with 8 dB twist the weak tone can be
 /// at -33; reject -55).
-const MIN_LEVEL_DBM0: f32 = -38.0;
+pub const MIN_LEVEL_DBM0: f32 = -38.0;
+/// [`MIN_LEVEL_DBM0`] as a mean square, so the hop needs no logarithm: 0.24096 * 10^-3.8.
+const MIN_LEVEL_MS: f32 = 3.819e-5;
 /// Low group may be stronger than the high group by up to this (dB); Q.24 requires 8.
-const MAX_TWIST_DB: f32 = 10.0;
+pub const MAX_TWIST_DB: f32 = 10.0;
+/// [`MAX_TWIST_DB`] as a power ratio.
+const MAX_TWIST: f32 = 10.0;
 /// High group may be stronger than the low group by up to this (dB); Q.24 requires 4.
-const MAX_REVERSE_TWIST_DB: f32 = 6.0;
+pub const MAX_REVERSE_TWIST_DB: f32 = 6.0;
+/// [`MAX_REVERSE_TWIST_DB`] as a power ratio.
+const MAX_REVERSE_TWIST: f32 = 3.981;
 /// Share of the window's spectral power the two main lobes must hold. 15 dB S/N of white noise
 /// leaves about 0.97 (detection starts failing at 0.96); speech rarely exceeds 0.8 (of the hops of
 /// speech that pass the frequency, level and twist tests, 2 % reach 0.8 and 0.03 % reach 0.9).
@@ -156,11 +162,9 @@ fn classify(s: &Spectrum) -> Option<Label> {
     let hi_dev = hi.freq_hz / HIGH_HZ[col] - 1.0;
     // Written so that NaN fails every test.
     let ok_freq = lo_dev.abs() <= MAX_DEVIATION && hi_dev.abs() <= MAX_DEVIATION;
-    let lo_db = crate::spectrum::dbm0(lo.mean_square);
-    let hi_db = crate::spectrum::dbm0(hi.mean_square);
-    let ok_level = lo_db >= MIN_LEVEL_DBM0 && hi_db >= MIN_LEVEL_DBM0;
-    let twist = lo_db - hi_db;
-    let ok_twist = (-MAX_REVERSE_TWIST_DB..=MAX_TWIST_DB).contains(&twist);
+    let (lo_ms, hi_ms) = (lo.mean_square, hi.mean_square);
+    let ok_level = lo_ms >= MIN_LEVEL_MS && hi_ms >= MIN_LEVEL_MS;
+    let ok_twist = lo_ms <= MAX_TWIST * hi_ms && hi_ms <= MAX_REVERSE_TWIST * lo_ms;
     let ok_purity = lo.purity + hi.purity >= MIN_PURITY;
     if ok_freq && ok_level && ok_twist && ok_purity {
         let level = lo.mean_square + hi.mean_square;
@@ -533,6 +537,14 @@ mod tests {
         s.push(x, |s| out.extend(r.on_hop(s)));
         out.extend(r.finish());
         out
+    }
+
+    #[test]
+    fn ratio_constants_match_their_decibels() {
+        let db = |r: f32| 10.0 * r.log10();
+        assert!((crate::spectrum::dbm0(MIN_LEVEL_MS) - MIN_LEVEL_DBM0).abs() < 0.01);
+        assert!((db(MAX_TWIST) - MAX_TWIST_DB).abs() < 0.01);
+        assert!((db(MAX_REVERSE_TWIST) - MAX_REVERSE_TWIST_DB).abs() < 0.01);
     }
 
     #[test]

@@ -374,6 +374,11 @@ impl DtmfReceiver {
     }
 }
 
+/// Samples in `ms` milliseconds at 8 kHz.
+fn samples_in(ms: u32) -> usize {
+    usize::try_from(u64::from(ms) * u64::from(RATE) / 1000).unwrap_or(usize::MAX)
+}
+
 /// One DTMF tone pair to generate
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ToneSpec {
@@ -402,7 +407,7 @@ impl ToneSpec {
             digit,
             low_dbm0: -8.0,
             high_dbm0: -6.0,
-            samples: (ms * RATE / 1000) as usize,
+            samples: samples_in(ms),
             low_factor: 1.0,
             high_factor: 1.0,
             low_phase: 0.0,
@@ -518,7 +523,7 @@ pub fn sequence(parts: &[(ToneSpec, usize)]) -> Vec<f32> {
 
 /// `digits` at default levels, each `on_ms` long and followed by `off_ms` of silence
 pub fn digits(digits: &str, on_ms: u32, off_ms: u32) -> Vec<f32> {
-    let gap = (off_ms * RATE / 1000) as usize;
+    let gap = samples_in(off_ms);
     let parts: Vec<(ToneSpec, usize)> = digits
         .chars()
         .map(|d| (ToneSpec::new(d, on_ms), gap))

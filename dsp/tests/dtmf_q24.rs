@@ -6,7 +6,7 @@ use dialplane_dsp::dtmf::{
     Digit, DtmfGenerator, DtmfReceiver, HIGH_HZ, KEYS, LOW_HZ, ToneSpec, digits, sequence,
 };
 use dialplane_dsp::g711::Law;
-use dialplane_dsp::spectrum::Spectrum;
+use dialplane_dsp::spectrum::{HOP, Spectrum};
 use rand::Rng;
 use rand::rngs::StdRng;
 use support::{g711_round_trip, ms, rng, white_noise};
@@ -362,6 +362,25 @@ fn white_noise_at_15_db_snr_still_lets_every_digit_through() {
             );
         }
     }
+}
+
+#[test]
+fn a_tone_still_sounding_at_the_end_of_input_is_reported_by_finish() {
+    let mut rng = rng(125);
+    for (i, digit) in ALL.chars().enumerate() {
+        let spec = random_phases(ToneSpec::new(digit, 45 + 10 * i as u32), &mut rng);
+        let mut x = vec![0.0; ms(30) + i * 7];
+        let start = x.len() as u64;
+        x.extend(sequence(&[(spec, 0)]));
+        let got = detect(&g711_round_trip(&x, law(i)));
+        // The spectrum stage analyses whole hops only: the receiver hears up to the last one.
+        let heard = (x.len() / HOP * HOP) as u64;
+        assert_digits(&got, &[digit], &[(start, heard)], &format!("{spec:?}"));
+    }
+    // Too short at the end of input: nothing.
+    let mut x = vec![0.0; ms(30)];
+    x.extend(sequence(&[(ToneSpec::new('5', 20), 0)]));
+    assert!(detect(&x).is_empty());
 }
 
 #[test]

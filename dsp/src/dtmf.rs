@@ -286,9 +286,11 @@ impl DtmfReceiver {
         let end = end.max(start);
         let span_hops = (a.last_hit_end - a.first_hit_end) / HOP as u64 + 1;
         // Two whole windows need 30 ms of tone; a tone-like moment in speech rarely fills them.
-        // A drop-out may leave none whole; the hops around it must then carry the label.
+        // A drop-out may leave none whole, and the windows straddling it (a phase jump) often
+        // lose the label: two labelled hops then suffice, the energy edges vouching for the rest.
         let filled = a.full_hits >= 2 || a.bridged;
-        let steady = a.hits >= 3 && filled && 2 * u64::from(a.hits) >= span_hops && a.steady();
+        let labelled = a.hits >= 3 || (a.bridged && a.hits >= 2);
+        let steady = labelled && filled && 2 * u64::from(a.hits) >= span_hops && a.steady();
         let edges = rose && fell;
         if end - start >= MIN_DURATION && steady && edges {
             metrics::counter!("dialplane_dsp_dtmf_digits_total").increment(1);

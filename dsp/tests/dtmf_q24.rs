@@ -290,7 +290,13 @@ fn a_pause_of_40_ms_separates_two_digits_even_the_same_one() {
 fn a_drop_out_of_10_ms_is_ridden_over() {
     let mut rng = rng(90);
     for (i, digit) in ALL.chars().enumerate() {
-        for &(before, after, level) in &[(40u32, 40u32, -10.0f32), (60, 30, 0.0), (30, 60, -25.0)] {
+        for &(before, after, level) in &[
+            (40u32, 40u32, -10.0f32),
+            (60, 30, 0.0),
+            (30, 60, -25.0),
+            (20, 20, -15.0),
+            (25, 25, -5.0),
+        ] {
             // The tone resumes with a fresh phase, as after a lost packet.
             let a = random_phases(ToneSpec::new(digit, before).levels(level, level), &mut rng);
             let b = random_phases(ToneSpec::new(digit, after).levels(level, level), &mut rng);
@@ -508,9 +514,9 @@ fn random_conditions_within_the_table() {
                     rng,
                 )
             };
-            if on >= 60 && rng.random_range(0..4) == 0 {
-                // A 10 ms drop-out anywhere leaving at least 25 ms of tone each side.
-                let first = rng.random_range(25..=on - 35);
+            if on >= 50 && rng.random_range(0..4) == 0 {
+                // A 10 ms drop-out anywhere leaving at least 20 ms of tone each side.
+                let first = rng.random_range(20..=on - 30);
                 dropouts.push(parts.len());
                 parts.push((tone(first, &mut rng), ms(10)));
                 parts.push((tone(on - 10 - first, &mut rng), off));

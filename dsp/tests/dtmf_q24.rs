@@ -390,6 +390,25 @@ fn a_tone_still_sounding_at_the_end_of_input_is_reported_by_finish() {
 }
 
 #[test]
+fn long_weak_twisted_tones_in_noise_stay_one_digit() {
+    // Hundreds of noisy frequency estimates must not look like drift.
+    let mut rng = rng(115);
+    for (i, digit) in ALL.chars().enumerate() {
+        let (lo, hi) = [(-29.0f32, -25.0f32), (-25.0, -33.0)][i % 2];
+        let dev = [(1.015, 0.985), (0.985, 1.015)][i / 2 % 2];
+        let spec = ToneSpec::new(digit, 2000)
+            .levels(lo, hi)
+            .deviation(dev.0, dev.1);
+        let spec = random_phases(spec, &mut rng);
+        let mut b = build(&[(spec, 0)], &mut rng);
+        let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - 15.0);
+        b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
+        let got = detect(&g711_round_trip(&b.x, law(i)));
+        assert_digits(&got, &[digit], &b.spans, &format!("{spec:?}"));
+    }
+}
+
+#[test]
 fn noise_and_silence_alone_give_nothing() {
     let mut rng = rng(120);
     for &level in &[-50.0f32, -30.0, -10.0, 0.0] {

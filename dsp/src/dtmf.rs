@@ -92,23 +92,58 @@ struct Active {
     /// Straight-line fits of the low and the high tone's relative deviation over the hops whose
     /// whole window held the tone.
     fit: [Fit; 2],
+    /// The newest whole-window points, not yet in `fit`: `(hop, lo_dev, hi_dev, window end)`.
+    queue: [(f64, f32, f32, u64); 2],
+    queued: usize,
     /// Hops whose whole window held the tone.
     full_hits: u32,
     /// Whether a drop-out was ridden over.
     bridged: bool,
+    /// Whether energy came back after a gap since the last labelled hop.
+    resumed: bool,
+    /// Where the previous digit gave way to this one without a pause in energy (estimated from
+    /// the labels): the onset is not looked for before it.
+    after: Option<u64>,
+    /// Where the next digit took over: the offset is not looked for after it.
+    until: Option<u64>,
 }
 
 impl Active {
     /// Counts a hop (ending at sample `end`) labelled with this digit; `full` if the tone filled
     /// its whole window.
     fn track(&mut self, l: &Label, end: u64, full: bool) {
-        if full {
+        // A window reaching back over the previous digit (no pause between them) is not this
+        // tone alone, whatever its energy says.
+        let clean = self
+            .after
+            .is_none_or(|t| end.saturating_sub(WINDOW as u64) >= t);
+        if full && clean {
+            // The newest points wait: if the next digit follows without a pause, they may turn
+            // out to reach over it.
+            if self.queued == self.queue.len() {
+                let (t, lo, hi, _) = self.queue[0];
+                self.fit[0].add(t, lo);
+                self.fit[1].add(t, hi);
+                self.queue.rotate_left(1);
+                self.queued -= 1;
+            }
             let t = (end - self.first_hit_end) as f64 / HOP as f64;
-            self.fit[0].add(t, l.lo_dev);
-            self.fit[1].add(t, l.hi_dev);
+            self.queue[self.queued] = (t, l.lo_dev, l.hi_dev, end);
+            self.queued += 1;
             self.full_hits += 1;
         }
         self.level = self.level.max(l.level);
+    }
+
+    /// Adds the waiting points that end before the next digit took over.
+    fn flush(&mut self) {
+        for &(t, lo, hi, end) in &self.queue[..self.queued] {
+            if self.until.is_none_or(|u| end <= u + SUB_BLOCK as u64) {
+                self.fit[0].add(t, lo);
+                self.fit[1].add(t, hi);
+            }
+        }
+        self.queued = 0;
     }
 
     /// Whether both frequencies held still, as an oscillator's do and speech and sweeps do not.
@@ -178,6 +213,8 @@ pub struct DtmfReceiver {
     /// Sub-blocks received (absolute index of the next).
     blocks: u64,
     active: Option<Active>,
+    /// Boundary with the digit just ended by a change of label, for the next one.
+    boundary: Option<u64>,
 }
 
 impl Default for DtmfReceiver {
@@ -243,6 +280,7 @@ impl DtmfReceiver {
             ring: [0.0; RING],
             blocks: 0,
             active: None,
+            boundary: None,
         }
     }
 
@@ -280,9 +318,11 @@ impl DtmfReceiver {
         let fallback = (a.first_hit_end.saturating_sub(WINDOW as u64 / 2), false);
         let first = a.first_hit_end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
         let last = a.first_hit_end / SUB_BLOCK as u64; // exclusive
-        // Start from the loudest sub-block of that window, surely inside the tone.
+        let limit = a.after.map(|t| t / SUB_BLOCK as u64);
+        // Start from the loudest sub-block of that window (after the previous digit), surely
+        // inside the tone.
         let mut loudest = None;
-        for b in first..last {
+        for b in first.max(limit.unwrap_or(0))..last {
             if self.held(b) && loudest.is_none_or(|(_, e)| self.energy(b) > e) {
                 loudest = Some((b, self.energy(b)));
             }
@@ -293,10 +333,19 @@ impl DtmfReceiver {
         if !self.on(b, a.level) {
             return fallback;
         }
-        // Walk back over tone-like sub-blocks; the tone began at most 5 ms before the window.
-        let floor = first.saturating_sub(2);
+        // Walk back over tone-like sub-blocks; the tone began at most 5 ms before the window,
+        // and not before the previous digit gave way.
+        let floor = first.saturating_sub(2).max(limit.unwrap_or(0));
         while b > floor && self.on(b - 1, a.level) {
             b -= 1;
+        }
+        if let Some(t) = a.after
+            && limit == Some(b)
+            && b > 0
+            && self.on(b - 1, a.level)
+        {
+            // No pause in energy: the change of label marks the onset.
+            return (t, true);
         }
         let edge = b == 0 || !self.on(b - 1, a.level);
         let start = (b * SUB_BLOCK as u64) as f32;
@@ -314,16 +363,29 @@ impl DtmfReceiver {
     fn offset(&self, a: &Active) -> (u64, bool) {
         let fallback = (a.last_hit_end.saturating_sub(HOP as u64), false);
         let first = a.last_hit_end.saturating_sub(WINDOW as u64) / SUB_BLOCK as u64;
-        // The tone may run up to 5 ms past the last labelled window.
-        let last = ((a.last_hit_end + HOP as u64 / 2) / SUB_BLOCK as u64).min(self.blocks);
+        // The tone may run up to 5 ms past the last labelled window, not past the next digit.
+        let mut last = ((a.last_hit_end + HOP as u64 / 2) / SUB_BLOCK as u64).min(self.blocks);
+        if let Some(t) = a.until {
+            last = last.min(t.div_ceil(SUB_BLOCK as u64)).max(first);
+        }
         let mut b = last;
+        if let Some(t) = a.until {
+            // Skip the next digit's onset back to the short pause before it, if there is one.
+            while b > first && self.on(b - 1, a.level) {
+                b -= 1;
+            }
+            if b == first {
+                // No pause in energy: the change of label marks the offset.
+                return (t, true);
+            }
+        }
         while b > first && !self.on(b - 1, a.level) {
             b -= 1;
         }
         if b == first {
             return fallback;
         }
-        let edge = !(self.on(last, a.level) && self.on(last + 1, a.level));
+        let edge = a.until.is_some() || !(self.on(last, a.level) && self.on(last + 1, a.level));
         let j = b - 1; // last tone-like sub-block
         let after = if b < self.blocks {
             self.fill(b, a.level)
@@ -337,7 +399,8 @@ impl DtmfReceiver {
 
     /// Ends the active digit: reports it if it lasted long enough.
     fn finalize(&mut self) -> Option<Digit> {
-        let a = self.active.take()?;
+        let mut a = self.active.take()?;
+        a.flush();
         let (start, rose) = a.onset.unwrap_or_else(|| self.onset(&a));
         let (end, fell) = self.offset(&a);
         let end = end.max(start);
@@ -374,10 +437,31 @@ impl DtmfReceiver {
         }
         self.blocks = first_new + SUB_BLOCKS as u64;
         let label = classify(s);
+        // A tone starting shows in the newest sub-blocks; a window holding only the tail of the
+        // previous tone does not.
+        let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
+        let starting = label.filter(|l| newest >= ON_SHARE * l.level);
         let mut out = None;
+        if let Some(a) = self.active
+            && starting.is_some_and(|l| l.digit != a.digit && l.level >= 0.25 * a.level)
+        {
+            // Another digit after a pause too short to show in energy: this one has ended. The
+            // change happened between the old digit's last labelled window and the new one's
+            // first, which the new tone must mostly fill.
+            let boundary = (a.last_hit_end + end.saturating_sub(WINDOW as u64)) / 2;
+            let boundary = boundary.max(a.first_hit_end.saturating_sub(WINDOW as u64 / 2));
+            if let Some(a) = &mut self.active {
+                a.until = Some(boundary);
+            }
+            out = self.finalize();
+            self.boundary = Some(boundary);
+        }
         if let Some(mut a) = self.active {
             let hit = label.filter(|l| l.digit == a.digit && l.level >= 0.25 * a.level);
             if let Some(l) = &hit {
+                // Energy came back after a gap and the digit with it: a drop-out ridden over.
+                a.bridged |= a.resumed;
+                a.resumed = false;
                 a.hits += 1;
                 a.misses = 0;
                 a.last_hit_end = end;
@@ -387,7 +471,7 @@ impl DtmfReceiver {
             }
             for b in first_new..self.blocks {
                 if self.on(b, a.level) {
-                    a.bridged |= b > a.last_on_block;
+                    a.resumed |= b > a.last_on_block;
                     a.last_on_block = b + 1;
                 }
             }
@@ -401,28 +485,28 @@ impl DtmfReceiver {
             }
         }
         if self.active.is_none()
-            && let Some(l) = label
+            && let Some(l) = starting
         {
-            // A tone starting shows in the newest sub-blocks; a window holding only the tail
-            // of the previous tone does not.
-            let newest = s.sub_energies().iter().fold(0.0f32, |m, &e| m.max(e));
-            if newest >= ON_SHARE * l.level {
-                let mut a = Active {
-                    digit: l.digit,
-                    level: l.level,
-                    first_hit_end: end,
-                    last_hit_end: end,
-                    hits: 1,
-                    misses: 0,
-                    last_on_block: self.blocks,
-                    onset: None,
-                    fit: [Fit::default(); 2],
-                    full_hits: 0,
-                    bridged: false,
-                };
-                a.track(&l, end, self.whole(end, &l));
-                self.active = Some(a);
-            }
+            let mut a = Active {
+                digit: l.digit,
+                level: l.level,
+                first_hit_end: end,
+                last_hit_end: end,
+                hits: 1,
+                misses: 0,
+                last_on_block: self.blocks,
+                onset: None,
+                fit: [Fit::default(); 2],
+                queue: [(0.0, 0.0, 0.0, 0); 2],
+                queued: 0,
+                full_hits: 0,
+                bridged: false,
+                resumed: false,
+                after: self.boundary.take(),
+                until: None,
+            };
+            a.track(&l, end, self.whole(end, &l));
+            self.active = Some(a);
         }
         out
     }

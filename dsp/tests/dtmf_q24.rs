@@ -636,3 +636,34 @@ fn random_rejections_within_the_table() {
         assert!(got.is_empty(), "trial {trial}: {spec:?}: {got:?}");
     }
 }
+
+#[test]
+fn different_digits_after_short_or_no_pauses_still_come_out() {
+    // Beyond Q.24 (which asks for 40 ms): shorter pauses, down to none, between different
+    // digits; where energy shows no pause the change of label marks the boundary.
+    let mut rng = rng(150);
+    let cases = [
+        (50u32, 20u32),
+        (40, 20),
+        (60, 25),
+        (50, 10),
+        (50, 5),
+        (60, 0),
+        (45, 0),
+    ];
+    for (i, &(on, off)) in cases.iter().enumerate() {
+        let parts: Vec<(ToneSpec, usize)> = ALL
+            .chars()
+            .map(|d| {
+                (
+                    random_phases(ToneSpec::new(d, on).levels(-9.0, -7.0), &mut rng),
+                    ms(off),
+                )
+            })
+            .collect();
+        let built = build(&parts, &mut rng);
+        let got = detect(&g711_round_trip(&built.x, law(i)));
+        let want: Vec<char> = ALL.chars().collect();
+        assert_digits(&got, &want, &built.spans, &format!("{on} on / {off} off"));
+    }
+}

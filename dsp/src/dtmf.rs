@@ -127,7 +127,7 @@ impl Active {
                 self.queue.rotate_left(1);
                 self.queued -= 1;
             }
-            let t = (end - self.first_hit_end) as f64 / HOP as f64;
+            let t = end.saturating_sub(self.first_hit_end) as f64 / HOP as f64;
             self.queue[self.queued] = (t, l.lo_dev, l.hi_dev, end);
             self.queued += 1;
             self.full_hits += 1;
@@ -404,7 +404,7 @@ impl DtmfReceiver {
         let (start, rose) = a.onset.unwrap_or_else(|| self.onset(&a));
         let (end, fell) = self.offset(&a);
         let end = end.max(start);
-        let span_hops = (a.last_hit_end - a.first_hit_end) / HOP as u64 + 1;
+        let span_hops = a.last_hit_end.saturating_sub(a.first_hit_end) / HOP as u64 + 1;
         // Two whole windows need 30 ms of tone; a tone-like moment in speech rarely fills them.
         // A drop-out may leave none whole, and the windows straddling it (a phase jump) often
         // lose the label: two labelled hops then suffice, the energy edges vouching for the rest.

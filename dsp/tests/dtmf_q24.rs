@@ -456,6 +456,16 @@ fn hostile_input_does_not_panic() {
     x.extend(&built);
     let got = detect(&x);
     assert_eq!(got.last().map(|d| d.digit), Some('7'), "{got:?}");
+    // Misuse: time running backwards (a fresh spectrum mid-digit) must not panic either.
+    let mut r = DtmfReceiver::new();
+    let tone = sequence(&[(ToneSpec::new('1', 200), 0)]);
+    for _ in 0..3 {
+        let mut s = Spectrum::new();
+        s.push(&tone[..ms(120)], |s| {
+            r.on_hop(s);
+        });
+    }
+    r.finish();
 }
 
 #[test]

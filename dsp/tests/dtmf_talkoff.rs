@@ -340,7 +340,8 @@ fn music_gives_no_digits() {
     }
     // Sweeps, single and dual.
     for args in [
-        &["4", "sine", "300-3400"][..],
+        &["4", "sine", "300-3400", "sine", "3400-300"][..],
+        &["4", "sine", "300-3400"],
         &["4", "sine", "3400-300"],
         &["3", "square", "100-1000"],
         &["3", "triangle", "200-2000"],

@@ -6,6 +6,18 @@
 //! comes from energy because a 20 ms window fits inside a 23 ms tone (which must be rejected), so
 //! counting labelled hops cannot tell 23 ms from 40 ms (which must be accepted).
 //!
+//! A hop is labelled with a digit when both group peaks lie within 2.5 % of a nominal frequency,
+//! each tone is above -38 dBm0, the twist is within +10/-6 dB and the two main lobes hold 90 % of
+//! the window's power. A run of labelled hops is reported as one digit once energy has stayed
+//! below 30 % of the tone's for 25 ms (a shorter gap is a drop-out, ridden over), or another
+//! digit's label takes over (the change of label then bounds both), if:
+//! - the tone, timed from the sub-block energies, lasted at least 31 ms;
+//! - energy rose at its onset and fell at its offset (no tone-like moment inside speech);
+//! - at least three hops were labelled (two around a ridden-over drop-out), two of them with the
+//!   tone filling the whole window (or a drop-out in between), and at least half of its span;
+//! - both frequencies held still over the whole windows: a line fitted through them travels at
+//!   most 1 % and scatters at most 0.6 % (sweeps and speech glide, oscillators do not).
+//!
 //! Per hop the work is two band peak searches over the FFT bins and a few comparisons; nothing is
 //! allocated after [`DtmfReceiver::new`], and no input (NaN, infinities, clipping) can panic it.
 

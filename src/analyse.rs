@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use dsp::amd::{AmdConfig, AmdEvent, AmdType};
+use dsp::amd::{AmdConfig, AmdEvent};
 use dsp::pipeline::{Event, LegDsp, PipelineConfig};
 use dsp::spectrum::RATE;
 use serde::Serialize;
@@ -84,11 +84,7 @@ pub(crate) fn amd(file: &Path, timers: AmdConfig, mut out: impl Write) -> anyhow
     for event in events(&samples, config) {
         let line = match event {
             Event::Amd(AmdEvent::Amd { amd_type, at_ms }) => AmdLine::Amd {
-                amd_type: match amd_type {
-                    AmdType::Human => "human",
-                    AmdType::Machine => "machine",
-                    AmdType::Fax => "fax",
-                },
+                amd_type: amd_type.as_str(),
                 at_ms,
             },
             Event::Amd(AmdEvent::Silence { at_ms }) => AmdLine::Silence { at_ms },

@@ -12,6 +12,9 @@ use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use dialplane_benches::signal::{FRAME, call_audio, to_i16};
 use dialplane_benches::spandsp::SpandspDtmf;
 use dsp::g711::Law;
+use dsp::amd::AmdConfig;
+use dsp::dtmf::DtmfReceiver;
+use dsp::pipeline::{LegDsp, PipelineConfig};
 use dsp::spectrum::Spectrum;
 
 /// Benchmarks `step` on one frame of `signal` per iteration, in order, wrapping around
@@ -67,22 +70,34 @@ fn per_20ms_frame(c: &mut Criterion) {
         },
     );
 
-    // Our receiver and the whole per-leg pipeline go here, one `per_frame` call each, once
-    // `dsp::dtmf` and `dsp::pipeline` land (names in the group: "dtmf_rx", "pipeline"):
-    //
-    // per_frame(
-    //     &mut group,
-    //     "dtmf_rx",
-    //     &ulaw,
-    //     (Spectrum::new(), DtmfReceiver::new(), [0.0f32; FRAME]),
-    //     |(spectrum, rx, buf), codes| {
-    //         Law::Ulaw.decode_f32(codes, buf);
-    //         let mut digits = 0;
-    //         spectrum.push(buf, |s| digits += rx.process(s).count());
-    //         digits
-    //     },
-    // );
-    // per_frame(&mut group, "pipeline", &ulaw, Pipeline::new(..), |p, codes| p.process(codes).count());
+    per_frame(
+        &mut group,
+        "dtmf_rx",
+        &ulaw,
+        (Spectrum::new(), DtmfReceiver::new(), [0.0f32; FRAME]),
+        |(spectrum, rx, buf), codes| {
+            Law::Ulaw.decode_f32(codes, buf);
+            let mut digits = 0;
+            spectrum.push(buf, |s| digits += usize::from(rx.on_hop(s).is_some()));
+            digits
+        },
+    );
+
+    let config = PipelineConfig {
+        dtmf: true,
+        amd: Some(AmdConfig::default()),
+    };
+    per_frame(
+        &mut group,
+        "pipeline",
+        &ulaw,
+        (LegDsp::new(config), Vec::with_capacity(16)),
+        |(leg, events), codes| {
+            events.clear();
+            leg.push_g711(Law::Ulaw, codes, events);
+            events.len()
+        },
+    );
 
     group.finish();
 }

@@ -82,7 +82,8 @@ pub enum AmdType {
 }
 
 impl AmdType {
-    fn label(self) -> &'static str {
+    /// The name used on the wire: `human`, `machine` or `fax` (jambonz's `amd_type`)
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Human => "human",
             Self::Machine => "machine",
@@ -268,8 +269,20 @@ impl Amd {
     fn decide(&mut self, decision: Option<AmdType>, out: &mut impl Extend<AmdEvent>) {
         let at_ms = self.now_ms;
         self.state = State::Decided(decision);
-        let label = decision.map_or("silence", AmdType::label);
-        metrics::counter!("dialplane_dsp_amd_decisions_total", "type" => label).increment(1);
+        // Literal labels make a static metric key: no allocation on the media path.
+        match decision {
+            Some(AmdType::Human) => {
+                metrics::counter!("dialplane_dsp_amd_decisions_total", "type" => "human")
+            }
+            Some(AmdType::Machine) => {
+                metrics::counter!("dialplane_dsp_amd_decisions_total", "type" => "machine")
+            }
+            Some(AmdType::Fax) => {
+                metrics::counter!("dialplane_dsp_amd_decisions_total", "type" => "fax")
+            }
+            None => metrics::counter!("dialplane_dsp_amd_decisions_total", "type" => "silence"),
+        }
+        .increment(1);
         emit(
             out,
             match decision {

@@ -14,8 +14,11 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use dialplane_dsp::amd::{AmdConfig, AmdEvent};
+use dialplane_dsp::dtmf;
 use dialplane_dsp::g711::Law;
 use dialplane_dsp::mix::{Mixer, mix_f32};
+use dialplane_dsp::pipeline::{Event, LegDsp, PipelineConfig};
 use dialplane_dsp::resample::Resampler;
 use dialplane_dsp::spectrum::{RATE, Spectrum};
 
@@ -96,8 +99,7 @@ fn stages() -> Vec<(&'static str, Stage)> {
         ("g711 decode + spectrum", g711_spectrum()),
         ("streaming resampler", resampling()),
         ("mixer", mixing()),
-        // When dsp::pipeline lands, one more entry:
-        // ("pipeline", { let mut p = Pipeline::new(..); Box::new(move |c| p.process(c).for_each(drop)) }),
+        ("pipeline: decode + spectrum + DTMF + tones + VAD/AMD", pipeline()),
     ]
 }
 
@@ -113,6 +115,20 @@ fn g711_spectrum() -> Stage {
                 s.energy(),
             ));
         });
+    })
+}
+
+fn pipeline() -> Stage {
+    let mut leg = LegDsp::new(PipelineConfig {
+        dtmf: true,
+        amd: Some(AmdConfig::default()),
+    });
+    // The caller's event buffer is reused; its capacity is allocated here, once.
+    let mut events = Vec::with_capacity(16);
+    Box::new(move |codes| {
+        events.clear();
+        leg.push_g711(Law::Ulaw, codes, &mut events);
+        black_box(&events);
     })
 }
 
@@ -188,6 +204,47 @@ fn call_audio() -> Vec<u8> {
             Law::Ulaw.encode(((tone + noise) * 32767.0) as i16)
         })
         .collect()
+}
+
+/// Call audio with every DTMF digit and a beep in it, so detectors report while counted.
+fn eventful_audio() -> Vec<u8> {
+    let mut x = dtmf::digits("1234567890*#ABCD", 60, 60);
+    x.extend((0..2400).map(|i| 0.2 * (2.0 * PI * 1000.0 * i as f32 / RATE as f32).sin()));
+    x.extend(std::iter::repeat_n(0.0, 1600));
+    x.iter()
+        .map(|v| Law::Ulaw.encode((v * 32767.0) as i16))
+        .collect()
+}
+
+#[test]
+fn the_pipeline_reports_events_without_allocating() {
+    let audio = eventful_audio();
+    let mut leg = LegDsp::new(PipelineConfig {
+        dtmf: true,
+        amd: Some(AmdConfig::default()),
+    });
+    let mut events = Vec::with_capacity(64);
+    let mut digits = 0;
+    let mut beeps = 0;
+    let rounds = 20;
+    let ops = heap_ops(|| {
+        for _ in 0..rounds {
+            for codes in audio.chunks(FRAME) {
+                events.clear();
+                leg.push_g711(Law::Ulaw, codes, &mut events);
+                for e in &events {
+                    match e {
+                        Event::Digit(_) => digits += 1,
+                        Event::Amd(AmdEvent::Beep { .. }) => beeps += 1,
+                        Event::Amd(_) => {}
+                    }
+                }
+            }
+        }
+    });
+    assert_eq!(ops, 0, "{ops} heap operations");
+    assert_eq!(digits, 16 * rounds);
+    assert!(beeps >= 1, "the beep before the tone timeout is heard");
 }
 
 #[test]

@@ -21,7 +21,7 @@
 //! Per hop the work is two band peak searches over the FFT bins and a few comparisons; nothing is
 //! allocated after [`DtmfReceiver::new`], and no input (NaN, infinities, clipping) can panic it.
 
-use crate::spectrum::{HOP, RATE, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW, dbm0_amplitude};
+use crate::spectrum::{self, HOP, RATE, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW, dbm0_amplitude};
 
 /// Low-group (row) frequencies in Hz.
 pub const LOW_HZ: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
@@ -260,8 +260,15 @@ struct Label {
 
 /// The digit a hop's spectrum holds, with the pair's mean square, or `None`.
 fn classify(s: &Spectrum) -> Option<Label> {
-    let lo = s.peak(650.0, 990.0)?;
-    let hi = s.peak(1150.0, 1700.0)?;
+    let (lo_bin, lo_power) = s.strongest(650.0, 990.0)?;
+    let (hi_bin, hi_power) = s.strongest(1150.0, 1700.0)?;
+    // Most hops of a call fail here, before any interpolation: two lobes holding MIN_PURITY of
+    // the power (noise in them at most the rest) need strongest bins of at least this share.
+    let least = (2.0 * MIN_PURITY - 1.0) / spectrum::MAX_LOBE_PER_BIN;
+    if lo_power + hi_power < least * s.total_power() {
+        return None;
+    }
+    let (lo, hi) = (s.line_at(lo_bin), s.line_at(hi_bin));
     let (row, _) = nearest(&LOW_HZ, lo.freq_hz);
     let (col, _) = nearest(&HIGH_HZ, hi.freq_hz);
     let lo_dev = lo.freq_hz / LOW_HZ[row] - 1.0;

@@ -49,6 +49,20 @@ const fn table(alaw: bool) -> [i16; 256] {
 static ULAW_TABLE: [i16; 256] = table(false);
 static ALAW_TABLE: [i16; 256] = table(true);
 
+const fn table_f32(t: &[i16; 256]) -> [f32; 256] {
+    let mut f = [0.0; 256];
+    let mut i = 0;
+    while i < 256 {
+        f[i] = t[i] as f32 / 32768.0;
+        i += 1;
+    }
+    f
+}
+
+/// The decoders' outputs at full scale 1.0, so decoding a frame is one load per sample.
+static ULAW_F32: [f32; 256] = table_f32(&ULAW_TABLE);
+static ALAW_F32: [f32; 256] = table_f32(&ALAW_TABLE);
+
 /// Segment of a magnitude: the number of the first end point it does not exceed (8 = over range)
 fn segment(value: i32, ends: &[i32; 8]) -> u8 {
     ends.iter().position(|&end| value <= end).unwrap_or(8) as u8
@@ -127,11 +141,11 @@ impl Law {
     /// Decodes codes into `out` as full-scale `f32` (the detectors' input); lengths must match
     pub fn decode_f32(self, codes: &[u8], out: &mut [f32]) {
         let table = match self {
-            Law::Ulaw => &ULAW_TABLE,
-            Law::Alaw => &ALAW_TABLE,
+            Law::Ulaw => &ULAW_F32,
+            Law::Alaw => &ALAW_F32,
         };
         for (o, &c) in out.iter_mut().zip(codes) {
-            *o = f32::from(table[usize::from(c)]) / 32768.0;
+            *o = table[usize::from(c)];
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The shared spectrum stage: one spectrum per 10 ms hop, read by every detector
 //!
 //! Audio at 8 kHz is cut into 20 ms windows ([`WINDOW`] samples) advancing by 10 ms ([`HOP`]).
-//! Each window is Hann-weighted and transformed once; detectors read the bins, the
+//! Each window is Hann-weighted and transformed once; detectors read the power per bin, the
 //! interpolated peak frequency ([`Spectrum::peak`]) and the time-domain energies of the window
 //! and of its 2.5 ms sub-blocks (for onset and offset timing finer than the hop). Adding a
 //! detector adds no transform.
@@ -29,10 +29,18 @@ pub const WINDOW: usize = 160;
 pub const BINS: usize = WINDOW / 2 + 1;
 /// Width of one bin in Hz.
 pub const BIN_HZ: f32 = RATE as f32 / WINDOW as f32;
+// A window is exactly the previous hop and the newest one; `analyse` relies on it.
+const _: () = assert!(WINDOW == 2 * HOP);
 /// Samples per sub-block: 2.5 ms, the time resolution of [`Spectrum::sub_energies`].
 pub const SUB_BLOCK: usize = 20;
 /// Sub-blocks in one hop.
 pub const SUB_BLOCKS: usize = HOP / SUB_BLOCK;
+
+/// Most power a tone's main lobe (strongest bin ± 2) holds per unit of its strongest bin
+///
+/// Periodic Hann: 1.5 with the tone on a bin, 2.08 with it half-way between two. So a tone
+/// whose lobe holds a share P of the window's power has a strongest bin of at least P / 2.1.
+pub const MAX_LOBE_PER_BIN: f32 = 2.1;
 
 /// Mean square (in full-scale units) of a sine at 0 dBm0: 3.17 dB below 16-bit full scale.
 pub const DBM0_MEAN_SQUARE: f32 = 0.240_96;
@@ -70,16 +78,17 @@ pub struct Spectrum {
     filled: usize,
     packed: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
-    /// Per analysed hop of the latest transform (one or two): bins, power and energies.
+    /// Per analysed hop of the latest transform (one or two): power and energies.
     hops: [HopAnalysis; 2],
-    /// Which of `hops` the accessors read, and where its window starts in `samples`.
+    /// Sub-block energies of the hop before the latest transform (the context's second half).
+    previous_subs: [f32; SUB_BLOCKS],
+    /// Which of `hops` the accessors read.
     current: usize,
     end: u64,
 }
 
 #[derive(Clone)]
 struct HopAnalysis {
-    bins: [Complex<f32>; BINS],
     power: [f32; BINS],
     total_power: f32,
     sub_energies: [f32; SUB_BLOCKS],
@@ -102,7 +111,6 @@ impl Spectrum {
             *w = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos();
         }
         let empty = HopAnalysis {
-            bins: [Complex::default(); BINS],
             power: [0.0; BINS],
             total_power: 0.0,
             sub_energies: [0.0; SUB_BLOCKS],
@@ -116,6 +124,7 @@ impl Spectrum {
             samples: [0.0; WINDOW + HOP],
             filled: WINDOW - HOP,
             hops: [empty.clone(), empty],
+            previous_subs: [0.0; SUB_BLOCKS],
             current: 0,
             end: 0,
         }
@@ -147,6 +156,7 @@ impl Spectrum {
             self.end += HOP as u64;
             on_hop(self);
         }
+        self.previous_subs = self.hops[hops - 1].sub_energies;
         let shift = hops * HOP;
         self.samples.copy_within(shift..self.filled, 0);
         self.filled -= shift;
@@ -156,13 +166,7 @@ impl Spectrum {
     fn analyse(&mut self, hops: usize) {
         let (first, second) = (&self.samples[..WINDOW], &self.samples[HOP..HOP + WINDOW]);
         if hops == 2 {
-            for (((z, a), b), w) in self
-                .packed
-                .iter_mut()
-                .zip(first)
-                .zip(second)
-                .zip(&self.hann)
-            {
+            for (((z, a), b), w) in self.packed.iter_mut().zip(first).zip(second).zip(&self.hann) {
                 *z = Complex::new(a * w, b * w);
             }
         } else {
@@ -170,35 +174,42 @@ impl Spectrum {
                 *z = Complex::new(a * w, 0.0);
             }
         }
-        self.fft
-            .process_with_scratch(&mut self.packed, &mut self.scratch);
+        self.fft.process_with_scratch(&mut self.packed, &mut self.scratch);
+        let z = &self.packed;
+        let half = WINDOW / 2;
         let [one, two] = &mut self.hops;
-        for k in 0..BINS {
-            let a = self.packed[k];
-            if hops == 2 {
-                // x real, y real, z = x + iy: X = (Z[k] + Z*[N-k]) / 2, Y = (Z[k] - Z*[N-k]) / 2i.
-                let b = self.packed[(WINDOW - k) % WINDOW].conj();
-                one.bins[k] = (a + b) * 0.5;
-                let d = (a - b) * 0.5;
-                two.bins[k] = Complex::new(d.im, -d.re);
-            } else {
-                one.bins[k] = a;
+        if hops == 2 {
+            // z = x + iy with x, y real: X[k] = (Z[k] + Z*[N-k]) / 2, Y[k] = (Z[k] - Z*[N-k]) / 2i.
+            // Interior bins are doubled for their negative-frequency twin.
+            for k in 1..half {
+                let (a, b) = (z[k], z[WINDOW - k]);
+                let (sum_re, diff_re) = (a.re + b.re, a.re - b.re);
+                let (sum_im, diff_im) = (a.im + b.im, a.im - b.im);
+                one.power[k] = 0.5 * (sum_re * sum_re + diff_im * diff_im);
+                two.power[k] = 0.5 * (sum_im * sum_im + diff_re * diff_re);
             }
-        }
-        for (h, hop) in self.hops[..hops].iter_mut().enumerate() {
-            for (p, b) in hop.power.iter_mut().zip(&hop.bins) {
-                // Interior bins stand for their negative-frequency twin too.
+            for k in [0, half] {
+                one.power[k] = z[k].re * z[k].re;
+                two.power[k] = z[k].im * z[k].im;
+            }
+        } else {
+            for (p, b) in one.power[1..half].iter_mut().zip(&z[1..half]) {
                 *p = 2.0 * b.norm_sqr();
             }
-            hop.power[0] *= 0.5;
-            hop.power[BINS - 1] *= 0.5;
+            for k in [0, half] {
+                one.power[k] = z[k].norm_sqr();
+            }
+        }
+        let mut previous = self.previous_subs;
+        for (h, hop) in self.hops[..hops].iter_mut().enumerate() {
             hop.total_power = sum(&hop.power);
-            let window = &self.samples[h * HOP..h * HOP + WINDOW];
-            hop.energy = sum_of_squares(window) / WINDOW as f32;
-            let new = &window[WINDOW - HOP..];
+            let new = &self.samples[h * HOP + WINDOW - HOP..h * HOP + WINDOW];
             for (e, block) in hop.sub_energies.iter_mut().zip(new.chunks_exact(SUB_BLOCK)) {
                 *e = sum_of_squares(block) / SUB_BLOCK as f32;
             }
+            // The window is the previous hop's new samples and this hop's: 2 x SUB_BLOCKS blocks.
+            hop.energy = (sum(&previous) + sum(&hop.sub_energies)) / (2 * SUB_BLOCKS) as f32;
+            previous = hop.sub_energies;
         }
     }
 
@@ -210,11 +221,6 @@ impl Spectrum {
     /// The latest window's samples, oldest first, without weighting
     pub fn window(&self) -> &[f32] {
         &self.samples[self.current * HOP..self.current * HOP + WINDOW]
-    }
-
-    /// Hann-weighted complex bins of the latest window
-    pub fn bins(&self) -> &[Complex<f32>; BINS] {
-        &self.hops[self.current].bins
     }
 
     /// Power per bin (negative frequencies folded in); sums to [`Spectrum::total_power`]
@@ -248,23 +254,37 @@ impl Spectrum {
         Self::power_to_mean_square(sum(&self.power()[lo..=hi.min(BINS - 1)]))
     }
 
-    /// Strongest line with its peak bin in `lo_hz..=hi_hz`, or `None` if the band is silent
-    pub fn peak(&self, lo_hz: f32, hi_hz: f32) -> Option<Peak> {
-        let lo = ((lo_hz / BIN_HZ).floor() as usize).max(1);
-        let hi = ((hi_hz / BIN_HZ).ceil() as usize).min(BINS - 2);
+    /// Strongest bin in `lo_hz..=hi_hz` and its power, or `None` if the band is silent
+    ///
+    /// The cheap first half of [`Spectrum::peak`], for detectors that can rule a hop out from
+    /// the bin alone (see [`MAX_LOBE_PER_BIN`]).
+    pub fn strongest(&self, lo_hz: f32, hi_hz: f32) -> Option<(usize, f32)> {
+        // Float-to-int casts truncate (floor for these positive values) and saturate.
+        let lo = ((lo_hz / BIN_HZ) as usize).max(1);
+        let hi = ((hi_hz / BIN_HZ + 0.999) as usize).min(BINS - 2);
         if lo > hi {
             return None;
         }
         let power = self.power();
-        let total = self.total_power();
-        let (bin, &p) = power[lo..=hi]
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, p)| (i + lo, p))?;
-        if p <= 0.0 {
-            return None;
+        let (mut bin, mut p) = (lo, power[lo]);
+        for (k, &v) in power[lo..=hi].iter().enumerate() {
+            if v > p {
+                (bin, p) = (lo + k, v);
+            }
         }
+        (p > 0.0).then_some((bin, p))
+    }
+
+    /// Strongest line with its peak bin in `lo_hz..=hi_hz`, or `None` if the band is silent
+    pub fn peak(&self, lo_hz: f32, hi_hz: f32) -> Option<Peak> {
+        self.strongest(lo_hz, hi_hz).map(|(bin, _)| self.line_at(bin))
+    }
+
+    /// The line whose strongest bin is `bin` (1..BINS-1): interpolated frequency, level, purity
+    pub fn line_at(&self, bin: usize) -> Peak {
+        let bin = bin.clamp(1, BINS - 2);
+        let power = self.power();
+        let total = self.total_power();
         let mag = |k: usize| power[k].sqrt();
         let (left, centre, right) = (mag(bin - 1), mag(bin), mag(bin + 1));
         // Periodic Hann main lobe: |X(k±1)| / |X(k)| = (1 + d) / (2 - d) for offset d in bins.
@@ -278,12 +298,12 @@ impl Spectrum {
         let lobe_lo = bin.saturating_sub(2);
         let lobe_hi = (bin + 2).min(BINS - 1);
         let lobe: f32 = power[lobe_lo..=lobe_hi].iter().sum();
-        Some(Peak {
+        Peak {
             bin,
             freq_hz: (bin as f32 + offset.clamp(-1.0, 1.0)) * BIN_HZ,
             mean_square: Self::power_to_mean_square(lobe),
             purity: if total > 0.0 { lobe / total } else { 0.0 },
-        })
+        }
     }
 }
 

@@ -35,5 +35,12 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 
+# Criterion benches: our DTMF receiver and whole per-leg pipeline beside spandsp's dtmf_rx.
 bench: deps
 	$(CARGO) bench -p dialplane-benches
+
+# Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed, and
+# 20 000 random Q.24 trials.
+check-long: deps
+	DTMF_TALKOFF_SEED=7 DTMF_TALKOFF_CHUNKS=60 DTMF_TRIALS=20000 \
+	  $(CARGO) test --release -p dialplane-dsp --test dtmf_talkoff --test dtmf_q24 -- --nocapture

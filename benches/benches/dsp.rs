@@ -11,9 +11,9 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use dialplane_benches::signal::{FRAME, call_audio, to_i16};
 use dialplane_benches::spandsp::SpandspDtmf;
-use dsp::g711::Law;
 use dsp::amd::AmdConfig;
 use dsp::dtmf::DtmfReceiver;
+use dsp::g711::Law;
 use dsp::pipeline::{LegDsp, PipelineConfig};
 use dsp::spectrum::Spectrum;
 

@@ -166,7 +166,13 @@ impl Spectrum {
     fn analyse(&mut self, hops: usize) {
         let (first, second) = (&self.samples[..WINDOW], &self.samples[HOP..HOP + WINDOW]);
         if hops == 2 {
-            for (((z, a), b), w) in self.packed.iter_mut().zip(first).zip(second).zip(&self.hann) {
+            for (((z, a), b), w) in self
+                .packed
+                .iter_mut()
+                .zip(first)
+                .zip(second)
+                .zip(&self.hann)
+            {
                 *z = Complex::new(a * w, b * w);
             }
         } else {
@@ -174,7 +180,8 @@ impl Spectrum {
                 *z = Complex::new(a * w, 0.0);
             }
         }
-        self.fft.process_with_scratch(&mut self.packed, &mut self.scratch);
+        self.fft
+            .process_with_scratch(&mut self.packed, &mut self.scratch);
         let z = &self.packed;
         let half = WINDOW / 2;
         let [one, two] = &mut self.hops;
@@ -277,7 +284,8 @@ impl Spectrum {
 
     /// Strongest line with its peak bin in `lo_hz..=hi_hz`, or `None` if the band is silent
     pub fn peak(&self, lo_hz: f32, hi_hz: f32) -> Option<Peak> {
-        self.strongest(lo_hz, hi_hz).map(|(bin, _)| self.line_at(bin))
+        self.strongest(lo_hz, hi_hz)
+            .map(|(bin, _)| self.line_at(bin))
     }
 
     /// The line whose strongest bin is `bin` (1..BINS-1): interpolated frequency, level, purity

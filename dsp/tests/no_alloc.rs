@@ -99,7 +99,10 @@ fn stages() -> Vec<(&'static str, Stage)> {
         ("g711 decode + spectrum", g711_spectrum()),
         ("streaming resampler", resampling()),
         ("mixer", mixing()),
-        ("pipeline: decode + spectrum + DTMF + tones + VAD/AMD", pipeline()),
+        (
+            "pipeline: decode + spectrum + DTMF + tones + VAD/AMD",
+            pipeline(),
+        ),
     ]
 }
 

@@ -9,23 +9,11 @@ use dialplane_dsp::g711::Law;
 use dialplane_dsp::spectrum::{HOP, Spectrum};
 use rand::Rng;
 use rand::rngs::StdRng;
-use support::{g711_round_trip, ms, rng, white_noise};
+use support::{detect_digits, g711_round_trip, ms, rng, white_noise};
 
 const ALL: &str = "123A456B789C*0#D";
 /// Reported onsets and offsets must be this close to the truth: 5 ms.
 const TIMING: i64 = 40;
-
-/// Runs the shared spectrum and the receiver over `x`, fed in uneven chunks as RTP would.
-fn detect(x: &[f32]) -> Vec<Digit> {
-    let mut s = Spectrum::new();
-    let mut r = DtmfReceiver::new();
-    let mut out = Vec::new();
-    for chunk in x.chunks(97) {
-        s.push(chunk, |s| out.extend(r.on_hop(s)));
-    }
-    out.extend(r.finish());
-    out
-}
 
 fn law(i: usize) -> Law {
     if i.is_multiple_of(2) {
@@ -84,7 +72,7 @@ fn one_each(make: impl Fn(char) -> ToneSpec, seed: u64, ctx: &str) {
         let b = build(&[(spec, 0)], &mut rng);
         let y = g711_round_trip(&b.x, law(i));
         assert_digits(
-            &detect(&y),
+            &detect_digits(&y),
             &[digit],
             &b.spans,
             &format!("{ctx} {spec:?} {:?}", law(i)),
@@ -99,7 +87,7 @@ fn none_each(make: impl Fn(char) -> ToneSpec, seed: u64, ctx: &str) {
         let spec = random_phases(make(digit), &mut rng);
         let b = build(&[(spec, 0)], &mut rng);
         let y = g711_round_trip(&b.x, law(i));
-        let got = detect(&y);
+        let got = detect_digits(&y);
         assert!(got.is_empty(), "{ctx} {spec:?} {:?}: {got:?}", law(i));
     }
 }
@@ -149,7 +137,7 @@ fn frequency_deviation_of_3_5_percent_and_beyond_is_rejected_for_each_of_the_8_t
                     .deviation(1.0 + dev, 1.0);
                 let spec = random_phases(spec, &mut rng);
                 let b = build(&[(spec, 0)], &mut rng);
-                let got = detect(&g711_round_trip(&b.x, law(i)));
+                let got = detect_digits(&g711_round_trip(&b.x, law(i)));
                 i += 1;
                 assert!(got.is_empty(), "low {f} Hz {dev:+}: {spec:?} {got:?}");
             }
@@ -161,7 +149,7 @@ fn frequency_deviation_of_3_5_percent_and_beyond_is_rejected_for_each_of_the_8_t
                     .deviation(1.0, 1.0 + dev);
                 let spec = random_phases(spec, &mut rng);
                 let b = build(&[(spec, 0)], &mut rng);
-                let got = detect(&g711_round_trip(&b.x, law(i)));
+                let got = detect_digits(&g711_round_trip(&b.x, law(i)));
                 i += 1;
                 assert!(got.is_empty(), "high {f} Hz {dev:+}: {spec:?} {got:?}");
             }
@@ -275,7 +263,7 @@ fn a_pause_of_40_ms_separates_two_digits_even_the_same_one() {
             let a = random_phases(ToneSpec::new(first, on).levels(level, level), &mut rng);
             let b = random_phases(ToneSpec::new(second, on).levels(level, level), &mut rng);
             let built = build(&[(a, ms(40)), (b, 0)], &mut rng);
-            let got = detect(&g711_round_trip(&built.x, law(i)));
+            let got = detect_digits(&g711_round_trip(&built.x, law(i)));
             assert_digits(
                 &got,
                 &[first, second],
@@ -301,7 +289,7 @@ fn a_drop_out_of_10_ms_is_ridden_over() {
             let a = random_phases(ToneSpec::new(digit, before).levels(level, level), &mut rng);
             let b = random_phases(ToneSpec::new(digit, after).levels(level, level), &mut rng);
             let built = build(&[(a, ms(10)), (b, 0)], &mut rng);
-            let got = detect(&g711_round_trip(&built.x, law(i)));
+            let got = detect_digits(&g711_round_trip(&built.x, law(i)));
             let span = (built.spans[0].0, built.spans[1].1);
             assert_digits(
                 &got,
@@ -330,12 +318,12 @@ fn ten_digits_a_second_come_out_exactly() {
             })
             .collect();
         let built = build(&parts, &mut rng);
-        let got = detect(&g711_round_trip(&built.x, law(i)));
+        let got = detect_digits(&g711_round_trip(&built.x, law(i)));
         let want: Vec<char> = ALL.chars().collect();
         assert_digits(&got, &want, &built.spans, &format!("{on} on / {off} off"));
     }
     // The convenience builder, too.
-    let got: String = detect(&digits("0123456789*#ABCD", 50, 50))
+    let got: String = detect_digits(&digits("0123456789*#ABCD", 50, 50))
         .iter()
         .map(|d| d.digit)
         .collect();
@@ -358,7 +346,7 @@ fn white_noise_at_15_db_snr_still_lets_every_digit_through() {
             let mut b = build(&[(spec, ms(40)), (spec, 0)], &mut rng);
             let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - 15.0);
             b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
-            let got = detect(&g711_round_trip(&b.x, law(i)));
+            let got = detect_digits(&g711_round_trip(&b.x, law(i)));
             i += 1;
             assert_digits(
                 &got,
@@ -378,7 +366,7 @@ fn a_tone_still_sounding_at_the_end_of_input_is_reported_by_finish() {
         let mut x = vec![0.0; ms(30) + i * 7];
         let start = x.len() as u64;
         x.extend(sequence(&[(spec, 0)]));
-        let got = detect(&g711_round_trip(&x, law(i)));
+        let got = detect_digits(&g711_round_trip(&x, law(i)));
         // The spectrum stage analyses whole hops only: the receiver hears up to the last one.
         let heard = (x.len() / HOP * HOP) as u64;
         assert_digits(&got, &[digit], &[(start, heard)], &format!("{spec:?}"));
@@ -386,7 +374,7 @@ fn a_tone_still_sounding_at_the_end_of_input_is_reported_by_finish() {
     // Too short at the end of input: nothing.
     let mut x = vec![0.0; ms(30)];
     x.extend(sequence(&[(ToneSpec::new('5', 20), 0)]));
-    assert!(detect(&x).is_empty());
+    assert!(detect_digits(&x).is_empty());
 }
 
 #[test]
@@ -403,7 +391,7 @@ fn long_weak_twisted_tones_in_noise_stay_one_digit() {
         let mut b = build(&[(spec, 0)], &mut rng);
         let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - 15.0);
         b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
-        let got = detect(&g711_round_trip(&b.x, law(i)));
+        let got = detect_digits(&g711_round_trip(&b.x, law(i)));
         assert_digits(&got, &[digit], &b.spans, &format!("{spec:?}"));
     }
 }
@@ -414,11 +402,11 @@ fn noise_and_silence_alone_give_nothing() {
     for &level in &[-50.0f32, -30.0, -10.0, 0.0] {
         let x = white_noise(&mut rng, ms(5000), level);
         assert!(
-            detect(&g711_round_trip(&x, Law::Ulaw)).is_empty(),
+            detect_digits(&g711_round_trip(&x, Law::Ulaw)).is_empty(),
             "noise at {level}"
         );
     }
-    assert!(detect(&vec![0.0; ms(2000)]).is_empty());
+    assert!(detect_digits(&vec![0.0; ms(2000)]).is_empty());
 }
 
 #[test]
@@ -454,7 +442,7 @@ fn hostile_input_does_not_panic() {
     x.extend(vec![0.0; ms(100)]);
     let built = sequence(&[(ToneSpec::new('7', 60), ms(100))]);
     x.extend(&built);
-    let got = detect(&x);
+    let got = detect_digits(&x);
     assert_eq!(got.last().map(|d| d.digit), Some('7'), "{got:?}");
     // Misuse: time running backwards (a fresh spectrum mid-digit) must not panic either.
     let mut r = DtmfReceiver::new();
@@ -491,7 +479,7 @@ fn a_detected_digit_counts_in_metrics() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        assert_eq!(detect(&digits("42", 60, 60)).len(), 2);
+        assert_eq!(detect_digits(&digits("42", 60, 60)).len(), 2);
     });
     let total: u64 = snapshotter
         .snapshot()
@@ -576,7 +564,7 @@ fn random_conditions_within_the_table() {
                 i += 1;
             }
         }
-        let got = detect(&g711_round_trip(&b.x, law(trial)));
+        let got = detect_digits(&g711_round_trip(&b.x, law(trial)));
         let keys: Vec<char> = got.iter().map(|d| d.digit).collect();
         let timing_ok = got.iter().zip(&spans).all(|(d, &(s, e))| {
             (d.start as i64 - s as i64).abs() <= TIMING && (d.end as i64 - e as i64).abs() <= TIMING
@@ -642,7 +630,7 @@ fn random_rejections_within_the_table() {
             let noise = white_noise(&mut rng, b.x.len(), pair_dbm0(lo, hi) - snr);
             b.x.iter_mut().zip(&noise).for_each(|(x, n)| *x += n);
         }
-        let got = detect(&g711_round_trip(&b.x, law(trial)));
+        let got = detect_digits(&g711_round_trip(&b.x, law(trial)));
         assert!(got.is_empty(), "trial {trial}: {spec:?}: {got:?}");
     }
 }
@@ -672,7 +660,7 @@ fn different_digits_after_short_or_no_pauses_still_come_out() {
             })
             .collect();
         let built = build(&parts, &mut rng);
-        let got = detect(&g711_round_trip(&built.x, law(i)));
+        let got = detect_digits(&g711_round_trip(&built.x, law(i)));
         let want: Vec<char> = ALL.chars().collect();
         assert_digits(&got, &want, &built.spans, &format!("{on} on / {off} off"));
     }

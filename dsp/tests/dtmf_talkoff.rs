@@ -3,21 +3,13 @@
 //! noise) and music-like signals from sox (chords, intervals away from DTMF pairs, sweeps).
 mod support;
 
-use dialplane_dsp::dtmf::{Digit, DtmfReceiver};
 use dialplane_dsp::g711::Law;
-use dialplane_dsp::spectrum::{RATE, Spectrum};
+use dialplane_dsp::spectrum::RATE;
 use rand::Rng;
 use rand::rngs::StdRng;
-use support::{VOICES, g711_round_trip, ms, rng, set_level, sox_synth, speech, white_noise};
-
-fn detect(x: &[f32]) -> Vec<Digit> {
-    let mut s = Spectrum::new();
-    let mut r = DtmfReceiver::new();
-    let mut out = Vec::new();
-    s.push(x, |s| out.extend(r.on_hop(s)));
-    out.extend(r.finish());
-    out
-}
+use support::{
+    VOICES, detect_digits, g711_round_trip, ms, rng, set_level, sox_synth, speech, white_noise,
+};
 
 /// Words for generated sentences, digits and digit-like words among them.
 const WORDS: &[&str] = &[
@@ -230,7 +222,7 @@ fn speak(voice_index: usize, chunks: usize) -> (usize, Vec<String>) {
             }
         };
         samples += y.len();
-        for d in detect(&y) {
+        for d in detect_digits(&y) {
             hits.push(format!(
                 "{voice} {wpm} wpm pitch {pitch} at {level} dBm0 channel {channel}: {d:?} in {text:?}"
             ));
@@ -372,7 +364,7 @@ fn music_gives_no_digits() {
         padded.extend(vec![0.0; ms(100)]);
         samples += padded.len();
         hits.extend(
-            detect(&padded)
+            detect_digits(&padded)
                 .into_iter()
                 .map(|d| format!("{name}: {d:?}")),
         );

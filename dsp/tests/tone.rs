@@ -5,10 +5,10 @@
 mod support;
 
 use dialplane_dsp::g711::Law;
-use dialplane_dsp::spectrum::{Spectrum, dbm0_amplitude};
+use dialplane_dsp::spectrum::Spectrum;
 use dialplane_dsp::tone::{FaxTone, ToneDetector, ToneEvent};
 use rand::Rng;
-use support::{ms, rng, silence, white_noise};
+use support::{ms, rng, silence, sine, white_noise};
 
 fn detect(x: &[f32]) -> Vec<ToneEvent> {
     let mut spectrum = Spectrum::new();
@@ -20,13 +20,6 @@ fn detect(x: &[f32]) -> Vec<ToneEvent> {
     }
     events.extend(det.finish());
     events
-}
-
-fn sine(freq: f32, level: f32, n: usize, phase: f32) -> Vec<f32> {
-    let a = dbm0_amplitude(level);
-    (0..n)
-        .map(|i| a * (2.0 * std::f32::consts::PI * freq * i as f32 / 8000.0 + phase).sin())
-        .collect()
 }
 
 fn add(x: &mut [f32], at: usize, y: &[f32]) {

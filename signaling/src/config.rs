@@ -87,11 +87,13 @@ pub struct AmdTimers {
 
 impl Default for AmdTimers {
     fn default() -> Self {
+        // The detector's own defaults are the one source of these numbers.
+        let d = dsp::amd::AmdConfig::default();
         Self {
-            no_speech_timeout_ms: 5000,
-            decision_timeout_ms: 15000,
-            tone_timeout_ms: 20000,
-            greeting_completion_timeout_ms: 2000,
+            no_speech_timeout_ms: d.no_speech_timeout_ms,
+            decision_timeout_ms: d.decision_timeout_ms,
+            tone_timeout_ms: d.tone_timeout_ms,
+            greeting_completion_timeout_ms: d.greeting_completion_timeout_ms,
         }
     }
 }

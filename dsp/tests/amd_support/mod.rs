@@ -11,14 +11,12 @@
 //! parameters and behaviour) on 20 ms frames, as the baseline our detector must beat.
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dialplane_dsp::g711::Law;
-use dialplane_dsp::spectrum::dbm0_amplitude;
 use rand::{Rng, rngs::StdRng};
 
-use crate::support::{self, VOICES, ms, rng, set_level, white_noise};
+use crate::support::{self, VOICES, ms, rng, set_level, sine, white_noise};
 
 /// What really answered
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -239,46 +237,9 @@ fn specs() -> Vec<(Spec, Line, u64)> {
     out
 }
 
-fn sine(freq: f32, level: f32, n: usize, phase: f32) -> Vec<f32> {
-    let a = dbm0_amplitude(level);
-    (0..n)
-        .map(|i| a * (2.0 * std::f32::consts::PI * freq * i as f32 / 8000.0 + phase).sin())
-        .collect()
-}
-
-/// espeak-ng speech at 8 kHz, converted by sox with `-R` so that its dither is repeatable
-/// (`support::speech` dithers differently on every run, which moves borderline decisions)
-fn speech_repeatable(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
-    let (wpm, pitch) = (wpm.to_string(), pitch.to_string());
-    let mut espeak = Command::new("espeak-ng")
-        .args(["-v", voice, "-s", &wpm, "-p", &pitch, "--stdout", text])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("espeak-ng (run `make test` to install it)");
-    let wav = espeak.stdout.take();
-    let out = wav.map(|wav| {
-        Command::new("sox")
-            .args(["-R", "-q", "-t", "wav", "-", "-t", "raw", "-r", "8000"])
-            .args(["-e", "signed", "-b", "16", "-c", "1", "-"])
-            .stdin(wav)
-            .output()
-    });
-    let espeak_ok = espeak.wait().is_ok_and(|status| status.success());
-    let out = out
-        .expect("espeak-ng stdout is piped")
-        .expect("sox (run `make test` to install it)");
-    assert!(espeak_ok, "espeak-ng failed: {voice} '{text}'");
-    assert!(
-        out.status.success(),
-        "sox: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    support::from_s16le(&out.stdout)
-}
-
 /// espeak-ng speech with its leading and trailing silence trimmed (a real line has none)
 fn talk(text: &str, voice: &str, wpm: u32, pitch: u32) -> Vec<f32> {
-    let x = speech_repeatable(text, voice, wpm, pitch);
+    let x = support::speech(text, voice, wpm, pitch);
     let first = x.iter().position(|v| v.abs() > 1e-3).unwrap_or(0);
     let last = x.iter().rposition(|v| v.abs() > 1e-3).map_or(0, |p| p + 1);
     x[first..last.max(first)].to_vec()

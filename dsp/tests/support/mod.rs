@@ -8,8 +8,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use dialplane_dsp::dtmf::{Digit, DtmfReceiver};
 use dialplane_dsp::g711::Law;
-use dialplane_dsp::spectrum::{DBM0_MEAN_SQUARE, RATE};
+use dialplane_dsp::spectrum::{DBM0_MEAN_SQUARE, RATE, Spectrum, dbm0_amplitude};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Voices with distinct pitch and formants, spoken through espeak-ng's own synthesiser.
@@ -149,4 +150,24 @@ pub fn silence(n: usize) -> Vec<f32> {
 /// Samples in `ms` milliseconds at 8 kHz.
 pub fn ms(ms: u32) -> usize {
     (ms * RATE / 1000) as usize
+}
+
+/// A sine at `level` dBm0, `n` samples, starting at `phase` radians.
+pub fn sine(freq: f32, level: f32, n: usize, phase: f32) -> Vec<f32> {
+    let a = dbm0_amplitude(level);
+    (0..n)
+        .map(|i| a * (2.0 * std::f32::consts::PI * freq * i as f32 / RATE as f32 + phase).sin())
+        .collect()
+}
+
+/// Runs the shared spectrum and a DTMF receiver over `x`, fed in uneven chunks as RTP would.
+pub fn detect_digits(x: &[f32]) -> Vec<Digit> {
+    let mut s = Spectrum::new();
+    let mut r = DtmfReceiver::new();
+    let mut out = Vec::new();
+    for chunk in x.chunks(97) {
+        s.push(chunk, |s| out.extend(r.on_hop(s)));
+    }
+    out.extend(r.finish());
+    out
 }

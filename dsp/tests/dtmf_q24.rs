@@ -301,27 +301,27 @@ fn a_drop_out_of_10_ms_is_ridden_over() {
     }
 }
 
-#[test]
-fn ten_digits_a_second_come_out_exactly() {
-    let mut rng = rng(100);
-    for (i, &(on, off)) in [(50u32, 50u32), (40, 60), (60, 40), (40, 40)]
-        .iter()
-        .enumerate()
-    {
+/// All 16 digits in a row at each (on ms, off ms) cadence, at (low, high) dBm0, through G.711
+fn all_digits_at_cadences(cadences: &[(u32, u32)], (low, high): (f32, f32), rng: &mut StdRng) {
+    for (i, &(on, off)) in cadences.iter().enumerate() {
         let parts: Vec<(ToneSpec, usize)> = ALL
             .chars()
             .map(|d| {
-                (
-                    random_phases(ToneSpec::new(d, on).levels(-12.0, -10.0), &mut rng),
-                    ms(off),
-                )
+                let spec = random_phases(ToneSpec::new(d, on).levels(low, high), rng);
+                (spec, ms(off))
             })
             .collect();
-        let built = build(&parts, &mut rng);
+        let built = build(&parts, rng);
         let got = detect_digits(&g711_round_trip(&built.x, law(i)));
         let want: Vec<char> = ALL.chars().collect();
         assert_digits(&got, &want, &built.spans, &format!("{on} on / {off} off"));
     }
+}
+
+#[test]
+fn ten_digits_a_second_come_out_exactly() {
+    let cadences = [(50, 50), (40, 60), (60, 40), (40, 40)];
+    all_digits_at_cadences(&cadences, (-12.0, -10.0), &mut rng(100));
     // The convenience builder, too.
     let got: String = detect_digits(&digits("0123456789*#ABCD", 50, 50))
         .iter()
@@ -639,9 +639,8 @@ fn random_rejections_within_the_table() {
 fn different_digits_after_short_or_no_pauses_still_come_out() {
     // Beyond Q.24 (which asks for 40 ms): shorter pauses, down to none, between different
     // digits; where energy shows no pause the change of label marks the boundary.
-    let mut rng = rng(150);
-    let cases = [
-        (50u32, 20u32),
+    let cadences = [
+        (50, 20),
         (40, 20),
         (60, 25),
         (50, 10),
@@ -649,19 +648,5 @@ fn different_digits_after_short_or_no_pauses_still_come_out() {
         (60, 0),
         (45, 0),
     ];
-    for (i, &(on, off)) in cases.iter().enumerate() {
-        let parts: Vec<(ToneSpec, usize)> = ALL
-            .chars()
-            .map(|d| {
-                (
-                    random_phases(ToneSpec::new(d, on).levels(-9.0, -7.0), &mut rng),
-                    ms(off),
-                )
-            })
-            .collect();
-        let built = build(&parts, &mut rng);
-        let got = detect_digits(&g711_round_trip(&built.x, law(i)));
-        let want: Vec<char> = ALL.chars().collect();
-        assert_digits(&got, &want, &built.spans, &format!("{on} on / {off} off"));
-    }
+    all_digits_at_cadences(&cadences, (-9.0, -7.0), &mut rng(150));
 }

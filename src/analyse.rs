@@ -19,7 +19,13 @@ fn ms(sample: u64) -> u64 {
 
 fn read(file: &Path) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    signaling::wav::decode_8k(&bytes).with_context(|| file.display().to_string())
+    let samples = signaling::wav::decode_8k(&bytes).with_context(|| file.display().to_string())?;
+    tracing::debug!(
+        file = %file.display(),
+        seconds = samples.len() as f32 / RATE as f32,
+        "decoded to 8 kHz"
+    );
+    Ok(samples)
 }
 
 /// Runs the pipeline over the whole file and returns its events in time order.

@@ -183,6 +183,58 @@ mod tests {
         assert_eq!(alaw_encode(i16::MIN), 0x2A);
     }
 
+    /// Decoder outputs from G.711's own definition, written independently of the code above:
+    /// µ-law (Table 2): magnitude ((2m + 33) << e) - 33 in 14-bit units, bits inverted on the
+    /// wire; A-law (Table 1): 2m + 1 in segment 0, (2m + 33) << (e - 1) above, in 13-bit units,
+    /// even bits inverted.
+    #[test]
+    fn all_256_codes_decode_as_g711_defines() {
+        for code in 0..=255u8 {
+            let u = !code;
+            let (sign, e, m) = (u & 0x80, i32::from((u >> 4) & 7), i32::from(u & 0x0F));
+            let magnitude = (((2 * m + 33) << e) - 33) * 4;
+            let want = if sign != 0 { -magnitude } else { magnitude };
+            assert_eq!(i32::from(ulaw_decode(code)), want, "µ-law {code:#04x}");
+
+            let a = code ^ 0x55;
+            let (sign, e, m) = (a & 0x80, i32::from((a >> 4) & 7), i32::from(a & 0x0F));
+            let magnitude = if e == 0 {
+                2 * m + 1
+            } else {
+                (2 * m + 33) << (e - 1)
+            } * 8;
+            let want = if sign != 0 { magnitude } else { -magnitude };
+            assert_eq!(i32::from(alaw_decode(code)), want, "A-law {code:#04x}");
+        }
+    }
+
+    /// The encoder puts every sample in the decision interval G.711 gives its code word: for
+    /// µ-law segment e, mantissa m the 14-bit magnitudes [((2m + 32) << e) - 33, ((2m + 34) << e)
+    /// - 33); for A-law the 13-bit magnitudes [2m, 2m + 2) in segment 0 and
+    /// [(2m + 32) << (e - 1), (2m + 34) << (e - 1)) above. Beyond the last interval it clips.
+    #[test]
+    fn encoders_use_the_g711_decision_intervals() {
+        for s in i16::MIN..=i16::MAX {
+            let x = i32::from(s);
+            let u = !ulaw_encode(s);
+            let (e, m) = (i32::from((u >> 4) & 7), i32::from(u & 0x0F));
+            // The sign bit set (after inversion) means negative; its magnitude is -floor(x / 4).
+            let mag = if u & 0x80 != 0 { -(x >> 2) } else { x >> 2 };
+            let (lo, hi) = (((2 * m + 32) << e) - 33, ((2 * m + 34) << e) - 33);
+            assert!(mag >= lo && (mag < hi || (e, m) == (7, 15)), "µ-law {s}");
+
+            let a = alaw_encode(s) ^ 0x55;
+            let (e, m) = (i32::from((a >> 4) & 7), i32::from(a & 0x0F));
+            let mag = if a & 0x80 != 0 { x >> 3 } else { -(x >> 3) - 1 };
+            let (lo, hi) = if e == 0 {
+                (2 * m, 2 * m + 2)
+            } else {
+                ((2 * m + 32) << (e - 1), (2 * m + 34) << (e - 1))
+            };
+            assert!(mag >= lo && (mag < hi || (e, m) == (7, 15)), "A-law {s}");
+        }
+    }
+
     #[test]
     fn every_code_round_trips() {
         for code in 0..=255u8 {
@@ -195,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn encoders_are_monotonic_and_pick_the_containing_interval() {
+    fn encoders_are_monotonic() {
         for law in [Law::Ulaw, Law::Alaw] {
             let mut prev = law.decode(law.encode(i16::MIN));
             for s in i16::MIN..=i16::MAX {

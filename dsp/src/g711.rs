@@ -208,10 +208,10 @@ mod tests {
         }
     }
 
-    /// The encoder puts every sample in the decision interval G.711 gives its code word: for
-    /// µ-law segment e, mantissa m the 14-bit magnitudes [((2m + 32) << e) - 33, ((2m + 34) << e)
-    /// - 33); for A-law the 13-bit magnitudes [2m, 2m + 2) in segment 0 and
-    /// [(2m + 32) << (e - 1), (2m + 34) << (e - 1)) above. Beyond the last interval it clips.
+    /// The encoder puts every sample in the decision interval G.711 gives its code word.
+    /// µ-law, segment e, mantissa m: 14-bit magnitudes from ((2m + 32) << e) - 33 up to
+    /// ((2m + 34) << e) - 33. A-law: 13-bit magnitudes from 2m up to 2m + 2 in segment 0, from
+    /// (2m + 32) << (e - 1) up to (2m + 34) << (e - 1) above. Past the last interval it clips.
     #[test]
     fn encoders_use_the_g711_decision_intervals() {
         for s in i16::MIN..=i16::MAX {

@@ -166,6 +166,27 @@ fn amd_on_the_bundled_sample_finds_a_machine_then_its_beep() {
 }
 
 #[test]
+fn a_beep_alone_decides_machine_at_its_end_then_reports_it() {
+    let mut x = vec![0.0f32; 8000];
+    x.extend((0..3200).map(|i| 0.2 * (std::f32::consts::TAU * 1400.0 * i as f32 / 8000.0).sin()));
+    x.extend(vec![0.0; 8000]);
+    let path = tmp("beep.wav");
+    std::fs::write(&path, pcm16_wav(8000, &x)).unwrap();
+    let events = lines(&run(&["dsp", "amd", path.to_str().unwrap()]));
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["event"], "amd");
+    assert_eq!(events[0]["amd_type"], "machine");
+    assert_eq!(events[1]["event"], "beep");
+    assert_eq!(events[1]["frequency"], 1400);
+    let end = events[1]["at_ms"].as_u64().unwrap();
+    assert!(end.abs_diff(1400) <= 15, "beep ends at 1400 ms: {end}");
+    assert_eq!(
+        events[0]["at_ms"], events[1]["at_ms"],
+        "decided by the beep's end"
+    );
+}
+
+#[test]
 fn amd_silence_honours_timer_flags_and_config() {
     let path = tmp("quiet.wav");
     std::fs::write(&path, pcm16_wav(8000, &[0.0; 8000 * 7])).unwrap();

@@ -142,6 +142,7 @@ struct Utterance {
 #[derive(Debug, Clone, Copy)]
 struct HeldBeep {
     start_ms: u64,
+    end_ms: u64,
     event: AmdEvent,
 }
 
@@ -260,14 +261,15 @@ impl Amd {
         }
         if let Some(held) = self.held.take() {
             if self.state == State::Undecided {
-                self.decide(Some(AmdType::Machine), out);
+                self.decide(Some(AmdType::Machine), held.end_ms, out);
             }
             emit(out, held.event);
         }
     }
 
-    fn decide(&mut self, decision: Option<AmdType>, out: &mut impl Extend<AmdEvent>) {
-        let at_ms = self.now_ms;
+    /// Decides at `at_ms`: now, or the end of the beep that decided it (so that the decision,
+    /// which is reported before that beep, is never later than it)
+    fn decide(&mut self, decision: Option<AmdType>, at_ms: u64, out: &mut impl Extend<AmdEvent>) {
         self.state = State::Decided(decision);
         // Literal labels make a static metric key: no allocation on the media path.
         match decision {
@@ -302,7 +304,7 @@ impl Amd {
             ToneEvent::Fax { .. } => {
                 self.held = None;
                 if self.state == State::Undecided {
-                    self.decide(Some(AmdType::Fax), out);
+                    self.decide(Some(AmdType::Fax), self.now_ms, out);
                 }
             }
             ToneEvent::Beep {
@@ -335,10 +337,11 @@ impl Amd {
                 if maybe_cng {
                     self.held = Some(HeldBeep {
                         start_ms: ms(start),
+                        end_ms: at_ms,
                         event: beep,
                     });
                 } else {
-                    self.decide(Some(AmdType::Machine), out);
+                    self.decide(Some(AmdType::Machine), at_ms, out);
                     emit(out, beep);
                 }
             }
@@ -356,13 +359,13 @@ impl Amd {
                 if length + 10 >= MIN_UTTERANCE_MS {
                     self.spoke = true;
                     if self.state == State::Undecided {
-                        self.decide(Some(AmdType::Human), out);
+                        self.decide(Some(AmdType::Human), now, out);
                     }
                 }
             } else if length >= MACHINE_SPEECH_MS {
                 self.spoke = true;
                 if self.state == State::Undecided {
-                    self.decide(Some(AmdType::Machine), out);
+                    self.decide(Some(AmdType::Machine), now, out);
                 }
             }
         }
@@ -370,7 +373,7 @@ impl Amd {
             && now >= held.start_ms + CNG_HOLD_MS
             && self.state == State::Undecided
         {
-            self.decide(Some(AmdType::Machine), out);
+            self.decide(Some(AmdType::Machine), held.end_ms, out);
         }
         if self.state == State::Undecided
             && !self.spoke
@@ -379,7 +382,7 @@ impl Amd {
             && !tracking
             && now >= u64::from(self.cfg.no_speech_timeout_ms)
         {
-            self.decide(None, out);
+            self.decide(None, now, out);
         }
         if self.state == State::Undecided && now >= u64::from(self.cfg.decision_timeout_ms) {
             self.state = State::TimedOut;

@@ -4,5 +4,7 @@
 //! with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod auth;
 pub mod config;
+pub mod sdp;
 pub mod wav;

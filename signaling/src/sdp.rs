@@ -898,12 +898,20 @@ impl SessionDescription {
 
     /// Whether the sender of this description puts `media` on hold
     ///
-    /// Hold is `sendonly` or `inactive` (RFC 3264 §8.4) or the RFC 2543 address `c=0.0.0.0`.
+    /// Hold is `sendonly` or `inactive` (RFC 3264 §8.4) or the RFC 2543 address `c=0.0.0.0`,
+    /// except where ICE is in use (`a=ice-ufrag`), whose offers carry `0.0.0.0` as a placeholder
+    /// (RFC 8839 §4.2.1).
     pub fn is_hold(&self, media: &Media) -> bool {
+        let ice = media
+            .attributes
+            .iter()
+            .chain(&self.attributes)
+            .any(|a| matches!(a, Attribute::IceUfrag(_)));
         !self.direction_for(media).receives()
-            || self
-                .connection_for(media)
-                .is_some_and(Connection::is_hold_address)
+            || (!ice
+                && self
+                    .connection_for(media)
+                    .is_some_and(Connection::is_hold_address))
     }
 }
 

@@ -1053,7 +1053,8 @@ pub struct Negotiated {
     pub remote_port: u16,
     /// Remote RTCP port if `a=rtcp` gave one.
     pub remote_rtcp_port: Option<u16>,
-    /// The direction we answered.
+    /// Our direction for the stream: what we answered, or for [`accept_answer`] what our offer
+    /// and their answer leave us.
     pub direction: Direction,
     /// Whether the offerer holds us (sendonly, inactive or c=0.0.0.0).
     pub remote_hold: bool,
@@ -1252,6 +1253,92 @@ fn negotiate(
         remote_ptime: m.ptime(),
     };
     Some((media, negotiated))
+}
+
+/// Why an answer does not fit our offer
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The answer does not have one `m=` line per offered one (RFC 3264 §6).
+    #[error("answer has {answer} m= lines, the offer {offer}")]
+    MediaCount {
+        /// `m=` lines in our offer.
+        offer: usize,
+        /// `m=` lines in the answer.
+        answer: usize,
+    },
+    /// An accepted stream changed its media type or protocol.
+    #[error("answer changes m= line {0}")]
+    MediaChanged(usize),
+}
+
+/// What the answer to our offer agreed (RFC 3264 §7), `Ok(None)` if it rejected every stream
+///
+/// The first audio stream that the answer accepts (port ≠ 0) with a codec from our offer is the
+/// one; codecs are in the answer's order, with the answer's payload types, restricted to what
+/// we offered. The SRTP pair is (their crypto line, our offered line with the same tag).
+pub fn accept_answer(
+    offer: &SessionDescription,
+    answer: &SessionDescription,
+) -> Result<Option<Negotiated>, AnswerError> {
+    if offer.media.len() != answer.media.len() {
+        return Err(AnswerError::MediaCount {
+            offer: offer.media.len(),
+            answer: answer.media.len(),
+        });
+    }
+    for (index, (ours, theirs)) in offer.media.iter().zip(&answer.media).enumerate() {
+        if theirs.port == 0 {
+            continue;
+        }
+        if ours.kind != theirs.kind || ours.proto != theirs.proto {
+            return Err(AnswerError::MediaChanged(index));
+        }
+        if ours.kind != "audio" || !ours.proto.is_rtp() || ours.port == 0 {
+            continue;
+        }
+        let offered = ours.codecs();
+        let mut codecs = Vec::new();
+        let mut telephone_event = None;
+        for c in theirs.codecs() {
+            if !offered.iter().any(|o| o.same_format(&c)) {
+                continue;
+            }
+            if c.is_telephone_event() {
+                telephone_event.get_or_insert(c);
+            } else {
+                codecs.push(c);
+            }
+        }
+        if codecs.is_empty() {
+            continue;
+        }
+        let srtp = theirs.crypto().find_map(|t| {
+            let o = ours
+                .crypto()
+                .find(|o| o.tag == t.tag && o.suite == t.suite)?;
+            Some((t.clone(), o.clone()))
+        });
+        return Ok(Some(Negotiated {
+            index,
+            codecs,
+            telephone_event,
+            remote_address: answer.connection_for(theirs).and_then(Connection::ip),
+            remote_port: theirs.port,
+            remote_rtcp_port: theirs.attributes.iter().find_map(|a| match a {
+                Attribute::Rtcp { port, .. } => Some(*port),
+                _ => None,
+            }),
+            direction: answer
+                .direction_for(theirs)
+                .answer(offer.direction_for(ours)),
+            remote_hold: answer.is_hold(theirs),
+            rtcp_mux: ours.rtcp_mux() && theirs.rtcp_mux(),
+            srtp,
+            remote_ptime: theirs.ptime(),
+        }));
+    }
+    Ok(None)
 }
 
 /// What we put in an offer

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use dialplane_signaling::sdp::{
-    Answer, AnswerConfig, Attribute, Codec, Connection, Direction, LocalOrigin, OfferConfig, Proto,
-    SdpError, SessionDescription, SrtpKey, answer, offer,
+    Answer, AnswerConfig, AnswerError, Attribute, Codec, Connection, Direction, LocalOrigin,
+    OfferConfig, Proto, SdpError, SessionDescription, SrtpKey, accept_answer, answer, offer,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -752,4 +752,92 @@ fn fuzzish_never_panics_and_round_trips() {
         }
     }
     assert!(parsed > 5_000, "{parsed}");
+}
+
+#[test]
+fn answers_to_our_offer_are_accepted() {
+    let config = OfferConfig {
+        origin: LocalOrigin {
+            username: "dialplane".into(),
+            session_id: 9,
+            session_version: 1,
+        },
+        codecs: Codec::defaults(),
+        address: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+        port: 40_004,
+        direction: Direction::SendRecv,
+        ptime: None,
+        rtcp_mux: true,
+        srtp: vec![SrtpKey {
+            suite: "AES_CM_128_HMAC_SHA1_80".into(),
+            key_salt: "b3Vycw==".into(),
+        }],
+    };
+    let ours = offer(&config);
+    // The far end answers with PCMA and telephone-event, holds us, and returns its key.
+    let far = AnswerConfig {
+        codecs: vec![Codec::pcma(), Codec::telephone_event()],
+        address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)),
+        port: 31_000,
+        direction: Direction::SendOnly,
+        srtp: vec![SrtpKey {
+            suite: "AES_CM_128_HMAC_SHA1_80".into(),
+            key_salt: "dGhlaXJz".into(),
+        }],
+        ..self::ours()
+    };
+    let their_answer = SessionDescription::parse(&answer(&ours, &far).sdp.to_string()).unwrap();
+    let n = accept_answer(&ours, &their_answer).unwrap().unwrap();
+    assert_eq!(n.index, 0);
+    assert_eq!(n.codecs, [Codec::pcma()]);
+    assert_eq!(n.telephone_event, Some(Codec::telephone_event()));
+    assert_eq!(n.remote_address, Some("198.51.100.9".parse().unwrap()));
+    assert_eq!(n.remote_port, 31_000);
+    assert_eq!(n.direction, Direction::RecvOnly);
+    assert!(n.remote_hold);
+    assert!(n.rtcp_mux);
+    let (theirs, mine) = n.srtp.unwrap();
+    assert_eq!(theirs.keys[0].key_salt(), "dGhlaXJz");
+    assert_eq!(mine.keys[0].key_salt(), "b3Vycw==");
+
+    // Rejected everywhere, wrong m= count, changed protocol.
+    let mut rejected = their_answer.clone();
+    rejected.media[0].port = 0;
+    assert_eq!(accept_answer(&ours, &rejected), Ok(None));
+    let mut short = their_answer.clone();
+    short.media.clear();
+    assert_eq!(
+        accept_answer(&ours, &short),
+        Err(AnswerError::MediaCount {
+            offer: 1,
+            answer: 0
+        })
+    );
+    let mut changed = their_answer;
+    changed.media[0].proto = Proto::RTP_AVP;
+    assert_eq!(
+        accept_answer(&ours, &changed),
+        Err(AnswerError::MediaChanged(0))
+    );
+}
+
+/// The modules are pure: no clock, no RNG, no I/O (STYLE.md item 6)
+#[test]
+fn sdp_and_auth_read_no_clock_and_no_rng() {
+    for (name, src) in [
+        ("sdp.rs", include_str!("../src/sdp.rs")),
+        ("auth.rs", include_str!("../src/auth.rs")),
+    ] {
+        for banned in [
+            "SystemTime::now",
+            "Instant::now",
+            "thread_rng",
+            "rand::",
+            "std::fs",
+            "std::net::UdpSocket",
+            "tokio",
+        ] {
+            assert!(!src.contains(banned), "{name} uses {banned}");
+        }
+    }
 }

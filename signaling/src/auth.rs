@@ -134,7 +134,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // from_str_radix alone would take a leading '+'.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -814,7 +815,7 @@ impl DigestServer {
 
     /// The time a nonce was made, if we (or an instance with the same secret) made it
     fn nonce_time(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 16 + 64 || !nonce.is_ascii() {
+        if nonce.len() != 16 + 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let t = u64::from_str_radix(&nonce[..16], 16).ok()?;
@@ -917,5 +918,48 @@ impl DigestServer {
             Ok(c) => self.verify(&c, method, now, password_of),
             Err(e) => Verdict::Malformed(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
+        assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("+1"), None);
+    }
+
+    #[test]
+    fn nonce_is_time_then_mac() {
+        let server = DigestServer::new("r", b"k".to_vec());
+        let now = UNIX_EPOCH + Duration::from_secs(0x1234_5678);
+        let nonce = server.nonce(now);
+        assert_eq!(nonce.len(), 80);
+        assert!(nonce.starts_with("0000000012345678"));
+        assert_eq!(server.nonce_time(&nonce), Some(0x1234_5678));
+        // One nonce per time: a '+' sign or upper case is another string, not the same nonce.
+        assert_eq!(server.nonce_time(&nonce.replacen('0', "+", 1)), None);
+        // Same second, same nonce: nothing is stored, so nothing needs to differ.
+        assert_eq!(server.nonce(now), nonce);
+        // Before the epoch counts as 0 rather than failing.
+        assert!(
+            server
+                .nonce(UNIX_EPOCH - Duration::from_secs(5))
+                .starts_with("0000000000000000")
+        );
+    }
+
+    #[test]
+    fn algorithms_compare_case_insensitively() {
+        assert_eq!(Algorithm::new("sha-256"), Algorithm::SHA_256);
+        assert_ne!(Algorithm::SHA_256, Algorithm::SHA_256_SESS);
+        assert!(!Algorithm::new("SHA-512-256").is_supported());
+        assert_eq!(Algorithm::new("md5-Sess").kind(), Some((Hash::Md5, true)));
     }
 }

@@ -1416,3 +1416,68 @@ impl SessionDescription {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direction_reversal() {
+        assert_eq!(Direction::SendOnly.reversed(), Direction::RecvOnly);
+        assert_eq!(Direction::RecvOnly.reversed(), Direction::SendOnly);
+        assert_eq!(Direction::SendRecv.reversed(), Direction::SendRecv);
+        assert_eq!(Direction::Inactive.reversed(), Direction::Inactive);
+    }
+
+    #[test]
+    fn proto_classes() {
+        assert!(Proto::RTP_AVP.is_rtp() && !Proto::RTP_AVP.is_secure());
+        assert!(Proto::RTP_SAVPF.is_secure() && !Proto::RTP_SAVPF.is_dtls());
+        assert!(Proto::UDP_TLS_RTP_SAVPF.is_dtls() && Proto::UDP_TLS_RTP_SAVPF.is_rtp());
+        assert!(!Proto::new("udptl").is_rtp());
+        assert_eq!(Proto::new("RTP/AVP"), Proto::RTP_AVP);
+    }
+
+    #[test]
+    fn attributes_parse_and_print_back() {
+        for line in [
+            "rtpmap:111 opus/48000/2",
+            "fmtp:101 0-16",
+            "ptime:20",
+            "maxptime:40",
+            "sendonly",
+            "rtcp:9 IN IP4 0.0.0.0",
+            "rtcp-mux",
+            "crypto:1 AES_CM_128_HMAC_SHA1_32 inline:a2V5|2^20|1:4;inline:b3Ro|2^20|2:4 KDR=1 UNENCRYPTED_SRTP",
+            "ice-ufrag:x",
+            "candidate:1 1 udp 1 192.0.2.1 5000 typ host",
+            "x-unknown",
+            "x-unknown:with: colons",
+        ] {
+            let a = Attribute::parse(line);
+            assert_eq!(a.to_string(), line);
+        }
+        let Attribute::Crypto(c) = Attribute::parse(
+            "crypto:1 AES_CM_128_HMAC_SHA1_32 inline:a2V5|2^20|1:4;inline:b3Ro|2^20|2:4 KDR=1",
+        ) else {
+            panic!("crypto");
+        };
+        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys[1].key_salt(), "b3Ro");
+        assert_eq!(c.keys[1].mki(), Some("2:4"));
+        assert_eq!(c.session_params, ["KDR=1"]);
+        // Bad values stay raw.
+        for line in [
+            "rtpmap:300 X/8000",
+            "rtpmap:0 PCMU",
+            "ptime:x",
+            "rtcp:9 IN",
+            "crypto:1 S",
+        ] {
+            assert!(
+                matches!(Attribute::parse(line), Attribute::Other { .. }),
+                "{line}"
+            );
+        }
+    }
+}

@@ -815,7 +815,9 @@ impl DigestServer {
 
     /// The time a nonce was made, if we (or an instance with the same secret) made it
     fn nonce_time(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 16 + 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // Exactly what `nonce` writes: lower-case hex, so one time has one nonce string.
+        let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        if nonce.len() != 16 + 64 || !nonce.bytes().all(lower_hex) {
             return None;
         }
         let t = u64::from_str_radix(&nonce[..16], 16).ok()?;
@@ -945,6 +947,7 @@ mod tests {
         assert_eq!(server.nonce_time(&nonce), Some(0x1234_5678));
         // One nonce per time: a '+' sign or upper case is another string, not the same nonce.
         assert_eq!(server.nonce_time(&nonce.replacen('0', "+", 1)), None);
+        assert_eq!(server.nonce_time(&nonce.to_ascii_uppercase()), None);
         // Same second, same nonce: nothing is stored, so nothing needs to differ.
         assert_eq!(server.nonce(now), nonce);
         // Before the epoch counts as 0 rather than failing.

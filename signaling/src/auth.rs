@@ -9,6 +9,35 @@
 //! A nonce is `<unix seconds, 16 hex digits><HMAC-SHA256(secret, seconds as 8 bytes BE ‖ realm),
 //! 64 hex digits>`. Because nothing is stored, `nc` is not tracked and a captured `Authorization`
 //! can be replayed until its nonce expires (the nonce lifetime bounds that window).
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use dialplane_signaling::auth::{Algorithm, Challenge, ClientRequest, DigestServer, Verdict, respond};
+//!
+//! let now = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+//! let server = DigestServer::new("sip.example.com", b"cluster secret".to_vec());
+//! // 401 with WWW-Authenticate: <this>
+//! let www_authenticate = server.challenge(now, Algorithm::SHA_256, false).to_string();
+//!
+//! // The client answers with Authorization: <this>
+//! let challenge = Challenge::parse(&www_authenticate)?;
+//! let request = ClientRequest {
+//!     username: "alice",
+//!     password: "secret",
+//!     method: "REGISTER",
+//!     uri: "sip:sip.example.com",
+//!     nc: 1,
+//!     cnonce: "0a4f113b",
+//! };
+//! let authorization = respond(&challenge, &request)?.to_string();
+//!
+//! // Any instance with the same realm and secret verifies it.
+//! let verdict = server.verify_header(&authorization, "REGISTER", now, |user| {
+//!     (user == "alice").then(|| "secret".to_owned())
+//! });
+//! assert!(matches!(verdict, Verdict::Ok(ref who) if who.username() == "alice"));
+//! # Ok::<(), dialplane_signaling::auth::AuthError>(())
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;

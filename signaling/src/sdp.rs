@@ -8,7 +8,37 @@
 //! lenient about attributes: an attribute we type (`rtpmap`, `crypto`, ...) whose value does not
 //! parse is kept as [`Attribute::Other`], so nothing is lost and one odd line from a carrier does
 //! not fail the call. Lines we do not type (`u=`, `e=`, `p=`, `z=`, `k=`, unknown letters) are kept
-//! raw and written back in RFC 4566 order, so `parse(serialize(parse(x))) == parse(x)`.
+//! raw and written back in RFC 4566 order, so `parse(serialize(parse(x))) == parse(x)`. `t=` is
+//! not required (some stacks omit it); `o=` and `s=` are.
+//!
+//! ```
+//! use dialplane_signaling::sdp::{AnswerConfig, Codec, Direction, LocalOrigin, SessionDescription, answer};
+//!
+//! let offer = SessionDescription::parse(
+//!     "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+//!      m=audio 5004 RTP/AVP 18 8 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+//!      a=fmtp:101 0-15\r\na=sendonly\r\n",
+//! )?;
+//! let config = AnswerConfig {
+//!     origin: LocalOrigin { username: "-".into(), session_id: 1, session_version: 1 },
+//!     codecs: Codec::defaults(),
+//!     address: "203.0.113.5".parse().unwrap(),
+//!     port: 40000,
+//!     direction: Direction::SendRecv,
+//!     ptime: Some(20),
+//!     rtcp_mux: false,
+//!     srtp: Vec::new(),
+//! };
+//! let answer = answer(&offer, &config);
+//! let agreed = answer.negotiated.unwrap();
+//! assert_eq!(agreed.codecs, [Codec::pcma()]);
+//! assert_eq!(agreed.telephone_event.unwrap().payload_type, 101);
+//! assert_eq!(agreed.direction, Direction::RecvOnly);
+//! assert!(agreed.remote_hold);
+//! let body = answer.sdp.to_string(); // m=audio 40000 RTP/AVP 8 101 ... a=recvonly
+//! # assert!(body.contains("m=audio 40000 RTP/AVP 8 101\r\n"));
+//! # Ok::<(), dialplane_signaling::sdp::SdpError>(())
+//! ```
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;

@@ -872,7 +872,11 @@ impl DigestServer {
     /// Verify credentials for a request with `method`
     ///
     /// `password_of` looks a user up. The `uri` parameter is used as sent; comparing it with the
-    /// Request-URI is the caller's job.
+    /// Request-URI is the caller's job. Being stateless, the server does not remember which
+    /// algorithm it challenged with: any algorithm in [`Self::with_algorithms`] verifies, and
+    /// credentials without qop (RFC 2069 style, as RFC 3261 still allows) are accepted.
+    /// [`Verdict::Stale`] is only given when the response is right for the expired nonce, so a
+    /// wrong password never earns a silent retry.
     pub fn verify(
         &self,
         creds: &Credentials,

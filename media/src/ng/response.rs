@@ -1,0 +1,234 @@
+//! Replies: `<cookie> <dictionary>` in the request's encoding.
+
+use super::bencode::{Dict, Value};
+use super::json;
+use super::message::Encoding;
+
+/// Why a request failed, worded as rtpengine words it where the wording is known, so that
+/// Kamailio logs read the same whichever relay answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorReason {
+    /// The body is neither a bencode nor a JSON dictionary.
+    Malformed,
+    /// The dictionary has no `command` string.
+    MissingCommand,
+    /// A command this relay does not implement.
+    UnknownCommand,
+    /// `offer`, `answer`, `delete`, `query`, ... without `call-id`.
+    MissingCallId,
+    /// `offer` or `answer` without `from-tag`.
+    MissingFromTag,
+    /// `offer` or `answer` without `sdp`.
+    MissingSdp,
+    /// No call with this call-id (query, play DTMF, block/unblock).
+    UnknownCall,
+    /// `delete` of a call, or tags, not known.
+    CallNotFound,
+    /// An SDP body that could not be parsed.
+    InvalidSdp,
+    /// `play DTMF` without a usable `code`.
+    InvalidDtmfCode,
+    /// The port range is exhausted.
+    OutOfPorts,
+    /// Anything else, worded by the caller.
+    Other(String),
+}
+
+impl ErrorReason {
+    /// The `error-reason` text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorReason::Malformed => "Could not decode bencode dictionary",
+            ErrorReason::MissingCommand => "Dictionary contains no key \"command\"",
+            ErrorReason::UnknownCommand => "Unrecognized command",
+            ErrorReason::MissingCallId => "No call-id in message",
+            ErrorReason::MissingFromTag => "No from-tag in message",
+            ErrorReason::MissingSdp => "No SDP body in message",
+            ErrorReason::UnknownCall => "Unknown call-id",
+            ErrorReason::CallNotFound => "Call-ID not found or tags didn't match",
+            ErrorReason::InvalidSdp => "Failed to parse SDP",
+            ErrorReason::InvalidDtmfCode => "Out of range 'code' specified",
+            ErrorReason::OutOfPorts => "Ran out of ports",
+            ErrorReason::Other(s) => s,
+        }
+    }
+
+    /// A short fixed label for a metrics counter (never the free text of `Other`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorReason::Malformed => "malformed",
+            ErrorReason::MissingCommand => "missing_command",
+            ErrorReason::UnknownCommand => "unknown_command",
+            ErrorReason::MissingCallId => "missing_call_id",
+            ErrorReason::MissingFromTag => "missing_from_tag",
+            ErrorReason::MissingSdp => "missing_sdp",
+            ErrorReason::UnknownCall => "unknown_call",
+            ErrorReason::CallNotFound => "call_not_found",
+            ErrorReason::InvalidSdp => "invalid_sdp",
+            ErrorReason::InvalidDtmfCode => "invalid_dtmf_code",
+            ErrorReason::OutOfPorts => "out_of_ports",
+            ErrorReason::Other(_) => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reply dictionary under construction. `result` comes first, then keys in the order they
+/// were set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    dict: Dict,
+}
+
+impl Response {
+    /// `result: ok`
+    pub fn ok() -> Self {
+        Self::result("ok")
+    }
+
+    /// `result: pong`, the answer to `ping`.
+    pub fn pong() -> Self {
+        Self::result("pong")
+    }
+
+    /// `result: error` with its `error-reason`.
+    pub fn error(reason: &ErrorReason) -> Self {
+        Self::result("error").with("error-reason", reason.as_str())
+    }
+
+    fn result(r: &str) -> Self {
+        let mut dict = Dict::new();
+        dict.insert("result", r);
+        Self { dict }
+    }
+
+    /// Sets `key` (replacing an earlier value in place).
+    pub fn set(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Value>) {
+        self.dict.insert(key, value);
+    }
+
+    /// Sets `key` and returns the response.
+    #[must_use]
+    pub fn with(mut self, key: impl Into<Vec<u8>>, value: impl Into<Value>) -> Self {
+        self.set(key, value);
+        self
+    }
+
+    /// Sets the rewritten `sdp`.
+    #[must_use]
+    pub fn with_sdp(self, sdp: impl Into<Vec<u8>>) -> Self {
+        self.with("sdp", Value::Bytes(sdp.into()))
+    }
+
+    /// Adds a `warning` (rtpengine sends one alongside `result: ok` for a soft failure).
+    #[must_use]
+    pub fn with_warning(self, text: impl Into<String>) -> Self {
+        self.with("warning", text.into())
+    }
+
+    /// The dictionary so far.
+    pub fn dict(&self) -> &Dict {
+        &self.dict
+    }
+
+    /// `<cookie> <dictionary>` appended to `out`.
+    pub fn encode_into(&self, cookie: &[u8], encoding: Encoding, out: &mut Vec<u8>) {
+        out.extend_from_slice(cookie);
+        out.push(b' ');
+        let v = Value::Dict(self.dict.clone());
+        match encoding {
+            Encoding::Bencode => v.encode(out),
+            Encoding::Json => json::encode(&v, out),
+        }
+    }
+
+    /// `<cookie> <dictionary>` as a new datagram.
+    pub fn encode(&self, cookie: &[u8], encoding: Encoding) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(cookie, encoding, &mut out);
+        out
+    }
+}
+
+/// What to do about a datagram that failed to decode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Send these bytes back to the sender.
+    Send(Vec<u8>),
+    /// No reply is possible (no cookie to answer with); count the reason and drop.
+    Drop(DropReason),
+}
+
+/// Why a datagram was dropped without a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// A zero-length datagram.
+    Empty,
+    /// No space separating a cookie from a body.
+    NoCookie,
+    /// The datagram starts with the separator: an empty cookie.
+    EmptyCookie,
+}
+
+impl DropReason {
+    /// A fixed label for a metrics counter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Empty => "empty",
+            DropReason::NoCookie => "no_cookie",
+            DropReason::EmptyCookie => "empty_cookie",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_bytes() {
+        assert_eq!(
+            Response::pong().encode(b"5323_1", Encoding::Bencode),
+            b"5323_1 d6:result4:ponge"
+        );
+        assert_eq!(
+            Response::ok().encode(b"c", Encoding::Bencode),
+            b"c d6:result2:oke"
+        );
+        assert_eq!(
+            Response::ok()
+                .with_sdp("v=0\r\n")
+                .encode(b"c", Encoding::Bencode),
+            b"c d6:result2:ok3:sdp5:v=0\r\ne"
+        );
+        assert_eq!(
+            Response::error(&ErrorReason::UnknownCommand).encode(b"x", Encoding::Bencode),
+            b"x d6:result5:error12:error-reason20:Unrecognized commande"
+        );
+        assert_eq!(
+            Response::error(&ErrorReason::MissingCallId).encode(b"x", Encoding::Json),
+            br#"x {"result":"error","error-reason":"No call-id in message"}"#
+        );
+        assert_eq!(
+            Response::pong().encode(b"1", Encoding::Json),
+            br#"1 {"result":"pong"}"#
+        );
+    }
+
+    #[test]
+    fn set_replaces_in_place() {
+        let mut r = Response::ok().with("a", 1i64).with("b", 2i64);
+        r.set("a", 3i64);
+        assert_eq!(
+            r.encode(b"c", Encoding::Bencode),
+            b"c d6:result2:ok1:ai3e1:bi2ee"
+        );
+    }
+}

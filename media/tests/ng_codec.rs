@@ -260,6 +260,21 @@ fn error_replies_exact() {
         r.reply(&Response::error(&ErrorReason::UnknownCall)),
         b"c5 d6:result5:error12:error-reason15:Unknown call-ide"
     );
+    // 10 000 levels of nesting, in bencode and in JSON: an error reply, not a stack overflow.
+    let mut deep = b"c6 ".to_vec();
+    deep.extend(b"d1:k".repeat(10_000));
+    deep.extend(vec![b'e'; 10_000]);
+    assert_eq!(
+        error_reply(&deep),
+        b"c6 d6:result5:error12:error-reason35:Could not decode bencode dictionarye"
+    );
+    let mut deep = b"c7 ".to_vec();
+    deep.extend(b"{\"k\":".repeat(10_000));
+    deep.extend(vec![b'}'; 10_000]);
+    assert_eq!(
+        error_reply(&deep),
+        br#"c7 {"result":"error","error-reason":"Could not decode bencode dictionary"}"#
+    );
     // Without a cookie nothing can be answered.
     for (d, why) in [
         (&b""[..], DropReason::Empty),

@@ -98,24 +98,7 @@ impl Value {
                 }
                 out.push(b'e');
             }
-            Value::Dict(d) => {
-                out.push(b'd');
-                if canonical {
-                    let mut entries: Vec<&(Vec<u8>, Value)> = d.entries.iter().collect();
-                    // Stable: duplicate keys (which the parser tolerates) keep their order.
-                    entries.sort_by(|a, b| a.0.cmp(&b.0));
-                    for (k, v) in entries {
-                        encode_bytes(k, out);
-                        v.encode_inner(out, canonical);
-                    }
-                } else {
-                    for (k, v) in &d.entries {
-                        encode_bytes(k, out);
-                        v.encode_inner(out, canonical);
-                    }
-                }
-                out.push(b'e');
-            }
+            Value::Dict(d) => d.encode_inner(out, canonical),
         }
     }
 }
@@ -245,6 +228,35 @@ impl Dict {
     /// Entries in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
         self.entries.iter().map(|(k, v)| (k.as_slice(), v))
+    }
+
+    /// Appends this dictionary to `out`, keys in insertion order.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_inner(out, false);
+    }
+
+    /// Appends this dictionary to `out` in canonical form: keys sorted as raw bytes.
+    pub fn encode_canonical(&self, out: &mut Vec<u8>) {
+        self.encode_inner(out, true);
+    }
+
+    fn encode_inner(&self, out: &mut Vec<u8>, canonical: bool) {
+        out.push(b'd');
+        if canonical {
+            let mut entries: Vec<&(Vec<u8>, Value)> = self.entries.iter().collect();
+            // Stable: duplicate keys (which the parser tolerates) keep their order.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, v) in entries {
+                encode_bytes(k, out);
+                v.encode_inner(out, canonical);
+            }
+        } else {
+            for (k, v) in &self.entries {
+                encode_bytes(k, out);
+                v.encode_inner(out, canonical);
+            }
+        }
+        out.push(b'e');
     }
 
     /// Appends without looking for an existing key (the parser keeps duplicates as sent).

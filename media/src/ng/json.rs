@@ -91,19 +91,22 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Dict(d) => {
-            out.push(b'{');
-            for (i, (k, v)) in d.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                encode_string(k, out);
-                out.push(b':');
-                encode(v, out);
-            }
-            out.push(b'}');
-        }
+        Value::Dict(d) => encode_dict(d, out),
     }
+}
+
+/// Appends `dict` to `out` as a compact JSON object, keys in insertion order.
+pub fn encode_dict(d: &Dict, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in d.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_string(k, out);
+        out.push(b':');
+        encode(v, out);
+    }
+    out.push(b'}');
 }
 
 fn encode_string(b: &[u8], out: &mut Vec<u8>) {

@@ -54,4 +54,6 @@ pub use message::{
     CodecOps, Command, Encoding, Ice, PlayDtmf, Rejected, Replace, Request, RtcpMux,
     TransportProtocol, decode, decode_body, split_cookie,
 };
-pub use response::{DropReason, ErrorReason, Reply, Response};
+pub use response::{
+    DropReason, ErrorReason, Reply, ReplyMessage, Response, decode_reply, encode_datagram,
+};

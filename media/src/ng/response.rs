@@ -1,8 +1,8 @@
 //! Replies: `<cookie> <dictionary>` in the request's encoding.
 
-use super::bencode::{Dict, Value};
+use super::bencode::{Dict, Limits, Value};
 use super::json;
-use super::message::Encoding;
+use super::message::{self, Encoding, Rejected};
 
 /// Why a request failed, worded as rtpengine words it where the wording is known, so that
 /// Kamailio logs read the same whichever relay answered.
@@ -141,11 +141,7 @@ impl Response {
     pub fn encode_into(&self, cookie: &[u8], encoding: Encoding, out: &mut Vec<u8>) {
         out.extend_from_slice(cookie);
         out.push(b' ');
-        let v = Value::Dict(self.dict.clone());
-        match encoding {
-            Encoding::Bencode => v.encode(out),
-            Encoding::Json => json::encode(&v, out),
-        }
+        encode_dict(&self.dict, encoding, out);
     }
 
     /// `<cookie> <dictionary>` as a new datagram.
@@ -153,6 +149,69 @@ impl Response {
         let mut out = Vec::new();
         self.encode_into(cookie, encoding, &mut out);
         out
+    }
+}
+
+/// A reply as a client reads it (tests, load generators, a proxy-side ng client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyMessage {
+    /// The cookie, which matches the request's.
+    pub cookie: Vec<u8>,
+    /// The reply's encoding.
+    pub encoding: Encoding,
+    /// The reply dictionary.
+    pub dict: Dict,
+}
+
+impl ReplyMessage {
+    /// `result`: `ok`, `pong`, `error`, ...
+    pub fn result(&self) -> Option<&str> {
+        self.dict.get("result").and_then(Value::as_str)
+    }
+
+    /// `error-reason`, on an error.
+    pub fn error_reason(&self) -> Option<&str> {
+        self.dict.get("error-reason").and_then(Value::as_str)
+    }
+
+    /// `sdp`, on an offer or answer.
+    pub fn sdp(&self) -> Option<&[u8]> {
+        self.dict.get("sdp").and_then(Value::as_bytes)
+    }
+}
+
+/// Decodes a reply datagram (bencode or JSON, like requests).
+pub fn decode_reply(datagram: &[u8], limits: &Limits) -> Result<ReplyMessage, Rejected> {
+    let (cookie, body) = message::split_cookie(datagram).map_err(Rejected::Drop)?;
+    let (encoding, dict) = message::decode_body(body, limits);
+    match dict {
+        Ok(dict) => Ok(ReplyMessage {
+            cookie: cookie.to_vec(),
+            encoding,
+            dict,
+        }),
+        Err(detail) => Err(Rejected::Error {
+            cookie: cookie.to_vec(),
+            encoding,
+            reason: ErrorReason::Malformed,
+            detail,
+        }),
+    }
+}
+
+/// `<cookie> <dictionary>` for any dictionary: how a client encodes a request.
+pub fn encode_datagram(cookie: &[u8], encoding: Encoding, dict: &Dict) -> Vec<u8> {
+    let mut out = cookie.to_vec();
+    out.push(b' ');
+    encode_dict(dict, encoding, &mut out);
+    out
+}
+
+/// Appends a dictionary in `encoding`.
+pub(crate) fn encode_dict(dict: &Dict, encoding: Encoding, out: &mut Vec<u8>) {
+    match encoding {
+        Encoding::Bencode => dict.encode(out),
+        Encoding::Json => json::encode_dict(dict, out),
     }
 }
 
@@ -219,6 +278,31 @@ mod tests {
         assert_eq!(
             Response::pong().encode(b"1", Encoding::Json),
             br#"1 {"result":"pong"}"#
+        );
+    }
+
+    #[test]
+    fn client_side_round_trip() {
+        let req: Dict = [("command", "ping")].into_iter().collect();
+        for enc in [Encoding::Bencode, Encoding::Json] {
+            let d = encode_datagram(b"42", enc, &req);
+            let back = message::decode(&d, &Limits::default()).unwrap();
+            assert_eq!(
+                (back.encoding, &back.command),
+                (enc, &message::Command::Ping)
+            );
+            let reply = back.reply(&Response::error(&ErrorReason::UnknownCall));
+            let r = decode_reply(&reply, &Limits::default()).unwrap();
+            assert_eq!(r.cookie, b"42");
+            assert_eq!(r.encoding, enc);
+            assert_eq!(r.result(), Some("error"));
+            assert_eq!(r.error_reason(), Some("Unknown call-id"));
+            assert_eq!(r.sdp(), None);
+        }
+        assert!(decode_reply(b"42 d6:result", &Limits::default()).is_err());
+        assert_eq!(
+            decode_reply(b"42", &Limits::default()),
+            Err(Rejected::Drop(DropReason::NoCookie))
         );
     }
 

@@ -260,7 +260,7 @@ impl Dict {
     }
 
     /// Appends without looking for an existing key (the parser keeps duplicates as sent).
-    fn push(&mut self, key: Vec<u8>, value: Value) {
+    pub(crate) fn push(&mut self, key: Vec<u8>, value: Value) {
         self.entries.push((key, value));
     }
 }

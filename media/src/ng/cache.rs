@@ -2,6 +2,11 @@
 //! sent the first time, without running the command again (an `offer` retransmitted by
 //! Kamailio must not allocate a second set of ports).
 //!
+//! When a command runs asynchronously (the driver hands it to a shard and the reply comes back
+//! later), [`ReplyCache::begin`] marks the cookie in progress so a retransmission arriving
+//! meanwhile is recognised ([`Lookup::InProgress`]: drop it; the client retransmits again and
+//! then gets the cached reply) instead of running the command a second time.
+//!
 //! Bounded by count and by age; time is an argument. The key is whatever the driver chooses:
 //! the cookie alone (as rtpengine does), or the sender's address followed by the cookie when
 //! several proxies share a relay.
@@ -20,9 +25,21 @@ pub struct ReplyCache {
     next_generation: u64,
 }
 
+/// What the cache knows about a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// Nothing: run the command.
+    Miss,
+    /// The command is running (see [`ReplyCache::begin`]): drop the retransmission.
+    InProgress,
+    /// The reply sent before: send it again.
+    Hit(&'a [u8]),
+}
+
 #[derive(Debug)]
 struct Entry {
-    reply: Vec<u8>,
+    /// `None` while the command runs.
+    reply: Option<Vec<u8>>,
     inserted: Instant,
     generation: u64,
 }
@@ -45,17 +62,42 @@ impl ReplyCache {
 
     /// The reply cached for `key`, if younger than the ttl at `now`.
     pub fn get(&mut self, key: &[u8], now: Instant) -> Option<&[u8]> {
-        self.expire(now);
-        let e = self.entries.get(key)?;
-        if now.saturating_duration_since(e.inserted) >= self.ttl {
-            return None;
+        match self.lookup(key, now) {
+            Lookup::Hit(r) => Some(r),
+            _ => None,
         }
-        Some(&e.reply)
     }
 
-    /// Caches `reply` for `key` at `now`, replacing an older reply for the same key and
-    /// evicting the oldest entries beyond the capacity.
+    /// What is known about `key` at `now`, changing nothing but expiry.
+    pub fn lookup(&mut self, key: &[u8], now: Instant) -> Lookup<'_> {
+        self.expire(now);
+        match self.entries.get(key) {
+            Some(e) if now.saturating_duration_since(e.inserted) < self.ttl => match &e.reply {
+                Some(r) => Lookup::Hit(r),
+                None => Lookup::InProgress,
+            },
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// Like [`ReplyCache::lookup`], but on a miss marks `key` in progress (until
+    /// [`ReplyCache::insert`] gives its reply or the ttl passes) and returns [`Lookup::Miss`]:
+    /// the caller runs the command.
+    pub fn begin(&mut self, key: &[u8], now: Instant) -> Lookup<'_> {
+        if matches!(self.lookup(key, now), Lookup::Miss) {
+            self.store(key, None, now);
+            return Lookup::Miss;
+        }
+        self.lookup(key, now)
+    }
+
+    /// Caches `reply` for `key` at `now`, replacing an older reply (or the in-progress mark)
+    /// for the same key and evicting the oldest entries beyond the capacity.
     pub fn insert(&mut self, key: &[u8], reply: Vec<u8>, now: Instant) {
+        self.store(key, Some(reply), now);
+    }
+
+    fn store(&mut self, key: &[u8], reply: Option<Vec<u8>>, now: Instant) {
         self.expire(now);
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -182,6 +224,22 @@ mod tests {
         }
         assert!(c.order.len() <= 4, "{}", c.order.len());
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn in_progress_until_the_reply_arrives() {
+        let t0 = Instant::now();
+        let mut c = ReplyCache::new(10, ms(1000));
+        assert_eq!(c.begin(b"a", t0), Lookup::Miss);
+        assert_eq!(c.begin(b"a", t0 + ms(1)), Lookup::InProgress);
+        assert_eq!(c.lookup(b"a", t0 + ms(2)), Lookup::InProgress);
+        assert_eq!(c.get(b"a", t0 + ms(2)), None);
+        c.insert(b"a", b"r".to_vec(), t0 + ms(5));
+        assert_eq!(c.begin(b"a", t0 + ms(6)), Lookup::Hit(b"r"));
+        // A job that never finishes stops blocking the cookie after the ttl.
+        assert_eq!(c.begin(b"b", t0), Lookup::Miss);
+        assert_eq!(c.begin(b"b", t0 + ms(1000)), Lookup::Miss);
+        assert_eq!(c.lookup(b"b", t0 + ms(1001)), Lookup::InProgress);
     }
 
     #[test]

@@ -69,7 +69,8 @@ fn convert(j: &serde_json::Value, depth: usize, max_depth: usize) -> Result<Valu
             }
             let mut d = Dict::new();
             for (k, v) in o {
-                d.insert(k.as_bytes(), convert(v, depth + 1, max_depth)?);
+                // serde_json keys are unique already: no need for insert's search.
+                d.push(k.as_bytes().to_vec(), convert(v, depth + 1, max_depth)?);
             }
             Value::Dict(d)
         }

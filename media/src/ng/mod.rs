@@ -49,7 +49,7 @@ pub mod message;
 pub mod response;
 
 pub use bencode::{Dict, Limits, Value};
-pub use cache::ReplyCache;
+pub use cache::{Lookup, ReplyCache};
 pub use message::{
     CodecOps, Command, Encoding, Ice, PlayDtmf, Rejected, Replace, Request, RtcpMux,
     TransportProtocol, decode, decode_body, split_cookie,

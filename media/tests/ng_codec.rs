@@ -161,8 +161,7 @@ fn json_body_same_request_json_reply() {
     assert_eq!(
         bad.reply(),
         Reply::Send(
-            br#"8 {"result":"error","error-reason":"Could not decode bencode dictionary"}"#
-                .to_vec()
+            br#"8 {"result":"error","error-reason":"Failed to parse JSON document"}"#.to_vec()
         )
     );
 }
@@ -238,12 +237,28 @@ fn error_replies_exact() {
         b"c1 d6:result5:error12:error-reason35:Could not decode bencode dictionarye"
     );
     assert_eq!(
-        error_reply(b"c1 99999999999:"),
+        error_reply(b"c1 d99999999999:"),
         b"c1 d6:result5:error12:error-reason35:Could not decode bencode dictionarye"
+    );
+    assert_eq!(
+        error_reply(b"c1 99999999999:"),
+        b"c1 d6:result5:error12:error-reason22:Invalid NG data formate"
+    );
+    assert_eq!(
+        error_reply(b"c1 "),
+        b"c1 d6:result5:error12:error-reason25:Invalid data (no payload)e"
     );
     assert_eq!(
         error_reply(b"c2 d7:command5:offer8:from-tag1:y3:sdp3:v=0e"),
         b"c2 d6:result5:error12:error-reason21:No call-id in messagee"
+    );
+    assert_eq!(
+        error_reply(b"c2 d7:command6:answer7:call-id1:x8:from-tag1:ye"),
+        b"c2 d6:result5:error12:error-reason22:No SDP body in messagee"
+    );
+    assert_eq!(
+        error_reply(b"c2 d7:command9:play DTMF7:call-id1:x4:code2:99e"),
+        b"c2 d6:result5:error12:error-reason29:Out of range 'code' specifiede"
     );
     assert_eq!(
         error_reply(b"c3 d3:foo3:bare"),
@@ -273,7 +288,7 @@ fn error_replies_exact() {
     deep.extend(vec![b'}'; 10_000]);
     assert_eq!(
         error_reply(&deep),
-        br#"c7 {"result":"error","error-reason":"Could not decode bencode dictionary"}"#
+        br#"c7 {"result":"error","error-reason":"Failed to parse JSON document"}"#
     );
     // Without a cookie nothing can be answered.
     for (d, why) in [

@@ -310,24 +310,32 @@ impl PlayDtmf {
             .map_or('?', |&b| char::from(b))
     }
 
-    fn parse_code(v: &Value) -> Option<u8> {
+    /// `code`: an event number 0–15 (integer, or a string of digits), or one digit character;
+    /// refused with rtpengine's four reasons.
+    fn parse_code(v: Option<&Value>) -> Result<u8, ErrorReason> {
+        let range = |i: i64| {
+            u8::try_from(i)
+                .ok()
+                .filter(|e| *e <= 15)
+                .ok_or(ErrorReason::DtmfCodeOutOfRange)
+        };
         match v {
-            Value::Int(i) => u8::try_from(*i).ok().filter(|e| *e <= 15),
-            Value::Bytes(b) => match b.as_slice() {
-                [c] => match c.to_ascii_uppercase() {
-                    d @ b'0'..=b'9' => Some(d - b'0'),
-                    b'*' => Some(10),
-                    b'#' => Some(11),
-                    l @ b'A'..=b'D' => Some(l - b'A' + 12),
-                    _ => None,
-                },
-                digits => std::str::from_utf8(digits)
-                    .ok()?
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|e| *e <= 15),
-            },
-            _ => None,
+            Some(Value::Int(i)) => range(*i),
+            Some(Value::Bytes(b)) => {
+                if let Some(i) = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()) {
+                    return range(i);
+                }
+                match b.as_slice() {
+                    [c] => match c.to_ascii_uppercase() {
+                        b'*' => Ok(10),
+                        b'#' => Ok(11),
+                        l @ b'A'..=b'D' => Ok(l - b'A' + 12),
+                        _ => Err(ErrorReason::DtmfCodeInvalidChar),
+                    },
+                    _ => Err(ErrorReason::DtmfCodeNotSingleDigit),
+                }
+            }
+            _ => Err(ErrorReason::DtmfCodeMissing),
         }
     }
 }
@@ -460,26 +468,42 @@ pub fn split_cookie(datagram: &[u8]) -> Result<(&[u8], &[u8]), DropReason> {
     Ok((&datagram[..sp], &datagram[sp + 1..]))
 }
 
-/// Decodes the dictionary of a datagram body (bencode, or JSON when it starts with `{`).
-/// Whitespace around the body (a trailing newline from `nc`) is ignored.
-pub fn decode_body(body: &[u8], limits: &Limits) -> (Encoding, Result<Dict, String>) {
-    let body = body.trim_ascii();
-    let (encoding, value) = if body.first() == Some(&b'{') {
-        (
-            Encoding::Json,
-            json::decode(body, limits).map_err(|e| e.to_string()),
-        )
-    } else {
-        (
+/// Decodes the dictionary of a datagram body: bencode when it starts with `d`, JSON when it
+/// starts with `{` (as rtpengine tells them apart). Trailing ASCII whitespace (a newline from
+/// `nc`) is ignored, which rtpengine may not do. On failure: the reason to answer with and a
+/// detail for the log.
+pub fn decode_body(
+    body: &[u8],
+    limits: &Limits,
+) -> (Encoding, Result<Dict, (ErrorReason, String)>) {
+    let body = body.trim_ascii_end();
+    let not_dict = || (ErrorReason::Malformed, "not a dictionary".to_owned());
+    match body.first() {
+        None => (
             Encoding::Bencode,
-            bencode::decode(body, limits).map_err(|e| e.to_string()),
-        )
-    };
-    let dict = value.and_then(|v| match v {
-        Value::Dict(d) => Ok(d),
-        _ => Err("not a dictionary".to_owned()),
-    });
-    (encoding, dict)
+            Err((ErrorReason::NoPayload, String::new())),
+        ),
+        Some(b'd') => (
+            Encoding::Bencode,
+            match bencode::decode(body, limits) {
+                Ok(Value::Dict(d)) => Ok(d),
+                Ok(_) => Err(not_dict()),
+                Err(e) => Err((ErrorReason::Malformed, e.to_string())),
+            },
+        ),
+        Some(b'{') => (
+            Encoding::Json,
+            match json::decode(body, limits) {
+                Ok(Value::Dict(d)) => Ok(d),
+                Ok(_) => Err(not_dict()),
+                Err(e) => Err((ErrorReason::MalformedJson, e.to_string())),
+            },
+        ),
+        Some(&b) => (
+            Encoding::Bencode,
+            Err((ErrorReason::InvalidFormat, format!("starts with 0x{b:02x}"))),
+        ),
+    }
 }
 
 /// Decodes one datagram into a [`Request`], or says how to answer it.
@@ -497,7 +521,7 @@ pub fn decode(datagram: &[u8], limits: &Limits) -> Result<Request, Rejected> {
         reason,
         detail,
     };
-    let raw = dict.map_err(|e| fail(ErrorReason::Malformed, e))?;
+    let raw = dict.map_err(|(reason, detail)| fail(reason, detail))?;
     let command = match lookup(&raw, "command").and_then(Value::as_bytes) {
         Some(c) => Command::parse(c),
         None => return Err(fail(ErrorReason::MissingCommand, String::new())),
@@ -558,33 +582,35 @@ fn check(req: &mut Request, raw: &Dict) -> Result<(), ErrorReason> {
     use Command as C;
     match req.command {
         C::Ping | C::List | C::Statistics | C::Unknown(_) => return Ok(()),
+        // rtpengine's order of checks: SDP, call-id, from-tag, to-tag.
+        C::Offer | C::Answer => {
+            if req.sdp.is_none() {
+                return Err(ErrorReason::MissingSdp);
+            }
+            if req.call_id.is_none() {
+                return Err(ErrorReason::MissingCallId);
+            }
+            if req.from_tag.is_none() {
+                return Err(ErrorReason::MissingFromTag);
+            }
+            if req.command == C::Answer && req.to_tag.is_none() {
+                return Err(ErrorReason::MissingToTag);
+            }
+            return Ok(());
+        }
         _ => {}
     }
     if req.call_id.is_none() {
         return Err(ErrorReason::MissingCallId);
     }
-    match req.command {
-        C::Offer | C::Answer => {
-            if req.from_tag.is_none() {
-                return Err(ErrorReason::MissingFromTag);
-            }
-            if req.sdp.is_none() {
-                return Err(ErrorReason::MissingSdp);
-            }
-        }
-        C::PlayDtmf => {
-            let event = lookup(raw, "code")
-                .or_else(|| lookup(raw, "digit"))
-                .and_then(PlayDtmf::parse_code)
-                .ok_or(ErrorReason::InvalidDtmfCode)?;
-            req.dtmf = Some(PlayDtmf {
-                event,
-                duration: lookup(raw, "duration").and_then(int),
-                volume: lookup(raw, "volume").and_then(int),
-                pause: lookup(raw, "pause").and_then(int),
-            });
-        }
-        _ => {}
+    if req.command == C::PlayDtmf {
+        let event = PlayDtmf::parse_code(lookup(raw, "code"))?;
+        req.dtmf = Some(PlayDtmf {
+            event,
+            duration: lookup(raw, "duration").and_then(int),
+            volume: lookup(raw, "volume").and_then(int),
+            pause: lookup(raw, "pause").and_then(int),
+        });
     }
     Ok(())
 }
@@ -736,8 +762,21 @@ mod tests {
             (r.cookie.as_slice(), r.command),
             (&b"abc"[..], Command::Ping)
         );
-        let r = dec(b"abc   {\"command\":\"ping\"}").unwrap();
+        let r = dec(b"abc {\"command\":\"ping\"}\r\n").unwrap();
         assert_eq!(r.encoding, Encoding::Json);
+        let reason = |d: &[u8]| match dec(d) {
+            Err(Rejected::Error { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason(b"abc "), ErrorReason::NoPayload);
+        assert_eq!(reason(b"abc \n"), ErrorReason::NoPayload);
+        assert_eq!(
+            reason(b"abc  d7:command4:pinge"),
+            ErrorReason::InvalidFormat
+        );
+        assert_eq!(reason(b"abc le"), ErrorReason::InvalidFormat);
+        assert_eq!(reason(b"abc d7:command"), ErrorReason::Malformed);
+        assert_eq!(reason(b"abc {\"command\""), ErrorReason::MalformedJson);
     }
 
     #[test]
@@ -746,29 +785,33 @@ mod tests {
             Err(Rejected::Error { reason, .. }) => reason,
             other => panic!("{other:?}"),
         };
-        assert_eq!(reason(b"c d7:command5:offere"), ErrorReason::MissingCallId);
+        assert_eq!(reason(b"c d7:command5:offere"), ErrorReason::MissingSdp);
         assert_eq!(
-            reason(b"c d7:command5:offer7:call-id1:xe"),
-            ErrorReason::MissingFromTag
+            reason(b"c d7:command5:offer3:sdp3:v=0e"),
+            ErrorReason::MissingCallId
         );
         assert_eq!(
-            reason(b"c d7:command5:offer7:call-id1:x8:from-tag1:ye"),
-            ErrorReason::MissingSdp
+            reason(b"c d7:command5:offer3:sdp3:v=07:call-id1:xe"),
+            ErrorReason::MissingFromTag
+        );
+        assert!(dec(b"c d7:command5:offer3:sdp3:v=07:call-id1:x8:from-tag1:ye").is_ok());
+        assert_eq!(
+            reason(b"c d7:command6:answer3:sdp3:v=07:call-id1:x8:from-tag1:ye"),
+            ErrorReason::MissingToTag
         );
         assert_eq!(reason(b"c d4:code1:1e"), ErrorReason::MissingCommand);
         assert_eq!(reason(b"c d7:commandi1ee"), ErrorReason::MissingCommand);
-        assert_eq!(reason(b"c le"), ErrorReason::Malformed);
         assert_eq!(
             reason(b"c d7:command9:play DTMF7:call-id1:xe"),
-            ErrorReason::InvalidDtmfCode
+            ErrorReason::DtmfCodeMissing
         );
         assert_eq!(
             reason(b"c d7:command9:play DTMF7:call-id1:x4:code1:Xe"),
-            ErrorReason::InvalidDtmfCode
+            ErrorReason::DtmfCodeInvalidChar
         );
         assert_eq!(
             reason(b"c d7:command9:play DTMF7:call-id1:x4:codei16ee"),
-            ErrorReason::InvalidDtmfCode
+            ErrorReason::DtmfCodeOutOfRange
         );
         assert_eq!(reason(b"c d7:command6:deletee"), ErrorReason::MissingCallId);
         assert!(dec(b"c d7:command4:liste").is_ok());
@@ -781,17 +824,36 @@ mod tests {
 
     #[test]
     fn dtmf_codes() {
-        let code = |v: Value| PlayDtmf::parse_code(&v);
-        assert_eq!(code(Value::from("5")), Some(5));
-        assert_eq!(code(Value::from("*")), Some(10));
-        assert_eq!(code(Value::from("#")), Some(11));
-        assert_eq!(code(Value::from("a")), Some(12));
-        assert_eq!(code(Value::from("D")), Some(15));
-        assert_eq!(code(Value::from("15")), Some(15));
-        assert_eq!(code(Value::Int(11)), Some(11));
-        assert_eq!(code(Value::Int(-1)), None);
-        assert_eq!(code(Value::from("E")), None);
-        assert_eq!(code(Value::from("")), None);
+        let code = |v: Value| PlayDtmf::parse_code(Some(&v));
+        assert_eq!(code(Value::from("5")), Ok(5));
+        assert_eq!(code(Value::from("*")), Ok(10));
+        assert_eq!(code(Value::from("#")), Ok(11));
+        assert_eq!(code(Value::from("a")), Ok(12));
+        assert_eq!(code(Value::from("D")), Ok(15));
+        assert_eq!(code(Value::from("15")), Ok(15));
+        assert_eq!(code(Value::Int(11)), Ok(11));
+        assert_eq!(code(Value::Int(-1)), Err(ErrorReason::DtmfCodeOutOfRange));
+        assert_eq!(
+            code(Value::from("16")),
+            Err(ErrorReason::DtmfCodeOutOfRange)
+        );
+        assert_eq!(
+            code(Value::from("E")),
+            Err(ErrorReason::DtmfCodeInvalidChar)
+        );
+        assert_eq!(
+            code(Value::from("")),
+            Err(ErrorReason::DtmfCodeNotSingleDigit)
+        );
+        assert_eq!(
+            code(Value::from("**")),
+            Err(ErrorReason::DtmfCodeNotSingleDigit)
+        );
+        assert_eq!(code(Value::List(vec![])), Err(ErrorReason::DtmfCodeMissing));
+        assert_eq!(
+            PlayDtmf::parse_code(None),
+            Err(ErrorReason::DtmfCodeMissing)
+        );
         let d = PlayDtmf {
             event: 11,
             duration: Some(50),

@@ -9,8 +9,14 @@ use super::message::{self, Encoding, Rejected};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorReason {
-    /// The body is neither a bencode nor a JSON dictionary.
+    /// Nothing after the cookie.
+    NoPayload,
+    /// The body starts with neither `d` (bencode) nor `{` (JSON).
+    InvalidFormat,
+    /// Bencode that does not decode (or JSON that is not an object).
     Malformed,
+    /// JSON that does not parse.
+    MalformedJson,
     /// The dictionary has no `command` string.
     MissingCommand,
     /// A command this relay does not implement.
@@ -19,6 +25,8 @@ pub enum ErrorReason {
     MissingCallId,
     /// `offer` or `answer` without `from-tag`.
     MissingFromTag,
+    /// `answer` without `to-tag`.
+    MissingToTag,
     /// `offer` or `answer` without `sdp`.
     MissingSdp,
     /// No call with this call-id (query, play DTMF, block/unblock).
@@ -27,8 +35,14 @@ pub enum ErrorReason {
     CallNotFound,
     /// An SDP body that could not be parsed.
     InvalidSdp,
-    /// `play DTMF` without a usable `code`.
-    InvalidDtmfCode,
+    /// `play DTMF` without a `code` (or with a list or dictionary for one).
+    DtmfCodeMissing,
+    /// `play DTMF` with a string `code` longer than one character.
+    DtmfCodeNotSingleDigit,
+    /// `play DTMF` with a `code` character that is no DTMF digit.
+    DtmfCodeInvalidChar,
+    /// `play DTMF` with a numeric `code` outside 0–15.
+    DtmfCodeOutOfRange,
     /// The port range is exhausted.
     OutOfPorts,
     /// Anything else, worded by the caller.
@@ -39,16 +53,23 @@ impl ErrorReason {
     /// The `error-reason` text.
     pub fn as_str(&self) -> &str {
         match self {
+            ErrorReason::NoPayload => "Invalid data (no payload)",
+            ErrorReason::InvalidFormat => "Invalid NG data format",
             ErrorReason::Malformed => "Could not decode bencode dictionary",
+            ErrorReason::MalformedJson => "Failed to parse JSON document",
             ErrorReason::MissingCommand => "Dictionary contains no key \"command\"",
             ErrorReason::UnknownCommand => "Unrecognized command",
             ErrorReason::MissingCallId => "No call-id in message",
             ErrorReason::MissingFromTag => "No from-tag in message",
+            ErrorReason::MissingToTag => "No to-tag in message",
             ErrorReason::MissingSdp => "No SDP body in message",
             ErrorReason::UnknownCall => "Unknown call-id",
             ErrorReason::CallNotFound => "Call-ID not found or tags didn't match",
             ErrorReason::InvalidSdp => "Failed to parse SDP",
-            ErrorReason::InvalidDtmfCode => "Out of range 'code' specified",
+            ErrorReason::DtmfCodeMissing => "No valid 'code' specified",
+            ErrorReason::DtmfCodeNotSingleDigit => "Given 'code' is not a single digit",
+            ErrorReason::DtmfCodeInvalidChar => "Invalid 'code' character",
+            ErrorReason::DtmfCodeOutOfRange => "Out of range 'code' specified",
             ErrorReason::OutOfPorts => "Ran out of ports",
             ErrorReason::Other(s) => s,
         }
@@ -57,16 +78,23 @@ impl ErrorReason {
     /// A short fixed label for a metrics counter (never the free text of `Other`).
     pub fn label(&self) -> &'static str {
         match self {
+            ErrorReason::NoPayload => "no_payload",
+            ErrorReason::InvalidFormat => "invalid_format",
             ErrorReason::Malformed => "malformed",
+            ErrorReason::MalformedJson => "malformed_json",
             ErrorReason::MissingCommand => "missing_command",
             ErrorReason::UnknownCommand => "unknown_command",
             ErrorReason::MissingCallId => "missing_call_id",
             ErrorReason::MissingFromTag => "missing_from_tag",
+            ErrorReason::MissingToTag => "missing_to_tag",
             ErrorReason::MissingSdp => "missing_sdp",
             ErrorReason::UnknownCall => "unknown_call",
             ErrorReason::CallNotFound => "call_not_found",
             ErrorReason::InvalidSdp => "invalid_sdp",
-            ErrorReason::InvalidDtmfCode => "invalid_dtmf_code",
+            ErrorReason::DtmfCodeMissing
+            | ErrorReason::DtmfCodeNotSingleDigit
+            | ErrorReason::DtmfCodeInvalidChar
+            | ErrorReason::DtmfCodeOutOfRange => "invalid_dtmf_code",
             ErrorReason::OutOfPorts => "out_of_ports",
             ErrorReason::Other(_) => "other",
         }
@@ -190,10 +218,10 @@ pub fn decode_reply(datagram: &[u8], limits: &Limits) -> Result<ReplyMessage, Re
             encoding,
             dict,
         }),
-        Err(detail) => Err(Rejected::Error {
+        Err((reason, detail)) => Err(Rejected::Error {
             cookie: cookie.to_vec(),
             encoding,
-            reason: ErrorReason::Malformed,
+            reason,
             detail,
         }),
     }

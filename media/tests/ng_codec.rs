@@ -84,8 +84,8 @@ fn ngpy_reply_shape() {
     let o = decode(NGPY_OFFER);
     let sdp = ngpy_sdp(30000, 1);
     let reply = o.reply(&Response::ok().with_sdp(sdp.clone()));
-    let mut want = b"4242_3 d6:result2:ok3:sdp".to_vec();
-    want.extend_from_slice(format!("{}:{sdp}e", sdp.len()).as_bytes());
+    let mut want = b"4242_3 d3:sdp".to_vec();
+    want.extend_from_slice(format!("{}:{sdp}6:result2:oke", sdp.len()).as_bytes());
     assert_eq!(reply, want);
 }
 
@@ -152,7 +152,7 @@ fn json_body_same_request_json_reply() {
     assert_eq!(r.sdp.as_deref(), Some(&b"v=0\r\n"[..]));
     assert_eq!(
         r.reply(&Response::ok().with_sdp("v=0\r\n")),
-        br#"3071_1 {"result":"ok","sdp":"v=0\r\n"}"#
+        br#"3071_1 {"sdp":"v=0\r\n","result":"ok"}"#
     );
     let ping = decode(br#"7 {"command":"ping"}"#);
     assert_eq!(ping.reply(&Response::pong()), br#"7 {"result":"pong"}"#);

@@ -31,7 +31,8 @@ pub enum ErrorReason {
     MissingSdp,
     /// No call with this call-id (query, play DTMF, block/unblock).
     UnknownCall,
-    /// `delete` of a call, or tags, not known.
+    /// `delete` of a call, or tags, not known, when the request has the `fatal` flag; without
+    /// it rtpengine answers `ok` with this text as a `warning` ([`Response::delete_not_found`]).
     CallNotFound,
     /// An SDP body that could not be parsed.
     InvalidSdp,
@@ -107,38 +108,62 @@ impl std::fmt::Display for ErrorReason {
     }
 }
 
-/// A reply dictionary under construction. `result` comes first, then keys in the order they
-/// were set.
+/// A reply dictionary under construction.
+///
+/// Keys go out in rtpengine's order: an error is `result`, `error-reason`, then anything else;
+/// any other reply lists its keys in the order they were set and ends with `result` (rtpengine
+/// adds `result` after the command has filled in the rest: `d3:sdp…6:result2:oke`). Clients
+/// look keys up by name; the order only matters to byte-exact comparisons.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    dict: Dict,
+    result: String,
+    fields: Dict,
 }
 
 impl Response {
     /// `result: ok`
     pub fn ok() -> Self {
-        Self::result("ok")
+        Self::with_result("ok")
     }
 
     /// `result: pong`, the answer to `ping`.
     pub fn pong() -> Self {
-        Self::result("pong")
+        Self::with_result("pong")
     }
 
     /// `result: error` with its `error-reason`.
     pub fn error(reason: &ErrorReason) -> Self {
-        Self::result("error").with("error-reason", reason.as_str())
+        Self::with_result("error").with("error-reason", reason.as_str())
     }
 
-    fn result(r: &str) -> Self {
-        let mut dict = Dict::new();
-        dict.insert("result", r);
-        Self { dict }
+    /// A `delete` of a call (or tags) that is not there: `result: ok` with rtpengine's
+    /// `warning`, or, when the request carried the `fatal` flag, an error.
+    pub fn delete_not_found(fatal: bool) -> Self {
+        if fatal {
+            Self::error(&ErrorReason::CallNotFound)
+        } else {
+            Self::ok().with_warning(ErrorReason::CallNotFound.as_str())
+        }
     }
 
-    /// Sets `key` (replacing an earlier value in place).
+    fn with_result(r: &str) -> Self {
+        Self {
+            result: r.to_owned(),
+            fields: Dict::new(),
+        }
+    }
+
+    /// Sets `key` (replacing an earlier value in place). Setting `result` changes the result.
     pub fn set(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Value>) {
-        self.dict.insert(key, value);
+        let key = key.into();
+        let value = value.into();
+        if key == b"result" {
+            if let Some(r) = value.as_bytes() {
+                self.result = String::from_utf8_lossy(r).into_owned();
+                return;
+            }
+        }
+        self.fields.insert(key, value);
     }
 
     /// Sets `key` and returns the response.
@@ -160,16 +185,37 @@ impl Response {
         self.with("warning", text.into())
     }
 
-    /// The dictionary so far.
-    pub fn dict(&self) -> &Dict {
-        &self.dict
+    /// `ok`, `pong`, `error`, ...
+    pub fn result(&self) -> &str {
+        &self.result
+    }
+
+    /// The keys other than `result`, in the order they were set.
+    pub fn fields(&self) -> &Dict {
+        &self.fields
+    }
+
+    /// The whole dictionary in wire order.
+    pub fn to_dict(&self) -> Dict {
+        let mut d = Dict::new();
+        let error = self.result == "error";
+        if error {
+            d.push(b"result".to_vec(), Value::from(self.result.as_str()));
+        }
+        for (k, v) in self.fields.iter() {
+            d.push(k.to_vec(), v.clone());
+        }
+        if !error {
+            d.push(b"result".to_vec(), Value::from(self.result.as_str()));
+        }
+        d
     }
 
     /// `<cookie> <dictionary>` appended to `out`.
     pub fn encode_into(&self, cookie: &[u8], encoding: Encoding, out: &mut Vec<u8>) {
         out.extend_from_slice(cookie);
         out.push(b' ');
-        encode_dict(&self.dict, encoding, out);
+        encode_dict(&self.to_dict(), encoding, out);
     }
 
     /// `<cookie> <dictionary>` as a new datagram.
@@ -293,7 +339,15 @@ mod tests {
             Response::ok()
                 .with_sdp("v=0\r\n")
                 .encode(b"c", Encoding::Bencode),
-            b"c d6:result2:ok3:sdp5:v=0\r\ne"
+            b"c d3:sdp5:v=0\r\n6:result2:oke"
+        );
+        assert_eq!(
+            Response::delete_not_found(false).encode(b"0_1", Encoding::Bencode),
+            b"0_1 d7:warning38:Call-ID not found or tags didn't match6:result2:oke"
+        );
+        assert_eq!(
+            Response::delete_not_found(true).encode(b"0_1", Encoding::Bencode),
+            b"0_1 d6:result5:error12:error-reason38:Call-ID not found or tags didn't matche"
         );
         assert_eq!(
             Response::error(&ErrorReason::UnknownCommand).encode(b"x", Encoding::Bencode),
@@ -340,7 +394,14 @@ mod tests {
         r.set("a", 3i64);
         assert_eq!(
             r.encode(b"c", Encoding::Bencode),
-            b"c d6:result2:ok1:ai3e1:bi2ee"
+            b"c d1:ai3e1:bi2e6:result2:oke"
+        );
+        r.set("result", "load limit");
+        assert_eq!(r.result(), "load limit");
+        assert_eq!(r.fields().len(), 2);
+        assert_eq!(
+            r.encode(b"c", Encoding::Json),
+            br#"c {"a":3,"b":2,"result":"load limit"}"#
         );
     }
 }

@@ -157,11 +157,11 @@ impl Response {
     pub fn set(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
-        if key == b"result" {
-            if let Some(r) = value.as_bytes() {
-                self.result = String::from_utf8_lossy(r).into_owned();
-                return;
-            }
+        if key == b"result"
+            && let Some(r) = value.as_bytes()
+        {
+            self.result = String::from_utf8_lossy(r).into_owned();
+            return;
         }
         self.fields.insert(key, value);
     }

@@ -572,6 +572,12 @@ pub fn decode(datagram: &[u8], limits: &Limits) -> Result<Request, Rejected> {
     for flag in strings(lookup(&raw, "flags")) {
         fold_flag(&mut req, flag);
     }
+    // Newer Kamailio can pass its flag string through untouched, for the relay to parse.
+    if let Some(rtpp) = text(&raw, "rtpp-flags") {
+        for flag in rtpp.split_ascii_whitespace() {
+            fold_flag(&mut req, flag.to_owned());
+        }
+    }
     check(&mut req, &raw).map_err(|reason| fail(reason, String::new()))?;
     req.raw = raw;
     Ok(req)
@@ -615,9 +621,10 @@ fn check(req: &mut Request, raw: &Dict) -> Result<(), ErrorReason> {
     Ok(())
 }
 
-/// Moves a `flags` entry into its typed field, as rtpengine reads the flags list: `replace-X`,
-/// `rtcp-mux-X`, `codec-OP-X`, `KEY=VALUE` for ICE/direction/transport-protocol/label, and
-/// bare transport protocols (`RTP/AVP`). Others stay in `flags`.
+/// Moves a `flags` (or `rtpp-flags`) entry into its typed field, as rtpengine reads them:
+/// `replace-X`, `rtcp-mux-X`, `codec-OP-X`, `KEY=VALUE` for ICE, direction, transport-protocol,
+/// label, address-family, replace, rtcp-mux, call-id and tags, and bare transport protocols
+/// (`RTP/AVP`). Others stay in `flags`.
 fn fold_flag(req: &mut Request, flag: String) {
     if let Some((key, value)) = flag.split_once('=') {
         match normalize(key).as_str() {
@@ -627,6 +634,20 @@ fn fold_flag(req: &mut Request, flag: String) {
                 req.transport_protocol = Some(TransportProtocol::parse(value));
             }
             "label" => req.label = Some(value.to_owned()),
+            "address-family" => req.address_family = Some(value.to_owned()),
+            // Dictionary keys win over the same thing given as a flag.
+            "call-id" => {
+                req.call_id.get_or_insert_with(|| value.to_owned());
+            }
+            "from-tag" => {
+                req.from_tag.get_or_insert_with(|| value.to_owned());
+            }
+            "to-tag" => {
+                req.to_tag.get_or_insert_with(|| value.to_owned());
+            }
+            "via-branch" => {
+                req.via_branch.get_or_insert_with(|| value.to_owned());
+            }
             "replace" => req.replace.push(Replace::parse(value)),
             "rtcp-mux" => req.rtcp_mux.push(RtcpMux::parse(value)),
             _ => req.flags.push(flag),
@@ -899,6 +920,23 @@ mod tests {
         assert_eq!(r.rtcp_mux, vec![RtcpMux::Demux]);
         assert_eq!(r.codec.strip, vec!["PCMA"]);
         assert_eq!(r.direction, vec!["internal"]);
+    }
+
+    #[test]
+    fn rtpp_flags_string() {
+        let r = dec(
+            b"c d7:command5:offer3:sdp3:v=07:call-id1:x10:rtpp-flags140:\
+replace-origin replace-session-connection strict-source label=caller OSRTP-accept \
+address-family=IP4 transport-protocol=RTP/AVP from-tag=ft1e",
+        )
+        .unwrap();
+        assert_eq!(r.replace, vec![Replace::Origin, Replace::SessionConnection]);
+        assert_eq!(r.flags, vec!["strict-source", "OSRTP-accept"]);
+        assert_eq!(r.label.as_deref(), Some("caller"));
+        assert_eq!(r.address_family.as_deref(), Some("IP4"));
+        assert_eq!(r.transport_protocol, Some(TransportProtocol::RtpAvp));
+        assert_eq!(r.from_tag.as_deref(), Some("ft1"));
+        assert_eq!(r.call_id.as_deref(), Some("x"));
     }
 
     #[test]

@@ -346,6 +346,7 @@ impl PlayDtmf {
 /// else stays in [`Request::raw`]. Identifiers (call-id, tags, branch, label) that are not UTF-8
 /// are converted lossily (the raw dictionary keeps the bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Request {
     /// Echoed in the reply; also the retransmission key.
     pub cookie: Vec<u8>,

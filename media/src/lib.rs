@@ -1,2 +1,4 @@
 //! io_uring RTP media plane for dialplane (the media issue builds it)
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod ng;

@@ -1,0 +1,59 @@
+//! The rtpengine "ng" control protocol: what Kamailio's and OpenSIPS's rtpengine modules (and
+//! `../shared/bench/ng.py`) speak over UDP to a media relay.
+//!
+//! Pure code, deterministic: no sockets, no clock (time is an argument), no panic on any input.
+//!
+//! A datagram is `<cookie> <dictionary>`, the dictionary in bencode or, when it starts with `{`,
+//! JSON. The reply repeats the cookie and answers in the request's encoding:
+//!
+//! ```text
+//!  datagram ──decode──► Request ──(driver runs the command)──► Response ──encode──► datagram
+//!      │                                                                          ▲
+//!      └──────► Rejected ──reply()──► Reply::Send(error datagram) ─────────────────┘
+//!                                  └► Reply::Drop(reason)   (no cookie: count and drop)
+//! ```
+//!
+//! A driver's loop, with the retransmission cache in front:
+//!
+//! ```
+//! use std::time::Instant;
+//! use dialplane_media::ng::{self, Command, ReplyCache, Reply, Response, ErrorReason};
+//!
+//! let mut cache = ReplyCache::default();
+//! let limits = ng::Limits::default();
+//! let datagram = b"5323_1 d7:command4:pinge";
+//! let now = Instant::now(); // the driver's clock, read outside this module
+//!
+//! let reply = match ng::split_cookie(datagram).ok().and_then(|(c, _)| cache.get(c, now)) {
+//!     Some(cached) => Reply::Send(cached.to_vec()),
+//!     None => match ng::decode(datagram, &limits) {
+//!         Ok(req) => {
+//!             let resp = match req.command {
+//!                 Command::Ping => Response::pong(),
+//!                 _ => Response::error(&ErrorReason::UnknownCommand),
+//!             };
+//!             let bytes = req.reply(&resp);
+//!             cache.insert(&req.cookie, bytes.clone(), now);
+//!             Reply::Send(bytes)
+//!         }
+//!         Err(rejected) => rejected.reply(),
+//!     },
+//! };
+//! assert_eq!(reply, Reply::Send(b"5323_1 d6:result4:ponge".to_vec()));
+//! ```
+
+pub mod bencode;
+pub mod cache;
+pub mod json;
+pub mod message;
+pub mod response;
+
+pub use bencode::{Dict, Limits, Value};
+pub use cache::{Lookup, ReplyCache};
+pub use message::{
+    CodecOps, Command, Encoding, Ice, PlayDtmf, Rejected, Replace, Request, RtcpMux,
+    TransportProtocol, decode, decode_body, split_cookie,
+};
+pub use response::{
+    DropReason, ErrorReason, Reply, ReplyMessage, Response, decode_reply, encode_datagram,
+};

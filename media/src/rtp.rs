@@ -700,4 +700,45 @@ mod tests {
         assert_eq!(p.payload(), &before[12..]);
         assert_eq!(b[0], before[0]);
     }
+
+    #[test]
+    fn random_switches_keep_egress_continuous() {
+        let mut seed = 0x3550_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut c = Continuity::new(77, next() as u16, next() as u32);
+        // Three sources, each with its own running numbering, 20 ms packets.
+        let mut src = [(next() as u16, next() as u32); 3];
+        let (mut now, mut last): (u64, Option<(u16, u32)>) = (0, None);
+        let mut current = 0;
+        for _ in 0..50_000 {
+            let r = next();
+            let switched = r.is_multiple_of(50);
+            if switched {
+                current = (current + 1 + (r >> 8) as usize % 2) % 3;
+                now += 160 * ((r >> 16) % 20); // silence while switching
+            }
+            let (seq, ts) = src[current];
+            src[current] = (seq.wrapping_add(1), ts.wrapping_add(160));
+            // The other sources keep running meanwhile.
+            for (i, s) in src.iter_mut().enumerate() {
+                if i != current {
+                    *s = (s.0.wrapping_add(1), s.1.wrapping_add(160));
+                }
+            }
+            now += 160;
+            let (oseq, ots, marker, ssrc) = send(&mut c, 1000 + current as u32, seq, ts, now);
+            assert_eq!(ssrc, 77);
+            if let Some((lseq, lts)) = last {
+                assert_eq!(oseq, lseq.wrapping_add(1));
+                assert!(ots.wrapping_sub(lts) >= 160 && ots.wrapping_sub(lts) < 160 * 21);
+                assert_eq!(marker, switched);
+            }
+            last = Some((oseq, ots));
+        }
+    }
 }

@@ -785,4 +785,63 @@ mod tests {
         );
         assert_eq!(rx.in_progress(), None);
     }
+
+    /// Tiny xorshift so the property tests need no dependency and are reproducible.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_presses_round_trip() {
+        let mut seed = 0x4733_u64;
+        let mut rx = EventReceiver::new(RATE);
+        let (mut now, mut ts) = (0u64, rng(&mut seed) as u32);
+        for _ in 0..2000 {
+            let spec = SendSpec {
+                event: (rng(&mut seed) % 17) as u8,
+                volume: (rng(&mut seed) % 64) as u8,
+                duration: (rng(&mut seed) % 200_000) as u32,
+                timestamp: ts,
+                interval: 80 + (rng(&mut seed) % 800) as u32,
+                end_packets: 1 + (rng(&mut seed) % 4) as u8,
+            };
+            let got = receive(&mut rx, &packets(spec, now));
+            assert_eq!(got.len(), 1, "{spec:?}");
+            let k = got[0];
+            assert_eq!(
+                (k.event, k.timestamp, k.duration, k.volume),
+                (spec.event, ts, spec.duration, spec.volume)
+            );
+            let gap = u64::from(spec.duration) + 4 * u64::from(spec.interval) + 400;
+            now += gap;
+            ts = ts.wrapping_add(gap as u32);
+        }
+    }
+
+    #[test]
+    fn random_packets_never_panic() {
+        let mut seed = 99u64;
+        let mut rx = EventReceiver::new(RATE);
+        let mut now = 0u64;
+        let mut presses = 0;
+        for _ in 0..100_000 {
+            let r = rng(&mut seed);
+            now += r % 500;
+            let len = (r >> 10) as usize % 7;
+            let payload = rng(&mut seed).to_be_bytes();
+            // Timestamps from a small set so updates, repeats and segments collide.
+            let ts = [0u32, 400, 0xffff, 0x1_fffe, u32::MAX][(r >> 20) as usize % 5];
+            let _ = rx.handle_packet(now, ts, r & 1 == 0, &payload[..len]);
+            if r.is_multiple_of(7) {
+                rx.handle_timeout(now);
+            }
+            while rx.poll_event().is_some() {
+                presses += 1;
+            }
+        }
+        assert!(presses > 100);
+    }
 }

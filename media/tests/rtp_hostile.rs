@@ -6,7 +6,13 @@
 //! two-byte extension elements (panicking when an element overruns), which we leave as opaque
 //! data. Random buffers carrying those profiles are only checked on our side.
 
-use dialplane_media::rtp::{RtpError, RtpPacket, RtpPacketMut, extend_u16, extend_u32, is_rtcp};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use dialplane_media::rtp::{
+    Continuity, RtpError, RtpPacket, RtpPacketMut, extend_u16, extend_u32, is_rtcp,
+};
+use dialplane_media::telephone_event::{EventReceiver, EventSender, PAYLOAD_LEN, SendSpec};
 use hex_literal::hex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -173,4 +179,67 @@ fn extend_matches_a_plain_counter() {
         eseq = Some(s);
         ets = Some(t);
     }
+}
+
+/// Counts allocations made by the current thread (tests run on their own threads).
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the counter is a const-initialized
+// thread-local Cell, whose access does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn forwarding_and_rfc4733_paths_do_not_allocate() {
+    let mut buf = [0xd5u8; 172];
+    buf[..12].copy_from_slice(&hex!("80 00 0001 000000a0 cafebabe"));
+    // The counter sees this thread's allocations.
+    let probe = ALLOCS.with(Cell::get);
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(1)));
+    assert_eq!(ALLOCS.with(Cell::get), probe + 1);
+    let mut cont = Continuity::new(1, 2, 3);
+    let mut rx = EventReceiver::new(8000);
+    let mut out = [0u8; PAYLOAD_LEN];
+    let before = ALLOCS.with(Cell::get);
+    let mut events = 0;
+    for i in 0..100_000u32 {
+        buf[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+        buf[4..8].copy_from_slice(&(i.wrapping_mul(160)).to_be_bytes());
+        buf[8] = (i / 1000) as u8; // a source switch every 1000 packets
+        let mut p = RtpPacketMut::parse(&mut buf).expect("valid fixture");
+        cont.rewrite(&mut p, u64::from(i) * 160);
+        p.set_payload_type(8);
+        if i % 1000 == 0 {
+            let spec = SendSpec::digit('1', 100, 8000, i * 160).expect("DTMF key");
+            let mut tx = EventSender::new(spec, u64::from(i) * 160);
+            while let Some(now) = tx.poll_timeout() {
+                if let Some(e) = tx.poll_transmit(now, &mut out) {
+                    rx.handle_packet(now, e.timestamp, e.marker, &out)
+                        .expect("4 bytes");
+                }
+            }
+            while rx.poll_event().is_some() {
+                events += 1;
+            }
+        }
+    }
+    assert_eq!(ALLOCS.with(Cell::get) - before, 0);
+    assert_eq!(events, 100);
+    assert_eq!(RtpPacket::parse(&buf).map(|p| p.ssrc()), Ok(1));
 }

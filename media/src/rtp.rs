@@ -22,6 +22,24 @@
 //! [`extend_u16`] / [`extend_u32`] widen wrapping sequence numbers and timestamps to `u64`
 //! (RFC 3711 appendix A style), and [`Continuity`] keeps one egress stream's SSRC, sequence
 //! numbers and timestamps continuous while its source changes (player → bridged peer → player).
+//!
+//! ```
+//! use dialplane_media::rtp::{Continuity, RtpPacketMut};
+//!
+//! // A received PCMU packet, rewritten for the other leg in the buffer it arrived in.
+//! let mut buf = [0x80, 0x00, 0x00, 0x01, 0, 0, 0, 160, 1, 2, 3, 4, 0xd5, 0xd5];
+//! let mut egress = Continuity::new(0x5eed, 1000, 0);
+//! let now_ticks = 0; // the caller's clock, in 8 kHz ticks
+//! match RtpPacketMut::parse(&mut buf) {
+//!     Ok(mut pkt) => {
+//!         egress.rewrite(&mut pkt, now_ticks);
+//!         pkt.set_payload_type(0);
+//!     }
+//!     // The relay counts `DROPPED_METRIC` with label reason = e.reason() and drops it.
+//!     Err(e) => unreachable!("{}", e.reason()),
+//! }
+//! assert_eq!(buf[..12], [0x80, 0x80, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0x5e, 0xed]);
+//! ```
 
 use std::fmt;
 

@@ -21,6 +21,23 @@
 //!   every `interval`, segments past 0xFFFF ticks, the end packet and its repeats), written into
 //!   a caller's 4-byte buffer.
 //!
+//! ```
+//! use dialplane_media::telephone_event::{EventReceiver, EventSender, SendSpec};
+//!
+//! // Send '5' for 100 ms at 8 kHz starting at RTP timestamp 1000, and receive it.
+//! let mut tx = EventSender::new(SendSpec::digit('5', 100, 8000, 1000).unwrap(), 0);
+//! let mut rx = EventReceiver::new(8000);
+//! let mut payload = [0u8; 4];
+//! while let Some(now) = tx.poll_timeout() {
+//!     let pkt = tx.poll_transmit(now, &mut payload).unwrap();
+//!     // (the caller wraps the payload in RTP: pkt.timestamp, pkt.marker, its own seq)
+//!     rx.handle_packet(now, pkt.timestamp, pkt.marker, &payload).unwrap();
+//! }
+//! let press = rx.poll_event().unwrap();
+//! assert_eq!((press.digit(), press.timestamp, press.duration), (Some('5'), 1000, 800));
+//! assert!(rx.poll_event().is_none());
+//! ```
+//!
 //! Events 0–15 are the DTMF keys ([`event_digit`]: `0`–`9`, `*`, `#`, `A`–`D`). Other events
 //! (16 = [`FLASH`], and the RFC 4734 tones) go through the same state machine and come out as a
 //! [`KeyPress`] whose [`digit`](KeyPress::digit) is `None`; the caller decides what to do with
@@ -230,7 +247,9 @@ impl EventReceiver {
     }
 
     /// Feed one telephone-event RTP packet: its timestamp, marker and payload (padding removed).
-    /// Drain [`poll_event`](Self::poll_event) afterwards.
+    /// Drain [`poll_event`](Self::poll_event) afterwards. The sequence number is not needed:
+    /// updates of one press are ordered by their durations (the largest wins), presses by their
+    /// timestamps.
     pub fn handle_packet(
         &mut self,
         now: u64,

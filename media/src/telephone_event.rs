@@ -353,6 +353,15 @@ impl EventReceiver {
         first
     }
 
+    /// The sender's stream restarted (new SSRC, e.g. after a re-INVITE): close a press in
+    /// progress (as [`EndReason::NextEvent`]) and forget the timestamps seen, so the new stream's
+    /// numbering is not mistaken for stale packets.
+    pub fn reset(&mut self) {
+        self.close(EndReason::NextEvent);
+        self.closed_ts = None;
+        self.newest_ts = None;
+    }
+
     /// Whether a press is in progress (its begin seen, its end not yet).
     pub fn in_progress(&self) -> Option<u8> {
         self.active.map(|a| a.event)
@@ -862,5 +871,28 @@ mod tests {
             }
         }
         assert!(presses > 100);
+    }
+
+    #[test]
+    fn reset_accepts_a_restarted_stream() {
+        let first = SendSpec::digit('2', 100, RATE, 50_000).unwrap();
+        let mut rx = EventReceiver::new(RATE);
+        let mut got = receive(&mut rx, &packets(first, 0)[..1]);
+        // New SSRC with a timestamp just "behind" the old one: stale without a reset.
+        let second = SendSpec::digit('3', 100, RATE, 49_000).unwrap();
+        let restarted = packets(second, 2000);
+        let without_reset = receive(&mut rx.clone(), &restarted);
+        assert!(without_reset.iter().all(|k| k.digit() == Some('2')));
+        rx.reset();
+        got.extend(std::iter::from_fn(|| rx.poll_event()));
+        got.extend(receive(&mut rx, &restarted));
+        let keys: Vec<_> = got.iter().map(|k| (k.digit(), k.end)).collect();
+        assert_eq!(
+            keys,
+            [
+                (Some('2'), EndReason::NextEvent),
+                (Some('3'), EndReason::EndBit)
+            ]
+        );
     }
 }

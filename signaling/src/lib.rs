@@ -5,4 +5,5 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
+pub mod message;
 pub mod wav;

@@ -1,0 +1,423 @@
+//! Typed header values, parsed on demand from the raw (unfolded) header text.
+
+use std::fmt;
+
+use super::names::{Method, is_token_byte};
+use super::uri::{Param, Uri, find_param, split_hostport, write_params};
+
+/// Why a header value did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad {header} header: {reason}")]
+pub struct HeaderError {
+    /// The header's canonical name.
+    pub header: &'static str,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
+pub(crate) fn err(header: &'static str, reason: &'static str) -> HeaderError {
+    HeaderError { header, reason }
+}
+
+/// Splits a header value at top-level commas (not inside quoted strings or `<…>`), trimming
+/// each element. Empty elements are kept, so `a,,b` yields three.
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let (mut quoted, mut angle) = (false, false);
+        while i < b.len() {
+            match b[i] {
+                b'\\' if quoted => i += 1,
+                b'"' if !angle => quoted = !quoted,
+                b'<' if !quoted => angle = true,
+                b'>' if !quoted => angle = false,
+                b',' if !quoted && !angle => {
+                    let item = s.get(start..i).unwrap_or("").trim();
+                    i += 1;
+                    start = i;
+                    return Some(item);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        done = true;
+        Some(s.get(start..).unwrap_or("").trim())
+    })
+}
+
+fn skip_ws(s: &str) -> &str {
+    s.trim_start_matches([' ', '\t'])
+}
+
+fn take_token(s: &str) -> (&str, &str) {
+    let n = s.bytes().take_while(|b| is_token_byte(*b)).count();
+    s.split_at(n)
+}
+
+/// Parses a quoted string at the start of `s` (which starts with `"`): the unescaped content
+/// and the rest after the closing quote.
+pub(crate) fn take_quoted(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => {
+                let (_, e) = chars.next()?;
+                if e == '\r' || e == '\n' {
+                    return None;
+                }
+                out.push(e);
+            }
+            '\r' | '\n' => return None,
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Generic parameters `*( SEMI token [ EQUAL (token / host / quoted-string) ] )`, allowing
+/// linear whitespace around `;` and `=`. `s` is what follows the value the parameters belong to.
+pub(crate) fn parse_params(header: &'static str, mut s: &str) -> Result<Vec<Param>, HeaderError> {
+    let mut out = Vec::new();
+    loop {
+        s = skip_ws(s);
+        if s.is_empty() {
+            return Ok(out);
+        }
+        s = s.strip_prefix(';').ok_or(err(header, "junk after value"))?;
+        s = skip_ws(s);
+        let (name, rest) = take_token(s);
+        if name.is_empty() {
+            return Err(err(header, "empty parameter"));
+        }
+        s = skip_ws(rest);
+        let value = if let Some(rest) = s.strip_prefix('=') {
+            let rest = skip_ws(rest);
+            if rest.starts_with('"') {
+                let (_, after) = take_quoted(rest).ok_or(err(header, "unterminated quote"))?;
+                let raw = &rest[..rest.len() - after.len()];
+                s = after;
+                Some(raw.to_owned())
+            } else {
+                let n = rest
+                    .bytes()
+                    .take_while(|b| is_token_byte(*b) || matches!(b, b'[' | b']' | b':'))
+                    .count();
+                if n == 0 {
+                    return Err(err(header, "empty parameter value"));
+                }
+                s = &rest[n..];
+                Some(rest[..n].to_owned())
+            }
+        } else {
+            None
+        };
+        out.push(Param {
+            name: name.to_owned(),
+            value,
+        });
+    }
+}
+
+/// One Via value (RFC 3261 §20.42).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// Protocol version after `SIP/`, normally `2.0`.
+    pub version: String,
+    /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, or an unknown one).
+    pub transport: String,
+    /// sent-by host (IPv6 references keep their brackets).
+    pub host: String,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// via-params, including branch, received and rport.
+    pub params: Vec<Param>,
+}
+
+impl Via {
+    /// Parses one Via value (one element of the comma list).
+    pub fn parse(s: &str) -> Result<Via, HeaderError> {
+        const H: &str = "Via";
+        let e = |r| err(H, r);
+        let (proto, s) = take_token(skip_ws(s));
+        if !proto.eq_ignore_ascii_case("SIP") {
+            return Err(e("protocol is not SIP"));
+        }
+        let s = skip_ws(skip_ws(s).strip_prefix('/').ok_or(e("expected /"))?);
+        let (version, s) = take_token(s);
+        let s = skip_ws(skip_ws(s).strip_prefix('/').ok_or(e("expected /"))?);
+        let (transport, s) = take_token(s);
+        if version.is_empty() || transport.is_empty() {
+            return Err(e("empty protocol field"));
+        }
+        let s = skip_ws(s);
+        let n = s
+            .bytes()
+            .take_while(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+            })
+            .count();
+        let (host, port) = split_hostport(&s[..n]).ok_or(e("bad sent-by"))?;
+        let params = parse_params(H, &s[n..])?;
+        if params.iter().any(|p| {
+            p.name.eq_ignore_ascii_case("branch")
+                && p.value.as_ref().is_none_or(|v| v.starts_with('"'))
+        }) {
+            return Err(e("bad branch"));
+        }
+        Ok(Via {
+            version: version.to_owned(),
+            transport: transport.to_owned(),
+            host: host.to_owned(),
+            port,
+            params,
+        })
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&str> {
+        find_param(&self.params, "branch").flatten()
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&str> {
+        find_param(&self.params, "received").flatten()
+    }
+
+    /// The `rport` parameter: `Some(None)` when present without a value (a request for it).
+    pub fn rport(&self) -> Option<Option<u16>> {
+        find_param(&self.params, "rport").map(|v| v.and_then(|v| v.parse().ok()))
+    }
+
+    /// Whether the branch starts with the RFC 3261 magic cookie `z9hG4bK`.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/{}/{} {}", self.version, self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route, Record-Route,
+/// Reply-To, Refer-To… (RFC 3261 §20.10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name, unquoted and unescaped.
+    pub display: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters (after the URI, outside `<>`).
+    pub params: Vec<Param>,
+}
+
+impl NameAddr {
+    /// A bare URI with no display name or parameters.
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    /// Parses one value. `header` names the header for errors.
+    pub fn parse(header: &'static str, s: &str) -> Result<NameAddr, HeaderError> {
+        let e = |r| err(header, r);
+        let s = s.trim_matches([' ', '\t']);
+        let (display, rest) = if s.starts_with('"') {
+            let (d, rest) = take_quoted(s).ok_or(e("unterminated quoted string"))?;
+            let rest = skip_ws(rest);
+            if !rest.starts_with('<') {
+                return Err(e("quoted display name without <URI>"));
+            }
+            (Some(d), rest)
+        } else if let Some(lt) = s.find('<') {
+            let d = s[..lt].trim_end_matches([' ', '\t']);
+            if !d
+                .bytes()
+                .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
+            {
+                return Err(e("display name is not tokens"));
+            }
+            (
+                if d.is_empty() {
+                    None
+                } else {
+                    Some(d.to_owned())
+                },
+                &s[lt..],
+            )
+        } else {
+            (None, s)
+        };
+        if let Some(inner) = rest.strip_prefix('<') {
+            let gt = inner.find('>').ok_or(e("missing >"))?;
+            let spec = &inner[..gt];
+            if spec.bytes().any(|b| b == b' ' || b == b'\t') {
+                return Err(e("whitespace inside <>"));
+            }
+            let uri = Uri::parse(spec).map_err(|_| e("bad URI"))?;
+            let params = parse_params(header, &inner[gt + 1..])?;
+            Ok(NameAddr {
+                display,
+                uri,
+                params,
+            })
+        } else {
+            // addr-spec: the URI runs to the first ';' or whitespace, and cannot contain '?'
+            // or ',' (RFC 3261 §20.10); what follows is header parameters.
+            let n = rest
+                .bytes()
+                .take_while(|b| !matches!(b, b';' | b' ' | b'\t'))
+                .count();
+            let spec = &rest[..n];
+            if spec.contains(['?', ',', '<', '>', '"']) {
+                return Err(e("addr-spec with ?, or <> must be in name-addr form"));
+            }
+            let uri = Uri::parse(spec).map_err(|_| e("bad URI"))?;
+            let params = parse_params(header, &rest[n..])?;
+            Ok(NameAddr {
+                display,
+                uri,
+                params,
+            })
+        }
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        find_param(&self.params, "tag").flatten()
+    }
+
+    /// A header parameter by name; `Some(None)` when present without a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            f.write_str("\"")?;
+            for c in d.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// The Contact header: `*` or a list of addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// `Contact: *` (REGISTER with Expires: 0 removes all bindings).
+    Star,
+    /// One or more addresses.
+    Addrs(Vec<NameAddr>),
+}
+
+/// CSeq (RFC 3261 §20.16): sequence number below 2³¹ and method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number.
+    pub seq: u32,
+    /// Method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses a CSeq value.
+    pub fn parse(s: &str) -> Result<CSeq, HeaderError> {
+        let e = |r| err("CSeq", r);
+        let s = s.trim_matches([' ', '\t']);
+        let n = s.bytes().take_while(u8::is_ascii_digit).count();
+        let seq = parse_decimal(&s[..n], (1 << 31) - 1).ok_or(e("bad sequence number"))?;
+        let rest = &s[n..];
+        if !rest.starts_with([' ', '\t']) {
+            return Err(e("expected LWS after the number"));
+        }
+        let method = Method::new(skip_ws(rest)).ok_or(e("bad method"))?;
+        Ok(CSeq {
+            seq: seq as u32,
+            method,
+        })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// `1*DIGIT` no greater than `max`.
+pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// A media type: `type/subtype;params`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaType {
+    /// Type, as received.
+    pub ty: String,
+    /// Subtype, as received.
+    pub subtype: String,
+    /// Parameters.
+    pub params: Vec<Param>,
+}
+
+impl MediaType {
+    /// Parses a Content-Type value.
+    pub fn parse(s: &str) -> Result<MediaType, HeaderError> {
+        const H: &str = "Content-Type";
+        let (ty, rest) = take_token(skip_ws(s));
+        let rest = skip_ws(rest)
+            .strip_prefix('/')
+            .ok_or(err(H, "expected /"))?;
+        let (subtype, rest) = take_token(skip_ws(rest));
+        if ty.is_empty() || subtype.is_empty() {
+            return Err(err(H, "empty type"));
+        }
+        let params = parse_params(H, rest)?;
+        Ok(MediaType {
+            ty: ty.to_owned(),
+            subtype: subtype.to_owned(),
+            params,
+        })
+    }
+
+    /// Whether this is `type/subtype`, case-insensitively.
+    pub fn is(&self, ty: &str, subtype: &str) -> bool {
+        self.ty.eq_ignore_ascii_case(ty) && self.subtype.eq_ignore_ascii_case(subtype)
+    }
+}

@@ -510,6 +510,9 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
         if line.starts_with([' ', '\t']) {
             // Folded continuation: joined with one space.
             let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
+            if line.contains('\r') {
+                return Err(ParseErrorKind::HeaderLine);
+            }
             let cont = line.trim_matches([' ', '\t']);
             if !cont.is_empty() {
                 if !v.is_empty() {
@@ -525,7 +528,7 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
         let colon = line.find(':').ok_or(ParseErrorKind::HeaderLine)?;
         let name = HeaderName::new(line[..colon].trim_end_matches([' ', '\t']))
             .ok_or(ParseErrorKind::HeaderLine)?;
-        if line.bytes().any(|b| b < b' ' && b != b'\t') {
+        if line.contains('\r') {
             return Err(ParseErrorKind::HeaderLine);
         }
         current = Some((name, line[colon + 1..].trim_matches([' ', '\t']).to_owned()));

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::names::{Method, is_token_byte};
-use super::uri::{Param, Uri, find_param, split_hostport, write_params};
+use super::uri::{Param, Uri, UriRef, find_param, split_hostport, write_params};
 
 /// Why a header value did not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,36 +61,51 @@ fn take_token(s: &str) -> (&str, &str) {
     s.split_at(n)
 }
 
-/// Parses a quoted string at the start of `s` (which starts with `"`): the unescaped content
-/// and the rest after the closing quote.
-pub(crate) fn take_quoted(s: &str) -> Option<(String, &str)> {
-    let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((out, &s[i + 1..])),
-            '\\' => {
-                let (_, e) = chars.next()?;
-                if e == '\r' || e == '\n' {
+/// Checks a quoted string at the start of `s` (which starts with `"`): the content between the
+/// quotes, still escaped, and the rest after the closing quote.
+pub(crate) fn skip_quoted(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some((&s[1..i], &s[i + 1..])),
+            b'\\' => {
+                if matches!(b.get(i + 1), None | Some(b'\r' | b'\n')) {
                     return None;
                 }
-                out.push(e);
+                i += 2;
             }
-            '\r' | '\n' => return None,
-            c => out.push(c),
+            b'\r' | b'\n' => return None,
+            _ => i += 1,
         }
     }
     None
 }
 
+/// Decodes quoted-pairs in the content of a quoted string.
+pub(crate) fn unquote(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Generic parameters `*( SEMI token [ EQUAL (token / host / quoted-string) ] )`, allowing
 /// linear whitespace around `;` and `=`. `s` is what follows the value the parameters belong to.
-pub(crate) fn parse_params(header: &'static str, mut s: &str) -> Result<Vec<Param>, HeaderError> {
-    let mut out = Vec::new();
+fn scan_params<'a>(
+    header: &'static str,
+    mut s: &'a str,
+    mut f: impl FnMut(&'a str, Option<&'a str>),
+) -> Result<(), HeaderError> {
     loop {
         s = skip_ws(s);
         if s.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         s = s.strip_prefix(';').ok_or(err(header, "junk after value"))?;
         s = skip_ws(s);
@@ -102,10 +117,9 @@ pub(crate) fn parse_params(header: &'static str, mut s: &str) -> Result<Vec<Para
         let value = if let Some(rest) = s.strip_prefix('=') {
             let rest = skip_ws(rest);
             if rest.starts_with('"') {
-                let (_, after) = take_quoted(rest).ok_or(err(header, "unterminated quote"))?;
-                let raw = &rest[..rest.len() - after.len()];
+                let (_, after) = skip_quoted(rest).ok_or(err(header, "unterminated quote"))?;
                 s = after;
-                Some(raw.to_owned())
+                Some(&rest[..rest.len() - after.len()])
             } else {
                 let n = rest
                     .bytes()
@@ -115,16 +129,20 @@ pub(crate) fn parse_params(header: &'static str, mut s: &str) -> Result<Vec<Para
                     return Err(err(header, "empty parameter value"));
                 }
                 s = &rest[n..];
-                Some(rest[..n].to_owned())
+                Some(&rest[..n])
             }
         } else {
             None
         };
-        out.push(Param {
-            name: name.to_owned(),
-            value,
-        });
+        f(name, value);
     }
+}
+
+/// Parses generic parameters (already checked, or checked now).
+pub(crate) fn parse_params(header: &'static str, s: &str) -> Result<Vec<Param>, HeaderError> {
+    let mut out = Vec::new();
+    scan_params(header, s, |n, v| out.push(Param::new(n, v)))?;
+    Ok(out)
 }
 
 /// One Via value (RFC 3261 §20.42).
@@ -142,9 +160,18 @@ pub struct Via {
     pub params: Vec<Param>,
 }
 
-impl Via {
-    /// Parses one Via value (one element of the comma list).
-    pub fn parse(s: &str) -> Result<Via, HeaderError> {
+/// A Via value checked and cut into borrowed parts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViaRef<'a> {
+    version: &'a str,
+    transport: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    params: &'a str,
+}
+
+impl<'a> ViaRef<'a> {
+    pub(crate) fn parse(s: &'a str) -> Result<ViaRef<'a>, HeaderError> {
         const H: &str = "Via";
         let e = |r| err(H, r);
         let (proto, s) = take_token(skip_ws(s));
@@ -166,20 +193,34 @@ impl Via {
             })
             .count();
         let (host, port) = split_hostport(&s[..n]).ok_or(e("bad sent-by"))?;
-        let params = parse_params(H, &s[n..])?;
-        if params.iter().any(|p| {
-            p.name.eq_ignore_ascii_case("branch")
-                && p.value.as_ref().is_none_or(|v| v.starts_with('"'))
-        }) {
+        let params = &s[n..];
+        let mut bad_branch = false;
+        scan_params(H, params, |n, v| {
+            if n.eq_ignore_ascii_case("branch") && v.is_none_or(|v| v.starts_with('"')) {
+                bad_branch = true;
+            }
+        })?;
+        if bad_branch {
             return Err(e("bad branch"));
         }
-        Ok(Via {
-            version: version.to_owned(),
-            transport: transport.to_owned(),
-            host: host.to_owned(),
-            port,
-            params,
-        })
+        Ok(ViaRef { version, transport, host, port, params })
+    }
+
+    fn to_owned(self) -> Via {
+        Via {
+            version: self.version.to_owned(),
+            transport: self.transport.to_owned(),
+            host: self.host.to_owned(),
+            port: self.port,
+            params: parse_params("Via", self.params).unwrap_or_default(),
+        }
+    }
+}
+
+impl Via {
+    /// Parses one Via value (one element of the comma list).
+    pub fn parse(s: &str) -> Result<Via, HeaderError> {
+        ViaRef::parse(s).map(ViaRef::to_owned)
     }
 
     /// The `branch` parameter.
@@ -237,66 +278,7 @@ impl NameAddr {
 
     /// Parses one value. `header` names the header for errors.
     pub fn parse(header: &'static str, s: &str) -> Result<NameAddr, HeaderError> {
-        let e = |r| err(header, r);
-        let s = s.trim_matches([' ', '\t']);
-        let (display, rest) = if s.starts_with('"') {
-            let (d, rest) = take_quoted(s).ok_or(e("unterminated quoted string"))?;
-            let rest = skip_ws(rest);
-            if !rest.starts_with('<') {
-                return Err(e("quoted display name without <URI>"));
-            }
-            (Some(d), rest)
-        } else if let Some(lt) = s.find('<') {
-            let d = s[..lt].trim_end_matches([' ', '\t']);
-            if !d
-                .bytes()
-                .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
-            {
-                return Err(e("display name is not tokens"));
-            }
-            (
-                if d.is_empty() {
-                    None
-                } else {
-                    Some(d.to_owned())
-                },
-                &s[lt..],
-            )
-        } else {
-            (None, s)
-        };
-        if let Some(inner) = rest.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(e("missing >"))?;
-            let spec = &inner[..gt];
-            if spec.bytes().any(|b| b == b' ' || b == b'\t') {
-                return Err(e("whitespace inside <>"));
-            }
-            let uri = Uri::parse(spec).map_err(|_| e("bad URI"))?;
-            let params = parse_params(header, &inner[gt + 1..])?;
-            Ok(NameAddr {
-                display,
-                uri,
-                params,
-            })
-        } else {
-            // addr-spec: the URI runs to the first ';' or whitespace, and cannot contain '?'
-            // or ',' (RFC 3261 §20.10); what follows is header parameters.
-            let n = rest
-                .bytes()
-                .take_while(|b| !matches!(b, b';' | b' ' | b'\t'))
-                .count();
-            let spec = &rest[..n];
-            if spec.contains(['?', ',', '<', '>', '"']) {
-                return Err(e("addr-spec with ?, or <> must be in name-addr form"));
-            }
-            let uri = Uri::parse(spec).map_err(|_| e("bad URI"))?;
-            let params = parse_params(header, &rest[n..])?;
-            Ok(NameAddr {
-                display,
-                uri,
-                params,
-            })
-        }
+        NameAddrRef::parse(header, s).map(NameAddrRef::to_owned)
     }
 
     /// The `tag` parameter.
@@ -324,6 +306,65 @@ impl fmt::Display for NameAddr {
         }
         write!(f, "<{}>", self.uri)?;
         write_params(f, &self.params)
+    }
+}
+
+/// A name-addr or addr-spec checked and cut into borrowed parts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameAddrRef<'a> {
+    /// Display name: the raw text and whether it was quoted.
+    display: Option<(&'a str, bool)>,
+    uri: UriRef<'a>,
+    params: &'a str,
+}
+
+impl<'a> NameAddrRef<'a> {
+    pub(crate) fn parse(header: &'static str, s: &'a str) -> Result<NameAddrRef<'a>, HeaderError> {
+        let e = |r| err(header, r);
+        let s = s.trim_matches([' ', '\t']);
+        let (display, rest) = if s.starts_with('"') {
+            let (d, rest) = skip_quoted(s).ok_or(e("unterminated quoted string"))?;
+            let rest = skip_ws(rest);
+            if !rest.starts_with('<') {
+                return Err(e("quoted display name without <URI>"));
+            }
+            (Some((d, true)), rest)
+        } else if let Some(lt) = s.find('<') {
+            let d = s[..lt].trim_end_matches([' ', '\t']);
+            if !d.bytes().all(|b| is_token_byte(b) || b == b' ' || b == b'\t') {
+                return Err(e("display name is not tokens"));
+            }
+            (if d.is_empty() { None } else { Some((d, false)) }, &s[lt..])
+        } else {
+            (None, s)
+        };
+        let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
+            let gt = inner.find('>').ok_or(e("missing >"))?;
+            let spec = &inner[..gt];
+            if spec.bytes().any(|b| b == b' ' || b == b'\t') {
+                return Err(e("whitespace inside <>"));
+            }
+            (UriRef::parse(spec).map_err(|_| e("bad URI"))?, &inner[gt + 1..])
+        } else {
+            // addr-spec: the URI runs to the first ';' or whitespace, and cannot contain '?'
+            // or ',' (RFC 3261 §20.10); what follows is header parameters.
+            let n = rest.bytes().take_while(|b| !matches!(b, b';' | b' ' | b'\t')).count();
+            let spec = &rest[..n];
+            if spec.contains(['?', ',', '<', '>', '"']) {
+                return Err(e("addr-spec with ?, or <> must be in name-addr form"));
+            }
+            (UriRef::parse(spec).map_err(|_| e("bad URI"))?, &rest[n..])
+        };
+        scan_params(header, params, |_, _| {})?;
+        Ok(NameAddrRef { display, uri, params })
+    }
+
+    fn to_owned(self) -> NameAddr {
+        NameAddr {
+            display: self.display.map(|(d, quoted)| if quoted { unquote(d) } else { d.to_owned() }),
+            uri: self.uri.to_owned(),
+            params: parse_params("", self.params).unwrap_or_default(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod uri;
 use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
+use header::{NameAddrRef, ViaRef};
 
 pub use header::{CSeq, Contact, HeaderError, MediaType, NameAddr, Via, split_list};
 pub use names::{HeaderName, Method, StatusCode};
@@ -228,14 +229,19 @@ impl Headers {
         Ok(v)
     }
 
-    fn single_addr(&self, name: &HeaderName, n: &'static str) -> Result<NameAddr, HeaderError> {
+    /// The one element of a single-valued address header.
+    fn single_addr_str(&self, name: &HeaderName, n: &'static str) -> Result<&str, HeaderError> {
         let v = self.single(name, n)?;
         let mut it = split_list(v);
         let first = it.next().unwrap_or("");
         if it.next().is_some() {
             return Err(header::err(n, "more than one value"));
         }
-        NameAddr::parse(n, first)
+        Ok(first)
+    }
+
+    fn single_addr(&self, name: &HeaderName, n: &'static str) -> Result<NameAddr, HeaderError> {
+        NameAddr::parse(n, self.single_addr_str(name, n)?)
     }
 
     /// From.
@@ -739,17 +745,36 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<(), ParseErrorKind> 
             return Err(ParseErrorKind::Missing(n));
         }
     }
-    h.via()?;
-    h.from()?;
-    h.to()?;
+    // Checked without building the typed values (no allocation); accessors build them later.
+    for v in h.values(&HeaderName::VIA) {
+        ViaRef::parse(v)?;
+    }
+    NameAddrRef::parse("From", h.single_addr_str(&HeaderName::FROM, "From")?)?;
+    NameAddrRef::parse("To", h.single_addr_str(&HeaderName::TO, "To")?)?;
     h.call_id()?;
     let cseq = h.cseq()?;
     h.max_forwards()?;
     h.content_length()?;
     if method.is_some() {
-        h.contact()?;
-        h.route()?;
-        h.record_route()?;
+        let mut star = false;
+        let mut n = 0;
+        for v in h.values(&HeaderName::CONTACT) {
+            n += 1;
+            if v == "*" {
+                star = true;
+            } else {
+                NameAddrRef::parse("Contact", v)?;
+            }
+        }
+        if star && n > 1 {
+            return Err(header::err("Contact", "* mixed with addresses").into());
+        }
+        for v in h.values(&HeaderName::ROUTE) {
+            NameAddrRef::parse("Route", v)?;
+        }
+        for v in h.values(&HeaderName::RECORD_ROUTE) {
+            NameAddrRef::parse("Record-Route", v)?;
+        }
     }
     if let Some(d) = h.get(&HeaderName::DATE)
         && !d.ends_with(" GMT")

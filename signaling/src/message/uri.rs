@@ -101,53 +101,148 @@ pub struct TelUri {
     pub params: Vec<Param>,
 }
 
-impl Uri {
-    /// Parses an absolute URI (no surrounding whitespace or `<>`).
-    pub fn parse(s: &str) -> Result<Uri, UriError> {
-        let colon = s
-            .find(':')
-            .ok_or(UriError::Syntax("URI without a scheme"))?;
+/// A URI checked and cut into borrowed parts, nothing allocated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum UriRef<'a> {
+    Sip {
+        secure: bool,
+        user: Option<&'a str>,
+        password: Option<&'a str>,
+        host: &'a str,
+        port: Option<u16>,
+        /// Empty or starting with `;`.
+        params: &'a str,
+        /// After the `?`.
+        headers: Option<&'a str>,
+    },
+    Tel {
+        number: &'a str,
+        params: &'a str,
+    },
+    Other {
+        scheme: &'a str,
+        rest: &'a str,
+    },
+}
+
+impl<'a> UriRef<'a> {
+    pub(crate) fn parse(s: &'a str) -> Result<UriRef<'a>, UriError> {
+        let colon = s.find(':').ok_or(UriError::Syntax("URI without a scheme"))?;
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
         let sb = scheme.as_bytes();
         if sb.is_empty()
             || !sb[0].is_ascii_alphabetic()
-            || !sb
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
         {
             return Err(UriError::Syntax("bad URI scheme"));
         }
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-            SipUri::parse_rest(scheme.len() == 4, rest).map(Uri::Sip)
+            parse_sip_rest(scheme.len() == 4, rest)
         } else if scheme.eq_ignore_ascii_case("tel") {
             let (number, params) = match rest.find(';') {
-                Some(i) => (&rest[..i], parse_uri_params(&rest[i..])?),
-                None => (rest, Vec::new()),
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
             };
             if number.is_empty()
-                || !number
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.()*#%".contains(&b))
+                || !number.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.()*#%".contains(&b))
             {
                 return Err(UriError::Syntax("bad tel number"));
             }
-            Ok(Uri::Tel(TelUri {
-                number: number.to_owned(),
-                params,
-            }))
+            scan_uri_params(params, |_, _| {})?;
+            Ok(UriRef::Tel { number, params })
         } else {
             if rest.is_empty()
-                || !rest
-                    .bytes()
-                    .all(|b| b > b' ' && b < 0x7f && !b"<>\"{}|\\^`".contains(&b))
+                || !rest.bytes().all(|b| b > b' ' && b < 0x7f && !b"<>\"{}|\\^`".contains(&b))
             {
                 return Err(UriError::Syntax("bad URI"));
             }
-            Ok(Uri::Other {
-                scheme: scheme.to_owned(),
-                rest: rest.to_owned(),
-            })
+            Ok(UriRef::Other { scheme, rest })
         }
+    }
+
+    pub(crate) fn to_owned(self) -> Uri {
+        match self {
+            UriRef::Sip { secure, user, password, host, port, params, headers } => {
+                let mut ps = Vec::new();
+                let _ = scan_uri_params(params, |n, v| ps.push(Param::new(n, v)));
+                let hs = headers
+                    .map(|h| {
+                        h.split('&')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Uri::Sip(SipUri {
+                    secure,
+                    user: user.map(str::to_owned),
+                    password: password.map(str::to_owned),
+                    host: host.to_owned(),
+                    port,
+                    params: ps,
+                    headers: hs,
+                })
+            }
+            UriRef::Tel { number, params } => {
+                let mut ps = Vec::new();
+                let _ = scan_uri_params(params, |n, v| ps.push(Param::new(n, v)));
+                Uri::Tel(TelUri { number: number.to_owned(), params: ps })
+            }
+            UriRef::Other { scheme, rest } => {
+                Uri::Other { scheme: scheme.to_owned(), rest: rest.to_owned() }
+            }
+        }
+    }
+}
+
+fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
+    let (userinfo, rest) = match rest.find('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(ui) => {
+            let (u, p) = match ui.find(':') {
+                Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+                None => (ui, None),
+            };
+            if u.is_empty() || !valid_escaped(u, b"&=+$,;?/") {
+                return Err(UriError::Syntax("bad user part"));
+            }
+            if let Some(p) = p
+                && !valid_escaped(p, b"&=+$,")
+            {
+                return Err(UriError::Syntax("bad password"));
+            }
+            (Some(u), p)
+        }
+    };
+    let (rest, headers) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (hostport, params) = match rest.find(';') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    scan_uri_params(params, |_, _| {})?;
+    let (host, port) = split_hostport(hostport).ok_or(UriError::Syntax("bad host or port"))?;
+    if let Some(h) = headers {
+        for kv in h.split('&') {
+            let (k, v) = kv.split_once('=').ok_or(UriError::Syntax("bad URI header"))?;
+            if k.is_empty() || !valid_escaped(k, b"[]/?:+$") || !valid_escaped(v, b"[]/?:+$") {
+                return Err(UriError::Syntax("bad URI header"));
+            }
+        }
+    }
+    Ok(UriRef::Sip { secure, user, password, host, port, params, headers })
+}
+
+impl Uri {
+    /// Parses an absolute URI (no surrounding whitespace or `<>`).
+    pub fn parse(s: &str) -> Result<Uri, UriError> {
+        UriRef::parse(s).map(UriRef::to_owned)
     }
 
     /// The `sip:`/`sips:` URI, if that is what this is.
@@ -183,61 +278,6 @@ impl SipUri {
         }
     }
 
-    fn parse_rest(secure: bool, rest: &str) -> Result<SipUri, UriError> {
-        let (userinfo, rest) = match rest.find('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(ui) => {
-                let (u, p) = match ui.find(':') {
-                    Some(i) => (&ui[..i], Some(&ui[i + 1..])),
-                    None => (ui, None),
-                };
-                if u.is_empty() || !valid_escaped(u, b"&=+$,;?/") {
-                    return Err(UriError::Syntax("bad user part"));
-                }
-                if let Some(p) = p
-                    && !valid_escaped(p, b"&=+$,")
-                {
-                    return Err(UriError::Syntax("bad password"));
-                }
-                (Some(u.to_owned()), p.map(str::to_owned))
-            }
-        };
-        let (rest, headers) = match rest.find('?') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        let (hostport, params) = match rest.find(';') {
-            Some(i) => (&rest[..i], parse_uri_params(&rest[i..])?),
-            None => (rest, Vec::new()),
-        };
-        let (host, port) = split_hostport(hostport).ok_or(UriError::Syntax("bad host or port"))?;
-        let mut hs = Vec::new();
-        if let Some(h) = headers {
-            for kv in h.split('&') {
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or(UriError::Syntax("bad URI header"))?;
-                if k.is_empty() || !valid_escaped(k, b"[]/?:+$") || !valid_escaped(v, b"[]/?:+$") {
-                    return Err(UriError::Syntax("bad URI header"));
-                }
-                hs.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        Ok(SipUri {
-            secure,
-            user,
-            password,
-            host: host.to_owned(),
-            port,
-            params,
-            headers: hs,
-        })
-    }
-
     /// A uri-parameter by name (case-insensitive); `Some(None)` when present without a value.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
         find_param(&self.params, name)
@@ -249,9 +289,14 @@ impl SipUri {
     }
 }
 
-fn parse_uri_params(s: &str) -> Result<Vec<Param>, UriError> {
-    // `s` starts with ';'.
-    let mut out = Vec::new();
+/// uri-parameters: `s` is empty or starts with ';'.
+fn scan_uri_params<'a>(
+    s: &'a str,
+    mut f: impl FnMut(&'a str, Option<&'a str>),
+) -> Result<(), UriError> {
+    if s.is_empty() {
+        return Ok(());
+    }
     for p in s.split(';').skip(1) {
         let (n, v) = match p.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -265,12 +310,9 @@ fn parse_uri_params(s: &str) -> Result<Vec<Param>, UriError> {
         {
             return Err(UriError::Syntax("bad uri-parameter value"));
         }
-        out.push(Param {
-            name: n.to_owned(),
-            value: v.map(str::to_owned),
-        });
+        f(n, v);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Splits `host[:port]`, checking the host's characters. IPv6 references keep their brackets.

@@ -203,7 +203,13 @@ impl<'a> ViaRef<'a> {
         if bad_branch {
             return Err(e("bad branch"));
         }
-        Ok(ViaRef { version, transport, host, port, params })
+        Ok(ViaRef {
+            version,
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     fn to_owned(self) -> Via {
@@ -331,7 +337,10 @@ impl<'a> NameAddrRef<'a> {
             (Some((d, true)), rest)
         } else if let Some(lt) = s.find('<') {
             let d = s[..lt].trim_end_matches([' ', '\t']);
-            if !d.bytes().all(|b| is_token_byte(b) || b == b' ' || b == b'\t') {
+            if !d
+                .bytes()
+                .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
+            {
                 return Err(e("display name is not tokens"));
             }
             (if d.is_empty() { None } else { Some((d, false)) }, &s[lt..])
@@ -344,11 +353,17 @@ impl<'a> NameAddrRef<'a> {
             if spec.bytes().any(|b| b == b' ' || b == b'\t') {
                 return Err(e("whitespace inside <>"));
             }
-            (UriRef::parse(spec).map_err(|_| e("bad URI"))?, &inner[gt + 1..])
+            (
+                UriRef::parse(spec).map_err(|_| e("bad URI"))?,
+                &inner[gt + 1..],
+            )
         } else {
             // addr-spec: the URI runs to the first ';' or whitespace, and cannot contain '?'
             // or ',' (RFC 3261 §20.10); what follows is header parameters.
-            let n = rest.bytes().take_while(|b| !matches!(b, b';' | b' ' | b'\t')).count();
+            let n = rest
+                .bytes()
+                .take_while(|b| !matches!(b, b';' | b' ' | b'\t'))
+                .count();
             let spec = &rest[..n];
             if spec.contains(['?', ',', '<', '>', '"']) {
                 return Err(e("addr-spec with ?, or <> must be in name-addr form"));
@@ -356,12 +371,18 @@ impl<'a> NameAddrRef<'a> {
             (UriRef::parse(spec).map_err(|_| e("bad URI"))?, &rest[n..])
         };
         scan_params(header, params, |_, _| {})?;
-        Ok(NameAddrRef { display, uri, params })
+        Ok(NameAddrRef {
+            display,
+            uri,
+            params,
+        })
     }
 
     fn to_owned(self) -> NameAddr {
         NameAddr {
-            display: self.display.map(|(d, quoted)| if quoted { unquote(d) } else { d.to_owned() }),
+            display: self
+                .display
+                .map(|(d, quoted)| if quoted { unquote(d) } else { d.to_owned() }),
             uri: self.uri.to_owned(),
             params: parse_params("", self.params).unwrap_or_default(),
         }

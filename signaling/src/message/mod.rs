@@ -546,14 +546,22 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
 }
 
 fn check_version(v: &str) -> Result<(), ParseErrorKind> {
-    let ok_syntax = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
-        && v[4..].split_once('.').is_some_and(|(a, b)| {
+    // Compare bytes first: `v` may hold multi-byte characters anywhere.
+    let Some(num) = v
+        .as_bytes()
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        .and_then(|_| v.get(4..))
+    else {
+        return Err(ParseErrorKind::StartLine("bad SIP version"));
+    };
+    let ok_syntax = !num.is_empty()
+        && num.split_once('.').is_some_and(|(a, b)| {
             !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
         });
     if !ok_syntax {
         Err(ParseErrorKind::StartLine("bad SIP version"))
-    } else if &v[4..] != "2.0" {
+    } else if num != "2.0" {
         Err(ParseErrorKind::Version)
     } else {
         Ok(())

@@ -127,12 +127,16 @@ pub(crate) enum UriRef<'a> {
 
 impl<'a> UriRef<'a> {
     pub(crate) fn parse(s: &'a str) -> Result<UriRef<'a>, UriError> {
-        let colon = s.find(':').ok_or(UriError::Syntax("URI without a scheme"))?;
+        let colon = s
+            .find(':')
+            .ok_or(UriError::Syntax("URI without a scheme"))?;
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
         let sb = scheme.as_bytes();
         if sb.is_empty()
             || !sb[0].is_ascii_alphabetic()
-            || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            || !sb
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
         {
             return Err(UriError::Syntax("bad URI scheme"));
         }
@@ -144,7 +148,9 @@ impl<'a> UriRef<'a> {
                 None => (rest, ""),
             };
             if number.is_empty()
-                || !number.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.()*#%".contains(&b))
+                || !number
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.()*#%".contains(&b))
             {
                 return Err(UriError::Syntax("bad tel number"));
             }
@@ -152,7 +158,9 @@ impl<'a> UriRef<'a> {
             Ok(UriRef::Tel { number, params })
         } else {
             if rest.is_empty()
-                || !rest.bytes().all(|b| b > b' ' && b < 0x7f && !b"<>\"{}|\\^`".contains(&b))
+                || !rest
+                    .bytes()
+                    .all(|b| b > b' ' && b < 0x7f && !b"<>\"{}|\\^`".contains(&b))
             {
                 return Err(UriError::Syntax("bad URI"));
             }
@@ -162,7 +170,15 @@ impl<'a> UriRef<'a> {
 
     pub(crate) fn to_owned(self) -> Uri {
         match self {
-            UriRef::Sip { secure, user, password, host, port, params, headers } => {
+            UriRef::Sip {
+                secure,
+                user,
+                password,
+                host,
+                port,
+                params,
+                headers,
+            } => {
                 let mut ps = Vec::new();
                 let _ = scan_uri_params(params, |n, v| ps.push(Param::new(n, v)));
                 let hs = headers
@@ -186,11 +202,15 @@ impl<'a> UriRef<'a> {
             UriRef::Tel { number, params } => {
                 let mut ps = Vec::new();
                 let _ = scan_uri_params(params, |n, v| ps.push(Param::new(n, v)));
-                Uri::Tel(TelUri { number: number.to_owned(), params: ps })
+                Uri::Tel(TelUri {
+                    number: number.to_owned(),
+                    params: ps,
+                })
             }
-            UriRef::Other { scheme, rest } => {
-                Uri::Other { scheme: scheme.to_owned(), rest: rest.to_owned() }
-            }
+            UriRef::Other { scheme, rest } => Uri::Other {
+                scheme: scheme.to_owned(),
+                rest: rest.to_owned(),
+            },
         }
     }
 }
@@ -230,13 +250,23 @@ fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
     let (host, port) = split_hostport(hostport).ok_or(UriError::Syntax("bad host or port"))?;
     if let Some(h) = headers {
         for kv in h.split('&') {
-            let (k, v) = kv.split_once('=').ok_or(UriError::Syntax("bad URI header"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or(UriError::Syntax("bad URI header"))?;
             if k.is_empty() || !valid_escaped(k, b"[]/?:+$") || !valid_escaped(v, b"[]/?:+$") {
                 return Err(UriError::Syntax("bad URI header"));
             }
         }
     }
-    Ok(UriRef::Sip { secure, user, password, host, port, params, headers })
+    Ok(UriRef::Sip {
+        secure,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+    })
 }
 
 impl Uri {

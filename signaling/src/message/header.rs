@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::names::{Method, is_token_byte};
+use super::names::{Method, find_byte, is_token_byte, trim_ws, trim_ws_end, trim_ws_start};
 use super::uri::{Param, Uri, UriRef, find_param, split_hostport, write_params};
 
 /// Why a header value did not parse.
@@ -26,9 +26,15 @@ pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     let mut i = 0;
     let mut done = false;
+    // Most values hold no comma at all: one element, no scan.
+    let single = memchr::memchr(b',', b).is_none();
     std::iter::from_fn(move || {
         if done {
             return None;
+        }
+        if single {
+            done = true;
+            return Some(trim_ws(s));
         }
         let (mut quoted, mut angle) = (false, false);
         while i < b.len() {
@@ -38,7 +44,7 @@ pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
                 b'<' if !quoted => angle = true,
                 b'>' if !quoted => angle = false,
                 b',' if !quoted && !angle => {
-                    let item = s.get(start..i).unwrap_or("").trim();
+                    let item = trim_ws(s.get(start..i).unwrap_or(""));
                     i += 1;
                     start = i;
                     return Some(item);
@@ -48,12 +54,12 @@ pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
             i += 1;
         }
         done = true;
-        Some(s.get(start..).unwrap_or("").trim())
+        Some(trim_ws(s.get(start..).unwrap_or("")))
     })
 }
 
 fn skip_ws(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t'])
+    trim_ws_start(s)
 }
 
 fn take_token(s: &str) -> (&str, &str) {
@@ -327,7 +333,7 @@ pub(crate) struct NameAddrRef<'a> {
 impl<'a> NameAddrRef<'a> {
     pub(crate) fn parse(header: &'static str, s: &'a str) -> Result<NameAddrRef<'a>, HeaderError> {
         let e = |r| err(header, r);
-        let s = s.trim_matches([' ', '\t']);
+        let s = trim_ws(s);
         let (display, rest) = if s.starts_with('"') {
             let (d, rest) = skip_quoted(s).ok_or(e("unterminated quoted string"))?;
             let rest = skip_ws(rest);
@@ -335,8 +341,8 @@ impl<'a> NameAddrRef<'a> {
                 return Err(e("quoted display name without <URI>"));
             }
             (Some((d, true)), rest)
-        } else if let Some(lt) = s.find('<') {
-            let d = s[..lt].trim_end_matches([' ', '\t']);
+        } else if let Some(lt) = find_byte(s, b'<') {
+            let d = trim_ws_end(&s[..lt]);
             if !d
                 .bytes()
                 .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
@@ -348,7 +354,7 @@ impl<'a> NameAddrRef<'a> {
             (None, s)
         };
         let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(e("missing >"))?;
+            let gt = find_byte(inner, b'>').ok_or(e("missing >"))?;
             let spec = &inner[..gt];
             if spec.bytes().any(|b| b == b' ' || b == b'\t') {
                 return Err(e("whitespace inside <>"));
@@ -365,7 +371,10 @@ impl<'a> NameAddrRef<'a> {
                 .take_while(|b| !matches!(b, b';' | b' ' | b'\t'))
                 .count();
             let spec = &rest[..n];
-            if spec.contains(['?', ',', '<', '>', '"']) {
+            if spec
+                .bytes()
+                .any(|b| matches!(b, b'?' | b',' | b'<' | b'>' | b'"'))
+            {
                 return Err(e("addr-spec with ?, or <> must be in name-addr form"));
             }
             (UriRef::parse(spec).map_err(|_| e("bad URI"))?, &rest[n..])
@@ -411,7 +420,7 @@ impl CSeq {
     /// Parses a CSeq value.
     pub fn parse(s: &str) -> Result<CSeq, HeaderError> {
         let e = |r| err("CSeq", r);
-        let s = s.trim_matches([' ', '\t']);
+        let s = trim_ws(s);
         let n = s.bytes().take_while(u8::is_ascii_digit).count();
         let seq = parse_decimal(&s[..n], (1 << 31) - 1).ok_or(e("bad sequence number"))?;
         let rest = &s[n..];

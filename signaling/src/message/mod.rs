@@ -17,6 +17,7 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 use header::{NameAddrRef, ViaRef};
+use names::{split_byte, trim_ws};
 
 pub use header::{CSeq, Contact, HeaderError, MediaType, NameAddr, Via, split_list};
 pub use names::{HeaderName, Method, StatusCode};
@@ -492,34 +493,39 @@ fn looks_like_request(buf: &[u8]) -> Option<Method> {
 
 /// (end of the header section excluding the blank line, start of the body).
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while let Some(off) = buf.get(i..)?.iter().position(|b| *b == b'\n') {
-        let nl = i + off;
-        // The line after this newline: blank if "\n" or "\r\n".
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some((nl + 1, nl + 2)),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some((nl + 1, nl + 3)),
-            _ => {}
-        }
-        i = nl + 1;
+    // The first "\n\r\n" or "\n\n", whichever comes first.
+    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i + 1, i + 3));
+    let limit = crlf.map_or(buf.len(), |(_, end)| end);
+    let lf = memchr::memmem::find(&buf[..limit], b"\n\n").map(|i| (i + 1, i + 2));
+    match (crlf, lf) {
+        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
+        (c, l) => c.or(l),
     }
-    None
 }
 
 fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErrorKind> {
+    let b = head.as_bytes();
+    let mut pos = 0;
     let mut current: Option<(HeaderName, String)> = None;
-    for line in head.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    while pos < b.len() {
+        let end = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
+        let mut line_end = end;
+        if line_end > pos && b[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        // `pos` follows a '\n' (or is 0) and `line_end` precedes "\r\n": char boundaries.
+        let line = &head[pos..line_end];
+        pos = end + 1;
         if line.is_empty() {
             continue;
+        }
+        if memchr::memchr(b'\r', line.as_bytes()).is_some() {
+            return Err(ParseErrorKind::HeaderLine);
         }
         if line.starts_with([' ', '\t']) {
             // Folded continuation: joined with one space.
             let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
-            if line.contains('\r') {
-                return Err(ParseErrorKind::HeaderLine);
-            }
-            let cont = line.trim_matches([' ', '\t']);
+            let cont = trim_ws(line);
             if !cont.is_empty() {
                 if !v.is_empty() {
                     v.push(' ');
@@ -531,13 +537,9 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
         if let Some(h) = current.take() {
             headers.entries.push(h);
         }
-        let colon = line.find(':').ok_or(ParseErrorKind::HeaderLine)?;
-        let name = HeaderName::new(line[..colon].trim_end_matches([' ', '\t']))
-            .ok_or(ParseErrorKind::HeaderLine)?;
-        if line.contains('\r') {
-            return Err(ParseErrorKind::HeaderLine);
-        }
-        current = Some((name, line[colon + 1..].trim_matches([' ', '\t']).to_owned()));
+        let (name, value) = split_byte(line, b':').ok_or(ParseErrorKind::HeaderLine)?;
+        let name = HeaderName::new(names::trim_ws_end(name)).ok_or(ParseErrorKind::HeaderLine)?;
+        current = Some((name, trim_ws(value).to_owned()));
     }
     if let Some(h) = current {
         headers.entries.push(h);
@@ -728,28 +730,31 @@ fn body_of(buf: &[u8], body_start: usize, headers: &Headers) -> Result<Bytes, Pa
 
 /// The checks every message gets at parse time; `method` is `None` for responses.
 fn validate(h: &Headers, method: Option<&Method>) -> Result<(), ParseErrorKind> {
-    for (name, n) in [
-        (&HeaderName::FROM, "From"),
-        (&HeaderName::TO, "To"),
-        (&HeaderName::CALL_ID, "Call-ID"),
-        (&HeaderName::CSEQ, "CSeq"),
-        (&HeaderName::MAX_FORWARDS, "Max-Forwards"),
-        (&HeaderName::CONTENT_LENGTH, "Content-Length"),
-        (&HeaderName::CONTENT_TYPE, "Content-Type"),
-        (&HeaderName::EXPIRES, "Expires"),
-    ] {
-        if h.count(name) > 1 {
+    // One pass counts the headers that must appear once (the first five also at least once).
+    const ONCE: [(HeaderName, &str); 9] = [
+        (HeaderName::VIA, "Via"),
+        (HeaderName::FROM, "From"),
+        (HeaderName::TO, "To"),
+        (HeaderName::CALL_ID, "Call-ID"),
+        (HeaderName::CSEQ, "CSeq"),
+        (HeaderName::MAX_FORWARDS, "Max-Forwards"),
+        (HeaderName::CONTENT_LENGTH, "Content-Length"),
+        (HeaderName::CONTENT_TYPE, "Content-Type"),
+        (HeaderName::EXPIRES, "Expires"),
+    ];
+    let mut counts = [0usize; ONCE.len()];
+    for (name, _) in &h.entries {
+        if let Some(i) = ONCE.iter().position(|(n, _)| n == name) {
+            counts[i] += 1;
+        }
+    }
+    for (i, (_, n)) in ONCE.iter().enumerate() {
+        if i > 0 && counts[i] > 1 {
             return Err(ParseErrorKind::Duplicate(n));
         }
     }
-    for (name, n) in [
-        (&HeaderName::VIA, "Via"),
-        (&HeaderName::FROM, "From"),
-        (&HeaderName::TO, "To"),
-        (&HeaderName::CALL_ID, "Call-ID"),
-        (&HeaderName::CSEQ, "CSeq"),
-    ] {
-        if h.count(name) == 0 {
+    for (i, (_, n)) in ONCE.iter().enumerate().take(5) {
+        if counts[i] == 0 {
             return Err(ParseErrorKind::Missing(n));
         }
     }

@@ -175,13 +175,8 @@ macro_rules! header_names {
                 #[doc = concat!("The `", $s, "` header.")]
                 pub const $name: HeaderName = HeaderName(Cow::Borrowed($s));
             )*
-            const KNOWN: &'static [(HeaderName, Option<u8>)] = &[
-                $((HeaderName::$name, header_names!(@compact $($compact)?))),*
-            ];
         }
     };
-    (@compact $c:literal) => { Some($c) };
-    (@compact) => { None };
 }
 
 header_names! {
@@ -207,6 +202,99 @@ header_names! {
     WWW_AUTHENTICATE = "WWW-Authenticate",
 }
 
+/// Known names by lower-case spelling (full form) or compact letter.
+fn lookup_known(s: &str) -> Option<HeaderName> {
+    let b = s.as_bytes();
+    if b.len() == 1 {
+        return match b[0].to_ascii_lowercase() {
+            b'u' => Some(HeaderName::ALLOW_EVENTS),
+            b'i' => Some(HeaderName::CALL_ID),
+            b'm' => Some(HeaderName::CONTACT),
+            b'e' => Some(HeaderName::CONTENT_ENCODING),
+            b'l' => Some(HeaderName::CONTENT_LENGTH),
+            b'c' => Some(HeaderName::CONTENT_TYPE),
+            b'o' => Some(HeaderName::EVENT),
+            b'f' => Some(HeaderName::FROM),
+            b'y' => Some(HeaderName::IDENTITY),
+            b'r' => Some(HeaderName::REFER_TO),
+            b'b' => Some(HeaderName::REFERRED_BY),
+            b'x' => Some(HeaderName::SESSION_EXPIRES),
+            b's' => Some(HeaderName::SUBJECT),
+            b'k' => Some(HeaderName::SUPPORTED),
+            b't' => Some(HeaderName::TO),
+            b'v' => Some(HeaderName::VIA),
+            _ => None,
+        };
+    }
+    let mut buf = [0u8; 24];
+    let lower = buf.get_mut(..b.len())?;
+    for (d, c) in lower.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    match &*lower {
+        b"accept" => Some(HeaderName::ACCEPT),
+        b"accept-encoding" => Some(HeaderName::ACCEPT_ENCODING),
+        b"accept-language" => Some(HeaderName::ACCEPT_LANGUAGE),
+        b"alert-info" => Some(HeaderName::ALERT_INFO),
+        b"allow" => Some(HeaderName::ALLOW),
+        b"allow-events" => Some(HeaderName::ALLOW_EVENTS),
+        b"authentication-info" => Some(HeaderName::AUTHENTICATION_INFO),
+        b"authorization" => Some(HeaderName::AUTHORIZATION),
+        b"call-id" => Some(HeaderName::CALL_ID),
+        b"call-info" => Some(HeaderName::CALL_INFO),
+        b"contact" => Some(HeaderName::CONTACT),
+        b"content-disposition" => Some(HeaderName::CONTENT_DISPOSITION),
+        b"content-encoding" => Some(HeaderName::CONTENT_ENCODING),
+        b"content-language" => Some(HeaderName::CONTENT_LANGUAGE),
+        b"content-length" => Some(HeaderName::CONTENT_LENGTH),
+        b"content-type" => Some(HeaderName::CONTENT_TYPE),
+        b"cseq" => Some(HeaderName::CSEQ),
+        b"date" => Some(HeaderName::DATE),
+        b"error-info" => Some(HeaderName::ERROR_INFO),
+        b"event" => Some(HeaderName::EVENT),
+        b"expires" => Some(HeaderName::EXPIRES),
+        b"from" => Some(HeaderName::FROM),
+        b"identity" => Some(HeaderName::IDENTITY),
+        b"in-reply-to" => Some(HeaderName::IN_REPLY_TO),
+        b"max-forwards" => Some(HeaderName::MAX_FORWARDS),
+        b"mime-version" => Some(HeaderName::MIME_VERSION),
+        b"min-expires" => Some(HeaderName::MIN_EXPIRES),
+        b"min-se" => Some(HeaderName::MIN_SE),
+        b"organization" => Some(HeaderName::ORGANIZATION),
+        b"path" => Some(HeaderName::PATH),
+        b"priority" => Some(HeaderName::PRIORITY),
+        b"privacy" => Some(HeaderName::PRIVACY),
+        b"proxy-authenticate" => Some(HeaderName::PROXY_AUTHENTICATE),
+        b"proxy-authorization" => Some(HeaderName::PROXY_AUTHORIZATION),
+        b"proxy-require" => Some(HeaderName::PROXY_REQUIRE),
+        b"p-asserted-identity" => Some(HeaderName::P_ASSERTED_IDENTITY),
+        b"rack" => Some(HeaderName::RACK),
+        b"reason" => Some(HeaderName::REASON),
+        b"record-route" => Some(HeaderName::RECORD_ROUTE),
+        b"refer-to" => Some(HeaderName::REFER_TO),
+        b"referred-by" => Some(HeaderName::REFERRED_BY),
+        b"replaces" => Some(HeaderName::REPLACES),
+        b"reply-to" => Some(HeaderName::REPLY_TO),
+        b"require" => Some(HeaderName::REQUIRE),
+        b"retry-after" => Some(HeaderName::RETRY_AFTER),
+        b"route" => Some(HeaderName::ROUTE),
+        b"rseq" => Some(HeaderName::RSEQ),
+        b"server" => Some(HeaderName::SERVER),
+        b"session-expires" => Some(HeaderName::SESSION_EXPIRES),
+        b"subject" => Some(HeaderName::SUBJECT),
+        b"subscription-state" => Some(HeaderName::SUBSCRIPTION_STATE),
+        b"supported" => Some(HeaderName::SUPPORTED),
+        b"timestamp" => Some(HeaderName::TIMESTAMP),
+        b"to" => Some(HeaderName::TO),
+        b"unsupported" => Some(HeaderName::UNSUPPORTED),
+        b"user-agent" => Some(HeaderName::USER_AGENT),
+        b"via" => Some(HeaderName::VIA),
+        b"warning" => Some(HeaderName::WARNING),
+        b"www-authenticate" => Some(HeaderName::WWW_AUTHENTICATE),
+        _ => None,
+    }
+}
+
 impl HeaderName {
     /// A header name from its wire spelling (full or compact form, any case); `None` unless a
     /// non-empty token.
@@ -214,21 +302,7 @@ impl HeaderName {
         if s.is_empty() || !s.bytes().all(is_token_byte) {
             return None;
         }
-        let b = s.as_bytes();
-        let known = if b.len() == 1 {
-            let c = b[0].to_ascii_lowercase();
-            HeaderName::KNOWN
-                .iter()
-                .find(|(_, compact)| *compact == Some(c))
-        } else {
-            HeaderName::KNOWN
-                .iter()
-                .find(|(n, _)| n.0.len() == s.len() && n.0.eq_ignore_ascii_case(s))
-        };
-        Some(match known {
-            Some((n, _)) => n.clone(),
-            None => HeaderName(Cow::Owned(s.to_owned())),
-        })
+        Some(lookup_known(s).unwrap_or_else(|| HeaderName(Cow::Owned(s.to_owned()))))
     }
 
     /// The canonical spelling for known names, the received one for others.
@@ -239,7 +313,15 @@ impl HeaderName {
 
 impl PartialEq for HeaderName {
     fn eq(&self, other: &HeaderName) -> bool {
-        self.0.eq_ignore_ascii_case(&other.0)
+        // Known names are always the borrowed consts (`new` maps every spelling of one to its
+        // const), and owned names are never known ones; so borrowed vs owned never match.
+        match (&self.0, &other.0) {
+            (Cow::Borrowed(a), Cow::Borrowed(b)) => {
+                a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a.as_bytes() == b.as_bytes())
+            }
+            (Cow::Owned(a), Cow::Owned(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
     }
 }
 
@@ -257,11 +339,94 @@ impl fmt::Display for HeaderName {
     }
 }
 
+/// Character classes (RFC 3261 §25.1), one bit each, looked up by byte.
+pub(crate) const TOKEN: u8 = 1;
+/// `unreserved`: alphanumerics and marks.
+pub(crate) const UNRESERVED: u8 = 2;
+/// Extra characters in a URI user part.
+pub(crate) const USER: u8 = 4;
+/// Extra characters in a URI password.
+pub(crate) const PASSWORD: u8 = 8;
+/// Extra characters in uri-parameter names and values.
+pub(crate) const PARAM: u8 = 16;
+/// Extra characters in URI header names and values.
+pub(crate) const HNV: u8 = 32;
+/// Host name characters.
+pub(crate) const HOST: u8 = 64;
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        if (i as u8).is_ascii_alphanumeric() {
+            t[i] = TOKEN | UNRESERVED | HOST;
+        }
+        i += 1;
+    }
+    let sets: [(&[u8], u8); 7] = [
+        (b"-.!%*_+`'~", TOKEN),
+        (b"-_.!~*'()", UNRESERVED),
+        (b"&=+$,;?/", USER),
+        (b"&=+$,", PASSWORD),
+        (b"[]/:&+$", PARAM),
+        (b"[]/?:+$", HNV),
+        (b"-._", HOST),
+    ];
+    let mut k = 0;
+    while k < sets.len() {
+        let (chars, bit) = sets[k];
+        let mut j = 0;
+        while j < chars.len() {
+            t[chars[j] as usize] |= bit;
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
+/// The class bits of every byte.
+pub(crate) static CLASS: [u8; 256] = classes();
+
 /// RFC 3261 §25.1 `token` characters.
+#[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    CLASS[b as usize] & TOKEN != 0
+}
+
+/// Position of an ASCII byte (a plain loop: the strings here are short).
+#[inline]
+pub(crate) fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+/// Splits at the first occurrence of an ASCII byte.
+#[inline]
+pub(crate) fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, c)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// Trims spaces and tabs at both ends.
+#[inline]
+pub(crate) fn trim_ws(s: &str) -> &str {
+    trim_ws_end(trim_ws_start(s))
+}
+
+/// Trims leading spaces and tabs.
+#[inline]
+pub(crate) fn trim_ws_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|b| *b == b' ' || *b == b'\t').count();
+    &s[n..]
+}
+
+/// Trims trailing spaces and tabs.
+#[inline]
+pub(crate) fn trim_ws_end(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .rev()
+        .take_while(|b| *b == b' ' || *b == b'\t')
+        .count();
+    &s[..s.len() - n]
 }

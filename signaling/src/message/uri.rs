@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::names::{CLASS, HNV, HOST, PARAM, PASSWORD, UNRESERVED, USER, find_byte, split_byte};
+
 /// A parameter: `name` or `name=value`. Values keep their wire form (quotes, escapes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Param {
@@ -128,7 +130,8 @@ pub(crate) enum UriRef<'a> {
 impl<'a> UriRef<'a> {
     pub(crate) fn parse(s: &'a str) -> Result<UriRef<'a>, UriError> {
         let colon = s
-            .find(':')
+            .bytes()
+            .position(|b| b == b':')
             .ok_or(UriError::Syntax("URI without a scheme"))?;
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
         let sb = scheme.as_bytes();
@@ -143,7 +146,7 @@ impl<'a> UriRef<'a> {
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             parse_sip_rest(scheme.len() == 4, rest)
         } else if scheme.eq_ignore_ascii_case("tel") {
-            let (number, params) = match rest.find(';') {
+            let (number, params) = match find_byte(rest, b';') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
             };
@@ -184,7 +187,7 @@ impl<'a> UriRef<'a> {
                 let hs = headers
                     .map(|h| {
                         h.split('&')
-                            .filter_map(|kv| kv.split_once('='))
+                            .filter_map(|kv| split_byte(kv, b'='))
                             .map(|(k, v)| (k.to_owned(), v.to_owned()))
                             .collect()
                     })
@@ -216,33 +219,33 @@ impl<'a> UriRef<'a> {
 }
 
 fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
-    let (userinfo, rest) = match rest.find('@') {
+    let (userinfo, rest) = match find_byte(rest, b'@') {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
+            let (u, p) = match ui.bytes().position(|b| b == b':') {
                 Some(i) => (&ui[..i], Some(&ui[i + 1..])),
                 None => (ui, None),
             };
-            if u.is_empty() || !valid_escaped(u, b"&=+$,;?/") {
+            if u.is_empty() || !valid_escaped(u, USER) {
                 return Err(UriError::Syntax("bad user part"));
             }
             if let Some(p) = p
-                && !valid_escaped(p, b"&=+$,")
+                && !valid_escaped(p, PASSWORD)
             {
                 return Err(UriError::Syntax("bad password"));
             }
             (Some(u), p)
         }
     };
-    let (rest, headers) = match rest.find('?') {
+    let (rest, headers) = match find_byte(rest, b'?') {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),
     };
-    let (hostport, params) = match rest.find(';') {
+    let (hostport, params) = match find_byte(rest, b';') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
@@ -253,7 +256,7 @@ fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
             let (k, v) = kv
                 .split_once('=')
                 .ok_or(UriError::Syntax("bad URI header"))?;
-            if k.is_empty() || !valid_escaped(k, b"[]/?:+$") || !valid_escaped(v, b"[]/?:+$") {
+            if k.is_empty() || !valid_escaped(k, HNV) || !valid_escaped(v, HNV) {
                 return Err(UriError::Syntax("bad URI header"));
             }
         }
@@ -328,15 +331,15 @@ fn scan_uri_params<'a>(
         return Ok(());
     }
     for p in s.split(';').skip(1) {
-        let (n, v) = match p.split_once('=') {
+        let (n, v) = match split_byte(p, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
         };
-        if n.is_empty() || !valid_escaped(n, b"[]/:&+$") {
+        if n.is_empty() || !valid_escaped(n, PARAM) {
             return Err(UriError::Syntax("bad uri-parameter"));
         }
         if let Some(v) = v
-            && (v.is_empty() || !valid_escaped(v, b"[]/:&+$"))
+            && (v.is_empty() || !valid_escaped(v, PARAM))
         {
             return Err(UriError::Syntax("bad uri-parameter value"));
         }
@@ -348,7 +351,7 @@ fn scan_uri_params<'a>(
 /// Splits `host[:port]`, checking the host's characters. IPv6 references keep their brackets.
 pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']')?;
+        let end = find_byte(s, b']')?;
         let host = &s[..=end];
         if !host[1..end]
             .bytes()
@@ -362,15 +365,11 @@ pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
             p => (host, Some(p.strip_prefix(':')?)),
         }
     } else {
-        let (h, p) = match s.split_once(':') {
+        let (h, p) = match split_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
-        if h.is_empty()
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        {
+        if h.is_empty() || !h.bytes().all(|b| CLASS[b as usize] & HOST != 0) {
             return None;
         }
         (h, p)
@@ -388,7 +387,7 @@ pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// Unreserved characters plus `extra`, or `%XX` escapes.
-fn valid_escaped(s: &str, extra: &[u8]) -> bool {
+fn valid_escaped(s: &str, extra: u8) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -400,7 +399,7 @@ fn valid_escaped(s: &str, extra: &[u8]) -> bool {
             }
             continue;
         }
-        if !(c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c) || extra.contains(&c)) {
+        if CLASS[c as usize] & (UNRESERVED | extra) == 0 {
             return false;
         }
         i += 1;

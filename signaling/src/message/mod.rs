@@ -620,8 +620,8 @@ impl Message {
                 ));
             }
             parse_header_lines(rest, &mut headers).map_err(|k| fail(k, None))?;
-            validate(&headers, None).map_err(|k| fail(k, None))?;
-            let body = body_of(buf, body_start, &headers).map_err(|k| fail(k, None))?;
+            let cl = validate(&headers, None).map_err(|k| fail(k, None))?;
+            let body = body_of(buf, body_start, cl).map_err(|k| fail(k, None))?;
             return Ok(Message::Response(Response {
                 status,
                 reason: reason.to_owned(),
@@ -662,8 +662,8 @@ impl Message {
             _ => {}
         }
         parse_header_lines(rest, &mut headers).map_err(|k| fail(k, m))?;
-        validate(&headers, Some(&method)).map_err(|k| fail(k, m))?;
-        let body = body_of(buf, body_start, &headers).map_err(|k| fail(k, m))?;
+        let cl = validate(&headers, Some(&method)).map_err(|k| fail(k, m))?;
+        let body = body_of(buf, body_start, cl).map_err(|k| fail(k, m))?;
         Ok(Message::Request(Request {
             method,
             uri,
@@ -713,10 +713,14 @@ impl Message {
     }
 }
 
-fn body_of(buf: &[u8], body_start: usize, headers: &Headers) -> Result<Bytes, ParseErrorKind> {
+fn body_of(
+    buf: &[u8],
+    body_start: usize,
+    content_length: Option<usize>,
+) -> Result<Bytes, ParseErrorKind> {
     let available = buf.len().saturating_sub(body_start);
     let rest = buf.get(body_start..).unwrap_or(&[]);
-    match headers.content_length()? {
+    match content_length {
         None => Ok(Bytes::copy_from_slice(rest)),
         Some(declared) => match rest.get(..declared) {
             Some(b) => Ok(Bytes::copy_from_slice(b)),
@@ -729,9 +733,12 @@ fn body_of(buf: &[u8], body_start: usize, headers: &Headers) -> Result<Bytes, Pa
 }
 
 /// The checks every message gets at parse time; `method` is `None` for responses.
-fn validate(h: &Headers, method: Option<&Method>) -> Result<(), ParseErrorKind> {
-    // One pass counts the headers that must appear once (the first five also at least once).
-    const ONCE: [(HeaderName, &str); 9] = [
+/// The checks every message gets at parse time; `method` is `None` for responses. Returns
+/// Content-Length.
+fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, ParseErrorKind> {
+    // One pass over the fields finds the ones checked here. The first five must appear, the
+    // next four at most once; the rest may repeat.
+    const WATCH: [(HeaderName, &str); 13] = [
         (HeaderName::VIA, "Via"),
         (HeaderName::FROM, "From"),
         (HeaderName::TO, "To"),
@@ -741,57 +748,98 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<(), ParseErrorKind> 
         (HeaderName::CONTENT_LENGTH, "Content-Length"),
         (HeaderName::CONTENT_TYPE, "Content-Type"),
         (HeaderName::EXPIRES, "Expires"),
+        (HeaderName::CONTACT, "Contact"),
+        (HeaderName::ROUTE, "Route"),
+        (HeaderName::RECORD_ROUTE, "Record-Route"),
+        (HeaderName::DATE, "Date"),
     ];
-    let mut counts = [0usize; ONCE.len()];
-    for (name, _) in &h.entries {
-        if let Some(i) = ONCE.iter().position(|(n, _)| n == name) {
+    const SINGLE: std::ops::Range<usize> = 1..9;
+    let mut counts = [0usize; WATCH.len()];
+    let mut first = [""; WATCH.len()];
+    for (name, value) in &h.entries {
+        if let Some(i) = WATCH.iter().position(|(n, _)| n == name) {
+            if counts[i] == 0 {
+                first[i] = value.as_str();
+            }
             counts[i] += 1;
         }
     }
-    for (i, (_, n)) in ONCE.iter().enumerate() {
-        if i > 0 && counts[i] > 1 {
-            return Err(ParseErrorKind::Duplicate(n));
+    for i in SINGLE {
+        if counts[i] > 1 {
+            return Err(ParseErrorKind::Duplicate(WATCH[i].1));
         }
     }
-    for (i, (_, n)) in ONCE.iter().enumerate().take(5) {
+    for (i, (_, n)) in WATCH.iter().enumerate().take(5) {
         if counts[i] == 0 {
             return Err(ParseErrorKind::Missing(n));
         }
     }
+    let one_element = |i: usize| -> Result<&str, HeaderError> {
+        let mut it = split_list(first[i]);
+        let v = it.next().unwrap_or("");
+        if it.next().is_some() {
+            return Err(header::err(WATCH[i].1, "more than one value"));
+        }
+        Ok(v)
+    };
     // Checked without building the typed values (no allocation); accessors build them later.
-    for v in h.values(&HeaderName::VIA) {
-        ViaRef::parse(v)?;
+    if counts[0] == 1 {
+        for v in split_list(first[0]) {
+            ViaRef::parse(v)?;
+        }
+    } else {
+        for v in h.values(&HeaderName::VIA) {
+            ViaRef::parse(v)?;
+        }
     }
-    NameAddrRef::parse("From", h.single_addr_str(&HeaderName::FROM, "From")?)?;
-    NameAddrRef::parse("To", h.single_addr_str(&HeaderName::TO, "To")?)?;
-    h.call_id()?;
-    let cseq = h.cseq()?;
-    h.max_forwards()?;
-    h.content_length()?;
+    NameAddrRef::parse("From", one_element(1)?)?;
+    NameAddrRef::parse("To", one_element(2)?)?;
+    let call_id = first[3];
+    if call_id.is_empty() || call_id.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(header::err("Call-ID", "empty or contains whitespace").into());
+    }
+    let cseq = CSeq::parse(first[4])?;
+    if counts[5] > 0 && header::parse_decimal(first[5], 255).is_none() {
+        return Err(header::err("Max-Forwards", "not a number in range").into());
+    }
+    let content_length = if counts[6] > 0 {
+        // At most u32::MAX, which fits usize on every supported target.
+        Some(
+            header::parse_decimal(first[6], u64::from(u32::MAX))
+                .ok_or(header::err("Content-Length", "not a number in range"))?
+                as usize,
+        )
+    } else {
+        None
+    };
     if method.is_some() {
-        let mut star = false;
-        let mut n = 0;
-        for v in h.values(&HeaderName::CONTACT) {
-            n += 1;
-            if v == "*" {
-                star = true;
-            } else {
-                NameAddrRef::parse("Contact", v)?;
+        if counts[9] > 0 {
+            let mut star = false;
+            let mut n = 0;
+            for v in h.values(&HeaderName::CONTACT) {
+                n += 1;
+                if v == "*" {
+                    star = true;
+                } else {
+                    NameAddrRef::parse("Contact", v)?;
+                }
+            }
+            if star && n > 1 {
+                return Err(header::err("Contact", "* mixed with addresses").into());
             }
         }
-        if star && n > 1 {
-            return Err(header::err("Contact", "* mixed with addresses").into());
+        if counts[10] > 0 {
+            for v in h.values(&HeaderName::ROUTE) {
+                NameAddrRef::parse("Route", v)?;
+            }
         }
-        for v in h.values(&HeaderName::ROUTE) {
-            NameAddrRef::parse("Route", v)?;
-        }
-        for v in h.values(&HeaderName::RECORD_ROUTE) {
-            NameAddrRef::parse("Record-Route", v)?;
+        if counts[11] > 0 {
+            for v in h.values(&HeaderName::RECORD_ROUTE) {
+                NameAddrRef::parse("Record-Route", v)?;
+            }
         }
     }
-    if let Some(d) = h.get(&HeaderName::DATE)
-        && !d.ends_with(" GMT")
-    {
+    if counts[12] > 0 && !first[12].ends_with(" GMT") {
         return Err(header::err("Date", "time zone must be GMT").into());
     }
     if let Some(m) = method
@@ -799,7 +847,7 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<(), ParseErrorKind> 
     {
         return Err(ParseErrorKind::CSeqMismatch);
     }
-    Ok(())
+    Ok(content_length)
 }
 
 impl Request {

@@ -17,7 +17,7 @@ use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 use header::{NameAddrRef, ViaRef};
-use names::{split_byte, trim_ws};
+use names::trim_ws;
 
 pub use header::{CSeq, Contact, HeaderError, MediaType, NameAddr, Via, split_list};
 pub use names::{HeaderName, Method, StatusCode};
@@ -133,9 +133,44 @@ impl ParseError {
 }
 
 /// The header fields of a message, in order. Values are stored unfolded and trimmed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Parsed values point into one copy of the header section; folded values and values added
+/// later own their text.
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(HeaderName, String)>,
+    raw: String,
+    entries: Vec<(HeaderName, Value)>,
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    /// `raw[start..end]`.
+    Span(usize, usize),
+    Owned(String),
+}
+
+impl Value {
+    #[inline]
+    fn get<'a>(&'a self, raw: &'a str) -> &'a str {
+        match self {
+            Value::Span(a, b) => raw.get(*a..*b).unwrap_or(""),
+            Value::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.entries.len() == other.entries.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Headers {
@@ -146,7 +181,7 @@ impl Headers {
 
     /// All fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
-        self.entries.iter().map(|(n, v)| (n, v.as_str()))
+        self.entries.iter().map(|(n, v)| (n, v.get(&self.raw)))
     }
 
     /// The first field with this name.
@@ -154,7 +189,7 @@ impl Headers {
         self.entries
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.get(&self.raw))
     }
 
     /// Every field with this name, one per header line.
@@ -165,7 +200,7 @@ impl Headers {
         self.entries
             .iter()
             .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.get(&self.raw))
     }
 
     /// Every comma-separated element of every field with this name.
@@ -183,7 +218,7 @@ impl Headers {
 
     /// Appends a field.
     pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.entries.push((name, value.into()));
+        self.entries.push((name, Value::Owned(value.into())));
     }
 
     /// Replaces every field with this name by one, at the first one's place (or the end).
@@ -191,14 +226,14 @@ impl Headers {
         let value = value.into();
         match self.entries.iter().position(|(n, _)| *n == name) {
             Some(i) => {
-                self.entries[i].1 = value;
+                self.entries[i].1 = Value::Owned(value);
                 let mut j = 0;
                 self.entries.retain(|(n, _)| {
                     j += 1;
                     j - 1 == i || *n != name
                 });
             }
-            None => self.entries.push((name, value)),
+            None => self.entries.push((name, Value::Owned(value))),
         }
     }
 
@@ -354,7 +389,7 @@ impl Headers {
     }
 
     fn write(&self, out: &mut Vec<u8>, body_len: usize) {
-        for (n, v) in &self.entries {
+        for (n, v) in self.iter() {
             if *n == HeaderName::CONTENT_LENGTH {
                 continue;
             }
@@ -503,10 +538,13 @@ fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// Parses the header section (after the start line) into `headers`, which must be empty.
 fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErrorKind> {
+    headers.raw.push_str(head);
+    let head = headers.raw.as_str();
     let b = head.as_bytes();
     let mut pos = 0;
-    let mut current: Option<(HeaderName, String)> = None;
+    let mut current: Option<(HeaderName, Value)> = None;
     while pos < b.len() {
         let end = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
         let mut line_end = end;
@@ -515,6 +553,7 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
         }
         // `pos` follows a '\n' (or is 0) and `line_end` precedes "\r\n": char boundaries.
         let line = &head[pos..line_end];
+        let line_start = pos;
         pos = end + 1;
         if line.is_empty() {
             continue;
@@ -527,19 +566,26 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
             let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
             let cont = trim_ws(line);
             if !cont.is_empty() {
-                if !v.is_empty() {
-                    v.push(' ');
+                let mut joined = v.get(head).to_owned();
+                if !joined.is_empty() {
+                    joined.push(' ');
                 }
-                v.push_str(cont);
+                joined.push_str(cont);
+                *v = Value::Owned(joined);
             }
             continue;
         }
         if let Some(h) = current.take() {
             headers.entries.push(h);
         }
-        let (name, value) = split_byte(line, b':').ok_or(ParseErrorKind::HeaderLine)?;
-        let name = HeaderName::new(names::trim_ws_end(name)).ok_or(ParseErrorKind::HeaderLine)?;
-        current = Some((name, trim_ws(value).to_owned()));
+        let colon = names::find_byte(line, b':').ok_or(ParseErrorKind::HeaderLine)?;
+        let name = HeaderName::new(names::trim_ws_end(&line[..colon]))
+            .ok_or(ParseErrorKind::HeaderLine)?;
+        let after = &line[colon + 1..];
+        let start_trim = names::trim_ws_start(after);
+        let value = names::trim_ws_end(start_trim);
+        let start = line_start + colon + 1 + (after.len() - start_trim.len());
+        current = Some((name, Value::Span(start, start + value.len())));
     }
     if let Some(h) = current {
         headers.entries.push(h);
@@ -756,10 +802,10 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
     const SINGLE: std::ops::Range<usize> = 1..9;
     let mut counts = [0usize; WATCH.len()];
     let mut first = [""; WATCH.len()];
-    for (name, value) in &h.entries {
+    for (name, value) in h.iter() {
         if let Some(i) = WATCH.iter().position(|(n, _)| n == name) {
             if counts[i] == 0 {
-                first[i] = value.as_str();
+                first[i] = value;
             }
             counts[i] += 1;
         }

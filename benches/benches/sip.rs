@@ -68,7 +68,9 @@ fn sip(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             if let Ok(Message::Request(r)) = Message::parse(black_box(INVITE)) {
-                Response::for_request(&r, StatusCode::RINGING).with_to_tag("b2b1").write_to(&mut out);
+                Response::for_request(&r, StatusCode::RINGING)
+                    .with_to_tag("b2b1")
+                    .write_to(&mut out);
             }
             black_box(out.len())
         })

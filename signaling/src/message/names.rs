@@ -166,40 +166,44 @@ impl fmt::Display for StatusCode {
 /// Known names (full or compact form, any case) parse to their consts, which print the full
 /// canonical spelling; unknown names keep the spelling they arrived with.
 #[derive(Clone)]
-pub struct HeaderName(Cow<'static, str>);
+pub struct HeaderName {
+    name: Cow<'static, str>,
+    /// 1.. for known names (one per const), 0 for others.
+    id: u8,
+}
 
 macro_rules! header_names {
-    ($($name:ident = $s:literal $(/ $compact:literal)?),* $(,)?) => {
+    ($($name:ident = $id:literal $s:literal $(/ $compact:literal)?),* $(,)?) => {
         impl HeaderName {
             $(
                 #[doc = concat!("The `", $s, "` header.")]
-                pub const $name: HeaderName = HeaderName(Cow::Borrowed($s));
+                pub const $name: HeaderName = HeaderName { name: Cow::Borrowed($s), id: $id };
             )*
         }
     };
 }
 
 header_names! {
-    ACCEPT = "Accept", ACCEPT_ENCODING = "Accept-Encoding", ACCEPT_LANGUAGE = "Accept-Language",
-    ALERT_INFO = "Alert-Info", ALLOW = "Allow", ALLOW_EVENTS = "Allow-Events" / b'u',
-    AUTHENTICATION_INFO = "Authentication-Info", AUTHORIZATION = "Authorization",
-    CALL_ID = "Call-ID" / b'i', CALL_INFO = "Call-Info", CONTACT = "Contact" / b'm',
-    CONTENT_DISPOSITION = "Content-Disposition", CONTENT_ENCODING = "Content-Encoding" / b'e',
-    CONTENT_LANGUAGE = "Content-Language", CONTENT_LENGTH = "Content-Length" / b'l',
-    CONTENT_TYPE = "Content-Type" / b'c', CSEQ = "CSeq", DATE = "Date", ERROR_INFO = "Error-Info",
-    EVENT = "Event" / b'o', EXPIRES = "Expires", FROM = "From" / b'f', IDENTITY = "Identity" / b'y',
-    IN_REPLY_TO = "In-Reply-To", MAX_FORWARDS = "Max-Forwards", MIME_VERSION = "MIME-Version",
-    MIN_EXPIRES = "Min-Expires", MIN_SE = "Min-SE", ORGANIZATION = "Organization", PATH = "Path",
-    PRIORITY = "Priority", PRIVACY = "Privacy", PROXY_AUTHENTICATE = "Proxy-Authenticate",
-    PROXY_AUTHORIZATION = "Proxy-Authorization", PROXY_REQUIRE = "Proxy-Require",
-    P_ASSERTED_IDENTITY = "P-Asserted-Identity", RACK = "RAck", REASON = "Reason",
-    RECORD_ROUTE = "Record-Route", REFER_TO = "Refer-To" / b'r', REFERRED_BY = "Referred-By" / b'b',
-    REPLACES = "Replaces", REPLY_TO = "Reply-To", REQUIRE = "Require", RETRY_AFTER = "Retry-After",
-    ROUTE = "Route", RSEQ = "RSeq", SERVER = "Server", SESSION_EXPIRES = "Session-Expires" / b'x',
-    SUBJECT = "Subject" / b's', SUBSCRIPTION_STATE = "Subscription-State",
-    SUPPORTED = "Supported" / b'k', TIMESTAMP = "Timestamp", TO = "To" / b't',
-    UNSUPPORTED = "Unsupported", USER_AGENT = "User-Agent", VIA = "Via" / b'v', WARNING = "Warning",
-    WWW_AUTHENTICATE = "WWW-Authenticate",
+    ACCEPT = 1 "Accept", ACCEPT_ENCODING = 2 "Accept-Encoding", ACCEPT_LANGUAGE = 3 "Accept-Language",
+    ALERT_INFO = 4 "Alert-Info", ALLOW = 5 "Allow", ALLOW_EVENTS = 6 "Allow-Events" / b'u',
+    AUTHENTICATION_INFO = 7 "Authentication-Info", AUTHORIZATION = 8 "Authorization",
+    CALL_ID = 9 "Call-ID" / b'i', CALL_INFO = 10 "Call-Info", CONTACT = 11 "Contact" / b'm',
+    CONTENT_DISPOSITION = 12 "Content-Disposition", CONTENT_ENCODING = 13 "Content-Encoding" / b'e',
+    CONTENT_LANGUAGE = 14 "Content-Language", CONTENT_LENGTH = 15 "Content-Length" / b'l',
+    CONTENT_TYPE = 16 "Content-Type" / b'c', CSEQ = 17 "CSeq", DATE = 18 "Date", ERROR_INFO = 19 "Error-Info",
+    EVENT = 20 "Event" / b'o', EXPIRES = 21 "Expires", FROM = 22 "From" / b'f', IDENTITY = 23 "Identity" / b'y',
+    IN_REPLY_TO = 24 "In-Reply-To", MAX_FORWARDS = 25 "Max-Forwards", MIME_VERSION = 26 "MIME-Version",
+    MIN_EXPIRES = 27 "Min-Expires", MIN_SE = 28 "Min-SE", ORGANIZATION = 29 "Organization", PATH = 30 "Path",
+    PRIORITY = 31 "Priority", PRIVACY = 32 "Privacy", PROXY_AUTHENTICATE = 33 "Proxy-Authenticate",
+    PROXY_AUTHORIZATION = 34 "Proxy-Authorization", PROXY_REQUIRE = 35 "Proxy-Require",
+    P_ASSERTED_IDENTITY = 36 "P-Asserted-Identity", RACK = 37 "RAck", REASON = 38 "Reason",
+    RECORD_ROUTE = 39 "Record-Route", REFER_TO = 40 "Refer-To" / b'r', REFERRED_BY = 41 "Referred-By" / b'b',
+    REPLACES = 42 "Replaces", REPLY_TO = 43 "Reply-To", REQUIRE = 44 "Require", RETRY_AFTER = 45 "Retry-After",
+    ROUTE = 46 "Route", RSEQ = 47 "RSeq", SERVER = 48 "Server", SESSION_EXPIRES = 49 "Session-Expires" / b'x',
+    SUBJECT = 50 "Subject" / b's', SUBSCRIPTION_STATE = 51 "Subscription-State",
+    SUPPORTED = 52 "Supported" / b'k', TIMESTAMP = 53 "Timestamp", TO = 54 "To" / b't',
+    UNSUPPORTED = 55 "Unsupported", USER_AGENT = 56 "User-Agent", VIA = 57 "Via" / b'v', WARNING = 58 "Warning",
+    WWW_AUTHENTICATE = 59 "WWW-Authenticate",
 }
 
 /// Known names by lower-case spelling (full form) or compact letter.
@@ -302,25 +306,24 @@ impl HeaderName {
         if s.is_empty() || !s.bytes().all(is_token_byte) {
             return None;
         }
-        Some(lookup_known(s).unwrap_or_else(|| HeaderName(Cow::Owned(s.to_owned()))))
+        Some(lookup_known(s).unwrap_or_else(|| HeaderName { name: Cow::Owned(s.to_owned()), id: 0 }))
     }
 
     /// The canonical spelling for known names, the received one for others.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
 impl PartialEq for HeaderName {
+    #[inline]
     fn eq(&self, other: &HeaderName) -> bool {
-        // Known names are always the borrowed consts (`new` maps every spelling of one to its
-        // const), and owned names are never known ones; so borrowed vs owned never match.
-        match (&self.0, &other.0) {
-            (Cow::Borrowed(a), Cow::Borrowed(b)) => {
-                a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a.as_bytes() == b.as_bytes())
-            }
-            (Cow::Owned(a), Cow::Owned(b)) => a.eq_ignore_ascii_case(b),
-            _ => false,
+        // Every spelling of a known name parses to its const, so known names compare by id,
+        // and a known name never equals an unknown one.
+        if self.id != 0 || other.id != 0 {
+            self.id == other.id
+        } else {
+            self.name.eq_ignore_ascii_case(&other.name)
         }
     }
 }
@@ -329,13 +332,13 @@ impl Eq for HeaderName {}
 
 impl fmt::Debug for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 

@@ -306,7 +306,10 @@ impl HeaderName {
         if s.is_empty() || !s.bytes().all(is_token_byte) {
             return None;
         }
-        Some(lookup_known(s).unwrap_or_else(|| HeaderName { name: Cow::Owned(s.to_owned()), id: 0 }))
+        Some(lookup_known(s).unwrap_or_else(|| HeaderName {
+            name: Cow::Owned(s.to_owned()),
+            id: 0,
+        }))
     }
 
     /// The canonical spelling for known names, the received one for others.

@@ -219,7 +219,7 @@ impl<'a> UriRef<'a> {
 }
 
 fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
-    let (userinfo, rest) = match find_byte(rest, b'@') {
+    let (userinfo, rest) = match memchr::memchr(b'@', rest.as_bytes()) {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
     };
@@ -241,13 +241,17 @@ fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
             (Some(u), p)
         }
     };
-    let (rest, headers) = match find_byte(rest, b'?') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let (hostport, params) = match find_byte(rest, b';') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+    // hostport [;params] [?headers], found in one scan.
+    let (hostport, params, headers) = match rest.bytes().position(|b| b == b';' || b == b'?') {
+        None => (rest, "", None),
+        Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], "", Some(&rest[i + 1..])),
+        Some(i) => {
+            let after = &rest[i..];
+            match find_byte(after, b'?') {
+                Some(j) => (&rest[..i], &after[..j], Some(&after[j + 1..])),
+                None => (&rest[..i], after, None),
+            }
+        }
     };
     scan_uri_params(params, |_, _| {})?;
     let (host, port) = split_hostport(hostport).ok_or(UriError::Syntax("bad host or port"))?;
@@ -330,7 +334,13 @@ fn scan_uri_params<'a>(
     if s.is_empty() {
         return Ok(());
     }
-    for p in s.split(';').skip(1) {
+    // `s` starts with ';': each parameter runs to the next one.
+    let mut rest = s.strip_prefix(';').unwrap_or(s);
+    loop {
+        let (p, next) = match find_byte(rest, b';') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
         let (n, v) = match split_byte(p, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
@@ -344,8 +354,11 @@ fn scan_uri_params<'a>(
             return Err(UriError::Syntax("bad uri-parameter value"));
         }
         f(n, v);
+        match next {
+            Some(r) => rest = r,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// Splits `host[:port]`, checking the host's characters. IPv6 references keep their brackets.

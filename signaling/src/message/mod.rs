@@ -1078,4 +1078,75 @@ l: 4\r\n\
         assert_eq!(r.headers.cseq().expect("cseq").method.as_str(), "FOO");
         assert!(r.to_bytes().starts_with(b"SIP/2.0 299 Odd\r\n"));
     }
+
+    fn req(head: &str) -> Result<Message, ParseError> {
+        Message::parse(format!("{head}\r\n\r\n").as_bytes())
+    }
+
+    const BASE: &str = "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nMax-Forwards: 70";
+
+    #[test]
+    fn uris_ipv6_tel_and_contact_star() {
+        let m = req(&format!(
+            "REGISTER sips:[2001:db8::1]:5061;transport=tls SIP/2.0\r\n{BASE}\r\nCSeq: 2 REGISTER\r\nm: *\r\nExpires: 0"
+        ))
+        .expect("parses");
+        let r = m.as_request().expect("request");
+        let u = r.uri.as_sip().expect("sips");
+        assert!(u.secure);
+        assert_eq!((u.host.as_str(), u.port), ("[2001:db8::1]", Some(5061)));
+        assert_eq!(u.param("TRANSPORT"), Some(Some("tls")));
+        assert_eq!(r.headers.contact(), Ok(Some(Contact::Star)));
+        assert_eq!(r.headers.expires(), Ok(Some(0)));
+        let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").expect("tel");
+        assert_eq!(
+            t.to_string(),
+            "tel:+1-201-555-0123;phone-context=example.com"
+        );
+    }
+
+    #[test]
+    fn folding_compact_forms_and_lists() {
+        let m = req(&format!(
+            "OPTIONS sip:x@y SIP/2.0\r\n{BASE}\r\nCSeq: 1 OPTIONS\r\nk: timer,\r\n  100rel\r\nRoute: <sip:p1;lr>, \"A, B\" <sip:p2;lr>\r\nRoute: <sip:p3;lr>"
+        ))
+        .expect("parses");
+        let h = m.headers();
+        assert_eq!(h.get(&HeaderName::SUPPORTED), Some("timer, 100rel"));
+        assert_eq!(
+            h.values(&HeaderName::SUPPORTED).collect::<Vec<_>>(),
+            ["timer", "100rel"]
+        );
+        let route = h.route().expect("Route");
+        assert_eq!(route.len(), 3);
+        assert_eq!(route[1].display.as_deref(), Some("A, B"));
+    }
+
+    #[test]
+    fn replies_for_bad_requests_and_silence_for_responses_and_ack() {
+        let big = vec![b'a'; DEFAULT_MAX_SIZE + 1];
+        let mut msg = b"INVITE sip:x@y SIP/2.0\r\n".to_vec();
+        msg.extend_from_slice(&big);
+        let e = Message::parse(&msg).expect_err("too large");
+        assert_eq!(e.reply(), Some(StatusCode::REQUEST_ENTITY_TOO_LARGE));
+        let e =
+            req(&format!("ACK sip:x@y SIP/2.0\r\n{BASE}\r\nCSeq: 1 INVITE")).expect_err("mismatch");
+        assert_eq!(e.reply(), None);
+        let e = Message::parse(b"SIP/2.0 200 OK\r\nVia: nonsense\r\n\r\n").expect_err("bad Via");
+        assert_eq!(e.reply(), None);
+        assert!(Message::parse(b"").is_err());
+        assert!(Message::parse(b"\r\n\r\n").is_err());
+        let e = req(&format!("INVITE sip:x@y SIP/2.0\r\n{BASE}")).expect_err("no CSeq");
+        assert_eq!(e.kind(), &ParseErrorKind::Missing("CSeq"));
+    }
+
+    #[test]
+    fn stream_needs_content_length() {
+        let m = format!("OPTIONS sip:x@y SIP/2.0\r\n{BASE}\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        assert_eq!(
+            frame(m.as_bytes(), 4096).map_err(|e| e.kind().clone()),
+            Err(ParseErrorKind::StreamWithoutLength)
+        );
+        assert_eq!(frame(b"\r", 4096), Ok(Frame::Incomplete));
+    }
 }

@@ -1,12 +1,13 @@
 //! SIP signaling, call control and configuration for dialplane
 //!
-//! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and two pure
-//! modules of the SIP core: [`sdp`] (session descriptions, offer/answer) and [`auth`] (digest
-//! authentication with stateless nonces). The rest of the SIP core, the B2BUA and the dial verb
-//! arrive with their issues.
+//! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
+//! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
+//! offer/answer) and [`auth`] (digest authentication with stateless nonces). Transactions,
+//! dialogs, the B2BUA and the dial verb arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod config;
+pub mod message;
 pub mod sdp;
 pub mod wav;

@@ -1,0 +1,438 @@
+//! Open wire enums: [`Method`], [`StatusCode`] and [`HeaderName`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A SIP method: an open newtype so extension methods round-trip exactly.
+///
+/// Methods are case-sensitive (RFC 3261 §7.1): `invite` is an extension method, not INVITE.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Method(Cow<'static, str>);
+
+macro_rules! methods {
+    ($($name:ident = $s:literal),* $(,)?) => {
+        impl Method {
+            $(
+                #[doc = concat!("The `", $s, "` method.")]
+                pub const $name: Method = Method(Cow::Borrowed($s));
+            )*
+            const KNOWN: &'static [Method] = &[$(Method::$name),*];
+        }
+    };
+}
+
+methods! {
+    INVITE = "INVITE", ACK = "ACK", BYE = "BYE", CANCEL = "CANCEL", OPTIONS = "OPTIONS",
+    REGISTER = "REGISTER", PRACK = "PRACK", UPDATE = "UPDATE", INFO = "INFO", REFER = "REFER",
+    NOTIFY = "NOTIFY", SUBSCRIBE = "SUBSCRIBE", MESSAGE = "MESSAGE", PUBLISH = "PUBLISH",
+}
+
+impl Method {
+    /// A method from its wire spelling. Known methods come back as their consts (no allocation).
+    /// Returns `None` unless `s` is a non-empty token (RFC 3261 §25.1).
+    pub fn new(s: &str) -> Option<Method> {
+        if s.is_empty() || !s.bytes().all(is_token_byte) {
+            return None;
+        }
+        Some(
+            Method::KNOWN
+                .iter()
+                .find(|m| m.as_str() == s)
+                .cloned()
+                .unwrap_or_else(|| Method(Cow::Owned(s.to_owned()))),
+        )
+    }
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is one of the methods with a const here (RFC 3261 and its common extensions).
+    pub fn is_known(&self) -> bool {
+        Method::KNOWN.iter().any(|m| m == self)
+    }
+}
+
+impl fmt::Debug for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SIP status code (three digits, 100–699): an open newtype so unknown codes round-trip.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusCode(u16);
+
+macro_rules! codes {
+    ($($name:ident = $n:literal $reason:literal),* $(,)?) => {
+        impl StatusCode {
+            $(
+                #[doc = concat!("`", stringify!($n), " ", $reason, "`.")]
+                pub const $name: StatusCode = StatusCode($n);
+            )*
+
+            /// The RFC's reason phrase for a known code, `None` for others.
+            pub fn canonical_reason(self) -> Option<&'static str> {
+                match self.0 {
+                    $($n => Some($reason),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    TRYING = 100 "Trying", RINGING = 180 "Ringing", CALL_IS_BEING_FORWARDED = 181 "Call Is Being Forwarded",
+    QUEUED = 182 "Queued", SESSION_PROGRESS = 183 "Session Progress", OK = 200 "OK",
+    ACCEPTED = 202 "Accepted", MULTIPLE_CHOICES = 300 "Multiple Choices",
+    MOVED_PERMANENTLY = 301 "Moved Permanently", MOVED_TEMPORARILY = 302 "Moved Temporarily",
+    USE_PROXY = 305 "Use Proxy", ALTERNATIVE_SERVICE = 380 "Alternative Service",
+    BAD_REQUEST = 400 "Bad Request", UNAUTHORIZED = 401 "Unauthorized", FORBIDDEN = 403 "Forbidden",
+    NOT_FOUND = 404 "Not Found", METHOD_NOT_ALLOWED = 405 "Method Not Allowed",
+    NOT_ACCEPTABLE = 406 "Not Acceptable",
+    PROXY_AUTHENTICATION_REQUIRED = 407 "Proxy Authentication Required",
+    REQUEST_TIMEOUT = 408 "Request Timeout", GONE = 410 "Gone",
+    REQUEST_ENTITY_TOO_LARGE = 413 "Request Entity Too Large",
+    REQUEST_URI_TOO_LONG = 414 "Request-URI Too Long",
+    UNSUPPORTED_MEDIA_TYPE = 415 "Unsupported Media Type",
+    UNSUPPORTED_URI_SCHEME = 416 "Unsupported URI Scheme", BAD_EXTENSION = 420 "Bad Extension",
+    EXTENSION_REQUIRED = 421 "Extension Required", INTERVAL_TOO_BRIEF = 423 "Interval Too Brief",
+    TEMPORARILY_UNAVAILABLE = 480 "Temporarily Unavailable",
+    CALL_OR_TRANSACTION_DOES_NOT_EXIST = 481 "Call/Transaction Does Not Exist",
+    LOOP_DETECTED = 482 "Loop Detected", TOO_MANY_HOPS = 483 "Too Many Hops",
+    ADDRESS_INCOMPLETE = 484 "Address Incomplete", AMBIGUOUS = 485 "Ambiguous",
+    BUSY_HERE = 486 "Busy Here", REQUEST_TERMINATED = 487 "Request Terminated",
+    NOT_ACCEPTABLE_HERE = 488 "Not Acceptable Here", REQUEST_PENDING = 491 "Request Pending",
+    UNDECIPHERABLE = 493 "Undecipherable", SERVER_INTERNAL_ERROR = 500 "Server Internal Error",
+    NOT_IMPLEMENTED = 501 "Not Implemented", BAD_GATEWAY = 502 "Bad Gateway",
+    SERVICE_UNAVAILABLE = 503 "Service Unavailable", SERVER_TIMEOUT = 504 "Server Time-out",
+    VERSION_NOT_SUPPORTED = 505 "Version Not Supported", MESSAGE_TOO_LARGE = 513 "Message Too Large",
+    BUSY_EVERYWHERE = 600 "Busy Everywhere", DECLINE = 603 "Decline",
+    DOES_NOT_EXIST_ANYWHERE = 604 "Does Not Exist Anywhere", NOT_ACCEPTABLE_GLOBAL = 606 "Not Acceptable",
+}
+
+impl StatusCode {
+    /// A status code from its number; `None` outside 100–699.
+    pub fn new(code: u16) -> Option<StatusCode> {
+        (100..=699).contains(&code).then_some(StatusCode(code))
+    }
+
+    /// The number.
+    pub fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    /// 1xx.
+    pub fn is_provisional(self) -> bool {
+        self.0 < 200
+    }
+
+    /// 2xx.
+    pub fn is_success(self) -> bool {
+        (200..300).contains(&self.0)
+    }
+
+    /// 200–699.
+    pub fn is_final(self) -> bool {
+        self.0 >= 200
+    }
+}
+
+impl fmt::Debug for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.canonical_reason() {
+            Some(r) => write!(f, "{} {}", self.0, r),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A header field name: an open newtype, compared case-insensitively.
+///
+/// Known names (full or compact form, any case) parse to their consts, which print the full
+/// canonical spelling; unknown names keep the spelling they arrived with.
+#[derive(Clone)]
+pub struct HeaderName {
+    name: Cow<'static, str>,
+    /// 1.. for known names (one per const), 0 for others.
+    id: u8,
+}
+
+macro_rules! header_names {
+    ($($name:ident = $id:literal $s:literal $(/ $compact:literal)?),* $(,)?) => {
+        impl HeaderName {
+            $(
+                #[doc = concat!("The `", $s, "` header.")]
+                pub const $name: HeaderName = HeaderName { name: Cow::Borrowed($s), id: $id };
+            )*
+        }
+    };
+}
+
+header_names! {
+    ACCEPT = 1 "Accept", ACCEPT_ENCODING = 2 "Accept-Encoding", ACCEPT_LANGUAGE = 3 "Accept-Language",
+    ALERT_INFO = 4 "Alert-Info", ALLOW = 5 "Allow", ALLOW_EVENTS = 6 "Allow-Events" / b'u',
+    AUTHENTICATION_INFO = 7 "Authentication-Info", AUTHORIZATION = 8 "Authorization",
+    CALL_ID = 9 "Call-ID" / b'i', CALL_INFO = 10 "Call-Info", CONTACT = 11 "Contact" / b'm',
+    CONTENT_DISPOSITION = 12 "Content-Disposition", CONTENT_ENCODING = 13 "Content-Encoding" / b'e',
+    CONTENT_LANGUAGE = 14 "Content-Language", CONTENT_LENGTH = 15 "Content-Length" / b'l',
+    CONTENT_TYPE = 16 "Content-Type" / b'c', CSEQ = 17 "CSeq", DATE = 18 "Date", ERROR_INFO = 19 "Error-Info",
+    EVENT = 20 "Event" / b'o', EXPIRES = 21 "Expires", FROM = 22 "From" / b'f', IDENTITY = 23 "Identity" / b'y',
+    IN_REPLY_TO = 24 "In-Reply-To", MAX_FORWARDS = 25 "Max-Forwards", MIME_VERSION = 26 "MIME-Version",
+    MIN_EXPIRES = 27 "Min-Expires", MIN_SE = 28 "Min-SE", ORGANIZATION = 29 "Organization", PATH = 30 "Path",
+    PRIORITY = 31 "Priority", PRIVACY = 32 "Privacy", PROXY_AUTHENTICATE = 33 "Proxy-Authenticate",
+    PROXY_AUTHORIZATION = 34 "Proxy-Authorization", PROXY_REQUIRE = 35 "Proxy-Require",
+    P_ASSERTED_IDENTITY = 36 "P-Asserted-Identity", RACK = 37 "RAck", REASON = 38 "Reason",
+    RECORD_ROUTE = 39 "Record-Route", REFER_TO = 40 "Refer-To" / b'r', REFERRED_BY = 41 "Referred-By" / b'b',
+    REPLACES = 42 "Replaces", REPLY_TO = 43 "Reply-To", REQUIRE = 44 "Require", RETRY_AFTER = 45 "Retry-After",
+    ROUTE = 46 "Route", RSEQ = 47 "RSeq", SERVER = 48 "Server", SESSION_EXPIRES = 49 "Session-Expires" / b'x',
+    SUBJECT = 50 "Subject" / b's', SUBSCRIPTION_STATE = 51 "Subscription-State",
+    SUPPORTED = 52 "Supported" / b'k', TIMESTAMP = 53 "Timestamp", TO = 54 "To" / b't',
+    UNSUPPORTED = 55 "Unsupported", USER_AGENT = 56 "User-Agent", VIA = 57 "Via" / b'v', WARNING = 58 "Warning",
+    WWW_AUTHENTICATE = 59 "WWW-Authenticate",
+}
+
+/// Known names by lower-case spelling (full form) or compact letter.
+fn lookup_known(s: &str) -> Option<HeaderName> {
+    let b = s.as_bytes();
+    if b.len() == 1 {
+        return match b[0].to_ascii_lowercase() {
+            b'u' => Some(HeaderName::ALLOW_EVENTS),
+            b'i' => Some(HeaderName::CALL_ID),
+            b'm' => Some(HeaderName::CONTACT),
+            b'e' => Some(HeaderName::CONTENT_ENCODING),
+            b'l' => Some(HeaderName::CONTENT_LENGTH),
+            b'c' => Some(HeaderName::CONTENT_TYPE),
+            b'o' => Some(HeaderName::EVENT),
+            b'f' => Some(HeaderName::FROM),
+            b'y' => Some(HeaderName::IDENTITY),
+            b'r' => Some(HeaderName::REFER_TO),
+            b'b' => Some(HeaderName::REFERRED_BY),
+            b'x' => Some(HeaderName::SESSION_EXPIRES),
+            b's' => Some(HeaderName::SUBJECT),
+            b'k' => Some(HeaderName::SUPPORTED),
+            b't' => Some(HeaderName::TO),
+            b'v' => Some(HeaderName::VIA),
+            _ => None,
+        };
+    }
+    let mut buf = [0u8; 24];
+    let lower = buf.get_mut(..b.len())?;
+    for (d, c) in lower.iter_mut().zip(b) {
+        *d = c.to_ascii_lowercase();
+    }
+    match &*lower {
+        b"accept" => Some(HeaderName::ACCEPT),
+        b"accept-encoding" => Some(HeaderName::ACCEPT_ENCODING),
+        b"accept-language" => Some(HeaderName::ACCEPT_LANGUAGE),
+        b"alert-info" => Some(HeaderName::ALERT_INFO),
+        b"allow" => Some(HeaderName::ALLOW),
+        b"allow-events" => Some(HeaderName::ALLOW_EVENTS),
+        b"authentication-info" => Some(HeaderName::AUTHENTICATION_INFO),
+        b"authorization" => Some(HeaderName::AUTHORIZATION),
+        b"call-id" => Some(HeaderName::CALL_ID),
+        b"call-info" => Some(HeaderName::CALL_INFO),
+        b"contact" => Some(HeaderName::CONTACT),
+        b"content-disposition" => Some(HeaderName::CONTENT_DISPOSITION),
+        b"content-encoding" => Some(HeaderName::CONTENT_ENCODING),
+        b"content-language" => Some(HeaderName::CONTENT_LANGUAGE),
+        b"content-length" => Some(HeaderName::CONTENT_LENGTH),
+        b"content-type" => Some(HeaderName::CONTENT_TYPE),
+        b"cseq" => Some(HeaderName::CSEQ),
+        b"date" => Some(HeaderName::DATE),
+        b"error-info" => Some(HeaderName::ERROR_INFO),
+        b"event" => Some(HeaderName::EVENT),
+        b"expires" => Some(HeaderName::EXPIRES),
+        b"from" => Some(HeaderName::FROM),
+        b"identity" => Some(HeaderName::IDENTITY),
+        b"in-reply-to" => Some(HeaderName::IN_REPLY_TO),
+        b"max-forwards" => Some(HeaderName::MAX_FORWARDS),
+        b"mime-version" => Some(HeaderName::MIME_VERSION),
+        b"min-expires" => Some(HeaderName::MIN_EXPIRES),
+        b"min-se" => Some(HeaderName::MIN_SE),
+        b"organization" => Some(HeaderName::ORGANIZATION),
+        b"path" => Some(HeaderName::PATH),
+        b"priority" => Some(HeaderName::PRIORITY),
+        b"privacy" => Some(HeaderName::PRIVACY),
+        b"proxy-authenticate" => Some(HeaderName::PROXY_AUTHENTICATE),
+        b"proxy-authorization" => Some(HeaderName::PROXY_AUTHORIZATION),
+        b"proxy-require" => Some(HeaderName::PROXY_REQUIRE),
+        b"p-asserted-identity" => Some(HeaderName::P_ASSERTED_IDENTITY),
+        b"rack" => Some(HeaderName::RACK),
+        b"reason" => Some(HeaderName::REASON),
+        b"record-route" => Some(HeaderName::RECORD_ROUTE),
+        b"refer-to" => Some(HeaderName::REFER_TO),
+        b"referred-by" => Some(HeaderName::REFERRED_BY),
+        b"replaces" => Some(HeaderName::REPLACES),
+        b"reply-to" => Some(HeaderName::REPLY_TO),
+        b"require" => Some(HeaderName::REQUIRE),
+        b"retry-after" => Some(HeaderName::RETRY_AFTER),
+        b"route" => Some(HeaderName::ROUTE),
+        b"rseq" => Some(HeaderName::RSEQ),
+        b"server" => Some(HeaderName::SERVER),
+        b"session-expires" => Some(HeaderName::SESSION_EXPIRES),
+        b"subject" => Some(HeaderName::SUBJECT),
+        b"subscription-state" => Some(HeaderName::SUBSCRIPTION_STATE),
+        b"supported" => Some(HeaderName::SUPPORTED),
+        b"timestamp" => Some(HeaderName::TIMESTAMP),
+        b"to" => Some(HeaderName::TO),
+        b"unsupported" => Some(HeaderName::UNSUPPORTED),
+        b"user-agent" => Some(HeaderName::USER_AGENT),
+        b"via" => Some(HeaderName::VIA),
+        b"warning" => Some(HeaderName::WARNING),
+        b"www-authenticate" => Some(HeaderName::WWW_AUTHENTICATE),
+        _ => None,
+    }
+}
+
+impl HeaderName {
+    /// A header name from its wire spelling (full or compact form, any case); `None` unless a
+    /// non-empty token.
+    pub fn new(s: &str) -> Option<HeaderName> {
+        if s.is_empty() || !s.bytes().all(is_token_byte) {
+            return None;
+        }
+        Some(lookup_known(s).unwrap_or_else(|| HeaderName {
+            name: Cow::Owned(s.to_owned()),
+            id: 0,
+        }))
+    }
+
+    /// The canonical spelling for known names, the received one for others.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq for HeaderName {
+    #[inline]
+    fn eq(&self, other: &HeaderName) -> bool {
+        // Every spelling of a known name parses to its const, so known names compare by id,
+        // and a known name never equals an unknown one.
+        if self.id != 0 || other.id != 0 {
+            self.id == other.id
+        } else {
+            self.name.eq_ignore_ascii_case(&other.name)
+        }
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Character classes (RFC 3261 §25.1), one bit each, looked up by byte.
+pub(crate) const TOKEN: u8 = 1;
+/// `unreserved`: alphanumerics and marks.
+pub(crate) const UNRESERVED: u8 = 2;
+/// Extra characters in a URI user part.
+pub(crate) const USER: u8 = 4;
+/// Extra characters in a URI password.
+pub(crate) const PASSWORD: u8 = 8;
+/// Extra characters in uri-parameter names and values.
+pub(crate) const PARAM: u8 = 16;
+/// Extra characters in URI header names and values.
+pub(crate) const HNV: u8 = 32;
+/// Host name characters.
+pub(crate) const HOST: u8 = 64;
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        if (i as u8).is_ascii_alphanumeric() {
+            t[i] = TOKEN | UNRESERVED | HOST;
+        }
+        i += 1;
+    }
+    let sets: [(&[u8], u8); 7] = [
+        (b"-.!%*_+`'~", TOKEN),
+        (b"-_.!~*'()", UNRESERVED),
+        (b"&=+$,;?/", USER),
+        (b"&=+$,", PASSWORD),
+        (b"[]/:&+$", PARAM),
+        (b"[]/?:+$", HNV),
+        (b"-._", HOST),
+    ];
+    let mut k = 0;
+    while k < sets.len() {
+        let (chars, bit) = sets[k];
+        let mut j = 0;
+        while j < chars.len() {
+            t[chars[j] as usize] |= bit;
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
+/// The class bits of every byte.
+pub(crate) static CLASS: [u8; 256] = classes();
+
+/// RFC 3261 §25.1 `token` characters.
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    CLASS[b as usize] & TOKEN != 0
+}
+
+/// Position of an ASCII byte (a plain loop: the strings here are short).
+#[inline]
+pub(crate) fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+/// Splits at the first occurrence of an ASCII byte.
+#[inline]
+pub(crate) fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, c)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// Trims spaces and tabs at both ends.
+#[inline]
+pub(crate) fn trim_ws(s: &str) -> &str {
+    trim_ws_end(trim_ws_start(s))
+}
+
+/// Trims leading spaces and tabs.
+#[inline]
+pub(crate) fn trim_ws_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|b| *b == b' ' || *b == b'\t').count();
+    &s[n..]
+}
+
+/// Trims trailing spaces and tabs.
+#[inline]
+pub(crate) fn trim_ws_end(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .rev()
+        .take_while(|b| *b == b' ' || *b == b'\t')
+        .count();
+    &s[..s.len() - n]
+}

@@ -5,5 +5,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod ng;
+pub mod ports;
 pub mod rtp;
 pub mod telephone_event;

@@ -19,13 +19,14 @@
 //!
 //! # Decisions
 //! - **Latching**: the peer address is learnt from the first valid RTP packet whose source equals
-//!   the SDP address (ip and port); when the SDP address is unusable (none, unspecified, RFC 1918,
-//!   100.64/10, link-local, loopback is *not* included; IPv6 ULA/link-local) or
+//!   the SDP address (ip and port); when the SDP address is unusable (none, port 0, unspecified,
+//!   RFC 1918, 100.64/10, link-local, IPv6 ULA/link-local; loopback counts as usable) or
 //!   [`EndpointConfig::latch_any`] is set, from the first valid RTP packet from anywhere. After
 //!   that only the latched address is accepted ("strict source"); everything else is dropped
 //!   with reason `"source"`. A new latch happens after [`Endpoint::relatch`] (re-INVITE) or when
 //!   the latched source has been quiet for [`EndpointConfig::relatch_after`]; the new source must
-//!   qualify by the same rule. RTCP never latches.
+//!   qualify by the same rule. After `relatch` the first qualifying packet locks again, even if
+//!   it comes from the old address (so the window stays short). RTCP never latches.
 //! - **RTCP** (rtcp-mux, or the RTCP port via [`Endpoint::handle_rtcp`]): terminated by default
 //!   ([`RtcpPolicy::Drop`], reason `"rtcp"`), because the relay rewrites SSRC/seq/ts and passing
 //!   RTCP through unchanged would report on SSRCs the far end never saw. [`RtcpPolicy::Forward`]
@@ -291,7 +292,7 @@ pub enum EndpointEvent {
 }
 
 /// Every drop reason an endpoint reports, for pre-registering metrics labels.
-pub const DROP_REASONS: [&str; 14] = [
+pub const DROP_REASONS: [&str; 15] = [
     "short",
     "version",
     "csrc",
@@ -306,13 +307,14 @@ pub const DROP_REASONS: [&str; 14] = [
     "unbridged",
     "peer_address",
     "event_short",
+    "rtcp_invalid",
 ];
 
 fn reason_index(reason: &'static str) -> usize {
-    DROP_REASONS
-        .iter()
-        .position(|r| *r == reason)
-        .unwrap_or(DROP_REASONS.len() - 1)
+    let i = DROP_REASONS.iter().position(|r| *r == reason);
+    // Every reason produced here is listed (tests check the RtpError labels).
+    debug_assert!(i.is_some(), "unlisted drop reason {reason}");
+    i.unwrap_or(0)
 }
 
 /// Per-leg counters and receive quality, for `query`/`statistics`.
@@ -541,6 +543,8 @@ impl Endpoint {
     /// Source check and latching for a valid packet; `can_latch` is false for RTCP.
     fn accept_source(&mut self, now: Instant, src: SocketAddr, can_latch: bool) -> bool {
         if self.latched == Some(src) {
+            // A pending relatch ends with the first packet, from the old address too.
+            self.unlatched = false;
             return true;
         }
         let quiet = self.latched.is_some()
@@ -574,7 +578,7 @@ impl Endpoint {
     ) -> Ingress {
         let now = self.clamp(now);
         if rtp::rtcp_type(buf).is_none() {
-            return self.drop("version");
+            return self.drop("rtcp_invalid");
         }
         self.rtcp_in(
             now,
@@ -701,6 +705,8 @@ impl Endpoint {
                 if let Some(old) = other {
                     self.prior_expected += old.max_seq - old.base_seq + 1;
                     self.prior_received += old.received;
+                    // The sender restarted: its event timestamps start over too.
+                    self.events.reset();
                 }
                 // Start the new source one cycle up so a packet just before it never goes
                 // below zero when widened.

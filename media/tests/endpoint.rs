@@ -194,21 +194,26 @@ fn relatch_after_quiet_period_and_explicitly() {
         send(&mut a, &mut b, ms(t0, 6020), x, 3),
         Ingress::Drop("source")
     );
-    // Explicit relatch (re-INVITE): old source still accepted until a new one shows up.
+    // Explicit relatch (re-INVITE): the first qualifying packet locks again; from the old
+    // address it simply keeps the latch.
     a.relatch();
     assert!(matches!(
         send(&mut a, &mut b, ms(t0, 6040), y, 3),
         Ingress::Forward { .. }
     ));
-    // y refreshed the latch without replacing it, so the relatch is still pending... a
-    // qualifying new source replaces it.
-    assert!(matches!(
+    assert_eq!(
         send(&mut a, &mut b, ms(t0, 6060), x, 4),
+        Ingress::Drop("source")
+    );
+    // From a new address it moves the latch there.
+    a.relatch();
+    assert!(matches!(
+        send(&mut a, &mut b, ms(t0, 6080), x, 5),
         Ingress::Forward { .. }
     ));
     assert_eq!(a.latched(), Some(addr(x)));
     assert_eq!(
-        send(&mut a, &mut b, ms(t0, 6080), y, 4),
+        send(&mut a, &mut b, ms(t0, 6100), y, 4),
         Ingress::Drop("source")
     );
     let ev = drain(&mut a);
@@ -219,8 +224,17 @@ fn relatch_after_quiet_period_and_explicitly() {
             _ => None,
         })
         .collect();
-    // Only the newest pending latch is reported when several happen between drains.
+    // Only the newest latch is reported when several happen between drains.
     assert_eq!(latches, [x]);
+    // No quiet-period relatch when disabled.
+    let mut c = config("10.0.0.5:4000");
+    c.relatch_after = None;
+    let mut a = Endpoint::new(t0, c);
+    let _ = send(&mut a, &mut b, t0, x, 1);
+    assert_eq!(
+        send(&mut a, &mut b, ms(t0, 3_600_000), y, 1),
+        Ingress::Drop("source")
+    );
 }
 
 #[test]
@@ -624,6 +638,59 @@ fn rtcp_mux_dropped_by_default_forwarded_on_request() {
             len: 8
         }
     );
+}
+
+#[test]
+fn rtcp_port_rejects_non_rtcp() {
+    let t0 = Instant::now();
+    let (mut a, b) = pair(t0);
+    assert_eq!(
+        a.handle_rtcp(
+            t0,
+            addr(A_SDP),
+            &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+            Some(&b)
+        ),
+        Ingress::Drop("rtcp_invalid")
+    );
+    assert_eq!(a.stats().dropped("rtcp_invalid"), 1);
+    assert_eq!(a.stats().dropped_total(), 1);
+}
+
+#[test]
+fn new_ssrc_restarts_sequence_space_and_event_receiver() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(t0);
+    let mut buf = [0u8; 172];
+    // Source 1: seq 100..=102 (no loss). Source 2: seq 9000, 9002 (one lost).
+    for (i, (ssrc, seq)) in [(1u32, 100u16), (1, 101), (1, 102), (2, 9000), (2, 9002)]
+        .into_iter()
+        .enumerate()
+    {
+        let n = rtp(&mut buf, 0, false, seq, i as u32 * 160, ssrc, 160);
+        let _ = a.handle_rtp(
+            ms(t0, i as u64 * 20),
+            addr(A_SDP),
+            &mut buf[..n],
+            Some(&mut b),
+        );
+    }
+    let s = a.stats();
+    assert_eq!((s.expected, s.received, s.lost()), (6, 5, 1));
+    // An event begun by the old stream is closed (as NextEvent) when the SSRC changes.
+    let n = rtp(&mut buf, 101, true, 9003, 50_000, 2, 0);
+    buf[12..16].copy_from_slice(&[3, 10, 0, 160]);
+    let _ = a.handle_rtp(ms(t0, 200), addr(A_SDP), &mut buf[..n + 4], Some(&mut b));
+    let n = rtp(&mut buf, 0, false, 7, 0, 3, 160);
+    let _ = a.handle_rtp(ms(t0, 220), addr(A_SDP), &mut buf[..n], Some(&mut b));
+    let digits: Vec<_> = drain(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            EndpointEvent::Digit(k) => k.digit(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, ['3']);
 }
 
 #[test]

@@ -292,7 +292,7 @@ pub enum EndpointEvent {
 }
 
 /// Every drop reason an endpoint reports, for pre-registering metrics labels.
-pub const DROP_REASONS: [&str; 15] = [
+pub const DROP_REASONS: [&str; 16] = [
     "short",
     "version",
     "csrc",
@@ -308,6 +308,7 @@ pub const DROP_REASONS: [&str; 15] = [
     "peer_address",
     "event_short",
     "rtcp_invalid",
+    "blocked",
 ];
 
 fn reason_index(reason: &'static str) -> usize {
@@ -400,6 +401,7 @@ pub struct Endpoint {
     /// expected/received of earlier sources.
     prior_expected: u64,
     prior_received: u64,
+    blocked: bool,
 }
 
 /// Whether RTP from anywhere may latch because `addr` cannot be the packets' source.
@@ -452,6 +454,7 @@ impl Endpoint {
             source: None,
             prior_expected: 0,
             prior_received: 0,
+            blocked: false,
         }
     }
 
@@ -489,6 +492,17 @@ impl Endpoint {
     /// New payload types (re-INVITE).
     pub fn set_pt_map(&mut self, map: PtMap) {
         self.config.pt_map = map;
+    }
+
+    /// Report RFC 4733 presses and forward them, or only report them (ng `block DTMF`).
+    pub fn set_dtmf_mode(&mut self, mode: DtmfMode) {
+        self.config.dtmf = mode;
+    }
+
+    /// Stop (or resume) forwarding this leg's media (ng `block media`): its packets are still
+    /// latched, counted and scanned for RFC 4733, then dropped with reason `"blocked"`.
+    pub fn set_media_blocked(&mut self, blocked: bool) {
+        self.blocked = blocked;
     }
 
     /// Let the next qualifying packet replace the latched address (e.g. after a re-INVITE).
@@ -658,6 +672,9 @@ impl Endpoint {
             if self.config.dtmf == DtmfMode::Consume {
                 return Ingress::Event;
             }
+        }
+        if self.blocked {
+            return self.drop("blocked");
         }
         let Some(peer) = peer else {
             return self.drop("unbridged");

@@ -512,8 +512,17 @@ fn loss_and_jitter_hand_computed() {
 fn hostile_packets_dropped_with_reason() {
     let t0 = Instant::now();
     let (mut a, mut b) = pair(t0);
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 7] = [
         (&[0x80, 0, 0, 1, 0], "short"),
+        (
+            &[0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xd5, 0],
+            "padding_zero",
+        ),
+        // A telephone-event (PT 101) with a 2-byte payload: a valid RTP header, a bad event.
+        (
+            &[0x80, 101, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 5, 0x8a],
+            "event_short",
+        ),
         (&[0x40, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], "version"),
         (&[0x83, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], "csrc"),
         (&[0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 9], "padding"),
@@ -530,7 +539,10 @@ fn hostile_packets_dropped_with_reason() {
         );
         assert_eq!(a.stats().dropped(reason), 1, "{reason}");
     }
-    assert_eq!(a.latched(), None, "garbage never latches");
+    // (the event_short packet is valid RTP from the SDP address, so it latched)
+    assert_eq!(a.latched(), Some(addr(A_SDP)));
+    assert_eq!(a.stats().packets_in, 1);
+    let mut a = Endpoint::new(t0, config(A_SDP));
     // Random bytes: never a panic, never a latch from a foreign source.
     let mut x = 0x1234_5678u32;
     for len in 0..2000usize {
@@ -691,6 +703,43 @@ fn new_ssrc_restarts_sequence_space_and_event_receiver() {
         })
         .collect();
     assert_eq!(digits, ['3']);
+}
+
+#[test]
+fn blocked_media_still_reports_dtmf() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(t0);
+    a.set_media_blocked(true);
+    assert_eq!(send(&mut a, &mut b, t0, A_SDP, 1), Ingress::Drop("blocked"));
+    let mut buf = [0u8; 16];
+    let n = rtp(&mut buf, 101, true, 2, 0, 0xaaaa, 0);
+    buf[12..16].copy_from_slice(&[11, 0x8a, 0, 160]);
+    assert_eq!(
+        a.handle_rtp(ms(t0, 20), addr(A_SDP), &mut buf[..n + 4], Some(&mut b)),
+        Ingress::Drop("blocked")
+    );
+    assert!(drain(&mut a).contains(&EndpointEvent::Digit(
+        dialplane_media::telephone_event::KeyPress {
+            event: 11,
+            timestamp: 0,
+            duration: 160,
+            volume: 10,
+            end: dialplane_media::telephone_event::EndReason::EndBit,
+        }
+    )));
+    a.set_media_blocked(false);
+    a.set_dtmf_mode(DtmfMode::Consume);
+    let n = rtp(&mut buf, 101, true, 3, 800, 0xaaaa, 0);
+    buf[12..16].copy_from_slice(&[1, 0x8a, 0, 160]);
+    assert_eq!(
+        a.handle_rtp(ms(t0, 40), addr(A_SDP), &mut buf[..n + 4], Some(&mut b)),
+        Ingress::Event
+    );
+    assert!(matches!(
+        send(&mut a, &mut b, ms(t0, 60), A_SDP, 4),
+        Ingress::Forward { .. }
+    ));
+    assert_eq!(a.stats().dropped("blocked"), 2);
 }
 
 #[test]

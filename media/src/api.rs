@@ -313,6 +313,9 @@ impl Command {
             Command::ForkAudio { sample_rate, .. } if !matches!(sample_rate, 8000 | 16000) => {
                 Err(ApiError::InvalidArgument("fork sample rate"))
             }
+            Command::PlayPcm { samples, .. } if samples.is_empty() => {
+                Err(ApiError::InvalidArgument("empty PCM"))
+            }
             Command::Bridge { a, b, .. } if a == b => Err(ApiError::InvalidArgument(
                 "a leg cannot be bridged to itself",
             )),
@@ -578,6 +581,16 @@ mod tests {
             looped: true,
         };
         assert_eq!(play.validate(), Ok(()));
+        let empty = Command::PlayPcm {
+            call_id: call(),
+            leg: LegId(0),
+            samples: Arc::from(Vec::new()),
+            looped: false,
+        };
+        assert_eq!(
+            empty.validate(),
+            Err(ApiError::InvalidArgument("empty PCM"))
+        );
         let tap = Command::Tap {
             call_id: call(),
             leg: LegId(1),

@@ -17,6 +17,30 @@
 //! Drive it like this: after every `handle_rtp`/`handle_rtcp`/`handle_timeout`, drain
 //! [`Endpoint::poll_event`] until `None`, then sleep until [`Endpoint::poll_timeout`].
 //!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use dialplane_media::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Ingress};
+//!
+//! let t0 = Instant::now(); // the driver's clock; tests use t0 + offsets
+//! let cfg = |sdp: &str| EndpointConfig { sdp_address: Some(sdp.parse().unwrap()), ..Default::default() };
+//! let mut a = Endpoint::new(t0, cfg("203.0.113.1:4000"));
+//! let mut b = Endpoint::new(t0, cfg("198.51.100.2:5000"));
+//!
+//! // A PCMU packet arrives on A's socket; it is rewritten in place for B.
+//! let mut buf = [0x80, 0x00, 0x00, 0x07, 0, 0, 0x03, 0x20, 0, 0, 0, 9, 0xd5, 0xd5];
+//! let now = t0 + Duration::from_millis(20);
+//! match a.handle_rtp(now, "203.0.113.1:4000".parse().unwrap(), &mut buf, Some(&mut b)) {
+//!     Ingress::Forward { dest, len } => assert_eq!((dest.port(), len), (5000, 14)),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert_eq!(buf[8..12], 0x5eed_0001u32.to_be_bytes()); // B's egress SSRC
+//! while let Some(ev) = a.poll_event() {
+//!     assert!(matches!(ev, EndpointEvent::Latched(_)));
+//! }
+//! // ...then sleep until the earliest of every endpoint's poll_timeout().
+//! assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(60)));
+//! ```
+//!
 //! # Decisions
 //! - **Latching**: the peer address is learnt from the first valid RTP packet whose source equals
 //!   the SDP address (ip and port); when the SDP address is unusable (none, port 0, unspecified,
@@ -278,6 +302,15 @@ pub enum Ingress {
     Event,
     /// Dropped and counted; the reason is a metrics label.
     Drop(&'static str),
+}
+
+/// An endpoint's timers (see [`Endpoint::next_timer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// No valid packet for [`EndpointConfig::media_timeout`].
+    Media,
+    /// An RFC 4733 press whose end packets may be lost (the receiver's 200 ms timeout).
+    DtmfEnd,
 }
 
 /// What an endpoint reports.
@@ -765,18 +798,35 @@ impl Endpoint {
     /// fired) or an RFC 4733 press waiting for its lost end.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let media = (!self.timed_out).then(|| self.last_rx + self.config.media_timeout);
-        let event = self.events.poll_timeout().map(|t| self.instant_of_ticks(t));
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) with the timer behind it ("why did we wake up").
+    #[must_use]
+    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
+        let media = self.media_deadline().map(|t| (t, Timer::Media));
+        let event = self
+            .events
+            .poll_timeout()
+            .map(|t| (self.instant_of_ticks(t), Timer::DtmfEnd));
         match (media, event) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The media timeout's deadline; `None` once fired (or for a timeout too long to represent).
+    fn media_deadline(&self) -> Option<Instant> {
+        if self.timed_out {
+            return None;
+        }
+        self.last_rx.checked_add(self.config.media_timeout)
     }
 
     /// Fire expired timers; calling early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        if !self.timed_out && now >= self.last_rx + self.config.media_timeout {
+        if self.media_deadline().is_some_and(|d| now >= d) {
             self.timed_out = true;
             self.pending_timeout = true;
         }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dialplane_media::endpoint::{
-    Codec, Direction, DtmfMode, Endpoint, EndpointConfig, EndpointEvent, Ingress, PtMap, RtcpPolicy,
+    Codec, Direction, DtmfMode, Endpoint, EndpointConfig, EndpointEvent, Ingress, PtMap,
+    RtcpPolicy, Timer,
 };
 use dialplane_media::rtp::{RtpPacket, RtpPacketMut};
 use dialplane_media::telephone_event::{EventSender, SendSpec};
@@ -403,6 +404,57 @@ fn continuity_bridged_player_bridged_with_wrap() {
 }
 
 #[test]
+fn ingress_wrap_stays_continuous_through_switches() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(t0);
+    let mut buf = [0u8; 172];
+    let mut t = 0u64;
+    let mut outs = Vec::new();
+    // A's own seq and ts wrap while bridged; then a player burst; then A again (still wrapping
+    // numbers); then the player restarts with an unchanged SSRC (switch_source).
+    let mut a_seq = 65533u16;
+    let mut a_ts = u32::MAX - 319;
+    for round in 0..3 {
+        for _ in 0..4 {
+            let n = rtp(&mut buf, 0, false, a_seq, a_ts, 0xaaaa, 160);
+            let r = a.handle_rtp(ms(t0, t), addr(A_SDP), &mut buf[..n], Some(&mut b));
+            assert!(matches!(r, Ingress::Forward { .. }));
+            outs.push(out(&buf[..n]));
+            a_seq = a_seq.wrapping_add(1);
+            a_ts = a_ts.wrapping_add(160);
+            t += 20;
+        }
+        for i in 0..3u16 {
+            if round == 1 && i == 0 {
+                b.switch_source();
+            }
+            let n = rtp(
+                &mut buf,
+                0,
+                false,
+                40 + i,
+                7 + u32::from(i) * 160,
+                0x9999,
+                160,
+            );
+            let mut p = RtpPacketMut::parse(&mut buf[..n]).unwrap();
+            b.egress(ms(t0, t), &mut p, Codec::Pcmu).unwrap();
+            outs.push(out(&buf[..n]));
+            t += 20;
+        }
+    }
+    // Every packet was sent 20 ms after the previous one: seq +1 and ts +160 all the way, with
+    // the marker exactly on the switches.
+    for w in outs.windows(2) {
+        assert_eq!(w[1].0, w[0].0.wrapping_add(1));
+        assert_eq!(w[1].1, w[0].1.wrapping_add(160));
+        assert_eq!(w[1].2, 0xb0b0_b0b0);
+    }
+    let markers: Vec<usize> = (0..outs.len()).filter(|&i| outs[i].3).collect();
+    assert_eq!(markers, [0, 4, 7, 11, 14, 18]);
+}
+
+#[test]
 fn rfc4733_press_in_is_one_digit() {
     let t0 = Instant::now();
     for mode in [DtmfMode::Forward, DtmfMode::Consume] {
@@ -453,6 +505,7 @@ fn rfc4733_lost_end_closed_by_timeout() {
     // The press's 200 ms timer comes before the media timeout.
     let deadline = a.poll_timeout().unwrap();
     assert_eq!(deadline, ms(t0, 200));
+    assert_eq!(a.next_timer(), Some((deadline, Timer::DtmfEnd)));
     a.handle_timeout(ms(t0, 199));
     assert_eq!(a.poll_event(), None);
     a.handle_timeout(deadline);
@@ -461,6 +514,13 @@ fn rfc4733_lost_end_closed_by_timeout() {
         other => panic!("{other:?}"),
     }
     assert_eq!(a.poll_timeout(), Some(ms(t0, 60_000)));
+    assert_eq!(a.next_timer(), Some((ms(t0, 60_000), Timer::Media)));
+    // An unrepresentable timeout never fires and never panics.
+    let mut c = config(A_SDP);
+    c.media_timeout = Duration::MAX;
+    let mut e = Endpoint::new(t0, c);
+    e.handle_timeout(ms(t0, 1 << 40));
+    assert_eq!((e.poll_timeout(), e.poll_event()), (None, None));
 }
 
 #[test]

@@ -539,7 +539,8 @@ impl Endpoint {
     }
 
     /// Let the next qualifying packet replace the latched address (e.g. after a re-INVITE).
-    /// Until then the old address is still accepted.
+    /// Until then the old address is still accepted; a qualifying packet from the old address
+    /// ends the relatch (it stays latched).
     pub fn relatch(&mut self) {
         self.unlatched = true;
     }
@@ -590,8 +591,11 @@ impl Endpoint {
     /// Source check and latching for a valid packet; `can_latch` is false for RTCP.
     fn accept_source(&mut self, now: Instant, src: SocketAddr, can_latch: bool) -> bool {
         if self.latched == Some(src) {
-            // A pending relatch ends with the first packet, from the old address too.
-            self.unlatched = false;
+            // A pending relatch ends with the first qualifying packet, from the old address
+            // too; the old address is accepted meanwhile even if it no longer qualifies.
+            if self.qualifies(src) {
+                self.unlatched = false;
+            }
             return true;
         }
         let quiet = self.latched.is_some()

@@ -239,6 +239,35 @@ fn relatch_after_quiet_period_and_explicitly() {
 }
 
 #[test]
+fn new_sdp_address_moves_the_latch() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(t0);
+    let _ = send(&mut a, &mut b, t0, A_SDP, 1);
+    assert_eq!(a.latched(), Some(addr(A_SDP)));
+    // re-INVITE to a new public address: the old source is still accepted (it no longer
+    // qualifies, so it does not end the relatch) until the new address sends.
+    let new = "203.0.113.99:4100";
+    a.set_sdp_address(Some(addr(new)));
+    assert!(matches!(
+        send(&mut a, &mut b, ms(t0, 20), A_SDP, 2),
+        Ingress::Forward { .. }
+    ));
+    assert_eq!(
+        send(&mut a, &mut b, ms(t0, 40), "192.0.2.3:3", 3),
+        Ingress::Drop("source")
+    );
+    assert!(matches!(
+        send(&mut a, &mut b, ms(t0, 60), new, 4),
+        Ingress::Forward { .. }
+    ));
+    assert_eq!(a.latched(), Some(addr(new)));
+    assert_eq!(
+        send(&mut a, &mut b, ms(t0, 80), A_SDP, 5),
+        Ingress::Drop("source")
+    );
+}
+
+#[test]
 fn media_timeout_exactly_at_deadline() {
     let t0 = Instant::now();
     let (mut a, mut b) = pair(t0);

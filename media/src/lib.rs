@@ -4,6 +4,7 @@
 //! [`telephone_event`] (RFC 4733) and [`ng`] (rtpengine's control protocol codec).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod driver;
 pub mod ng;
 pub mod rtp;
 pub mod telephone_event;

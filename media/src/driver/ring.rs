@@ -7,7 +7,7 @@
 //! - [`Ring::add_socket`] arms a receive on a socket (one multishot `RecvMsgMulti` over the
 //!   provided-buffer ring, or, as a fallback, one plain `RecvMsg` at a time into a buffer of ours);
 //! - [`Ring::wait`] submits what is queued and waits (bounded) for completions, which it copies
-//!   into a preallocated batch; [`Ring::event`] turns the i-th completion into an [`Event`];
+//!   into a preallocated batch; [`Ring::next_event`] turns each into an [`Event`];
 //! - [`Ring::buf_mut`] lends a received buffer, [`Ring::send`] queues a `SendMsg` from that very
 //!   buffer (returned to the kernel when the send completes), [`Ring::release`] returns a buffer
 //!   that is not forwarded.
@@ -224,6 +224,9 @@ pub struct Ring {
     /// From `Box::into_raw`; the eventfd read lands here. Freed in `Drop`.
     wake_buf: *mut u64,
     batch: Vec<cqueue::Entry>,
+    /// Next entry of `batch` for `next_event`.
+    batch_pos: usize,
+    max_sockets: u32,
     /// Ops submitted whose final completion has not arrived.
     inflight: usize,
     /// Dropping: do not re-arm the eventfd read.
@@ -365,6 +368,8 @@ impl Ring {
             wake_fd,
             wake_buf: Box::into_raw(Box::new(0u64)),
             batch: Vec::with_capacity(config.entries as usize * 4),
+            batch_pos: 0,
+            max_sockets: config.max_sockets,
             inflight: 0,
             shutdown: false,
         };
@@ -437,12 +442,15 @@ impl Ring {
         }
     }
 
-    fn recv_slot(&mut self, sock: u32) -> &mut RecvSlot {
-        debug_assert!(sock < self.free_socks.capacity() as u32);
-        // SAFETY: `sock` is a socket index handed out by `add_socket` (< max_sockets, the length
-        // of the `recv` allocation); the kernel reads only `hdr`/`iov`/`name` of a slot, never
-        // the Rust-side fields, and `&mut self` keeps the shard from aliasing the slot.
-        unsafe { &mut *self.recv.add(sock as usize) }
+    fn recv_slot(&mut self, sock: u32) -> Option<&mut RecvSlot> {
+        if sock >= self.max_sockets {
+            return None;
+        }
+        // SAFETY: `sock < max_sockets`, the length of the `recv` allocation; `&mut self` keeps
+        // any other Rust reference to the slot from existing. While a plain receive is in flight
+        // the kernel may write `hdr`/`name` behind this reference; the only code touching those
+        // fields then is `on_recv`, which runs after the receive's completion.
+        Some(unsafe { &mut *self.recv.add(sock as usize) })
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
@@ -478,17 +486,19 @@ impl Ring {
     ///
     /// # Safety
     /// Every pointer in `entry` must stay valid until its final completion.
-    unsafe fn push(&mut self, entry: &squeue::Entry) {
+    /// Returns false if the queue stayed full (the op was not queued).
+    #[must_use]
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> bool {
         // SAFETY: the caller guarantees the entry's memory outlives the op.
         if unsafe { self.ring.submission().push(entry) }.is_err() {
             let _ = self.ring.submit();
-            // SAFETY: as above. If it still fails the op is dropped (counted by the caller's
-            // bookkeeping as never in flight).
+            // SAFETY: as above.
             if unsafe { self.ring.submission().push(entry) }.is_err() {
-                return;
+                return false;
             }
         }
         self.inflight += 1;
+        true
     }
 
     fn arm_wake(&mut self) {
@@ -496,7 +506,10 @@ impl Ring {
             .build()
             .user_data(pack(KIND_WAKE, 0, 0));
         // SAFETY: `wake_buf` is an 8-byte allocation freed only in `Drop` after the ring.
-        unsafe { self.push(&e) };
+        if !unsafe { self.push(&e) } {
+            // Commands are still polled every loop turn; only the early wake-up is lost.
+            self.counters.recv_errors += 1;
+        }
     }
 
     /// Take ownership of `sock` (made non-blocking) and arm its receive. Returns its index.
@@ -505,7 +518,9 @@ impl Ring {
         let Some(idx) = self.free_socks.pop() else {
             return Err(io::Error::other("too many sockets on this shard"));
         };
-        let slot = self.recv_slot(idx);
+        let Some(slot) = self.recv_slot(idx) else {
+            return Err(io::Error::other("socket index out of range"));
+        };
         slot.sock = Some(sock);
         slot.state = SockState::Open;
         slot.armed = false;
@@ -515,13 +530,15 @@ impl Ring {
 
     /// Local address of socket `sock`.
     pub fn local_addr(&mut self, sock: u32) -> Option<SocketAddr> {
-        self.recv_slot(sock).sock.as_ref()?.local_addr().ok()
+        self.recv_slot(sock)?.sock.as_ref()?.local_addr().ok()
     }
 
     /// Cancel the receive of `sock`; it is closed and its index freed once the kernel is done
     /// ([`Event::Closed`]). Sends already queued from it still complete.
     pub fn remove_socket(&mut self, sock: u32) {
-        let slot = self.recv_slot(sock);
+        let Some(slot) = self.recv_slot(sock) else {
+            return;
+        };
         if slot.state != SockState::Open {
             return;
         }
@@ -530,15 +547,18 @@ impl Ring {
             let e = opcode::AsyncCancel::new(pack(KIND_RECV, sock, 0))
                 .build()
                 .user_data(pack(KIND_CANCEL, sock, 0));
-            // SAFETY: a cancel carries no pointers.
-            unsafe { self.push(&e) };
+            // SAFETY: a cancel carries no pointers. If it cannot be queued the socket stays
+            // Closing: its packets are dropped and the receive ends when the ring is dropped.
+            let _ = unsafe { self.push(&e) };
         } else {
             self.finish_close(sock);
         }
     }
 
     fn finish_close(&mut self, sock: u32) {
-        let slot = self.recv_slot(sock);
+        let Some(slot) = self.recv_slot(sock) else {
+            return;
+        };
         slot.sock = None;
         slot.state = SockState::Free;
         self.free_socks.push(sock);
@@ -548,55 +568,81 @@ impl Ring {
     }
 
     fn arm_recv(&mut self, sock: u32) {
-        let mode = self.info.mode;
-        let bid = if mode == RecvMode::Plain {
+        let Some(slot) = self.recv_slot(sock) else {
+            return;
+        };
+        if slot.state != SockState::Open || slot.armed {
+            return;
+        }
+        let Some(fd) = slot.sock.as_ref().map(|s| s.as_raw_fd()) else {
+            return;
+        };
+        let entry = if self.info.mode == RecvMode::Plain {
             let Some(bid) = self.free.pop() else {
                 self.counters.starved += 1;
                 self.starved.push(sock);
                 return;
             };
             self.buf_state[usize::from(bid)] = BufState::Kernel;
-            Some(bid)
-        } else {
-            None
-        };
-        let buf = bid.map(|b| self.buf_ptr(b));
-        let ms_hdr: *const libc::msghdr = &*self.ms_hdr;
-        let slot = self.recv_slot(sock);
-        let Some(fd) = slot.sock.as_ref().map(|s| s.as_raw_fd()) else {
-            return;
-        };
-        slot.armed = true;
-        let entry = match (bid, buf) {
-            (Some(bid), Some(buf)) => {
-                slot.bid = bid;
-                slot.iov = libc::iovec {
-                    iov_base: buf.cast(),
-                    iov_len: BUF_SIZE,
-                };
-                slot.hdr = zeroed_msghdr();
-                slot.hdr.msg_name = (&raw mut slot.name).cast();
-                slot.hdr.msg_namelen = NAME_LEN as u32;
-                slot.hdr.msg_iov = &raw mut slot.iov;
-                slot.hdr.msg_iovlen = 1;
-                opcode::RecvMsg::new(types::Fd(fd), &raw mut slot.hdr)
-                    .build()
-                    .user_data(pack(KIND_RECV, sock, bid))
-            }
-            _ => opcode::RecvMsgMulti::new(types::Fd(fd), ms_hdr, BGID)
+            let buf = self.buf_ptr(bid);
+            let Some(slot) = self.recv_slot(sock) else {
+                return;
+            };
+            slot.bid = bid;
+            slot.iov = libc::iovec {
+                iov_base: buf.cast(),
+                iov_len: BUF_SIZE,
+            };
+            slot.hdr = zeroed_msghdr();
+            slot.hdr.msg_name = (&raw mut slot.name).cast();
+            slot.hdr.msg_namelen = NAME_LEN as u32;
+            slot.hdr.msg_iov = &raw mut slot.iov;
+            slot.hdr.msg_iovlen = 1;
+            opcode::RecvMsg::new(types::Fd(fd), &raw mut slot.hdr)
                 .build()
-                .user_data(pack(KIND_RECV, sock, 0)),
+                .user_data(pack(KIND_RECV, sock, bid))
+        } else {
+            let ms_hdr: *const libc::msghdr = &*self.ms_hdr;
+            opcode::RecvMsgMulti::new(types::Fd(fd), ms_hdr, BGID)
+                .build()
+                .user_data(pack(KIND_RECV, sock, 0))
         };
-        // SAFETY: the msghdr (template or the slot's), its iovec and name field live in
+        // SAFETY: the msghdr (the template or the slot's), its iovec and name field live in
         // allocations freed only in `Drop`, and a slot is reused only after its final receive
         // completion; the plain-mode buffer is marked Kernel until that completion.
-        unsafe { self.push(&entry) };
+        if unsafe { self.push(&entry) } {
+            if let Some(slot) = self.recv_slot(sock) {
+                slot.armed = true;
+            }
+        } else {
+            // Queue full even after a submit: retry on the next `wait`.
+            if self.info.mode == RecvMode::Plain
+                && let Some(slot) = self.recv_slot(sock)
+            {
+                let bid = slot.bid;
+                self.buf_state[usize::from(bid)] = BufState::Free;
+                self.free.push(bid);
+            }
+            self.starved.push(sock);
+        }
     }
 
-    /// Submit what is queued, wait up to `timeout` for at least one completion, and collect the
-    /// completions into the batch. Returns how many ([`Ring::event`] reads them).
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
+    /// Submit what is queued, wait up to `timeout` for at least one completion, and collect up
+    /// to `max` completions into the batch; [`Ring::next_event`] hands them out. Completions of
+    /// the previous batch not taken yet are handled first (their packets dropped).
+    pub fn wait(&mut self, timeout: Duration, max: usize) -> io::Result<usize> {
+        while let Some(ev) = self.next_event() {
+            if let Event::Packet(p) = ev {
+                self.release(p.bid);
+            }
+        }
         self.batch.clear();
+        self.batch_pos = 0;
+        for _ in 0..self.starved.len() {
+            if let Some(sock) = self.starved.pop() {
+                self.arm_recv(sock);
+            }
+        }
         if self.ring.completion().is_empty() {
             let ts = types::Timespec::from(timeout);
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -612,9 +658,9 @@ impl Ring {
         } else {
             self.ring.submit()?;
         }
-        let cap = self.batch.capacity();
+        let max = max.min(self.batch.capacity());
         let batch = &mut self.batch;
-        for cqe in self.ring.completion().take(cap) {
+        for cqe in self.ring.completion().take(max) {
             batch.push(cqe);
         }
         Ok(self.batch.len())
@@ -625,14 +671,13 @@ impl Ring {
         self.ring.submit().map(drop)
     }
 
-    /// Interpret the `i`-th completion of the last [`Ring::wait`] (each exactly once).
-    pub fn event(&mut self, i: usize) -> Event {
-        let Some(cqe) = self.batch.get(i) else {
-            return Event::Nothing;
-        };
+    /// The next completion of the batch collected by [`Ring::wait`], interpreted.
+    pub fn next_event(&mut self) -> Option<Event> {
+        let cqe = self.batch.get(self.batch_pos)?;
+        self.batch_pos += 1;
         let (res, flags) = (cqe.result(), cqe.flags());
         let (kind, sock, bid) = unpack(cqe.user_data());
-        match kind {
+        Some(match kind {
             KIND_RECV => self.on_recv(sock, bid, res, flags),
             KIND_SEND => {
                 self.inflight -= 1;
@@ -653,7 +698,7 @@ impl Ring {
                 self.inflight -= 1;
                 Event::Nothing
             }
-        }
+        })
     }
 
     fn on_recv(&mut self, sock: u32, ud_bid: u16, res: i32, flags: u32) -> Event {
@@ -666,16 +711,18 @@ impl Ring {
         };
         if !more {
             self.inflight -= 1;
-            self.recv_slot(sock).armed = false;
-        }
-        if let Some(b) = bid {
-            if usize::from(b) >= self.buf_state.len() {
-                return Event::Nothing;
+            if let Some(slot) = self.recv_slot(sock) {
+                slot.armed = false;
             }
+        }
+        let bid = bid.filter(|b| usize::from(*b) < self.buf_state.len());
+        if let Some(b) = bid {
             self.buf_state[usize::from(b)] = BufState::User;
             self.in_use += 1;
         }
-        let closing = self.recv_slot(sock).state != SockState::Open;
+        let closing = self
+            .recv_slot(sock)
+            .is_none_or(|slot| slot.state != SockState::Open);
         // Read the packet before re-arming: a plain re-arm reuses the slot's msghdr and name.
         let event = match bid {
             None => {
@@ -695,7 +742,10 @@ impl Ring {
                 let parsed = if multishot {
                     self.parse_multishot(bid, res as usize)
                 } else {
-                    let slot = self.recv_slot(sock);
+                    let Some(slot) = self.recv_slot(sock) else {
+                        self.give_back(bid);
+                        return Event::Nothing;
+                    };
                     let truncated = slot.hdr.msg_flags & libc::MSG_TRUNC != 0;
                     let src = sockaddr_from_sin6(&slot.name);
                     src.filter(|_| !truncated).map(|s| (s, 0, res as usize))
@@ -764,7 +814,11 @@ impl Ring {
         {
             return;
         }
-        let Some(fd) = self.recv_slot(sock).sock.as_ref().map(|s| s.as_raw_fd()) else {
+        let Some(fd) = self
+            .recv_slot(sock)
+            .and_then(|slot| slot.sock.as_ref())
+            .map(|s| s.as_raw_fd())
+        else {
             self.give_back(bid);
             return;
         };
@@ -788,8 +842,11 @@ impl Ring {
             .user_data(pack(KIND_SEND, sock, bid));
         self.buf_state[usize::from(bid)] = BufState::Sending;
         // SAFETY: the send slot and buffer `bid` belong to this send until its completion (the
-        // buffer is in state Sending and goes back only in `event`); both live until `Drop`.
-        unsafe { self.push(&e) };
+        // buffer is in state Sending and goes back only in `next_event`); both live until `Drop`.
+        if !unsafe { self.push(&e) } {
+            self.counters.send_errors += 1;
+            self.give_back(bid);
+        }
     }
 
     /// Give buffer `bid` back without sending it.
@@ -831,26 +888,28 @@ impl Drop for Ring {
             .build()
             .user_data(pack(KIND_CANCEL, 0, 0));
         // SAFETY: a cancel carries no pointers.
-        unsafe { self.push(&e) };
-        for sock in 0..self.free_socks.capacity() as u32 {
+        let _ = unsafe { self.push(&e) };
+        for sock in 0..self.max_sockets {
             self.remove_socket(sock);
         }
         for _ in 0..100 {
             if self.inflight == 0 {
                 break;
             }
-            if self.wait(Duration::from_millis(10)).is_err() {
+            if self.wait(Duration::from_millis(10), usize::MAX).is_err() {
                 break;
             }
-            for i in 0..self.batch.len() {
-                let _ = self.event(i);
+            while let Some(ev) = self.next_event() {
+                if let Event::Packet(p) = ev {
+                    self.release(p.bid);
+                }
             }
         }
         if self.inflight != 0 {
             return;
         }
         let nbuf = usize::from(self.info.buffers);
-        let max = self.free_socks.capacity();
+        let max = self.max_sockets as usize;
         // SAFETY: no op is in flight any more, so the kernel holds no pointer into these
         // allocations; each is freed exactly once with the layout it was made with.
         unsafe {
@@ -954,5 +1013,61 @@ mod tests {
         }
         assert_eq!(sockaddr_from_bytes(&[0; 3]), None);
         assert_eq!(sockaddr_from_bytes(&[0; 28]), None);
+    }
+
+    #[test]
+    fn misuse_through_the_safe_api_is_harmless() {
+        if let Err(why) = probe() {
+            println!("skipping: {why}");
+            return;
+        }
+        let mut ring = Ring::new(RingConfig {
+            max_sockets: 4,
+            buffers: 8,
+            ..RingConfig::default()
+        })
+        .unwrap();
+        let dest: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        ring.remove_socket(u32::MAX);
+        assert_eq!(ring.local_addr(4), None);
+        ring.send(u32::MAX, 0, 0, 10, dest);
+        ring.send(0, 7, 2000, 100, dest);
+        ring.release(u16::MAX);
+        assert!(ring.buf_mut(0).is_empty(), "buffers not lent read as empty");
+        assert!(ring.buf_mut(u16::MAX).is_empty());
+        assert!(
+            Ring::new(RingConfig {
+                buffers: 100,
+                ..RingConfig::default()
+            })
+            .is_err()
+        );
+        for _ in 0..4 {
+            ring.add_socket(UdpSocket::bind("127.0.0.1:0").unwrap())
+                .unwrap();
+        }
+        assert!(
+            ring.add_socket(UdpSocket::bind("127.0.0.1:0").unwrap())
+                .is_err()
+        );
+        ring.remove_socket(2);
+        ring.remove_socket(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut closed = false;
+        while !closed {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "socket 2 never closed"
+            );
+            ring.wait(Duration::from_millis(10), 64).unwrap();
+            while let Some(ev) = ring.next_event() {
+                closed |= ev == Event::Closed(2);
+            }
+        }
+        assert!(
+            ring.add_socket(UdpSocket::bind("127.0.0.1:0").unwrap())
+                .is_ok()
+        );
+        assert_eq!(ring.buffers_in_use(), 0);
     }
 }

@@ -371,12 +371,12 @@ impl Shard {
     /// One turn of the loop: submit, wait up to `max_wait` for completions, forward every packet
     /// of the batch, submit the batch's sends at once, then run pending commands.
     pub fn run_once(&mut self, max_wait: Duration) -> io::Result<()> {
-        let n = self.ring.wait(max_wait)?.min(self.config.max_batch);
+        self.ring.wait(max_wait, self.config.max_batch)?;
         let now_ticks = (self.start.elapsed().as_micros() as u64)
             .saturating_mul(u64::from(self.config.clock_rate))
             / 1_000_000;
-        for i in 0..n {
-            match self.ring.event(i) {
+        while let Some(event) = self.ring.next_event() {
+            match event {
                 Event::Packet(p) => self.forward(p, now_ticks),
                 Event::Wake | Event::Closed(_) | Event::Nothing => {}
             }

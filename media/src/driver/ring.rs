@@ -247,6 +247,19 @@ fn zeroed_sin6() -> libc::sockaddr_in6 {
     unsafe { std::mem::zeroed() }
 }
 
+/// CPU time (user + system) consumed so far by the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 /// Is io_uring usable here with the ops the driver needs (a plain ring, `RecvMsg`, `SendMsg`,
 /// `Read`, `AsyncCancel`)? `Err` says why not.
 pub fn probe() -> Result<(), String> {

@@ -128,6 +128,8 @@ pub struct ShardStats {
     pub send_errors: u64,
     /// Live bridges.
     pub bridges: usize,
+    /// CPU time of the shard thread so far (user + system), in nanoseconds.
+    pub cpu_ns: u64,
 }
 
 impl ShardStats {
@@ -322,6 +324,7 @@ impl Shard {
                 recv_errors: 0,
                 send_errors: 0,
                 bridges: 0,
+                cpu_ns: 0,
             },
             ring,
             config,
@@ -347,7 +350,7 @@ impl Shard {
         self.ring.info()
     }
 
-    /// Counters so far.
+    /// Counters so far (call it on the shard's thread: `cpu_ns` is the calling thread's).
     pub fn stats(&self) -> ShardStats {
         let mut s = self.stats;
         let c = self.ring.counters();
@@ -356,6 +359,7 @@ impl Shard {
         s.send_errors = c.send_errors;
         s.bufring_in_use = self.ring.buffers_in_use();
         s.bridges = self.bridges.iter().filter(|b| b.is_some()).count();
+        s.cpu_ns = super::ring::thread_cpu_ns();
         s
     }
 

@@ -369,3 +369,85 @@ fn forwarding_allocates_nothing() {
         "allocations on the shard thread while forwarding"
     );
 }
+
+/// The exported metrics show the multishot receive, its re-arm and the buffer ring at work: a
+/// two-buffer ring runs dry under a burst, the kernel ends the multishot receive (`ENOBUFS`, no
+/// `more()`), the shard re-arms it and the rest of the burst still gets through.
+#[test]
+fn metrics_show_multishot_rearm_and_buffer_ring() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    if !uring_or_skip("metrics_show_multishot_rearm_and_buffer_ring") {
+        return;
+    }
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let config = ShardConfig {
+        ring: RingConfig {
+            buffers: 2,
+            ..RingConfig::default()
+        },
+        ..ShardConfig::default()
+    };
+    let mut shard = metrics::with_local_recorder(&recorder, || Shard::new(config)).unwrap();
+    if shard.ring_info().mode != RecvMode::Multishot {
+        println!("skipping: kernel lacks multishot receive or buffer rings");
+        return;
+    }
+    let bridge = shard.add_bridge(0, 0).unwrap();
+    let (a, b) = (phone(), phone());
+    let deadline = Instant::now() + TIMEOUT;
+    b.send_to(&rtp(1, 1, 2, b"latch"), bridge.b).unwrap();
+    while shard.stats().dropped("unlatched") == 0 {
+        assert!(Instant::now() < deadline);
+        shard.run_once(Duration::from_millis(10)).unwrap();
+    }
+    // A burst larger than the buffer ring, all queued in the socket before the loop runs.
+    for seq in 0..16u16 {
+        a.send_to(&rtp(seq, u32::from(seq) * 160, 1, &[1; 160]), bridge.a)
+            .unwrap();
+    }
+    while shard.stats().relayed < 16 {
+        assert!(
+            Instant::now() < deadline,
+            "burst stalled: {:?}",
+            shard.stats()
+        );
+        shard.run_once(Duration::from_millis(10)).unwrap();
+    }
+    for _ in 0..16 {
+        recv(&b);
+    }
+    while shard.stats().bufring_in_use != 0 {
+        assert!(Instant::now() < deadline);
+        shard.run_once(Duration::from_millis(10)).unwrap();
+    }
+    let stats = shard.stats();
+    assert!(stats.multishot_rearms >= 1, "{stats:?}");
+    // One snapshot: taking it resets the debugging recorder's counters.
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str, label: Option<&str>| {
+        snapshot
+            .iter()
+            .find(|(k, ..)| {
+                k.key().name() == name
+                    && label.is_none_or(|l| k.key().labels().any(|x| x.value() == l))
+            })
+            .map(|(.., v)| v)
+    };
+    assert_eq!(
+        value("dialplane_media_packets_relayed_total", None),
+        Some(&DebugValue::Counter(16))
+    );
+    assert_eq!(
+        value("dialplane_media_rtp_dropped_total", Some("unlatched")),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("dialplane_media_uring_multishot_rearms_total", None),
+        Some(&DebugValue::Counter(stats.multishot_rearms))
+    );
+    assert!(matches!(
+        value("dialplane_media_uring_bufring_in_use", None),
+        Some(&DebugValue::Gauge(_))
+    ));
+}

@@ -225,6 +225,15 @@ fn relay_between_two_phones(force_plain: bool) {
     assert!(h.remove_bridge(bridge.id).unwrap());
     assert!(!h.remove_bridge(bridge.id).unwrap());
     assert_eq!(h.stats().unwrap().bridges, 0);
+
+    // The freed socket slots (and fixed-file indexes) serve a new bridge.
+    let bridge2 = h.add_bridge(0, 0).unwrap();
+    let (c, d) = (phone(), phone());
+    c.send_to(&rtp(1, 1, 3, b"c"), bridge2.a).unwrap();
+    wait_stats(&h, "second unlatched drop", |s| s.dropped("unlatched") == 2);
+    d.send_to(&rtp(1, 1, 4, b"to c"), bridge2.b).unwrap();
+    let (pkt, from) = recv(&c);
+    assert_eq!((from, &pkt[12..]), (bridge2.a, &b"to c"[..]));
     h.stop();
     thread.join().unwrap().unwrap();
 }

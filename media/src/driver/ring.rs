@@ -30,6 +30,19 @@ const BGID: u16 = 1;
 /// Room for the source address in a receive: a `sockaddr_in6`.
 const NAME_LEN: usize = 28;
 
+/// Build an op on a socket by its fixed-file index when registered, else by its raw fd.
+macro_rules! on_socket {
+    ($fixed:expr, $idx:expr, $fd:expr, |$t:ident| $op:expr) => {
+        if $fixed {
+            let $t = types::Fixed($idx);
+            $op
+        } else {
+            let $t = types::Fd($fd);
+            $op
+        }
+    };
+}
+
 /// Op kinds in the top byte of `user_data`.
 const KIND_RECV: u8 = 1;
 const KIND_SEND: u8 = 2;
@@ -94,6 +107,8 @@ pub struct RingInfo {
     pub mode: RecvMode,
     /// Packet buffers.
     pub buffers: u16,
+    /// Sockets are registered files (ops name a fixed-file index, not a raw fd).
+    pub fixed_files: bool,
 }
 
 /// Counters the ring keeps (plain integers; the shard exports them as metrics).
@@ -186,6 +201,8 @@ struct RecvSlot {
     /// Plain mode: buffer of the receive in flight.
     bid: u16,
     armed: bool,
+    /// Registered in the fixed-file table at the socket's index.
+    fixed: bool,
     state: SockState,
     sock: Option<UdpSocket>,
 }
@@ -321,6 +338,10 @@ impl Ring {
             ));
         }
         let (ring, single_issuer, defer_taskrun) = build_ring(config.entries)?;
+        let fixed_files = ring
+            .submitter()
+            .register_files_sparse(config.max_sockets)
+            .is_ok();
         let bufs =
             Box::into_raw(vec![0u8; usize::from(nbuf) * BUF_SIZE].into_boxed_slice()).cast::<u8>();
         let max = config.max_sockets as usize;
@@ -334,6 +355,7 @@ impl Ring {
                 name: zeroed_sin6(),
                 bid: 0,
                 armed: false,
+                fixed: false,
                 state: SockState::Free,
                 sock: None,
             })
@@ -365,6 +387,7 @@ impl Ring {
                 defer_taskrun,
                 mode: RecvMode::Plain,
                 buffers: nbuf,
+                fixed_files,
             },
             counters: RingCounters::default(),
             bufs,
@@ -534,9 +557,21 @@ impl Ring {
         let Some(slot) = self.recv_slot(idx) else {
             return Err(io::Error::other("socket index out of range"));
         };
+        let fd = sock.as_raw_fd();
         slot.sock = Some(sock);
         slot.state = SockState::Open;
         slot.armed = false;
+        slot.fixed = false;
+        if self.info.fixed_files
+            && self
+                .ring
+                .submitter()
+                .register_files_update(idx, &[fd])
+                .is_ok()
+            && let Some(slot) = self.recv_slot(idx)
+        {
+            slot.fixed = true;
+        }
         self.arm_recv(idx);
         Ok(idx)
     }
@@ -572,8 +607,12 @@ impl Ring {
         let Some(slot) = self.recv_slot(sock) else {
             return;
         };
+        let fixed = std::mem::take(&mut slot.fixed);
         slot.sock = None;
         slot.state = SockState::Free;
+        if fixed {
+            let _ = self.ring.submitter().register_files_update(sock, &[-1]);
+        }
         self.free_socks.push(sock);
         if let Some(i) = self.starved.iter().position(|&s| s == sock) {
             self.starved.swap_remove(i);
@@ -587,6 +626,7 @@ impl Ring {
         if slot.state != SockState::Open || slot.armed {
             return;
         }
+        let fixed = slot.fixed;
         let Some(fd) = slot.sock.as_ref().map(|s| s.as_raw_fd()) else {
             return;
         };
@@ -611,14 +651,16 @@ impl Ring {
             slot.hdr.msg_namelen = NAME_LEN as u32;
             slot.hdr.msg_iov = &raw mut slot.iov;
             slot.hdr.msg_iovlen = 1;
-            opcode::RecvMsg::new(types::Fd(fd), &raw mut slot.hdr)
-                .build()
+            let hdr = &raw mut slot.hdr;
+            on_socket!(fixed, sock, fd, |t| opcode::RecvMsg::new(t, hdr).build())
                 .user_data(pack(KIND_RECV, sock, bid))
         } else {
             let ms_hdr: *const libc::msghdr = &*self.ms_hdr;
-            opcode::RecvMsgMulti::new(types::Fd(fd), ms_hdr, BGID)
-                .build()
-                .user_data(pack(KIND_RECV, sock, 0))
+            on_socket!(fixed, sock, fd, |t| opcode::RecvMsgMulti::new(
+                t, ms_hdr, BGID
+            )
+            .build())
+            .user_data(pack(KIND_RECV, sock, 0))
         };
         // SAFETY: the msghdr (the template or the slot's), its iovec and name field live in
         // allocations freed only in `Drop`, and a slot is reused only after its final receive
@@ -827,10 +869,9 @@ impl Ring {
         {
             return;
         }
-        let Some(fd) = self
+        let Some((fd, fixed)) = self
             .recv_slot(sock)
-            .and_then(|slot| slot.sock.as_ref())
-            .map(|s| s.as_raw_fd())
+            .and_then(|slot| slot.sock.as_ref().map(|s| (s.as_raw_fd(), slot.fixed)))
         else {
             self.give_back(bid);
             return;
@@ -850,8 +891,8 @@ impl Ring {
         slot.hdr.msg_namelen = namelen;
         slot.hdr.msg_iov = &raw mut slot.iov;
         slot.hdr.msg_iovlen = 1;
-        let e = opcode::SendMsg::new(types::Fd(fd), &raw const slot.hdr)
-            .build()
+        let hdr = &raw const slot.hdr;
+        let e = on_socket!(fixed, sock, fd, |t| opcode::SendMsg::new(t, hdr).build())
             .user_data(pack(KIND_SEND, sock, bid));
         self.buf_state[usize::from(bid)] = BufState::Sending;
         // SAFETY: the send slot and buffer `bid` belong to this send until its completion (the

@@ -12,7 +12,7 @@
 //!   buffer (returned to the kernel when the send completes), [`Ring::release`] returns a buffer
 //!   that is not forwarded.
 //!
-//! Every operation carries a packed `user_data` ([`pack`]): op kind, socket index, buffer id.
+//! Every operation carries a packed `user_data` (`pack`: kind << 56 | socket << 16 | buffer id): op kind, socket index, buffer id.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

@@ -91,13 +91,18 @@ fn phone() -> UdpSocket {
     s
 }
 
-/// Receive one datagram (bounded by the read timeout); panics on timeout.
+/// Receive one datagram (bounded by the read timeout; an interrupted call is retried until the
+/// same deadline); panics on timeout.
 fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let deadline = Instant::now() + TIMEOUT;
     let mut buf = [0u8; 2048];
-    let (n, from) = s
-        .recv_from(&mut buf)
-        .expect("packet within the read timeout");
-    (buf[..n].to_vec(), from)
+    loop {
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => return (buf[..n].to_vec(), from),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && Instant::now() < deadline => {}
+            Err(e) => panic!("no packet within the read timeout: {e}"),
+        }
+    }
 }
 
 /// Poll the shard's counters until `pred` holds (bounded by TIMEOUT).

@@ -191,13 +191,18 @@ enum SockState {
     Closing,
 }
 
-/// Per-socket receive state. The `msghdr` is read by the kernel while a receive is in flight, so
-/// it lives in a slice allocated once and never moved.
+/// What a plain receive hands the kernel: it reads `hdr`/`iov` and writes `hdr` and `name` while
+/// the receive is in flight, so these live in a slice allocated once, never moved, and touched
+/// from Rust only through raw pointers while no receive of that socket is in flight.
 #[repr(C)]
-struct RecvSlot {
+struct RecvIo {
     hdr: libc::msghdr,
     iov: libc::iovec,
     name: libc::sockaddr_in6,
+}
+
+/// Per-socket state on the Rust side (the kernel never sees it).
+struct RecvSlot {
     /// Plain mode: buffer of the receive in flight.
     bid: u16,
     armed: bool,
@@ -232,7 +237,9 @@ pub struct Ring {
     /// Multishot mode: the template msghdr (only the name and control lengths count).
     ms_hdr: Box<libc::msghdr>,
     /// From `Box::into_raw`; freed in `Drop`.
-    recv: *mut RecvSlot,
+    recv: Vec<RecvSlot>,
+    /// One per socket; from `Box::into_raw`, freed in `Drop`.
+    recv_io: *mut RecvIo,
     free_socks: Vec<u32>,
     /// Plain mode: sockets waiting for a free buffer.
     starved: Vec<u32>,
@@ -345,14 +352,18 @@ impl Ring {
         let bufs =
             Box::into_raw(vec![0u8; usize::from(nbuf) * BUF_SIZE].into_boxed_slice()).cast::<u8>();
         let max = config.max_sockets as usize;
-        let recv_slots: Box<[RecvSlot]> = (0..max)
-            .map(|_| RecvSlot {
+        let recv_io: Box<[RecvIo]> = (0..max)
+            .map(|_| RecvIo {
                 hdr: zeroed_msghdr(),
                 iov: libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
                 },
                 name: zeroed_sin6(),
+            })
+            .collect();
+        let recv_slots: Vec<RecvSlot> = (0..max)
+            .map(|_| RecvSlot {
                 bid: 0,
                 armed: false,
                 fixed: false,
@@ -397,7 +408,8 @@ impl Ring {
             in_use: 0,
             free: (0..nbuf).rev().collect(),
             ms_hdr,
-            recv: Box::into_raw(recv_slots).cast::<RecvSlot>(),
+            recv: recv_slots,
+            recv_io: Box::into_raw(recv_io).cast::<RecvIo>(),
             free_socks: (0..config.max_sockets).rev().collect(),
             starved: Vec::with_capacity(max),
             sends: Box::into_raw(send_slots).cast::<SendSlot>(),
@@ -479,14 +491,15 @@ impl Ring {
     }
 
     fn recv_slot(&mut self, sock: u32) -> Option<&mut RecvSlot> {
-        if sock >= self.max_sockets {
-            return None;
-        }
-        // SAFETY: `sock < max_sockets`, the length of the `recv` allocation; `&mut self` keeps
-        // any other Rust reference to the slot from existing. While a plain receive is in flight
-        // the kernel may write `hdr`/`name` behind this reference; the only code touching those
-        // fields then is `on_recv`, which runs after the receive's completion.
-        Some(unsafe { &mut *self.recv.add(sock as usize) })
+        self.recv.get_mut(sock as usize)
+    }
+
+    /// The kernel-visible receive area of socket `sock` (`sock < max_sockets`).
+    fn recv_io(&self, sock: u32) -> *mut RecvIo {
+        debug_assert!(sock < self.max_sockets);
+        let sock = sock.min(self.max_sockets.saturating_sub(1));
+        // SAFETY: clamped below max_sockets, the length of the `recv_io` allocation.
+        unsafe { self.recv_io.add(sock as usize) }
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
@@ -638,20 +651,25 @@ impl Ring {
             };
             self.buf_state[usize::from(bid)] = BufState::Kernel;
             let buf = self.buf_ptr(bid);
+            let io = self.recv_io(sock);
             let Some(slot) = self.recv_slot(sock) else {
                 return;
             };
             slot.bid = bid;
-            slot.iov = libc::iovec {
-                iov_base: buf.cast(),
-                iov_len: BUF_SIZE,
+            // SAFETY: `io` points into the live `recv_io` allocation and no receive of this
+            // socket is in flight (`armed` is false), so the kernel does not touch it now.
+            let hdr = unsafe {
+                (*io).iov = libc::iovec {
+                    iov_base: buf.cast(),
+                    iov_len: BUF_SIZE,
+                };
+                (*io).hdr = zeroed_msghdr();
+                (*io).hdr.msg_name = (&raw mut (*io).name).cast();
+                (*io).hdr.msg_namelen = NAME_LEN as u32;
+                (*io).hdr.msg_iov = &raw mut (*io).iov;
+                (*io).hdr.msg_iovlen = 1;
+                &raw mut (*io).hdr
             };
-            slot.hdr = zeroed_msghdr();
-            slot.hdr.msg_name = (&raw mut slot.name).cast();
-            slot.hdr.msg_namelen = NAME_LEN as u32;
-            slot.hdr.msg_iov = &raw mut slot.iov;
-            slot.hdr.msg_iovlen = 1;
-            let hdr = &raw mut slot.hdr;
             on_socket!(fixed, sock, fd, |t| opcode::RecvMsg::new(t, hdr).build())
                 .user_data(pack(KIND_RECV, sock, bid))
         } else {
@@ -797,12 +815,16 @@ impl Ring {
                 let parsed = if multishot {
                     self.parse_multishot(bid, res as usize)
                 } else {
-                    let Some(slot) = self.recv_slot(sock) else {
+                    if sock >= self.max_sockets {
                         self.give_back(bid);
                         return Event::Nothing;
-                    };
-                    let truncated = slot.hdr.msg_flags & libc::MSG_TRUNC != 0;
-                    let src = sockaddr_from_sin6(&slot.name);
+                    }
+                    let io = self.recv_io(sock);
+                    // SAFETY: this is the final completion of the plain receive that used `io`,
+                    // so the kernel is done with it; it is re-armed only below.
+                    let (truncated, name) =
+                        unsafe { ((*io).hdr.msg_flags & libc::MSG_TRUNC != 0, (*io).name) };
+                    let src = sockaddr_from_sin6(&name);
                     src.filter(|_| !truncated).map(|s| (s, 0, res as usize))
                 };
                 match parsed {
@@ -972,7 +994,8 @@ impl Drop for Ring {
                 nbuf * BUF_SIZE,
             )));
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.recv, max,
+                self.recv_io,
+                max,
             )));
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                 self.sends, nbuf,

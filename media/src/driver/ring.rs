@@ -286,7 +286,18 @@ pub fn thread_cpu_ns() -> u64 {
 
 /// Is io_uring usable here with the ops the driver needs (a plain ring, `RecvMsg`, `SendMsg`,
 /// `Read`, `AsyncCancel`)? `Err` says why not.
+///
+/// The probe ring lives on a short-lived thread of its own: tearing a ring down can post task
+/// work to the thread that used it, which interrupts that thread's blocking system calls (EINTR).
 pub fn probe() -> Result<(), String> {
+    std::thread::scope(|s| {
+        s.spawn(probe_here)
+            .join()
+            .unwrap_or_else(|_| Err("io_uring probe thread panicked".into()))
+    })
+}
+
+fn probe_here() -> Result<(), String> {
     let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup: {e}"))?;
     let mut probe = Probe::new();
     ring.submitter()

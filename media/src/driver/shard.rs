@@ -126,6 +126,8 @@ pub struct ShardStats {
     pub recv_errors: u64,
     /// Send completions with an error.
     pub send_errors: u64,
+    /// Datagrams too large for a buffer (dropped).
+    pub truncated: u64,
     /// Live bridges.
     pub bridges: usize,
     /// CPU time of the shard thread so far (user + system), in nanoseconds.
@@ -323,6 +325,7 @@ impl Shard {
                 bufring_in_use: 0,
                 recv_errors: 0,
                 send_errors: 0,
+                truncated: 0,
                 bridges: 0,
                 cpu_ns: 0,
             },
@@ -357,6 +360,7 @@ impl Shard {
         s.multishot_rearms = c.multishot_rearms;
         s.recv_errors = c.recv_errors;
         s.send_errors = c.send_errors;
+        s.truncated = c.truncated;
         s.bufring_in_use = self.ring.buffers_in_use();
         s.bridges = self.bridges.iter().filter(|b| b.is_some()).count();
         s.cpu_ns = super::ring::thread_cpu_ns();

@@ -543,3 +543,20 @@ impl Shard {
         self.metrics.in_use.set(self.ring.buffers_in_use() as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_start_with_the_rtp_error_reasons() {
+        for (i, e) in RtpError::ALL.iter().enumerate() {
+            assert_eq!(DROP_REASONS[i], e.reason());
+            assert_eq!(drop_index(*e), i);
+        }
+        assert_eq!(DROP_REASONS[DROP_SOURCE], "source");
+        assert_eq!(DROP_REASONS[DROP_UNLATCHED], "unlatched");
+        assert_eq!(DROP_REASONS[DROP_RTCP], "rtcp");
+        assert_eq!(DROP_REASONS[DROP_UNKNOWN], "unknown");
+    }
+}

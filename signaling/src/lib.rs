@@ -10,4 +10,5 @@ pub mod auth;
 pub mod config;
 pub mod message;
 pub mod sdp;
+pub mod transaction;
 pub mod wav;

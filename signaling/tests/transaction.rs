@@ -881,3 +881,67 @@ fn pair_without_loss_sends_exactly_the_minimum() {
     assert_eq!(p.link.sent, 4);
     assert_eq!(p.out.uac_finals, [(Method::INVITE, 486)]);
 }
+
+#[test]
+fn transactions_retransmissions_and_timeouts_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::collections::HashMap;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let t0 = Instant::now();
+        let mut tx = Transactions::new(TimerConfig::default(), 1);
+        tx.send_request(t0, request("INVITE", "z9hG4bKm1", "UDP"), addr(UAS))
+            .unwrap();
+        tx.send_request(t0, request("OPTIONS", "z9hG4bKm2", "UDP"), addr(UAS))
+            .unwrap();
+        let inv = request("INVITE", "z9hG4bKm3", "UDP");
+        let Routed::NewRequest(i) = tx.handle(t0, addr(UAC), Message::Request(inv.clone())) else {
+            panic!()
+        };
+        tx.respond(t0, &i.key, &response(&inv, 486)).unwrap();
+        let _ = tx.handle(
+            t0,
+            addr(UAC),
+            Message::Request(request("BYE", "z9hG4bKm4", "UDP")),
+        );
+        run_to_quiet(&mut tx, t0);
+    });
+    let counters: HashMap<String, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) => {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                Some((format!("{}{{{}}}", key.name(), labels.join(",")), n))
+            }
+            _ => None,
+        })
+        .collect();
+    let want = [
+        ("dialplane_sip_transactions_total{kind=invite_client}", 1),
+        (
+            "dialplane_sip_transactions_total{kind=non_invite_client}",
+            1,
+        ),
+        ("dialplane_sip_transactions_total{kind=invite_server}", 1),
+        (
+            "dialplane_sip_transactions_total{kind=non_invite_server}",
+            1,
+        ),
+        ("dialplane_sip_retransmissions_total{timer=A}", 6),
+        ("dialplane_sip_retransmissions_total{timer=E}", 10),
+        ("dialplane_sip_retransmissions_total{timer=G}", 10),
+        ("dialplane_sip_transaction_timeouts_total{timer=B}", 1),
+        ("dialplane_sip_transaction_timeouts_total{timer=F}", 1),
+        ("dialplane_sip_transaction_timeouts_total{timer=H}", 1),
+    ];
+    for (k, n) in want {
+        assert_eq!(counters.get(k), Some(&n), "{k}: {counters:?}");
+    }
+}

@@ -13,10 +13,17 @@
 //!                           poll_timeout()     ──▶ next deadline for the glue's one timer
 //! ```
 //!
-//! The four timer-driven machines live in [`client`](self) (INVITE: Calling → Proceeding →
-//! Accepted / Completed → Terminated; non-INVITE: Trying → Proceeding → Completed → Terminated)
-//! and [`server`](self) (INVITE: Proceeding → Accepted / Completed → Confirmed → Terminated;
-//! non-INVITE: Trying → Proceeding → Completed → Terminated). Each keeps a [`TimerTable`].
+//! [`Transactions`] routes; four private state machines decide. Client INVITE: Calling →
+//! Proceeding → Accepted (2xx, Timer M) or Completed (3xx–6xx, ACK, Timer D) → Terminated.
+//! Client non-INVITE: Trying → Proceeding → Completed (Timer K) → Terminated. Server INVITE:
+//! Proceeding → Accepted (2xx, Timer L) or Completed (3xx–6xx, Timers G and H) → Confirmed
+//! (Timer I) → Terminated. Server non-INVITE: Trying → Proceeding → Completed (Timer J) →
+//! Terminated. Each state is an enum variant holding only its own data, and each transaction
+//! keeps its deadlines in a [`TimerTable`].
+//!
+//! Metrics: `dialplane_sip_transactions_total{kind}` (`invite_client`, `non_invite_client`,
+//! `invite_server`, `non_invite_server`), `dialplane_sip_retransmissions_total{timer}` (A, E, G)
+//! and `dialplane_sip_transaction_timeouts_total{timer}` (B, F, H).
 //!
 //! Simplifications, on purpose: only RFC 3261 branches (`z9hG4bK…`) are matched (no RFC 2543
 //! fallback); 100 Trying for an INVITE is sent immediately; responses from a server transaction

@@ -564,6 +564,11 @@ fn strays_and_malformed_are_reported_not_panicked() {
         tx.handle(t0, addr(UAS), Message::Response(resp.clone())),
         Routed::StrayResponse(resp)
     );
+    let old_resp = response(&request("OPTIONS", "rfc2543branch", "UDP"), 200);
+    assert_eq!(
+        tx.handle(t0, addr(UAS), Message::Response(old_resp)),
+        Routed::Dropped(DropReason::Key(KeyError::NotRfc3261Branch))
+    );
     let old = request("OPTIONS", "rfc2543branch", "UDP");
     assert_eq!(
         tx.handle(t0, addr(UAC), Message::Request(old)),
@@ -943,5 +948,51 @@ fn transactions_retransmissions_and_timeouts_are_counted() {
     ];
     for (k, n) in want {
         assert_eq!(counters.get(k), Some(&n), "{k}: {counters:?}");
+    }
+}
+
+#[test]
+fn time_going_backwards_is_ignored() {
+    let t0 = Instant::now();
+    let mut tx = Transactions::new(TimerConfig::default(), 1);
+    tx.send_request(
+        t0 + ms(1000),
+        request("OPTIONS", "z9hG4bKb", "UDP"),
+        addr(UAS),
+    )
+    .unwrap();
+    let _ = transmits(&mut tx, t0);
+    assert_eq!(tx.poll_timeout(), Some(t0 + ms(1500)));
+    // A `now` before the last one seen counts as the last one: nothing fires early.
+    tx.handle_timeout(t0);
+    assert_eq!(transmits(&mut tx, t0).len(), 0);
+    tx.handle_timeout(t0 + ms(1500));
+    assert_eq!(transmits(&mut tx, t0).len(), 1);
+    // A second call at the same instant is a no-op.
+    tx.handle_timeout(t0 + ms(1500));
+    assert_eq!(transmits(&mut tx, t0).len(), 0);
+    assert_eq!(tx.poll_timeout(), Some(t0 + ms(2500)));
+}
+
+#[test]
+fn transaction_modules_read_no_clock_and_no_rng() {
+    let sources = [
+        include_str!("../src/transaction/mod.rs"),
+        include_str!("../src/transaction/timer.rs"),
+        include_str!("../src/transaction/key.rs"),
+        include_str!("../src/transaction/client.rs"),
+        include_str!("../src/transaction/server.rs"),
+    ];
+    for src in sources {
+        for banned in [
+            "Instant::now",
+            "SystemTime",
+            "thread_rng",
+            "rand::",
+            "tokio",
+            "std::net::UdpSocket",
+        ] {
+            assert!(!src.contains(banned), "{banned} in a transaction module");
+        }
     }
 }

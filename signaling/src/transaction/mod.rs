@@ -131,7 +131,7 @@ pub enum Routed {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DropReason {
-    /// No usable transaction key.
+    /// No usable transaction key (no top Via, no RFC 3261 branch, or a response without CSeq).
     #[error("no transaction key: {0}")]
     Key(#[from] KeyError),
     /// A request whose CSeq method differs from its method.
@@ -335,8 +335,9 @@ impl Transactions {
         let now = self.now(now);
         match msg {
             Message::Response(resp) => {
-                let Ok(key) = TransactionKey::for_response(&resp) else {
-                    return Routed::StrayResponse(resp);
+                let key = match TransactionKey::for_response(&resp) {
+                    Ok(k) => k,
+                    Err(e) => return Routed::Dropped(e.into()),
                 };
                 let Some(tx) = self.clients.get_mut(&key) else {
                     return Routed::StrayResponse(resp);

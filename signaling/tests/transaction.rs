@@ -996,3 +996,18 @@ fn transaction_modules_read_no_clock_and_no_rng() {
         }
     }
 }
+
+#[test]
+fn absurd_timer_values_disarm_instead_of_overflowing() {
+    let t0 = Instant::now();
+    let cfg = TimerConfig {
+        t1: Duration::MAX,
+        ..TimerConfig::default()
+    };
+    let mut tx = Transactions::new(cfg, 1);
+    tx.send_request(t0, request("INVITE", "z9hG4bKbig", "UDP"), addr(UAS))
+        .unwrap();
+    assert_eq!(tx.poll_timeout(), None);
+    tx.handle_timeout(t0 + ms(1));
+    assert_eq!(transmits(&mut tx, t0).len(), 1, "only the first send");
+}

@@ -60,9 +60,9 @@ impl InviteClient {
         out.transmit(dest, bytes.clone());
         let mut timers = TimerTable::default();
         if !reliable {
-            timers.set(Timer::A, now + cfg.t1);
+            timers.set_after(Timer::A, now, cfg.t1);
         }
-        timers.set(Timer::B, now + cfg.t1x64());
+        timers.set_after(Timer::B, now, cfg.t1x64());
         InviteClient {
             key,
             dest,
@@ -99,7 +99,7 @@ impl InviteClient {
             }
             Calling { .. } | Proceeding if status.is_success() => {
                 self.timers.stop_all();
-                self.timers.set(Timer::M, now + self.cfg.t1x64());
+                self.timers.set_after(Timer::M, now, self.cfg.t1x64());
                 out.event(TxEvent::Response {
                     key: self.key.clone(),
                     response: resp,
@@ -117,7 +117,7 @@ impl InviteClient {
                 if self.reliable {
                     Terminated
                 } else {
-                    self.timers.set(Timer::D, now + self.cfg.timer_d);
+                    self.timers.set_after(Timer::D, now, self.cfg.timer_d);
                     Completed { ack }
                 }
             }
@@ -147,7 +147,7 @@ impl InviteClient {
                 out.transmit(self.dest, self.bytes.clone());
                 // Timer A doubles without a cap (§17.1.1.2); Timer B ends it.
                 let next = a_interval.saturating_mul(2);
-                self.timers.set(Timer::A, now + next);
+                self.timers.set_after(Timer::A, now, next);
                 Calling { a_interval: next }
             }
             (Calling { .. }, Timer::B) => {
@@ -255,9 +255,9 @@ impl NonInviteClient {
         out.transmit(dest, bytes.clone());
         let mut timers = TimerTable::default();
         if !reliable {
-            timers.set(Timer::E, now + cfg.t1);
+            timers.set_after(Timer::E, now, cfg.t1);
         }
-        timers.set(Timer::F, now + cfg.t1x64());
+        timers.set_after(Timer::F, now, cfg.t1x64());
         NonInviteClient {
             key,
             dest,
@@ -302,7 +302,7 @@ impl NonInviteClient {
                 if self.reliable {
                     Terminated
                 } else {
-                    self.timers.set(Timer::K, now + self.cfg.t4);
+                    self.timers.set_after(Timer::K, now, self.cfg.t4);
                     Completed
                 }
             }
@@ -317,12 +317,12 @@ impl NonInviteClient {
             (Trying { e_interval }, Timer::E) => {
                 self.retransmit(out);
                 let next = e_interval.saturating_mul(2).min(self.cfg.t2);
-                self.timers.set(Timer::E, now + next);
+                self.timers.set_after(Timer::E, now, next);
                 Trying { e_interval: next }
             }
             (Proceeding, Timer::E) => {
                 self.retransmit(out);
-                self.timers.set(Timer::E, now + self.cfg.t2);
+                self.timers.set_after(Timer::E, now, self.cfg.t2);
                 Proceeding
             }
             (Trying { .. } | Proceeding, Timer::F) => {

@@ -94,7 +94,7 @@ impl InviteServer {
                 if self.reliable {
                     Terminated
                 } else {
-                    self.timers.set(Timer::I, now + self.cfg.t4);
+                    self.timers.set_after(Timer::I, now, self.cfg.t4);
                     Confirmed
                 }
             }
@@ -128,16 +128,16 @@ impl InviteServer {
             }
             Proceeding { .. } if status.is_success() => {
                 out.transmit(self.source, resp.to_bytes());
-                self.timers.set(Timer::L, now + self.cfg.t1x64());
+                self.timers.set_after(Timer::L, now, self.cfg.t1x64());
                 (Accepted, Ok(()))
             }
             Proceeding { .. } => {
                 let bytes = resp.to_bytes();
                 out.transmit(self.source, bytes.clone());
                 if !self.reliable {
-                    self.timers.set(Timer::G, now + self.cfg.t1);
+                    self.timers.set_after(Timer::G, now, self.cfg.t1);
                 }
-                self.timers.set(Timer::H, now + self.cfg.t1x64());
+                self.timers.set_after(Timer::H, now, self.cfg.t1x64());
                 (
                     Completed {
                         last: bytes,
@@ -165,7 +165,7 @@ impl InviteServer {
                     .increment(1);
                 out.transmit(self.source, last.clone());
                 let next = g_interval.saturating_mul(2).min(self.cfg.t2);
-                self.timers.set(Timer::G, now + next);
+                self.timers.set_after(Timer::G, now, next);
                 Completed {
                     last,
                     g_interval: next,
@@ -276,7 +276,7 @@ impl NonInviteServer {
                 } else if self.reliable {
                     Terminated
                 } else {
-                    self.timers.set(Timer::J, now + self.cfg.t1x64());
+                    self.timers.set_after(Timer::J, now, self.cfg.t1x64());
                     Completed { last }
                 };
                 Ok(())

@@ -114,6 +114,12 @@ impl TimerTable {
         self.data[timer.index()] = Some(at);
     }
 
+    /// Arms `timer` to fire `after` from `now`; a deadline past what [`Instant`] can represent
+    /// means never, so the timer is disarmed instead of overflowing.
+    pub fn set_after(&mut self, timer: Timer, now: Instant, after: Duration) {
+        self.data[timer.index()] = now.checked_add(after);
+    }
+
     /// Disarms `timer`.
     pub fn stop(&mut self, timer: Timer) {
         self.data[timer.index()] = None;

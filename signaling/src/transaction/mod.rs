@@ -275,6 +275,38 @@ impl ServerTx {
 ///
 /// Transactions are kept in ordered maps keyed by [`TransactionKey`], so iteration (and output
 /// order) is deterministic.
+///
+/// # Run loop (glue side)
+///
+/// ```no_run
+/// # use std::net::SocketAddr;
+/// # use std::time::Instant;
+/// # use dialplane_signaling::message::Message;
+/// # use dialplane_signaling::transaction::{Routed, TimerConfig, Transactions};
+/// # fn glue_clock() -> Instant { unimplemented!() }
+/// # fn recv() -> Option<(SocketAddr, Vec<u8>)> { None }
+/// # fn send(_: SocketAddr, _: &[u8]) {}
+/// let mut tx = Transactions::new(TimerConfig::default(), 42);
+/// loop {
+///     let now = glue_clock(); // the glue owns time; this module never reads it
+///     if let Some((from, bytes)) = recv()
+///         && let Ok(msg) = Message::parse(&bytes)
+///     {
+///         if let Routed::NewRequest(incoming) = tx.handle(now, from, msg) {
+///             // hand `incoming` to the TU, which later calls `tx.respond(..)`
+///             let _ = incoming;
+///         }
+///     }
+///     tx.handle_timeout(now);
+///     while let Some(t) = tx.poll_transmit(now) {
+///         send(t.dest, &t.bytes);
+///     }
+///     while let Some(event) = tx.poll_event() {
+///         let _ = event; // to the TU
+///     }
+///     let _sleep_until = tx.poll_timeout();
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Transactions {
     cfg: TimerConfig,

@@ -1011,3 +1011,60 @@ fn absurd_timer_values_disarm_instead_of_overflowing() {
     tx.handle_timeout(t0 + ms(1));
     assert_eq!(transmits(&mut tx, t0).len(), 1, "only the first send");
 }
+
+/// Delivers everything `from` has queued to `to`; returns what `to` made of it.
+fn deliver(from: &mut Transactions, to: &mut Transactions, src: &str, now: Instant) -> Vec<Routed> {
+    transmits(from, now)
+        .into_iter()
+        .map(|b| to.handle(now, addr(src), parse(&b)))
+        .collect()
+}
+
+#[test]
+fn invite_cancelled_end_to_end() {
+    let t0 = Instant::now();
+    let mut uac = Transactions::new(TimerConfig::default(), 1);
+    let mut uas = Transactions::new(TimerConfig::default(), 2);
+    let inv = request("INVITE", "z9hG4bKx1", "UDP");
+    let ik = uac.send_request(t0, inv.clone(), addr(UAS)).unwrap();
+    let [Routed::NewRequest(si)] = &deliver(&mut uac, &mut uas, UAC, t0)[..] else {
+        panic!()
+    };
+    // 100 Trying back: the UAC stops Timer A.
+    deliver(&mut uas, &mut uac, UAS, t0);
+    assert_eq!(uac.state(&ik), Some("Proceeding"));
+    assert!(
+        matches!(&events(&mut uac)[..], [TxEvent::Response { response, .. }] if response.status == StatusCode::TRYING)
+    );
+
+    let t = t0 + ms(1000);
+    let ck = uac
+        .send_request(t, request("CANCEL", "z9hG4bKx1", "UDP"), addr(UAS))
+        .unwrap();
+    assert_eq!(ck.cancel_target(), Some(ik.clone()));
+    let [Routed::NewRequest(sc)] = &deliver(&mut uac, &mut uas, UAC, t)[..] else {
+        panic!()
+    };
+    assert_eq!(sc.cancel_target, Some(si.key.clone()));
+    uas.respond(t, &sc.key, &response(&sc.request, 200))
+        .unwrap();
+    uas.respond(t, &si.key, &response(&si.request, 487))
+        .unwrap();
+    deliver(&mut uas, &mut uac, UAS, t);
+    let finals: Vec<(TransactionKey, u16)> = events(&mut uac)
+        .into_iter()
+        .filter_map(|e| match e {
+            TxEvent::Response { key, response } => Some((key, response.status.as_u16())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals, [(ck.clone(), 200), (ik.clone(), 487)]);
+    // The UAC's ACK for the 487 reaches the INVITE server transaction.
+    assert_eq!(
+        deliver(&mut uac, &mut uas, UAC, t),
+        [Routed::ToTransaction(si.key.clone())]
+    );
+    assert_eq!(uas.state(&si.key), Some("Confirmed"));
+    assert_eq!(uac.state(&ik), Some("Completed"));
+    assert_eq!(uac.state(&ck), Some("Completed"));
+}

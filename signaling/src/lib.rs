@@ -2,12 +2,14 @@
 //!
 //! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
-//! offer/answer) and [`auth`] (digest authentication with stateless nonces). Transactions,
-//! dialogs, the B2BUA and the dial verb arrive with their issues.
+//! offer/answer), [`auth`] (digest authentication with stateless nonces) and [`transaction`]
+//! (RFC 3261 §17 transactions with an injected clock). Dialogs, the B2BUA and the dial verb
+//! arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod config;
 pub mod message;
 pub mod sdp;
+pub mod transaction;
 pub mod wav;

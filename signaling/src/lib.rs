@@ -2,12 +2,15 @@
 //!
 //! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
-//! offer/answer) and [`auth`] (digest authentication with stateless nonces). Transactions,
+//! offer/answer), [`auth`] (digest authentication with stateless nonces), [`registrar`]
+//! (REGISTER and the bindings store) and [`options`] (answers to OPTIONS). Transactions,
 //! dialogs, the B2BUA and the dial verb arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod config;
 pub mod message;
+pub mod options;
+pub mod registrar;
 pub mod sdp;
 pub mod wav;

@@ -649,3 +649,65 @@ fn options_answer() {
     let text = String::from_utf8(res.to_bytes()).unwrap();
     assert!(text.contains("Content-Length: 0\r\n"), "{text}");
 }
+
+#[test]
+fn outcomes_and_bindings_are_metered() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::collections::HashMap;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let mut r = registrar();
+        // challenged, then ok
+        register(
+            &mut r,
+            at(0),
+            "alice",
+            "c1",
+            1,
+            "Contact: <sip:a@h1>, <sip:a@h2>\r\n",
+        );
+        // challenged, then rejected (423)
+        register(
+            &mut r,
+            at(0),
+            "alice",
+            "c2",
+            1,
+            "Contact: <sip:a@h3>;expires=5\r\n",
+        );
+    });
+    let values: HashMap<String, f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let v = match value {
+                DebugValue::Counter(n) => n as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(_) => f64::NAN,
+            };
+            (format!("{}{{{}}}", key.name(), labels.join(",")), v)
+        })
+        .collect();
+    let get = |k: &str| values.get(k).copied();
+    assert_eq!(
+        get("dialplane_sip_registrations_total{result=challenged}"),
+        Some(2.0),
+        "{values:?}"
+    );
+    assert_eq!(
+        get("dialplane_sip_registrations_total{result=ok}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("dialplane_sip_registrations_total{result=rejected}"),
+        Some(1.0)
+    );
+    assert_eq!(get("dialplane_registrar_bindings{}"), Some(2.0));
+}

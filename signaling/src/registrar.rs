@@ -134,6 +134,9 @@ impl Binding {
 }
 
 /// Where bindings are kept: in memory now, Redis later (so a trait)
+///
+/// Synchronous for now; a Redis store will need the glue to fetch an AOR's bindings before
+/// [`Registrar::handle`] and write the changes after (or an async variant of this trait).
 pub trait RegistrationStore {
     /// Every binding of `aor` (expired ones too, until [`Self::expire`] drops them).
     fn bindings(&self, aor: &str) -> Vec<Binding>;
@@ -573,7 +576,10 @@ impl<S: RegistrationStore> Registrar<S> {
                     self.store.upsert(Binding {
                         aor: aor.clone(),
                         contact: w.contact,
-                        expires_at: now + Duration::from_secs(u64::from(expires)),
+                        // A clock at the end of time must not panic: the binding then lapses.
+                        expires_at: now
+                            .checked_add(Duration::from_secs(u64::from(expires)))
+                            .unwrap_or(now),
                         updated_at: now,
                         q: w.q,
                         call_id: call_id.clone(),

@@ -711,3 +711,37 @@ fn outcomes_and_bindings_are_metered() {
     );
     assert_eq!(get("dialplane_registrar_bindings{}"), Some(2.0));
 }
+
+#[test]
+fn refresh_with_same_call_id_updates_the_binding() {
+    let mut r = registrar();
+    register(
+        &mut r,
+        at(0),
+        "alice",
+        "c1",
+        1,
+        "Contact: <sip:a@h>;expires=600\r\n",
+    );
+    // The phone refreshes over TCP from another port (NAT rebinding), same Call-ID, CSeq up.
+    let text = register_text("alice", "c1", 3, "Contact: <sip:a@h>;expires=600\r\n");
+    let first = r.handle(at(500), &parse(&text), src(), Transport::Tcp);
+    let auth = authorization(&first, "alice", "wonderland");
+    let text = register_text(
+        "alice",
+        "c1",
+        4,
+        &format!("Contact: <sip:a@h>;expires=600\r\nAuthorization: {auth}\r\n"),
+    );
+    let moved: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let res = r.handle(at(500), &parse(&text), moved, Transport::Tcp);
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(contacts(&res), [("sip:a@h".to_owned(), 600)]);
+    let b = r.lookup(at(1000), "alice");
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0].source, b[0].transport, b[0].cseq),
+        (moved, Transport::Tcp, 4)
+    );
+    assert_eq!(b[0].updated_at, at(500));
+}

@@ -51,6 +51,77 @@ pub struct Config {
     pub log: LogConfig,
     /// `[amd]`: answering-machine detection timers (jambonz's names and defaults).
     pub amd: AmdTimers,
+    /// `[registrar]`: the SIP registrar's domain, users and expiry bounds.
+    pub registrar: RegistrarConfig,
+}
+
+/// `[registrar]`: who may REGISTER, in which domain, for how long
+///
+/// An empty `domain` (the default) means no registrar domain: every REGISTER is answered 404.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// The domain (and digest realm) whose addresses of record we keep, e.g. `sip.example.com`.
+    pub domain: String,
+    /// The users allowed to register, `[{ name, password }]`.
+    pub users: Vec<RegistrarUser>,
+    /// Shorter requested expiries are refused with 423 Interval Too Brief (seconds).
+    pub min_expires: u32,
+    /// Longer requested expiries are shortened to this (seconds).
+    pub max_expires: u32,
+    /// The expiry when the request names none (seconds).
+    pub default_expires: u32,
+    /// Secret for the stateless digest nonces; every instance of a cluster needs the same one.
+    /// When absent the binary generates a random one at startup (one instance only).
+    pub nonce_secret: Option<String>,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            domain: String::new(),
+            users: Vec::new(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            nonce_secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistrarConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrarConfig")
+            .field("domain", &self.domain)
+            .field("users", &self.users)
+            .field("min_expires", &self.min_expires)
+            .field("max_expires", &self.max_expires)
+            .field("default_expires", &self.default_expires)
+            .field(
+                "nonce_secret",
+                &self.nonce_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// One entry of `registrar.users`
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarUser {
+    /// The user part of the address of record and the digest username.
+    pub name: String,
+    /// The digest password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistrarUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrarUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[log]`
@@ -156,6 +227,68 @@ impl Config {
                 "must not exceed amd.decision_timeout_ms",
             ));
         }
+        self.validate_registrar(&invalid)
+    }
+
+    fn validate_registrar(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let r = &self.registrar;
+        if r.domain.trim() != r.domain || r.domain.contains(|c: char| c.is_whitespace()) {
+            return Err(invalid("registrar.domain", "must not contain whitespace"));
+        }
+        if r.domain.is_empty() && !r.users.is_empty() {
+            return Err(invalid(
+                "registrar.domain",
+                "must be set when registrar.users is not empty",
+            ));
+        }
+        if r.min_expires == 0 {
+            return Err(invalid("registrar.min_expires", "must be greater than 0"));
+        }
+        if r.max_expires < r.min_expires {
+            return Err(invalid(
+                "registrar.max_expires",
+                "must not be less than registrar.min_expires",
+            ));
+        }
+        if !(r.min_expires..=r.max_expires).contains(&r.default_expires) {
+            return Err(invalid(
+                "registrar.default_expires",
+                "must lie between registrar.min_expires and registrar.max_expires",
+            ));
+        }
+        if r.nonce_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(invalid(
+                "registrar.nonce_secret",
+                "must be at least 16 bytes long",
+            ));
+        }
+        for (i, u) in r.users.iter().enumerate() {
+            let bad_name = |c: char| c.is_whitespace() || c.is_control() || c == '@' || c == ':';
+            if u.name.is_empty() || u.name.contains(bad_name) {
+                return Err(invalid(
+                    "registrar.users.name",
+                    &format!(
+                        "user {}: must be non-empty, without whitespace, '@' or ':'",
+                        i + 1
+                    ),
+                ));
+            }
+            if u.password.is_empty() {
+                return Err(invalid(
+                    "registrar.users.password",
+                    &format!("user {:?}: must not be empty", u.name),
+                ));
+            }
+            if r.users[..i].iter().any(|v| v.name == u.name) {
+                return Err(invalid(
+                    "registrar.users.name",
+                    &format!("user {:?} is listed twice", u.name),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -202,6 +335,74 @@ mod tests {
         assert!(e.to_string().contains("amd.decision_timeout_ms"), "{e}");
         let e = Config::from_toml("[amd]\nno_speech_timeout_ms = 20000\n", "x").unwrap_err();
         assert!(e.to_string().contains("amd.no_speech_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn registrar_section() {
+        let c = Config::default();
+        assert_eq!(c.registrar.domain, "");
+        assert!(c.registrar.users.is_empty());
+        assert_eq!(
+            (
+                c.registrar.min_expires,
+                c.registrar.max_expires,
+                c.registrar.default_expires
+            ),
+            (60, 3600, 3600)
+        );
+        assert_eq!(c.registrar.nonce_secret, None);
+        let c = Config::from_toml(
+            "[registrar]\ndomain = \"sip.example.com\"\nmin_expires = 30\n\
+             users = [{ name = \"alice\", password = \"pw\" }]\n\
+             nonce_secret = \"0123456789abcdef0123\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.registrar.users[0].name, "alice");
+        assert_eq!(c.registrar.min_expires, 30);
+        assert!(
+            !format!("{c:?}").contains("pw\""),
+            "passwords stay out of Debug"
+        );
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+        for (text, key) in [
+            (
+                "[registrar]\nusers = [{ name = \"a\", password = \"p\" }]\n",
+                "registrar.domain",
+            ),
+            ("[registrar]\nmin_expires = 0\n", "registrar.min_expires"),
+            ("[registrar]\nmax_expires = 10\n", "registrar.max_expires"),
+            (
+                "[registrar]\ndefault_expires = 30\n",
+                "registrar.default_expires",
+            ),
+            (
+                "[registrar]\nnonce_secret = \"short\"\n",
+                "registrar.nonce_secret",
+            ),
+            (
+                "[registrar]\ndomain = \"d\"\nusers = [{ name = \"a b\", password = \"p\" }]\n",
+                "registrar.users.name",
+            ),
+            (
+                "[registrar]\ndomain = \"d\"\nusers = [{ name = \"a\", password = \"\" }]\n",
+                "registrar.users.password",
+            ),
+            (
+                "[registrar]\ndomain = \"d\"\nusers = [{ name = \"a\", password = \"p\" }, \
+                 { name = \"a\", password = \"q\" }]\n",
+                "registrar.users.name",
+            ),
+            (
+                "[registrar]\nusers = [{ name = \"a\", pasword = \"p\" }]\n",
+                "pasword",
+            ),
+            ("[registrar]\nusers = [{ name = \"a\" }]\n", "password"),
+            ("[registrar]\ndomian = \"d\"\n", "domian"),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

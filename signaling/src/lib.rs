@@ -2,14 +2,17 @@
 //!
 //! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
-//! offer/answer), [`auth`] (digest authentication with stateless nonces) and [`transaction`]
-//! (RFC 3261 §17 transactions with an injected clock). Dialogs, the B2BUA and the dial verb
+//! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
+//! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
+//! store) and [`options`] (answers to OPTIONS). Dialogs, transports, the B2BUA and the dial verb
 //! arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod config;
 pub mod message;
+pub mod options;
+pub mod registrar;
 pub mod sdp;
 pub mod transaction;
 pub mod wav;

@@ -7,7 +7,7 @@ APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 
-.PHONY: run test deps check-long bench
+.PHONY: run test deps check-long bench bench-instructions
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -38,6 +38,15 @@ test: deps
 # Criterion benches: our DTMF receiver and whole per-leg pipeline beside spandsp's dtmf_rx.
 bench: deps
 	$(CARGO) bench -p dialplane-benches
+
+# The same stages counted in instructions (callgrind): exact and repeatable on a noisy machine.
+# Per-frame cost of a stage = (its count - the `none` count) / frames.
+bench-instructions: deps
+	$(CARGO) build --release -p dialplane-benches --bin dsp_instructions
+	@for stage in none spandsp dtmf pipeline; do \
+	  valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	    ./target/release/dsp_instructions $$stage 20000 2>&1 | grep -E "frames|Collected"; \
+	done
 
 # Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed, and
 # 20 000 random Q.24 trials.

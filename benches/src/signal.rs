@@ -4,47 +4,21 @@
 
 use std::f32::consts::PI;
 
+use dsp::dtmf::ToneSpec;
 use dsp::spectrum::{RATE, dbm0_amplitude};
 
 /// Samples per 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
 
-/// The (low, high) tone pair of a DTMF digit, or `None` for anything else
-pub fn dtmf_freqs(digit: char) -> Option<(f32, f32)> {
-    const LOW: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
-    const HIGH: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    const KEYS: [[char; 4]; 4] = [
-        ['1', '2', '3', 'A'],
-        ['4', '5', '6', 'B'],
-        ['7', '8', '9', 'C'],
-        ['*', '0', '#', 'D'],
-    ];
-    let d = digit.to_ascii_uppercase();
-    KEYS.iter().enumerate().find_map(|(row, keys)| {
-        keys.iter()
-            .position(|&k| k == d)
-            .map(|col| (LOW[row], HIGH[col]))
-    })
-}
-
-/// `digits` as DTMF, each tone at `level_dbm0`, `on_ms` of tone then `off_ms` of silence
-///
-/// Characters that are not DTMF digits give silence of the same length.
+/// `digits` as DTMF from dsp's generator, each tone at `level_dbm0`, `on_ms` of tone then
+/// `off_ms` of silence
 pub fn dtmf_sequence(digits: &str, level_dbm0: f32, on_ms: u32, off_ms: u32) -> Vec<f32> {
-    let amp = dbm0_amplitude(level_dbm0);
-    let on = (RATE * on_ms / 1000) as usize;
     let off = (RATE * off_ms / 1000) as usize;
-    let mut out = Vec::with_capacity(digits.len() * (on + off));
-    for d in digits.chars() {
-        let (lo, hi) = dtmf_freqs(d).unwrap_or((0.0, 0.0));
-        let a = if lo > 0.0 { amp } else { 0.0 };
-        out.extend((0..on).map(|i| {
-            let t = i as f32 / RATE as f32;
-            a * ((2.0 * PI * lo * t).sin() + (2.0 * PI * hi * t).sin())
-        }));
-        out.extend(std::iter::repeat_n(0.0, off));
-    }
-    out
+    let parts: Vec<(ToneSpec, usize)> = digits
+        .chars()
+        .map(|d| (ToneSpec::new(d, on_ms).levels(level_dbm0, level_dbm0), off))
+        .collect();
+    dsp::dtmf::sequence(&parts)
 }
 
 /// Small xorshift generator: deterministic noise without a dependency
@@ -140,7 +114,5 @@ mod tests {
         assert_eq!(x.len() % FRAME, 0);
         assert!(x.len() > 5 * RATE as usize);
         assert!(x.iter().all(|v| v.abs() < 1.0));
-        assert_eq!(dtmf_freqs('x'), None);
-        assert_eq!(dtmf_freqs('d'), Some((941.0, 1633.0)));
     }
 }

@@ -373,10 +373,7 @@ pub struct LegStats {
 impl LegStats {
     /// Drops with `reason` (0 for an unknown label).
     pub fn dropped(&self, reason: &str) -> u64 {
-        DROP_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.drops[i])
+        crate::rtp::count_for(&DROP_REASONS, &self.drops, reason)
     }
 
     /// All drops.

@@ -110,6 +110,14 @@ pub(crate) const fn drop_reasons<const N: usize>(rest: &[&'static str]) -> [&'st
     out
 }
 
+/// The count in `counts` under the label `reason` of `reasons` (same order), 0 for an unknown label.
+pub(crate) fn count_for(reasons: &[&str], counts: &[u64], reason: &str) -> u64 {
+    reasons
+        .iter()
+        .position(|r| *r == reason)
+        .map_or(0, |i| counts[i])
+}
+
 impl fmt::Display for RtpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {

@@ -126,10 +126,7 @@ pub struct ShardStats {
 impl ShardStats {
     /// Drops counted under `reason` (a [`DROP_REASONS`] label).
     pub fn dropped(&self, reason: &str) -> u64 {
-        DROP_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.dropped[i])
+        crate::rtp::count_for(&DROP_REASONS, &self.dropped, reason)
     }
 }
 

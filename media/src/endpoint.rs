@@ -325,13 +325,7 @@ pub enum EndpointEvent {
 }
 
 /// Every drop reason an endpoint reports, for pre-registering metrics labels.
-pub const DROP_REASONS: [&str; 16] = [
-    "short",
-    "version",
-    "csrc",
-    "extension",
-    "padding_zero",
-    "padding",
+pub const DROP_REASONS: [&str; 16] = crate::rtp::drop_reasons(&[
     "source",
     "direction",
     "payload_type",
@@ -342,7 +336,7 @@ pub const DROP_REASONS: [&str; 16] = [
     "event_short",
     "rtcp_invalid",
     "blocked",
-];
+]);
 
 fn reason_index(reason: &'static str) -> usize {
     let i = DROP_REASONS.iter().position(|r| *r == reason);
@@ -379,10 +373,7 @@ pub struct LegStats {
 impl LegStats {
     /// Drops with `reason` (0 for an unknown label).
     pub fn dropped(&self, reason: &str) -> u64 {
-        DROP_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.drops[i])
+        crate::rtp::count_for(&DROP_REASONS, &self.drops, reason)
     }
 
     /// All drops.

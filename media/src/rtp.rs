@@ -80,7 +80,7 @@ impl RtpError {
     ];
 
     /// Short, stable label for `dialplane_media_rtp_dropped_total{reason=...}`.
-    pub fn reason(self) -> &'static str {
+    pub const fn reason(self) -> &'static str {
         match self {
             RtpError::Short => "short",
             RtpError::Version => "version",
@@ -90,6 +90,32 @@ impl RtpError {
             RtpError::Padding => "padding",
         }
     }
+}
+
+/// A drop-reason label list: the [`RtpError::ALL`] reasons in order, then `rest`. Shared by the
+/// relay (`driver`) and the endpoint lists; a build-time panic if `N` is not `6 + rest.len()`.
+pub(crate) const fn drop_reasons<const N: usize>(rest: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < RtpError::ALL.len() {
+        out[i] = RtpError::ALL[i].reason();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < rest.len() {
+        out[i + j] = rest[j];
+        j += 1;
+    }
+    assert!(i + j == N, "drop reason list length mismatch");
+    out
+}
+
+/// The count in `counts` under the label `reason` of `reasons` (same order), 0 for an unknown label.
+pub(crate) fn count_for(reasons: &[&str], counts: &[u64], reason: &str) -> u64 {
+    reasons
+        .iter()
+        .position(|r| *r == reason)
+        .map_or(0, |i| counts[i])
 }
 
 impl fmt::Display for RtpError {

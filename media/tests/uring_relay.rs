@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dialplane_media::driver::{
-    RecvMode, RingConfig, Shard, ShardConfig, ShardHandle, ShardStats, probe, spawn,
+    BridgeInfo, RecvMode, RingConfig, Shard, ShardConfig, ShardHandle, ShardStats, probe, spawn,
 };
 
 // Counting allocator: counts only on threads that set COUNTING (the shard thread, after warm-up).
@@ -119,6 +119,18 @@ fn wait_stats(h: &ShardHandle, what: &str, pred: impl Fn(&ShardStats) -> bool) -
         );
         std::thread::yield_now();
     }
+}
+
+/// Adds a bridge on `h` and latches two fresh phones to it: B first (dropped "unlatched"), then A
+/// (relayed to B, received there).
+fn latched_bridge(h: &ShardHandle) -> (BridgeInfo, UdpSocket, UdpSocket) {
+    let bridge = h.add_bridge(0, 0).unwrap();
+    let (a, b) = (phone(), phone());
+    b.send_to(&rtp(1, 1, 2, b"latch"), bridge.b).unwrap();
+    wait_stats(h, "unlatched drop", |s| s.dropped("unlatched") == 1);
+    a.send_to(&rtp(1, 1, 1, b"latch"), bridge.a).unwrap();
+    recv(&b);
+    (bridge, a, b)
 }
 
 fn relay_between_two_phones(force_plain: bool) {
@@ -272,12 +284,7 @@ fn bursts_recycle_buffers() {
         ..ShardConfig::default()
     };
     let (h, thread) = spawn(config).unwrap();
-    let bridge = h.add_bridge(0, 0).unwrap();
-    let (a, b) = (phone(), phone());
-    b.send_to(&rtp(1, 1, 2, b"latch"), bridge.b).unwrap();
-    wait_stats(&h, "unlatched drop", |s| s.dropped("unlatched") == 1);
-    a.send_to(&rtp(1, 1, 1, b"latch"), bridge.a).unwrap();
-    recv(&b);
+    let (bridge, a, b) = latched_bridge(&h);
     let mut got = 0u32;
     for round in 0..20u16 {
         for i in 0..50u16 {
@@ -476,12 +483,7 @@ fn random_datagrams_never_break_the_shard() {
         return;
     }
     let (h, thread) = spawn(ShardConfig::default()).unwrap();
-    let bridge = h.add_bridge(0, 0).unwrap();
-    let (a, b) = (phone(), phone());
-    b.send_to(&rtp(1, 1, 2, b"latch"), bridge.b).unwrap();
-    wait_stats(&h, "unlatched drop", |s| s.dropped("unlatched") == 1);
-    a.send_to(&rtp(1, 1, 1, b"latch"), bridge.a).unwrap();
-    recv(&b);
+    let (bridge, a, b) = latched_bridge(&h);
     let mut rng = StdRng::seed_from_u64(0x5eed_0003);
     let n = 2000u64;
     for i in 0..n {

@@ -17,23 +17,12 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Gauge};
 
 use super::ring::{Event, Packet, Ring, RingConfig, RingInfo, Waker};
-use crate::rtp::{Continuity, DROPPED_METRIC, RtpError, RtpPacketMut, is_rtcp};
+use crate::rtp::{Continuity, DROPPED_METRIC, RtpError, RtpPacketMut, drop_reasons, is_rtcp};
 
 /// Labels of `dialplane_media_rtp_dropped_total{reason}` the shard uses, in [`ShardStats::dropped`]
 /// order: the [`RtpError`] reasons, then "source" (not the latched peer), "unlatched" (the other
 /// leg has no peer yet), "rtcp" (RTCP is not relayed yet), "unknown" (socket without a bridge).
-pub const DROP_REASONS: [&str; 10] = [
-    "short",
-    "version",
-    "csrc",
-    "extension",
-    "padding_zero",
-    "padding",
-    "source",
-    "unlatched",
-    "rtcp",
-    "unknown",
-];
+pub const DROP_REASONS: [&str; 10] = drop_reasons(&["source", "unlatched", "rtcp", "unknown"]);
 const DROP_SOURCE: usize = 6;
 const DROP_UNLATCHED: usize = 7;
 const DROP_RTCP: usize = 8;
@@ -137,10 +126,7 @@ pub struct ShardStats {
 impl ShardStats {
     /// Drops counted under `reason` (a [`DROP_REASONS`] label).
     pub fn dropped(&self, reason: &str) -> u64 {
-        DROP_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.dropped[i])
+        crate::rtp::count_for(&DROP_REASONS, &self.dropped, reason)
     }
 }
 

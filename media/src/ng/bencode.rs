@@ -360,14 +360,17 @@ pub struct DecodeError {
     pub kind: ErrorKind,
 }
 
+impl DecodeError {
+    fn at(pos: usize, kind: ErrorKind) -> Self {
+        DecodeError { pos, kind }
+    }
+}
+
 /// Decodes exactly one value filling all of `input`.
 pub fn decode(input: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
     let (value, used) = decode_prefix(input, limits)?;
     if used != input.len() {
-        return Err(DecodeError {
-            pos: used,
-            kind: ErrorKind::TrailingData,
-        });
+        return Err(DecodeError::at(used, ErrorKind::TrailingData));
     }
     Ok(value)
 }
@@ -375,10 +378,10 @@ pub fn decode(input: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
 /// Decodes one value from the start of `input`; returns it and the number of bytes it took.
 pub fn decode_prefix(input: &[u8], limits: &Limits) -> Result<(Value, usize), DecodeError> {
     if input.len() > limits.max_input {
-        return Err(DecodeError {
-            pos: limits.max_input,
-            kind: ErrorKind::InputTooLarge(limits.max_input),
-        });
+        return Err(DecodeError::at(
+            limits.max_input,
+            ErrorKind::InputTooLarge(limits.max_input),
+        ));
     }
     let mut p = Parser {
         input,
@@ -405,6 +408,14 @@ impl Parser<'_> {
             pos: self.pos,
             kind,
         }
+    }
+
+    /// A second digit after a leading `0` (the number started at `start`).
+    fn no_leading_zero(&self, start: usize) -> Result<(), DecodeError> {
+        if self.pos > start && self.input[start] == b'0' {
+            return Err(DecodeError::at(start, ErrorKind::LeadingZero));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Result<u8, DecodeError> {
@@ -483,12 +494,7 @@ impl Parser<'_> {
             let b = self.peek()?;
             match b {
                 b'0'..=b'9' => {
-                    if self.pos > start && self.input[start] == b'0' {
-                        return Err(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::LeadingZero,
-                        });
-                    }
+                    self.no_leading_zero(start)?;
                     let d = i64::from(b - b'0');
                     // Accumulate negatively so i64::MIN fits.
                     n = n
@@ -500,18 +506,12 @@ impl Parser<'_> {
                                 n.checked_add(d)
                             }
                         })
-                        .ok_or(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::IntegerOverflow,
-                        })?;
+                        .ok_or(DecodeError::at(start, ErrorKind::IntegerOverflow))?;
                     self.pos += 1;
                 }
                 b'e' if self.pos > start => {
                     if negative && n == 0 {
-                        return Err(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::NegativeZero,
-                        });
+                        return Err(DecodeError::at(start, ErrorKind::NegativeZero));
                     }
                     self.pos += 1;
                     return Ok(n);
@@ -529,29 +529,18 @@ impl Parser<'_> {
             let b = self.peek()?;
             match b {
                 b'0'..=b'9' => {
-                    if self.pos > start && self.input[start] == b'0' {
-                        return Err(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::LeadingZero,
-                        });
-                    }
+                    self.no_leading_zero(start)?;
                     len = len
                         .checked_mul(10)
                         .and_then(|l| l.checked_add(usize::from(b - b'0')))
-                        .ok_or(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::LengthTooLarge,
-                        })?;
+                        .ok_or(DecodeError::at(start, ErrorKind::LengthTooLarge))?;
                     self.pos += 1;
                 }
                 b':' => {
                     self.pos += 1;
                     let rest = self.input.len() - self.pos;
                     if len > rest {
-                        return Err(DecodeError {
-                            pos: start,
-                            kind: ErrorKind::LengthTooLarge,
-                        });
+                        return Err(DecodeError::at(start, ErrorKind::LengthTooLarge));
                     }
                     let s = self.input[self.pos..self.pos + len].to_vec();
                     self.pos += len;

@@ -341,6 +341,19 @@ impl fmt::Display for AuthHeader {
     }
 }
 
+/// The parameters whose names (case-insensitively) are not in `known`, in order.
+fn unknown_params(params: Vec<AuthParam>, known: &[&str]) -> Vec<AuthParam> {
+    params
+        .into_iter()
+        .filter(|p| !known.iter().any(|k| p.name.eq_ignore_ascii_case(k)))
+        .collect()
+}
+
+/// The named algorithm, MD5 when none is named (RFC 2617 §3.2.1).
+fn algorithm_or_md5(algorithm: &Option<Algorithm>) -> Algorithm {
+    algorithm.clone().unwrap_or(Algorithm::MD5)
+}
+
 fn param(name: &str, value: &str, quoted: bool) -> AuthParam {
     AuthParam {
         name: name.to_owned(),
@@ -413,21 +426,13 @@ impl Challenge {
                         .collect()
                 })
                 .unwrap_or_default(),
-            other: h
-                .params
-                .into_iter()
-                .filter(|p| {
-                    !CHALLENGE_KNOWN
-                        .iter()
-                        .any(|k| p.name.eq_ignore_ascii_case(k))
-                })
-                .collect(),
+            other: unknown_params(h.params, &CHALLENGE_KNOWN),
         })
     }
 
     /// The algorithm, MD5 when none is named
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm.clone().unwrap_or(Algorithm::MD5)
+        algorithm_or_md5(&self.algorithm)
     }
 
     /// As a scheme and parameter list
@@ -526,21 +531,13 @@ impl Credentials {
             opaque: h.get("opaque").map(str::to_owned),
             qop: h.get("qop").map(str::to_owned),
             nc,
-            other: h
-                .params
-                .into_iter()
-                .filter(|p| {
-                    !CREDENTIALS_KNOWN
-                        .iter()
-                        .any(|k| p.name.eq_ignore_ascii_case(k))
-                })
-                .collect(),
+            other: unknown_params(h.params, &CREDENTIALS_KNOWN),
         })
     }
 
     /// The algorithm, MD5 when none is named
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm.clone().unwrap_or(Algorithm::MD5)
+        algorithm_or_md5(&self.algorithm)
     }
 
     /// As a scheme and parameter list

@@ -121,6 +121,20 @@ fn register(
     )
 }
 
+/// Sends alice's first REGISTER (Call-ID c1, CSeq 1, Contact <sip:a@h>) at time 0 and returns
+/// the CSeq 2 retry that answers its challenge with `password`
+fn answer_first_challenge(r: &mut Registrar<MemoryStore>, password: &str) -> Request {
+    let req = parse(&register_text("alice", "c1", 1, "Contact: <sip:a@h>\r\n"));
+    let first = r.handle(at(0), &req, src(), Transport::Udp);
+    let auth = authorization(&first, "alice", password);
+    parse(&register_text(
+        "alice",
+        "c1",
+        2,
+        &format!("Contact: <sip:a@h>\r\nAuthorization: {auth}\r\n"),
+    ))
+}
+
 /// The contacts of a 200 with their `expires`
 fn contacts(res: &dialplane_signaling::message::Response) -> Vec<(String, u64)> {
     res.headers
@@ -196,15 +210,7 @@ fn challenge_then_register() {
 #[test]
 fn wrong_password_is_challenged_again() {
     let mut r = registrar();
-    let req = parse(&register_text("alice", "c1", 1, "Contact: <sip:a@h>\r\n"));
-    let first = r.handle(at(0), &req, src(), Transport::Udp);
-    let auth = authorization(&first, "alice", "guess");
-    let req = parse(&register_text(
-        "alice",
-        "c1",
-        2,
-        &format!("Contact: <sip:a@h>\r\nAuthorization: {auth}\r\n"),
-    ));
+    let req = answer_first_challenge(&mut r, "guess");
     let res = r.handle(at(0), &req, src(), Transport::Udp);
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert!(
@@ -223,15 +229,7 @@ fn wrong_password_is_challenged_again() {
 #[test]
 fn stale_nonce_gets_stale_true() {
     let mut r = registrar();
-    let req = parse(&register_text("alice", "c1", 1, "Contact: <sip:a@h>\r\n"));
-    let first = r.handle(at(0), &req, src(), Transport::Udp);
-    let auth = authorization(&first, "alice", "wonderland");
-    let req = parse(&register_text(
-        "alice",
-        "c1",
-        2,
-        &format!("Contact: <sip:a@h>\r\nAuthorization: {auth}\r\n"),
-    ));
+    let req = answer_first_challenge(&mut r, "wonderland");
     // Past the default 5-minute nonce lifetime.
     let res = r.handle(at(301), &req, src(), Transport::Udp);
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use dialplane_signaling::message::{HeaderName, Message, Method, Request, Response, StatusCode};
 use dialplane_signaling::transaction::{
-    DropReason, KeyError, Routed, Timer, TimerConfig, TimerTable, TransactionKey, Transactions,
-    TxEvent,
+    DropReason, IncomingRequest, KeyError, Routed, Timer, TimerConfig, TimerTable, TransactionKey,
+    Transactions, TxEvent,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -110,6 +110,22 @@ fn sent_at(list: &[f64], line: &str) -> Vec<(Duration, Seen)> {
         .collect()
 }
 
+/// Hands `req` from the UAC to `tx` and expects a new server transaction.
+fn new_request(tx: &mut Transactions, now: Instant, req: &Request) -> IncomingRequest {
+    let Routed::NewRequest(inc) = tx.handle(now, addr(UAC), Message::Request(req.clone())) else {
+        panic!("not a new request")
+    };
+    inc
+}
+
+/// `line` sent at each of `list`, then `timer` fires at 64*T1 (32 s) and the transaction ends.
+fn sent_then_timed_out(list: &[f64], line: &str, timer: Timer) -> Vec<(Duration, Seen)> {
+    let mut want = sent_at(list, line);
+    want.push((secs(32.0), Seen::Timeout(timer)));
+    want.push((secs(32.0), Seen::Terminated));
+    want
+}
+
 #[test]
 fn timer_table_basics() {
     let t0 = Instant::now();
@@ -143,12 +159,11 @@ fn timer_a_doubles_from_t1_then_timer_b_at_64_t1() {
     assert_eq!(tx.state(&key), Some("Calling"));
     let seen = run_to_quiet(&mut tx, t0);
     // Intervals 0.5, 1, 2, 4, 8, 16 s: retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
-    let mut want = sent_at(
+    let want = sent_then_timed_out(
         &[0.5, 1.5, 3.5, 7.5, 15.5, 31.5],
         "INVITE sip:bob@example.com SIP/2.0",
+        Timer::B,
     );
-    want.push((secs(32.0), Seen::Timeout(Timer::B)));
-    want.push((secs(32.0), Seen::Terminated));
     assert_eq!(seen, want);
     assert!(tx.is_empty());
 }
@@ -162,12 +177,11 @@ fn timer_e_doubles_capped_at_t2_then_timer_f() {
     assert_eq!(transmits(&mut tx, t0).len(), 1);
     let seen = run_to_quiet(&mut tx, t0);
     // Intervals 0.5, 1, 2, 4, 4, 4, … s.
-    let mut want = sent_at(
+    let want = sent_then_timed_out(
         &[0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5],
         "OPTIONS sip:bob@example.com SIP/2.0",
+        Timer::F,
     );
-    want.push((secs(32.0), Seen::Timeout(Timer::F)));
-    want.push((secs(32.0), Seen::Terminated));
     assert_eq!(seen, want);
 }
 
@@ -189,12 +203,11 @@ fn timer_e_in_proceeding_fires_every_t2() {
     assert_eq!(tx.state(&key), Some("Proceeding"));
     assert!(matches!(&events(&mut tx)[..], [TxEvent::Response { .. }]));
     let seen = run_to_quiet(&mut tx, t0);
-    let mut want = sent_at(
+    let want = sent_then_timed_out(
         &[1.5, 5.5, 9.5, 13.5, 17.5, 21.5, 25.5, 29.5],
         "OPTIONS sip:bob@example.com SIP/2.0",
+        Timer::F,
     );
-    want.push((secs(32.0), Seen::Timeout(Timer::F)));
-    want.push((secs(32.0), Seen::Terminated));
     assert_eq!(seen, want);
 }
 
@@ -203,9 +216,7 @@ fn timer_g_doubles_capped_at_t2_until_timer_h() {
     let t0 = Instant::now();
     let mut tx = Transactions::new(TimerConfig::default(), 1);
     let req = request("INVITE", "z9hG4bKg", "UDP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(req.clone())) else {
-        panic!("not a new request")
-    };
+    let inc = new_request(&mut tx, t0, &req);
     assert_eq!(
         transmits(&mut tx, t0)
             .iter()
@@ -216,12 +227,11 @@ fn timer_g_doubles_capped_at_t2_until_timer_h() {
     tx.respond(t0, &inc.key, &response(&req, 486)).unwrap();
     assert_eq!(transmits(&mut tx, t0).len(), 1);
     let seen = run_to_quiet(&mut tx, t0);
-    let mut want = sent_at(
+    let want = sent_then_timed_out(
         &[0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5],
         "SIP/2.0 486 Busy Here",
+        Timer::H,
     );
-    want.push((secs(32.0), Seen::Timeout(Timer::H)));
-    want.push((secs(32.0), Seen::Terminated));
     assert_eq!(seen, want);
 }
 
@@ -234,9 +244,7 @@ fn reliable_transport_never_retransmits() {
     tx.send_request(t0, request("OPTIONS", "z9hG4bKr2", "TLS"), addr(UAS))
         .unwrap();
     let inv = request("INVITE", "z9hG4bKr3", "TCP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(inv.clone())) else {
-        panic!()
-    };
+    let inc = new_request(&mut tx, t0, &inv);
     tx.respond(t0, &inc.key, &response(&inv, 486)).unwrap();
     assert_eq!(transmits(&mut tx, t0).len(), 4); // INVITE, OPTIONS, 100, 486
     let seen = run_to_quiet(&mut tx, t0);
@@ -254,9 +262,7 @@ fn reliable_transport_never_retransmits() {
     );
     // Reliable: the ACK ends Completed at once (Timer I = 0).
     let inv = request("INVITE", "z9hG4bKr4", "TCP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(inv.clone())) else {
-        panic!()
-    };
+    let inc = new_request(&mut tx, t0, &inv);
     tx.respond(t0, &inc.key, &response(&inv, 486)).unwrap();
     let _ = transmits(&mut tx, t0);
     let _ = events(&mut tx);
@@ -365,9 +371,7 @@ fn invite_server_absorbs_retransmissions_until_ack_then_timer_i() {
     let t0 = Instant::now();
     let mut tx = Transactions::new(TimerConfig::default(), 1);
     let req = request("INVITE", "z9hG4bKs", "UDP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(req.clone())) else {
-        panic!()
-    };
+    let inc = new_request(&mut tx, t0, &req);
     assert_eq!(inc.source, addr(UAC));
     let trying = transmits(&mut tx, t0);
     assert_eq!(start_line(&trying[0]), "SIP/2.0 100 Trying");
@@ -424,9 +428,7 @@ fn invite_server_2xx_accepted_timer_l_and_acks_go_up() {
     let t0 = Instant::now();
     let mut tx = Transactions::new(TimerConfig::default(), 1);
     let req = request("INVITE", "z9hG4bK2xx", "UDP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(req.clone())) else {
-        panic!()
-    };
+    let inc = new_request(&mut tx, t0, &req);
     let _ = transmits(&mut tx, t0);
     let ok = response(&req, 200);
     tx.respond(t0, &inc.key, &ok).unwrap();
@@ -488,9 +490,7 @@ fn non_invite_server_absorbs_and_resends_last_response_until_timer_j() {
     let t0 = Instant::now();
     let mut tx = Transactions::new(TimerConfig::default(), 1);
     let req = request("OPTIONS", "z9hG4bKnis", "UDP");
-    let Routed::NewRequest(inc) = tx.handle(t0, addr(UAC), Message::Request(req.clone())) else {
-        panic!()
-    };
+    let inc = new_request(&mut tx, t0, &req);
     assert_eq!(transmits(&mut tx, t0).len(), 0, "no 100 for non-INVITE");
     assert_eq!(
         tx.handle(t0 + ms(500), addr(UAC), Message::Request(req.clone())),

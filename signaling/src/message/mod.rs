@@ -915,23 +915,23 @@ impl Request {
 
     /// Sets the body and its Content-Type (builder style).
     pub fn with_body(mut self, content_type: &str, body: impl Into<Bytes>) -> Request {
-        self.headers.set(HeaderName::CONTENT_TYPE, content_type);
-        self.body = body.into();
+        set_body(&mut self.headers, &mut self.body, content_type, body.into());
         self
     }
 
     /// Writes the request: full header names, `\r\n`, Content-Length set to the body's length.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut s = String::with_capacity(64);
-        let _ = write!(s, "{} {} SIP/2.0\r\n", self.method, self.uri);
-        out.extend_from_slice(s.as_bytes());
-        self.headers.write(out, self.body.len());
-        out.extend_from_slice(&self.body);
+        write_message(
+            out,
+            format_args!("{} {} SIP/2.0\r\n", self.method, self.uri),
+            &self.headers,
+            &self.body,
+        );
     }
 
     /// The serialized request.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.body.len());
+        let mut out = Vec::with_capacity(serialized_capacity(&self.body));
         self.write_to(&mut out);
         out
     }
@@ -987,26 +987,52 @@ impl Response {
 
     /// Sets the body and its Content-Type (builder style).
     pub fn with_body(mut self, content_type: &str, body: impl Into<Bytes>) -> Response {
-        self.headers.set(HeaderName::CONTENT_TYPE, content_type);
-        self.body = body.into();
+        set_body(&mut self.headers, &mut self.body, content_type, body.into());
         self
     }
 
     /// Writes the response: full header names, `\r\n`, Content-Length set to the body's length.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut s = String::with_capacity(64);
-        let _ = write!(s, "SIP/2.0 {} {}\r\n", self.status, self.reason);
-        out.extend_from_slice(s.as_bytes());
-        self.headers.write(out, self.body.len());
-        out.extend_from_slice(&self.body);
+        write_message(
+            out,
+            format_args!("SIP/2.0 {} {}\r\n", self.status, self.reason),
+            &self.headers,
+            &self.body,
+        );
     }
 
     /// The serialized response.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.body.len());
+        let mut out = Vec::with_capacity(serialized_capacity(&self.body));
         self.write_to(&mut out);
         out
     }
+}
+
+/// Sets `body` and its Content-Type; shared by the Request and Response builders.
+fn set_body(headers: &mut Headers, body: &mut Bytes, content_type: &str, new_body: Bytes) {
+    headers.set(HeaderName::CONTENT_TYPE, content_type);
+    *body = new_body;
+}
+
+/// Writes a message: `start_line` (with its `\r\n`), the headers with Content-Length set to
+/// the body's length, then the body; shared by `Request::write_to` and `Response::write_to`.
+fn write_message(
+    out: &mut Vec<u8>,
+    start_line: fmt::Arguments<'_>,
+    headers: &Headers,
+    body: &Bytes,
+) {
+    let mut s = String::with_capacity(64);
+    let _ = s.write_fmt(start_line);
+    out.extend_from_slice(s.as_bytes());
+    headers.write(out, body.len());
+    out.extend_from_slice(body);
+}
+
+/// The buffer size `to_bytes` starts with.
+fn serialized_capacity(body: &Bytes) -> usize {
+    512 + body.len()
 }
 
 #[cfg(test)]

@@ -57,12 +57,7 @@ impl InviteClient {
         out: &mut Outbox,
     ) -> InviteClient {
         let bytes = request.to_bytes();
-        out.transmit(dest, bytes.clone());
-        let mut timers = TimerTable::default();
-        if !reliable {
-            timers.set_after(Timer::A, now, cfg.t1);
-        }
-        timers.set_after(Timer::B, now, cfg.t1x64());
+        let timers = send_and_arm(now, &bytes, dest, reliable, &cfg, Timer::A, Timer::B, out);
         InviteClient {
             key,
             dest,
@@ -91,29 +86,20 @@ impl InviteClient {
             Calling { .. } | Proceeding if status.is_provisional() => {
                 self.timers.stop(Timer::A);
                 self.timers.stop(Timer::B);
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 Proceeding
             }
             Calling { .. } | Proceeding if status.is_success() => {
                 self.timers.stop_all();
                 self.timers.set_after(Timer::M, now, self.cfg.t1x64());
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 Accepted
             }
             Calling { .. } | Proceeding => {
                 self.timers.stop_all();
                 let ack = build_ack(&self.request, &resp).to_bytes();
                 out.transmit(self.dest, ack.clone());
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 if self.reliable {
                     Terminated
                 } else {
@@ -122,10 +108,7 @@ impl InviteClient {
                 }
             }
             Accepted if status.is_success() => {
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 Accepted
             }
             Completed { ack } if status.is_final() && !status.is_success() => {
@@ -252,12 +235,7 @@ impl NonInviteClient {
         out: &mut Outbox,
     ) -> NonInviteClient {
         let bytes = request.to_bytes();
-        out.transmit(dest, bytes.clone());
-        let mut timers = TimerTable::default();
-        if !reliable {
-            timers.set_after(Timer::E, now, cfg.t1);
-        }
-        timers.set_after(Timer::F, now, cfg.t1x64());
+        let timers = send_and_arm(now, &bytes, dest, reliable, &cfg, Timer::E, Timer::F, out);
         NonInviteClient {
             key,
             dest,
@@ -283,10 +261,7 @@ impl NonInviteClient {
         let status = resp.status;
         self.state = match std::mem::replace(&mut self.state, Terminated) {
             s @ (Trying { .. } | Proceeding) if status.is_provisional() => {
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 match s {
                     // Timer E keeps its deadline; from now on it fires every T2.
                     Trying { .. } => Proceeding,
@@ -295,10 +270,7 @@ impl NonInviteClient {
             }
             Trying { .. } | Proceeding => {
                 self.timers.stop_all();
-                out.event(TxEvent::Response {
-                    key: self.key.clone(),
-                    response: resp,
-                });
+                out.response(&self.key, resp);
                 if self.reliable {
                     Terminated
                 } else {
@@ -347,4 +319,26 @@ impl NonInviteClient {
         metrics::counter!("dialplane_sip_retransmissions_total", "timer" => "E").increment(1);
         out.transmit(self.dest, self.bytes.clone());
     }
+}
+
+/// Sends a new client request and arms its timers: `retransmit` at T1 (unreliable transports
+/// only) and `timeout` at 64*T1. Shared by INVITE (A, B) and non-INVITE (E, F) clients.
+#[allow(clippy::too_many_arguments)]
+fn send_and_arm(
+    now: Instant,
+    bytes: &[u8],
+    dest: SocketAddr,
+    reliable: bool,
+    cfg: &TimerConfig,
+    retransmit: Timer,
+    timeout: Timer,
+    out: &mut Outbox,
+) -> TimerTable {
+    out.transmit(dest, bytes.to_vec());
+    let mut timers = TimerTable::default();
+    if !reliable {
+        timers.set_after(retransmit, now, cfg.t1);
+    }
+    timers.set_after(timeout, now, cfg.t1x64());
+    timers
 }

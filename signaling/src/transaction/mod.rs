@@ -181,6 +181,14 @@ impl Outbox {
     pub(crate) fn event(&mut self, event: TxEvent) {
         self.events.push_back(event);
     }
+
+    /// Passes a response that matched transaction `key` up to the TU.
+    pub(crate) fn response(&mut self, key: &TransactionKey, response: Response) {
+        self.event(TxEvent::Response {
+            key: key.clone(),
+            response,
+        });
+    }
 }
 
 // Both variants are a few hundred bytes and live in a map; boxing buys nothing here.

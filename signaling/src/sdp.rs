@@ -12,14 +12,14 @@
 //! not required (some stacks omit it); `o=` and `s=` are.
 //!
 //! ```
-//! use dialplane_signaling::sdp::{AnswerConfig, Codec, Direction, LocalOrigin, SessionDescription, answer};
+//! use dialplane_signaling::sdp::{LocalMedia, Codec, Direction, LocalOrigin, SessionDescription, answer};
 //!
 //! let offer = SessionDescription::parse(
 //!     "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
 //!      m=audio 5004 RTP/AVP 18 8 101\r\na=rtpmap:101 telephone-event/8000\r\n\
 //!      a=fmtp:101 0-15\r\na=sendonly\r\n",
 //! )?;
-//! let config = AnswerConfig {
+//! let config = LocalMedia {
 //!     origin: LocalOrigin { username: "-".into(), session_id: 1, session_version: 1 },
 //!     codecs: Codec::defaults(),
 //!     address: "203.0.113.5".parse().unwrap(),
@@ -1046,24 +1046,26 @@ pub struct SrtpKey {
     pub key_salt: String,
 }
 
-/// What we bring to an answer
+/// Our side of the audio stream, for an answer or an offer
 #[derive(Debug, Clone)]
-pub struct AnswerConfig {
+pub struct LocalMedia {
     /// Our `o=` line.
     pub origin: LocalOrigin,
-    /// Codecs we support in preference order (payload types are ignored: the answer keeps theirs).
+    /// Codecs in preference order. An offer uses their payload types; an answer keeps the
+    /// offerer's.
     pub codecs: Vec<Codec>,
     /// Where we receive media.
     pub address: IpAddr,
-    /// Our RTP port for the accepted audio stream.
+    /// Our RTP port.
     pub port: u16,
-    /// The direction we would like (usually sendrecv; sendonly when we hold).
+    /// Our direction (usually sendrecv; sendonly or inactive when we hold).
     pub direction: Direction,
     /// `a=ptime` to add, if any.
     pub ptime: Option<u32>,
-    /// Whether we accept `a=rtcp-mux` when offered.
+    /// Offer `a=rtcp-mux`, or accept it when offered.
     pub rtcp_mux: bool,
-    /// SRTP keys we can use, by suite; empty means RTP/SAVP offers are rejected.
+    /// SRTP keys (RFC 4568). An offer lists them (tags 1, 2, ...) and becomes `RTP/SAVP`; an
+    /// answer picks one by suite, and with none an `RTP/SAVP` offer is rejected.
     pub srtp: Vec<SrtpKey>,
 }
 
@@ -1170,7 +1172,7 @@ fn rejected(m: &Media) -> Media {
 /// order, keeping their payload types and fmtp; telephone-event is kept alongside when both
 /// sides have it. DTLS-SRTP and ICE are not negotiated here (such streams are rejected or
 /// answered without ICE).
-pub fn answer(offer: &SessionDescription, config: &AnswerConfig) -> Answer {
+pub fn answer(offer: &SessionDescription, config: &LocalMedia) -> Answer {
     let mut sdp = session(&config.origin, config.address);
     let mut negotiated = None;
     for (index, m) in offer.media.iter().enumerate() {
@@ -1194,7 +1196,7 @@ fn negotiate(
     offer: &SessionDescription,
     m: &Media,
     index: usize,
-    config: &AnswerConfig,
+    config: &LocalMedia,
 ) -> Option<(Media, Negotiated)> {
     let plain = m.proto == Proto::RTP_AVP || m.proto == Proto::RTP_AVPF;
     let sdes = (m.proto == Proto::RTP_SAVP || m.proto == Proto::RTP_SAVPF) && !m.proto.is_dtls();
@@ -1371,29 +1373,8 @@ pub fn accept_answer(
     Ok(None)
 }
 
-/// What we put in an offer
-#[derive(Debug, Clone)]
-pub struct OfferConfig {
-    /// Our `o=` line.
-    pub origin: LocalOrigin,
-    /// Codecs in preference order, with the payload types to offer.
-    pub codecs: Vec<Codec>,
-    /// Where we receive media.
-    pub address: IpAddr,
-    /// Our RTP port.
-    pub port: u16,
-    /// Our direction (sendonly or inactive to hold).
-    pub direction: Direction,
-    /// `a=ptime`, if any.
-    pub ptime: Option<u32>,
-    /// Offer `a=rtcp-mux`.
-    pub rtcp_mux: bool,
-    /// SRTP keys to offer (tags 1, 2, ...); non-empty makes the stream `RTP/SAVP`.
-    pub srtp: Vec<SrtpKey>,
-}
-
 /// Build an offer with one audio stream
-pub fn offer(config: &OfferConfig) -> SessionDescription {
+pub fn offer(config: &LocalMedia) -> SessionDescription {
     let mut sdp = session(&config.origin, config.address);
     let mut attributes = Vec::new();
     codec_attributes(&config.codecs, &mut attributes);

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use dialplane_signaling::sdp::{
-    Answer, AnswerConfig, AnswerError, Attribute, Codec, Connection, Direction, LocalOrigin,
-    OfferConfig, Proto, SdpError, SessionDescription, SrtpKey, accept_answer, answer, offer,
+    Answer, AnswerError, Attribute, Codec, Connection, Direction, LocalMedia, LocalOrigin, Proto,
+    SdpError, SessionDescription, SrtpKey, accept_answer, answer, offer,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,8 +144,8 @@ a=rtpmap:102 H264/90000
 
 const ALL: [&str; 5] = [RTPENGINE, TEAMS, CARRIER, WEBRTC, SOFTPHONE_OPUS];
 
-fn ours() -> AnswerConfig {
-    AnswerConfig {
+fn ours() -> LocalMedia {
+    LocalMedia {
         origin: LocalOrigin {
             username: "dialplane".into(),
             session_id: 42,
@@ -166,7 +166,7 @@ fn parse(s: &str) -> SessionDescription {
 }
 
 /// Answer, then check the answer survives the wire
-fn answer_checked(offer: &SessionDescription, config: &AnswerConfig) -> Answer {
+fn answer_checked(offer: &SessionDescription, config: &LocalMedia) -> Answer {
     let a = answer(offer, config);
     let wire = a.sdp.to_string();
     assert_eq!(SessionDescription::parse(&wire).unwrap(), a.sdp, "{wire}");
@@ -269,7 +269,7 @@ fn rtpengine_offer_answered() {
     // Without rtcp-mux on our side it is not answered.
     let a = answer_checked(
         &parse(RTPENGINE),
-        &AnswerConfig {
+        &LocalMedia {
             rtcp_mux: false,
             ..ours()
         },
@@ -319,7 +319,7 @@ fn teams_srtp_offer() {
         suite: "AES_CM_128_HMAC_SHA1_80".into(),
         key_salt: "d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj".into(),
     };
-    let config = AnswerConfig {
+    let config = LocalMedia {
         srtp: vec![
             SrtpKey {
                 suite: "AES_256_CM_HMAC_SHA1_80".into(),
@@ -445,7 +445,7 @@ fn opus_over_plain_rtp() {
     assert_eq!(a.sdp.media[1].kind, "video");
 
     // Opus first in our list; IPv6 answer address.
-    let config = AnswerConfig {
+    let config = LocalMedia {
         codecs: vec![Codec::opus(), Codec::pcmu(), Codec::telephone_event()],
         address: "2001:db8::5".parse().unwrap(),
         ..ours()
@@ -505,7 +505,7 @@ fn hold_offers() {
     assert!(n.remote_hold);
     assert_eq!(n.direction, Direction::SendRecv);
     // We hold them: we ask for sendonly.
-    let config = AnswerConfig {
+    let config = LocalMedia {
         direction: Direction::SendOnly,
         ..ours()
     };
@@ -545,7 +545,7 @@ fn rejections() {
 
 #[test]
 fn our_offer_and_the_answer_to_it() {
-    let config = OfferConfig {
+    let config = LocalMedia {
         origin: LocalOrigin {
             username: "dialplane".into(),
             session_id: 7,
@@ -581,7 +581,7 @@ fn our_offer_and_the_answer_to_it() {
     assert_eq!(parsed.media[0].codecs(), Codec::defaults());
 
     // A peer that only has PCMA answers our offer.
-    let peer = AnswerConfig {
+    let peer = LocalMedia {
         codecs: vec![Codec::pcma(), Codec::telephone_event()],
         ..ours()
     };
@@ -590,7 +590,7 @@ fn our_offer_and_the_answer_to_it() {
     assert_eq!(n.remote_port, 40_002);
 
     // Hold offer with SRTP.
-    let hold = offer(&OfferConfig {
+    let hold = offer(&LocalMedia {
         direction: Direction::SendOnly,
         srtp: vec![SrtpKey {
             suite: "AES_CM_128_HMAC_SHA1_80".into(),
@@ -756,7 +756,7 @@ fn fuzzish_never_panics_and_round_trips() {
 
 #[test]
 fn answers_to_our_offer_are_accepted() {
-    let config = OfferConfig {
+    let config = LocalMedia {
         origin: LocalOrigin {
             username: "dialplane".into(),
             session_id: 9,
@@ -775,7 +775,7 @@ fn answers_to_our_offer_are_accepted() {
     };
     let ours = offer(&config);
     // The far end answers with PCMA and telephone-event, holds us, and returns its key.
-    let far = AnswerConfig {
+    let far = LocalMedia {
         codecs: vec![Codec::pcma(), Codec::telephone_event()],
         address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)),
         port: 31_000,

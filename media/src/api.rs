@@ -351,13 +351,15 @@ pub enum ApiError {
     InvalidDigit(char),
     /// A bad argument (what).
     InvalidArgument(&'static str),
+    /// The shard is stopped or did not answer in time: answer 503.
+    Unavailable(&'static str),
 }
 
 impl ApiError {
     /// The status a SIP/HTTP caller maps it to.
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::PortsExhausted => PortsExhausted::STATUS,
+            ApiError::PortsExhausted | ApiError::Unavailable(_) => PortsExhausted::STATUS,
             ApiError::UnknownCall(_) | ApiError::UnknownLeg(..) => 404,
             ApiError::LegExists(..) => 409,
             ApiError::InvalidDigit(_) | ApiError::InvalidArgument(_) => 400,
@@ -380,11 +382,21 @@ impl fmt::Display for ApiError {
             ApiError::LegExists(c, l) => write!(f, "{l} already exists in call {c}"),
             ApiError::InvalidDigit(d) => write!(f, "{d:?} is not a DTMF key"),
             ApiError::InvalidArgument(what) => write!(f, "invalid {what}"),
+            ApiError::Unavailable(why) => write!(f, "media unavailable: {why}"),
         }
     }
 }
 
 impl std::error::Error for ApiError {}
+
+/// Runs commands: the shards (`driver`) in production. Both front doors (signaling in-process,
+/// the ng server) hold one.
+pub trait MediaControl: Send + Sync {
+    /// Run one command on the shard that owns its call and return the events that answer it
+    /// ([`Event::EndpointCreated`], [`Event::Stats`] per leg, ...). A failed command is `Err`.
+    /// Events that come later (digits, timeouts, frames) go to the event channel instead.
+    fn request(&self, cmd: Command) -> Result<Vec<Event>, ApiError>;
+}
 
 /// What a shard reports.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod audio;
 pub mod driver;
 pub mod endpoint;
 pub mod ng;

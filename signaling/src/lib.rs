@@ -4,15 +4,21 @@
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
 //! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
-//! store) and [`options`] (answers to OPTIONS). Dialogs, transports, the B2BUA and the dial verb
-//! arrive with their issues.
+//! store) and [`options`] (answers to OPTIONS). The control-app side: [`verbs`] (the verb JSON),
+//! [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and [`payload`]
+//! (what the hooks carry, and the dial status mapping). Dialogs, transports, the B2BUA and the
+//! dial verb arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod message;
 pub mod options;
+pub mod payload;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;
+pub mod verbs;
 pub mod wav;
+pub mod webhook;

@@ -946,21 +946,11 @@ mod tests {
 
     /// The spec's first example with its typos fixed (trailing comma after disconnectOnAMD,
     /// missing comma after the amd object).
-    pub(crate) const SPEC_EXAMPLE: &str = r#"[{
-        "verb": "dial",
-        "actionHook": "/outdial",
-        "callerId": "+16173331212",
-        "answerOnBridge": true,
-        "dtmfCapture": ["*2", "*3"],
-        "dtmfHook": {"url": "/dtmf", "method": "GET"},
-        "amd": {"actionHook": "/answeringMachineDetection", "disconnectOnAMD": true},
-        "target": [
-            {"type": "phone", "number": "+15083084809", "trunk": "Twilio"},
-            {"type": "sip", "sipUri": "sip:1617333456@sip.trunk1.com",
-             "auth": {"username": "foo", "password": "bar"}},
-            {"type": "user", "name": "spike@sip.example.com"}
-        ]
-    }]"#;
+    const SPEC_EXAMPLE: &str = include_str!("../tests/verbs-examples/spec-example.json");
+    /// Every attribute of dial (the npm test checks it with jambonz's schema too).
+    const EVERY_ATTRIBUTE: &str = include_str!("../tests/verbs-examples/every-attribute.json");
+    /// answer, pause, an unsupported verb, sip:decline, hangup.
+    const OTHER_VERBS: &str = include_str!("../tests/verbs-examples/other-verbs.json");
 
     fn dial(json: &str) -> Dial {
         match parse_app(json).unwrap().remove(0) {
@@ -1023,38 +1013,7 @@ mod tests {
 
     #[test]
     fn every_attribute_parses() {
-        let d = dial(
-            r##"[{"dial": {
-            "id": "d1",
-            "actionHook": {"url": "https://app.example.com/action#rc=2&rp=5xx",
-                           "method": "post", "username": "u", "password": "p"},
-            "answerOnBridge": false,
-            "callerId": "alice",
-            "confirmHook": "/confirm",
-            "dialMusic": "https://example.com/ring.mp3",
-            "dtmfCapture": {"parentCall": ["*1"], "childCall": ["#9", "A"]},
-            "dtmfHook": "/dtmf",
-            "headers": {"X-Account": "42", "X-Count": 7},
-            "listen": {"url": "wss://ws.example.com/audio", "mixType": "stereo",
-                       "sampleRate": 16000, "bidirectionalAudio": {"enabled": true},
-                       "actionHook": "/listen-done", "metadata": {"k": "v"}},
-            "referHook": "/refer",
-            "timeLimit": 3600,
-            "timeout": 25,
-            "transcribe": {"transcriptionHook": "/t", "recognizer": {"vendor": "google"}},
-            "amd": {"actionHook": "/amd", "thresholdWordCount": 5,
-                    "timers": {"noSpeechTimeoutMs": 4000, "toneTimeoutMs": 10000}},
-            "dub": [{"action": "addTrack", "track": "music"},
-                    {"action": "playOnTrack", "track": "music", "play": "https://x/y.mp3",
-                     "loop": true, "gain": "-6 dB"}],
-            "target": [
-              {"type": "phone", "number": "15083084809", "headers": {"X-Leg": "1"},
-               "confirmHook": {"url": "/screen", "method": "GET"}},
-              {"type": "teams", "number": "+15551234567", "tenant": "contoso.com",
-               "vmail": true},
-              {"type": "teams", "number": "+15551234568", "voicemail": true}
-            ]}}]"##,
-        );
+        let d = dial(EVERY_ATTRIBUTE);
         let ah = d.action_hook.as_ref().unwrap();
         assert_eq!(ah.method, HookMethod::Post);
         assert_eq!(ah.auth.as_ref().unwrap().password, "p");
@@ -1086,6 +1045,19 @@ mod tests {
         assert!(
             matches!(d.target[2].kind, TargetKind::Teams { voicemail: true, ref tenant, .. } if tenant.is_none())
         );
+        let teams = dial(
+            r#"[{"verb":"dial","target":[{"type":"teams","number":"+1555","voicemail":true}]}]"#,
+        );
+        assert!(
+            matches!(
+                teams.target[0].kind,
+                TargetKind::Teams {
+                    voicemail: true,
+                    ..
+                }
+            ),
+            "the spec's spelling `voicemail` is accepted beside jambonz's `vmail`"
+        );
         let hooks: Vec<_> = Verb::Dial(Box::new(d))
             .hooks()
             .into_iter()
@@ -1107,14 +1079,7 @@ mod tests {
 
     #[test]
     fn other_verbs_and_unsupported_ones() {
-        let app = parse_app(
-            r#"[{"verb": "answer"}, {"verb": "pause", "length": 2},
-                {"verb": "say", "text": "hello"},
-                {"verb": "sip:decline", "status": 486, "reason": "Busy Here",
-                 "headers": {"Retry-After": "30"}},
-                {"hangup": {"headers": {"X-Reason": "done"}}}]"#,
-        )
-        .unwrap();
+        let app = parse_app(OTHER_VERBS).unwrap();
         let names: Vec<_> = app.iter().map(Verb::name).collect();
         assert_eq!(names, ["answer", "pause", "say", "sip:decline", "hangup"]);
         assert_eq!(

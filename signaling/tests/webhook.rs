@@ -196,9 +196,15 @@ async fn post_is_compact_json_signed_and_answered_with_verbs() {
     assert!(matches!(verbs[0], Verb::Answer(_)));
     assert!(matches!(&verbs[1], Verb::Unsupported { name, .. } if name == "say"));
     let seen = server.next().await;
-    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("POST", "/call"));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("POST", "/call")
+    );
     assert_eq!(seen.body, serde_json::to_string(&payload()).unwrap());
-    assert!(seen.body.contains(r#""sip_status":180"#), "integers stay integers");
+    assert!(
+        seen.body.contains(r#""sip_status":180"#),
+        "integers stay integers"
+    );
     assert_eq!(seen.header("content-type"), Some("application/json"));
     assert_eq!(
         seen.header("jambonz-signature").unwrap(),
@@ -239,7 +245,8 @@ async fn bad_verbs_in_the_answer_are_a_typed_error() {
         .unwrap_err();
     assert!(matches!(e, WebhookError::Verbs { .. }), "{e}");
     assert!(
-        e.to_string().contains(r#"verb 0 (dial): target 0: unknown type "fax""#),
+        e.to_string()
+            .contains(r#"verb 0 (dial): target 0: unknown type "fax""#),
         "{e}"
     );
 }
@@ -254,7 +261,12 @@ async fn retries_on_5xx_only_when_the_fragment_asks() {
     .await;
     let c = client(Some("k"), Duration::from_secs(5));
     let reply = c
-        .send(&Hook::post(server.url("/h#rc=2&rp=5xx")), None, &payload(), NOW)
+        .send(
+            &Hook::post(server.url("/h#rc=2&rp=5xx")),
+            None,
+            &payload(),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!((reply.status, reply.attempts), (200, 3));
@@ -274,7 +286,14 @@ async fn retries_on_5xx_only_when_the_fragment_asks() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, WebhookError::Status { status: 502, attempts: 1, .. }),
+        matches!(
+            e,
+            WebhookError::Status {
+                status: 502,
+                attempts: 1,
+                ..
+            }
+        ),
         "{e}"
     );
     assert_eq!(e.status(), Some(502));
@@ -286,11 +305,23 @@ async fn retries_on_4xx_with_rp_4xx_up_to_rc() {
     let mut server = Server::start(vec![Reply::Answer(404, "")]).await;
     let c = client(None, Duration::from_secs(5));
     let e = c
-        .send(&Hook::post(server.url("/h#rc=2&rp=4xx")), None, &payload(), NOW)
+        .send(
+            &Hook::post(server.url("/h#rc=2&rp=4xx")),
+            None,
+            &payload(),
+            NOW,
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(e, WebhookError::Status { status: 404, attempts: 3, .. }),
+        matches!(
+            e,
+            WebhookError::Status {
+                status: 404,
+                attempts: 3,
+                ..
+            }
+        ),
         "{e}"
     );
     server.expect(3).await;
@@ -305,11 +336,23 @@ async fn retries_on_connection_refused_by_default_policy() {
     };
     let c = client(None, Duration::from_secs(5));
     let url = format!("http://{addr}/h#rc=3");
-    let e = c.send(&Hook::post(url), None, &payload(), NOW).await.unwrap_err();
-    assert!(matches!(e, WebhookError::Connect { attempts: 4, .. }), "{e}");
+    let e = c
+        .send(&Hook::post(url), None, &payload(), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WebhookError::Connect { attempts: 4, .. }),
+        "{e}"
+    );
     let url = format!("http://{addr}/h#rc=3&rp=5xx");
-    let e = c.send(&Hook::post(url), None, &payload(), NOW).await.unwrap_err();
-    assert!(matches!(e, WebhookError::Connect { attempts: 1, .. }), "{e}");
+    let e = c
+        .send(&Hook::post(url), None, &payload(), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WebhookError::Connect { attempts: 1, .. }),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -317,7 +360,12 @@ async fn retries_on_timeout_with_rp_rt() {
     let mut server = Server::start(vec![Reply::Hang, Reply::Answer(200, "[]")]).await;
     let c = client(None, Duration::from_millis(300));
     let reply = c
-        .send(&Hook::post(server.url("/slow#rc=1&rp=rt")), None, &payload(), NOW)
+        .send(
+            &Hook::post(server.url("/slow#rc=1&rp=rt")),
+            None,
+            &payload(),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(reply.attempts, 2);
@@ -325,15 +373,31 @@ async fn retries_on_timeout_with_rp_rt() {
 
     let mut server = Server::start(vec![Reply::Hang]).await;
     let e = c
-        .send(&Hook::post(server.url("/slow#rc=2&rp=ct")), None, &payload(), NOW)
+        .send(
+            &Hook::post(server.url("/slow#rc=2&rp=ct")),
+            None,
+            &payload(),
+            NOW,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(e, WebhookError::Timeout { attempts: 1, .. }), "{e}");
+    assert!(
+        matches!(e, WebhookError::Timeout { attempts: 1, .. }),
+        "{e}"
+    );
     let e = c
-        .send(&Hook::post(server.url("/slow#rc=2&rp=rt")), None, &payload(), NOW)
+        .send(
+            &Hook::post(server.url("/slow#rc=2&rp=rt")),
+            None,
+            &payload(),
+            NOW,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(e, WebhookError::Timeout { attempts: 3, .. }), "{e}");
+    assert!(
+        matches!(e, WebhookError::Timeout { attempts: 3, .. }),
+        "{e}"
+    );
     server.expect(4).await;
 }
 
@@ -411,7 +475,12 @@ fn attempts_are_counted_in_metrics_by_outcome() {
         rt.block_on(async {
             let server = Server::start(vec![Reply::Answer(503, ""), Reply::Answer(200, "")]).await;
             client(None, Duration::from_secs(5))
-                .send(&Hook::post(server.url("/h#rc=1&rp=5xx")), None, &payload(), NOW)
+                .send(
+                    &Hook::post(server.url("/h#rc=1&rp=5xx")),
+                    None,
+                    &payload(),
+                    NOW,
+                )
                 .await
                 .unwrap();
         })

@@ -12,6 +12,7 @@ use std::path::Path;
 use url::Url;
 
 use crate::verbs::{self, Verb, VerbError};
+use crate::webhook::HookBase;
 
 /// What the call should do next
 #[derive(Debug, Clone, PartialEq)]
@@ -136,8 +137,8 @@ pub enum StaticAppError {
 pub struct StaticApp {
     /// The verbs, parsed once at startup.
     pub verbs: Vec<Verb>,
-    /// What relative hooks resolve against.
-    pub hook_base: Option<Url>,
+    /// What relative hooks resolve against (`app.hook_base_url`).
+    pub hook_base: Option<HookBase>,
 }
 
 impl StaticApp {
@@ -162,6 +163,7 @@ impl StaticApp {
                 Url::parse(b)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .map(|url| HookBase { url, auth: None })
                     .ok_or_else(|| StaticAppError::BadBase(b.to_string()))
             })
             .transpose()?;
@@ -279,7 +281,7 @@ mod tests {
         let app =
             StaticApp::from_json(&text, "app.json", Some("http://127.0.0.1:8080/base/")).unwrap();
         assert_eq!(
-            app.hook_base.as_ref().unwrap().as_str(),
+            app.hook_base.as_ref().unwrap().url.as_str(),
             "http://127.0.0.1:8080/base/"
         );
         assert!(matches!(

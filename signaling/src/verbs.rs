@@ -342,9 +342,17 @@ impl<'de> Deserialize<'de> for Hook {
                 )));
             }
         };
-        let url = hook.url.trim();
-        if url.is_empty() || url.contains(char::is_whitespace) {
-            return Err(de::Error::custom(format!("bad hook url {:?}", hook.url)));
+        let url = hook.url.as_str();
+        if url.is_empty() || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(de::Error::custom(format!("bad hook url {url:?}")));
+        }
+        // Relative URLs are resolved later, against the call webhook.
+        if let Ok(absolute) = url::Url::parse(url)
+            && !matches!(absolute.scheme(), "http" | "https")
+        {
+            return Err(de::Error::custom(format!(
+                "hook url {url:?}: only http and https hooks are supported"
+            )));
         }
         Ok(hook)
     }
@@ -1078,6 +1086,22 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_apps_give_errors_not_panics() {
+        // Every truncation and every single-byte corruption of the richest example.
+        let text = EVERY_ATTRIBUTE.as_bytes();
+        for cut in 0..text.len() {
+            let _ = parse_app(&String::from_utf8_lossy(&text[..cut]));
+        }
+        for i in 0..text.len() {
+            for b in [b'"', b'{', b']', b'0', b'-', b'x', b'\\', 0xff] {
+                let mut t = text.to_vec();
+                t[i] = b;
+                let _ = parse_app(&String::from_utf8_lossy(&t));
+            }
+        }
+    }
+
+    #[test]
     fn other_verbs_and_unsupported_ones() {
         let app = parse_app(OTHER_VERBS).unwrap();
         let names: Vec<_> = app.iter().map(Verb::name).collect();
@@ -1192,6 +1216,14 @@ mod tests {
             (r#"[{"verb":"dial"}]"#.into(), "verb 0 (dial): missing field `target`"),
             (r#"[{"verb":"sip:decline","status":200}]"#.into(), "verb 0 (sip:decline): status: 200"),
             (r#"[{"verb":"pause"}]"#.into(), "verb 0 (pause): missing field `length`"),
+            (
+                format!(r#"[{{"verb":"dial","target":[{user}],"referHook":"ftp://h/r"}}]"#),
+                "verb 0 (dial): referHook: hook url \"ftp://h/r\": only http and https",
+            ),
+            (
+                format!(r#"[{{"verb":"dial","target":[{user}],"dtmfHook":""}}]"#),
+                "verb 0 (dial): dtmfHook: bad hook url \"\"",
+            ),
             (r#"[{"verb":"hangup","reason":"x"}]"#.into(), "verb 0 (hangup): unknown field `reason`"),
             (r#"[{"text":"hi","voice":"x"}]"#.into(), "verb 0: missing \"verb\""),
             (r#"[{"verb":7}]"#.into(), "verb 0: verb: must be a string"),

@@ -28,6 +28,9 @@ use crate::verbs::{self, Credentials, Hook, HookMethod, Verb, VerbError};
 /// Most retries a hook may ask for (jambonz's limit)
 pub const MAX_RETRIES: u32 = 5;
 
+/// Larger answers are refused: a verb list is a few kilobytes.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
 /// Why a hook failed
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -266,6 +269,8 @@ impl std::fmt::Debug for WebhookOptions {
 /// A 2xx answer
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookReply {
+    /// Where the hook went (resolved, without the fragment).
+    pub url: Url,
     /// The status.
     pub status: u16,
     /// The body.
@@ -353,6 +358,7 @@ impl WebhookClient {
             let failure = match result {
                 Ok((status, body)) => {
                     return Ok(HookReply {
+                        url: target.url,
                         status,
                         body,
                         attempts,
@@ -405,9 +411,7 @@ impl WebhookClient {
             return Ok(Vec::new());
         }
         verbs::parse_app(&text).map_err(|source| WebhookError::Verbs {
-            url: resolve(hook, base)
-                .map(|r| r.url.to_string())
-                .unwrap_or_default(),
+            url: reply.url.to_string(),
             source,
         })
     }
@@ -442,14 +446,21 @@ impl WebhookClient {
                 Attempt::Other(error_chain(&e))
             }
         };
-        let resp = req.send().await.map_err(classify)?;
+        let mut resp = req.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(classify)?;
-        if (200..300).contains(&status) {
-            Ok((status, body.to_vec()))
-        } else {
-            Err(Attempt::Status(status))
+        if !(200..300).contains(&status) {
+            return Err(Attempt::Status(status));
         }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Attempt::Other(format!(
+                    "answer larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
     }
 }
 

@@ -142,7 +142,8 @@ async fn handle(
                  Connection: close\r\n\r\n{body}",
                 body.len()
             );
-            stream.write_all(resp.as_bytes()).await.unwrap();
+            // The client may hang up first (oversized answers).
+            let _ = stream.write_all(resp.as_bytes()).await;
         }
         Reply::Hang => std::future::pending::<()>().await,
     }
@@ -500,4 +501,16 @@ fn attempts_are_counted_in_metrics_by_outcome() {
     outcomes.sort();
     assert_eq!(outcomes, [("5xx".to_string(), 1), ("ok".to_string(), 1)]);
     assert_eq!(latencies, 2);
+}
+
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    let big: &'static str = Box::leak(" ".repeat(2 << 20).into_boxed_str());
+    let server = Server::start(vec![Reply::Answer(200, big)]).await;
+    let e = client(None, Duration::from_secs(5))
+        .fetch_verbs(&Hook::post(server.url("/a")), None, &payload(), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WebhookError::Transport { .. }), "{e}");
+    assert!(e.to_string().contains("larger than"), "{e}");
 }

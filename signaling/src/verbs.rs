@@ -397,18 +397,15 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-/// `dtmfCapture`: the sequences that trigger the dtmfHook
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DtmfCapture {
-    /// A list: listened for on the caller's leg (jambonz's behaviour for the short form).
-    Parent(Vec<String>),
-    /// `{parentCall, childCall}`: separate lists per leg.
-    PerLeg {
-        /// Sequences listened for on the caller's leg.
-        parent_call: Vec<String>,
-        /// Sequences listened for on the dialled leg.
-        child_call: Vec<String>,
-    },
+/// `dtmfCapture`: the sequences that trigger the dtmfHook, per leg
+///
+/// A plain list applies to both legs (as in jambonz); `{parentCall, childCall}` sets each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DtmfCapture {
+    /// Sequences listened for on the caller's leg.
+    pub parent_call: Vec<String>,
+    /// Sequences listened for on the dialled leg.
+    pub child_call: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -423,10 +420,16 @@ struct DtmfCaptureObject {
 impl<'de> Deserialize<'de> for DtmfCapture {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let capture = match Value::deserialize(d)? {
-            list @ Value::Array(_) => DtmfCapture::Parent(decode_nested::<D, _>(list)?),
+            list @ Value::Array(_) => {
+                let both: Vec<String> = decode_nested::<D, _>(list)?;
+                DtmfCapture {
+                    parent_call: both.clone(),
+                    child_call: both,
+                }
+            }
             obj @ Value::Object(_) => {
                 let o: DtmfCaptureObject = decode_nested::<D, _>(obj)?;
-                DtmfCapture::PerLeg {
+                DtmfCapture {
                     parent_call: o.parent_call,
                     child_call: o.child_call,
                 }
@@ -438,13 +441,7 @@ impl<'de> Deserialize<'de> for DtmfCapture {
                 )));
             }
         };
-        let all: Vec<&String> = match &capture {
-            DtmfCapture::Parent(p) => p.iter().collect(),
-            DtmfCapture::PerLeg {
-                parent_call,
-                child_call,
-            } => parent_call.iter().chain(child_call).collect(),
-        };
+        let all = capture.parent_call.iter().chain(&capture.child_call);
         for seq in all {
             if seq.is_empty() || !seq.bytes().all(|b| b"0123456789*#ABCDabcd".contains(&b)) {
                 return Err(de::Error::custom(format!(
@@ -859,6 +856,26 @@ fn default_timeout() -> u32 {
 }
 
 impl Dial {
+    /// The headers for one target's INVITE: the dial's, with the target's own replacing any of
+    /// the same name (names compare case-insensitively)
+    pub fn headers_for(&self, target: &Target) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .headers
+            .0
+            .iter()
+            .filter(|(name, _)| {
+                !target
+                    .headers
+                    .0
+                    .keys()
+                    .any(|own| own.eq_ignore_ascii_case(name))
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        out.extend(target.headers.0.iter().map(|(n, v)| (n.clone(), v.clone())));
+        out
+    }
+
     /// Removes duplicate targets (the first stays) and checks the limits
     fn checked(mut self) -> Result<Self, String> {
         let mut seen = std::collections::HashSet::new();
@@ -980,7 +997,10 @@ mod tests {
         assert_eq!(d.timeout, 60);
         assert_eq!(
             d.dtmf_capture,
-            Some(DtmfCapture::Parent(vec!["*2".into(), "*3".into()]))
+            Some(DtmfCapture {
+                parent_call: vec!["*2".into(), "*3".into()],
+                child_call: vec!["*2".into(), "*3".into()],
+            })
         );
         let hook = d.dtmf_hook.as_ref().unwrap();
         assert_eq!((hook.url.as_str(), hook.method), ("/dtmf", HookMethod::Get));
@@ -1035,8 +1055,10 @@ mod tests {
             d.amd.as_ref().unwrap().timers.unwrap().no_speech_timeout_ms,
             Some(4000)
         );
-        assert!(
-            matches!(d.dtmf_capture, Some(DtmfCapture::PerLeg { ref child_call, .. }) if child_call.len() == 2)
+        let capture = d.dtmf_capture.as_ref().unwrap();
+        assert_eq!(
+            (capture.parent_call.len(), capture.child_call.len()),
+            (1, 2)
         );
         assert_eq!(d.target[0].headers.0["X-Leg"], "1");
         assert_eq!(
@@ -1083,6 +1105,23 @@ mod tests {
                 "target 0: confirmHook"
             ]
         );
+    }
+
+    #[test]
+    fn target_headers_override_the_dials() {
+        let d = dial(
+            r#"[{"verb":"dial","headers":{"X-A":"dial","X-B":"dial"},"target":[
+                {"type":"user","name":"a@b","headers":{"x-b":"target","X-C":"target"}},
+                {"type":"user","name":"c@d"}]}]"#,
+        );
+        let pairs = |v: Vec<(String, String)>| -> Vec<String> {
+            v.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
+        };
+        assert_eq!(
+            pairs(d.headers_for(&d.target[0])),
+            ["X-A=dial", "X-C=target", "x-b=target"]
+        );
+        assert_eq!(pairs(d.headers_for(&d.target[1])), ["X-A=dial", "X-B=dial"]);
     }
 
     #[test]

@@ -10,6 +10,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod edge;
+pub use edge::{
+    CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
+};
+
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +58,16 @@ pub struct Config {
     pub amd: AmdTimers,
     /// `[registrar]`: the SIP registrar's domain, users and expiry bounds.
     pub registrar: RegistrarConfig,
+    /// `[http]`: the REST API and `/metrics` listener.
+    pub http: HttpConfig,
+    /// `[security]`: sources trusted to send calls; SIP rate limit.
+    pub security: SecurityConfig,
+    /// `[[carriers]]`: SIP trunks for phone numbers, in order of preference.
+    pub carriers: Vec<CarrierConfig>,
+    /// `[teams]`: Microsoft Teams Direct Routing.
+    pub teams: TeamsConfig,
+    /// `[[routes]]`: per-number call webhooks.
+    pub routes: Vec<RouteConfig>,
 }
 
 /// `[registrar]`: who may REGISTER, in which domain, for how long
@@ -227,7 +242,8 @@ impl Config {
                 "must not exceed amd.decision_timeout_ms",
             ));
         }
-        self.validate_registrar(&invalid)
+        self.validate_registrar(&invalid)?;
+        edge::validate(self, &invalid)
     }
 
     fn validate_registrar(

@@ -8,11 +8,14 @@
 //! arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod message;
 pub mod options;
 pub mod registrar;
+pub mod rest;
+pub mod routing;
 pub mod sdp;
 pub mod transaction;
 pub mod wav;

@@ -70,6 +70,32 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
+/// The flags of `dialplane serve` that override the file; `None` keeps the file's value
+///
+/// Holds the flags of the sections present so far (`--http`, `--api-token`); `--sip`,
+/// `--interface`, `--port-min`, `--port-max`, `--num-threads`, `--app`, `--app-url`,
+/// `--webhook-secret`, `--status-hook` and `--external-ip` join it with their sections.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServeOverrides {
+    /// `--http ADDR`: `[http] listen`.
+    pub http: Option<std::net::SocketAddr>,
+    /// `--api-token TOKEN`: `[http] api_token`.
+    pub api_token: Option<String>,
+}
+
+impl Config {
+    /// Applies command-line flags over the file's values; call [`Config::validate`] after
+    pub fn apply_overrides(&mut self, overrides: ServeOverrides) {
+        let ServeOverrides { http, api_token } = overrides;
+        if let Some(listen) = http {
+            self.http.listen = listen;
+        }
+        if api_token.is_some() {
+            self.http.api_token = api_token;
+        }
+    }
+}
+
 /// `[registrar]`: who may REGISTER, in which domain, for how long
 ///
 /// An empty `domain` (the default) means no registrar domain: every REGISTER is answered 404.

@@ -641,7 +641,11 @@ impl Inner {
         headers: &HeaderMap,
         body: Body,
     ) -> Response {
-        if let Err(response) = self.authorize(headers) {
+        if let Err(why) = self.authorize(headers) {
+            let mut response = error(StatusCode::UNAUTHORIZED, why);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
         let bytes = match Limited::new(body, self.max_body_bytes).collect().await {
@@ -673,16 +677,10 @@ impl Inner {
         }
     }
 
-    /// Checks `Authorization: Bearer <token>` in constant time.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let unauthorized = |msg: &str| {
-            let mut r = error(StatusCode::UNAUTHORIZED, msg);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
-        };
+    /// Checks `Authorization: Bearer <token>` in constant time; `Err` says what is wrong.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), &'static str> {
         let Some(token) = &self.api_token else {
-            return Err(unauthorized("REST is disabled: no api_token is configured"));
+            return Err("REST is disabled: no api_token is configured");
         };
         let given = headers
             .get(header::AUTHORIZATION)
@@ -693,8 +691,8 @@ impl Inner {
             });
         match given {
             Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(unauthorized("invalid api token")),
-            None => Err(unauthorized("missing bearer token")),
+            Some(_) => Err("invalid api token"),
+            None => Err("missing bearer token"),
         }
     }
 }

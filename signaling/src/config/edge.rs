@@ -394,17 +394,218 @@ fn is_http_url(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
+    use super::super::{Config, ServeOverrides};
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, "t.toml").map_err(|e| e.to_string())
+    }
 
     #[test]
-    fn probe() {
-        for t in [
-            "[security]\nallow_from = [\n  \"10.0.0.0/8\",\n  \"x\",\n]\n",
-            "[[carriers]]\nname = \"a\"\ngateways = [\n\"http://x\"]\n",
-            "[[carriers]]\nname = \"a\"\ngatways = [\"sip:x\"]\n",
-            "[http]\nlisten = \"1.2.3.4\"\n",
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.http.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.http.api_token, None);
+        assert_eq!(
+            c.security.allow_from,
+            ["127.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(c.security.sip_rate_limit, 5000);
+        assert!(c.carriers.is_empty() && c.routes.is_empty());
+        assert_eq!(c.teams.fqdn, "");
+        assert_eq!(
+            c.teams.gateway.to_string(),
+            "sip:sip.pstnhub.microsoft.com:5061;transport=tls"
+        );
+    }
+
+    #[test]
+    fn every_section_parses() {
+        let c = parse(
+            "[http]\nlisten = \"0.0.0.0:8080\"\napi_token = \"s3cret-token\"\n\
+             max_body_bytes = 1000\nrequest_timeout_ms = 100\n\
+             [security]\nallow_from = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\", \"10.1.2.3/16\"]\n\
+             sip_rate_limit = 0\n\
+             [[carriers]]\nname = \"acme\"\ngateways = [\"sip:gw1.acme.net:5060\", \"sips:gw2.acme.net;transport=tls\"]\n\
+             username = \"u\"\npassword = \"hunter2\"\ninbound = [\"198.51.100.0/24\"]\n\
+             country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = \"011\"\n\
+             [[carriers]]\nname = \"in\"\ninbound = [\"203.0.113.0/24\"]\n\
+             [teams]\nfqdn = \"sbc.example.com\"\ngateway = \"sip:sip2.pstnhub.microsoft.com:5061;transport=tls\"\n\
+             [[routes]]\nto = \"+1508*\"\napp_url = \"https://apps.example.com/1508\"\n\
+             [[routes]]\nto = \"+15083084809\"\napp_url = \"http://127.0.0.1:8080/call\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.http.api_token.as_deref(), Some("s3cret-token"));
+        assert_eq!(
+            (c.http.max_body_bytes, c.http.request_timeout_ms),
+            (1000, 100)
+        );
+        let nets: Vec<String> = c
+            .security
+            .allow_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Bare addresses are hosts; host bits are cleared.
+        assert_eq!(
+            nets,
+            ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "10.1.0.0/16"]
+        );
+        assert_eq!(c.security.sip_rate_limit, 0);
+        let acme = &c.carriers[0];
+        assert_eq!(acme.gateways[0].host, "gw1.acme.net");
+        assert_eq!(acme.gateways[0].port, Some(5060));
+        assert!(acme.gateways[1].secure);
+        assert_eq!(acme.gateways[1].param("transport"), Some(Some("tls")));
+        assert_eq!(acme.password.as_deref(), Some("hunter2"));
+        assert_eq!(c.carriers[1].gateways, []);
+        assert_eq!(c.teams.gateway.host, "sip2.pstnhub.microsoft.com");
+        assert_eq!(c.routes[0].to, NumberPattern::Prefix("+1508".into()));
+        assert_eq!(c.routes[1].to, NumberPattern::Exact("+15083084809".into()));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (text, key) in [
+            ("[http]\nlisen = \"127.0.0.1:1\"\n", "lisen"),
+            ("[security]\nallow = []\n", "allow"),
+            (
+                "[[carriers]]\nname = \"a\"\ngatways = [\"sip:x\"]\n",
+                "gatways",
+            ),
+            ("[teams]\ntenant = \"x\"\n", "tenant"),
+            (
+                "[[routes]]\nto = \"1\"\napp_url = \"http://x\"\nurl = \"x\"\n",
+                "url",
+            ),
+            ("[[carriers]]\ngateways = [\"sip:x\"]\n", "name"),
+            ("[[routes]]\nto = \"1\"\n", "app_url"),
         ] {
-            println!("{}", Config::from_toml(t, "x").unwrap_err());
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key) && e.contains("t.toml"), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("[http]\nlisten = \"127.0.0.1\"\n", "listen"),
+            ("[http]\napi_token = \"\"\n", "http.api_token"),
+            ("[http]\napi_token = \"two words\"\n", "http.api_token"),
+            ("[http]\nmax_body_bytes = 0\n", "http.max_body_bytes"),
+            (
+                "[http]\nrequest_timeout_ms = 0\n",
+                "http.request_timeout_ms",
+            ),
+            ("[security]\nallow_from = [\"10.0.0.0/33\"]\n", "allow_from"),
+            (
+                "[security]\nallow_from = [\n  \"10.0.0.0/8\",\n  \"localhost\",\n]\n",
+                "allow_from",
+            ),
+            ("[security]\nsip_rate_limit = -1\n", "sip_rate_limit"),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"http://x\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:u@gw\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:gw?h=v\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:gw:99999\"]\n",
+                "gateways",
+            ),
+            ("[[carriers]]\nname = \"a\"\ninbound = [\"x\"]\n", "inbound"),
+            (
+                "[[carriers]]\nname = \"\"\ninbound = [\"10.0.0.1\"]\n",
+                "carriers.name",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\n\
+                 [[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.2\"]\n",
+                "carriers.name",
+            ),
+            ("[[carriers]]\nname = \"a\"\n", "carriers.gateways"),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\nusername = \"u\"\n",
+                "carriers.username",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\npassword = \"p\"\n",
+                "carriers.password",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ncountry_code = \"+1\"\n",
+                "carriers.country_code",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ncountry_code = \"044\"\n",
+                "carriers.country_code",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\nnational_prefix = \"x\"\n",
+                "carriers.national_prefix",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ninternational_prefix = \"\"\n",
+                "carriers.international_prefix",
+            ),
+            ("[teams]\nfqdn = \"sbc\"\n", "teams.fqdn"),
+            ("[teams]\nfqdn = \"192.0.2.1\"\n", "teams.fqdn"),
+            ("[teams]\nfqdn = \"a b.example.com\"\n", "teams.fqdn"),
+            ("[teams]\ngateway = \"tel:+1\"\n", "gateway"),
+            ("[[routes]]\nto = \"\"\napp_url = \"http://x\"\n", "to"),
+            ("[[routes]]\nto = \"+1*5*\"\napp_url = \"http://x\"\n", "to"),
+            ("[[routes]]\nto = \"+1 5\"\napp_url = \"http://x\"\n", "to"),
+            (
+                "[[routes]]\nto = \"+1\"\napp_url = \"ftp://x\"\n",
+                "routes.app_url",
+            ),
+            (
+                "[[routes]]\nto = \"+1\"\napp_url = \"http:///x\"\n",
+                "routes.app_url",
+            ),
+            (
+                "[[routes]]\nto = \"+1*\"\napp_url = \"http://x\"\n\
+                 [[routes]]\nto = \"+1*\"\napp_url = \"http://y\"\n",
+                "routes.to",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let mut c = parse("[http]\nlisten = \"127.0.0.1:4000\"\napi_token = \"file\"\n").unwrap();
+        c.apply_overrides(ServeOverrides::default());
+        assert_eq!(c.http.listen.port(), 4000);
+        assert_eq!(c.http.api_token.as_deref(), Some("file"));
+        c.apply_overrides(ServeOverrides {
+            http: Some("127.0.0.2:5000".parse().unwrap()),
+            api_token: Some("flag".into()),
+        });
+        assert_eq!(c.http.listen, "127.0.0.2:5000".parse().unwrap());
+        assert_eq!(c.http.api_token.as_deref(), Some("flag"));
+        c.apply_overrides(ServeOverrides {
+            api_token: Some(String::new()),
+            ..ServeOverrides::default()
+        });
+        let e = c.validate("command line").unwrap_err().to_string();
+        assert!(
+            e.contains("http.api_token") && e.contains("command line"),
+            "{e}"
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
 //! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
-//! store) and [`options`] (answers to OPTIONS). Dialogs, transports, the B2BUA and the dial verb
-//! arrive with their issues.
+//! store) and [`options`] (answers to OPTIONS); at the edges, [`rest`] (live call control over
+//! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
+//! per-number routes for dial targets and called numbers). Dialogs, transports, the B2BUA and
+//! the dial verb arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;

@@ -175,6 +175,17 @@ enum NumberOrText {
 }
 
 impl CallUpdate {
+    /// The body field this update came in (`call_status`, `dub`, ...), for logs
+    pub fn field(&self) -> &'static str {
+        match self {
+            CallUpdate::CallStatus(_) => "call_status",
+            CallUpdate::MuteStatus(_) => "mute_status",
+            CallUpdate::ListenStatus(_) => "listen_status",
+            CallUpdate::Dtmf(_) => "dtmf",
+            CallUpdate::Dub(_) => "dub",
+        }
+    }
+
     /// Parses a request body: strict JSON, no unknown field, exactly one update
     pub fn from_json(body: &[u8]) -> Result<CallUpdate, BadUpdate> {
         let value: serde_json::Value =
@@ -665,7 +676,8 @@ impl Inner {
                 return error(StatusCode::BAD_REQUEST, &e.to_string());
             }
         };
-        tracing::info!(call_sid, ?update, "updateCall");
+        // The field only: dub URLs and texts stay out of info-level logs.
+        tracing::info!(call_sid, update = update.field(), "updateCall");
         match self.registry.deliver(call_sid, account_sid, update) {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e @ (DeliverError::UnknownCall | DeliverError::WrongAccount)) => {
@@ -729,6 +741,12 @@ mod tests {
         assert_eq!(
             parse(r#"{"call_status":"completed"}"#),
             Ok(CallUpdate::CallStatus(CallStatus::Completed))
+        );
+        assert_eq!(
+            parse(r#"{"dub":{"action":"addTrack","track":"t"}}"#)
+                .unwrap()
+                .field(),
+            "dub"
         );
         assert_eq!(
             parse(r#"{"call_status":"no-answer"}"#),

@@ -25,7 +25,8 @@ pub struct HttpConfig {
     pub api_token: Option<String>,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
-    /// A request (headers, body and handling) taking longer is answered 408.
+    /// A request whose body and handling take longer is answered 408; a client this slow
+    /// with its headers is disconnected.
     pub request_timeout_ms: u32,
 }
 
@@ -52,21 +53,20 @@ impl fmt::Debug for HttpConfig {
 }
 
 /// `[security]`: sources allowed to send us calls, besides carriers and registered users
+///
+/// The per-source SIP rate limit is `[sip] rate_limit`, next to the transports that enforce it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Networks trusted to send INVITEs (CIDR; a bare address is one host).
     #[serde(deserialize_with = "networks")]
     pub allow_from: Vec<IpNet>,
-    /// SIP requests per second accepted from one source address; 0 means no limit.
-    pub sip_rate_limit: u32,
 }
 
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             allow_from: vec!["127.0.0.0/8".parse().expect("a valid network literal")],
-            sip_rate_limit: 5000,
         }
     }
 }
@@ -410,7 +410,6 @@ mod tests {
             c.security.allow_from,
             ["127.0.0.0/8".parse::<IpNet>().unwrap()]
         );
-        assert_eq!(c.security.sip_rate_limit, 5000);
         assert!(c.carriers.is_empty() && c.routes.is_empty());
         assert_eq!(c.teams.fqdn, "");
         assert_eq!(
@@ -425,7 +424,6 @@ mod tests {
             "[http]\nlisten = \"0.0.0.0:8080\"\napi_token = \"s3cret-token\"\n\
              max_body_bytes = 1000\nrequest_timeout_ms = 100\n\
              [security]\nallow_from = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\", \"10.1.2.3/16\"]\n\
-             sip_rate_limit = 0\n\
              [[carriers]]\nname = \"acme\"\ngateways = [\"sip:gw1.acme.net:5060\", \"sips:gw2.acme.net;transport=tls\"]\n\
              username = \"u\"\npassword = \"hunter2\"\ninbound = [\"198.51.100.0/24\"]\n\
              country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = \"011\"\n\
@@ -452,7 +450,6 @@ mod tests {
             nets,
             ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "10.1.0.0/16"]
         );
-        assert_eq!(c.security.sip_rate_limit, 0);
         let acme = &c.carriers[0];
         assert_eq!(acme.gateways[0].host, "gw1.acme.net");
         assert_eq!(acme.gateways[0].port, Some(5060));
@@ -508,7 +505,7 @@ mod tests {
                 "[security]\nallow_from = [\n  \"10.0.0.0/8\",\n  \"localhost\",\n]\n",
                 "allow_from",
             ),
-            ("[security]\nsip_rate_limit = -1\n", "sip_rate_limit"),
+            ("[security]\nallow_from = \"10.0.0.0/8\"\n", "allow_from"),
             (
                 "[[carriers]]\nname = \"a\"\ngateways = [\"http://x\"]\n",
                 "gateways",

@@ -10,6 +10,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod edge;
+pub use edge::{
+    CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
+};
+
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +58,16 @@ pub struct Config {
     pub amd: AmdTimers,
     /// `[registrar]`: the SIP registrar's domain, users and expiry bounds.
     pub registrar: RegistrarConfig,
+    /// `[http]`: the REST API and `/metrics` listener.
+    pub http: HttpConfig,
+    /// `[security]`: sources trusted to send calls; SIP rate limit.
+    pub security: SecurityConfig,
+    /// `[[carriers]]`: SIP trunks for phone numbers, in order of preference.
+    pub carriers: Vec<CarrierConfig>,
+    /// `[teams]`: Microsoft Teams Direct Routing.
+    pub teams: TeamsConfig,
+    /// `[[routes]]`: per-number call webhooks.
+    pub routes: Vec<RouteConfig>,
     /// `[app]`: the control app (call webhook or static verb file) and its hooks.
     pub app: AppConfig,
 }
@@ -116,6 +131,60 @@ impl std::fmt::Debug for AppConfig {
             .field("status_hook", &self.status_hook)
             .field("account_sid", &self.account_sid)
             .finish()
+    }
+}
+
+/// The flags of `dialplane serve` that override the file; `None` keeps the file's value
+///
+/// Holds the flags of the sections present so far (`--http`, `--api-token`, `--app`,
+/// `--app-url`, `--webhook-secret`, `--status-hook`); `--sip`, `--interface`, `--port-min`,
+/// `--port-max`, `--num-threads` and `--external-ip` join it with their sections.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServeOverrides {
+    /// `--http ADDR`: `[http] listen`.
+    pub http: Option<std::net::SocketAddr>,
+    /// `--api-token TOKEN`: `[http] api_token`.
+    pub api_token: Option<String>,
+    /// `--app FILE.json`: `[app] file`.
+    pub app_file: Option<std::path::PathBuf>,
+    /// `--app-url URL`: `[app] url`.
+    pub app_url: Option<String>,
+    /// `--webhook-secret SECRET`: `[app] webhook_secret`.
+    pub webhook_secret: Option<String>,
+    /// `--status-hook URL`: `[app] status_hook`.
+    pub status_hook: Option<String>,
+}
+
+impl Config {
+    /// Applies command-line flags over the file's values; call [`Config::validate`] after
+    pub fn apply_overrides(&mut self, overrides: ServeOverrides) {
+        let ServeOverrides {
+            http,
+            api_token,
+            app_file,
+            app_url,
+            webhook_secret,
+            status_hook,
+        } = overrides;
+        if let Some(listen) = http {
+            self.http.listen = listen;
+        }
+        if api_token.is_some() {
+            self.http.api_token = api_token;
+        }
+        let app = &mut self.app;
+        for (flag, field) in [
+            (app_url, &mut app.url),
+            (webhook_secret, &mut app.webhook_secret),
+            (status_hook, &mut app.status_hook),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
+        }
+        if app_file.is_some() {
+            app.file = app_file;
+        }
     }
 }
 
@@ -292,6 +361,7 @@ impl Config {
             ));
         }
         self.validate_registrar(&invalid)?;
+        edge::validate(self, &invalid)?;
         self.validate_app(&invalid)
     }
 
@@ -546,6 +616,39 @@ mod tests {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn app_flags_override_the_file() {
+        let mut c = Config::from_toml("[app]\nfile = \"a.json\"\nwebhook_secret = \"file\"\n", "x")
+            .unwrap();
+        c.apply_overrides(ServeOverrides::default());
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::File(Path::new("a.json"))
+        );
+        c.apply_overrides(ServeOverrides {
+            app_file: Some("b.json".into()),
+            app_url: Some("http://127.0.0.1:9000/call".into()),
+            webhook_secret: Some("flag".into()),
+            status_hook: Some("/status".into()),
+            ..ServeOverrides::default()
+        });
+        c.validate("command line").unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::Url("http://127.0.0.1:9000/call"),
+            "--app-url wins over --app"
+        );
+        assert_eq!(c.app.file.as_deref(), Some(Path::new("b.json")));
+        assert_eq!(c.app.webhook_secret.as_deref(), Some("flag"));
+        assert_eq!(c.app.status_hook.as_deref(), Some("/status"));
+        c.apply_overrides(ServeOverrides {
+            app_url: Some("not a url".into()),
+            ..ServeOverrides::default()
+        });
+        let e = c.validate("command line").unwrap_err().to_string();
+        assert!(e.contains("app.url") && e.contains("command line"), "{e}");
     }
 
     #[test]

@@ -228,7 +228,10 @@ mod tests {
             // Nothing is produced before its deadline (a queued key is due at once).
             let next = d.poll_timeout(epoch).unwrap().max(now);
             if next > now {
-                assert_eq!(d.poll(next - Duration::from_micros(1), epoch, &mut pcm, &mut ev), None);
+                assert_eq!(
+                    d.poll(next - Duration::from_micros(1), epoch, &mut pcm, &mut ev),
+                    None
+                );
             }
             now = next;
             while let Some(sent) = d.poll(now, epoch, &mut pcm, &mut ev) {
@@ -237,7 +240,8 @@ mod tests {
                 };
                 let p = EventPayload::decode(&ev).unwrap();
                 packets.push((now, timestamp, marker, p.end, p.duration));
-                rx.handle_packet(ticks(epoch, now), timestamp, marker, &ev).unwrap();
+                rx.handle_packet(ticks(epoch, now), timestamp, marker, &ev)
+                    .unwrap();
                 presses.extend(std::iter::from_fn(|| rx.poll_event()));
             }
         }
@@ -261,7 +265,10 @@ mod tests {
         assert_eq!(packets.len(), 8 + 2 + 2);
         assert!(packets[8..].iter().all(|p| p.1 == ts + 1600 && !p.2));
         assert_eq!(ev[1] & 0x3f, 12);
-        let keys: Vec<_> = presses.iter().map(|k| (k.digit(), k.timestamp, k.duration)).collect();
+        let keys: Vec<_> = presses
+            .iter()
+            .map(|k| (k.digit(), k.timestamp, k.duration))
+            .collect();
         assert_eq!(keys, [(Some('5'), ts, 800), (Some('#'), ts + 1600, 480)]);
         assert_eq!(d.poll_timeout(epoch), None);
     }

@@ -257,10 +257,20 @@ mod tests {
             d.apply(t0, Some(Law::Alaw), TrackId(id), DubAction::AddTrack)
                 .unwrap();
         }
-        d.apply(t0, Some(Law::Alaw), TrackId(1), play(constant(100, 320), true, 0))
-            .unwrap();
-        d.apply(t0, Some(Law::Alaw), TrackId(2), play(constant(-30, 320), true, 0))
-            .unwrap();
+        d.apply(
+            t0,
+            Some(Law::Alaw),
+            TrackId(1),
+            play(constant(100, 320), true, 0),
+        )
+        .unwrap();
+        d.apply(
+            t0,
+            Some(Law::Alaw),
+            TrackId(2),
+            play(constant(-30, 320), true, 0),
+        )
+        .unwrap();
         let mut pcm = [0i16; FRAME_SAMPLES];
         d.mix_into(&mut pcm);
         assert!(pcm.iter().all(|&s| s == 70));
@@ -279,8 +289,13 @@ mod tests {
             Err(ApiError::InvalidArgument("unknown dub track"))
         );
         assert!(
-            d.apply(t0, Some(Law::Ulaw), TrackId(9), play(constant(1, 1), false, 0))
-                .is_err()
+            d.apply(
+                t0,
+                Some(Law::Ulaw),
+                TrackId(9),
+                play(constant(1, 1), false, 0)
+            )
+            .is_err()
         );
         d.apply(t0, Some(Law::Ulaw), TrackId(9), DubAction::AddTrack)
             .unwrap();
@@ -289,15 +304,24 @@ mod tests {
             Err(ApiError::InvalidArgument("dub needs a G.711 leg"))
         );
         assert_eq!(
-            d.apply(t0, Some(Law::Ulaw), TrackId(9), play(constant(1, 0), false, 0)),
+            d.apply(
+                t0,
+                Some(Law::Ulaw),
+                TrackId(9),
+                play(constant(1, 0), false, 0)
+            ),
             Err(ApiError::InvalidArgument("empty PCM"))
         );
         for id in 10..17 {
             d.apply(t0, None, TrackId(id), DubAction::AddTrack).unwrap();
         }
         assert!(d.apply(t0, None, TrackId(99), DubAction::AddTrack).is_err());
-        d.apply(t0, None, TrackId(9), DubAction::RemoveTrack).unwrap();
-        assert!(d.apply(t0, None, TrackId(9), DubAction::RemoveTrack).is_err());
+        d.apply(t0, None, TrackId(9), DubAction::RemoveTrack)
+            .unwrap();
+        assert!(
+            d.apply(t0, None, TrackId(9), DubAction::RemoveTrack)
+                .is_err()
+        );
     }
 
     #[test]
@@ -306,8 +330,13 @@ mod tests {
         let mut d = Dub::default();
         d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
             .unwrap();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), play(constant(500, 8000), false, 0))
-            .unwrap();
+        d.apply(
+            t0,
+            Some(Law::Ulaw),
+            TrackId(1),
+            play(constant(500, 8000), false, 0),
+        )
+        .unwrap();
         let mut pcm = [0i16; FRAME_SAMPLES];
         // Bridged packets every 20 ms keep the track-only clock away.
         let mut now = t0;
@@ -322,7 +351,10 @@ mod tests {
         // alone, then every 20 ms.
         let last = now - FRAME;
         assert_eq!(d.poll_timeout(), Some(last + FRAME + GRACE));
-        assert!(d.poll(last + FRAME + GRACE - Duration::from_micros(1), &mut pcm).is_none());
+        assert!(
+            d.poll(last + FRAME + GRACE - Duration::from_micros(1), &mut pcm)
+                .is_none()
+        );
         let (at, marker, law) = d.poll(last + FRAME + GRACE, &mut pcm).unwrap();
         assert_eq!((at, marker, law), (last + FRAME + GRACE, true, Law::Ulaw));
         assert!(pcm.iter().all(|&s| s == 500));

@@ -216,7 +216,9 @@ mod tests {
         let mut ev = Events::default();
         // Packets of 80 samples (10 ms ptime): a frame per two.
         let tone: Vec<i16> = (0..1600)
-            .map(|i| (8000.0 * (i as f32 * 2.0 * std::f32::consts::PI * 400.0 / 8000.0).sin()) as i16)
+            .map(|i| {
+                (8000.0 * (i as f32 * 2.0 * std::f32::consts::PI * 400.0 / 8000.0).sin()) as i16
+            })
             .collect();
         for chunk in tone.chunks(80) {
             f.push_received(chunk, &mut ev);

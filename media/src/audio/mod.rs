@@ -220,9 +220,9 @@ impl LegAudio {
         let mode = if telephone_event {
             Mode::Rfc4733
         } else {
-            Mode::InBand(law(codec).ok_or(ApiError::InvalidArgument(
-                "in-band DTMF needs a G.711 leg",
-            ))?)
+            Mode::InBand(
+                law(codec).ok_or(ApiError::InvalidArgument("in-band DTMF needs a G.711 leg"))?,
+            )
         };
         self.dtmf.queue(digit, duration_ms, volume, mode)
     }
@@ -536,5 +536,330 @@ impl Events {
 
     fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telephone_event::{EndReason, EventReceiver};
+    use dsp::amd::AmdEvent;
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    /// `spec` (digit, on ms, off ms after) as µ-law packets of 20 ms, after `lead_ms` of silence.
+    fn tones(lead_ms: u32, keys: &[(char, u32, u32)]) -> Vec<[u8; FRAME_SAMPLES]> {
+        let mut x = vec![0.0f32; lead_ms as usize * 8];
+        for &(digit, on, off) in keys {
+            x.extend(dsp::dtmf::digits(&digit.to_string(), on, off));
+        }
+        x.resize(x.len().div_ceil(FRAME_SAMPLES) * FRAME_SAMPLES, 0.0);
+        x.chunks(FRAME_SAMPLES)
+            .map(|c| {
+                let mut p = [0u8; FRAME_SAMPLES];
+                for (p, &v) in p.iter_mut().zip(c) {
+                    *p = Law::Ulaw.encode((v * 32767.0) as i16);
+                }
+                p
+            })
+            .collect()
+    }
+
+    /// Feed packet `k` at `t0 + 20k ms` (running timers as a shard would); `hook(k, audio)` runs
+    /// after each packet.
+    fn feed(
+        a: &mut LegAudio,
+        t0: Instant,
+        packets: &[[u8; FRAME_SAMPLES]],
+        mut hook: impl FnMut(usize, &mut LegAudio),
+    ) -> Vec<AudioEvent> {
+        let mut events = Vec::new();
+        for (k, p) in packets.iter().enumerate() {
+            let now = t0 + FRAME * k as u32;
+            if let Some(t) = a.poll_timeout()
+                && t <= now
+            {
+                a.handle_timeout(now);
+            }
+            a.on_received(now, Codec::Pcmu, 1000 + k as u16, p);
+            hook(k, a);
+            events.extend(std::iter::from_fn(|| a.poll_event()));
+        }
+        events
+    }
+
+    fn digits(events: &[AudioEvent]) -> Vec<(char, u64, u32, DigitSource)> {
+        events
+            .iter()
+            .filter_map(|e| match *e {
+                AudioEvent::Digit {
+                    digit,
+                    start_ms,
+                    duration_ms,
+                    source,
+                } => Some((digit, start_ms, duration_ms, source)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn press(digit: u8, duration: u32, end: EndReason) -> KeyPress {
+        KeyPress {
+            event: digit,
+            timestamp: 0,
+            duration,
+            volume: 10,
+            end,
+        }
+    }
+
+    #[test]
+    fn in_band_digit_through_g711_is_reported_once() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.set_tap(t0, true, None);
+        assert!(!a.is_idle());
+        let got = digits(&feed(
+            &mut a,
+            t0,
+            &tones(200, &[('5', 100, 300)]),
+            |_, _| {},
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (digit, start, duration, source) = got[0];
+        assert_eq!((digit, source), ('5', DigitSource::InBand));
+        assert!(
+            start.abs_diff(200) <= 10 && duration.abs_diff(100) <= 10,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn same_press_by_rfc4733_and_in_band_is_reported_once() {
+        let t0 = Instant::now();
+        // RFC 4733 first: its end packet comes with the audio packet where the tone ends.
+        let mut a = LegAudio::default();
+        a.set_tap(t0, true, None);
+        let packets = tones(200, &[('5', 100, 400)]);
+        let got = digits(&feed(&mut a, t0, &packets, |k, a| {
+            if k == 14 {
+                a.on_key_press(ms(t0, 280), &press(5, 800, EndReason::EndBit));
+            }
+        }));
+        assert_eq!(got, [('5', 200, 100, DigitSource::Rfc4733)]);
+
+        // In-band first: the end packets were lost, the press closes 200 ms later.
+        let mut a = LegAudio::default();
+        a.set_tap(t0, true, None);
+        let got = digits(&feed(&mut a, t0, &packets, |k, a| {
+            if k == 24 {
+                a.on_key_press(ms(t0, 480), &press(5, 640, EndReason::Timeout));
+            }
+        }));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].3, DigitSource::InBand);
+    }
+
+    #[test]
+    fn two_presses_of_one_key_are_two_digits() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.set_tap(t0, true, None);
+        // '7' at 100-200 ms and again at 400-500 ms, both also sent as RFC 4733.
+        let packets = tones(100, &[('7', 100, 200), ('7', 100, 300)]);
+        let got = digits(&feed(&mut a, t0, &packets, |k, a| {
+            if k == 9 || k == 24 {
+                a.on_key_press(t0 + FRAME * k as u32, &press(7, 800, EndReason::EndBit));
+            }
+        }));
+        let keys: Vec<_> = got.iter().map(|d| (d.0, d.1, d.3)).collect();
+        assert_eq!(
+            keys,
+            [
+                ('7', 100, DigitSource::Rfc4733),
+                ('7', 400, DigitSource::Rfc4733)
+            ]
+        );
+        // Without a DTMF tap, RFC 4733 presses are not reported here.
+        let mut b = LegAudio::default();
+        b.set_tap(t0, false, Some(AmdConfig::default()));
+        b.on_key_press(t0, &press(7, 800, EndReason::EndBit));
+        assert!(b.poll_event().is_none());
+    }
+
+    #[test]
+    fn amd_runs_on_the_wall_clock_when_no_packet_comes() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.set_tap(t0, false, Some(AmdConfig::default()));
+        let mut events = Vec::new();
+        while let Some(t) = a.poll_timeout() {
+            if t > ms(t0, 6000) {
+                break;
+            }
+            a.handle_timeout(t);
+            events.extend(std::iter::from_fn(|| a.poll_event()));
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, AudioEvent::Amd(AmdEvent::Silence { at_ms: 5000 }))),
+            "{events:?}"
+        );
+        a.set_tap(ms(t0, 6000), false, None);
+        while a.poll_event().is_some() {}
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn player_owns_the_egress_until_play_done() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        let mut bridged = [0xffu8; FRAME_SAMPLES];
+        assert!(a.on_egress(t0, Codec::Pcmu, &mut bridged));
+        a.play(t0, Codec::Pcma, vec![1000i16; 400].into(), false);
+        assert!(!a.on_egress(t0, Codec::Pcmu, &mut bridged));
+        let mut out = [0u8; 200];
+        let mut sent = Vec::new();
+        while let Some(at) = a.poll_timeout() {
+            while let Some(g) = a.poll_transmit(at, &mut out) {
+                sent.push((at, g));
+            }
+        }
+        assert_eq!(sent.len(), 3);
+        for (k, (at, g)) in sent.iter().enumerate() {
+            assert_eq!(*at, t0 + FRAME * k as u32);
+            assert_eq!(
+                (g.codec, g.len, g.timestamp, g.marker),
+                (Codec::Pcma, 160, 160 * k as u32, k == 0)
+            );
+        }
+        assert!(matches!(a.poll_event(), Some(AudioEvent::PlayDone)));
+        assert!(a.on_egress(ms(t0, 60), Codec::Pcmu, &mut bridged));
+        // Looped until stopped; a non-G.711 leg cannot play.
+        a.play(ms(t0, 100), Codec::Pcmu, vec![1i16; 10].into(), true);
+        assert!(a.poll_transmit(ms(t0, 100), &mut out).is_some());
+        assert!(a.stop_play());
+        assert!(!a.stop_play());
+        assert!(matches!(a.poll_event(), Some(AudioEvent::PlayDone)));
+        a.play(ms(t0, 200), Codec::G722, vec![1i16; 10].into(), true);
+        assert!(matches!(a.poll_event(), Some(AudioEvent::PlayDone)));
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn dub_mixes_into_bridged_payloads_then_goes_alone() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        let track = TrackId(3);
+        assert!(a.dub(t0, Codec::Pcmu, track, DubAction::Silence).is_err());
+        a.dub(t0, Codec::Pcmu, track, DubAction::AddTrack).unwrap();
+        let samples: Arc<[i16]> = vec![4000i16; 8000].into();
+        a.dub(
+            t0,
+            Codec::Pcmu,
+            track,
+            DubAction::Play {
+                samples,
+                looped: false,
+                gain_db: 0,
+            },
+        )
+        .unwrap();
+        let mut out = [0u8; FRAME_SAMPLES];
+        for k in 0..3u32 {
+            let now = t0 + FRAME * k;
+            assert!(a.poll_transmit(now, &mut out).is_none());
+            let mut payload = [Law::Ulaw.encode(2000); FRAME_SAMPLES];
+            assert!(a.on_egress(now, Codec::Pcmu, &mut payload));
+            let level = Law::Ulaw.decode(payload[0]);
+            assert!(level.abs_diff(6000) < 200, "{level}");
+        }
+        // The far side stops: the track goes alone 30 ms after the last bridged packet.
+        let next = a.poll_timeout().unwrap();
+        assert_eq!(next, ms(t0, 70));
+        let g = a.poll_transmit(next, &mut out).unwrap();
+        assert_eq!((g.codec, g.len, g.marker), (Codec::Pcmu, 160, true));
+        assert!(Law::Ulaw.decode(out[0]).abs_diff(4000) < 200);
+        assert_eq!(a.poll_transmit(next, &mut out), None);
+        let g2 = a.poll_transmit(next + FRAME, &mut out).unwrap();
+        assert_eq!((g2.timestamp - g.timestamp, g2.marker), (160, false));
+    }
+
+    #[test]
+    fn dtmf_suppresses_the_egress_and_pauses_the_player() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.play(t0, Codec::Pcmu, vec![500i16; 8000].into(), false);
+        let mut out = [0u8; FRAME_SAMPLES];
+        assert!(a.poll_transmit(t0, &mut out).is_some());
+        assert_eq!(
+            a.send_dtmf(t0, Codec::G722, false, '1', 100, 10),
+            Err(ApiError::InvalidArgument("in-band DTMF needs a G.711 leg"))
+        );
+        assert_eq!(
+            a.send_dtmf(t0, Codec::Pcmu, true, 'x', 100, 10),
+            Err(ApiError::InvalidDigit('x'))
+        );
+        a.send_dtmf(ms(t0, 10), Codec::Pcmu, true, '9', 40, 10)
+            .unwrap();
+        let mut rx = EventReceiver::new(8000);
+        let mut kinds = Vec::new();
+        let mut now = ms(t0, 10);
+        while kinds.len() < 5 {
+            let mut bridged = [0xffu8; FRAME_SAMPLES];
+            let egress = a.on_egress(now, Codec::Pcmu, &mut bridged);
+            while let Some(g) = a.poll_transmit(now, &mut out) {
+                if g.codec == Codec::TelephoneEvent {
+                    assert!(!egress);
+                    rx.handle_packet(0, g.timestamp, g.marker, &out[..g.len])
+                        .unwrap();
+                }
+                kinds.push(g.codec);
+            }
+            now = a.poll_timeout().unwrap();
+        }
+        // One update, the end and its two repeats, then the player resumes.
+        assert_eq!(kinds[..4], [Codec::TelephoneEvent; 4]);
+        assert_eq!(kinds[4], Codec::Pcmu);
+        let k = rx.poll_event().unwrap();
+        assert_eq!((k.digit(), k.duration), (Some('9'), 320));
+    }
+
+    #[test]
+    fn stereo_fork_sees_received_and_generated_audio() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.fork(ForkId(1), ForkMix::Stereo, 16000);
+        a.play(t0, Codec::Pcmu, vec![-3000i16; 8000].into(), true);
+        let mut out = [0u8; FRAME_SAMPLES];
+        let mut frames = Vec::new();
+        for k in 0..10u32 {
+            let now = t0 + FRAME * k;
+            assert!(a.poll_transmit(now, &mut out).is_some());
+            a.on_received(
+                now,
+                Codec::Pcmu,
+                k as u16,
+                &[Law::Ulaw.encode(3000); FRAME_SAMPLES],
+            );
+            while let Some(e) = a.poll_event() {
+                if let AudioEvent::Frame { fork, samples } = e {
+                    assert_eq!(fork, ForkId(1));
+                    frames.push(samples);
+                }
+            }
+        }
+        assert_eq!(frames.len(), 10);
+        assert!(frames.iter().all(|f| f.len() == 640));
+        // After the resampler's delay: left positive (received), right negative (played).
+        let last = &frames[9];
+        assert!(
+            last.chunks(2)
+                .all(|p| p[0].abs_diff(3000) < 200 && p[1].abs_diff(-3000) < 200)
+        );
+        assert!(a.stop_fork(ForkId(1)));
     }
 }

@@ -176,6 +176,9 @@ mod tests {
         p.hold(t0 + Duration::from_millis(300));
         assert!(p.poll(t0 + Duration::from_millis(299), &mut pcm).is_none());
         let (at, marker) = p.poll(t0 + Duration::from_millis(300), &mut pcm).unwrap();
-        assert_eq!((at, marker, pcm[0]), (t0 + Duration::from_millis(300), false, 160));
+        assert_eq!(
+            (at, marker, pcm[0]),
+            (t0 + Duration::from_millis(300), false, 160)
+        );
     }
 }

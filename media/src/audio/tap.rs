@@ -90,8 +90,7 @@ impl Receive {
             while self.release_oldest(sink) {}
             self.next = Some(seq);
         } else if ahead < 0 {
-            metrics::counter!("dialplane_audio_tap_dropped_total", "reason" => "late")
-                .increment(1);
+            metrics::counter!("dialplane_audio_tap_dropped_total", "reason" => "late").increment(1);
             return;
         } else if ahead > 0 {
             if self.held.iter().flatten().any(|h| h.seq == seq) {
@@ -311,7 +310,11 @@ impl Tap {
         // The press ended about now in the audio's time (its packets and the audio around it
         // arrive together); a press closed by the receiver's timeout ended 200 ms ago.
         let duration_ms = u64::from(press.duration) / 8;
-        let late_ms = if press.end == EndReason::Timeout { 200 } else { 0 };
+        let late_ms = if press.end == EndReason::Timeout {
+            200
+        } else {
+            0
+        };
         let end_ms = (d.fed / 8).saturating_sub(late_ms);
         let start_ms = end_ms.saturating_sub(duration_ms);
         d.report(digit, start_ms, end_ms, DigitSource::Rfc4733, events);
@@ -370,5 +373,116 @@ impl Extend<pipeline::Event> for Sink<'_> {
                 pipeline::Event::Amd(a) => self.events.push(AudioEvent::Amd(a)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A payload whose samples all decode to the µ-law value of `code`.
+    fn packet(code: u8) -> [u8; FRAME_SAMPLES] {
+        [code; FRAME_SAMPLES]
+    }
+
+    /// Each delivered chunk as (first sample, length).
+    fn run(steps: &[(u64, Option<u16>)]) -> Vec<(i16, usize)> {
+        let t0 = Instant::now();
+        let mut r = Receive::new(t0);
+        let mut out = Vec::new();
+        let mut sink = |pcm: &[i16]| out.push((pcm[0], pcm.len()));
+        for &(ms, seq) in steps {
+            let now = t0 + Duration::from_millis(ms);
+            match seq {
+                // The code encodes the sequence number so the order can be read back.
+                Some(seq) => r.push(
+                    now,
+                    Some(Law::Ulaw),
+                    seq,
+                    &packet(0x80 | seq as u8),
+                    &mut sink,
+                ),
+                None => r.handle_timeout(now, &mut sink),
+            }
+        }
+        out
+    }
+
+    fn value(seq: u16) -> (i16, usize) {
+        (Law::Ulaw.decode(0x80 | seq as u8), FRAME_SAMPLES)
+    }
+
+    #[test]
+    fn swapped_packets_come_out_in_order() {
+        let got = run(&[(0, Some(1)), (20, Some(3)), (21, Some(2)), (40, Some(4))]);
+        assert_eq!(got, [value(1), value(2), value(3), value(4)]);
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_dropped() {
+        let got = run(&[
+            (0, Some(10)),
+            (20, Some(12)),
+            (21, Some(12)),
+            (22, Some(11)),
+            (23, Some(11)),
+            (24, Some(10)),
+            (40, Some(13)),
+        ]);
+        assert_eq!(got, [value(10), value(11), value(12), value(13)]);
+    }
+
+    #[test]
+    fn a_lost_packet_becomes_silence_after_60_ms_or_three_held() {
+        // Timeout: 3 held for 60 ms, then released after 20 ms of silence.
+        let got = run(&[(0, Some(1)), (40, Some(3)), (99, None), (100, None)]);
+        assert_eq!(got, [value(1), (0, FRAME_SAMPLES), value(3)]);
+        // Three packets held: released at once.
+        let got = run(&[(0, Some(1)), (40, Some(3)), (60, Some(4)), (80, Some(5))]);
+        assert_eq!(
+            got,
+            [value(1), (0, FRAME_SAMPLES), value(3), value(4), value(5)]
+        );
+        // Sequence numbers wrap.
+        let got = run(&[(0, Some(65535)), (20, Some(1)), (21, Some(0))]);
+        assert_eq!(got, [value(65535), value(0), value(1)]);
+    }
+
+    #[test]
+    fn silence_keeps_the_wall_clock_when_packets_stop() {
+        let t0 = Instant::now();
+        let mut r = Receive::new(t0);
+        let mut fed = 0usize;
+        let mut sink = |pcm: &[i16]| fed += pcm.len();
+        r.push(t0, Some(Law::Alaw), 7, &packet(0xd5), &mut sink);
+        // Nothing for a second: the deadline is 120 ms of lag, then padding to 60 ms behind.
+        let mut now = t0;
+        for _ in 0..100 {
+            let next = r.poll_timeout();
+            assert!(next > now);
+            now = next;
+            if now > t0 + Duration::from_secs(1) {
+                break;
+            }
+            r.handle_timeout(now, &mut sink);
+        }
+        // The next packet after the silence continues the sequence.
+        r.push(now, Some(Law::Alaw), 8, &packet(0xd5), &mut sink);
+        assert_eq!(r.next, Some(9));
+        let behind = samples(now - t0) as i64 - fed as i64;
+        // 60 ms (padding) minus the packet's own 20 ms, up to 120 ms.
+        assert!((320..=961).contains(&behind), "{behind}");
+    }
+
+    #[test]
+    fn non_audio_packets_only_use_up_their_sequence_number() {
+        let t0 = Instant::now();
+        let mut r = Receive::new(t0);
+        let mut got = Vec::new();
+        let mut sink = |pcm: &[i16]| got.push(pcm.len());
+        r.push(t0, Some(Law::Ulaw), 1, &packet(0xff), &mut sink);
+        r.push(t0, None, 2, &[1, 2, 3, 4], &mut sink);
+        r.push(t0, Some(Law::Ulaw), 3, &packet(0xff), &mut sink);
+        assert_eq!(got, [FRAME_SAMPLES, FRAME_SAMPLES]);
     }
 }

@@ -132,6 +132,7 @@ impl LegAudio {
     /// here too (unified); without one they are not reported by `LegAudio`.
     pub fn set_tap(&mut self, now: Instant, dtmf: bool, amd: Option<AmdConfig>) {
         self.see(now);
+        self.events.reserve();
         if let Some(mut old) = self.tap.take() {
             old.finish(&mut self.events);
         }
@@ -148,6 +149,7 @@ impl LegAudio {
     /// player cannot encode (not G.711), or no samples, ends the play at once.
     pub fn play(&mut self, now: Instant, codec: Codec, samples: Arc<[i16]>, looped: bool) {
         self.see(now);
+        self.events.reserve();
         self.stop_play();
         match law(codec) {
             Some(law) if !samples.is_empty() => {
@@ -187,6 +189,7 @@ impl LegAudio {
     /// Start a fork of decoded audio (8000 or 16000 Hz; any other rate gives 8000 Hz frames).
     /// A fork with the same id is replaced.
     pub fn fork(&mut self, fork: ForkId, mix: ForkMix, sample_rate: u32) {
+        self.events.reserve();
         self.forks.add(fork, mix, sample_rate);
         self.update_receive();
     }
@@ -513,16 +516,21 @@ pub(crate) struct Events {
 }
 
 impl Events {
-    /// Room reserved on first use, so that pushing never allocates while it is drained.
+    /// Room reserved at set-up, so that pushing never allocates while it is drained.
     const CAPACITY: usize = 32;
     /// Undrained events beyond this drop the oldest (a shard that stopped draining must not
     /// grow without bound).
     const LIMIT: usize = 1024;
 
-    pub(crate) fn push(&mut self, event: AudioEvent) {
-        if self.queue.capacity() == 0 {
+    /// Make room when something that reports is set up, not on the packet path.
+    fn reserve(&mut self) {
+        if self.queue.capacity() < Self::CAPACITY {
             self.queue.reserve(Self::CAPACITY);
         }
+    }
+
+    pub(crate) fn push(&mut self, event: AudioEvent) {
+        self.reserve();
         if self.queue.len() >= Self::LIMIT {
             self.queue.pop_front();
             metrics::counter!("dialplane_audio_events_dropped_total").increment(1);

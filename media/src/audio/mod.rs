@@ -264,6 +264,8 @@ impl LegAudio {
         if self.dtmf.owns_egress() || self.player.is_some() {
             return false;
         }
+        // Any bridged packet (whatever its codec) covers this frame time: no track-only frame.
+        self.dub.on_bridged(now);
         let Some(law) = law(codec) else {
             return true;
         };
@@ -284,7 +286,6 @@ impl LegAudio {
                 self.forks.push_sent(pcm);
             }
         }
-        self.dub.on_bridged(now);
         true
     }
 
@@ -360,7 +361,8 @@ impl LegAudio {
         }
     }
 
-    /// Let timers run (RFC 4733 ends, DTMF dedup windows, tap reorder flush).
+    /// Let timers run: the tap's reorder flush, and silence for the tap and forks while no
+    /// packet comes (the generated packets' deadlines are [`LegAudio::poll_transmit`]'s).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.see(now);
         let Some(receive) = self.receive.as_mut() else {

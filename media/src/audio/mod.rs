@@ -872,4 +872,33 @@ mod tests {
         );
         assert!(a.stop_fork(ForkId(1)));
     }
+
+    #[test]
+    fn in_band_keys_sent_by_one_leg_are_heard_by_the_others_tap() {
+        let t0 = Instant::now();
+        let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
+        rx.set_tap(t0, true, None);
+        for key in "19#".chars() {
+            tx.send_dtmf(t0, Codec::Pcma, false, key, 60, 10).unwrap();
+        }
+        let mut out = [0u8; FRAME_SAMPLES];
+        let mut seq = 0u16;
+        let mut now = t0;
+        while let Some(t) = tx.poll_timeout() {
+            now = t.max(now);
+            while let Some(g) = tx.poll_transmit(now, &mut out) {
+                assert_eq!((g.codec, g.len), (Codec::Pcma, FRAME_SAMPLES));
+                rx.on_received(now, g.codec, seq, &out[..g.len]);
+                seq = seq.wrapping_add(1);
+            }
+        }
+        rx.set_tap(now, false, None);
+        let got = digits(&std::iter::from_fn(|| rx.poll_event()).collect::<Vec<_>>());
+        let keys: String = got.iter().map(|d| d.0).collect();
+        assert_eq!(keys, "19#");
+        // 60 ms keys, 60 ms apart: onsets every 120 ms.
+        for (k, d) in got.iter().enumerate() {
+            assert!(d.1.abs_diff(120 * k as u64) <= 10, "{got:?}");
+        }
+    }
 }

@@ -394,9 +394,6 @@ impl LegAudio {
             (Some(_), false, _) => self.receive = None,
             _ => {}
         }
-        if !needed {
-            self.forks.clear_sent();
-        }
     }
 
     /// Encode one generated 20 ms frame into `out`; the sent side of forks sees it.
@@ -623,6 +620,18 @@ mod tests {
             volume: 10,
             end,
         }
+    }
+
+    #[test]
+    fn an_idle_leg_is_small() {
+        // Every leg of every call carries one: the buffers come with what needs them.
+        assert!(
+            std::mem::size_of::<LegAudio>() <= 400,
+            "{}",
+            std::mem::size_of::<LegAudio>()
+        );
+        let a = LegAudio::default();
+        assert!(a.is_idle() && a.poll_timeout().is_none());
     }
 
     #[test]

@@ -701,6 +701,16 @@ mod tests {
                 ('7', 400, DigitSource::Rfc4733)
             ]
         );
+        // Quick presses (40 ms apart, as an autodialer sends) heard both ways stay two.
+        let mut c = LegAudio::default();
+        c.set_tap(t0, true, None);
+        let packets = tones(100, &[('3', 60, 40), ('3', 60, 300)]);
+        let got = digits(&feed(&mut c, t0, &packets, |k, a| {
+            if k == 7 || k == 12 {
+                a.on_key_press(t0 + FRAME * k as u32, &press(3, 480, EndReason::EndBit));
+            }
+        }));
+        assert_eq!(got.len(), 2, "{got:?}");
         // Without a DTMF tap, RFC 4733 presses are not reported here.
         let mut b = LegAudio::default();
         b.set_tap(t0, false, Some(AmdConfig::default()));

@@ -8,8 +8,9 @@
 //! within 60 ms, so time-based detectors (AMD's silence timers) keep running.
 //!
 //! [`Tap`] runs the dsp pipeline on that audio. In-band digits and RFC 4733 presses are unified:
-//! a press of the same digit overlapping (within 60 ms) one already reported is the same press
-//! heard the other way, and is not reported again.
+//! a press of the same digit from the other source overlapping (within 60 ms) one already
+//! reported is the same press heard the other way, and is not reported again. Presses from one
+//! source are never merged (its own receiver already told them apart).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -236,6 +237,9 @@ struct Press {
     digit: char,
     start_ms: u64,
     end_ms: u64,
+    source: DigitSource,
+    /// Already matched by the same press heard the other way.
+    matched: bool,
 }
 
 /// The DSP tap of one leg.
@@ -333,12 +337,22 @@ impl Digits {
         source: DigitSource,
         events: &mut Events,
     ) {
-        let same = self.recent.iter().flatten().any(|p| {
-            p.digit == digit
-                && start_ms <= p.end_ms + SAME_PRESS_MS
-                && p.start_ms <= end_ms + SAME_PRESS_MS
-        });
-        if same {
+        // The same press heard the other way: same key, the other source, overlapping, not yet
+        // matched (so two quick presses heard both ways stay two), the nearest onset first.
+        let same = self
+            .recent
+            .iter_mut()
+            .flatten()
+            .filter(|p| {
+                p.digit == digit
+                    && p.source != source
+                    && !p.matched
+                    && start_ms <= p.end_ms + SAME_PRESS_MS
+                    && p.start_ms <= end_ms + SAME_PRESS_MS
+            })
+            .min_by_key(|p| p.start_ms.abs_diff(start_ms));
+        if let Some(p) = same {
+            p.matched = true;
             metrics::counter!("dialplane_audio_digit_duplicates_total").increment(1);
             return;
         }
@@ -346,6 +360,8 @@ impl Digits {
             digit,
             start_ms,
             end_ms,
+            source,
+            matched: false,
         });
         self.slot = (self.slot + 1) % RECENT;
         events.push(AudioEvent::Digit {

@@ -47,6 +47,7 @@ pub mod cache;
 pub mod json;
 pub mod message;
 pub mod response;
+pub mod sdp;
 
 pub use bencode::{Dict, Limits, Value};
 pub use cache::{Lookup, ReplyCache};

@@ -48,6 +48,7 @@ pub mod json;
 pub mod message;
 pub mod response;
 pub mod sdp;
+pub mod session;
 
 pub use bencode::{Dict, Limits, Value};
 pub use cache::{Lookup, ReplyCache};

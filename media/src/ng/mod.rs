@@ -48,6 +48,7 @@ pub mod json;
 pub mod message;
 pub mod response;
 pub mod sdp;
+pub mod server;
 pub mod session;
 
 pub use bencode::{Dict, Limits, Value};
@@ -59,3 +60,6 @@ pub use message::{
 pub use response::{
     DropReason, ErrorReason, Reply, ReplyMessage, Response, decode_reply, encode_datagram,
 };
+pub use sdp::{Sdp, SdpError};
+pub use server::NgServer;
+pub use session::{HandlerConfig, NgHandler};

@@ -111,11 +111,9 @@ impl Reporter {
             self.prev_expected = stats.expected;
             self.prev_received = stats.received;
             let lost_interval = expected.saturating_sub(received);
-            let fraction = if expected == 0 {
-                0
-            } else {
-                ((lost_interval << 8) / expected).min(255) as u32
-            };
+            let fraction = (lost_interval << 8)
+                .checked_div(expected)
+                .map_or(0, |f| f.min(255) as u32);
             // 24-bit signed cumulative loss, clamped.
             let cumulative = stats.lost().clamp(-0x80_0000, 0x7f_ffff) as u32 & 0xff_ffff;
             let (lsr, dlsr) = match self.last_sr {
@@ -186,6 +184,10 @@ mod tests {
         v
     }
 
+    fn word(out: &[u8], i: usize) -> u32 {
+        u32::from_be_bytes(out[i..i + 4].try_into().unwrap())
+    }
+
     #[test]
     fn ntp_conversion() {
         assert_eq!(ntp_time(Duration::ZERO) >> 32, NTP_UNIX_OFFSET);
@@ -224,16 +226,15 @@ mod tests {
         let later = t0 + Duration::from_millis(500);
         let n = r.write(later, 7, &ep, Egress { rtp_ts: None }, &mut out);
         assert_eq!(&out[..4], &[0x81, PT_RR, 0, 7]);
-        let word = |i: usize| u32::from_be_bytes(out[i..i + 4].try_into().unwrap());
-        assert_eq!(word(8), 0xabcd);
+        assert_eq!(word(&out, 8), 0xabcd);
         assert_eq!(
-            word(12),
+            word(&out, 12),
             (102 << 24) | 2,
             "fraction 2/5 of 256, cumulative 2"
         );
-        assert_eq!(word(16), 14, "extended highest sequence");
-        assert_eq!(word(24), 0x1234_5678);
-        assert_eq!(word(28), 32768, "half a second in 1/65536 s");
+        assert_eq!(word(&out, 16), 14, "extended highest sequence");
+        assert_eq!(word(&out, 24), 0x1234_5678);
+        assert_eq!(word(&out, 28), 32768, "half a second in 1/65536 s");
         // RR with one block, then SDES: header, SSRC, CNAME item (2 + 14), END, padding.
         assert_eq!(n, 32 + 28);
         // After sending: an SR with the egress counters.
@@ -255,10 +256,10 @@ mod tests {
         let _ = ep.forward(later, &mut pkt, codec, Some(&mut peer));
         let n = r.write(later, 1 << 32, &peer, Egress { rtp_ts: Some(99) }, &mut out);
         assert_eq!(&out[..4], &[0x80, PT_SR, 0, 6]);
-        assert_eq!(word(8), 1);
-        assert_eq!(word(16), 99);
-        assert_eq!(word(20), 1);
-        assert_eq!(word(24), 160);
+        assert_eq!(word(&out, 8), 1);
+        assert_eq!(word(&out, 16), 99);
+        assert_eq!(word(&out, 20), 1);
+        assert_eq!(word(&out, 24), 160);
         assert_eq!(n, 28 + 28);
     }
 }

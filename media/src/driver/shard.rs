@@ -614,7 +614,7 @@ impl Shard {
                             codec,
                             peer.as_deref_mut().map(|p| &mut p.endpoint),
                         );
-                        match (ingress, peer.as_deref_mut()) {
+                        match (ingress, peer) {
                             (Ingress::Forward { dest, len }, Some(peer)) => {
                                 peer.last_egress = Some(now);
                                 Ok((peer.rtp_sock, dest, len))

@@ -317,10 +317,13 @@ impl NgHandler {
             ErrorReason::InvalidSdp
         })?;
         let transport = Self::transport(req)?;
-        let (Some(call_key), Some(from_tag)) = (req.call_id.as_deref(), req.from_tag.as_deref())
-        else {
+        // decode() guarantees both for an offer.
+        let Some(call_key) = req.call_id.as_deref() else {
             return Err(ErrorReason::MissingCallId);
         };
+        if req.from_tag.is_none() {
+            return Err(ErrorReason::MissingFromTag);
+        }
         let call_id = CallId(call_key.to_owned());
         let is_new = !self.calls.contains_key(call_key);
         let mut call = self.calls.remove(call_key).unwrap_or_else(|| Call {
@@ -331,7 +334,7 @@ impl NgHandler {
         });
         call.last_signal = now;
         let result = self
-            .offer_into(&mut call, &call_id, from_tag, &sdp, req, media, now)
+            .offer_into(&mut call, &sdp, req, media)
             .map(|(plans, address)| {
                 let rewrite = Self::rewrite_plan(req, plans, address, transport);
                 Response::ok().with_sdp(sdp.rewrite(&rewrite))
@@ -356,17 +359,18 @@ impl NgHandler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Creates or updates the offerer's legs and the legs facing the answerer; returns the
+    /// plan for the SDP going to the answerer. `call.last_signal` is the request's time.
     fn offer_into(
         &self,
         call: &mut Call,
-        call_id: &CallId,
-        from_tag: &str,
         sdp: &Sdp<'_>,
         req: &Request,
         media: &dyn MediaControl,
-        now: SystemTime,
     ) -> Result<(Vec<MediaPlan>, IpAddr), ErrorReason> {
+        let call_id = &CallId(req.call_id.clone().unwrap_or_default());
+        let from_tag = req.from_tag.as_deref().unwrap_or_default();
+        let now = call.last_signal;
         let x = match call.find(from_tag) {
             Some(x) => x,
             None => {

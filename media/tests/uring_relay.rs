@@ -934,6 +934,13 @@ fn metrics_show_multishot_rearm_and_buffer_ring() {
     }
     let stats = shard.stats();
     assert!(stats.multishot_rearms >= 1, "{stats:?}");
+    // Per-leg numbers go to histograms when the legs end.
+    shard
+        .execute(Command::Destroy {
+            call_id: call(),
+            leg: None,
+        })
+        .unwrap();
     // One snapshot: taking it resets the debugging recorder's counters.
     let snapshot = snapshotter.snapshot().into_vec();
     let value = |name: &str, label: Option<&str>| {
@@ -964,6 +971,18 @@ fn metrics_show_multishot_rearm_and_buffer_ring() {
     assert!(matches!(
         value("dialplane_media_uring_plain_recv", None),
         Some(&DebugValue::Gauge(_))
+    ));
+    match value("dialplane_media_leg_packets_in", None) {
+        Some(DebugValue::Histogram(v)) => {
+            let mut v: Vec<f64> = v.iter().map(|x| x.into_inner()).collect();
+            v.sort_by(f64::total_cmp);
+            assert_eq!(v, [0.0, 17.0], "leg B received nothing, leg A 17 packets");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        value("dialplane_media_leg_jitter_ms", None),
+        Some(DebugValue::Histogram(v)) if v.len() == 2
     ));
 }
 
@@ -1085,4 +1104,219 @@ fn media_front_routes_calls_to_shards() {
         assert_eq!(done.len(), 2);
     }
     media.stop();
+}
+
+/// 8 kHz samples of a 1 kHz tone at about -10 dBFS.
+fn tone(ms: usize) -> Arc<[i16]> {
+    (0..ms * 8)
+        .map(|i| ((i as f32 * std::f32::consts::TAU / 8.0).sin() * 10_000.0) as i16)
+        .collect()
+}
+
+/// Receive RTP on `s` until `n` packets arrived; each with its arrival time.
+fn recv_n(s: &UdpSocket, n: usize) -> Vec<(Hdr, usize, Instant)> {
+    (0..n)
+        .map(|_| {
+            let (p, _) = recv(s);
+            (hdr(&p), p.len(), Instant::now())
+        })
+        .collect()
+}
+
+/// Checks that `next` continues the egress stream after `last` across a source switch: same
+/// SSRC, next sequence number, the marker, and a timestamp advanced by the time between them.
+fn continues_after_switch(last: &(Hdr, usize, Instant), next: &(Hdr, usize, Instant)) {
+    assert_eq!(next.0.ssrc, last.0.ssrc);
+    assert_eq!(next.0.seq, last.0.seq.wrapping_add(1));
+    assert!(next.0.marker, "first packet after a switch is marked");
+    let ticks = next.0.ts.wrapping_sub(last.0.ts) as i64;
+    let elapsed = next.2.duration_since(last.2).as_micros() as i64 * 8 / 1000;
+    // Arrival times stand in for send times: allow 80 ms of scheduling noise either way.
+    assert!(
+        (ticks - elapsed).abs() <= 640,
+        "timestamp advanced {ticks} ticks over {elapsed} ticks of wall time"
+    );
+}
+
+/// Player → bridged peer → player on one leg: one egress stream (SSRC stable, sequence
+/// continuous, timestamps advanced by the time elapsed, marker after each switch).
+#[test]
+fn play_bridge_play_keeps_one_egress_stream() {
+    if !uring_or_skip("play_bridge_play_keeps_one_egress_stream") {
+        return;
+    }
+    let r = start(ShardConfig::default());
+    let (a, b) = (phone(), phone());
+    create(&r.h, &call(), 0, spec_for(&a));
+    let relay_b = create(&r.h, &call(), 1, spec_for(&b));
+    let play = || {
+        r.h.request(Command::PlayPcm {
+            call_id: call(),
+            leg: LegId(0),
+            samples: tone(200),
+            looped: false,
+        })
+        .unwrap();
+    };
+    play();
+    let first = recv_n(&a, 10);
+    for (i, (h, len, _)) in first.iter().enumerate() {
+        assert_eq!((h.pt, *len), (0, 172));
+        assert_eq!(h.ssrc, first[0].0.ssrc);
+        assert_eq!(h.seq, first[0].0.seq.wrapping_add(i as u16));
+        assert_eq!(h.ts, first[0].0.ts.wrapping_add(160 * i as u32));
+        assert_eq!(h.marker, i == 0);
+    }
+    wait_event(&r.events, "play done", |e| {
+        matches!(e, Event::PlayDone { leg: LegId(0), .. })
+    });
+    bridge(&r.h, &call());
+    // Some time passes before B talks: the timestamps must show it.
+    std::thread::sleep(Duration::from_millis(150));
+    for seq in 0..5u16 {
+        b.send_to(&rtp(seq, u32::from(seq) * 160, 0xb, &[0xd5; 160]), relay_b)
+            .unwrap();
+    }
+    let bridged = recv_n(&a, 5);
+    continues_after_switch(first.last().unwrap(), &bridged[0]);
+    for (i, (h, ..)) in bridged.iter().enumerate().skip(1) {
+        assert_eq!(h.seq, bridged[0].0.seq.wrapping_add(i as u16));
+        assert!(!h.marker);
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    play();
+    let second = recv_n(&a, 10);
+    continues_after_switch(bridged.last().unwrap(), &second[0]);
+    assert!(second[1..].iter().all(|(h, ..)| !h.marker));
+    let s = r.h.stats().unwrap();
+    assert_eq!((s.generated >= 20, s.relayed), (true, 5), "{s:?}");
+}
+
+/// SendDtmf on a leg with telephone-event: RFC 4733 packets with one timestamp, growing
+/// durations, the marker on the first and three end packets.
+#[test]
+fn send_dtmf_as_rfc4733() {
+    if !uring_or_skip("send_dtmf_as_rfc4733") {
+        return;
+    }
+    let r = start(ShardConfig::default());
+    let a = phone();
+    create(&r.h, &call(), 0, spec_for(&a));
+    r.h.request(Command::SendDtmf {
+        call_id: call(),
+        leg: LegId(0),
+        digit: '7',
+        duration_ms: 100,
+        volume: 10,
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    while got
+        .iter()
+        .filter(|(_, p): &&(Hdr, [u8; 4])| p[1] & 0x80 != 0)
+        .count()
+        < 3
+    {
+        let (p, _) = recv(&a);
+        assert_eq!(p.len(), 16, "{p:?}");
+        got.push((hdr(&p), [p[12], p[13], p[14], p[15]]));
+    }
+    let (h0, _) = &got[0];
+    assert!(h0.marker);
+    let mut last_duration = 0;
+    for (i, (h, p)) in got.iter().enumerate() {
+        assert_eq!((h.pt, h.ssrc, h.ts), (101, h0.ssrc, h0.ts));
+        assert_eq!(h.seq, h0.seq.wrapping_add(i as u16));
+        assert_eq!(h.marker, i == 0);
+        assert_eq!((p[0], p[1] & 0x3f), (7, 10), "event 7, volume 10");
+        let duration = u16::from_be_bytes([p[2], p[3]]);
+        assert!(duration >= last_duration);
+        last_duration = duration;
+    }
+    let ends: Vec<_> = got.iter().filter(|(_, p)| p[1] & 0x80 != 0).collect();
+    assert_eq!(ends.len(), 3);
+    assert!(
+        ends.iter()
+            .all(|(_, p)| u16::from_be_bytes([p[2], p[3]]) == 800),
+        "100 ms at 8 kHz"
+    );
+    assert!(got.len() >= 3 + 4, "updates every 20 ms before the end");
+}
+
+/// A DTMF tap on a leg reports a key the phone sends in-band, and a fork hands out the decoded
+/// frames.
+#[test]
+fn tap_reports_in_band_digit_and_fork_frames() {
+    use dialplane_media::api::{DigitSource, ForkId, ForkMix};
+    use dsp::g711::Law;
+    if !uring_or_skip("tap_reports_in_band_digit_and_fork_frames") {
+        return;
+    }
+    let r = start(ShardConfig::default());
+    let a = phone();
+    let relay = create(&r.h, &call(), 0, spec_for(&a));
+    r.h.request(Command::Tap {
+        call_id: call(),
+        leg: LegId(0),
+        dtmf: true,
+        amd: None,
+    })
+    .unwrap();
+    r.h.request(Command::ForkAudio {
+        call_id: call(),
+        leg: LegId(0),
+        fork: ForkId(3),
+        mix: ForkMix::Received,
+        sample_rate: 8000,
+    })
+    .unwrap();
+    let mut x = vec![0.0f32; 800];
+    x.extend(dsp::dtmf::digits("4", 100, 300));
+    x.resize(x.len().div_ceil(160) * 160, 0.0);
+    let start = Instant::now();
+    for (k, frame) in x.chunks(160).enumerate() {
+        let payload: Vec<u8> = frame
+            .iter()
+            .map(|v| Law::Ulaw.encode((v * 32767.0) as i16))
+            .collect();
+        a.send_to(&rtp(100 + k as u16, 160 * k as u32, 0xa, &payload), relay)
+            .unwrap();
+        // Paced like a phone, so the tap's reorder buffer sees real-time arrivals.
+        let next = start + Duration::from_millis(20) * (k as u32 + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let digit = wait_event(&r.events, "in-band digit", |e| {
+        matches!(e, Event::Digit { .. })
+    });
+    assert!(
+        matches!(
+            digit,
+            Event::Digit {
+                digit: '4',
+                source: DigitSource::InBand,
+                leg: LegId(0),
+                ..
+            }
+        ),
+        "{digit:?}"
+    );
+    let frame = wait_event(&r.events, "fork frame", |e| {
+        matches!(e, Event::AudioFrame { .. })
+    });
+    assert!(
+        matches!(frame, Event::AudioFrame { fork: ForkId(3), ref samples, .. } if samples.len() == 160)
+    );
+    r.h.request(Command::StopFork {
+        call_id: call(),
+        fork: ForkId(3),
+    })
+    .unwrap();
+    assert_eq!(
+        r.h.request(Command::StopFork {
+            call_id: call(),
+            fork: ForkId(3),
+        })
+        .unwrap_err(),
+        ApiError::InvalidArgument("unknown fork")
+    );
 }

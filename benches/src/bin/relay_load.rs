@@ -10,6 +10,8 @@
 //! range starts at the first relay port, each line creates two endpoints (their SDP addresses the
 //! phones' ports) and bridges them, so `shared/bench/rtpblast` can drive it exactly as it drives
 //! the C floors. Runs until killed.
+//!
+//! `--taps` (either mode) adds a DTMF + AMD tap on every leg (the issue's "with taps" load).
 
 use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use dsp::amd::AmdConfig;
 use media::api::{CallId, Command, EndpointSpec, Event, LegId, MediaControl};
 use media::driver::{Shard, ShardConfig, spawn};
 
@@ -37,11 +40,13 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Two endpoints (SDP addresses `phones`, when known) bridged as call `n`; their relay ports.
+/// Two endpoints (SDP addresses `phones`, when known) bridged as call `n`, with DTMF + AMD taps
+/// on both legs when `taps`; their relay addresses.
 fn call(
     run: &mut dyn FnMut(Command) -> Vec<Event>,
     n: usize,
     phones: [Option<SocketAddr>; 2],
+    taps: bool,
 ) -> [SocketAddr; 2] {
     let call_id = CallId(format!("load-{n}"));
     let mut out = [SocketAddr::from(([0, 0, 0, 0], 0)); 2];
@@ -61,6 +66,14 @@ fn call(
             [Event::EndpointCreated { local, .. }] => out[i] = local,
             ref other => panic!("create endpoint: {other:?}"),
         }
+        if taps {
+            run(Command::Tap {
+                call_id: call_id.clone(),
+                leg,
+                dtmf: true,
+                amd: Some(AmdConfig::default()),
+            });
+        }
     }
     run(Command::Bridge {
         call_id,
@@ -70,7 +83,7 @@ fn call(
     out
 }
 
-fn stdin_mode() {
+fn stdin_mode(taps: bool) {
     let lines: Vec<[u16; 4]> = std::io::stdin()
         .lock()
         .lines()
@@ -92,7 +105,7 @@ fn stdin_mode() {
     let mut run = |cmd| shard.execute(cmd).expect("command");
     for (n, [a, ra, b, rb]) in lines.into_iter().enumerate() {
         let phone = |p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
-        let got = call(&mut run, n, [phone(a), phone(b)]);
+        let got = call(&mut run, n, [phone(a), phone(b)], taps);
         assert_eq!(
             [got[0].port(), got[1].port()],
             [ra, rb],
@@ -105,8 +118,9 @@ fn stdin_mode() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let taps = args.iter().any(|a| a == "--taps");
     if args.iter().any(|a| a == "--stdin") {
-        return stdin_mode();
+        return stdin_mode(taps);
     }
     let calls = arg(&args, "--calls", 100) as usize;
     let secs = arg(&args, "--secs", 5);
@@ -115,7 +129,7 @@ fn main() {
     let mut legs: Vec<(UdpSocket, SocketAddr)> = Vec::with_capacity(calls * 2);
     let mut run = |cmd| h.request(cmd).expect("command");
     for n in 0..calls {
-        for relay in call(&mut run, n, [None, None]) {
+        for relay in call(&mut run, n, [None, None], taps) {
             let s = UdpSocket::bind("127.0.0.1:0").expect("bind phone");
             s.set_nonblocking(true).expect("nonblocking");
             legs.push((s, relay));
@@ -174,7 +188,7 @@ fn main() {
     let relayed = after.relayed - before.relayed;
     let cpu_us = (after.cpu_ns - before.cpu_ns) as f64 / 1000.0;
     println!(
-        "relay=dialplane-uring mode={:?} calls={calls} secs={secs} sent={sent} relayed={relayed} \
+        "relay=dialplane-uring mode={:?} taps={taps} calls={calls} secs={secs} sent={sent} relayed={relayed} \
          received={received} lost_pct={:.3} pps={:.0} cpu_s={:.2} us_per_pkt={:.2} rearms={}",
         after.ring.mode,
         100.0 * sent.saturating_sub(received) as f64 / sent.max(1) as f64,

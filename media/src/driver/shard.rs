@@ -576,6 +576,8 @@ impl Shard {
             self.stats.dropped[DROP_UNKNOWN] += 1;
             return self.ring.release(p.bid);
         };
+        // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
+        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.is_idle());
         // Where the packet goes: (socket, destination, length), or a drop reason.
         let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
             let ingress =
@@ -641,6 +643,9 @@ impl Shard {
             }
         }
         self.after_leg(slot as u32, now);
+        if let Some(peer) = peer_slot.filter(|_| peer_busy) {
+            self.after_leg(peer, now);
+        }
     }
 
     /// Drain a leg's events and keep its timer entry current.
@@ -863,11 +868,12 @@ impl Shard {
         }
     }
 
-    fn leg_mut(&mut self, slot: u32) -> &mut Leg {
+    fn leg_mut(&mut self, slot: u32) -> Result<&mut Leg, ApiError> {
         // Slots come from `find`, which only returns live legs.
-        self.legs[slot as usize]
-            .as_mut()
-            .expect("slot from the call table is live")
+        self.legs
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or(ApiError::Unavailable("shard leg table out of step"))
     }
 
     /// Run one command here (the loop does this for commands from the handle). Control path:
@@ -891,7 +897,7 @@ impl Shard {
                 let slot = self.find(&call_id, leg)?;
                 let (default_timeout, interface) =
                     (self.config.media_timeout, self.config.interface);
-                let l = self.leg_mut(slot);
+                let l = self.leg_mut(slot)?;
                 l.endpoint.set_pt_map(spec.pt_map);
                 l.endpoint.set_direction(spec.direction);
                 l.endpoint.set_latch_any(spec.latch_any);
@@ -912,8 +918,8 @@ impl Shard {
                 let (sa, sb) = (self.find(&call_id, a)?, self.find(&call_id, b)?);
                 self.unbridge(sa);
                 self.unbridge(sb);
-                self.leg_mut(sa).peer = Some(sb);
-                self.leg_mut(sb).peer = Some(sa);
+                self.leg_mut(sa)?.peer = Some(sb);
+                self.leg_mut(sb)?.peer = Some(sa);
                 vec![]
             }
             Command::Unbridge { call_id, leg } => {
@@ -928,7 +934,7 @@ impl Shard {
                 looped,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                let l = self.leg_mut(slot);
+                let l = self.leg_mut(slot)?;
                 let codec = l.audio_codec();
                 // A new play is a new source for the egress stream even after another play.
                 l.endpoint.switch_source();
@@ -938,7 +944,7 @@ impl Shard {
             }
             Command::StopPlay { call_id, leg } => {
                 let slot = self.find(&call_id, leg)?;
-                self.leg_mut(slot).audio.stop_play();
+                self.leg_mut(slot)?.audio.stop_play();
                 touched = Some(slot);
                 vec![]
             }
@@ -949,7 +955,7 @@ impl Shard {
                 action,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                let l = self.leg_mut(slot);
+                let l = self.leg_mut(slot)?;
                 let codec = l.audio_codec();
                 l.audio.dub(now, codec, track, action)?;
                 touched = Some(slot);
@@ -962,7 +968,7 @@ impl Shard {
                 amd,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                let l = self.leg_mut(slot);
+                let l = self.leg_mut(slot)?;
                 l.audio.set_tap(now, dtmf, amd);
                 l.tap_dtmf = dtmf;
                 touched = Some(slot);
@@ -976,7 +982,7 @@ impl Shard {
                 sample_rate,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                self.leg_mut(slot).audio.fork(fork, mix, sample_rate);
+                self.leg_mut(slot)?.audio.fork(fork, mix, sample_rate);
                 touched = Some(slot);
                 vec![]
             }
@@ -984,7 +990,7 @@ impl Shard {
                 let slots = self.find_all(&call_id, None)?;
                 let mut found = false;
                 for slot in slots {
-                    found |= self.leg_mut(slot).audio.stop_fork(fork);
+                    found |= self.leg_mut(slot)?.audio.stop_fork(fork);
                     self.after_leg(slot, now);
                 }
                 if !found {
@@ -1000,7 +1006,7 @@ impl Shard {
                 volume,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                let l = self.leg_mut(slot);
+                let l = self.leg_mut(slot)?;
                 let codec = l.audio_codec();
                 let rfc4733 = l
                     .endpoint
@@ -1024,7 +1030,7 @@ impl Shard {
                 } else {
                     endpoint::DtmfMode::Forward
                 };
-                self.leg_mut(slot).endpoint.set_dtmf_mode(mode);
+                self.leg_mut(slot)?.endpoint.set_dtmf_mode(mode);
                 vec![]
             }
             Command::BlockMedia {
@@ -1033,25 +1039,25 @@ impl Shard {
                 blocked,
             } => {
                 let slot = self.find(&call_id, leg)?;
-                self.leg_mut(slot).endpoint.set_media_blocked(blocked);
+                self.leg_mut(slot)?.endpoint.set_media_blocked(blocked);
                 vec![]
             }
             Command::Destroy { call_id, leg } => {
                 let slots = self.find_all(&call_id, leg)?;
-                slots.into_iter().map(|s| self.destroy(s)).collect()
+                slots.into_iter().filter_map(|s| self.destroy(s)).collect()
             }
             Command::Query { call_id, leg } => self
                 .find_all(&call_id, leg)?
                 .into_iter()
                 .map(|s| {
-                    let l = self.leg_mut(s);
-                    Event::Stats {
+                    let l = self.leg_mut(s)?;
+                    Ok(Event::Stats {
                         call_id: l.call.clone(),
                         leg: l.id,
                         stats: l.endpoint.stats(),
-                    }
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ApiError>>()?,
         };
         if let Some(slot) = touched {
             self.after_leg(slot, now);
@@ -1156,19 +1162,18 @@ impl Shard {
     }
 
     fn unbridge(&mut self, slot: u32) {
-        if let Some(peer) = self.leg_mut(slot).peer.take()
+        if let Some(Some(leg)) = self.legs.get_mut(slot as usize)
+            && let Some(peer) = leg.peer.take()
             && let Some(Some(p)) = self.legs.get_mut(peer as usize)
         {
             p.peer = None;
         }
     }
 
-    /// Free a leg: its final stats, sockets, ports and slot.
-    fn destroy(&mut self, slot: u32) -> Event {
+    /// Free a leg: its final stats, sockets, ports and slot (`None` for a free slot).
+    fn destroy(&mut self, slot: u32) -> Option<Event> {
         self.unbridge(slot);
-        let Some(leg) = self.legs[slot as usize].take() else {
-            unreachable!("slot from the call table is live");
-        };
+        let leg = self.legs.get_mut(slot as usize)?.take()?;
         self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
         self.free_legs.push(slot);
         for sock in [Some(leg.rtp_sock), leg.rtcp_sock].into_iter().flatten() {
@@ -1188,11 +1193,11 @@ impl Shard {
         self.metrics.leg_packets.record(stats.packets_in as f64);
         self.metrics.leg_lost.record(stats.lost() as f64);
         self.metrics.leg_jitter.record(stats.jitter_ms());
-        Event::Stats {
+        Some(Event::Stats {
             call_id: leg.call,
             leg: leg.id,
             stats,
-        }
+        })
     }
 
     fn export_metrics(&mut self) {

@@ -540,8 +540,11 @@ impl NgHandler {
                     rtcp_mux: mine.rtcp_mux,
                 });
             }
-            plan_address =
-                address.ok_or_else(|| ErrorReason::Other("No usable media stream".into()))?;
+            // Every section rejected: the answer still goes back (with our address where the
+            // flags ask for it), as rtpengine's does.
+            plan_address = address
+                .or_else(|| call.legs().next().map(|l| l.local.ip()))
+                .ok_or_else(|| ErrorReason::Other("No usable media stream".into()))?;
         }
         let rewrite = Self::rewrite_plan(req, plans, plan_address, transport);
         Ok(Response::ok().with_sdp(sdp.rewrite(&rewrite)))
@@ -1042,6 +1045,37 @@ m=audio 30002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-ev
             "update 1 Some(127.0.0.1:20002)"
         );
         assert_eq!(h.handler.len(), 1);
+    }
+
+    #[test]
+    fn only_active_rtp_sections_get_legs() {
+        let mut h = Harness::new(HandlerConfig::default());
+        let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\nm=image 20004 udptl t38\r\n";
+        let r = h.run(&[
+            ("command", "offer".into()),
+            ("call-id", "c".into()),
+            ("from-tag", "A".into()),
+            ("sdp", body.into()),
+        ]);
+        assert_eq!(
+            std::str::from_utf8(r.sdp().unwrap()).unwrap(),
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 30002 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\nm=image 0 udptl t38\r\n"
+        );
+        assert_eq!(h.media.commands().len(), 2);
+        // An answer that rejects the audio leaves it unbridged.
+        let answer = "v=0\r\nc=IN IP4 192.0.2.2\r\nm=audio 0 RTP/AVP 0\r\n\
+m=video 0 RTP/AVP 96\r\nm=image 0 udptl t38\r\n";
+        let r = h.run(&[
+            ("command", "answer".into()),
+            ("call-id", "c".into()),
+            ("from-tag", "A".into()),
+            ("to-tag", "B".into()),
+            ("sdp", answer.into()),
+        ]);
+        assert_eq!(r.sdp(), Some(answer.as_bytes()));
+        assert_eq!(h.media.commands().len(), 2, "nothing bridged");
     }
 
     #[test]

@@ -31,11 +31,12 @@ impl Drop for Relay {
     }
 }
 
-/// A port range of its own per relay: by process id, then by count within the process.
+/// A port range of its own per relay: by process id, then by count within the process; below
+/// Linux's ephemeral ports (32768 and up), so no client socket sits in it.
 fn port_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = (std::process::id() % 40) as u16 * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8;
-    let min = 32000 + slot * 100;
+    let slot = (std::process::id() % 25) as u16 * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8;
+    let min = 10000 + slot * 100;
     (min, min + 99)
 }
 

@@ -87,7 +87,8 @@ impl Call {
     }
 }
 
-/// Counters since start (ng `statistics`).
+/// Counters since start (ng `statistics`). The relayed packets, bytes and errors are added when
+/// a call ends (deleted or timed out), from its legs' final numbers.
 #[derive(Debug, Clone, Copy, Default)]
 struct Totals {
     managed: u64,

@@ -766,14 +766,19 @@ fn bursts_recycle_buffers() {
 }
 
 /// 10^5 packets forwarded through the command path (two endpoints + bridge) by a shard driven on
-/// this thread allocate nothing after warm-up.
+/// this thread allocate nothing after warm-up; neither do the timers (RTCP reports every ~20 ms
+/// per leg, so the timer heap and the report writer run all along).
 #[test]
 fn forwarding_allocates_nothing() {
     if !uring_or_skip("forwarding_allocates_nothing") {
         return;
     }
     let (tx, _events) = mpsc::channel();
-    let mut shard = Shard::new(ShardConfig::default(), tx).unwrap();
+    let config = ShardConfig {
+        rtcp_interval: Duration::from_millis(20),
+        ..ShardConfig::default()
+    };
+    let mut shard = Shard::new(config, tx).unwrap();
     let (a, b) = (phone(), phone());
     let run = |shard: &mut Shard, leg, spec| match shard
         .execute(Command::CreateEndpoint {
@@ -857,6 +862,7 @@ fn forwarding_allocates_nothing() {
         allocs, 0,
         "allocations on the shard thread while forwarding"
     );
+    assert!(s.generated > 10, "RTCP reports were sent meanwhile: {s:?}");
 }
 
 /// The exported metrics show the multishot receive, its re-arm and the buffer ring at work: a
@@ -1318,5 +1324,137 @@ fn tap_reports_in_band_digit_and_fork_frames() {
         })
         .unwrap_err(),
         ApiError::InvalidArgument("unknown fork")
+    );
+}
+
+/// Without telephone-event the key goes in-band: the tone the relay plays into one leg, sent
+/// back by the phone into a tapped leg of another call, is detected there as that key.
+#[test]
+fn send_dtmf_in_band_is_heard_by_a_tap() {
+    use dialplane_media::api::DigitSource;
+    if !uring_or_skip("send_dtmf_in_band_is_heard_by_a_tap") {
+        return;
+    }
+    let r = start(ShardConfig::default());
+    let (p, q) = (phone(), phone());
+    let pcmu_only = PtMap::new(&[(0, Codec::Pcmu)]).unwrap();
+    create(
+        &r.h,
+        &call(),
+        0,
+        EndpointSpec {
+            pt_map: pcmu_only,
+            ..spec_for(&p)
+        },
+    );
+    let listener = CallId("listener".into());
+    let tapped = create(&r.h, &listener, 0, spec_for(&q));
+    r.h.request(Command::Tap {
+        call_id: listener.clone(),
+        leg: LegId(0),
+        dtmf: true,
+        amd: None,
+    })
+    .unwrap();
+    r.h.request(Command::SendDtmf {
+        call_id: call(),
+        leg: LegId(0),
+        digit: '#',
+        duration_ms: 120,
+        volume: 10,
+    })
+    .unwrap();
+    // Relay what P hears into the tapped leg until the tone stops, then some silence.
+    let mut seq = 0u16;
+    let (first, _) = recv(&p);
+    assert_eq!(
+        (first.len(), hdr(&first).pt),
+        (172, 0),
+        "PCMU, no telephone-event"
+    );
+    q.send_to(&rtp(seq, 0, 0x9, &first[12..]), tapped).unwrap();
+    p.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = p.recv_from(&mut buf) {
+        seq += 1;
+        q.send_to(&rtp(seq, 160 * u32::from(seq), 0x9, &buf[12..n]), tapped)
+            .unwrap();
+    }
+    assert!(seq >= 5, "about 120 ms of tone, got {} packets", seq + 1);
+    for _ in 0..15 {
+        seq += 1;
+        q.send_to(&rtp(seq, 160 * u32::from(seq), 0x9, &[0xff; 160]), tapped)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let digit = wait_event(&r.events, "in-band digit", |e| {
+        matches!(e, Event::Digit { .. })
+    });
+    assert!(
+        matches!(
+            digit,
+            Event::Digit { digit: '#', source: DigitSource::InBand, ref call_id, .. } if *call_id == listener
+        ),
+        "{digit:?}"
+    );
+}
+
+/// A dub track mixes into the bridged audio in place and is gone after RemoveTrack.
+#[test]
+fn dub_track_mixes_into_bridged_audio() {
+    use dialplane_media::api::{DubAction, TrackId};
+    if !uring_or_skip("dub_track_mixes_into_bridged_audio") {
+        return;
+    }
+    let r = start(ShardConfig::default());
+    let c = bridged_call(&r.h, &call());
+    let dub = |action| {
+        r.h.request(Command::Dub {
+            call_id: call(),
+            leg: LegId(0),
+            track: TrackId(1),
+            action,
+        })
+    };
+    dub(DubAction::AddTrack).unwrap();
+    dub(DubAction::Play {
+        samples: tone(1000),
+        looped: true,
+        gain_db: 0,
+    })
+    .unwrap();
+    // B sends µ-law silence; what reaches A carries the tone (and B's sequence numbers).
+    let silent = |from: u16| {
+        let mut got = Vec::new();
+        for seq in from..from + 10 {
+            c.b.send_to(
+                &rtp(seq, 160 * u32::from(seq), 0xb, &[0xff; 160]),
+                c.relay_b,
+            )
+            .unwrap();
+            let (p, _) = recv(&c.a);
+            got.push(p);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got
+    };
+    let mixed = silent(0);
+    assert!(
+        mixed.iter().any(|p| p[12..].iter().any(|&b| b != 0xff)),
+        "the tone is mixed in"
+    );
+    dub(DubAction::RemoveTrack).unwrap();
+    // Drain what was generated meanwhile, then B's silence arrives unchanged.
+    c.a.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while c.a.recv_from(&mut buf).is_ok() {}
+    c.a.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let plain = silent(10);
+    assert!(plain.iter().all(|p| p[12..].iter().all(|&b| b == 0xff)));
+    assert!(
+        dub(DubAction::RemoveTrack).is_err(),
+        "no such track any more"
     );
 }

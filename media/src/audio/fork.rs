@@ -79,27 +79,46 @@ fn resample(r: &mut Resampler, pcm: &[i16], out: &mut [i16]) {
 }
 
 /// Every fork of a leg, and the frame being assembled.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Forks {
     list: Vec<Fork>,
+    /// Allocated with the first fork (a leg without forks carries none of it).
+    buffers: Option<Box<Buffers>>,
+}
+
+#[derive(Debug)]
+struct Buffers {
+    /// The received frame being assembled, `filled` samples so far.
     recv: [i16; FRAME_SAMPLES],
     filled: usize,
-    sent: Box<[i16; SENT_RING]>,
-    /// Oldest sent sample in `sent`, and how many are there.
+    /// Sent samples waiting: `sent_len` of them from `sent_head` on.
+    sent: [i16; SENT_RING],
     sent_head: usize,
     sent_len: usize,
 }
 
-impl Default for Forks {
-    fn default() -> Self {
-        Forks {
-            list: Vec::new(),
-            recv: [0; FRAME_SAMPLES],
-            filled: 0,
-            sent: Box::new([0; SENT_RING]),
-            sent_head: 0,
-            sent_len: 0,
+impl Buffers {
+    fn push_sent(&mut self, pcm: &[i16]) {
+        for &s in pcm {
+            if self.sent_len == SENT_RING {
+                self.sent_head = (self.sent_head + 1) % SENT_RING;
+                self.sent_len -= 1;
+            }
+            self.sent[(self.sent_head + self.sent_len) % SENT_RING] = s;
+            self.sent_len += 1;
         }
+    }
+
+    /// The sent side of the frame just assembled (silence where nothing was sent).
+    fn take_sent(&mut self) -> [i16; FRAME_SAMPLES] {
+        let mut sent = [0i16; FRAME_SAMPLES];
+        let take = self.sent_len.min(FRAME_SAMPLES);
+        for s in &mut sent[..take] {
+            *s = self.sent[self.sent_head];
+            self.sent_head = (self.sent_head + 1) % SENT_RING;
+        }
+        self.sent_len -= take;
+        sent
     }
 }
 
@@ -126,6 +145,15 @@ impl Forks {
         } else {
             None
         };
+        self.buffers.get_or_insert_with(|| {
+            Box::new(Buffers {
+                recv: [0; FRAME_SAMPLES],
+                filled: 0,
+                sent: [0; SENT_RING],
+                sent_head: 0,
+                sent_len: 0,
+            })
+        });
         self.list.push(Fork {
             id,
             mix,
@@ -139,6 +167,9 @@ impl Forks {
     pub(crate) fn remove(&mut self, id: ForkId) -> bool {
         let before = self.list.len();
         self.list.retain(|f| f.id != id);
+        if self.list.is_empty() {
+            self.buffers = None;
+        }
         self.list.len() != before
     }
 
@@ -147,48 +178,30 @@ impl Forks {
         self.list.iter().any(|f| f.mix != ForkMix::Received)
     }
 
-    /// Forget buffered audio (the received path stopped).
-    pub(crate) fn clear_sent(&mut self) {
-        self.filled = 0;
-        self.sent_len = 0;
-    }
-
     /// Audio sent to the leg.
     pub(crate) fn push_sent(&mut self, pcm: &[i16]) {
-        if !self.wants_sent() {
-            return;
-        }
-        for &s in pcm {
-            if self.sent_len == SENT_RING {
-                self.sent_head = (self.sent_head + 1) % SENT_RING;
-                self.sent_len -= 1;
-            }
-            self.sent[(self.sent_head + self.sent_len) % SENT_RING] = s;
-            self.sent_len += 1;
+        if self.wants_sent()
+            && let Some(b) = self.buffers.as_mut()
+        {
+            b.push_sent(pcm);
         }
     }
 
     /// Received audio, in order; a frame goes out per 160 samples.
     pub(crate) fn push_received(&mut self, mut pcm: &[i16], events: &mut Events) {
-        if self.list.is_empty() {
+        let Some(b) = self.buffers.as_mut() else {
             return;
-        }
+        };
         while !pcm.is_empty() {
-            let n = (FRAME_SAMPLES - self.filled).min(pcm.len());
-            self.recv[self.filled..self.filled + n].copy_from_slice(&pcm[..n]);
-            self.filled += n;
+            let n = (FRAME_SAMPLES - b.filled).min(pcm.len());
+            b.recv[b.filled..b.filled + n].copy_from_slice(&pcm[..n]);
+            b.filled += n;
             pcm = &pcm[n..];
-            if self.filled == FRAME_SAMPLES {
-                self.filled = 0;
-                let mut sent = [0i16; FRAME_SAMPLES];
-                let take = self.sent_len.min(FRAME_SAMPLES);
-                for s in &mut sent[..take] {
-                    *s = self.sent[self.sent_head];
-                    self.sent_head = (self.sent_head + 1) % SENT_RING;
-                }
-                self.sent_len -= take;
+            if b.filled == FRAME_SAMPLES {
+                b.filled = 0;
+                let sent = b.take_sent();
                 for fork in &mut self.list {
-                    fork.frame(&self.recv, &sent, events);
+                    fork.frame(&b.recv, &sent, events);
                 }
             }
         }

@@ -264,6 +264,8 @@ impl LegAudio {
         if self.dtmf.owns_egress() || self.player.is_some() {
             return false;
         }
+        // Any bridged packet (whatever its codec) covers this frame time: no track-only frame.
+        self.dub.on_bridged(now);
         let Some(law) = law(codec) else {
             return true;
         };
@@ -284,7 +286,6 @@ impl LegAudio {
                 self.forks.push_sent(pcm);
             }
         }
-        self.dub.on_bridged(now);
         true
     }
 
@@ -360,7 +361,8 @@ impl LegAudio {
         }
     }
 
-    /// Let timers run (RFC 4733 ends, DTMF dedup windows, tap reorder flush).
+    /// Let timers run: the tap's reorder flush, and silence for the tap and forks while no
+    /// packet comes (the generated packets' deadlines are [`LegAudio::poll_transmit`]'s).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.see(now);
         let Some(receive) = self.receive.as_mut() else {
@@ -391,9 +393,6 @@ impl LegAudio {
             }
             (Some(_), false, _) => self.receive = None,
             _ => {}
-        }
-        if !needed {
-            self.forks.clear_sent();
         }
     }
 
@@ -624,6 +623,18 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_leg_is_small() {
+        // Every leg of every call carries one: the buffers come with what needs them.
+        assert!(
+            std::mem::size_of::<LegAudio>() <= 400,
+            "{}",
+            std::mem::size_of::<LegAudio>()
+        );
+        let a = LegAudio::default();
+        assert!(a.is_idle() && a.poll_timeout().is_none());
+    }
+
+    #[test]
     fn in_band_digit_through_g711_is_reported_once() {
         let t0 = Instant::now();
         let mut a = LegAudio::default();
@@ -690,6 +701,16 @@ mod tests {
                 ('7', 400, DigitSource::Rfc4733)
             ]
         );
+        // Quick presses (40 ms apart, as an autodialer sends) heard both ways stay two.
+        let mut c = LegAudio::default();
+        c.set_tap(t0, true, None);
+        let packets = tones(100, &[('3', 60, 40), ('3', 60, 300)]);
+        let got = digits(&feed(&mut c, t0, &packets, |k, a| {
+            if k == 7 || k == 12 {
+                a.on_key_press(t0 + FRAME * k as u32, &press(3, 480, EndReason::EndBit));
+            }
+        }));
+        assert_eq!(got.len(), 2, "{got:?}");
         // Without a DTMF tap, RFC 4733 presses are not reported here.
         let mut b = LegAudio::default();
         b.set_tap(t0, false, Some(AmdConfig::default()));
@@ -869,5 +890,34 @@ mod tests {
                 .all(|p| p[0].abs_diff(3000) < 200 && p[1].abs_diff(-3000) < 200)
         );
         assert!(a.stop_fork(ForkId(1)));
+    }
+
+    #[test]
+    fn in_band_keys_sent_by_one_leg_are_heard_by_the_others_tap() {
+        let t0 = Instant::now();
+        let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
+        rx.set_tap(t0, true, None);
+        for key in "19#".chars() {
+            tx.send_dtmf(t0, Codec::Pcma, false, key, 60, 10).unwrap();
+        }
+        let mut out = [0u8; FRAME_SAMPLES];
+        let mut seq = 0u16;
+        let mut now = t0;
+        while let Some(t) = tx.poll_timeout() {
+            now = t.max(now);
+            while let Some(g) = tx.poll_transmit(now, &mut out) {
+                assert_eq!((g.codec, g.len), (Codec::Pcma, FRAME_SAMPLES));
+                rx.on_received(now, g.codec, seq, &out[..g.len]);
+                seq = seq.wrapping_add(1);
+            }
+        }
+        rx.set_tap(now, false, None);
+        let got = digits(&std::iter::from_fn(|| rx.poll_event()).collect::<Vec<_>>());
+        let keys: String = got.iter().map(|d| d.0).collect();
+        assert_eq!(keys, "19#");
+        // 60 ms keys, 60 ms apart: onsets every 120 ms.
+        for (k, d) in got.iter().enumerate() {
+            assert!(d.1.abs_diff(120 * k as u64) <= 10, "{got:?}");
+        }
     }
 }

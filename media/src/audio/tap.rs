@@ -8,8 +8,9 @@
 //! within 60 ms, so time-based detectors (AMD's silence timers) keep running.
 //!
 //! [`Tap`] runs the dsp pipeline on that audio. In-band digits and RFC 4733 presses are unified:
-//! a press of the same digit overlapping (within 60 ms) one already reported is the same press
-//! heard the other way, and is not reported again.
+//! a press of the same digit from the other source overlapping (within 60 ms) one already
+//! reported is the same press heard the other way, and is not reported again. Presses from one
+//! source are never merged (its own receiver already told them apart).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -31,7 +32,8 @@ const MAX_HELD: usize = 480;
 /// Most missing packets made up with silence at one gap (10 packets, 200 ms at 20 ms each): a
 /// larger jump is a restarted stream, and the wall clock covers the time.
 const MAX_GAP_FILL: usize = 10;
-/// A packet this many sequence numbers behind is a restarted stream, not a late packet.
+/// A packet more than this many sequence numbers off is a restarted stream, not a late or
+/// early one.
 const RESTART: i16 = 100;
 /// Lag behind the wall clock (samples) that triggers silence padding: 120 ms.
 const LAG_LIMIT: u64 = 960;
@@ -85,8 +87,9 @@ impl Receive {
             return;
         };
         let ahead = seq.wrapping_sub(next) as i16;
-        if ahead < -RESTART {
-            // The sender restarted its numbering: play out what is held, then follow it.
+        if !(-RESTART..=RESTART).contains(&ahead) {
+            // The sender restarted its numbering: play out what is held, then follow it (the
+            // wall clock, not a guess from the jump, accounts for the time between).
             while self.release_oldest(sink) {}
             self.next = Some(seq);
         } else if ahead < 0 {
@@ -234,6 +237,9 @@ struct Press {
     digit: char,
     start_ms: u64,
     end_ms: u64,
+    source: DigitSource,
+    /// Already matched by the same press heard the other way.
+    matched: bool,
 }
 
 /// The DSP tap of one leg.
@@ -309,6 +315,7 @@ impl Tap {
         }
         // The press ended about now in the audio's time (its packets and the audio around it
         // arrive together); a press closed by the receiver's timeout ended 200 ms ago.
+        // telephone-event/8000, as every leg here negotiates it.
         let duration_ms = u64::from(press.duration) / 8;
         let late_ms = if press.end == EndReason::Timeout {
             200
@@ -330,12 +337,22 @@ impl Digits {
         source: DigitSource,
         events: &mut Events,
     ) {
-        let same = self.recent.iter().flatten().any(|p| {
-            p.digit == digit
-                && start_ms <= p.end_ms + SAME_PRESS_MS
-                && p.start_ms <= end_ms + SAME_PRESS_MS
-        });
-        if same {
+        // The same press heard the other way: same key, the other source, overlapping, not yet
+        // matched (so two quick presses heard both ways stay two), the nearest onset first.
+        let same = self
+            .recent
+            .iter_mut()
+            .flatten()
+            .filter(|p| {
+                p.digit == digit
+                    && p.source != source
+                    && !p.matched
+                    && start_ms <= p.end_ms + SAME_PRESS_MS
+                    && p.start_ms <= end_ms + SAME_PRESS_MS
+            })
+            .min_by_key(|p| p.start_ms.abs_diff(start_ms));
+        if let Some(p) = same {
+            p.matched = true;
             metrics::counter!("dialplane_audio_digit_duplicates_total").increment(1);
             return;
         }
@@ -343,6 +360,8 @@ impl Digits {
             digit,
             start_ms,
             end_ms,
+            source,
+            matched: false,
         });
         self.slot = (self.slot + 1) % RECENT;
         events.push(AudioEvent::Digit {
@@ -446,6 +465,9 @@ mod tests {
         // Sequence numbers wrap.
         let got = run(&[(0, Some(65535)), (20, Some(1)), (21, Some(0))]);
         assert_eq!(got, [value(65535), value(0), value(1)]);
+        // A jump is a restarted stream: followed at once, no silence made up.
+        let got = run(&[(0, Some(1)), (20, Some(5000)), (40, Some(5001))]);
+        assert_eq!(got, [value(1), value(5000), value(5001)]);
     }
 
     #[test]

@@ -20,8 +20,10 @@
 //!   asks for [`RtcpPolicy::Forward`] pass it through unchanged.
 //! - **Digits**: RFC 4733 presses go out as [`Event::Digit`] directly, or, while the leg's tap
 //!   detects DTMF, through `LegAudio::on_key_press` so the tap reports each press once.
-//! - Answers to commands are returned; later events (latching, digits, media timeouts, audio
-//!   events) go to the shard's event channel.
+//! - Answers to commands are returned: `EndpointCreated` for `CreateEndpoint` and for
+//!   `UpdateEndpoint` (the leg's unchanged addresses), one `Stats` per leg for `Query` and
+//!   `Destroy`, nothing for the rest. Later events (latching, digits, media timeouts, `PlayDone`
+//!   after a play ends or `StopPlay`, AMD results, fork frames) go to the shard's event channel.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

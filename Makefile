@@ -7,7 +7,7 @@ APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 
-.PHONY: run test deps check-long bench bench-instructions
+.PHONY: run test deps check-long bench bench-instructions bench-relay
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -43,6 +43,11 @@ test: deps
 # Criterion benches: our DTMF receiver and whole per-leg pipeline beside spandsp's dtmf_rx.
 bench: deps
 	$(CARGO) bench -p dialplane-benches
+	benches/relay-compare.sh
+
+# The relay alone: floor, rtpengine (when installed), dialplane media, with and without DSP taps.
+bench-relay: deps
+	benches/relay-compare.sh
 
 # The same stages counted in instructions (callgrind): exact and repeatable on a noisy machine.
 # Per-frame cost of a stage = (its count - the `none` count) / frames.

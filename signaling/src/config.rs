@@ -70,6 +70,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[app]`: the control app (call webhook or static verb file) and its hooks.
     pub app: AppConfig,
+    /// `[media]`: the RTP relay's address, port range, threads and ng listener.
+    pub media: MediaSection,
 }
 
 /// `[app]`: where calls get their verbs, and how hooks are sent
@@ -184,6 +186,34 @@ impl Config {
         }
         if app_file.is_some() {
             app.file = app_file;
+        }
+    }
+}
+
+/// `[media]`: the media plane (rtpengine's flag names, with `_` for `-`)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSection {
+    /// Address the relay binds and advertises in SDP (`--interface`).
+    pub interface: std::net::IpAddr,
+    /// Lowest RTP port (`--port-min`).
+    pub port_min: u16,
+    /// Highest RTP port (`--port-max`).
+    pub port_max: u16,
+    /// Shard threads, 0 = one per core (`--num-threads`).
+    pub num_threads: usize,
+    /// Where `dialplane media` listens for the ng protocol (`--listen-ng`).
+    pub listen_ng: std::net::SocketAddr,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            interface: std::net::Ipv4Addr::LOCALHOST.into(),
+            port_min: 30000,
+            port_max: 60000,
+            num_threads: 0,
+            listen_ng: (std::net::Ipv4Addr::LOCALHOST, 2223).into(),
         }
     }
 }
@@ -358,6 +388,16 @@ impl Config {
             return Err(invalid(
                 "amd.no_speech_timeout_ms",
                 "must not exceed amd.decision_timeout_ms",
+            ));
+        }
+        let m = &self.media;
+        if m.port_min == 0 {
+            return Err(invalid("media.port_min", "must be greater than 0"));
+        }
+        if m.port_max <= m.port_min {
+            return Err(invalid(
+                "media.port_max",
+                "must be greater than media.port_min",
             ));
         }
         self.validate_registrar(&invalid)?;
@@ -612,6 +652,35 @@ mod tests {
             ("[app]\nfile = \"\"\n", "app.file"),
             ("[app]\nurll = \"http://h/\"\n", "urll"),
             ("[app]\naccount_sid = 5\n", "account_sid"),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn media_section() {
+        let c = Config::default();
+        assert_eq!(c.media.listen_ng.to_string(), "127.0.0.1:2223");
+        assert_eq!((c.media.port_min, c.media.port_max), (30000, 60000));
+        let c = Config::from_toml(
+            "[media]\ninterface = \"::1\"\nport_min = 40000\nport_max = 40999\nnum_threads = 2\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.media.interface.to_string(), "::1");
+        assert_eq!(
+            (c.media.port_min, c.media.port_max, c.media.num_threads),
+            (40000, 40999, 2)
+        );
+        for (text, key) in [
+            ("[media]\nport_min = 0\n", "media.port_min"),
+            (
+                "[media]\nport_min = 5000\nport_max = 4000\n",
+                "media.port_max",
+            ),
+            ("[media]\ninterface = \"localhost\"\n", "interface"),
+            ("[media]\nlisten = \"127.0.0.1:1\"\n", "listen"),
         ] {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

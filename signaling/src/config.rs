@@ -68,6 +68,8 @@ pub struct Config {
     pub teams: TeamsConfig,
     /// `[[routes]]`: per-number call webhooks.
     pub routes: Vec<RouteConfig>,
+    /// `[app]`: the control app (call webhook or static verb file) and its hooks.
+    pub app: AppConfig,
 }
 
 /// The flags of `dialplane serve` that override the file; `None` keeps the file's value
@@ -93,6 +95,68 @@ impl Config {
         if api_token.is_some() {
             self.http.api_token = api_token;
         }
+    }
+}
+
+/// `[app]`: where calls get their verbs, and how hooks are sent
+///
+/// `url` (the call webhook) or `file` (static verbs for every call) must be given before
+/// `dialplane serve` starts; `url` wins when both are. That check is [`AppConfig::source`], run
+/// after the flags (`--app-url`, `--app`) are applied.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// The call webhook, an absolute http(s) URL (`--app-url`).
+    pub url: Option<String>,
+    /// A JSON verb file run for every call (`--app`).
+    pub file: Option<std::path::PathBuf>,
+    /// What relative hooks in `file` resolve against (absolute http(s) URL).
+    pub hook_base_url: Option<String>,
+    /// Signs every hook with `Jambonz-Signature` when set (`--webhook-secret`).
+    pub webhook_secret: Option<String>,
+    /// The call-status webhook (`--status-hook`); relative to `url` when relative.
+    pub status_hook: Option<String>,
+    /// The account sid in payloads and REST paths.
+    pub account_sid: String,
+}
+
+/// Where calls get their verbs from
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource<'a> {
+    /// The call webhook.
+    Url(&'a str),
+    /// A static verb file.
+    File(&'a Path),
+}
+
+impl AppConfig {
+    /// The call webhook if set, else the static file; neither is a startup error
+    pub fn source(&self) -> Result<AppSource<'_>, ConfigError> {
+        match (&self.url, &self.file) {
+            (Some(url), _) => Ok(AppSource::Url(url)),
+            (None, Some(file)) => Ok(AppSource::File(file)),
+            (None, None) => Err(ConfigError::Invalid {
+                path: "configuration".into(),
+                key: "app.url",
+                message: "no control app: set app.url (--app-url) or app.file (--app)".into(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("url", &self.url)
+            .field("file", &self.file)
+            .field("hook_base_url", &self.hook_base_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("status_hook", &self.status_hook)
+            .field("account_sid", &self.account_sid)
+            .finish()
     }
 }
 
@@ -269,7 +333,39 @@ impl Config {
             ));
         }
         self.validate_registrar(&invalid)?;
+        self.validate_app(&invalid)?;
         edge::validate(self, &invalid)
+    }
+
+    fn validate_app(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let a = &self.app;
+        let absolute =
+            |u: &str| url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        for (key, value) in [("app.url", &a.url), ("app.hook_base_url", &a.hook_base_url)] {
+            if value.as_deref().is_some_and(|u| !absolute(u)) {
+                return Err(invalid(key, "must be an absolute http:// or https:// URL"));
+            }
+        }
+        if let Some(hook) = &a.status_hook {
+            let relative_ok =
+                hook.starts_with('/') && (a.url.is_some() || a.hook_base_url.is_some());
+            if !absolute(hook) && !relative_ok {
+                return Err(invalid(
+                    "app.status_hook",
+                    "must be an absolute http(s) URL, or a path when app.url or app.hook_base_url is set",
+                ));
+            }
+        }
+        if a.webhook_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(invalid("app.webhook_secret", "must not be empty"));
+        }
+        if a.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(invalid("app.file", "must not be empty"));
+        }
+        Ok(())
     }
 
     fn validate_registrar(
@@ -441,6 +537,53 @@ mod tests {
             ),
             ("[registrar]\nusers = [{ name = \"a\" }]\n", "password"),
             ("[registrar]\ndomian = \"d\"\n", "domian"),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn app_section() {
+        let c = Config::default();
+        assert_eq!(c.app, AppConfig::default());
+        assert!(c.app.source().unwrap_err().to_string().contains("app.url"));
+        let c = Config::from_toml(
+            "[app]\nurl = \"http://127.0.0.1:8080/call\"\nfile = \"app.json\"\n\
+             webhook_secret = \"s3cret-value\"\nstatus_hook = \"/status\"\n\
+             account_sid = \"acct-1\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::Url("http://127.0.0.1:8080/call")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret-value"),
+            "secrets stay out of Debug"
+        );
+        let c = Config::from_toml(
+            "[app]\nfile = \"app.json\"\nhook_base_url = \"https://h.example.com/\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::File(Path::new("app.json"))
+        );
+        for (text, key) in [
+            ("[app]\nurl = \"/call\"\n", "app.url"),
+            ("[app]\nurl = \"ftp://h/call\"\n", "app.url"),
+            (
+                "[app]\nhook_base_url = \"h.example.com\"\n",
+                "app.hook_base_url",
+            ),
+            ("[app]\nstatus_hook = \"/status\"\n", "app.status_hook"),
+            ("[app]\nwebhook_secret = \"\"\n", "app.webhook_secret"),
+            ("[app]\nfile = \"\"\n", "app.file"),
+            ("[app]\nurll = \"http://h/\"\n", "urll"),
+            ("[app]\naccount_sid = 5\n", "account_sid"),
         ] {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

@@ -6,18 +6,24 @@
 //! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
 //! store) and [`options`] (answers to OPTIONS); at the edges, [`rest`] (live call control over
 //! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
-//! per-number routes for dial targets and called numbers). Dialogs, transports, the B2BUA and
-//! the dial verb arrive with their issues.
+//! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
+//! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
+//! [`payload`] (what the hooks carry, and the dial status mapping). Dialogs, transports and the
+//! B2BUA arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod message;
 pub mod options;
+pub mod payload;
 pub mod registrar;
 pub mod rest;
 pub mod routing;
 pub mod sdp;
 pub mod transaction;
+pub mod verbs;
 pub mod wav;
+pub mod webhook;

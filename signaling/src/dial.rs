@@ -59,6 +59,9 @@ pub struct DialTarget {
     /// Every header of its INVITE: the dial's `headers` with the target's own replacing those
     /// of the same name (`verbs::Dial::headers_for`).
     pub headers: Vec<(String, String)>,
+    /// A confirmHook applies (the target's own or the dial's): when this fork answers, its
+    /// app runs on the callee's leg first ([`Action::RunConfirm`]) and the others keep ringing.
+    pub confirm: bool,
 }
 
 /// The dial verb's attributes that steer the call flow
@@ -143,6 +146,18 @@ pub enum Event {
     CancelRinging,
     /// REST `call_status: completed`: end the call.
     HangUp,
+    /// The confirmHook app finished with the callee still connected: it may be bridged.
+    Confirmed {
+        /// The fork.
+        fork: ForkId,
+    },
+    /// The callee's leg ended while its confirmHook app ran.
+    ConfirmDeclined {
+        /// The fork.
+        fork: ForkId,
+        /// true: the callee hung up; false: the app ended it (the callee still needs a BYE).
+        by_callee: bool,
+    },
     /// The bridged call ended by a BYE from one side.
     BridgeEnded {
         /// true: the callee hung up; false: the caller did (the callee still needs a BYE).
@@ -166,9 +181,9 @@ pub struct ForkReport {
     pub fork: ForkId,
     /// Its leg's call sid.
     pub call_sid: CallSid,
-    /// completed, busy, no-answer or failed.
+    /// completed (it answered), busy, no-answer or failed.
     pub status: CallStatus,
-    /// The SIP status it ended with (487 when we cancelled it).
+    /// The SIP status it ended with (487 when we cancelled it, 200 when it answered).
     pub sip_status: u16,
 }
 
@@ -198,7 +213,13 @@ pub enum Action {
         /// The fork.
         fork: ForkId,
     },
-    /// BYE the bridged callee.
+    /// ACK the fork's 2xx and run the confirmHook app on its leg; [`Event::Confirmed`] or
+    /// [`Event::ConfirmDeclined`] tells how that went.
+    RunConfirm {
+        /// The fork.
+        fork: ForkId,
+    },
+    /// BYE an answered callee that is not (or no longer) wanted.
     Bye {
         /// The fork.
         fork: ForkId,
@@ -236,6 +257,8 @@ pub enum Action {
 enum ForkState {
     /// INVITE outstanding.
     Calling,
+    /// Answered; its confirmHook app runs.
+    Confirming,
     /// Won and bridged.
     Bridged,
     /// We cancelled it; `killed` once a crossing 2xx got ACK+BYE.
@@ -251,9 +274,10 @@ struct Fork {
     /// URIs INVITEd so far; a redirect never goes back to one of them.
     tried: Vec<String>,
     redirects: u8,
+    confirm: bool,
     state: ForkState,
-    /// The last status reported, so each change is reported once.
-    reported: Option<CallStatus>,
+    /// The last status reported (and its SIP status), so each change is reported once.
+    reported: Option<(CallStatus, u16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +348,7 @@ impl Dial {
                 headers: target.headers,
                 tried,
                 redirects: 0,
+                confirm: target.confirm,
                 state,
                 reported: None,
             });
@@ -361,7 +386,7 @@ impl Dial {
                     dial.invite(ForkId(i), uri);
                 }
                 ForkState::Done(outcome) => dial.report_final(i, outcome),
-                ForkState::Bridged | ForkState::Cancelled { .. } => {}
+                ForkState::Confirming | ForkState::Bridged | ForkState::Cancelled { .. } => {}
             }
         }
         dial.set_timer(Timer::Ring, Some(now + dial.options.timeout));
@@ -428,7 +453,7 @@ impl Dial {
             } if (300..=399).contains(&status) => self.on_redirect(fork, status, &contacts),
             Event::Failed { .. } | Event::Redirected { .. } => ignored("bad_status", &event),
             Event::CallerHungUp | Event::HangUp => match self.phase {
-                Phase::Ringing => self.stop_ringing(),
+                Phase::Ringing => self.abandon(),
                 Phase::Bridged(fork) => self.end_bridge(fork, true),
                 Phase::Finished => ignored("after_finish", &event),
             },
@@ -436,6 +461,10 @@ impl Dial {
                 Phase::Ringing => self.stop_ringing(),
                 Phase::Bridged(_) | Phase::Finished => ignored("nothing_ringing", &event),
             },
+            Event::Confirmed { fork } => self.on_confirmed(fork),
+            Event::ConfirmDeclined { fork, by_callee } => {
+                self.on_confirm_declined(fork, by_callee);
+            }
             Event::BridgeEnded { by_callee } => match self.phase {
                 Phase::Bridged(fork) => self.end_bridge(fork, !by_callee),
                 Phase::Ringing | Phase::Finished => ignored("not_bridged", &event),
@@ -472,7 +501,7 @@ impl Dial {
         let Some(i) = self.calling(fork) else {
             return self.stray(fork, "provisional");
         };
-        let reached = self.forks[i].reported;
+        let reached = self.forks[i].reported.map(|(s, _)| s);
         if has_sdp {
             self.report(i, CallStatus::EarlyMedia, status);
         } else if status >= 180 && reached != Some(CallStatus::EarlyMedia) {
@@ -516,8 +545,44 @@ impl Dial {
         let Some(i) = self.calling(fork) else {
             return self.stray(fork, "answered");
         };
-        self.forks[i].state = ForkState::Bridged;
         self.report(i, CallStatus::InProgress, 200);
+        if self.forks[i].confirm {
+            self.forks[i].state = ForkState::Confirming;
+            self.actions.push_back(Action::RunConfirm { fork });
+        } else {
+            self.win(fork);
+        }
+    }
+
+    /// The fork whose confirmHook app is running, while the dial rings
+    fn confirming(&self, fork: ForkId) -> Option<usize> {
+        let f = self.forks.get(fork.0)?;
+        (f.state == ForkState::Confirming && self.phase == Phase::Ringing).then_some(fork.0)
+    }
+
+    fn on_confirmed(&mut self, fork: ForkId) {
+        match self.confirming(fork) {
+            Some(_) => self.win(fork),
+            None => self.stray(fork, "confirmed"),
+        }
+    }
+
+    fn on_confirm_declined(&mut self, fork: ForkId, by_callee: bool) {
+        let Some(i) = self.confirming(fork) else {
+            return self.stray(fork, "confirm_declined");
+        };
+        if !by_callee {
+            self.actions.push_back(Action::Bye { fork });
+        }
+        // 603 Decline: the callee (or its screening app) turned the call down.
+        self.forks[i].state = ForkState::Done(ForkOutcome::Rejected(603));
+        self.report(i, CallStatus::Completed, 200);
+        self.finish_if_nothing_rings();
+    }
+
+    /// The fork is bridged with the caller; every other fork is cancelled or hung up
+    fn win(&mut self, fork: ForkId) {
+        self.forks[fork.0].state = ForkState::Bridged;
         self.actions.push_back(Action::Bridge { fork });
         if self.options.answer_on_bridge {
             self.actions.push_back(Action::AnswerCaller);
@@ -527,6 +592,7 @@ impl Dial {
         let limit = self.options.time_limit.map(|d| self.now + d);
         self.set_timer(Timer::TimeLimit, limit);
         self.cancel_calling(Some(COMPLETED_ELSEWHERE));
+        self.bye_confirming();
     }
 
     fn on_final(&mut self, fork: ForkId, status: u16) {
@@ -577,10 +643,28 @@ impl Dial {
         self.finish_if_nothing_rings();
     }
 
-    /// Ring timeout, caller gone or REST no-answer: plain CANCELs, then the dial ends
+    /// Ring timeout or REST no-answer: plain CANCELs; forks that answered and are being
+    /// confirmed go on, and the dial ends when they are done
     fn stop_ringing(&mut self) {
         self.cancel_calling(None);
         self.finish_if_nothing_rings();
+    }
+
+    /// The caller or REST hung up before a bridge: every fork goes
+    fn abandon(&mut self) {
+        self.cancel_calling(None);
+        self.bye_confirming();
+        self.finish_if_nothing_rings();
+    }
+
+    fn bye_confirming(&mut self) {
+        for i in 0..self.forks.len() {
+            if self.forks[i].state == ForkState::Confirming {
+                self.forks[i].state = ForkState::Done(ForkOutcome::Cancelled);
+                self.actions.push_back(Action::Bye { fork: ForkId(i) });
+                self.report(i, CallStatus::Completed, 200);
+            }
+        }
     }
 
     fn cancel_calling(&mut self, reason: Option<&'static str>) {
@@ -606,8 +690,11 @@ impl Dial {
     }
 
     fn finish_if_nothing_rings(&mut self) {
-        let ringing = self.forks.iter().any(|f| f.state == ForkState::Calling);
-        if self.phase == Phase::Ringing && !ringing {
+        let pending = self
+            .forks
+            .iter()
+            .any(|f| matches!(f.state, ForkState::Calling | ForkState::Confirming));
+        if self.phase == Phase::Ringing && !pending {
             self.finish();
         }
     }
@@ -626,11 +713,12 @@ impl Dial {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let (status, sip_status) = f.outcome().status();
+                // Every fork reported a final status by now: its last report is the answer.
+                let (status, sip_status) = f.reported.unwrap_or((CallStatus::Failed, 0));
                 ForkReport {
                     fork: ForkId(i),
                     call_sid: f.call_sid,
-                    status: final_call_status(status),
+                    status,
                     sip_status,
                 }
             })
@@ -650,8 +738,8 @@ impl Dial {
 
     fn report(&mut self, i: usize, status: CallStatus, sip_status: u16) {
         let f = &mut self.forks[i];
-        if f.reported != Some(status) {
-            f.reported = Some(status);
+        if f.reported.map(|(s, _)| s) != Some(status) {
+            f.reported = Some((status, sip_status));
             self.actions.push_back(Action::ForkStatus {
                 fork: ForkId(i),
                 call_sid: f.call_sid,
@@ -680,7 +768,9 @@ impl Fork {
         match self.state {
             ForkState::Done(outcome) => outcome,
             ForkState::Bridged => ForkOutcome::Bridged,
-            ForkState::Calling | ForkState::Cancelled { .. } => ForkOutcome::Cancelled,
+            ForkState::Calling | ForkState::Confirming | ForkState::Cancelled { .. } => {
+                ForkOutcome::Cancelled
+            }
         }
     }
 }

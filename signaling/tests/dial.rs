@@ -20,7 +20,16 @@ fn target(uri: &str) -> DialTarget {
         call_sid: CallSid::new_random(),
         destination: Destination::Uri(uri.to_string()),
         headers: vec![("X-Tag".into(), "t".into())],
+        confirm: false,
     }
+}
+
+fn screened(n: usize) -> Vec<DialTarget> {
+    let mut list = targets(n);
+    for t in &mut list {
+        t.confirm = true;
+    }
+    list
 }
 
 fn targets(n: usize) -> Vec<DialTarget> {
@@ -572,6 +581,7 @@ fn unroutable_targets_fail_at_once() {
         call_sid: CallSid::new_random(),
         destination: Destination::Unroutable(404),
         headers: vec![],
+        confirm: false,
     });
     let (mut run, start) = Run::new(list, DialOptions::default());
     assert_eq!(invites(&start).len(), 1);
@@ -583,6 +593,7 @@ fn unroutable_targets_fail_at_once() {
         call_sid: CallSid::new_random(),
         destination: Destination::Unroutable(404),
         headers: vec![],
+        confirm: false,
     }];
     let (run, start) = Run::new(only, DialOptions::default());
     assert_eq!(result(&run, &start), (DialStatus::Failed, 404, 0));
@@ -644,6 +655,87 @@ fn events_after_finished_are_ignored_and_counted() {
     assert_eq!(outcomes, vec![("status".into(), "busy".into(), 1)]);
 }
 
+#[test]
+fn confirm_hook_screens_each_answer_while_the_others_ring() {
+    let (mut run, _) = Run::new(screened(3), DialOptions::default());
+    ring_all(&mut run, 3);
+    let first = run.event(100, answered(0));
+    assert_eq!(
+        first,
+        vec![
+            Action::ForkStatus {
+                fork: ForkId(0),
+                call_sid: run.dial.call_sid(ForkId(0)).unwrap(),
+                status: CallStatus::InProgress,
+                sip_status: 200,
+            },
+            Action::RunConfirm { fork: ForkId(0) }
+        ]
+    );
+    let second = run.event(200, answered(1));
+    assert!(second.contains(&Action::RunConfirm { fork: ForkId(1) }));
+    // The second screening passes first: it wins, the first is hung up, the third cancelled.
+    let won = run.event(300, Event::Confirmed { fork: ForkId(1) });
+    assert!(won.contains(&Action::Bridge { fork: ForkId(1) }));
+    assert!(won.contains(&Action::Bye { fork: ForkId(0) }));
+    assert_eq!(cancels(&won), vec![(ForkId(2), Some(COMPLETED_ELSEWHERE))]);
+    assert_eq!(
+        statuses(&won),
+        vec![
+            (2, CallStatus::NoAnswer, 487),
+            (0, CallStatus::Completed, 200)
+        ]
+    );
+    assert_eq!(run.event(301, Event::Confirmed { fork: ForkId(0) }), vec![]);
+    let end = run.event(5_000, Event::BridgeEnded { by_callee: false });
+    assert_eq!(end[0], Action::Bye { fork: ForkId(1) });
+    assert_eq!(result(&run, &end), (DialStatus::Completed, 200, 1));
+}
+
+#[test]
+fn declined_screenings_and_hangups_during_confirm() {
+    // Every screening declined: the dial fails with 603 once nothing is left.
+    let (mut run, _) = Run::new(screened(2), DialOptions::default());
+    run.event(10, answered(0));
+    let out = run.event(
+        20,
+        Event::ConfirmDeclined {
+            fork: ForkId(0),
+            by_callee: false,
+        },
+    );
+    assert_eq!(out[0], Action::Bye { fork: ForkId(0) });
+    assert!(finished(&out).is_none(), "fork 1 still rings");
+    let end = run.event(30, failed(1, 404));
+    assert_eq!(result(&run, &end), (DialStatus::Failed, 603, 0));
+
+    // The ring timeout spares a screening in progress; it may still win.
+    let options = DialOptions {
+        timeout: Duration::from_secs(10),
+        ..DialOptions::default()
+    };
+    let (mut run, _) = Run::new(screened(2), options);
+    run.event(10, answered(0));
+    let fired = run.timeout(run.at(10_000));
+    assert_eq!(cancels(&fired), vec![(ForkId(1), None)]);
+    assert!(finished(&fired).is_none());
+    let won = run.event(12_000, Event::Confirmed { fork: ForkId(0) });
+    assert!(won.contains(&Action::Bridge { fork: ForkId(0) }));
+
+    // The caller hanging up ends the screenings too.
+    let (mut run, _) = Run::new(screened(2), DialOptions::default());
+    run.event(10, answered(0));
+    let gone = run.event(20, Event::CallerHungUp);
+    assert!(gone.contains(&Action::Bye { fork: ForkId(0) }));
+    assert_eq!(cancels(&gone), vec![(ForkId(1), None)]);
+    assert_eq!(result(&run, &gone), (DialStatus::NoAnswer, 487, 0));
+    let report = &finished(&gone).unwrap().forks;
+    assert_eq!(
+        (report[0].status, report[0].sip_status),
+        (CallStatus::Completed, 200)
+    );
+}
+
 /// Random events in random order: never more than one bridge, every fork ends final, one
 /// Finished, and a 2xx never leaves a callee connected to nothing
 #[test]
@@ -660,12 +752,16 @@ fn random_event_orders_keep_the_invariants() {
             caller_id: None,
             dial_music: rng.random_bool(0.3),
         };
-        let (mut run, mut all) = Run::new(targets(n), options);
+        let mut list = targets(n);
+        for t in &mut list {
+            t.confirm = rng.random_bool(0.3);
+        }
+        let (mut run, mut all) = Run::new(list, options);
         let mut ms = 0u64;
         for _ in 0..rng.random_range(1..40) {
             ms += rng.random_range(0..3_000);
             let fork = rng.random_range(0..n + 1);
-            let event = match rng.random_range(0..13) {
+            let event = match rng.random_range(0..15) {
                 0 | 1 => ringing(fork),
                 2 => early_media(fork),
                 3 | 4 => answered(fork),
@@ -680,6 +776,11 @@ fn random_event_orders_keep_the_invariants() {
                 9 => Event::CancelRinging,
                 10 => Event::HangUp,
                 11 => Event::BridgeEnded {
+                    by_callee: rng.random_bool(0.5),
+                },
+                12 => Event::Confirmed { fork: ForkId(fork) },
+                13 => Event::ConfirmDeclined {
+                    fork: ForkId(fork),
                     by_callee: rng.random_bool(0.5),
                 },
                 _ => {

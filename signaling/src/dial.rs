@@ -10,12 +10,23 @@
 //! [`Dial::poll_timeout`]. `handle_timeout` may be called early or twice: nothing fires before
 //! its instant. A `now` older than one already seen is taken as the newest one seen.
 //!
+//! The call flow: every target is INVITEd at once (the caller is answered first unless
+//! answerOnBridge; then it hears 180, or 183 with the callee's early media when there is one
+//! target and no dialMusic). The first 2xx wins: [`Action::Bridge`], then CANCEL with
+//! [`COMPLETED_ELSEWHERE`] to every other fork, ACK+BYE to any 2xx that still arrives. With a
+//! confirmHook the answering fork's app runs first ([`Action::RunConfirm`]) while the others
+//! ring, and the first confirmed fork wins. 3xx are followed up to [`MAX_REDIRECTS`] times per
+//! fork. The ring timeout, the caller hanging up and REST no-answer send plain CANCELs; the
+//! timeLimit (from the bridge) sends the callee a BYE and the caller goes on with the app.
+//!
 //! Outcomes follow [`crate::payload`]: every fork ends as a [`ForkOutcome`] and the dial's result
 //! is [`DialResult::of_forks`] (completed > busy > no-answer > failed). Events that make no
-//! sense in the current state (an unknown fork, a second answer from the winner, anything after
-//! the dial finished) are dropped with a log line and `dialplane_dial_ignored_events_total`;
-//! the one exception is a 2xx from a fork we cancelled, which always gets ACK then BYE so that
-//! no callee is left connected to nothing.
+//! sense in the current state (an unknown fork, a second answer from the winner, a 180 crossing
+//! our CANCEL, anything after the dial finished) are dropped with a debug line and
+//! `dialplane_dial_ignored_events_total{reason}`; the one exception is a 2xx from a fork we
+//! cancelled, which always gets ACK then BYE so that no callee is left connected to nothing.
+//! Metrics: `dialplane_dial_forks_total` (forks started) and
+//! `dialplane_dial_outcomes_total{status}` (one per finished dial).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -459,7 +470,8 @@ impl Dial {
             },
             Event::CancelRinging => match self.phase {
                 Phase::Ringing => self.stop_ringing(),
-                Phase::Bridged(_) | Phase::Finished => ignored("nothing_ringing", &event),
+                Phase::Bridged(_) => ignored("nothing_ringing", &event),
+                Phase::Finished => ignored("after_finish", &event),
             },
             Event::Confirmed { fork } => self.on_confirmed(fork),
             Event::ConfirmDeclined { fork, by_callee } => {
@@ -467,7 +479,8 @@ impl Dial {
             }
             Event::BridgeEnded { by_callee } => match self.phase {
                 Phase::Bridged(fork) => self.end_bridge(fork, !by_callee),
-                Phase::Ringing | Phase::Finished => ignored("not_bridged", &event),
+                Phase::Ringing => ignored("not_bridged", &event),
+                Phase::Finished => ignored("after_finish", &event),
             },
         }
     }
@@ -754,6 +767,8 @@ impl Dial {
             "unknown_fork"
         } else if self.phase == Phase::Finished {
             "after_finish"
+        } else if matches!(self.forks[fork.0].state, ForkState::Cancelled { .. }) {
+            "after_cancel"
         } else {
             "out_of_order"
         };

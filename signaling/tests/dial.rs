@@ -606,9 +606,12 @@ fn events_after_finished_are_ignored_and_counted() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let (mut run, _) = Run::new(targets(2), DialOptions::default());
+        let (mut run, _) = Run::new(targets(3), DialOptions::default());
         run.event(5, failed(0, 486));
-        let end = run.event(6, failed(1, 503));
+        run.event(6, answered(1));
+        // A 180 crossing the CANCEL.
+        assert_eq!(run.event(7, ringing(2)), vec![]);
+        let end = run.event(8, Event::BridgeEnded { by_callee: true });
         assert!(finished(&end).is_some());
         for event in [
             ringing(1),
@@ -632,7 +635,7 @@ fn events_after_finished_are_ignored_and_counted() {
         }
         assert_eq!(run.timeout(run.at(3_600_000)), vec![]);
     });
-    let mut ignored = 0;
+    let mut ignored = std::collections::BTreeMap::new();
     let mut outcomes = Vec::new();
     let mut forks = 0;
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
@@ -641,7 +644,10 @@ fn events_after_finished_are_ignored_and_counted() {
         };
         let key = key.key();
         match key.name() {
-            "dialplane_dial_ignored_events_total" => ignored += n,
+            "dialplane_dial_ignored_events_total" => {
+                let reason = key.labels().next().unwrap().value().to_string();
+                *ignored.entry(reason).or_insert(0) += n;
+            }
             "dialplane_dial_forks_total" => forks += n,
             "dialplane_dial_outcomes_total" => {
                 let label = key.labels().next().unwrap();
@@ -650,9 +656,18 @@ fn events_after_finished_are_ignored_and_counted() {
             _ => {}
         }
     }
-    assert_eq!(ignored, 12);
-    assert_eq!(forks, 2);
-    assert_eq!(outcomes, vec![("status".into(), "busy".into(), 1)]);
+    let ignored: Vec<(&str, u64)> = ignored.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        ignored,
+        vec![
+            ("after_cancel", 1),
+            ("after_finish", 10),
+            ("bad_status", 1),
+            ("unknown_fork", 1)
+        ]
+    );
+    assert_eq!(forks, 3);
+    assert_eq!(outcomes, vec![("status".into(), "completed".into(), 1)]);
 }
 
 #[test]

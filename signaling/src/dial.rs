@@ -102,6 +102,18 @@ impl Default for DialOptions {
     }
 }
 
+impl From<&crate::verbs::Dial> for DialOptions {
+    fn from(verb: &crate::verbs::Dial) -> Self {
+        Self {
+            answer_on_bridge: verb.answer_on_bridge,
+            timeout: Duration::from_secs(verb.timeout.into()),
+            time_limit: verb.time_limit.map(|s| Duration::from_secs(s.into())),
+            caller_id: verb.caller_id.clone(),
+            dial_music: verb.dial_music.is_some(),
+        }
+    }
+}
+
 /// Why a dial could not start
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialError {
@@ -772,8 +784,7 @@ impl Dial {
         } else {
             "out_of_order"
         };
-        tracing::debug!(fork = fork.0, what, reason, "dial: event ignored");
-        metrics::counter!(IGNORED_METRIC, "reason" => reason).increment(1);
+        ignored(reason, &format_args!("{what} on fork {}", fork.0));
     }
 }
 
@@ -790,7 +801,7 @@ impl Fork {
     }
 }
 
-fn ignored(reason: &'static str, event: &Event) {
+fn ignored(reason: &'static str, event: &dyn std::fmt::Debug) {
     tracing::debug!(?event, reason, "dial: event ignored");
     metrics::counter!(IGNORED_METRIC, "reason" => reason).increment(1);
 }

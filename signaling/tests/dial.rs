@@ -550,6 +550,33 @@ fn fork_statuses_are_reported_in_order_once_each() {
 }
 
 #[test]
+fn options_come_from_the_verb() {
+    use dialplane_signaling::verbs::{Verb, parse_app};
+    let dial = |json: &str| match parse_app(json).unwrap().remove(0) {
+        Verb::Dial(dial) => DialOptions::from(&*dial),
+        other => panic!("{other:?}"),
+    };
+    let sip = r#""target":[{"type":"sip","sipUri":"sip:a@b"}]"#;
+    assert_eq!(
+        dial(&format!(r#"[{{"verb":"dial",{sip}}}]"#)),
+        DialOptions::default()
+    );
+    assert_eq!(
+        dial(&format!(
+            r#"[{{"verb":"dial",{sip},"answerOnBridge":true,"timeout":15,"timeLimit":90,
+            "callerId":"+16173331212","dialMusic":"https://example.com/ring.mp3"}}]"#
+        )),
+        DialOptions {
+            answer_on_bridge: true,
+            timeout: Duration::from_secs(15),
+            time_limit: Some(Duration::from_secs(90)),
+            caller_id: Some("+16173331212".into()),
+            dial_music: true,
+        }
+    );
+}
+
+#[test]
 fn duplicate_targets_collapse_and_limits_hold() {
     let mut list = targets(3);
     list.push(target(&uri(1)));

@@ -8,14 +8,16 @@
 //! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
 //! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
 //! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
-//! [`payload`] (what the hooks carry, and the dial status mapping). Dialogs, transports, the
-//! B2BUA and the dial verb arrive with their issues.
+//! [`payload`] (what the hooks carry, and the dial status mapping). [`dial`] is the sans-IO
+//! core of the dial verb (fork, first answer wins, cancel the rest). Dialogs, transports and the
+//! B2BUA arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod dial;
 pub mod message;
 pub mod options;
 pub mod payload;

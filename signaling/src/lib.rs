@@ -15,4 +15,5 @@ pub mod options;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;
+pub mod transport;
 pub mod wav;

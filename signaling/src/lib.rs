@@ -14,6 +14,7 @@ pub mod message;
 pub mod options;
 pub mod registrar;
 pub mod sdp;
+pub mod stack;
 pub mod transaction;
 pub mod transport;
 pub mod wav;

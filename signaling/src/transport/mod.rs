@@ -593,6 +593,11 @@ fn set_received(req: &mut Request, source: SocketAddr) {
         top.params
             .push(Param::new("rport", Some(source.port().to_string())));
     }
+    set_vias(req, &vias);
+}
+
+/// Replaces the request's Via headers by `vias`, as one header at the first Via's place.
+pub(crate) fn set_vias(req: &mut Request, vias: &[Via]) {
     let joined = vias
         .iter()
         .map(Via::to_string)

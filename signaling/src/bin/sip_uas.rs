@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use dialplane_signaling::auth::{Algorithm, Challenge};
 use dialplane_signaling::config::{RegistrarConfig, RegistrarUser, SipConfig};
 use dialplane_signaling::message::{HeaderName, Response, StatusCode};
 use dialplane_signaling::registrar::{MemoryStore, Registrar};
@@ -55,6 +56,10 @@ struct Args {
     /// A user allowed to REGISTER, NAME:PASSWORD (repeatable)
     #[arg(long = "user")]
     users: Vec<String>,
+    /// Put the MD5 digest challenge before SHA-256 (for clients that read only the first one,
+    /// such as SIPp)
+    #[arg(long)]
+    md5_first: bool,
     /// Delay between 180 Ringing and 200 OK for an INVITE
     #[arg(long, default_value_t = 0)]
     answer_delay_ms: u64,
@@ -181,6 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         calls: Mutex::new(HashSet::new()),
         pending: Mutex::new(HashMap::new()),
         answer_delay: Duration::from_millis(args.answer_delay_ms),
+        md5_first: args.md5_first,
         session_id: random_u64() >> 1,
     });
     while let Some(event) = incoming.recv().await {
@@ -204,7 +210,22 @@ struct Uas {
     /// INVITEs not answered yet: their To tag and how to cancel them.
     pending: Mutex<HashMap<TransactionKey, (String, oneshot::Sender<()>)>>,
     answer_delay: Duration,
+    md5_first: bool,
     session_id: u64,
+}
+
+/// Moves MD5 challenges ahead of the others (a stable sort keeps the rest in order).
+fn md5_challenge_first(r: &mut Response) {
+    let mut challenges: Vec<String> = r
+        .headers
+        .get_all(&HeaderName::WWW_AUTHENTICATE)
+        .map(str::to_owned)
+        .collect();
+    challenges.sort_by_key(|c| Challenge::parse(c).map(|c| c.algorithm()) != Ok(Algorithm::MD5));
+    r.headers.remove(&HeaderName::WWW_AUTHENTICATE);
+    for c in challenges {
+        r.headers.push(HeaderName::WWW_AUTHENTICATE, c);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -216,7 +237,12 @@ impl Uas {
         let req = &sr.request;
         let response = match req.method.as_str() {
             "REGISTER" => {
-                lock(&self.registrar).handle(SystemTime::now(), req, sr.source, sr.transport)
+                let mut r =
+                    lock(&self.registrar).handle(SystemTime::now(), req, sr.source, sr.transport);
+                if self.md5_first {
+                    md5_challenge_first(&mut r);
+                }
+                r
             }
             "OPTIONS" => {
                 options::respond(req, options::DEFAULT_ALLOW, options::DEFAULT_SUPPORTED)

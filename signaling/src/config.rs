@@ -136,7 +136,10 @@ impl SipListen {
 impl SipConfig {
     /// The parsed `listen` entries (after [`Config::validate`] every entry parses)
     pub fn listeners(&self) -> Vec<SipListen> {
-        self.listen.iter().filter_map(|s| SipListen::parse(s)).collect()
+        self.listen
+            .iter()
+            .filter_map(|s| SipListen::parse(s))
+            .collect()
     }
 }
 
@@ -552,7 +555,10 @@ mod tests {
             ("[sip]\nmax_message_size = 10\n", "sip.max_message_size"),
             ("[sip]\nmessage_timeout_ms = 0\n", "sip.message_timeout_ms"),
             ("[sip]\nlisen = []\n", "lisen"),
-            ("[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c\"\n", "key"),
+            (
+                "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c\"\n",
+                "key",
+            ),
             (
                 "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c\"\nkey = \"k\"\nca = \"x\"\n",
                 "ca",

@@ -206,7 +206,11 @@ impl Endpoint {
     }
 
     /// Sends `response` through server transaction `key`.
-    pub async fn respond(&self, key: &TransactionKey, response: Response) -> Result<(), StackError> {
+    pub async fn respond(
+        &self,
+        key: &TransactionKey,
+        response: Response,
+    ) -> Result<(), StackError> {
         let (done, rx) = oneshot::channel();
         self.command(Command::Respond {
             key: key.clone(),
@@ -250,7 +254,11 @@ impl Endpoint {
     }
 
     /// Our Via sent-by (and Contact address) for `transport` towards `dest`.
-    pub fn sent_by(&self, transport: Transport, dest: SocketAddr) -> Result<SocketAddr, StackError> {
+    pub fn sent_by(
+        &self,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<SocketAddr, StackError> {
         self.transports
             .sent_by(transport, dest)
             .ok_or(StackError::NoListener(transport))
@@ -258,7 +266,11 @@ impl Endpoint {
 
     /// Sends a message outside any transaction (the ACK for a 2xx); its top Via names the
     /// transport.
-    pub async fn send_stateless(&self, message: Message, dest: SocketAddr) -> Result<(), StackError> {
+    pub async fn send_stateless(
+        &self,
+        message: Message,
+        dest: SocketAddr,
+    ) -> Result<(), StackError> {
         self.command(Command::Stateless {
             message: Box::new(message),
             dest,
@@ -317,8 +329,8 @@ impl Task {
         match self.tx.handle(Instant::now(), source, message) {
             Routed::ToTransaction(_) => {}
             Routed::NewRequest(incoming) => self.on_new_request(incoming, transport),
-            Routed::StrayAck(ack) => self.to_tu(Incoming::Ack(ack)),
-            Routed::StrayResponse(r) => self.to_tu(Incoming::StrayResponse(r)),
+            Routed::StrayAck(ack) => self.deliver(Incoming::Ack(ack)),
+            Routed::StrayResponse(r) => self.deliver(Incoming::StrayResponse(r)),
             Routed::Dropped(reason) => {
                 tracing::debug!(%source, %reason, "message dropped by the transaction layer");
                 metrics::counter!(DROPPED_METRIC, "reason" => "unmatched").increment(1);
@@ -361,7 +373,7 @@ impl Task {
         }
     }
 
-    fn to_tu(&mut self, event: Incoming) {
+    fn deliver(&mut self, event: Incoming) {
         if self.tu.try_send(event).is_err() {
             metrics::counter!(DROPPED_METRIC, "reason" => "tu_overload").increment(1);
         }
@@ -385,13 +397,10 @@ impl Task {
             } => {
                 let mut request = *request;
                 self.ensure_branch(&mut request);
-                let result = self
-                    .tx
-                    .send_request(now, request.clone(), dest)
-                    .map(|key| {
-                        self.clients.insert(key.clone(), events);
-                        (key, request)
-                    });
+                let result = self.tx.send_request(now, request.clone(), dest).map(|key| {
+                    self.clients.insert(key.clone(), events);
+                    (key, request)
+                });
                 done.send(result).ok();
             }
             Command::Stateless { message, dest } => self.tx.send_stateless(&message, dest),
@@ -408,9 +417,12 @@ impl Task {
         if top.has_rfc3261_branch() {
             return;
         }
-        top.params.retain(|p| !p.name.eq_ignore_ascii_case("branch"));
         top.params
-            .push(crate::message::Param::new("branch", Some(self.tx.new_branch())));
+            .retain(|p| !p.name.eq_ignore_ascii_case("branch"));
+        top.params.push(crate::message::Param::new(
+            "branch",
+            Some(self.tx.new_branch()),
+        ));
         crate::transport::set_vias(request, &vias);
     }
 
@@ -425,11 +437,15 @@ impl Task {
         while let Some(event) = self.tx.poll_event() {
             match event {
                 TxEvent::Response { key, response } => {
-                    self.to_client(&key, ClientEvent::Response(response))
+                    self.notify_client(&key, ClientEvent::Response(response))
                 }
-                TxEvent::Timeout { key, timer } => self.to_client(&key, ClientEvent::Timeout(timer)),
-                TxEvent::TransportError { key } => self.to_client(&key, ClientEvent::TransportError),
-                TxEvent::Ack { request, .. } => self.to_tu(Incoming::Ack(request)),
+                TxEvent::Timeout { key, timer } => {
+                    self.notify_client(&key, ClientEvent::Timeout(timer))
+                }
+                TxEvent::TransportError { key } => {
+                    self.notify_client(&key, ClientEvent::TransportError)
+                }
+                TxEvent::Ack { request, .. } => self.deliver(Incoming::Ack(request)),
                 TxEvent::Terminated { key } => {
                     self.clients.remove(&key);
                 }
@@ -437,7 +453,7 @@ impl Task {
         }
     }
 
-    fn to_client(&mut self, key: &TransactionKey, event: ClientEvent) {
+    fn notify_client(&mut self, key: &TransactionKey, event: ClientEvent) {
         if let Some(c) = self.clients.get(key)
             && c.try_send(event).is_err()
         {

@@ -91,7 +91,11 @@ fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
     let reg = "dialplane_sip_registrations_total";
     assert_eq!(uas.metric(reg, &[("result", "challenged")]), calls);
     assert_eq!(uas.metric(reg, &[("result", "ok")]), calls);
-    assert_eq!(uas.metric("dialplane_registrar_bindings", &[]), 1.0, "one AOR, one contact");
+    assert_eq!(
+        uas.metric("dialplane_registrar_bindings", &[]),
+        1.0,
+        "one AOR, one contact"
+    );
 
     sipp("options.xml", target, t);
     assert_eq!(responses(&mut uas, "OPTIONS", "200"), calls);

@@ -98,19 +98,23 @@ fn garbage_and_truncated_datagrams_are_dropped_or_answered_and_counted() {
             s.send_to(&junk, uas.addr("UDP")).expect("send");
         }
         let want = f64::from(batch * 20);
-        uas.wait_metric("dialplane_sip_dropped_total", &[("reason", "malformed")], |v| {
-            v == want
-        });
+        uas.wait_metric(
+            "dialplane_sip_dropped_total",
+            &[("reason", "malformed")],
+            |v| v == want,
+        );
     }
     // A message cut inside its headers, and one whose body is shorter than Content-Length:
     // both still name a Via, so both get 400.
     let full = options("trunc1", "UDP", s.local_addr().expect("addr"));
-    s.send_to(&full[..full.len() / 2], uas.addr("UDP")).expect("send");
+    s.send_to(&full[..full.len() / 2], uas.addr("UDP"))
+        .expect("send");
     assert_eq!(recv_status(&s), 400);
     let text = String::from_utf8(options("trunc2", "UDP", s.local_addr().expect("addr")))
         .expect("utf8")
         .replace("Content-Length: 0", "Content-Length: 50");
-    s.send_to(format!("{text}short").as_bytes(), uas.addr("UDP")).expect("send");
+    s.send_to(format!("{text}short").as_bytes(), uas.addr("UDP"))
+        .expect("send");
     assert_eq!(recv_status(&s), 400);
     let m = "dialplane_sip_stateless_replies_total";
     assert_eq!(uas.metric(m, &[("status", "400")]), 2.0);
@@ -123,7 +127,10 @@ fn oversized_messages_get_413_over_udp_and_tcp() {
     let s = udp_client("127.0.0.1");
     let big = String::from_utf8(options("big1", "UDP", s.local_addr().expect("addr")))
         .expect("utf8")
-        .replace("Content-Length: 0\r\n\r\n", "Content-Type: text/plain\r\nContent-Length: 5000\r\n\r\n")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: text/plain\r\nContent-Length: 5000\r\n\r\n",
+        )
         + &"x".repeat(5000);
     s.send_to(big.as_bytes(), uas.addr("UDP")).expect("send");
     assert_eq!(recv_status(&s), 413);
@@ -142,7 +149,10 @@ fn oversized_messages_get_413_over_udp_and_tcp() {
         2.0
     );
     assert_eq!(
-        uas.metric("dialplane_sip_connections_closed_total", &[("reason", "framing")]),
+        uas.metric(
+            "dialplane_sip_connections_closed_total",
+            &[("reason", "framing")]
+        ),
         1.0
     );
     served_over_tcp(&uas, "after-big");
@@ -153,7 +163,9 @@ fn stalled_and_idle_tcp_clients_are_closed_without_blocking_others() {
     let mut uas = start(&["--message-timeout-ms", "3000", "--idle-timeout-s", "2"]);
     let mut stalled = tcp_client(&uas);
     let msg = options("stall", "TCP", stalled.local_addr().expect("addr"));
-    stalled.write_all(&msg[..msg.len() / 2]).expect("write half");
+    stalled
+        .write_all(&msg[..msg.len() / 2])
+        .expect("write half");
     let mut idle = tcp_client(&uas);
     // While both hang, other clients are served on every transport...
     served_over_tcp(&uas, "during-stall-tcp");
@@ -161,7 +173,10 @@ fn stalled_and_idle_tcp_clients_are_closed_without_blocking_others() {
     // ...and the stalled connection was still open then (not served after it was dropped).
     let m = "dialplane_sip_connections_closed_total";
     assert_eq!(uas.metric(m, &[("reason", "message_timeout")]), 0.0);
-    assert!(closed_by_peer(&mut stalled).is_empty(), "closed without a reply");
+    assert!(
+        closed_by_peer(&mut stalled).is_empty(),
+        "closed without a reply"
+    );
     uas.wait_metric(m, &[("reason", "message_timeout")], |v| v == 1.0);
     assert!(closed_by_peer(&mut idle).is_empty());
     uas.wait_metric(m, &[("reason", "idle")], |v| v >= 1.0);
@@ -174,9 +189,15 @@ fn connections_beyond_the_limit_are_refused() {
     let _b = tcp_client(&uas);
     uas.wait_metric("dialplane_sip_connections", &[], |v| v == 2.0);
     let mut c = tcp_client(&uas);
-    assert!(closed_by_peer(&mut c).is_empty(), "the third is closed at once");
+    assert!(
+        closed_by_peer(&mut c).is_empty(),
+        "the third is closed at once"
+    );
     assert_eq!(
-        uas.metric("dialplane_sip_dropped_total", &[("reason", "max_connections")]),
+        uas.metric(
+            "dialplane_sip_dropped_total",
+            &[("reason", "max_connections")]
+        ),
         1.0
     );
     // The admitted ones work.
@@ -196,8 +217,11 @@ fn a_flood_from_one_source_gets_503_and_others_are_still_served() {
     // Batches small enough for the socket buffers: every request is answered, 200 or 503.
     for batch in 0..10 {
         for i in 0..30 {
-            s.send_to(&options(&format!("flood{batch}-{i}"), "UDP", local), uas.addr("UDP"))
-                .expect("send");
+            s.send_to(
+                &options(&format!("flood{batch}-{i}"), "UDP", local),
+                uas.addr("UDP"),
+            )
+            .expect("send");
         }
         for _ in 0..30 {
             match recv_status(&s) {
@@ -211,7 +235,10 @@ fn a_flood_from_one_source_gets_503_and_others_are_still_served() {
     let limited = uas.metric("dialplane_sip_dropped_total", &[("reason", "rate_limited")]);
     assert_eq!(limited, f64::from(busy));
     assert_eq!(
-        uas.metric("dialplane_sip_stateless_replies_total", &[("status", "503")]),
+        uas.metric(
+            "dialplane_sip_stateless_replies_total",
+            &[("status", "503")]
+        ),
         f64::from(busy)
     );
     // Another source address (127.0.0.2 is loopback too) has its own budget.

@@ -42,7 +42,10 @@ impl Client {
             None => format!("<{uri}>"),
         };
         Request::new(method.clone(), Uri::parse(&uri).expect("uri"))
-            .with_header(HeaderName::FROM, format!("<sip:alice@127.0.0.1>;tag=c{call}"))
+            .with_header(
+                HeaderName::FROM,
+                format!("<sip:alice@127.0.0.1>;tag=c{call}"),
+            )
             .with_header(HeaderName::TO, to)
             .with_header(HeaderName::CALL_ID, format!("{call}@tls-test"))
             .with_header(HeaderName::CSEQ, format!("{cseq} {method}"))
@@ -129,7 +132,12 @@ async fn tls_register_options_invite_cancel_on_one_connection() {
     let req = c.request(Method::OPTIONS, "o1", 1, None);
     let r = next_response(&mut c.send(req).await).await;
     assert_eq!(r.status.as_u16(), 200);
-    assert!(r.headers.get(&HeaderName::ALLOW).expect("Allow").contains("INVITE"));
+    assert!(
+        r.headers
+            .get(&HeaderName::ALLOW)
+            .expect("Allow")
+            .contains("INVITE")
+    );
 
     // REGISTER, 401, REGISTER with credentials, 200
     let uri = "sip:127.0.0.1";
@@ -144,9 +152,12 @@ async fn tls_register_options_invite_cancel_on_one_connection() {
     let req = register(&c, 1);
     let r = next_response(&mut c.send(req).await).await;
     assert_eq!(r.status.as_u16(), 401);
-    let challenge =
-        Challenge::parse(r.headers.get(&HeaderName::WWW_AUTHENTICATE).expect("challenge"))
-            .expect("parses");
+    let challenge = Challenge::parse(
+        r.headers
+            .get(&HeaderName::WWW_AUTHENTICATE)
+            .expect("challenge"),
+    )
+    .expect("parses");
     let creds = auth::respond(
         &challenge,
         &ClientRequest {
@@ -169,19 +180,20 @@ async fn tls_register_options_invite_cancel_on_one_connection() {
         .with_header(HeaderName::CONTACT, "<sip:alice@127.0.0.1;transport=tls>")
         .with_body("application/sdp", offer());
     let mut invite = c.send(req).await;
-    assert_eq!(response_at_least(&mut invite, 180).await.status.as_u16(), 180);
+    assert_eq!(
+        response_at_least(&mut invite, 180).await.status.as_u16(),
+        180
+    );
     let ok = response_at_least(&mut invite, 200).await;
     assert_eq!(ok.status.as_u16(), 200);
     let answer = sdp::SessionDescription::parse_bytes(&ok.body).expect("SDP answer");
     assert_eq!(answer.media[0].codecs()[0].name, "PCMA");
     let to_tag = ok.headers.to().expect("To").tag().expect("tag").to_owned();
     let via_host = c.ep.sent_by(Transport::Tls, server).expect("sent-by");
-    let ack = c
-        .request(Method::ACK, "i1", 1, Some(&to_tag))
-        .with_header(
-            HeaderName::VIA,
-            format!("SIP/2.0/TLS {via_host};branch=z9hG4bKack1;rport"),
-        );
+    let ack = c.request(Method::ACK, "i1", 1, Some(&to_tag)).with_header(
+        HeaderName::VIA,
+        format!("SIP/2.0/TLS {via_host};branch=z9hG4bKack1;rport"),
+    );
     c.ep.send_stateless(Message::Request(ack), server)
         .await
         .expect("ACK");
@@ -193,18 +205,26 @@ async fn tls_register_options_invite_cancel_on_one_connection() {
     // INVITE, 180, CANCEL (same Via), 200 for the CANCEL, 487 for the INVITE
     let req = c.request(Method::INVITE, "i2", 1, None);
     let mut invite = c.send(req).await;
-    assert_eq!(response_at_least(&mut invite, 180).await.status.as_u16(), 180);
+    assert_eq!(
+        response_at_least(&mut invite, 180).await.status.as_u16(),
+        180
+    );
     let mut cancel = c.request(Method::CANCEL, "i2", 1, None);
     let via = invite.request.headers.get(&HeaderName::VIA).expect("Via");
     cancel.headers.push(HeaderName::VIA, via);
     let r = next_response(&mut c.send(cancel).await).await;
     assert_eq!(r.status.as_u16(), 200);
-    assert_eq!(response_at_least(&mut invite, 200).await.status.as_u16(), 487);
+    assert_eq!(
+        response_at_least(&mut invite, 200).await.status.as_u16(),
+        487
+    );
 
     // One connection carried it all: 9 requests (the ACK for the 487 included).
-    uas.wait_metric("dialplane_sip_received_total", &[("transport", "TLS")], |v| {
-        v == 9.0
-    });
+    uas.wait_metric(
+        "dialplane_sip_received_total",
+        &[("transport", "TLS")],
+        |v| v == 9.0,
+    );
     assert_eq!(uas.metric("dialplane_sip_connections", &[]), 1.0);
     assert_eq!(uas.metric("dialplane_sip_dropped_total", &[]), 0.0);
 }

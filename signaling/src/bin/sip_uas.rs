@@ -21,14 +21,16 @@ use clap::Parser;
 use dialplane_signaling::auth::{Algorithm, Challenge};
 use dialplane_signaling::config::{RegistrarConfig, RegistrarUser, SipConfig};
 use dialplane_signaling::message::{HeaderName, Response, StatusCode};
+use dialplane_signaling::options;
 use dialplane_signaling::registrar::{MemoryStore, Registrar};
-use dialplane_signaling::sdp::{self, Codec, Direction, LocalMedia, LocalOrigin, SessionDescription};
+use dialplane_signaling::sdp::{
+    self, Codec, Direction, LocalMedia, LocalOrigin, SessionDescription,
+};
 use dialplane_signaling::stack::{Endpoint, Incoming, ServerRequest, StackConfig};
 use dialplane_signaling::transaction::TransactionKey;
 use dialplane_signaling::transport::{
     Limits, SipListen, Transport, TransportConfig, Transports, load_tls_server,
 };
-use dialplane_signaling::options;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -89,12 +91,18 @@ fn random_u64() -> u64 {
 
 fn limits(args: &Args) -> Limits {
     let sip = SipConfig {
-        max_message_size: args.max_message_size.unwrap_or(SipConfig::default().max_message_size),
+        max_message_size: args
+            .max_message_size
+            .unwrap_or(SipConfig::default().max_message_size),
         message_timeout_ms: args
             .message_timeout_ms
             .unwrap_or(SipConfig::default().message_timeout_ms),
-        idle_timeout_s: args.idle_timeout_s.unwrap_or(SipConfig::default().idle_timeout_s),
-        max_connections: args.max_connections.unwrap_or(SipConfig::default().max_connections),
+        idle_timeout_s: args
+            .idle_timeout_s
+            .unwrap_or(SipConfig::default().idle_timeout_s),
+        max_connections: args
+            .max_connections
+            .unwrap_or(SipConfig::default().max_connections),
         rate_limit: args.rate_limit.unwrap_or(SipConfig::default().rate_limit),
         ..SipConfig::default()
     };
@@ -244,12 +252,13 @@ impl Uas {
                 }
                 r
             }
-            "OPTIONS" => {
-                options::respond(req, options::DEFAULT_ALLOW, options::DEFAULT_SUPPORTED)
-            }
+            "OPTIONS" => options::respond(req, options::DEFAULT_ALLOW, options::DEFAULT_SUPPORTED),
             "INVITE" => return self.on_invite(&sr).await,
             "CANCEL" => {
-                let pending = sr.cancel_target.as_ref().and_then(|k| lock(&self.pending).remove(k));
+                let pending = sr
+                    .cancel_target
+                    .as_ref()
+                    .and_then(|k| lock(&self.pending).remove(k));
                 let tag = match pending {
                     Some((tag, cancel)) => {
                         cancel.send(()).ok();

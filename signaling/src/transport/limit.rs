@@ -76,7 +76,10 @@ mod tests {
         assert_eq!((0..15).filter(|_| r.allow(a, t0)).count(), 10);
         assert!(r.allow(b, t0), "another source has its own bucket");
         assert!(!r.allow(a, t0 + Duration::from_millis(50)));
-        assert!(r.allow(a, t0 + Duration::from_millis(100)), "one token back");
+        assert!(
+            r.allow(a, t0 + Duration::from_millis(100)),
+            "one token back"
+        );
         assert!(!r.allow(a, t0 + Duration::from_millis(100)));
         let later = t0 + Duration::from_secs(5);
         assert_eq!((0..15).filter(|_| r.allow(a, later)).count(), 10, "capped");
@@ -92,7 +95,10 @@ mod tests {
         assert!(r.allow(ip(1), t0));
         assert!(r.allow(ip(2), t0));
         assert!(!r.allow(ip(3), t0), "full table of busy sources");
-        assert!(r.allow(ip(3), t0 + Duration::from_secs(2)), "idle ones forgotten");
+        assert!(
+            r.allow(ip(3), t0 + Duration::from_secs(2)),
+            "idle ones forgotten"
+        );
         assert!(r.buckets.len() <= 2);
     }
 }

@@ -185,7 +185,10 @@ impl TransportConfig {
 }
 
 /// Loads a PEM certificate chain and private key into a TLS server configuration
-pub fn load_tls_server(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+pub fn load_tls_server(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TransportError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let tls_err = |path: &Path, message: String| TransportError::Tls {
@@ -211,7 +214,9 @@ pub fn load_tls_server(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConf
 }
 
 /// A TLS client configuration trusting `roots` (PEM certificates)
-pub fn tls_client_with_roots(roots_pem: &Path) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+pub fn tls_client_with_roots(
+    roots_pem: &Path,
+) -> Result<Arc<rustls::ClientConfig>, TransportError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let tls_err = |message: String| TransportError::Tls {
@@ -419,7 +424,11 @@ pub fn transport_of(via: &Via) -> Option<Transport> {
 /// host when it is an IP) and the sent-by port (default 5060, 5061 for TLS).
 fn response_fallback(via: &Via, transport: Transport) -> Option<SocketAddr> {
     let host = via.received().unwrap_or(&via.host);
-    let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
     let port = via.port.unwrap_or(if transport == Transport::Tls {
         5061
     } else {
@@ -442,11 +451,7 @@ fn drop_counted(reason: &'static str) {
 
 impl Inner {
     fn send_udp(&self, dest: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
-        let Some((_, sock)) = self
-            .udp
-            .iter()
-            .find(|(a, _)| a.is_ipv4() == dest.is_ipv4())
-        else {
+        let Some((_, sock)) = self.udp.iter().find(|(a, _)| a.is_ipv4() == dest.is_ipv4()) else {
             drop_counted("no_route");
             return Err(TransportError::NoRoute(dest));
         };
@@ -584,10 +589,10 @@ fn set_received(req: &mut Request, source: SocketAddr) {
     if host_matches && !wants_rport {
         return;
     }
-    top.params.retain(|p| {
-        !p.name.eq_ignore_ascii_case("received")
-            && !(wants_rport && p.name.eq_ignore_ascii_case("rport"))
-    });
+    let replaced = |name: &str| {
+        name.eq_ignore_ascii_case("received") || (wants_rport && name.eq_ignore_ascii_case("rport"))
+    };
+    top.params.retain(|p| !replaced(&p.name));
     top.params.push(Param::new("received", Some(src_ip)));
     if wants_rport {
         top.params
@@ -697,8 +702,8 @@ mod tests {
 
     #[test]
     fn fallback_for_responses_uses_received_and_sent_by_port() {
-        let via = Via::parse("SIP/2.0/TCP h.example:5070;branch=z9hG4bK1;received=192.0.2.4")
-            .unwrap();
+        let via =
+            Via::parse("SIP/2.0/TCP h.example:5070;branch=z9hG4bK1;received=192.0.2.4").unwrap();
         assert_eq!(
             response_fallback(&via, Transport::Tcp),
             Some("192.0.2.4:5070".parse().unwrap())
@@ -724,7 +729,12 @@ mod tests {
         };
         assert_eq!(r.status, StatusCode::VERSION_NOT_SUPPORTED);
         assert_eq!(r.headers.call_id(), Ok("c1"));
-        assert!(r.headers.get(&HeaderName::WARNING).unwrap().starts_with("399"));
+        assert!(
+            r.headers
+                .get(&HeaderName::WARNING)
+                .unwrap()
+                .starts_with("399")
+        );
         assert_eq!(
             stateless_error_reply(b"\x00\x01garbage", StatusCode::BAD_REQUEST, "x"),
             None

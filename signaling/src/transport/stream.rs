@@ -267,9 +267,9 @@ impl Connection<'_> {
                     }
                 }
                 Ok(Frame::Message(k)) => {
-                    let reply = self
-                        .inner
-                        .on_bytes(self.transport, self.peer, self.local, &buf[..k]);
+                    let reply =
+                        self.inner
+                            .on_bytes(self.transport, self.peer, self.local, &buf[..k]);
                     buf.drain(..k);
                     consumed = true;
                     if let Some(r) = reply

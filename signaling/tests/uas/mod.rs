@@ -52,7 +52,8 @@ impl Uas {
                 break;
             }
             let mut parts = line.split_whitespace();
-            if let (Some("listening"), Some(t), Some(a)) = (parts.next(), parts.next(), parts.next())
+            if let (Some("listening"), Some(t), Some(a)) =
+                (parts.next(), parts.next(), parts.next())
             {
                 uas.addrs.push((t.to_owned(), a.parse().expect("address")));
             }

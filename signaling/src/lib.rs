@@ -4,8 +4,10 @@
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
 //! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
-//! store) and [`options`] (answers to OPTIONS). Dialogs, transports, the B2BUA and the dial verb
-//! arrive with their issues.
+//! store) and [`options`] (answers to OPTIONS). Around them, on tokio: [`transport`] (UDP, TCP
+//! and TLS listeners and connections, with the limits against hostile traffic) and [`stack`]
+//! (the task that drives the transaction layer with real time and serves the transaction
+//! user). `src/bin/sip_uas.rs` is a small UAS built from these, for end-to-end tests.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;

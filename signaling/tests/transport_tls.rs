@@ -6,7 +6,6 @@
 mod uas;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use dialplane_signaling::auth::{self, Challenge, ClientRequest};
 use dialplane_signaling::message::{HeaderName, Message, Method, Request, Response, Uri};
@@ -16,18 +15,7 @@ use dialplane_signaling::transport::{
     Limits, SipListen, Transport, TransportConfig, Transports, load_tls_server,
     tls_client_with_roots,
 };
-use uas::Uas;
-
-/// A self-signed certificate for 127.0.0.1 in a fresh directory: (cert, key).
-fn test_cert(tag: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("dialplane-tls-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("rcgen");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-    (cert, key)
-}
+use uas::{Uas, test_cert};
 
 struct Client {
     ep: Endpoint,

@@ -153,3 +153,15 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port");
 }
+
+/// A self-signed certificate for 127.0.0.1 made now (rcgen), in a fresh directory named after
+/// `tag`: (cert, key) PEM paths.
+pub fn test_cert(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("dialplane-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("rcgen");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    (cert, key)
+}

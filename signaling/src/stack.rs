@@ -176,7 +176,8 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// Starts the stack task on the current tokio runtime; returns the handle and the TU's
-    /// queue of [`Incoming`] events. The task ends when every handle and the queue are dropped.
+    /// queue of [`Incoming`] events. The task ends when every [`Endpoint`] and
+    /// [`ServerRequest`] is dropped; while the queue is dropped or full, new requests get 503.
     pub fn start(
         transports: Transports,
         inbound: mpsc::Receiver<Inbound>,
@@ -313,9 +314,6 @@ impl Task {
                 }
             }
             self.drain();
-            if self.tu.is_closed() && self.clients.is_empty() && self.tx.is_empty() {
-                return;
-            }
         }
     }
 

@@ -384,11 +384,10 @@ impl Transports {
                 if self.inner.send_on_connection(transport, dest, &bytes) {
                     return Ok(());
                 }
-                let target = fallback.unwrap_or(dest);
-                if self.inner.send_on_connection(transport, target, &bytes) {
-                    return Ok(());
+                match fallback {
+                    Some(fb) if self.inner.send_on_connection(transport, fb, &bytes) => Ok(()),
+                    fb => stream::connect(&self.inner, transport, fb.unwrap_or(dest), bytes),
                 }
-                stream::connect(&self.inner, transport, target, bytes)
             }
             other => Err(TransportError::Unsupported(other)),
         }

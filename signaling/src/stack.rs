@@ -284,6 +284,11 @@ impl Endpoint {
     }
 }
 
+/// Queued inputs handled per wake-up.
+const BATCH: usize = 64;
+/// How often, at most, the timers of every transaction are looked at while inputs arrive.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 struct Task {
     tx: Transactions,
     transports: Transports,
@@ -298,8 +303,18 @@ impl Task {
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
     ) {
+        // `poll_timeout` and `handle_timeout` look at every live transaction, so under load they
+        // run at most once per RECHECK (timers may fire up to that late); when idle, the stack
+        // sleeps until the next deadline.
+        let mut deadline = None;
+        let mut dirty = false;
+        let mut checked = Instant::now();
         loop {
-            let deadline = self.tx.poll_timeout();
+            let wake = if dirty {
+                Some(deadline.map_or(checked + RECHECK, |d: Instant| d.min(checked + RECHECK)))
+            } else {
+                deadline
+            };
             tokio::select! {
                 m = inbound.recv() => match m {
                     Some(m) => self.on_inbound(m),
@@ -309,11 +324,32 @@ impl Task {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.tx.handle_timeout(Instant::now());
+                _ = sleep_until(wake), if wake.is_some() => {
+                    checked = Instant::now();
+                    self.tx.handle_timeout(checked);
+                    self.drain();
+                    deadline = self.tx.poll_timeout();
+                    dirty = false;
+                    continue;
                 }
             }
+            dirty = true;
             self.drain();
+            // Under load, take what is already queued before sleeping again.
+            for _ in 0..BATCH {
+                match (inbound.try_recv(), commands.try_recv()) {
+                    (Err(_), Err(_)) => break,
+                    (m, c) => {
+                        if let Ok(m) = m {
+                            self.on_inbound(m);
+                        }
+                        if let Ok(c) = c {
+                            self.on_command(c);
+                        }
+                        self.drain();
+                    }
+                }
+            }
         }
     }
 

@@ -2,8 +2,9 @@
 # Each installs the Debian packages it needs when they are missing, then builds with cargo.
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
-# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on.
-APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox
+# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
+# sip-tester (SIPp) drives the SIP end-to-end tests.
+APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 

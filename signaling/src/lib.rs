@@ -9,8 +9,10 @@
 //! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
 //! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
 //! [`payload`] (what the hooks carry, and the dial status mapping). [`dial`] is the sans-IO
-//! core of the dial verb (fork, first answer wins, cancel the rest). Dialogs, transports and the
-//! B2BUA arrive with their issues.
+//! core of the dial verb (fork, first answer wins, cancel the rest). Around them, on tokio:
+//! [`transport`] (UDP, TCP and TLS listeners and connections, with the limits against hostile
+//! traffic) and [`stack`] (the task that drives the transaction layer with real time and serves
+//! the transaction user). `src/bin/sip_uas.rs` is a small UAS built from these, for end-to-end tests.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;
@@ -25,7 +27,9 @@ pub mod registrar;
 pub mod rest;
 pub mod routing;
 pub mod sdp;
+pub mod stack;
 pub mod transaction;
 pub mod verbs;
+pub mod transport;
 pub mod wav;
 pub mod webhook;

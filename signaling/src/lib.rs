@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dialog;
 pub mod message;
 pub mod options;
 pub mod registrar;

@@ -244,6 +244,8 @@ struct UacInvite {
     local_tag: String,
     cseq: u32,
     session_expires: Option<u32>,
+    /// Min-SE we send: ours, raised by a 422 (RFC 4028 §7.4).
+    min_se: u32,
     request: Request,
     next_hop: Uri,
     dialogs: BTreeMap<String, DialogId>,
@@ -494,13 +496,13 @@ impl DialogLayer {
                 TimerRef::Reliable1xx(i) => self.retransmit_1xx(now, i),
                 TimerRef::GlareRetry(d) => {
                     if let Some(out) = self.dialogs.get_mut(&d).and_then(|s| s.glare.take()) {
-                        let _ = self.send_in_dialog(now, d, out, true);
+                        let _ = self.send_in_dialog(d, out, true);
                     }
                 }
                 TimerRef::Refresh(d) => self.refresh(now, d),
                 TimerRef::Expiry(d) => {
                     if self.dialogs.contains_key(&d) {
-                        let _ = self.send_in_dialog(now, d, Outgoing::new(Method::BYE), false);
+                        let _ = self.send_in_dialog(d, Outgoing::new(Method::BYE), false);
                         self.terminate(d, TerminationReason::SessionExpired);
                     }
                 }
@@ -517,8 +519,14 @@ impl DialogLayer {
         let call_id = self.token();
         let local_tag = self.token();
         let session_expires = self.cfg.session_expires;
-        let (request, next_hop) =
-            self.send_invite(id, &spec, &call_id, &local_tag, 1, session_expires)?;
+        let min_se = self.cfg.min_se;
+        let (request, next_hop) = self.send_invite(
+            id,
+            &spec,
+            (&call_id, &local_tag),
+            1,
+            session_expires.map(|se| (se, min_se)),
+        )?;
         self.uac.insert(
             id,
             UacInvite {
@@ -527,6 +535,7 @@ impl DialogLayer {
                 local_tag,
                 cseq: 1,
                 session_expires,
+                min_se,
                 request,
                 next_hop,
                 dialogs: BTreeMap::new(),
@@ -695,7 +704,7 @@ impl DialogLayer {
             return Err(DialogError::Pending);
         }
         let bye = out.method == Method::BYE;
-        let key = self.send_in_dialog(now, dialog, out, true)?;
+        let key = self.send_in_dialog(dialog, out, true)?;
         if bye {
             self.terminate(dialog, TerminationReason::LocalBye);
         }
@@ -1209,7 +1218,7 @@ impl DialogLayer {
                 let cseq = resp.headers.cseq().map(|c| c.seq).unwrap_or(0);
                 let prack = Outgoing::new(Method::PRACK)
                     .header(HeaderName::RACK, format!("{rseq} {cseq} INVITE"));
-                let _ = self.send_in_dialog(now, d, prack, false);
+                let _ = self.send_in_dialog(d, prack, false);
             }
             self.events.push_back(DialogEvent::Progress {
                 invite: id,
@@ -1253,7 +1262,7 @@ impl DialogLayer {
             let u = self.uac.get_mut(&id).expect("looked up above");
             u.acks.insert(tag, (ack, hop));
             if late {
-                let _ = self.send_in_dialog(now, d, Outgoing::new(Method::BYE), false);
+                let _ = self.send_in_dialog(d, Outgoing::new(Method::BYE), false);
                 self.events.push_back(DialogEvent::LateAnswer {
                     invite: id,
                     dialog: d,
@@ -1290,16 +1299,16 @@ impl DialogLayer {
             && let Some(min) = headers::min_se(&resp.headers)
         {
             u.retried_422 = true;
-            u.session_expires = Some(u.session_expires.unwrap_or(0).max(min));
+            u.min_se = u.min_se.max(min);
+            u.session_expires = Some(u.session_expires.unwrap_or(0).max(u.min_se));
             u.cseq += 1;
             u.provisional = false;
             if let Ok((req, hop)) = self.send_invite(
                 id,
                 &u.spec,
-                &u.call_id,
-                &u.local_tag,
+                (&u.call_id, &u.local_tag),
                 u.cseq,
-                u.session_expires,
+                u.session_expires.map(|se| (se, u.min_se)),
             ) {
                 u.request = req;
                 u.next_hop = hop;
@@ -1394,8 +1403,10 @@ impl DialogLayer {
                 }
             }
             Some(ClientPurpose::InDialog { dialog, out, .. }) => {
-                // §12.2.1.2: a timeout ends the dialog (a BYE's dialog is gone already).
-                if out.method != Method::BYE {
+                // §12.2.1.2: a timeout ends the dialog (a BYE's dialog is gone already); the
+                // BYE is for a peer that is merely unreachable for now (RFC 4028 §10).
+                if out.method != Method::BYE && self.dialogs.contains_key(&dialog) {
+                    let _ = self.send_in_dialog(dialog, Outgoing::new(Method::BYE), false);
                     self.terminate(dialog, TerminationReason::RequestFailed);
                 }
             }
@@ -1439,7 +1450,7 @@ impl DialogLayer {
         };
         if now >= p.give_up {
             slot.pending_2xx = None;
-            let _ = self.send_in_dialog(now, d, Outgoing::new(Method::BYE), false);
+            let _ = self.send_in_dialog(d, Outgoing::new(Method::BYE), false);
             return self.terminate(d, TerminationReason::NoAck);
         }
         self.out.push_back(Output::Response {
@@ -1488,7 +1499,7 @@ impl DialogLayer {
         if out.method == Method::INVITE {
             out.body = slot.local_body.clone();
         }
-        let _ = self.send_in_dialog(now, d, out, false);
+        let _ = self.send_in_dialog(d, out, false);
     }
 
     // ---- internals: building and sending --------------------------------------------------------
@@ -1498,10 +1509,9 @@ impl DialogLayer {
         &mut self,
         id: InviteId,
         spec: &InviteRequest,
-        call_id: &str,
-        local_tag: &str,
+        (call_id, local_tag): (&str, &str),
         cseq: u32,
-        session_expires: Option<u32>,
+        session_expires: Option<(u32, u32)>,
     ) -> Result<(Request, Uri), DialogError> {
         let via = self.via();
         let mut from = spec.from.clone();
@@ -1519,11 +1529,10 @@ impl DialogLayer {
             .with_header(HeaderName::CALL_ID, call_id)
             .with_header(HeaderName::CSEQ, format_args!("{cseq} INVITE"));
         self.add_ua_headers(&mut req.headers);
-        if let Some(se) = session_expires {
+        if let Some((se, min_se)) = session_expires {
             req.headers
                 .push(HeaderName::SESSION_EXPIRES, se.to_string());
-            req.headers
-                .push(HeaderName::MIN_SE, self.cfg.min_se.min(se).to_string());
+            req.headers.push(HeaderName::MIN_SE, min_se.to_string());
         }
         for (n, v) in &spec.headers {
             req.headers.push(n.clone(), v.clone());
@@ -1585,7 +1594,6 @@ impl DialogLayer {
     /// Builds and queues a request in dialog `d` with the next local CSeq.
     fn send_in_dialog(
         &mut self,
-        _now: Instant,
         d: DialogId,
         out: Outgoing,
         user: bool,
@@ -1783,7 +1791,8 @@ impl DialogLayer {
             .push_back(DialogEvent::Refreshed { dialog: d, timer });
     }
 
-    /// Arms the refresh (at SE/2, if we refresh) and expiry (at SE − min(32, SE/3)) deadlines.
+    /// Arms the refresh deadline (at SE/2) if we refresh, else the expiry deadline (at
+    /// SE − min(32, SE/3), RFC 4028 §10). A refresher whose refresh fails sends BYE then.
     fn arm_session(&mut self, now: Instant, d: DialogId) {
         let timer = self.dialogs.get(&d).and_then(|s| s.d.session_timer);
         self.timers.stop(TimerRef::Refresh(d));
@@ -1792,9 +1801,10 @@ impl DialogLayer {
         let se = Duration::from_secs(u64::from(st.interval));
         if st.we_refresh {
             self.timers.set(TimerRef::Refresh(d), now + se / 2);
+        } else {
+            let margin = Duration::from_secs(u64::from((st.interval / 3).min(32)));
+            self.timers.set(TimerRef::Expiry(d), now + se - margin);
         }
-        let margin = Duration::from_secs(u64::from((st.interval / 3).min(32)));
-        self.timers.set(TimerRef::Expiry(d), now + se - margin);
     }
 
     // ---- internals: dialogs ---------------------------------------------------------------------

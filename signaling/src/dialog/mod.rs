@@ -32,8 +32,8 @@
 //!
 //! Simplifications, on purpose: the ACK for a 2xx carries no body (offers are expected in the
 //! INVITE); one Via (from [`DialogConfig::via`]) for every request; a PRACK carrying an offer is
-//! answered 200 without a body; the session-timer BYE instant SE − min(32, SE/3) is used by
-//! both sides.
+//! answered 200 without a body; reliable provisionals and 2xx are retransmitted on every
+//! transport (RFC 3261 and 3262 do not exempt reliable ones).
 
 mod headers;
 mod layer;

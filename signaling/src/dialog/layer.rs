@@ -690,7 +690,7 @@ impl DialogLayer {
         dialog: DialogId,
         out: Outgoing,
     ) -> Result<TransactionKey, DialogError> {
-        let now = self.now(now);
+        let _ = self.now(now);
         if [Method::ACK, Method::CANCEL, Method::PRACK].contains(&out.method) {
             return Err(DialogError::Method);
         }

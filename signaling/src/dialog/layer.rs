@@ -317,7 +317,10 @@ enum ClientPurpose {
 
 enum ServerPurpose {
     Invite(InviteId),
-    InDialog { dialog: DialogId, request: Request },
+    InDialog {
+        dialog: DialogId,
+        request: Box<Request>,
+    },
 }
 
 /// Every dialog and INVITE of one user agent: a sans-IO SIP transaction user.
@@ -601,11 +604,8 @@ impl DialogLayer {
             self.add_ua_headers(&mut resp.headers);
         }
         let se = if status.is_success() {
-            match self.negotiate_uas(&u.request, true) {
-                Ok(se) => se,
-                // Already checked when the INVITE arrived.
-                Err(_) => None,
-            }
+            // Too small an interval was refused with 422 when the INVITE arrived.
+            self.negotiate_uas(&u.request, true).unwrap_or_default()
         } else {
             None
         };
@@ -1077,7 +1077,7 @@ impl DialogLayer {
             key.clone(),
             ServerPurpose::InDialog {
                 dialog: d,
-                request: request.clone(),
+                request: Box::new(request.clone()),
             },
         );
         if m == Method::UPDATE && request.body.is_empty() {

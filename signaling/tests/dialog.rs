@@ -1168,3 +1168,176 @@ Max-Forwards: 69\r\n\r\n",
         assert_eq!(bye.headers.to().unwrap().tag(), Some("at"));
     }
 }
+
+#[test]
+fn invite_challenged_with_407_is_retried_with_credentials() {
+    use dialplane_signaling::auth::{Algorithm, DigestServer, Verdict};
+    use dialplane_signaling::dialog::Login;
+    use std::time::UNIX_EPOCH;
+    let wall = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let server = DigestServer::new("example.com", b"secret".to_vec());
+    let mut net = Net::pair();
+    let now = net.now;
+    let spec = InviteRequest {
+        login: Some(Login {
+            username: "alice".into(),
+            password: "pw".into(),
+        }),
+        ..InviteRequest::new(
+            uri("sip:bob@10.0.0.2:5060"),
+            NameAddr::new(uri("sip:alice@example.com")),
+            NameAddr::new(uri("sip:bob@example.com")),
+        )
+    };
+    let inv = net.ua(A).dl.invite(now, spec).unwrap();
+    net.pump();
+    let first = net.incoming(B);
+    let challenge = server.challenge(wall, Algorithm::MD5, false).to_string();
+    let now = net.now;
+    net.ua(B)
+        .dl
+        .respond_invite(
+            now,
+            first,
+            Reply::new(StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+                .header(HeaderName::PROXY_AUTHENTICATE, challenge),
+        )
+        .unwrap();
+    net.pump();
+    let evs = net.events(B);
+    let Some(DialogEvent::Invite {
+        invite: second,
+        request,
+    }) = evs.into_iter().map(|(_, e)| e).next()
+    else {
+        panic!("no retry")
+    };
+    let creds = request
+        .headers
+        .get(&HeaderName::PROXY_AUTHORIZATION)
+        .unwrap();
+    let verdict = server.verify_header(creds, "INVITE", wall, |u| {
+        (u == "alice").then(|| "pw".into())
+    });
+    assert!(matches!(verdict, Verdict::Ok(_)), "{verdict:?}");
+    assert_eq!(request.headers.cseq().unwrap().seq, 2);
+    net.answer(B, second, Reply::new(StatusCode::OK));
+    answered(&net.events(A), inv);
+    let sent: Vec<String> = net.sent_by(A).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sent, ["INVITE", "ACK", "INVITE", "ACK"]);
+}
+
+#[test]
+fn bad_rack_gets_481_and_second_reinvite_gets_500_with_retry_after() {
+    let mut net = Net::pair();
+    let inv = net.invite(B);
+    let b_inv = net.incoming(B);
+    net.answer(
+        B,
+        b_inv,
+        Reply::new(StatusCode::SESSION_PROGRESS).reliable(),
+    );
+    let prack = net.last(A, "PRACK");
+    let mut bad = request_of(&prack).clone();
+    bad.headers.set(HeaderName::RACK, "999 1 INVITE");
+    bad.headers.set(HeaderName::CSEQ, "2 PRACK");
+    bad.headers.set(
+        HeaderName::VIA,
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKbadrack",
+    );
+    net.inject(A, B, Message::Request(bad));
+    assert_eq!(net.instants(B, "481 PRACK"), [0.0]);
+    assert_eq!(net.instants(B, "200 PRACK"), [0.0]);
+
+    let db = net.answer(B, b_inv, Reply::new(StatusCode::OK).body(sdp()));
+    let da = answered(&net.events(A), inv);
+    net.events(B);
+    // A re-INVITE B leaves unanswered, then a second one: 500 with Retry-After (§14.2).
+    let now = net.now;
+    net.ua(A)
+        .dl
+        .request(now, da, Outgoing::new(Method::INVITE).body(sdp()))
+        .unwrap();
+    net.pump();
+    let key = net
+        .events(B)
+        .into_iter()
+        .find_map(|(_, e)| match e {
+            DialogEvent::Request { key, dialog, .. } if dialog == db => Some(key),
+            _ => None,
+        })
+        .unwrap();
+    let reinvite = net.last(A, "INVITE");
+    let mut second = request_of(&reinvite).clone();
+    second.headers.set(HeaderName::CSEQ, "20 INVITE");
+    second.headers.set(
+        HeaderName::VIA,
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKsecond",
+    );
+    net.inject(A, B, Message::Request(second));
+    let r500 = net.last(B, "500 INVITE");
+    let retry: u32 = r500
+        .headers()
+        .get(&HeaderName::RETRY_AFTER)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry <= 10);
+    // The first one is still answerable.
+    let now = net.now;
+    net.ua(B)
+        .dl
+        .respond(now, &key, Reply::new(StatusCode::OK).body(sdp()))
+        .unwrap();
+    net.pump();
+    assert!(net.events(A).iter().any(|(_, e)| matches!(e, DialogEvent::Response { response, .. } if response.status == StatusCode::OK)));
+}
+
+#[test]
+fn dialogs_are_counted_by_termination_reason() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let mut net = Net::pair();
+        let (da, _) = net.call();
+        let (_, _) = net.call();
+        let now = net.now;
+        net.ua(A).dl.bye(now, da).unwrap();
+        net.pump();
+    });
+    let mut got: Vec<(String, String)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let k = key.key();
+            let labels: Vec<String> = k
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let v = match value {
+                DebugValue::Counter(n) => n.to_string(),
+                DebugValue::Gauge(g) => g.into_inner().to_string(),
+                DebugValue::Histogram(_) => "histogram".into(),
+            };
+            (format!("{}{{{}}}", k.name(), labels.join(",")), v)
+        })
+        .filter(|(k, _)| k.starts_with("dialplane_sip_dialog"))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("dialplane_sip_dialogs_active{}".to_owned(), "2".to_owned()),
+            (
+                "dialplane_sip_dialogs_terminated_total{reason=local_bye}".to_owned(),
+                "1".to_owned()
+            ),
+            (
+                "dialplane_sip_dialogs_terminated_total{reason=remote_bye}".to_owned(),
+                "1".to_owned()
+            ),
+        ]
+    );
+}

@@ -246,6 +246,9 @@ struct UacInvite {
     session_expires: Option<u32>,
     /// Min-SE we send: ours, raised by a 422 (RFC 4028 §7.4).
     min_se: u32,
+    /// Authorization / Proxy-Authorization answering the last challenges.
+    auth: Vec<(HeaderName, String)>,
+    auth_tries: u8,
     request: Request,
     next_hop: Uri,
     dialogs: BTreeMap<String, DialogId>,
@@ -519,36 +522,27 @@ impl DialogLayer {
     pub fn invite(&mut self, now: Instant, spec: InviteRequest) -> Result<InviteId, DialogError> {
         let _ = self.now(now);
         let id = InviteId(self.fresh_id());
-        let call_id = self.token();
-        let local_tag = self.token();
-        let session_expires = self.cfg.session_expires;
-        let min_se = self.cfg.min_se;
-        let (request, next_hop) = self.send_invite(
-            id,
-            &spec,
-            (&call_id, &local_tag),
-            1,
-            session_expires.map(|se| (se, min_se)),
-        )?;
-        self.uac.insert(
-            id,
-            UacInvite {
-                spec,
-                call_id,
-                local_tag,
-                cseq: 1,
-                session_expires,
-                min_se,
-                request,
-                next_hop,
-                dialogs: BTreeMap::new(),
-                confirmed: None,
-                acks: BTreeMap::new(),
-                provisional: false,
-                cancel: CancelState::No,
-                retried_422: false,
-            },
-        );
+        let mut u = UacInvite {
+            call_id: self.token(),
+            local_tag: self.token(),
+            cseq: 1,
+            session_expires: self.cfg.session_expires,
+            min_se: self.cfg.min_se,
+            // Both set by `send_invite`.
+            request: Request::new(Method::INVITE, spec.uri.clone()),
+            next_hop: spec.uri.clone(),
+            spec,
+            auth: Vec::new(),
+            auth_tries: 0,
+            dialogs: BTreeMap::new(),
+            confirmed: None,
+            acks: BTreeMap::new(),
+            provisional: false,
+            cancel: CancelState::No,
+            retried_422: false,
+        };
+        self.send_invite(id, &mut u)?;
+        self.uac.insert(id, u);
         Ok(id)
     }
 
@@ -1301,20 +1295,18 @@ impl DialogLayer {
             u.retried_422 = true;
             u.min_se = u.min_se.max(min);
             u.session_expires = Some(u.session_expires.unwrap_or(0).max(u.min_se));
-            u.cseq += 1;
-            u.provisional = false;
-            if let Ok((req, hop)) = self.send_invite(
-                id,
-                &u.spec,
-                (&u.call_id, &u.local_tag),
-                u.cseq,
-                u.session_expires.map(|se| (se, u.min_se)),
-            ) {
-                u.request = req;
-                u.next_hop = hop;
+            if self.retry_invite(id, &mut u).is_ok() {
                 self.uac.insert(id, u);
                 return;
             }
+        }
+        if (status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+            && self.answer_challenge(&mut u, &resp)
+            && self.retry_invite(id, &mut u).is_ok()
+        {
+            self.uac.insert(id, u);
+            return;
         }
         self.fail_uac(id, u, Some(resp));
     }
@@ -1505,18 +1497,59 @@ impl DialogLayer {
     // ---- internals: building and sending --------------------------------------------------------
 
     /// Builds and queues an INVITE outside any dialog; returns it and its next hop.
-    fn send_invite(
-        &mut self,
-        id: InviteId,
-        spec: &InviteRequest,
-        (call_id, local_tag): (&str, &str),
-        cseq: u32,
-        session_expires: Option<(u32, u32)>,
-    ) -> Result<(Request, Uri), DialogError> {
+    /// Sends the INVITE again with the next CSeq (after 422, 401 or 407).
+    fn retry_invite(&mut self, id: InviteId, u: &mut UacInvite) -> Result<(), DialogError> {
+        u.cseq += 1;
+        u.provisional = false;
+        self.send_invite(id, u)
+    }
+
+    /// Adds credentials for a 401/407 challenge to `u` (RFC 3261 §22.2); false when we have
+    /// no login, cannot answer any challenge, or already answered twice.
+    fn answer_challenge(&mut self, u: &mut UacInvite, resp: &Response) -> bool {
+        let Some(login) = &u.spec.login else {
+            return false;
+        };
+        if u.auth_tries >= 2 {
+            return false;
+        }
+        let (challenge_name, answer_name) = if resp.status == StatusCode::UNAUTHORIZED {
+            (HeaderName::WWW_AUTHENTICATE, HeaderName::AUTHORIZATION)
+        } else {
+            (
+                HeaderName::PROXY_AUTHENTICATE,
+                HeaderName::PROXY_AUTHORIZATION,
+            )
+        };
+        let cnonce = format!("{:016x}", self.random());
+        let uri = u.spec.uri.to_string();
+        let creds = resp.headers.get_all(&challenge_name).find_map(|v| {
+            let ch = crate::auth::Challenge::parse(v).ok()?;
+            let req = crate::auth::ClientRequest {
+                username: &login.username,
+                password: &login.password,
+                method: "INVITE",
+                uri: &uri,
+                nc: 1,
+                cnonce: &cnonce,
+            };
+            crate::auth::respond(&ch, &req).ok()
+        });
+        let Some(creds) = creds else { return false };
+        u.auth_tries += 1;
+        u.auth.retain(|(n, _)| *n != answer_name);
+        u.auth.push((answer_name, creds.to_string()));
+        true
+    }
+
+    /// Builds and queues `u`'s INVITE (CSeq `u.cseq`), and records it in `u`.
+    fn send_invite(&mut self, id: InviteId, u: &mut UacInvite) -> Result<(), DialogError> {
         let via = self.via();
+        let spec = &u.spec;
         let mut from = spec.from.clone();
         from.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
-        from.params.push(Param::new("tag", Some(local_tag)));
+        from.params
+            .push(Param::new("tag", Some(u.local_tag.as_str())));
         let mut req = Request::new(Method::INVITE, spec.uri.clone())
             .with_header(HeaderName::VIA, via)
             .with_header(HeaderName::MAX_FORWARDS, 70);
@@ -1526,32 +1559,33 @@ impl DialogLayer {
         req = req
             .with_header(HeaderName::FROM, from)
             .with_header(HeaderName::TO, &spec.to)
-            .with_header(HeaderName::CALL_ID, call_id)
-            .with_header(HeaderName::CSEQ, format_args!("{cseq} INVITE"));
+            .with_header(HeaderName::CALL_ID, &u.call_id)
+            .with_header(HeaderName::CSEQ, format_args!("{} INVITE", u.cseq));
         self.add_ua_headers(&mut req.headers);
-        if let Some((se, min_se)) = session_expires {
+        if let Some(se) = u.session_expires {
             req.headers
                 .push(HeaderName::SESSION_EXPIRES, se.to_string());
-            req.headers.push(HeaderName::MIN_SE, min_se.to_string());
+            req.headers.push(HeaderName::MIN_SE, u.min_se.to_string());
         }
-        for (n, v) in &spec.headers {
+        for (n, v) in spec.headers.iter().chain(&u.auth) {
             req.headers.push(n.clone(), v.clone());
         }
         if let Some(b) = &spec.body {
             req = req.with_body(&b.content_type, b.bytes.clone());
         }
         let key = TransactionKey::for_request(&req).map_err(|_| DialogError::BadVia)?;
-        let next_hop = spec
+        u.next_hop = spec
             .route
             .first()
             .map_or_else(|| spec.uri.clone(), |r| r.uri.clone());
+        u.request = req.clone();
         self.clients.insert(key.clone(), ClientPurpose::Invite(id));
         self.out.push_back(Output::Request {
             key,
-            request: req.clone(),
-            next_hop: next_hop.clone(),
+            request: req,
+            next_hop: u.next_hop.clone(),
         });
-        Ok((req, next_hop))
+        Ok(())
     }
 
     fn send_cancel(&mut self, id: InviteId, reason: Option<String>) {

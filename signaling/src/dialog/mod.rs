@@ -153,6 +153,17 @@ pub struct InviteRequest {
     pub headers: ExtraHeaders,
     /// The body (normally an SDP offer).
     pub body: Option<Body>,
+    /// Credentials for digest challenges (401/407), answered up to twice.
+    pub login: Option<Login>,
+}
+
+/// A user name and password for digest authentication.
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
 }
 
 impl InviteRequest {
@@ -165,6 +176,7 @@ impl InviteRequest {
             route: Vec::new(),
             headers: Vec::new(),
             body: None,
+            login: None,
         }
     }
 }
@@ -375,4 +387,25 @@ impl Dialog {
 /// Whether a route URI has the `lr` parameter (a loose router, RFC 3261 §16.12).
 fn is_loose(uri: &Uri) -> bool {
     uri.as_sip().is_some_and(|u| u.param("lr").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The dialog layer is sans-IO: its sources never read a clock or sleep (STYLE.md item 6).
+    #[test]
+    fn never_reads_the_clock() {
+        let banned = ["Instant::now", "SystemTime::now", "thread::sleep", "tokio"];
+        for (name, src) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("layer.rs", include_str!("layer.rs")),
+            ("headers.rs", include_str!("headers.rs")),
+            ("timers.rs", include_str!("timers.rs")),
+        ] {
+            // This test's own list of names is the only allowed mention.
+            let src = src.split("mod tests").next().unwrap_or(src);
+            for b in banned {
+                assert!(!src.contains(b), "{name} mentions {b}");
+            }
+        }
+    }
 }

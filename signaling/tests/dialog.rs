@@ -1341,3 +1341,41 @@ fn dialogs_are_counted_by_termination_reason() {
         ]
     );
 }
+
+#[test]
+fn a_2xx_waits_for_the_prack_of_a_provisional_with_sdp() {
+    let mut net = Net::new(&[(A, uac_t1_one_second()), (B, config(B))]);
+    net.drop =
+        Box::new(|t, _, m| t < 1.0 && m.as_request().is_some_and(|r| r.method == Method::PRACK));
+    let inv = net.invite(B);
+    let b_inv = net.incoming(B);
+    let now = net.now;
+    let db = net
+        .ua(B)
+        .dl
+        .respond_invite(
+            now,
+            b_inv,
+            Reply::new(StatusCode::SESSION_PROGRESS)
+                .reliable()
+                .body(sdp()),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        net.ua(B)
+            .dl
+            .respond_invite(now, b_inv, Reply::new(StatusCode::OK).body(sdp())),
+        Ok(Some(db))
+    );
+    net.pump();
+    assert!(net.instants(B, "200 INVITE").is_empty());
+    net.run_until(2.0);
+    // The PRACK retransmission at 1 s gets through; the 200 follows at once.
+    assert_eq!(net.instants(B, "200 PRACK"), [1.0]);
+    assert_eq!(net.instants(B, "200 INVITE"), [1.0]);
+    assert_eq!(
+        answered(&net.events(A), inv),
+        net.ua(A).dl.invite_dialogs(inv)[0]
+    );
+}

@@ -276,6 +276,8 @@ struct UasInvite {
     next_rseq: u32,
     unacked: Option<Reliable>,
     queued: VecDeque<Response>,
+    /// A 2xx waiting for the PRACK of a reliable provisional with a body.
+    deferred_2xx: Option<Reply>,
 }
 
 struct Pending2xx {
@@ -574,7 +576,8 @@ impl DialogLayer {
     // ---- user calls: server INVITE ------------------------------------------------------------
 
     /// Answers a server INVITE: a provisional (reliable if asked and the peer supports 100rel;
-    /// one unacknowledged at a time, later ones wait), a 2xx (retransmitted until the ACK), or
+    /// one unacknowledged at a time, later ones wait), a 2xx (retransmitted until the ACK;
+    /// held back until the PRACK if a reliable provisional with a body is unacknowledged), or
     /// a failure. Returns the dialog the response created or belongs to (none for a failure
     /// before any provisional).
     pub fn respond_invite(
@@ -588,7 +591,22 @@ impl DialogLayer {
         if status.as_u16() <= 100 {
             return Err(DialogError::Status);
         }
-        let u = self.uas.get(&invite).ok_or(DialogError::UnknownInvite)?;
+        let u = self
+            .uas
+            .get_mut(&invite)
+            .ok_or(DialogError::UnknownInvite)?;
+        if status.is_success()
+            && u.unacked
+                .as_ref()
+                .is_some_and(|r| !r.response.body.is_empty())
+        {
+            // RFC 3262 §3: no 2xx while a reliable provisional with a session description
+            // waits for its PRACK; it goes out when the PRACK arrives.
+            u.queued.clear();
+            u.deferred_2xx = Some(reply);
+            return Ok(u.dialog);
+        }
+        let u = &self.uas[&invite];
         let mut resp = Response::for_request(&u.request, status).with_to_tag(&u.local_tag);
         let reliable = reply.reliable && u.rel100 && status.is_provisional();
         if status.as_u16() < 300 {
@@ -917,6 +935,7 @@ impl DialogLayer {
                 next_rseq,
                 unacked: None,
                 queued: VecDeque::new(),
+                deferred_2xx: None,
             },
         );
         self.events.push_back(DialogEvent::Invite {
@@ -1115,6 +1134,8 @@ impl DialogLayer {
         });
         if let Some(resp) = next {
             self.send_reliable(now, inv, resp);
+        } else if let Some(reply) = self.uas.get_mut(&inv).and_then(|u| u.deferred_2xx.take()) {
+            let _ = self.respond_invite(now, inv, reply);
         }
     }
 

@@ -1379,3 +1379,35 @@ fn a_2xx_waits_for_the_prack_of_a_provisional_with_sdp() {
         net.ua(A).dl.invite_dialogs(inv)[0]
     );
 }
+
+#[test]
+fn late_offer_the_user_answers_in_the_ack() {
+    let mut net = Net::pair();
+    let now = net.now;
+    let spec = InviteRequest::new(
+        uri("sip:bob@10.0.0.2:5060"),
+        NameAddr::new(uri("sip:alice@example.com")),
+        NameAddr::new(uri("sip:bob@example.com")),
+    );
+    let inv = net.ua(A).dl.invite(now, spec).unwrap();
+    net.pump();
+    let b_inv = net.incoming(B);
+    let db = net.answer(B, b_inv, Reply::new(StatusCode::OK).body(sdp()));
+    let da = answered(&net.events(A), inv);
+    net.run_until(0.7);
+    assert!(net.instants(A, "ACK").is_empty());
+    assert_eq!(net.instants(B, "200 INVITE"), [0.0, 0.5]);
+    let now = net.now;
+    net.ua(A).dl.ack(now, da, Some(sdp())).unwrap();
+    assert_eq!(
+        net.ua(A).dl.ack(now, da, None),
+        Err(dialplane_signaling::dialog::DialogError::NoAckDue)
+    );
+    net.pump();
+    net.run_until(5.0);
+    assert_eq!(net.instants(A, "ACK"), [0.7]);
+    assert_eq!(net.instants(B, "200 INVITE"), [0.0, 0.5]);
+    let evs = net.events(B);
+    assert!(evs.iter().any(|(t, e)| *t == 0.7
+        && matches!(e, DialogEvent::Acked { dialog, request } if *dialog == db && &request.body[..] == SDP.as_bytes())));
+}

@@ -226,6 +226,9 @@ pub enum DialogError {
     /// The configured Via does not parse.
     #[error("configured Via does not parse")]
     BadVia,
+    /// No 2xx waits for an ACK from the user.
+    #[error("no 2xx waits for the user's ACK")]
+    NoAckDue,
     /// The status does not fit (100 Trying is sent by the transaction layer).
     #[error("status not allowed here")]
     Status,
@@ -301,6 +304,8 @@ struct Slot {
     pending_2xx: Option<Pending2xx>,
     /// The ACK of our last re-INVITE 2xx (or of the INVITE's), by CSeq.
     ack: Option<(u32, Request, Uri)>,
+    /// A 2xx with an offer waits for the user's ACK ([`DialogLayer::ack`]): its CSeq.
+    ack_due: Option<u32>,
     glare: Option<Outgoing>,
     refer_cseq: Option<u32>,
     local_body: Option<Body>,
@@ -721,6 +726,24 @@ impl DialogLayer {
             self.terminate(dialog, TerminationReason::LocalBye);
         }
         Ok(key)
+    }
+
+    /// Sends the ACK for a 2xx that carried an offer to an INVITE or re-INVITE we sent
+    /// without one (late offer): `body` is the answer. Every other 2xx is ACKed by the layer.
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        dialog: DialogId,
+        body: Option<Body>,
+    ) -> Result<(), DialogError> {
+        let _ = self.now(now);
+        let slot = self
+            .dialogs
+            .get_mut(&dialog)
+            .ok_or(DialogError::UnknownDialog)?;
+        let seq = slot.ack_due.take().ok_or(DialogError::NoAckDue)?;
+        self.send_ack(dialog, seq, body);
+        Ok(())
     }
 
     /// Sends BYE and ends the dialog.
@@ -1258,7 +1281,13 @@ impl DialogLayer {
                 });
                 return;
             }
+            if u.confirmed.is_some() && u.confirmed == u.dialogs.get(&tag).copied() {
+                // A retransmission before the user's ACK (late offer): nothing to re-send.
+                return;
+            }
             let late = u.confirmed.is_some() || !matches!(u.cancel, CancelState::No);
+            // Late offer (RFC 3264): the 2xx carries the offer, the user's ACK the answer.
+            let manual_ack = !late && u.spec.body.is_none() && !resp.body.is_empty();
             let d = self.ensure_uac_dialog(id, &resp, &tag);
             let slot = self.dialogs.get_mut(&d).expect("just ensured");
             slot.d.state = DialogState::Confirmed;
@@ -1267,15 +1296,12 @@ impl DialogLayer {
             update_target(&mut slot.d, &resp);
             slot.peer_allows_update = allows_update(&resp.headers);
             let seq = self.uac[&id].cseq;
-            let (ack, hop) = self.build_ack(d, seq);
-            self.out.push_back(Output::Ack {
-                request: ack.clone(),
-                next_hop: hop.clone(),
-            });
-            let slot = self.dialogs.get_mut(&d).expect("just ensured");
-            slot.ack = Some((seq, ack.clone(), hop.clone()));
+            if manual_ack {
+                slot.ack_due = Some(seq);
+            } else {
+                self.send_ack(d, seq, None);
+            }
             let u = self.uac.get_mut(&id).expect("looked up above");
-            u.acks.insert(tag, (ack, hop));
             if late {
                 let _ = self.send_in_dialog(d, Outgoing::new(Method::BYE), false);
                 self.events.push_back(DialogEvent::LateAnswer {
@@ -1364,12 +1390,12 @@ impl DialogLayer {
         let status = resp.status;
         if m == Method::INVITE && status.is_success() {
             let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(0);
-            let (ack, hop) = self.build_ack(dialog, seq);
-            self.out.push_back(Output::Ack {
-                request: ack.clone(),
-                next_hop: hop.clone(),
-            });
-            self.dialogs.get_mut(&dialog).expect("looked up above").ack = Some((seq, ack, hop));
+            if user && out.body.is_none() && !resp.body.is_empty() {
+                // Late offer: the user answers in the ACK.
+                slot.ack_due = Some(seq);
+            } else {
+                self.send_ack(dialog, seq, None);
+            }
         }
         if offer && status.is_success() {
             let slot = self.dialogs.get_mut(&dialog).expect("looked up above");
@@ -1715,10 +1741,27 @@ impl DialogLayer {
         Ok(key)
     }
 
-    /// The ACK for a 2xx to an INVITE with CSeq `seq` in dialog `d` (§13.2.2.4).
-    fn build_ack(&mut self, d: DialogId, seq: u32) -> (Request, Uri) {
+    /// Sends the ACK for a 2xx to an INVITE with CSeq `seq` in dialog `d` (§13.2.2.4) and
+    /// keeps it for retransmitted 2xx.
+    fn send_ack(&mut self, d: DialogId, seq: u32, body: Option<Body>) {
         let via = self.via();
-        self.dialogs[&d].d.build_request(Method::ACK, seq, via)
+        let Some(slot) = self.dialogs.get_mut(&d) else {
+            return;
+        };
+        let (mut ack, hop) = slot.d.build_request(Method::ACK, seq, via);
+        if let Some(b) = body {
+            ack = ack.with_body(&b.content_type, b.bytes.clone());
+            slot.local_body = Some(b);
+        }
+        slot.ack = Some((seq, ack.clone(), hop.clone()));
+        if let Some(u) = self.uac.get_mut(&slot.d.invite) {
+            u.acks
+                .insert(slot.d.key.remote_tag.clone(), (ack.clone(), hop.clone()));
+        }
+        self.out.push_back(Output::Ack {
+            request: ack,
+            next_hop: hop,
+        });
     }
 
     fn send_reliable(&mut self, now: Instant, id: InviteId, mut resp: Response) {
@@ -1969,6 +2012,7 @@ impl DialogLayer {
                 invite_in: None,
                 pending_2xx: None,
                 ack: None,
+                ack_due: None,
                 glare: None,
                 refer_cseq: None,
                 local_body: None,

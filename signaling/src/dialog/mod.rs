@@ -15,25 +15,72 @@
 //!                                     poll_timeout() ──▶ next deadline
 //! ```
 //!
-//! [`DialogLayer::flush_into`] moves the outputs into a [`Transactions`](crate::transaction::Transactions)
-//! (the glue only resolves next-hop URIs to addresses).
+//! [`DialogLayer::flush_into`] moves the outputs into a
+//! [`Transactions`](crate::transaction::Transactions); the glue only resolves next-hop URIs to
+//! addresses.
 //!
-//! What the layer does on its own: ACK for every 2xx (the same ACK again for a retransmitted
-//! 2xx), 2xx retransmission until the ACK (T1 doubling to T2; BYE at 64·T1), PRACK for each
-//! in-order reliable provisional, reliable provisional retransmission (T1 doubling; 5xx at
-//! 64·T1), 200 to BYE, CANCEL (200, then 487 to the INVITE), PRACK and body-less UPDATE, 481
-//! for requests in unknown dialogs, 500 for out-of-order CSeq, 491 / 500 + Retry-After for
-//! re-INVITE glare and the §14.1 retry of our own re-INVITE after 491, 422 with Min-SE and the
-//! retry after a 422, session refresh at SE/2 and BYE at SE − min(32, SE/3), 200 to NOTIFY of
-//! a REFER subscription, ACK + BYE for a late 2xx from a second fork.
+//! What the layer does on its own:
+//! - ACK for every 2xx, and the same ACK again for a retransmitted 2xx; only a 2xx carrying an
+//!   offer to a request without one waits for the user's ACK with the answer
+//!   ([`DialogLayer::ack`]);
+//! - 2xx retransmission until the ACK (T1 doubling to T2), BYE at 64·T1 (§13.3.1.4);
+//! - PRACK for each in-order reliable provisional; reliable provisional retransmission (T1
+//!   doubling), 5xx at 64·T1; a 2xx held back while a provisional with SDP waits (RFC 3262);
+//! - 200 to BYE, PRACK, body-less UPDATE and NOTIFY of a REFER subscription; 200 + 487 for
+//!   CANCEL; 481 in unknown dialogs; 500 for an out-of-order CSeq;
+//! - re-INVITE glare: 491, or 500 + Retry-After; after our 491, the retry at 2.1–4 s (Call-ID
+//!   owner) or 0–2 s (§14.1);
+//! - 422 with Min-SE, and the retry after a 422; session refresh at SE/2 by UPDATE (re-INVITE
+//!   if the peer does not allow UPDATE); BYE at SE − min(32, SE/3) when no refresh came;
+//! - digest answers to 401/407 ([`InviteRequest::login`]);
+//! - ACK + BYE for a 2xx from a second fork or after our CANCEL.
 //!
 //! Metrics: `dialplane_sip_dialogs_active` (gauge: early and confirmed dialogs) and
 //! `dialplane_sip_dialogs_terminated_total{reason}`.
 //!
-//! Simplifications, on purpose: the ACK for a 2xx carries no body (offers are expected in the
-//! INVITE); one Via (from [`DialogConfig::via`]) for every request; a PRACK carrying an offer is
-//! answered 200 without a body; reliable provisionals and 2xx are retransmitted on every
-//! transport (RFC 3261 and 3262 do not exempt reliable ones).
+//! Simplifications, on purpose: one Via ([`DialogConfig::via`]) for every request; a PRACK
+//! carrying an offer is answered 200 without a body; reliable provisionals and 2xx are
+//! retransmitted on every transport (RFC 3261 and 3262 do not exempt reliable ones); in-dialog
+//! requests are not retried on 401/407.
+//!
+//! ```no_run
+//! # use std::net::SocketAddr;
+//! # use std::time::Instant;
+//! # use dialplane_signaling::dialog::{DialogConfig, DialogEvent, DialogLayer, Reply};
+//! # use dialplane_signaling::message::{Message, StatusCode, Uri};
+//! # use dialplane_signaling::transaction::{TimerConfig, Transactions};
+//! # fn glue_clock() -> Instant { unimplemented!() }
+//! # fn recv() -> Option<(SocketAddr, Vec<u8>)> { None }
+//! # fn send(_: SocketAddr, _: &[u8]) {}
+//! # fn resolve(_: &Uri) -> Option<SocketAddr> { None }
+//! let contact = Uri::parse("sip:b2bua@192.0.2.1").unwrap();
+//! let mut tx = Transactions::new(TimerConfig::default(), 1);
+//! let mut dl = DialogLayer::new(DialogConfig::new("SIP/2.0/UDP 192.0.2.1:5060", contact), 2);
+//! loop {
+//!     let now = glue_clock();
+//!     if let Some((from, bytes)) = recv()
+//!         && let Ok(msg) = Message::parse(&bytes)
+//!     {
+//!         let routed = tx.handle(now, from, msg);
+//!         let _other = dl.handle_routed(now, routed); // OPTIONS, REGISTER…: not dialogs
+//!     }
+//!     tx.handle_timeout(now);
+//!     dl.handle_timeout(now);
+//!     while let Some(e) = tx.poll_event() {
+//!         dl.handle_tx_event(now, e);
+//!     }
+//!     while let Some(e) = dl.poll_event() {
+//!         if let DialogEvent::Invite { invite, .. } = e {
+//!             let _ = dl.respond_invite(now, invite, Reply::new(StatusCode::RINGING));
+//!         }
+//!     }
+//!     dl.flush_into(now, &mut tx, resolve);
+//!     while let Some(t) = tx.poll_transmit(now) {
+//!         send(t.dest, &t.bytes);
+//!     }
+//!     let _sleep_until = [tx.poll_timeout(), dl.poll_timeout()].into_iter().flatten().min();
+//! }
+//! ```
 
 mod headers;
 mod layer;
@@ -45,7 +92,7 @@ use crate::message::{HeaderName, Method, NameAddr, Request, Uri};
 use crate::transaction::TimerConfig;
 
 pub use headers::Refresher;
-pub use layer::{DialogEvent, DialogLayer, Output, TerminationReason};
+pub use layer::{DialogError, DialogEvent, DialogLayer, Output, TerminationReason};
 
 /// A dialog handle, unique within one [`DialogLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

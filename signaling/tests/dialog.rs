@@ -1411,3 +1411,32 @@ fn late_offer_the_user_answers_in_the_ack() {
     assert!(evs.iter().any(|(t, e)| *t == 0.7
         && matches!(e, DialogEvent::Acked { dialog, request } if *dialog == db && &request.body[..] == SDP.as_bytes())));
 }
+
+#[test]
+fn required_extension_we_do_not_support_gets_420() {
+    let mut cb = config(B);
+    cb.rel100 = false;
+    let mut net = Net::new(&[(A, config(A)), (B, cb)]);
+    let now = net.now;
+    let spec = InviteRequest {
+        headers: vec![(HeaderName::REQUIRE, "100rel, foo".into())],
+        ..InviteRequest::new(
+            uri("sip:bob@10.0.0.2:5060"),
+            NameAddr::new(uri("sip:alice@example.com")),
+            NameAddr::new(uri("sip:bob@example.com")),
+        )
+    };
+    let inv = net.ua(A).dl.invite(now, spec).unwrap();
+    net.pump();
+    let r = net.last(B, "420 INVITE");
+    assert_eq!(
+        r.headers().get(&HeaderName::UNSUPPORTED),
+        Some("100rel, foo")
+    );
+    assert!(net.events(B).is_empty());
+    assert!(
+        net.events(A)
+            .iter()
+            .any(|(_, e)| matches!(e, DialogEvent::Failed { invite, .. } if *invite == inv))
+    );
+}

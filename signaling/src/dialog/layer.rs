@@ -910,7 +910,10 @@ impl DialogLayer {
         let unsupported: Vec<&str> = req
             .headers
             .values(&HeaderName::REQUIRE)
-            .filter(|t| !t.eq_ignore_ascii_case("100rel") && !t.eq_ignore_ascii_case("timer"))
+            .filter(|t| {
+                !(self.cfg.rel100 && t.eq_ignore_ascii_case("100rel"))
+                    && !(self.cfg.session_expires.is_some() && t.eq_ignore_ascii_case("timer"))
+            })
             .collect();
         if !unsupported.is_empty() {
             let resp = Response::for_request(&req, StatusCode::BAD_EXTENSION)
@@ -1883,8 +1886,11 @@ impl DialogLayer {
             interval: se.delta,
             we_refresh: se.refresher.unwrap_or(Refresher::Uac) == us,
         });
-        slot.d.session_timer = timer;
+        let before = std::mem::replace(&mut slot.d.session_timer, timer);
         self.arm_session(now, d);
+        if before.is_none() && timer.is_none() {
+            return;
+        }
         self.events
             .push_back(DialogEvent::Refreshed { dialog: d, timer });
     }

@@ -911,8 +911,9 @@ impl DialogLayer {
             .headers
             .values(&HeaderName::REQUIRE)
             .filter(|t| {
-                !(self.cfg.rel100 && t.eq_ignore_ascii_case("100rel"))
-                    && !(self.cfg.session_expires.is_some() && t.eq_ignore_ascii_case("timer"))
+                let ours = (self.cfg.rel100 && t.eq_ignore_ascii_case("100rel"))
+                    || (self.cfg.session_expires.is_some() && t.eq_ignore_ascii_case("timer"));
+                !ours
             })
             .collect();
         if !unsupported.is_empty() {

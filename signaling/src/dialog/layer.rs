@@ -306,7 +306,8 @@ struct Slot {
     ack: Option<(u32, Request, Uri)>,
     /// A 2xx with an offer waits for the user's ACK ([`DialogLayer::ack`]): its CSeq.
     ack_due: Option<u32>,
-    glare: Option<Outgoing>,
+    /// A request that got 491, to send again (and whether the user sent it).
+    glare: Option<(Outgoing, bool)>,
     refer_cseq: Option<u32>,
     local_body: Option<Body>,
     peer_allows_update: bool,
@@ -507,11 +508,7 @@ impl DialogLayer {
             match r {
                 TimerRef::Retransmit2xx(d) => self.retransmit_2xx(now, d),
                 TimerRef::Reliable1xx(i) => self.retransmit_1xx(now, i),
-                TimerRef::GlareRetry(d) => {
-                    if let Some(out) = self.dialogs.get_mut(&d).and_then(|s| s.glare.take()) {
-                        let _ = self.send_in_dialog(d, out, true);
-                    }
-                }
+                TimerRef::GlareRetry(d) => self.glare_retry(now, d),
                 TimerRef::Refresh(d) => self.refresh(now, d),
                 TimerRef::Expiry(d) => {
                     if self.dialogs.contains_key(&d) {
@@ -716,7 +713,10 @@ impl DialogLayer {
             .get(&dialog)
             .ok_or(DialogError::UnknownDialog)?;
         if out.method == Method::INVITE
-            && (slot.offer_out.is_some() || slot.invite_in.is_some() || slot.pending_2xx.is_some())
+            && (slot.offer_out.is_some()
+                || slot.invite_in.is_some()
+                || slot.pending_2xx.is_some()
+                || slot.glare.is_some())
         {
             return Err(DialogError::Pending);
         }
@@ -1418,7 +1418,7 @@ impl DialogLayer {
             self.dialogs
                 .get_mut(&dialog)
                 .expect("looked up above")
-                .glare = Some(out);
+                .glare = Some((out, user));
             self.timers.set(
                 TimerRef::GlareRetry(dialog),
                 now + Duration::from_millis(tens * 10),
@@ -1521,6 +1521,21 @@ impl DialogLayer {
         r.interval *= 2;
         let at = (now + r.interval).min(r.give_up);
         self.timers.set(TimerRef::Reliable1xx(id), at);
+    }
+
+    fn glare_retry(&mut self, now: Instant, d: DialogId) {
+        let Some(slot) = self.dialogs.get_mut(&d) else {
+            return;
+        };
+        if slot.offer_out.is_some() || slot.invite_in.is_some() {
+            // The peer's request is still being answered: try again a little later.
+            self.timers
+                .set(TimerRef::GlareRetry(d), now + self.cfg.timers.t1 * 4);
+            return;
+        }
+        if let Some((out, user)) = slot.glare.take() {
+            let _ = self.send_in_dialog(d, out, user);
+        }
     }
 
     fn refresh(&mut self, now: Instant, d: DialogId) {

@@ -1241,7 +1241,14 @@ impl DialogLayer {
             if let CancelState::Wanted(reason) = std::mem::replace(&mut u.cancel, CancelState::No) {
                 self.send_cancel(id, reason);
             }
-            let dialog = tag.map(|t| self.ensure_uac_dialog(id, &resp, &t));
+            let dialog = match tag {
+                Some(t) => match self.ensure_uac_dialog(id, &resp, &t) {
+                    Some(d) => Some(d),
+                    // That fork's dialog already ended.
+                    None => return,
+                },
+                None => None,
+            };
             let reliable = headers::has_option(&resp.headers, &[HeaderName::REQUIRE], "100rel");
             if let (Some(d), true) = (dialog, reliable) {
                 let Some(rseq) = headers::rseq(&resp.headers) else {
@@ -1292,7 +1299,10 @@ impl DialogLayer {
             let late = u.confirmed.is_some() || !matches!(u.cancel, CancelState::No);
             // Late offer (RFC 3264): the 2xx carries the offer, the user's ACK the answer.
             let manual_ack = !late && u.spec.body.is_none() && !resp.body.is_empty();
-            let d = self.ensure_uac_dialog(id, &resp, &tag);
+            let Some(d) = self.ensure_uac_dialog(id, &resp, &tag) else {
+                // That fork's dialog already ended (for example its PRACK failed).
+                return;
+            };
             let slot = self.dialogs.get_mut(&d).expect("just ensured");
             slot.d.state = DialogState::Confirmed;
             // §13.2.2.4: the 2xx recomputes the route set.
@@ -1976,10 +1986,11 @@ impl DialogLayer {
         d
     }
 
-    fn ensure_uac_dialog(&mut self, id: InviteId, resp: &Response, tag: &str) -> DialogId {
-        let u = &self.uac[&id];
+    /// The dialog of fork `tag`, created from `resp` if new; `None` if it already ended.
+    fn ensure_uac_dialog(&mut self, id: InviteId, resp: &Response, tag: &str) -> Option<DialogId> {
+        let u = self.uac.get(&id)?;
         if let Some(d) = u.dialogs.get(tag) {
-            return *d;
+            return self.dialogs.contains_key(d).then_some(*d);
         }
         let req = &u.request;
         let local_uri = req
@@ -2017,7 +2028,7 @@ impl DialogLayer {
             .expect("looked up above")
             .dialogs
             .insert(tag.to_owned(), d);
-        d
+        Some(d)
     }
 
     fn insert_dialog(&mut self, d: Dialog, call_id_owner: bool) -> DialogId {

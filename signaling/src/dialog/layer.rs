@@ -552,7 +552,8 @@ impl DialogLayer {
 
     /// Cancels our INVITE (§9.1), with a Reason header if given. Sent at once if a
     /// provisional arrived, else with the first one. A 2xx that still arrives is ACKed and
-    /// BYEd ([`DialogEvent::LateAnswer`]).
+    /// BYEd ([`DialogEvent::LateAnswer`]). Refused once a 2xx confirmed a dialog (send BYE
+    /// then) or after the INVITE failed.
     pub fn cancel(
         &mut self,
         now: Instant,
@@ -624,15 +625,7 @@ impl DialogLayer {
             None
         };
         if let Some(se) = se {
-            resp.headers
-                .push(HeaderName::SESSION_EXPIRES, se.to_header());
-            if headers::has_option(
-                &u.request.headers,
-                &[HeaderName::SUPPORTED, HeaderName::REQUIRE],
-                "timer",
-            ) {
-                resp.headers.push(HeaderName::REQUIRE, "timer");
-            }
+            add_session_expires(&mut resp, &u.request, se);
         }
         for (n, v) in reply.headers {
             resp.headers.push(n, v);
@@ -825,9 +818,7 @@ impl DialogLayer {
             None
         };
         if let Some(se) = se {
-            resp.headers
-                .push(HeaderName::SESSION_EXPIRES, se.to_header());
-            resp.headers.push(HeaderName::REQUIRE, "timer");
+            add_session_expires(&mut resp, &request, se);
         }
         for (n, v) in reply.headers {
             resp.headers.push(n, v);
@@ -2155,6 +2146,20 @@ fn update_target(d: &mut Dialog, resp: &Response) {
         && let Some(first) = c.into_iter().next()
     {
         d.remote_target = first.uri;
+    }
+}
+
+/// Session-Expires in a 2xx, with `Require: timer` if the request said it supports timers
+/// (RFC 4028 §9).
+fn add_session_expires(resp: &mut Response, req: &Request, se: SessionExpires) {
+    resp.headers
+        .push(HeaderName::SESSION_EXPIRES, se.to_header());
+    if headers::has_option(
+        &req.headers,
+        &[HeaderName::SUPPORTED, HeaderName::REQUIRE],
+        "timer",
+    ) {
+        resp.headers.push(HeaderName::REQUIRE, "timer");
     }
 }
 

@@ -529,6 +529,39 @@ impl Endpoint {
         self.blocked = blocked;
     }
 
+    /// Whether this leg's media is blocked ([`set_media_blocked`](Self::set_media_blocked)).
+    pub fn media_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Latch on the first packet from anywhere, or only from the SDP address (re-INVITE, ng
+    /// flags).
+    pub fn set_latch_any(&mut self, latch_any: bool) {
+        self.config.latch_any = latch_any;
+    }
+
+    /// A new media timeout, counted from the last packet.
+    pub fn set_media_timeout(&mut self, timeout: Duration) {
+        self.config.media_timeout = timeout;
+    }
+
+    /// Terminate or pass RTCP through.
+    pub fn set_rtcp_policy(&mut self, policy: RtcpPolicy) {
+        self.config.rtcp = policy;
+    }
+
+    /// The egress SSRC and the newest (sequence, timestamp) sent, for RTCP sender reports.
+    pub fn egress_state(&self) -> (u32, Option<(u16, u32)>) {
+        (self.continuity.ssrc(), self.continuity.last_sent())
+    }
+
+    /// The current remote source: its SSRC and extended highest sequence number (RFC 3550
+    /// A.3), for RTCP reception reports.
+    pub fn remote_source(&self) -> Option<(u32, u32)> {
+        self.source
+            .map(|s| (s.ssrc, s.max_seq.wrapping_sub(1 << 16) as u32))
+    }
+
     /// Let the next qualifying packet replace the latched address (e.g. after a re-INVITE).
     /// Until then the old address is still accepted; a qualifying packet from the old address
     /// ends the relatch (it stays latched).
@@ -659,7 +692,8 @@ impl Endpoint {
     }
 
     /// Handle one datagram from `src` on this leg's RTP port: validate, latch, count, report
-    /// RFC 4733 presses and, when bridged, rewrite it in place for `peer`.
+    /// RFC 4733 presses and, when bridged, rewrite it in place for `peer`
+    /// ([`receive`](Self::receive) then [`forward`](Self::forward)).
     ///
     /// With rtcp-mux, RTCP is recognised here first ([`rtp::rtcp_type`]); with
     /// [`RtcpPolicy::Forward`] it goes to the peer's destination unchanged.
@@ -670,47 +704,85 @@ impl Endpoint {
         buf: &mut [u8],
         peer: Option<&mut Endpoint>,
     ) -> Ingress {
-        let now = self.clamp(now);
-        let len = buf.len();
         if self.config.rtcp_mux && rtp::is_rtcp(buf) {
             let dest = peer.and_then(|p| p.rtcp_destination());
-            return self.rtcp_in(now, src, len, dest);
+            let now = self.clamp(now);
+            return self.rtcp_in(now, src, buf.len(), dest);
         }
-        let mut pkt = match RtpPacketMut::parse(buf) {
+        match self.receive(now, src, buf) {
+            Ok((mut pkt, codec)) => self.forward(now, &mut pkt, codec, peer),
+            Err(ingress) => ingress,
+        }
+    }
+
+    /// The ingress half of [`handle_rtp`](Self::handle_rtp) for an RTP packet (the caller
+    /// demultiplexes RTCP): validate, latch, count, feed RFC 4733 to the receiver. `Ok` is an
+    /// accepted packet and its codec, for [`forward`](Self::forward) (and for the driver's audio
+    /// taps in between); `Err` is what became of any other packet.
+    pub fn receive<'b>(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &'b mut [u8],
+    ) -> Result<(RtpPacketMut<'b>, Codec), Ingress> {
+        let now = self.clamp(now);
+        let len = buf.len();
+        let pkt = match RtpPacketMut::parse(buf) {
             Ok(p) => p,
-            Err(e) => return self.drop(RtpError::reason(e)),
+            Err(e) => return Err(self.drop(RtpError::reason(e))),
         };
         if !self.accept_source(now, src, true) {
-            return self.drop("source");
+            return Err(self.drop("source"));
         }
         self.activity(now);
         let codec = self.config.pt_map.codec(pkt.payload_type());
         self.receive_stats(now, &pkt, len, codec == Some(Codec::TelephoneEvent));
         if !self.config.direction.remote_sends() {
-            return self.drop("direction");
+            return Err(self.drop("direction"));
         }
         let Some(codec) = codec else {
-            return self.drop("payload_type");
+            return Err(self.drop("payload_type"));
         };
         if codec == Codec::TelephoneEvent {
             let ticks = self.ticks(now);
             if self.events.handle_rtp(ticks, &pkt.as_packet()).is_err() {
-                return self.drop("event_short");
+                return Err(self.drop("event_short"));
             }
             if self.config.dtmf == DtmfMode::Consume {
-                return Ingress::Event;
+                return Err(Ingress::Event);
             }
         }
+        Ok((pkt, codec))
+    }
+
+    /// The egress half of [`handle_rtp`](Self::handle_rtp): a packet [`receive`](Self::receive)
+    /// accepted goes to `peer` ([`egress`](Self::egress) there), unless this leg's media is
+    /// blocked or it is not bridged (drops counted here).
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        pkt: &mut RtpPacketMut<'_>,
+        codec: Codec,
+        peer: Option<&mut Endpoint>,
+    ) -> Ingress {
         if self.blocked {
             return self.drop("blocked");
         }
         let Some(peer) = peer else {
             return self.drop("unbridged");
         };
-        match peer.egress(now, &mut pkt, codec) {
-            Ok(dest) => Ingress::Forward { dest, len },
+        match peer.egress(now, pkt, codec) {
+            Ok(dest) => Ingress::Forward {
+                dest,
+                len: pkt.as_bytes().len(),
+            },
             Err(reason) => self.drop(reason),
         }
+    }
+
+    /// Count a drop the driver decided on (reason from [`DROP_REASONS`]).
+    pub fn count_drop(&mut self, reason: &'static str) {
+        let _ = self.drop(reason);
     }
 
     /// Rewrite `pkt` in place for this leg (the packet's `codec` → this leg's PT, then SSRC,

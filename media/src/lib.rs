@@ -1,10 +1,12 @@
-//! io_uring RTP media plane for dialplane (the media issue builds it)
+//! io_uring RTP media plane for dialplane
 //!
-//! So far: the pure protocol pieces [`rtp`] (in-place header view, egress continuity),
+//! The pure protocol pieces: [`rtp`] (in-place header view, egress continuity),
 //! [`telephone_event`] (RFC 4733), [`ng`] (rtpengine's control protocol codec), [`ports`] (media
-//! port allocation), [`endpoint`] (one leg's sans-IO RTP state: latching, stats, timeouts) and
-//! [`api`] (the typed commands and events of a shard); and [`driver`], the io_uring shard that
-//! owns sockets and rings (multishot receive over a provided buffer ring, in-place forwarding).
+//! port allocation), [`endpoint`] (one leg's sans-IO RTP state: latching, stats, timeouts),
+//! [`audio`] (one leg's player, dub, tap, forks and DTMF sender) and [`api`] (the typed commands
+//! and events). [`driver`] runs them: [`driver::Media`] starts the io_uring shards (each owns a
+//! ring, its sockets and its legs; multishot receive over a provided buffer ring, in-place
+//! forwarding) and routes [`api::Command`]s to them through [`api::MediaControl`].
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;

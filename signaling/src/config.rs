@@ -10,6 +10,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod edge;
+pub use edge::{
+    CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
+};
+
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +58,134 @@ pub struct Config {
     pub amd: AmdTimers,
     /// `[registrar]`: the SIP registrar's domain, users and expiry bounds.
     pub registrar: RegistrarConfig,
+    /// `[http]`: the REST API and `/metrics` listener.
+    pub http: HttpConfig,
+    /// `[security]`: sources trusted to send calls; SIP rate limit.
+    pub security: SecurityConfig,
+    /// `[[carriers]]`: SIP trunks for phone numbers, in order of preference.
+    pub carriers: Vec<CarrierConfig>,
+    /// `[teams]`: Microsoft Teams Direct Routing.
+    pub teams: TeamsConfig,
+    /// `[[routes]]`: per-number call webhooks.
+    pub routes: Vec<RouteConfig>,
+    /// `[app]`: the control app (call webhook or static verb file) and its hooks.
+    pub app: AppConfig,
+}
+
+/// `[app]`: where calls get their verbs, and how hooks are sent
+///
+/// `url` (the call webhook) or `file` (static verbs for every call) must be given before
+/// `dialplane serve` starts; `url` wins when both are. That check is [`AppConfig::source`], run
+/// after the flags (`--app-url`, `--app`) are applied.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// The call webhook, an absolute http(s) URL (`--app-url`).
+    pub url: Option<String>,
+    /// A JSON verb file run for every call (`--app`).
+    pub file: Option<std::path::PathBuf>,
+    /// What relative hooks in `file` resolve against (absolute http(s) URL).
+    pub hook_base_url: Option<String>,
+    /// Signs every hook with `Jambonz-Signature` when set (`--webhook-secret`).
+    pub webhook_secret: Option<String>,
+    /// The call-status webhook (`--status-hook`); relative to `url` when relative.
+    pub status_hook: Option<String>,
+    /// The account sid in payloads and REST paths.
+    pub account_sid: String,
+}
+
+/// Where calls get their verbs from
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource<'a> {
+    /// The call webhook.
+    Url(&'a str),
+    /// A static verb file.
+    File(&'a Path),
+}
+
+impl AppConfig {
+    /// The call webhook if set, else the static file; neither is a startup error
+    pub fn source(&self) -> Result<AppSource<'_>, ConfigError> {
+        match (&self.url, &self.file) {
+            (Some(url), _) => Ok(AppSource::Url(url)),
+            (None, Some(file)) => Ok(AppSource::File(file)),
+            (None, None) => Err(ConfigError::Invalid {
+                path: "configuration".into(),
+                key: "app.url",
+                message: "no control app: set app.url (--app-url) or app.file (--app)".into(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("url", &self.url)
+            .field("file", &self.file)
+            .field("hook_base_url", &self.hook_base_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("status_hook", &self.status_hook)
+            .field("account_sid", &self.account_sid)
+            .finish()
+    }
+}
+
+/// The flags of `dialplane serve` that override the file; `None` keeps the file's value
+///
+/// Holds the flags of the sections present so far (`--http`, `--api-token`, `--app`,
+/// `--app-url`, `--webhook-secret`, `--status-hook`); `--sip`, `--interface`, `--port-min`,
+/// `--port-max`, `--num-threads` and `--external-ip` join it with their sections.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServeOverrides {
+    /// `--http ADDR`: `[http] listen`.
+    pub http: Option<std::net::SocketAddr>,
+    /// `--api-token TOKEN`: `[http] api_token`.
+    pub api_token: Option<String>,
+    /// `--app FILE.json`: `[app] file`.
+    pub app_file: Option<std::path::PathBuf>,
+    /// `--app-url URL`: `[app] url`.
+    pub app_url: Option<String>,
+    /// `--webhook-secret SECRET`: `[app] webhook_secret`.
+    pub webhook_secret: Option<String>,
+    /// `--status-hook URL`: `[app] status_hook`.
+    pub status_hook: Option<String>,
+}
+
+impl Config {
+    /// Applies command-line flags over the file's values; call [`Config::validate`] after
+    pub fn apply_overrides(&mut self, overrides: ServeOverrides) {
+        let ServeOverrides {
+            http,
+            api_token,
+            app_file,
+            app_url,
+            webhook_secret,
+            status_hook,
+        } = overrides;
+        if let Some(listen) = http {
+            self.http.listen = listen;
+        }
+        if api_token.is_some() {
+            self.http.api_token = api_token;
+        }
+        let app = &mut self.app;
+        for (flag, field) in [
+            (app_url, &mut app.url),
+            (webhook_secret, &mut app.webhook_secret),
+            (status_hook, &mut app.status_hook),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
+        }
+        if app_file.is_some() {
+            app.file = app_file;
+        }
+    }
 }
 
 /// `[registrar]`: who may REGISTER, in which domain, for how long
@@ -227,7 +360,40 @@ impl Config {
                 "must not exceed amd.decision_timeout_ms",
             ));
         }
-        self.validate_registrar(&invalid)
+        self.validate_registrar(&invalid)?;
+        edge::validate(self, &invalid)?;
+        self.validate_app(&invalid)
+    }
+
+    fn validate_app(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let a = &self.app;
+        let absolute =
+            |u: &str| url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        for (key, value) in [("app.url", &a.url), ("app.hook_base_url", &a.hook_base_url)] {
+            if value.as_deref().is_some_and(|u| !absolute(u)) {
+                return Err(invalid(key, "must be an absolute http:// or https:// URL"));
+            }
+        }
+        if let Some(hook) = &a.status_hook {
+            let relative_ok =
+                hook.starts_with('/') && (a.url.is_some() || a.hook_base_url.is_some());
+            if !absolute(hook) && !relative_ok {
+                return Err(invalid(
+                    "app.status_hook",
+                    "must be an absolute http(s) URL, or a path when app.url or app.hook_base_url is set",
+                ));
+            }
+        }
+        if a.webhook_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(invalid("app.webhook_secret", "must not be empty"));
+        }
+        if a.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(invalid("app.file", "must not be empty"));
+        }
+        Ok(())
     }
 
     fn validate_registrar(
@@ -403,6 +569,86 @@ mod tests {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn app_section() {
+        let c = Config::default();
+        assert_eq!(c.app, AppConfig::default());
+        assert!(c.app.source().unwrap_err().to_string().contains("app.url"));
+        let c = Config::from_toml(
+            "[app]\nurl = \"http://127.0.0.1:8080/call\"\nfile = \"app.json\"\n\
+             webhook_secret = \"s3cret-value\"\nstatus_hook = \"/status\"\n\
+             account_sid = \"acct-1\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::Url("http://127.0.0.1:8080/call")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret-value"),
+            "secrets stay out of Debug"
+        );
+        let c = Config::from_toml(
+            "[app]\nfile = \"app.json\"\nhook_base_url = \"https://h.example.com/\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::File(Path::new("app.json"))
+        );
+        for (text, key) in [
+            ("[app]\nurl = \"/call\"\n", "app.url"),
+            ("[app]\nurl = \"ftp://h/call\"\n", "app.url"),
+            (
+                "[app]\nhook_base_url = \"h.example.com\"\n",
+                "app.hook_base_url",
+            ),
+            ("[app]\nstatus_hook = \"/status\"\n", "app.status_hook"),
+            ("[app]\nwebhook_secret = \"\"\n", "app.webhook_secret"),
+            ("[app]\nfile = \"\"\n", "app.file"),
+            ("[app]\nurll = \"http://h/\"\n", "urll"),
+            ("[app]\naccount_sid = 5\n", "account_sid"),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn app_flags_override_the_file() {
+        let mut c = Config::from_toml("[app]\nfile = \"a.json\"\nwebhook_secret = \"file\"\n", "x")
+            .unwrap();
+        c.apply_overrides(ServeOverrides::default());
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::File(Path::new("a.json"))
+        );
+        c.apply_overrides(ServeOverrides {
+            app_file: Some("b.json".into()),
+            app_url: Some("http://127.0.0.1:9000/call".into()),
+            webhook_secret: Some("flag".into()),
+            status_hook: Some("/status".into()),
+            ..ServeOverrides::default()
+        });
+        c.validate("command line").unwrap();
+        assert_eq!(
+            c.app.source().unwrap(),
+            AppSource::Url("http://127.0.0.1:9000/call"),
+            "--app-url wins over --app"
+        );
+        assert_eq!(c.app.file.as_deref(), Some(Path::new("b.json")));
+        assert_eq!(c.app.webhook_secret.as_deref(), Some("flag"));
+        assert_eq!(c.app.status_hook.as_deref(), Some("/status"));
+        c.apply_overrides(ServeOverrides {
+            app_url: Some("not a url".into()),
+            ..ServeOverrides::default()
+        });
+        let e = c.validate("command line").unwrap_err().to_string();
+        assert!(e.contains("app.url") && e.contains("command line"), "{e}");
     }
 
     #[test]

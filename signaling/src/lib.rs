@@ -5,16 +5,27 @@
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
 //! (RFC 3261 §17 transactions with an injected clock), [`dialog`] (dialogs above them: forking,
 //! PRACK, re-INVITE/UPDATE, REFER, session timers), [`registrar`] (REGISTER and the bindings
-//! store) and [`options`] (answers to OPTIONS). Transports, the B2BUA and the dial verb arrive
-//! with their issues.
+//! store) and [`options`] (answers to OPTIONS); at the edges, [`rest`] (live call control over
+//! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
+//! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
+//! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
+//! [`payload`] (what the hooks carry, and the dial status mapping). Transports, the B2BUA and
+//! the dial verb arrive with their issues.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dialog;
 pub mod message;
 pub mod options;
+pub mod payload;
 pub mod registrar;
+pub mod rest;
+pub mod routing;
 pub mod sdp;
 pub mod transaction;
+pub mod verbs;
 pub mod wav;
+pub mod webhook;

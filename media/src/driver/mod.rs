@@ -1,33 +1,29 @@
-//! The io_uring packet loop: one [`Shard`] per thread owns a ring, its UDP sockets and its bridges.
+//! The io_uring media plane: [`Media`] runs N [`Shard`] threads; each owns a ring, its UDP sockets
+//! and the legs of the calls routed to it, and runs the [`crate::api`] commands on them.
 //!
 //! ```text
 //!   control thread                      shard thread (owner loop)
-//!   ShardHandle ── Command ──► mpsc ──┐
-//!               ── write ──► eventfd ─┤ Read op in the ring wakes the loop
-//!                                     ▼
+//!   Media / ShardHandle ─ Command ─► mpsc ─┐
+//!                      ── write ──► eventfd ┤ Read op in the ring wakes the loop
+//!                                           ▼
 //!   phone A ─► socket a ── RecvMsgMulti ─► buffer (provided-buffer ring)
-//!                                          │ parse, latch, rewrite in place (Continuity of b)
+//!                                          │ Endpoint A: validate, latch, count, RFC 4733
+//!                                          │ Endpoint B: PT map + continuity, in place
 //!   phone B ◄─ socket b ◄── SendMsg ◄──────┘ same buffer; back to the ring when the send completes
+//!   events (digits, timeouts, audio) ──► one mpsc channel for all shards
 //! ```
 //!
-//! All `unsafe` io_uring code lives in [`ring`]; [`shard`] is safe code on top of it. The
-//! minimal bridge table here (two legs, symmetric-RTP latching, egress continuity) stands in for
-//! the endpoint module until it lands.
-//!
-//! ```no_run
-//! use dialplane_media::driver::{ShardConfig, spawn};
-//! let (handle, thread) = spawn(ShardConfig::default()).unwrap();
-//! let bridge = handle.add_bridge(0, 0).unwrap();
-//! println!("relay ports: {} {}", bridge.a, bridge.b);
-//! handle.stop();
-//! thread.join().unwrap();
-//! ```
+//! All `unsafe` io_uring code lives in [`ring`]; [`shard`], [`media`] and `rtcp` are safe code on
+//! top of it.
 
+pub mod media;
 pub mod ring;
+mod rtcp;
 pub mod shard;
 
+pub use media::{Media, MediaConfig};
 pub use ring::{RecvMode, RingConfig, RingInfo, probe};
 pub use shard::{
-    BridgeId, BridgeInfo, Command, DROP_REASONS, DriverError, Shard, ShardConfig, ShardHandle,
-    ShardStats, spawn,
+    DROP_REASONS, DriverError, REPLY_TIMEOUT, Shard, ShardConfig, ShardHandle, ShardStats,
+    SharedPorts, spawn,
 };

@@ -83,6 +83,9 @@ pub struct RingConfig {
     pub max_sockets: u32,
     /// Use plain `RecvMsg` even if the kernel has multishot receive and buffer rings.
     pub force_plain: bool,
+    /// Send buffers for packets the shard makes itself (players, DTMF, RTCP reports); never
+    /// given to the kernel for receiving.
+    pub tx_buffers: u16,
 }
 
 impl Default for RingConfig {
@@ -90,8 +93,9 @@ impl Default for RingConfig {
         RingConfig {
             entries: 1024,
             buffers: 1024,
-            max_sockets: 4096,
+            max_sockets: 8192,
             force_plain: false,
+            tx_buffers: 64,
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct RingInfo {
     pub mode: RecvMode,
     /// Packet buffers.
     pub buffers: u16,
+    /// Send buffers ([`RingConfig::tx_buffers`]).
+    pub tx_buffers: u16,
     /// Sockets are registered files (ops name a fixed-file index, not a raw fd).
     pub fixed_files: bool,
 }
@@ -179,7 +185,7 @@ enum BufState {
     User,
     /// A send from it is in flight.
     Sending,
-    /// On the userspace free list (plain mode).
+    /// On a userspace free list (plain mode, or a send buffer).
     Free,
 }
 
@@ -234,6 +240,8 @@ pub struct Ring {
     buf_state: Vec<BufState>,
     in_use: usize,
     free: Vec<u16>,
+    /// Free send buffers (ids `buffers..buffers + tx_buffers`).
+    free_tx: Vec<u16>,
     /// Multishot mode: the template msghdr (only the name and control lengths count).
     ms_hdr: Box<libc::msghdr>,
     /// From `Box::into_raw`; freed in `Drop`.
@@ -349,19 +357,20 @@ impl Ring {
     /// provided-buffer ring.
     pub fn new(config: RingConfig) -> io::Result<Ring> {
         let nbuf = config.buffers;
-        if !nbuf.is_power_of_two() || nbuf > 32768 {
+        if !nbuf.is_power_of_two() || nbuf > 32768 || config.tx_buffers > 32768 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "buffers must be a power of two up to 32768",
+                "buffers must be a power of two up to 32768, tx_buffers at most 32768",
             ));
         }
+        let ntx = config.tx_buffers;
+        let total = usize::from(nbuf) + usize::from(ntx);
         let (ring, single_issuer, defer_taskrun) = build_ring(config.entries)?;
         let fixed_files = ring
             .submitter()
             .register_files_sparse(config.max_sockets)
             .is_ok();
-        let bufs =
-            Box::into_raw(vec![0u8; usize::from(nbuf) * BUF_SIZE].into_boxed_slice()).cast::<u8>();
+        let bufs = Box::into_raw(vec![0u8; total * BUF_SIZE].into_boxed_slice()).cast::<u8>();
         let max = config.max_sockets as usize;
         let recv_io: Box<[RecvIo]> = (0..max)
             .map(|_| RecvIo {
@@ -382,7 +391,7 @@ impl Ring {
                 sock: None,
             })
             .collect();
-        let send_slots: Box<[SendSlot]> = (0..nbuf)
+        let send_slots: Box<[SendSlot]> = (0..total)
             .map(|_| SendSlot {
                 hdr: zeroed_msghdr(),
                 iov: libc::iovec {
@@ -409,15 +418,17 @@ impl Ring {
                 defer_taskrun,
                 mode: RecvMode::Plain,
                 buffers: nbuf,
+                tx_buffers: ntx,
                 fixed_files,
             },
             counters: RingCounters::default(),
             bufs,
             br: std::ptr::null_mut(),
             br_tail: 0,
-            buf_state: vec![BufState::Free; usize::from(nbuf)],
+            buf_state: vec![BufState::Free; total],
             in_use: 0,
             free: (0..nbuf).rev().collect(),
+            free_tx: (nbuf..nbuf + ntx).rev().collect(),
             ms_hdr,
             recv: recv_slots,
             recv_io: Box::into_raw(recv_io).cast::<RecvIo>(),
@@ -514,7 +525,7 @@ impl Ring {
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
-        // SAFETY: `bid < buffers`, so the offset stays inside the `bufs` allocation.
+        // SAFETY: `bid < buffers + tx_buffers`, so the offset stays inside the `bufs` allocation.
         unsafe { self.bufs.add(usize::from(bid) * BUF_SIZE) }
     }
 
@@ -799,7 +810,7 @@ impl Ring {
                 slot.armed = false;
             }
         }
-        let bid = bid.filter(|b| usize::from(*b) < self.buf_state.len());
+        let bid = bid.filter(|b| *b < self.info.buffers);
         if let Some(b) = bid {
             self.buf_state[usize::from(b)] = BufState::User;
             self.in_use += 1;
@@ -910,7 +921,8 @@ impl Ring {
             return;
         };
         let base = self.buf_ptr(bid);
-        // SAFETY: `bid < buffers` (checked through `buf_state`), the length of `sends`.
+        // SAFETY: `bid < buffers + tx_buffers` (checked through `buf_state`), the length of
+        // `sends`.
         let slot = unsafe { &mut *self.sends.add(usize::from(bid)) };
         slot.sock = sock;
         let namelen = sockaddr_to_sin6(dest, &mut slot.dest);
@@ -936,6 +948,14 @@ impl Ring {
         }
     }
 
+    /// Lend a free send buffer (for [`Ring::buf_mut`] then [`Ring::send`] or [`Ring::release`]);
+    /// `None` when all are in flight.
+    pub fn tx_buffer(&mut self) -> Option<u16> {
+        let bid = self.free_tx.pop()?;
+        self.buf_state[usize::from(bid)] = BufState::User;
+        Some(bid)
+    }
+
     /// Give buffer `bid` back without sending it.
     pub fn release(&mut self, bid: u16) {
         if self.buf_state.get(usize::from(bid)) == Some(&BufState::User) {
@@ -949,6 +969,11 @@ impl Ring {
             self.buf_state.get(i),
             Some(BufState::User | BufState::Sending)
         ) {
+            return;
+        }
+        if bid >= self.info.buffers {
+            self.buf_state[i] = BufState::Free;
+            self.free_tx.push(bid);
             return;
         }
         self.in_use -= 1;
@@ -996,20 +1021,21 @@ impl Drop for Ring {
             return;
         }
         let nbuf = usize::from(self.info.buffers);
+        let total = nbuf + usize::from(self.info.tx_buffers);
         let max = self.max_sockets as usize;
         // SAFETY: no op is in flight any more, so the kernel holds no pointer into these
         // allocations; each is freed exactly once with the layout it was made with.
         unsafe {
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                 self.bufs,
-                nbuf * BUF_SIZE,
+                total * BUF_SIZE,
             )));
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                 self.recv_io,
                 max,
             )));
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.sends, nbuf,
+                self.sends, total,
             )));
             drop(Box::from_raw(self.wake_buf));
         }

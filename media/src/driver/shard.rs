@@ -1,70 +1,142 @@
-//! One shard: the owner loop over a [`Ring`], its sockets and a table of bridges.
+//! One shard: the owner loop over a [`Ring`], its sockets and its legs, running the
+//! [`api::Command`]s of the calls routed to it.
 //!
-//! A packet arriving on leg A of a bridge is validated ([`RtpPacketMut::parse`]), checked against
-//! A's latched peer (the first valid packet's source latches it, symmetric RTP; afterwards other
-//! sources are dropped), rewritten in place with leg B's egress [`Continuity`] and sent from B's
-//! socket to B's latched peer, from the buffer it arrived in. Until B has latched, A's packets are
-//! dropped ("unlatched"). Nothing on this path allocates, locks or copies.
+//! Each leg is an [`Endpoint`] (latching, PT mapping, continuity, stats, media timeout, RFC 4733
+//! receive) plus one [`LegAudio`] (player, dub, tap, forks, DTMF sender), its RTP socket and,
+//! without rtcp-mux, its RTCP socket. A packet on leg A's RTP socket goes through
+//! [`Endpoint::receive`] (and `LegAudio::on_received` when A's audio is busy), then
+//! `LegAudio::on_egress` of the bridged leg B (when busy; `false` suppresses it), then
+//! [`Endpoint::forward`] rewrites it in place for B, and it is sent from B's socket out of the
+//! buffer it arrived in. Nothing on that path allocates, locks or copies.
+//!
+//! - **Ports**: one [`PortAllocator`] for the whole range, shared by every shard of a
+//!   [`super::Media`] behind a mutex taken only on the control path (create/destroy). Splitting
+//!   the range per shard would make one busy shard answer 503 while others have free ports.
+//! - **Timers**: every leg's earliest deadline (endpoint timers, LegAudio timers, next RTCP report)
+//!   sits in a binary heap with lazy deletion: a leg pushes only when its deadline moves earlier,
+//!   an entry that no longer matches the leg's scheduled deadline (or a freed leg's generation) is
+//!   skipped when popped. The ring wait is bounded by the heap's top.
+//! - **RTCP** is terminated and generated per leg (see [`super::rtcp`] for why); legs whose spec
+//!   asks for [`RtcpPolicy::Forward`] pass it through unchanged.
+//! - **Digits**: RFC 4733 presses go out as [`Event::Digit`] directly, or, while the leg's tap
+//!   detects DTMF, through `LegAudio::on_key_press` so the tap reports each press once.
+//! - Answers to commands are returned: `EndpointCreated` for `CreateEndpoint` and for
+//!   `UpdateEndpoint` (the leg's unchanged addresses), one `Stats` per leg for `Query` and
+//!   `Destroy`, nothing for the rest. Later events (latching, digits, media timeouts, `PlayDone`
+//!   after a play ends or `StopPlay`, AMD results, fork frames) go to the shard's event channel.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use metrics::{Counter, Gauge};
+use metrics::{Counter, Gauge, Histogram};
 
-use super::ring::{Event, Packet, Ring, RingConfig, RingInfo, Waker};
-use crate::rtp::{Continuity, DROPPED_METRIC, RtpError, RtpPacketMut, drop_reasons, is_rtcp};
+use super::ring::{Event as RingEvent, Packet, Ring, RingConfig, RingInfo, Waker};
+use super::rtcp::{self, Reporter};
+use crate::api::{self, ApiError, CallId, Command, Event, LegId, MediaControl};
+use crate::audio::{AudioEvent, LegAudio};
+use crate::endpoint::{
+    self, Codec, Endpoint, EndpointConfig, EndpointEvent, Ingress, PtMap, RtcpPolicy,
+};
+use crate::ports::{PortAllocator, PortPair, PortRangeError};
+use crate::rtp::{self, DROPPED_METRIC, HEADER_LEN, RtpPacketMut};
 
-/// Labels of `dialplane_media_rtp_dropped_total{reason}` the shard uses, in [`ShardStats::dropped`]
-/// order: the [`RtpError`] reasons, then "source" (not the latched peer), "unlatched" (the other
-/// leg has no peer yet), "rtcp" (RTCP is not relayed yet), "unknown" (socket without a bridge).
-pub const DROP_REASONS: [&str; 10] = drop_reasons(&["source", "unlatched", "rtcp", "unknown"]);
-const DROP_SOURCE: usize = 6;
-const DROP_UNLATCHED: usize = 7;
-const DROP_RTCP: usize = 8;
-const DROP_UNKNOWN: usize = 9;
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[i + j] = b[j];
+        j += 1;
+    }
+    assert!(i + j == N, "drop reason list length mismatch");
+    out
+}
+
+/// Labels of `dialplane_media_rtp_dropped_total{reason}`, in [`ShardStats::dropped`] order: the
+/// endpoint's [`endpoint::DROP_REASONS`], then the shard's own: "unknown" (a socket without a
+/// leg), "audio" (a bridged packet replaced by the leg's player or DTMF tone), "tx_pool" (no free
+/// send buffer for a generated packet).
+pub const DROP_REASONS: [&str; endpoint::DROP_REASONS.len() + 3] =
+    concat(&endpoint::DROP_REASONS, &["unknown", "audio", "tx_pool"]);
+const DROP_UNKNOWN: usize = endpoint::DROP_REASONS.len();
+const DROP_AUDIO: usize = DROP_UNKNOWN + 1;
+const DROP_TX_POOL: usize = DROP_UNKNOWN + 2;
 
 /// Relayed packets.
 pub const RELAYED_METRIC: &str = "dialplane_media_packets_relayed_total";
+/// Packets the shard generated (player, dub, DTMF, RTCP reports).
+pub const GENERATED_METRIC: &str = "dialplane_media_packets_generated_total";
 /// Multishot receives re-armed.
 pub const REARMS_METRIC: &str = "dialplane_media_uring_multishot_rearms_total";
 /// Buffers out of the provided-buffer ring (lent to the shard or being sent).
 pub const BUFRING_IN_USE_METRIC: &str = "dialplane_media_uring_bufring_in_use";
 /// 1 when sockets receive with plain `RecvMsg` (no multishot/buffer ring), else 0.
 pub const PLAIN_RECV_METRIC: &str = "dialplane_media_uring_plain_recv";
+/// Legs alive on the shards.
+pub const LEGS_METRIC: &str = "dialplane_media_legs";
+/// Per finished leg: RTP packets received.
+pub const LEG_PACKETS_METRIC: &str = "dialplane_media_leg_packets_in";
+/// Per finished leg: packets lost (RFC 3550 A.3 cumulative).
+pub const LEG_LOST_METRIC: &str = "dialplane_media_leg_packets_lost";
+/// Per finished leg: interarrival jitter at the end, in ms.
+pub const LEG_JITTER_METRIC: &str = "dialplane_media_leg_jitter_ms";
 
-fn drop_index(e: RtpError) -> usize {
-    RtpError::ALL
-        .iter()
-        .position(|x| *x == e)
-        .unwrap_or(DROP_UNKNOWN)
+/// The port allocator the shards of one media plane share (locked on the control path only).
+pub type SharedPorts = Arc<Mutex<PortAllocator>>;
+
+fn lock(ports: &SharedPorts) -> MutexGuard<'_, PortAllocator> {
+    // A panic elsewhere while holding the lock leaves the allocator consistent (each call
+    // completes its bookkeeping before returning), so a poisoned lock is still usable.
+    ports.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Shard parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ShardConfig {
     /// Address the relay sockets bind to.
     pub interface: IpAddr,
     /// Ring parameters.
     pub ring: RingConfig,
-    /// Media clock rate for timestamps across source switches (8000 for PCMU/PCMA).
-    pub clock_rate: u32,
     /// Most completions handled per wake-up (bounded work per loop turn).
     pub max_batch: usize,
+    /// Media timeout of legs whose spec has none.
+    pub media_timeout: Duration,
+    /// Mean interval between a leg's RTCP reports (each drawn from 0.5–1.5 × this, RFC 3550).
+    pub rtcp_interval: Duration,
+    /// Where RTP/RTCP ports come from.
+    pub ports: SharedPorts,
+}
+
+impl ShardConfig {
+    /// A shard on `interface` with its own allocator over `port_min..=port_max`.
+    pub fn new(interface: IpAddr, port_min: u16, port_max: u16) -> Result<Self, PortRangeError> {
+        Ok(ShardConfig {
+            interface,
+            ring: RingConfig::default(),
+            max_batch: 4096,
+            media_timeout: Duration::from_secs(60),
+            rtcp_interval: Duration::from_secs(5),
+            ports: Arc::new(Mutex::new(PortAllocator::new(port_min, port_max)?)),
+        })
+    }
 }
 
 impl Default for ShardConfig {
+    /// 127.0.0.1, ports 30000–60000.
     fn default() -> Self {
-        ShardConfig {
-            interface: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            ring: RingConfig::default(),
-            clock_rate: 8000,
-            max_batch: 4096,
-        }
+        // A valid constant range.
+        ShardConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 30000, 60000)
+            .expect("the default port range is valid")
     }
 }
 
@@ -72,30 +144,18 @@ impl Default for ShardConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// Binding or registering a relay socket failed.
-    #[error("socket: {0}")]
-    Socket(#[from] io::Error),
+    /// Setting up a ring or thread failed.
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    /// The configured port range is unusable.
+    #[error("port range: {0}")]
+    Ports(#[from] PortRangeError),
     /// The shard thread is gone.
     #[error("shard stopped")]
     Stopped,
     /// The shard did not answer in time.
     #[error("shard did not answer in time")]
     Timeout,
-}
-
-/// A bridge on a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BridgeId(pub u32);
-
-/// A bridge's relay addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BridgeInfo {
-    /// Its id.
-    pub id: BridgeId,
-    /// Relay address of leg A (phone A sends here and receives B's packets from here).
-    pub a: SocketAddr,
-    /// Relay address of leg B.
-    pub b: SocketAddr,
 }
 
 /// Counters of a shard.
@@ -105,6 +165,8 @@ pub struct ShardStats {
     pub ring: RingInfo,
     /// Packets relayed.
     pub relayed: u64,
+    /// Packets generated (player, dub, DTMF, RTCP reports) and sent.
+    pub generated: u64,
     /// Dropped packets per [`DROP_REASONS`] entry.
     pub dropped: [u64; DROP_REASONS.len()],
     /// Multishot receives re-armed.
@@ -117,6 +179,8 @@ pub struct ShardStats {
     pub send_errors: u64,
     /// Datagrams too large for a buffer (dropped).
     pub truncated: u64,
+    /// Live legs.
+    pub legs: usize,
     /// Live bridges.
     pub bridges: usize,
     /// CPU time of the shard thread so far (user + system), in nanoseconds.
@@ -126,64 +190,115 @@ pub struct ShardStats {
 impl ShardStats {
     /// Drops counted under `reason` (a [`DROP_REASONS`] label).
     pub fn dropped(&self, reason: &str) -> u64 {
-        crate::rtp::count_for(&DROP_REASONS, &self.dropped, reason)
+        rtp::count_for(&DROP_REASONS, &self.dropped, reason)
     }
 }
 
-/// Control commands, sent through a [`ShardHandle`].
+/// What reaches the shard through its queue.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Command {
-    /// Bind two sockets on the shard's interface (port 0: any free port) and bridge them.
-    AddBridge {
-        /// Port of leg A.
-        a_port: u16,
-        /// Port of leg B.
-        b_port: u16,
-        /// Answer.
-        reply: mpsc::Sender<Result<BridgeInfo, DriverError>>,
+enum Control {
+    Api {
+        cmd: Command,
+        reply: mpsc::Sender<Result<Vec<Event>, ApiError>>,
     },
-    /// Remove a bridge and close its sockets; answers whether it existed.
-    RemoveBridge {
-        /// Which.
-        id: BridgeId,
-        /// Answer.
-        reply: mpsc::Sender<bool>,
-    },
-    /// Report counters.
     Stats {
-        /// Answer.
         reply: mpsc::Sender<ShardStats>,
     },
 }
 
-/// One leg of a bridge, keyed by its socket index.
+/// A socket's leg.
+#[derive(Debug, Clone, Copy)]
+struct SockOwner {
+    leg: u32,
+    rtcp: bool,
+}
+
+/// One leg on the shard.
 #[derive(Debug)]
 struct Leg {
-    /// Socket index of the other leg.
-    other: u32,
-    /// Latched remote address.
-    peer: Option<SocketAddr>,
-    /// Egress stream towards `peer`.
-    egress: Continuity,
+    call: CallId,
+    id: LegId,
+    endpoint: Endpoint,
+    audio: LegAudio,
+    /// Socket indexes in the ring.
+    rtp_sock: u32,
+    rtcp_sock: Option<u32>,
+    ports: PortPair,
+    /// Slot of the bridged leg.
+    peer: Option<u32>,
+    /// The deadline this leg has in the timer heap, if any.
+    scheduled: Option<Instant>,
+    /// The tap detects DTMF: RFC 4733 presses go through it.
+    tap_dtmf: bool,
+    /// Header fields of the packets LegAudio generates (one source for the egress continuity).
+    gen_ssrc: u32,
+    gen_seq: u16,
+    /// When the last packet went to this leg's remote (for the SR's RTP timestamp).
+    last_egress: Option<Instant>,
+    reporter: Reporter,
+    next_report: Instant,
+}
+
+impl Leg {
+    fn deadline(&self) -> Option<Instant> {
+        let report = (self.endpoint.config().rtcp == RtcpPolicy::Drop).then_some(self.next_report);
+        [
+            self.endpoint.poll_timeout(),
+            self.audio.poll_timeout(),
+            report,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The leg's egress audio codec (what a player or in-band DTMF encodes to).
+    fn audio_codec(&self) -> Codec {
+        egress_codec(&self.endpoint.config().pt_map)
+    }
+}
+
+fn egress_codec(map: &PtMap) -> Codec {
+    [Codec::Pcmu, Codec::Pcma]
+        .into_iter()
+        .find(|c| map.payload_type(*c).is_some())
+        .unwrap_or(Codec::Pcmu)
 }
 
 struct Metrics {
     relayed: Counter,
+    generated: Counter,
     dropped: [Counter; DROP_REASONS.len()],
     rearms: Counter,
     in_use: Gauge,
+    legs: Gauge,
+    leg_packets: Histogram,
+    leg_lost: Histogram,
+    leg_jitter: Histogram,
 }
 
 impl Metrics {
     fn new() -> Metrics {
         Metrics {
             relayed: metrics::counter!(RELAYED_METRIC),
+            generated: metrics::counter!(GENERATED_METRIC),
             dropped: DROP_REASONS.map(|r| metrics::counter!(DROPPED_METRIC, "reason" => r)),
             rearms: metrics::counter!(REARMS_METRIC),
             in_use: metrics::gauge!(BUFRING_IN_USE_METRIC),
+            legs: metrics::gauge!(LEGS_METRIC),
+            leg_packets: metrics::histogram!(LEG_PACKETS_METRIC),
+            leg_lost: metrics::histogram!(LEG_LOST_METRIC),
+            leg_jitter: metrics::histogram!(LEG_JITTER_METRIC),
         }
     }
+}
+
+/// Counters already exported to `metrics`.
+struct Exported {
+    relayed: u64,
+    generated: u64,
+    dropped: [u64; DROP_REASONS.len()],
+    rearms: u64,
 }
 
 /// The owner loop of one shard. Create it on the thread that runs it (the ring is
@@ -191,66 +306,50 @@ impl Metrics {
 pub struct Shard {
     ring: Ring,
     config: ShardConfig,
-    rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Control>,
     handle: ShardHandle,
-    /// By socket index.
+    events: mpsc::Sender<Event>,
     legs: Vec<Option<Leg>>,
-    /// By bridge id: socket indexes of legs A and B.
-    bridges: Vec<Option<(u32, u32)>>,
-    free_bridges: Vec<u32>,
+    /// Per leg slot, bumped when the slot is freed (stale timer entries are skipped).
+    generations: Vec<u32>,
+    free_legs: Vec<u32>,
+    /// By socket index.
+    socks: Vec<Option<SockOwner>>,
+    calls: HashMap<CallId, Vec<(LegId, u32)>>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     stats: ShardStats,
-    /// Counters already exported to `metrics`.
-    exported: (u64, [u64; DROP_REASONS.len()], u64),
+    exported: Exported,
     metrics: Metrics,
-    start: Instant,
     rng: u64,
+    /// Wall clock minus monotonic clock at start (RTCP NTP times).
+    wall_base: (Instant, Duration),
 }
 
 /// Control side of a shard: cheap to clone, usable from any thread.
 #[derive(Debug, Clone)]
 pub struct ShardHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Control>,
     waker: Waker,
     stop: Arc<AtomicBool>,
 }
 
 /// How long a [`ShardHandle`] call waits for the shard's answer.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ShardHandle {
-    /// Send a command and wake the shard.
-    pub fn send(&self, cmd: Command) -> Result<(), DriverError> {
-        self.tx.send(cmd).map_err(|_| DriverError::Stopped)?;
-        self.waker.wake();
-        Ok(())
-    }
-
-    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, DriverError> {
+    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Control) -> Result<T, DriverError> {
         let (tx, rx) = mpsc::channel();
-        self.send(make(tx))?;
+        self.tx.send(make(tx)).map_err(|_| DriverError::Stopped)?;
+        self.waker.wake();
         rx.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
             mpsc::RecvTimeoutError::Timeout => DriverError::Timeout,
             mpsc::RecvTimeoutError::Disconnected => DriverError::Stopped,
         })
     }
 
-    /// Bridge two new sockets (port 0: any free port).
-    pub fn add_bridge(&self, a_port: u16, b_port: u16) -> Result<BridgeInfo, DriverError> {
-        self.ask(|reply| Command::AddBridge {
-            a_port,
-            b_port,
-            reply,
-        })?
-    }
-
-    /// Remove a bridge; `Ok(false)` if it did not exist.
-    pub fn remove_bridge(&self, id: BridgeId) -> Result<bool, DriverError> {
-        self.ask(|reply| Command::RemoveBridge { id, reply })
-    }
-
     /// The shard's counters.
     pub fn stats(&self) -> Result<ShardStats, DriverError> {
-        self.ask(|reply| Command::Stats { reply })
+        self.ask(|reply| Control::Stats { reply })
     }
 
     /// Ask the loop to stop ([`Shard::run`] returns within one wait).
@@ -260,13 +359,30 @@ impl ShardHandle {
     }
 }
 
-/// Start a shard on a new thread; returns its handle once the ring is up.
-pub fn spawn(config: ShardConfig) -> io::Result<(ShardHandle, JoinHandle<io::Result<()>>)> {
+impl MediaControl for ShardHandle {
+    /// Run `cmd` on this shard (checked first with [`Command::validate`]); a shard that is gone or
+    /// does not answer within [`REPLY_TIMEOUT`] is [`ApiError::Unavailable`].
+    fn request(&self, cmd: Command) -> Result<Vec<Event>, ApiError> {
+        cmd.validate()?;
+        match self.ask(|reply| Control::Api { cmd, reply }) {
+            Ok(answer) => answer,
+            Err(DriverError::Timeout) => Err(ApiError::Unavailable("shard did not answer in time")),
+            Err(_) => Err(ApiError::Unavailable("shard stopped")),
+        }
+    }
+}
+
+/// Start a shard on a new thread, its events going to `events`; returns its handle once the ring
+/// is up.
+pub fn spawn(
+    config: ShardConfig,
+    events: mpsc::Sender<Event>,
+) -> io::Result<(ShardHandle, JoinHandle<io::Result<()>>)> {
     let (tx, rx) = mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("media-shard".into())
         .spawn(move || {
-            let mut shard = match Shard::new(config) {
+            let mut shard = match Shard::new(config, events) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -283,9 +399,34 @@ pub fn spawn(config: ShardConfig) -> io::Result<(ShardHandle, JoinHandle<io::Res
     }
 }
 
+/// Both legs of a packet's path, mutably (the peer is `None` when unbridged).
+fn leg_and_peer(
+    legs: &mut [Option<Leg>],
+    slot: usize,
+    peer: Option<u32>,
+) -> Option<(&mut Leg, Option<&mut Leg>)> {
+    match peer.map(|p| p as usize).filter(|p| *p != slot) {
+        Some(p) => match legs.get_disjoint_mut([slot, p]) {
+            Ok([Some(a), b]) => Some((a, b.as_mut())),
+            _ => None,
+        },
+        None => legs.get_mut(slot)?.as_mut().map(|a| (a, None)),
+    }
+}
+
+fn bind_pair(interface: IpAddr, pair: PortPair) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
+    let rtp = UdpSocket::bind(SocketAddr::new(interface, pair.rtp))?;
+    let rtcp = match pair.rtcp {
+        Some(port) => Some(UdpSocket::bind(SocketAddr::new(interface, port))?),
+        None => None,
+    };
+    Ok((rtp, rtcp))
+}
+
 impl Shard {
-    /// Set up the ring (on the calling thread, which must be the one that runs the loop).
-    pub fn new(config: ShardConfig) -> io::Result<Shard> {
+    /// Set up the ring (on the calling thread, which must be the one that runs the loop); events
+    /// go to `events`.
+    pub fn new(config: ShardConfig, events: mpsc::Sender<Event>) -> io::Result<Shard> {
         let ring = Ring::new(config.ring)?;
         let (tx, rx) = mpsc::channel();
         let handle = ShardHandle {
@@ -294,9 +435,9 @@ impl Shard {
             stop: Arc::new(AtomicBool::new(false)),
         };
         let max = config.ring.max_sockets as usize;
-        let seed = std::time::SystemTime::now()
+        let wall = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+            .unwrap_or_default();
         let metrics = Metrics::new();
         metrics::gauge!(PLAIN_RECV_METRIC).set(match ring.info().mode {
             super::RecvMode::Plain => 1.0,
@@ -306,26 +447,38 @@ impl Shard {
             stats: ShardStats {
                 ring: ring.info(),
                 relayed: 0,
+                generated: 0,
                 dropped: [0; DROP_REASONS.len()],
                 multishot_rearms: 0,
                 bufring_in_use: 0,
                 recv_errors: 0,
                 send_errors: 0,
                 truncated: 0,
+                legs: 0,
                 bridges: 0,
                 cpu_ns: 0,
             },
             ring,
-            config,
             rx,
             handle,
-            legs: (0..max).map(|_| None).collect(),
-            bridges: Vec::with_capacity(max / 2),
-            free_bridges: Vec::with_capacity(max / 2),
-            exported: (0, [0; DROP_REASONS.len()], 0),
+            events,
+            legs: Vec::with_capacity(max),
+            generations: Vec::with_capacity(max),
+            free_legs: Vec::with_capacity(max),
+            socks: vec![None; max],
+            calls: HashMap::new(),
+            // Room for a few entries per leg before the heap ever grows.
+            timers: BinaryHeap::with_capacity(max * 2),
+            exported: Exported {
+                relayed: 0,
+                generated: 0,
+                dropped: [0; DROP_REASONS.len()],
+                rearms: 0,
+            },
             metrics,
-            start: Instant::now(),
-            rng: seed,
+            rng: wall.as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15,
+            wall_base: (Instant::now(), wall),
+            config,
         })
     }
 
@@ -348,7 +501,14 @@ impl Shard {
         s.send_errors = c.send_errors;
         s.truncated = c.truncated;
         s.bufring_in_use = self.ring.buffers_in_use();
-        s.bridges = self.bridges.iter().filter(|b| b.is_some()).count();
+        s.legs = self.legs.iter().flatten().count();
+        s.bridges = self
+            .legs
+            .iter()
+            .flatten()
+            .filter(|l| l.peer.is_some())
+            .count()
+            / 2;
         s.cpu_ns = super::ring::thread_cpu_ns();
         s
     }
@@ -362,62 +522,318 @@ impl Shard {
         Ok(())
     }
 
-    /// One turn of the loop: submit, wait up to `max_wait` for completions, forward every packet
-    /// of the batch, submit the batch's sends at once, then run pending commands.
+    /// One turn of the loop: wait up to `max_wait` (less when a timer is due sooner) for
+    /// completions, handle every packet of the batch, run due timers, submit the batch's sends at
+    /// once, then run pending commands.
     pub fn run_once(&mut self, max_wait: Duration) -> io::Result<()> {
-        self.ring.wait(max_wait, self.config.max_batch)?;
-        let now_ticks = (self.start.elapsed().as_micros() as u64)
-            .saturating_mul(u64::from(self.config.clock_rate))
-            / 1_000_000;
+        let wait = match self.timers.peek() {
+            Some(Reverse((at, ..))) => at.saturating_duration_since(Instant::now()).min(max_wait),
+            None => max_wait,
+        };
+        self.ring.wait(wait, self.config.max_batch)?;
+        let now = Instant::now();
         while let Some(event) = self.ring.next_event() {
             match event {
-                Event::Packet(p) => self.forward(p, now_ticks),
-                Event::Wake | Event::Closed(_) | Event::Nothing => {}
+                RingEvent::Packet(p) => self.on_packet(p, now),
+                RingEvent::Wake | RingEvent::Closed(_) | RingEvent::Nothing => {}
             }
         }
+        self.run_timers(now);
         self.ring.submit()?;
-        while let Ok(cmd) = self.rx.try_recv() {
-            self.command(cmd);
+        while let Ok(control) = self.rx.try_recv() {
+            match control {
+                Control::Api { cmd, reply } => {
+                    let _ = reply.send(self.execute(cmd));
+                }
+                Control::Stats { reply } => {
+                    let _ = reply.send(self.stats());
+                }
+            }
         }
         self.export_metrics();
         Ok(())
     }
 
-    fn drop_packet(&mut self, p: &Packet, reason: usize) {
-        self.stats.dropped[reason] += 1;
-        self.ring.release(p.bid);
+    fn count_drop(stats: &mut ShardStats, reason: &'static str) {
+        let i = DROP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(DROP_UNKNOWN);
+        stats.dropped[i] += 1;
     }
 
-    fn forward(&mut self, p: Packet, now_ticks: u64) {
-        let Some(Some(leg)) = self.legs.get_mut(p.sock as usize) else {
-            return self.drop_packet(&p, DROP_UNKNOWN);
+    fn on_packet(&mut self, p: Packet, now: Instant) {
+        let Some(&Some(owner)) = self.socks.get(p.sock as usize) else {
+            self.stats.dropped[DROP_UNKNOWN] += 1;
+            return self.ring.release(p.bid);
+        };
+        let slot = owner.leg as usize;
+        let peer_slot = self.legs.get(slot).and_then(|l| l.as_ref()?.peer);
+        let Some((leg, mut peer)) = leg_and_peer(&mut self.legs, slot, peer_slot) else {
+            self.stats.dropped[DROP_UNKNOWN] += 1;
+            return self.ring.release(p.bid);
         };
         let buf = self.ring.buf_mut(p.bid);
         let Some(bytes) = buf.get_mut(p.off..p.off + p.len) else {
-            return self.drop_packet(&p, DROP_UNKNOWN);
+            self.stats.dropped[DROP_UNKNOWN] += 1;
+            return self.ring.release(p.bid);
         };
-        if is_rtcp(bytes) {
-            return self.drop_packet(&p, DROP_RTCP);
+        // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
+        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.is_idle());
+        // Where the packet goes: (socket, destination, length), or a drop reason.
+        let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
+            let ingress =
+                leg.endpoint
+                    .handle_rtcp(now, p.src, bytes, peer.as_deref().map(|p| &p.endpoint));
+            if ingress == Ingress::Drop("rtcp") {
+                // Accepted from the latched remote and terminated here.
+                leg.reporter.on_receive(now, bytes);
+            }
+            match (ingress, peer.as_deref()) {
+                (Ingress::Forward { dest, len }, Some(peer)) => {
+                    Ok((peer.rtcp_sock.unwrap_or(peer.rtp_sock), dest, len))
+                }
+                (Ingress::Drop(reason), _) => Err(Some(reason)),
+                _ => Err(None),
+            }
+        } else {
+            match leg.endpoint.receive(now, p.src, bytes) {
+                Ok((mut pkt, codec)) => {
+                    if !leg.audio.is_idle() {
+                        leg.audio
+                            .on_received(now, codec, pkt.sequence(), pkt.payload());
+                    }
+                    let suppressed = match peer.as_deref_mut() {
+                        Some(peer) if !peer.audio.is_idle() && !leg.endpoint.media_blocked() => {
+                            !peer.audio.on_egress(now, codec, pkt.payload_mut())
+                        }
+                        _ => false,
+                    };
+                    if suppressed {
+                        Err(Some(DROP_REASONS[DROP_AUDIO]))
+                    } else {
+                        let ingress = leg.endpoint.forward(
+                            now,
+                            &mut pkt,
+                            codec,
+                            peer.as_deref_mut().map(|p| &mut p.endpoint),
+                        );
+                        match (ingress, peer) {
+                            (Ingress::Forward { dest, len }, Some(peer)) => {
+                                peer.last_egress = Some(now);
+                                Ok((peer.rtp_sock, dest, len))
+                            }
+                            (Ingress::Drop(reason), _) => Err(Some(reason)),
+                            _ => Err(None),
+                        }
+                    }
+                }
+                Err(Ingress::Drop(reason)) => Err(Some(reason)),
+                Err(_) => Err(None),
+            }
+        };
+        match outcome {
+            Ok((sock, dest, len)) => {
+                self.ring.send(sock, p.bid, p.off, len, dest);
+                self.stats.relayed += 1;
+            }
+            Err(reason) => {
+                if let Some(reason) = reason {
+                    Self::count_drop(&mut self.stats, reason);
+                }
+                self.ring.release(p.bid);
+            }
         }
-        let mut pkt = match RtpPacketMut::parse(bytes) {
-            Ok(pkt) => pkt,
-            Err(e) => return self.drop_packet(&p, drop_index(e)),
-        };
-        match leg.peer {
-            None => leg.peer = Some(p.src),
-            Some(peer) if peer != p.src => return self.drop_packet(&p, DROP_SOURCE),
-            Some(_) => {}
+        self.after_leg(slot as u32, now);
+        if let Some(peer) = peer_slot.filter(|_| peer_busy) {
+            self.after_leg(peer, now);
         }
-        let other = leg.other;
-        let Some(Some(out)) = self.legs.get_mut(other as usize) else {
-            return self.drop_packet(&p, DROP_UNKNOWN);
+    }
+
+    /// Drain a leg's events and keep its timer entry current.
+    fn after_leg(&mut self, slot: u32, now: Instant) {
+        let Some(Some(leg)) = self.legs.get_mut(slot as usize) else {
+            return;
         };
-        let Some(dest) = out.peer else {
-            return self.drop_packet(&p, DROP_UNLATCHED);
+        while let Some(ev) = leg.endpoint.poll_event() {
+            let event = match ev {
+                EndpointEvent::Latched(remote) => Some(Event::Latched {
+                    call_id: leg.call.clone(),
+                    leg: leg.id,
+                    remote,
+                }),
+                EndpointEvent::Digit(press) if leg.tap_dtmf => {
+                    leg.audio.on_key_press(now, &press);
+                    None
+                }
+                EndpointEvent::Digit(press) => Event::from_key_press(
+                    leg.call.clone(),
+                    leg.id,
+                    &press,
+                    u64::from(press.timestamp),
+                    leg.endpoint.config().clock_rate,
+                ),
+                EndpointEvent::MediaTimeout => Some(Event::MediaTimeout {
+                    call_id: leg.call.clone(),
+                    leg: leg.id,
+                }),
+            };
+            if let Some(event) = event {
+                let _ = self.events.send(event);
+            }
+        }
+        while let Some(ev) = leg.audio.poll_event() {
+            let call_id = leg.call.clone();
+            let event = match ev {
+                AudioEvent::Digit {
+                    digit,
+                    start_ms,
+                    duration_ms,
+                    source,
+                } => Event::Digit {
+                    call_id,
+                    leg: leg.id,
+                    digit,
+                    start_ms,
+                    duration_ms,
+                    source,
+                },
+                AudioEvent::Amd(event) => Event::Amd {
+                    call_id,
+                    leg: leg.id,
+                    event,
+                },
+                AudioEvent::PlayDone => Event::PlayDone {
+                    call_id,
+                    leg: leg.id,
+                },
+                AudioEvent::Frame { fork, samples } => Event::AudioFrame {
+                    call_id,
+                    fork,
+                    samples,
+                },
+            };
+            let _ = self.events.send(event);
+        }
+        if let Some(want) = leg.deadline()
+            && leg.scheduled.is_none_or(|s| want < s)
+        {
+            leg.scheduled = Some(want);
+            let generation = self.generations[slot as usize];
+            self.timers.push(Reverse((want, slot, generation)));
+        }
+    }
+
+    /// Fire the due timer entries present when called (entries a handler pushes for `now` or
+    /// earlier wait for the next turn, whose ring wait is then zero).
+    fn run_timers(&mut self, now: Instant) {
+        for _ in 0..self.timers.len() {
+            let Some(&Reverse((at, slot, generation))) = self.timers.peek() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let live = self.generations.get(slot as usize) == Some(&generation);
+            let Some(Some(leg)) = self.legs.get_mut(slot as usize).filter(|_| live) else {
+                continue;
+            };
+            if leg.scheduled != Some(at) {
+                continue; // superseded by an earlier deadline
+            }
+            leg.scheduled = None;
+            leg.endpoint.handle_timeout(now);
+            leg.audio.handle_timeout(now);
+            self.transmit_audio(slot as usize, now);
+            self.maybe_report(slot as usize, now);
+            self.after_leg(slot, now);
+        }
+    }
+
+    /// Send what the leg's audio generates now, each packet from a send buffer of the shard.
+    fn transmit_audio(&mut self, slot: usize, now: Instant) {
+        let Some(Some(leg)) = self.legs.get_mut(slot) else {
+            return;
         };
-        out.egress.rewrite(&mut pkt, now_ticks);
-        self.ring.send(other, p.bid, p.off, p.len, dest);
-        self.stats.relayed += 1;
+        if leg.audio.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        loop {
+            let Some(bid) = self.ring.tx_buffer() else {
+                self.stats.dropped[DROP_TX_POOL] += 1;
+                return;
+            };
+            let buf = self.ring.buf_mut(bid);
+            let Some(generated) = leg.audio.poll_transmit(now, &mut buf[HEADER_LEN..]) else {
+                self.ring.release(bid);
+                return;
+            };
+            let len = HEADER_LEN + generated.len;
+            buf[0] = 0x80;
+            buf[1] = if generated.marker { 0x80 } else { 0 };
+            buf[2..4].copy_from_slice(&leg.gen_seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&generated.timestamp.to_be_bytes());
+            buf[8..12].copy_from_slice(&leg.gen_ssrc.to_be_bytes());
+            leg.gen_seq = leg.gen_seq.wrapping_add(1);
+            let sent = match buf.get_mut(..len).map(RtpPacketMut::parse) {
+                Some(Ok(mut pkt)) => leg.endpoint.egress(now, &mut pkt, generated.codec),
+                _ => Err("unknown"),
+            };
+            match sent {
+                Ok(dest) => {
+                    leg.last_egress = Some(now);
+                    self.ring.send(leg.rtp_sock, bid, 0, len, dest);
+                    self.stats.generated += 1;
+                }
+                Err(reason) => {
+                    Self::count_drop(&mut self.stats, reason);
+                    self.ring.release(bid);
+                }
+            }
+        }
+    }
+
+    /// Send the leg's RTCP report when it is due (terminated RTCP only).
+    fn maybe_report(&mut self, slot: usize, now: Instant) {
+        let interval = self.config.rtcp_interval;
+        let jitter = self.next_random();
+        let ntp =
+            rtcp::ntp_time(self.wall_base.1 + now.saturating_duration_since(self.wall_base.0));
+        let Some(Some(leg)) = self.legs.get_mut(slot) else {
+            return;
+        };
+        if leg.endpoint.config().rtcp != RtcpPolicy::Drop || leg.next_report > now {
+            return;
+        }
+        // RFC 3550 6.3.1: randomise each interval over 0.5–1.5 × the mean.
+        leg.next_report = now + interval.mul_f64(0.5 + (jitter % 1024) as f64 / 1024.0);
+        let Some(dest) = leg.endpoint.rtcp_destination() else {
+            return;
+        };
+        let Some(bid) = self.ring.tx_buffer() else {
+            self.stats.dropped[DROP_TX_POOL] += 1;
+            return;
+        };
+        let rate = u64::from(leg.endpoint.config().clock_rate);
+        let rtp_ts = match (leg.endpoint.egress_state().1, leg.last_egress) {
+            (Some((_, ts)), Some(at)) => {
+                let ticks = now.saturating_duration_since(at).as_micros() as u64 * rate / 1_000_000;
+                Some(ts.wrapping_add(ticks as u32))
+            }
+            _ => None,
+        };
+        let buf = self.ring.buf_mut(bid);
+        let len = leg.reporter.write(
+            now,
+            ntp,
+            &leg.endpoint,
+            rtcp::Egress { rtp_ts },
+            &mut buf[..rtcp::MAX_REPORT],
+        );
+        self.ring
+            .send(leg.rtcp_sock.unwrap_or(leg.rtp_sock), bid, 0, len, dest);
+        self.stats.generated += 1;
     }
 
     fn next_random(&mut self) -> u64 {
@@ -429,104 +845,388 @@ impl Shard {
         z ^ (z >> 31)
     }
 
-    fn new_leg(&mut self, other: u32) -> Leg {
-        let r = self.next_random();
-        Leg {
-            other,
-            peer: None,
-            egress: Continuity::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
+    fn find(&self, call: &CallId, leg: LegId) -> Result<u32, ApiError> {
+        let legs = self
+            .calls
+            .get(call)
+            .ok_or_else(|| ApiError::UnknownCall(call.clone()))?;
+        legs.iter()
+            .find(|(l, _)| *l == leg)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| ApiError::UnknownLeg(call.clone(), leg))
+    }
+
+    /// The slots of one leg, or of every leg of the call.
+    fn find_all(&self, call: &CallId, leg: Option<LegId>) -> Result<Vec<u32>, ApiError> {
+        match leg {
+            Some(l) => Ok(vec![self.find(call, l)?]),
+            None => Ok(self
+                .calls
+                .get(call)
+                .ok_or_else(|| ApiError::UnknownCall(call.clone()))?
+                .iter()
+                .map(|(_, s)| *s)
+                .collect()),
         }
     }
 
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::AddBridge {
-                a_port,
-                b_port,
-                reply,
+    fn leg_mut(&mut self, slot: u32) -> Result<&mut Leg, ApiError> {
+        // Slots come from `find`, which only returns live legs.
+        self.legs
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or(ApiError::Unavailable("shard leg table out of step"))
+    }
+
+    /// Run one command here (the loop does this for commands from the handle). Control path:
+    /// it may allocate.
+    pub fn execute(&mut self, cmd: Command) -> Result<Vec<Event>, ApiError> {
+        cmd.validate()?;
+        let now = Instant::now();
+        let mut touched = None;
+        let answer = match cmd {
+            Command::CreateEndpoint { call_id, leg, spec } => {
+                let answer = self.create(now, call_id, leg, spec)?;
+                if let Event::EndpointCreated {
+                    ref call_id, leg, ..
+                } = answer
+                {
+                    touched = Some(self.find(call_id, leg)?);
+                }
+                vec![answer]
+            }
+            Command::UpdateEndpoint { call_id, leg, spec } => {
+                let slot = self.find(&call_id, leg)?;
+                let (default_timeout, interface) =
+                    (self.config.media_timeout, self.config.interface);
+                let l = self.leg_mut(slot)?;
+                l.endpoint.set_pt_map(spec.pt_map);
+                l.endpoint.set_direction(spec.direction);
+                l.endpoint.set_latch_any(spec.latch_any);
+                l.endpoint.set_dtmf_mode(spec.dtmf);
+                l.endpoint.set_rtcp_policy(spec.rtcp);
+                l.endpoint
+                    .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
+                l.endpoint.set_sdp_address(spec.sdp_address);
+                touched = Some(slot);
+                vec![Event::EndpointCreated {
+                    call_id,
+                    leg,
+                    local: SocketAddr::new(interface, l.ports.rtp),
+                    ports: l.ports,
+                }]
+            }
+            Command::Bridge { call_id, a, b } => {
+                let (sa, sb) = (self.find(&call_id, a)?, self.find(&call_id, b)?);
+                self.unbridge(sa);
+                self.unbridge(sb);
+                self.leg_mut(sa)?.peer = Some(sb);
+                self.leg_mut(sb)?.peer = Some(sa);
+                vec![]
+            }
+            Command::Unbridge { call_id, leg } => {
+                let slot = self.find(&call_id, leg)?;
+                self.unbridge(slot);
+                vec![]
+            }
+            Command::PlayPcm {
+                call_id,
+                leg,
+                samples,
+                looped,
             } => {
-                let _ = reply.send(self.add_bridge(a_port, b_port));
+                let slot = self.find(&call_id, leg)?;
+                let l = self.leg_mut(slot)?;
+                let codec = l.audio_codec();
+                // A new play is a new source for the egress stream even after another play.
+                l.endpoint.switch_source();
+                l.audio.play(now, codec, samples, looped);
+                touched = Some(slot);
+                vec![]
             }
-            Command::RemoveBridge { id, reply } => {
-                let _ = reply.send(self.remove_bridge(id));
+            Command::StopPlay { call_id, leg } => {
+                let slot = self.find(&call_id, leg)?;
+                self.leg_mut(slot)?.audio.stop_play();
+                touched = Some(slot);
+                vec![]
             }
-            Command::Stats { reply } => {
-                let _ = reply.send(self.stats());
+            Command::Dub {
+                call_id,
+                leg,
+                track,
+                action,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                let l = self.leg_mut(slot)?;
+                let codec = l.audio_codec();
+                l.audio.dub(now, codec, track, action)?;
+                touched = Some(slot);
+                vec![]
             }
+            Command::Tap {
+                call_id,
+                leg,
+                dtmf,
+                amd,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                let l = self.leg_mut(slot)?;
+                l.audio.set_tap(now, dtmf, amd);
+                l.tap_dtmf = dtmf;
+                touched = Some(slot);
+                vec![]
+            }
+            Command::ForkAudio {
+                call_id,
+                leg,
+                fork,
+                mix,
+                sample_rate,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                self.leg_mut(slot)?.audio.fork(fork, mix, sample_rate);
+                touched = Some(slot);
+                vec![]
+            }
+            Command::StopFork { call_id, fork } => {
+                let slots = self.find_all(&call_id, None)?;
+                let mut found = false;
+                for slot in slots {
+                    found |= self.leg_mut(slot)?.audio.stop_fork(fork);
+                    self.after_leg(slot, now);
+                }
+                if !found {
+                    return Err(ApiError::InvalidArgument("unknown fork"));
+                }
+                vec![]
+            }
+            Command::SendDtmf {
+                call_id,
+                leg,
+                digit,
+                duration_ms,
+                volume,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                let l = self.leg_mut(slot)?;
+                let codec = l.audio_codec();
+                let rfc4733 = l
+                    .endpoint
+                    .config()
+                    .pt_map
+                    .payload_type(Codec::TelephoneEvent)
+                    .is_some();
+                l.audio
+                    .send_dtmf(now, codec, rfc4733, digit, duration_ms, volume)?;
+                touched = Some(slot);
+                vec![]
+            }
+            Command::BlockDtmf {
+                call_id,
+                leg,
+                blocked,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                let mode = if blocked {
+                    endpoint::DtmfMode::Consume
+                } else {
+                    endpoint::DtmfMode::Forward
+                };
+                self.leg_mut(slot)?.endpoint.set_dtmf_mode(mode);
+                vec![]
+            }
+            Command::BlockMedia {
+                call_id,
+                leg,
+                blocked,
+            } => {
+                let slot = self.find(&call_id, leg)?;
+                self.leg_mut(slot)?.endpoint.set_media_blocked(blocked);
+                vec![]
+            }
+            Command::Destroy { call_id, leg } => {
+                let slots = self.find_all(&call_id, leg)?;
+                slots.into_iter().filter_map(|s| self.destroy(s)).collect()
+            }
+            Command::Query { call_id, leg } => self
+                .find_all(&call_id, leg)?
+                .into_iter()
+                .map(|s| {
+                    let l = self.leg_mut(s)?;
+                    Ok(Event::Stats {
+                        call_id: l.call.clone(),
+                        leg: l.id,
+                        stats: l.endpoint.stats(),
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?,
+        };
+        if let Some(slot) = touched {
+            self.after_leg(slot, now);
         }
+        Ok(answer)
     }
 
-    fn bind(&mut self, port: u16) -> Result<(u32, SocketAddr), DriverError> {
-        let sock = UdpSocket::bind(SocketAddr::new(self.config.interface, port))?;
-        let addr = sock.local_addr()?;
-        let idx = self.ring.add_socket(sock)?;
-        Ok((idx, addr))
-    }
-
-    /// Bind two sockets (port 0: any free port) and bridge them. Control path (allocates).
-    pub fn add_bridge(&mut self, a_port: u16, b_port: u16) -> Result<BridgeInfo, DriverError> {
-        let (a, a_addr) = self.bind(a_port)?;
-        let (b, b_addr) = match self.bind(b_port) {
-            Ok(x) => x,
-            Err(e) => {
-                self.ring.remove_socket(a);
-                return Err(e);
+    fn create(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        leg: LegId,
+        spec: api::EndpointSpec,
+    ) -> Result<Event, ApiError> {
+        if self.find(&call_id, leg).is_ok() {
+            return Err(ApiError::LegExists(call_id, leg));
+        }
+        let interface = self.config.interface;
+        let mut bound = None;
+        let ports = lock(&self.config.ports).allocate(spec.rtcp_mux, |pair| {
+            bound = bind_pair(interface, pair).ok();
+            bound.is_some()
+        })?;
+        let release = |shard: &Shard| {
+            let _ = lock(&shard.config.ports).release(ports.rtp);
+        };
+        let Some((rtp_socket, rtcp_socket)) = bound else {
+            release(self);
+            return Err(ApiError::PortsExhausted);
+        };
+        // A full socket table is the same as no port: answer 503.
+        let Ok(rtp_sock) = self.ring.add_socket(rtp_socket) else {
+            release(self);
+            return Err(ApiError::PortsExhausted);
+        };
+        let rtcp_sock = match rtcp_socket.map(|s| self.ring.add_socket(s)).transpose() {
+            Ok(s) => s,
+            Err(_) => {
+                self.ring.remove_socket(rtp_sock);
+                release(self);
+                return Err(ApiError::PortsExhausted);
             }
         };
-        let leg_a = self.new_leg(b);
-        let leg_b = self.new_leg(a);
-        self.legs[a as usize] = Some(leg_a);
-        self.legs[b as usize] = Some(leg_b);
-        let id = match self.free_bridges.pop() {
-            Some(id) => {
-                self.bridges[id as usize] = Some((a, b));
-                id
+        let r = self.next_random();
+        let gen_ssrc = self.next_random() as u32;
+        let config = EndpointConfig {
+            sdp_address: spec.sdp_address,
+            latch_any: spec.latch_any,
+            media_timeout: spec.media_timeout.unwrap_or(self.config.media_timeout),
+            rtcp_mux: spec.rtcp_mux,
+            rtcp: spec.rtcp,
+            dtmf: spec.dtmf,
+            pt_map: spec.pt_map,
+            direction: spec.direction,
+            egress_seed: (r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
+            ..EndpointConfig::default()
+        };
+        let first_report = now + self.config.rtcp_interval / 2;
+        let new = Leg {
+            call: call_id.clone(),
+            id: leg,
+            endpoint: Endpoint::new(now, config),
+            audio: LegAudio::default(),
+            rtp_sock,
+            rtcp_sock,
+            ports,
+            peer: None,
+            scheduled: None,
+            tap_dtmf: false,
+            gen_ssrc,
+            gen_seq: (gen_ssrc >> 16) as u16,
+            last_egress: None,
+            reporter: Reporter::new(&format!("dialplane-{:08x}@{interface}", r as u32)),
+            next_report: first_report,
+        };
+        let slot = match self.free_legs.pop() {
+            Some(s) => {
+                self.legs[s as usize] = Some(new);
+                s
             }
             None => {
-                self.bridges.push(Some((a, b)));
-                (self.bridges.len() - 1) as u32
+                self.legs.push(Some(new));
+                self.generations.push(0);
+                (self.legs.len() - 1) as u32
             }
         };
-        Ok(BridgeInfo {
-            id: BridgeId(id),
-            a: a_addr,
-            b: b_addr,
+        for (sock, rtcp) in [(Some(rtp_sock), false), (rtcp_sock, true)] {
+            if let Some(entry) = sock.and_then(|s| self.socks.get_mut(s as usize)) {
+                *entry = Some(SockOwner { leg: slot, rtcp });
+            }
+        }
+        self.calls
+            .entry(call_id.clone())
+            .or_default()
+            .push((leg, slot));
+        Ok(Event::EndpointCreated {
+            call_id,
+            leg,
+            local: SocketAddr::new(interface, ports.rtp),
+            ports,
         })
     }
 
-    /// Remove a bridge and close its sockets; false if it did not exist.
-    pub fn remove_bridge(&mut self, id: BridgeId) -> bool {
-        let Some(Some((a, b))) = self.bridges.get(id.0 as usize).copied() else {
-            return false;
-        };
-        self.bridges[id.0 as usize] = None;
-        self.free_bridges.push(id.0);
-        for s in [a, b] {
-            self.legs[s as usize] = None;
-            self.ring.remove_socket(s);
+    fn unbridge(&mut self, slot: u32) {
+        if let Some(Some(leg)) = self.legs.get_mut(slot as usize)
+            && let Some(peer) = leg.peer.take()
+            && let Some(Some(p)) = self.legs.get_mut(peer as usize)
+        {
+            p.peer = None;
         }
-        true
+    }
+
+    /// Free a leg: its final stats, sockets, ports and slot (`None` for a free slot).
+    fn destroy(&mut self, slot: u32) -> Option<Event> {
+        self.unbridge(slot);
+        let leg = self.legs.get_mut(slot as usize)?.take()?;
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.free_legs.push(slot);
+        for sock in [Some(leg.rtp_sock), leg.rtcp_sock].into_iter().flatten() {
+            self.ring.remove_socket(sock);
+            if let Some(entry) = self.socks.get_mut(sock as usize) {
+                *entry = None;
+            }
+        }
+        let _ = lock(&self.config.ports).release(leg.ports.rtp);
+        if let Some(legs) = self.calls.get_mut(&leg.call) {
+            legs.retain(|(_, s)| *s != slot);
+            if legs.is_empty() {
+                self.calls.remove(&leg.call);
+            }
+        }
+        let stats = leg.endpoint.stats();
+        self.metrics.leg_packets.record(stats.packets_in as f64);
+        self.metrics.leg_lost.record(stats.lost() as f64);
+        self.metrics.leg_jitter.record(stats.jitter_ms());
+        Some(Event::Stats {
+            call_id: leg.call,
+            leg: leg.id,
+            stats,
+        })
     }
 
     fn export_metrics(&mut self) {
-        let relayed = self.stats.relayed;
-        if relayed != self.exported.0 {
-            self.metrics.relayed.increment(relayed - self.exported.0);
-            self.exported.0 = relayed;
+        let e = &mut self.exported;
+        let delta = |now: u64, before: &mut u64| now - std::mem::replace(before, now);
+        let relayed = delta(self.stats.relayed, &mut e.relayed);
+        if relayed > 0 {
+            self.metrics.relayed.increment(relayed);
+        }
+        let generated = delta(self.stats.generated, &mut e.generated);
+        if generated > 0 {
+            self.metrics.generated.increment(generated);
         }
         for (i, c) in self.metrics.dropped.iter().enumerate() {
-            let d = self.stats.dropped[i];
-            if d != self.exported.1[i] {
-                c.increment(d - self.exported.1[i]);
-                self.exported.1[i] = d;
+            let d = delta(self.stats.dropped[i], &mut e.dropped[i]);
+            if d > 0 {
+                c.increment(d);
             }
         }
-        let rearms = self.ring.counters().multishot_rearms;
-        if rearms != self.exported.2 {
-            self.metrics.rearms.increment(rearms - self.exported.2);
-            self.exported.2 = rearms;
+        let rearms = delta(self.ring.counters().multishot_rearms, &mut e.rearms);
+        if rearms > 0 {
+            self.metrics.rearms.increment(rearms);
         }
         self.metrics.in_use.set(self.ring.buffers_in_use() as f64);
+        self.metrics
+            .legs
+            .set(self.legs.len() as f64 - self.free_legs.len() as f64);
     }
 }
 
@@ -535,14 +1235,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drop_reasons_start_with_the_rtp_error_reasons() {
-        for (i, e) in RtpError::ALL.iter().enumerate() {
-            assert_eq!(DROP_REASONS[i], e.reason());
-            assert_eq!(drop_index(*e), i);
-        }
-        assert_eq!(DROP_REASONS[DROP_SOURCE], "source");
-        assert_eq!(DROP_REASONS[DROP_UNLATCHED], "unlatched");
-        assert_eq!(DROP_REASONS[DROP_RTCP], "rtcp");
+    fn drop_reasons_start_with_the_endpoint_reasons() {
+        assert_eq!(DROP_REASONS[..DROP_UNKNOWN], endpoint::DROP_REASONS);
         assert_eq!(DROP_REASONS[DROP_UNKNOWN], "unknown");
+        assert_eq!(DROP_REASONS[DROP_AUDIO], "audio");
+        assert_eq!(DROP_REASONS[DROP_TX_POOL], "tx_pool");
+        let mut stats = ShardStats {
+            ring: RingInfo {
+                single_issuer: false,
+                defer_taskrun: false,
+                mode: super::super::RecvMode::Plain,
+                buffers: 1,
+                tx_buffers: 0,
+                fixed_files: false,
+            },
+            relayed: 0,
+            generated: 0,
+            dropped: [0; DROP_REASONS.len()],
+            multishot_rearms: 0,
+            bufring_in_use: 0,
+            recv_errors: 0,
+            send_errors: 0,
+            truncated: 0,
+            legs: 0,
+            bridges: 0,
+            cpu_ns: 0,
+        };
+        Shard::count_drop(&mut stats, "source");
+        Shard::count_drop(&mut stats, "not a reason");
+        assert_eq!((stats.dropped("source"), stats.dropped("unknown")), (1, 1));
+    }
+
+    #[test]
+    fn egress_codec_prefers_pcmu() {
+        assert_eq!(egress_codec(&PtMap::default()), Codec::Pcmu);
+        let alaw = PtMap::new(&[(8, Codec::Pcma), (101, Codec::TelephoneEvent)]).unwrap();
+        assert_eq!(egress_codec(&alaw), Codec::Pcma);
     }
 }

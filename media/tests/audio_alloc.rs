@@ -1,0 +1,175 @@
+//! A leg's audio allocates nothing per packet once set up: the tap (reorder, decode, DTMF + AMD,
+//! unified digits) and the dub mixer over 10^4 packets; a fork allocates exactly its one `Arc`
+//! per 20 ms frame. A per-thread counting allocator counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dialplane_media::api::{DubAction, ForkId, ForkMix, TrackId};
+use dialplane_media::audio::{AudioEvent, FRAME_SAMPLES, LegAudio};
+use dialplane_media::endpoint::Codec;
+use dialplane_media::telephone_event::{EndReason, KeyPress};
+use dsp::amd::AmdConfig;
+use dsp::g711::Law;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates to the system allocator; the counter is a const-initialised thread-local
+// Cell, which neither allocates nor has a destructor.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+const PACKETS: usize = 10_000;
+
+/// 20 ms µ-law packets: a DTMF key every second among noise-like "speech" bursts.
+fn packets() -> Vec<[u8; FRAME_SAMPLES]> {
+    let mut x = Vec::new();
+    let mut seed = 0x5eed_u32;
+    while x.len() < PACKETS * FRAME_SAMPLES {
+        x.extend(dsp::dtmf::digits("5", 100, 100));
+        for _ in 0..6400 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            x.push((seed as f32 / u32::MAX as f32 - 0.5) * 0.3);
+        }
+    }
+    x.chunks(FRAME_SAMPLES)
+        .take(PACKETS)
+        .map(|c| {
+            let mut p = [0u8; FRAME_SAMPLES];
+            for (p, &v) in p.iter_mut().zip(c) {
+                *p = Law::Ulaw.encode((v * 32767.0) as i16);
+            }
+            p
+        })
+        .collect()
+}
+
+/// Run every per-packet entry point for `packets` (some reordered, some lost); returns the
+/// events seen.
+fn run(a: &mut LegAudio, t0: Instant, packets: &[[u8; FRAME_SAMPLES]]) -> (u64, u64, u64) {
+    let (mut digits, mut frames, mut generated) = (0, 0, 0);
+    let mut out = [0u8; FRAME_SAMPLES];
+    let press = KeyPress {
+        event: 5,
+        timestamp: 0,
+        duration: 800,
+        volume: 10,
+        end: EndReason::EndBit,
+    };
+    for k in 0..packets.len() {
+        let now = t0 + Duration::from_millis(20 * k as u64);
+        // Swap every 7th pair, lose every 50th packet.
+        let i = match k % 7 {
+            3 => k + 1,
+            4 => k - 1,
+            _ => k,
+        }
+        .min(packets.len() - 1);
+        if i % 50 != 49 {
+            a.on_received(now, Codec::Pcmu, i as u16, &packets[i]);
+        }
+        if k % 50 == 5 {
+            a.on_key_press(now, &press);
+        }
+        let mut bridged = packets[k];
+        if k % 100 < 90 {
+            // The far side goes quiet 10 % of the time: the dub track goes alone.
+            assert!(a.on_egress(now, Codec::Pcmu, &mut bridged));
+        }
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now);
+            while a.poll_transmit(now, &mut out).is_some() {
+                generated += 1;
+            }
+        }
+        while let Some(e) = a.poll_event() {
+            match e {
+                AudioEvent::Digit { .. } => digits += 1,
+                AudioEvent::Frame { .. } => frames += 1,
+                _ => {}
+            }
+        }
+    }
+    (digits, frames, generated)
+}
+
+fn leg(t0: Instant) -> LegAudio {
+    let mut a = LegAudio::default();
+    a.set_tap(t0, true, Some(AmdConfig::default()));
+    a.dub(t0, Codec::Pcmu, TrackId(1), DubAction::AddTrack)
+        .unwrap();
+    let music: Arc<[i16]> = (0..8000)
+        .map(|i| ((i as f32 * 0.05).sin() * 3000.0) as i16)
+        .collect();
+    a.dub(
+        t0,
+        Codec::Pcmu,
+        TrackId(1),
+        DubAction::Play {
+            samples: music,
+            looped: true,
+            gain_db: -6,
+        },
+    )
+    .unwrap();
+    a
+}
+
+#[test]
+fn tap_and_dub_allocate_nothing_per_packet() {
+    let packets = packets();
+    let t0 = Instant::now();
+    let mut a = leg(t0);
+    let before = allocs();
+    let (digits, _, generated) = run(&mut a, t0, &packets);
+    assert_eq!(allocs() - before, 0);
+    // The path did its work: one digit per second (heard both ways, reported once) and the
+    // track went out alone while the far side was quiet.
+    let seconds = (PACKETS / 50) as u64;
+    assert!(
+        digits.abs_diff(seconds) <= 2,
+        "{digits} digits in {seconds} s"
+    );
+    assert!(generated > 500, "{generated}");
+}
+
+#[test]
+fn a_fork_allocates_one_arc_per_frame() {
+    let packets = packets();
+    let t0 = Instant::now();
+    let mut a = leg(t0);
+    a.fork(ForkId(1), ForkMix::Stereo, 16000);
+    let before = allocs();
+    let (_, frames, _) = run(&mut a, t0, &packets[..2000]);
+    assert!(frames >= 1990, "{frames}");
+    assert_eq!(allocs() - before, frames);
+}

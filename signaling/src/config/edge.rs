@@ -1,0 +1,609 @@
+//! The sections about a call's edges: the HTTP API (`[http]`), who may send us calls
+//! (`[security]`), where phone numbers go (`[[carriers]]`, `[teams]`) and which app answers a
+//! called number (`[[routes]]`).
+//!
+//! Addresses, networks and URIs are parsed while the file is read, so the rest of dialplane
+//! only sees typed values; a bad one is reported with its key's dotted name.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+use crate::message::{SipUri, Uri};
+
+/// `[http]`: the listener of the REST API and `/metrics`
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the listener (`--http`).
+    pub listen: SocketAddr,
+    /// The bearer token REST requests must present (`--api-token`). Without one every REST
+    /// request is refused with 401; `/metrics` needs no token.
+    pub api_token: Option<String>,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// A request whose body and handling take longer is answered 408; a client this slow
+    /// with its headers is disconnected.
+    pub request_timeout_ms: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            api_token: None,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 5000,
+        }
+    }
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+/// `[security]`: sources allowed to send us calls, besides carriers and registered users
+///
+/// The per-source SIP rate limit is `[sip] rate_limit`, next to the transports that enforce it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Networks trusted to send INVITEs (CIDR; a bare address is one host).
+    #[serde(deserialize_with = "networks")]
+    pub allow_from: Vec<IpNet>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            allow_from: vec!["127.0.0.0/8".parse().expect("a valid network literal")],
+        }
+    }
+}
+
+/// One `[[carriers]]` entry: a SIP trunk for phone numbers, outbound and/or inbound
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// The name a dial target's `trunk` refers to.
+    pub name: String,
+    /// Where calls to phone numbers go, e.g. `sip:gw1.example.net:5060`, without a user part
+    /// (the number becomes it). No gateway: an inbound-only carrier.
+    #[serde(default, deserialize_with = "gateways")]
+    pub gateways: Vec<SipUri>,
+    /// Digest username for the carrier's challenges.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Digest password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Source networks the carrier sends calls from (CIDR).
+    #[serde(default, deserialize_with = "networks")]
+    pub inbound: Vec<IpNet>,
+    /// Country code given to national numbers (no `+`), e.g. `"1"`; without it such numbers
+    /// cannot be sent to this carrier.
+    #[serde(default)]
+    pub country_code: Option<String>,
+    /// Trunk prefix stripped from national numbers before the country code is added, e.g.
+    /// `"0"` (most of Europe) or `"1"` (North America).
+    #[serde(default)]
+    pub national_prefix: Option<String>,
+    /// Prefix that stands for `+`, e.g. `"00"` or `"011"`.
+    #[serde(default)]
+    pub international_prefix: Option<String>,
+}
+
+impl fmt::Debug for CarrierConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gateways: Vec<String> = self.gateways.iter().map(ToString::to_string).collect();
+        f.debug_struct("CarrierConfig")
+            .field("name", &self.name)
+            .field("gateways", &gateways)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("inbound", &self.inbound)
+            .field("country_code", &self.country_code)
+            .field("national_prefix", &self.national_prefix)
+            .field("international_prefix", &self.international_prefix)
+            .finish()
+    }
+}
+
+/// `[teams]`: Microsoft Teams Direct Routing
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamsConfig {
+    /// Our SBC's FQDN as paired with Teams, and the tenant used when a target names none.
+    /// Empty: Teams is not configured and `teams` targets fail.
+    pub fqdn: String,
+    /// Microsoft's SIP proxy that calls to Teams users go to.
+    #[serde(deserialize_with = "gateway")]
+    pub gateway: SipUri,
+}
+
+impl Default for TeamsConfig {
+    fn default() -> Self {
+        Self {
+            fqdn: String::new(),
+            gateway: match Uri::parse("sip:sip.pstnhub.microsoft.com:5061;transport=tls") {
+                Ok(Uri::Sip(u)) => u,
+                _ => unreachable!("the default Teams gateway is a SIP URI"),
+            },
+        }
+    }
+}
+
+/// One `[[routes]]` entry: the call webhook for a called number
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The called number: exact (`"+15083084809"`) or a prefix ending in `*` (`"+1508*"`).
+    pub to: NumberPattern,
+    /// The call webhook for calls to it.
+    pub app_url: String,
+}
+
+/// A called-number pattern of `[[routes]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberPattern {
+    /// This number only.
+    Exact(String),
+    /// Every number starting with this (the pattern without its `*`).
+    Prefix(String),
+}
+
+impl NumberPattern {
+    /// How well `number` matches: `None` when it does not; exact matches beat every prefix,
+    /// longer prefixes beat shorter ones.
+    pub fn rank(&self, number: &str) -> Option<usize> {
+        match self {
+            NumberPattern::Exact(n) => (n == number).then_some(usize::MAX),
+            NumberPattern::Prefix(p) => number.starts_with(p.as_str()).then_some(p.len()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumberPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = |c: char| c.is_whitespace() || c.is_control() || c == '*';
+        let pattern = match s.strip_suffix('*') {
+            Some(p) => NumberPattern::Prefix(p.to_string()),
+            None if s.is_empty() => {
+                return Err(serde::de::Error::custom("empty called-number pattern"));
+            }
+            None => NumberPattern::Exact(s.clone()),
+        };
+        let (NumberPattern::Exact(body) | NumberPattern::Prefix(body)) = &pattern;
+        if body.contains(bad) {
+            return Err(serde::de::Error::custom(format!(
+                "bad called-number pattern {s:?}: '*' only at the end, no whitespace"
+            )));
+        }
+        Ok(pattern)
+    }
+}
+
+/// Parses `198.51.100.0/24` or a bare address (one host); host bits are cleared.
+fn parse_network(s: &str) -> Result<IpNet, String> {
+    let net = match s.parse::<IpNet>() {
+        Ok(n) => n,
+        Err(_) => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("{s:?} is not a network (CIDR like 198.51.100.0/24)"))?,
+    };
+    Ok(net.trunc())
+}
+
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_network(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A gateway: a `sip:`/`sips:` URI naming a host, without a user part.
+fn parse_gateway(s: &str) -> Result<SipUri, String> {
+    match Uri::parse(s) {
+        Ok(Uri::Sip(u)) if u.user.is_some() => Err(format!(
+            "gateway {s:?} must not have a user part (the dialled number goes there)"
+        )),
+        Ok(Uri::Sip(u)) if !u.headers.is_empty() => {
+            Err(format!("gateway {s:?} must not have URI headers"))
+        }
+        Ok(Uri::Sip(u)) => Ok(u),
+        Ok(_) => Err(format!("gateway {s:?} must be a sip: or sips: URI")),
+        Err(e) => Err(format!("gateway {s:?}: {e}")),
+    }
+}
+
+fn gateway<'de, D: Deserializer<'de>>(d: D) -> Result<SipUri, D::Error> {
+    parse_gateway(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn gateways<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SipUri>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_gateway(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// Checks what types alone cannot: names, digits, URLs, duplicates.
+pub(super) fn validate(
+    config: &super::Config,
+    invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let http = &config.http;
+    if http
+        .api_token
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(invalid(
+            "http.api_token",
+            "must be non-empty printable ASCII without spaces",
+        ));
+    }
+    if http.max_body_bytes == 0 {
+        return Err(invalid("http.max_body_bytes", "must be greater than 0"));
+    }
+    if http.request_timeout_ms == 0 {
+        return Err(invalid("http.request_timeout_ms", "must be greater than 0"));
+    }
+    for (i, c) in config.carriers.iter().enumerate() {
+        validate_carrier(i, c, &config.carriers[..i], invalid)?;
+    }
+    let teams = &config.teams;
+    if !teams.fqdn.is_empty() && !is_hostname(&teams.fqdn) {
+        return Err(invalid(
+            "teams.fqdn",
+            "must be a host name like sbc.example.com",
+        ));
+    }
+    for (i, r) in config.routes.iter().enumerate() {
+        if !is_http_url(&r.app_url) {
+            return Err(invalid(
+                "routes.app_url",
+                &format!("route {}: must be an absolute http(s) URL", i + 1),
+            ));
+        }
+        if config.routes[..i].iter().any(|o| o.to == r.to) {
+            return Err(invalid(
+                "routes.to",
+                &format!("route {}: the same pattern is listed twice", i + 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_carrier(
+    i: usize,
+    c: &CarrierConfig,
+    earlier: &[CarrierConfig],
+    invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if c.name.is_empty()
+        || c.name
+            .contains(|ch: char| ch.is_whitespace() || ch.is_control())
+    {
+        return Err(invalid(
+            "carriers.name",
+            &format!("carrier {}: must be non-empty, without whitespace", i + 1),
+        ));
+    }
+    if earlier.iter().any(|o| o.name == c.name) {
+        return Err(invalid(
+            "carriers.name",
+            &format!("carrier {:?} is listed twice", c.name),
+        ));
+    }
+    let creds = (c.username.as_deref(), c.password.as_deref());
+    if matches!(creds, (Some(""), _) | (Some(_), None)) {
+        return Err(invalid(
+            "carriers.username",
+            &format!("carrier {:?}: a username needs a password", c.name),
+        ));
+    }
+    if matches!(creds, (None, Some(_)) | (_, Some(""))) {
+        return Err(invalid(
+            "carriers.password",
+            &format!("carrier {:?}: a password needs a username", c.name),
+        ));
+    }
+    if c.gateways.is_empty() && c.inbound.is_empty() {
+        return Err(invalid(
+            "carriers.gateways",
+            &format!(
+                "carrier {:?}: needs gateways, inbound networks or both",
+                c.name
+            ),
+        ));
+    }
+    for (key, value, check) in [
+        ("carriers.country_code", &c.country_code, 1..=3),
+        ("carriers.national_prefix", &c.national_prefix, 1..=4),
+        (
+            "carriers.international_prefix",
+            &c.international_prefix,
+            1..=4,
+        ),
+    ] {
+        if let Some(v) = value
+            && (!check.contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid(
+                key,
+                &format!(
+                    "carrier {:?}: {v:?} must be {} to {} digits",
+                    c.name,
+                    check.start(),
+                    check.end()
+                ),
+            ));
+        }
+    }
+    if c.country_code
+        .as_deref()
+        .is_some_and(|cc| cc.starts_with('0'))
+    {
+        return Err(invalid(
+            "carriers.country_code",
+            &format!("carrier {:?}: a country code does not start with 0", c.name),
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS name (letters, digits, `-`, dots), not an address, with at least two labels.
+fn is_hostname(s: &str) -> bool {
+    s.parse::<IpAddr>().is_err()
+        && s.len() <= 253
+        && s.split('.').count() >= 2
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `http://host…` or `https://host…`, no whitespace.
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !s.contains(|c: char| c.is_whitespace() || c.is_control())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ServeOverrides};
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.http.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.http.api_token, None);
+        assert_eq!(
+            c.security.allow_from,
+            ["127.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+        assert!(c.carriers.is_empty() && c.routes.is_empty());
+        assert_eq!(c.teams.fqdn, "");
+        assert_eq!(
+            c.teams.gateway.to_string(),
+            "sip:sip.pstnhub.microsoft.com:5061;transport=tls"
+        );
+    }
+
+    #[test]
+    fn every_section_parses() {
+        let c = parse(
+            "[http]\nlisten = \"0.0.0.0:8080\"\napi_token = \"s3cret-token\"\n\
+             max_body_bytes = 1000\nrequest_timeout_ms = 100\n\
+             [security]\nallow_from = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\", \"10.1.2.3/16\"]\n\
+             [[carriers]]\nname = \"acme\"\ngateways = [\"sip:gw1.acme.net:5060\", \"sips:gw2.acme.net;transport=tls\"]\n\
+             username = \"u\"\npassword = \"hunter2\"\ninbound = [\"198.51.100.0/24\"]\n\
+             country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = \"011\"\n\
+             [[carriers]]\nname = \"in\"\ninbound = [\"203.0.113.0/24\"]\n\
+             [teams]\nfqdn = \"sbc.example.com\"\ngateway = \"sip:sip2.pstnhub.microsoft.com:5061;transport=tls\"\n\
+             [[routes]]\nto = \"+1508*\"\napp_url = \"https://apps.example.com/1508\"\n\
+             [[routes]]\nto = \"+15083084809\"\napp_url = \"http://127.0.0.1:8080/call\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.http.api_token.as_deref(), Some("s3cret-token"));
+        assert_eq!(
+            (c.http.max_body_bytes, c.http.request_timeout_ms),
+            (1000, 100)
+        );
+        let nets: Vec<String> = c
+            .security
+            .allow_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Bare addresses are hosts; host bits are cleared.
+        assert_eq!(
+            nets,
+            ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "10.1.0.0/16"]
+        );
+        let acme = &c.carriers[0];
+        assert_eq!(acme.gateways[0].host, "gw1.acme.net");
+        assert_eq!(acme.gateways[0].port, Some(5060));
+        assert!(acme.gateways[1].secure);
+        assert_eq!(acme.gateways[1].param("transport"), Some(Some("tls")));
+        assert_eq!(acme.password.as_deref(), Some("hunter2"));
+        assert_eq!(c.carriers[1].gateways, []);
+        assert_eq!(c.teams.gateway.host, "sip2.pstnhub.microsoft.com");
+        assert_eq!(c.routes[0].to, NumberPattern::Prefix("+1508".into()));
+        assert_eq!(c.routes[1].to, NumberPattern::Exact("+15083084809".into()));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (text, key) in [
+            ("[http]\nlisen = \"127.0.0.1:1\"\n", "lisen"),
+            ("[security]\nallow = []\n", "allow"),
+            (
+                "[[carriers]]\nname = \"a\"\ngatways = [\"sip:x\"]\n",
+                "gatways",
+            ),
+            ("[teams]\ntenant = \"x\"\n", "tenant"),
+            (
+                "[[routes]]\nto = \"1\"\napp_url = \"http://x\"\nurl = \"x\"\n",
+                "url",
+            ),
+            ("[[carriers]]\ngateways = [\"sip:x\"]\n", "name"),
+            ("[[routes]]\nto = \"1\"\n", "app_url"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key) && e.contains("t.toml"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("[http]\nlisten = \"127.0.0.1\"\n", "listen"),
+            ("[http]\napi_token = \"\"\n", "http.api_token"),
+            ("[http]\napi_token = \"two words\"\n", "http.api_token"),
+            ("[http]\nmax_body_bytes = 0\n", "http.max_body_bytes"),
+            (
+                "[http]\nrequest_timeout_ms = 0\n",
+                "http.request_timeout_ms",
+            ),
+            ("[security]\nallow_from = [\"10.0.0.0/33\"]\n", "allow_from"),
+            (
+                "[security]\nallow_from = [\n  \"10.0.0.0/8\",\n  \"localhost\",\n]\n",
+                "allow_from",
+            ),
+            ("[security]\nallow_from = \"10.0.0.0/8\"\n", "allow_from"),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"http://x\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:u@gw\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:gw?h=v\"]\n",
+                "gateways",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ngateways = [\"sip:gw:99999\"]\n",
+                "gateways",
+            ),
+            ("[[carriers]]\nname = \"a\"\ninbound = [\"x\"]\n", "inbound"),
+            (
+                "[[carriers]]\nname = \"\"\ninbound = [\"10.0.0.1\"]\n",
+                "carriers.name",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\n\
+                 [[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.2\"]\n",
+                "carriers.name",
+            ),
+            ("[[carriers]]\nname = \"a\"\n", "carriers.gateways"),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\nusername = \"u\"\n",
+                "carriers.username",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\npassword = \"p\"\n",
+                "carriers.password",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ncountry_code = \"+1\"\n",
+                "carriers.country_code",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ncountry_code = \"044\"\n",
+                "carriers.country_code",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\nnational_prefix = \"x\"\n",
+                "carriers.national_prefix",
+            ),
+            (
+                "[[carriers]]\nname = \"a\"\ninbound = [\"10.0.0.1\"]\ninternational_prefix = \"\"\n",
+                "carriers.international_prefix",
+            ),
+            ("[teams]\nfqdn = \"sbc\"\n", "teams.fqdn"),
+            ("[teams]\nfqdn = \"192.0.2.1\"\n", "teams.fqdn"),
+            ("[teams]\nfqdn = \"a b.example.com\"\n", "teams.fqdn"),
+            ("[teams]\ngateway = \"tel:+1\"\n", "gateway"),
+            ("[[routes]]\nto = \"\"\napp_url = \"http://x\"\n", "to"),
+            ("[[routes]]\nto = \"+1*5*\"\napp_url = \"http://x\"\n", "to"),
+            ("[[routes]]\nto = \"+1 5\"\napp_url = \"http://x\"\n", "to"),
+            (
+                "[[routes]]\nto = \"+1\"\napp_url = \"ftp://x\"\n",
+                "routes.app_url",
+            ),
+            (
+                "[[routes]]\nto = \"+1\"\napp_url = \"http:///x\"\n",
+                "routes.app_url",
+            ),
+            (
+                "[[routes]]\nto = \"+1*\"\napp_url = \"http://x\"\n\
+                 [[routes]]\nto = \"+1*\"\napp_url = \"http://y\"\n",
+                "routes.to",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let mut c = parse("[http]\nlisten = \"127.0.0.1:4000\"\napi_token = \"file\"\n").unwrap();
+        c.apply_overrides(ServeOverrides::default());
+        assert_eq!(c.http.listen.port(), 4000);
+        assert_eq!(c.http.api_token.as_deref(), Some("file"));
+        c.apply_overrides(ServeOverrides {
+            http: Some("127.0.0.2:5000".parse().unwrap()),
+            api_token: Some("flag".into()),
+            ..ServeOverrides::default()
+        });
+        assert_eq!(c.http.listen, "127.0.0.2:5000".parse().unwrap());
+        assert_eq!(c.http.api_token.as_deref(), Some("flag"));
+        c.apply_overrides(ServeOverrides {
+            api_token: Some(String::new()),
+            ..ServeOverrides::default()
+        });
+        let e = c.validate("command line").unwrap_err().to_string();
+        assert!(
+            e.contains("http.api_token") && e.contains("command line"),
+            "{e}"
+        );
+    }
+}

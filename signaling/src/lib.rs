@@ -3,7 +3,8 @@
 //! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
-//! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
+//! (RFC 3261 §17 transactions with an injected clock), [`dialog`] (dialogs above them: forking,
+//! PRACK, re-INVITE/UPDATE, REFER, session timers), [`registrar`] (REGISTER and the bindings
 //! store) and [`options`] (answers to OPTIONS); at the edges, [`rest`] (live call control over
 //! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
 //! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
@@ -20,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dial;
+pub mod dialog;
 pub mod message;
 pub mod options;
 pub mod payload;

@@ -528,14 +528,12 @@ fn looks_like_request(buf: &[u8]) -> Option<Method> {
 
 /// (end of the header section excluding the blank line, start of the body).
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    // The first "\n\r\n" or "\n\n", whichever comes first.
-    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i + 1, i + 3));
-    let limit = crlf.map_or(buf.len(), |(_, end)| end);
-    let lf = memchr::memmem::find(&buf[..limit], b"\n\n").map(|i| (i + 1, i + 2));
-    match (crlf, lf) {
-        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
-        (c, l) => c.or(l),
-    }
+    // The first "\n\r\n" or "\n\n": one scan that stops at the blank line, not the body's end.
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1..) {
+        Some([b'\n', ..]) => Some((i + 1, i + 2)),
+        Some([b'\r', b'\n', ..]) => Some((i + 1, i + 3)),
+        _ => None,
+    })
 }
 
 /// Parses the header section (after the start line) into `headers`, which must be empty.
@@ -546,46 +544,67 @@ fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErro
     let mut pos = 0;
     let mut current: Option<(HeaderName, Value)> = None;
     while pos < b.len() {
-        let end = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
-        let mut line_end = end;
-        if line_end > pos && b[line_end - 1] == b'\r' {
-            line_end -= 1;
-        }
-        // `pos` follows a '\n' (or is 0) and `line_end` precedes "\r\n": char boundaries.
-        let line = &head[pos..line_end];
-        let line_start = pos;
-        pos = end + 1;
-        if line.is_empty() {
-            continue;
-        }
-        if memchr::memchr(b'\r', line.as_bytes()).is_some() {
-            return Err(ParseErrorKind::HeaderLine);
-        }
-        if line.starts_with([' ', '\t']) {
-            // Folded continuation: joined with one space.
-            let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
-            let cont = trim_ws(line);
-            if !cont.is_empty() {
-                let mut joined = v.get(head).to_owned();
-                if !joined.is_empty() {
-                    joined.push(' ');
-                }
-                joined.push_str(cont);
-                *v = Value::Owned(joined);
+        let folded = matches!(b[pos], b' ' | b'\t');
+        // A field line is `token *WS ":" value`; the value starts after the colon.
+        let (name, value_start) = if folded {
+            (None, pos)
+        } else {
+            let n = b[pos..]
+                .iter()
+                .take_while(|c| names::is_token_byte(**c))
+                .count();
+            let mut colon = pos + n;
+            while matches!(b.get(colon), Some(b' ' | b'\t')) {
+                colon += 1;
             }
-            continue;
+            match b.get(colon) {
+                Some(b':') if n > 0 => {
+                    (Some(HeaderName::from_token(&head[pos..pos + n])), colon + 1)
+                }
+                // An empty line (only the last one can be: the head ends at the blank line).
+                Some(b'\r' | b'\n') if colon == pos => (None, pos),
+                _ => return Err(ParseErrorKind::HeaderLine),
+            }
+        };
+        // The line ends at "\r\n" or "\n"; any other CR is malformed.
+        let eol =
+            memchr::memchr2(b'\r', b'\n', &b[value_start..]).map_or(b.len(), |i| value_start + i);
+        let next = match &b[eol..] {
+            [b'\n', ..] => eol + 1,
+            [b'\r', b'\n', ..] => eol + 2,
+            [] => eol,
+            _ => return Err(ParseErrorKind::HeaderLine),
+        };
+        // `value_start` follows an ASCII byte and `eol` precedes one: char boundaries.
+        let value = &head[value_start..eol];
+        pos = next;
+        match name {
+            Some(name) => {
+                if let Some(h) = current.take() {
+                    headers.entries.push(h);
+                }
+                let start_trim = names::trim_ws_start(value);
+                let start = eol - start_trim.len();
+                current = Some((
+                    name,
+                    Value::Span(start, start + names::trim_ws_end(start_trim).len()),
+                ));
+            }
+            None if folded => {
+                // Folded continuation: joined with one space.
+                let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
+                let cont = trim_ws(value);
+                if !cont.is_empty() {
+                    let mut joined = v.get(head).to_owned();
+                    if !joined.is_empty() {
+                        joined.push(' ');
+                    }
+                    joined.push_str(cont);
+                    *v = Value::Owned(joined);
+                }
+            }
+            None => {}
         }
-        if let Some(h) = current.take() {
-            headers.entries.push(h);
-        }
-        let colon = names::find_byte(line, b':').ok_or(ParseErrorKind::HeaderLine)?;
-        let name = HeaderName::new(names::trim_ws_end(&line[..colon]))
-            .ok_or(ParseErrorKind::HeaderLine)?;
-        let after = &line[colon + 1..];
-        let start_trim = names::trim_ws_start(after);
-        let value = names::trim_ws_end(start_trim);
-        let start = line_start + colon + 1 + (after.len() - start_trim.len());
-        current = Some((name, Value::Span(start, start + value.len())));
     }
     if let Some(h) = current {
         headers.entries.push(h);
@@ -645,7 +664,8 @@ impl Message {
         let (start, rest) = head.split_once('\n').unwrap_or((head, ""));
         let start = start.strip_suffix('\r').unwrap_or(start);
         let mut headers = Headers::new();
-        headers.entries.reserve(16);
+        // Enough for a carrier INVITE without growing.
+        headers.entries.reserve(32);
 
         if req.is_none() {
             // Response: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase.
@@ -800,12 +820,24 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         (HeaderName::DATE, "Date"),
     ];
     const SINGLE: std::ops::Range<usize> = 1..9;
+    // WATCH's index + 1 by known-name id (0: not watched), so each field costs one load.
+    const SLOT: [u8; names::KNOWN_NAMES.len() + 1] = {
+        let mut t = [0u8; names::KNOWN_NAMES.len() + 1];
+        let mut i = 0;
+        while i < WATCH.len() {
+            t[WATCH[i].0.id() as usize] = (i + 1) as u8;
+            i += 1;
+        }
+        t
+    };
     let mut counts = [0usize; WATCH.len()];
     let mut first = [""; WATCH.len()];
-    for (name, value) in h.iter() {
-        if let Some(i) = WATCH.iter().position(|(n, _)| n == name) {
+    for (name, value) in &h.entries {
+        if let Some(&slot) = SLOT.get(usize::from(name.id()))
+            && let Some(i) = usize::from(slot).checked_sub(1)
+        {
             if counts[i] == 0 {
-                first[i] = value;
+                first[i] = value.get(&h.raw);
             }
             counts[i] += 1;
         }

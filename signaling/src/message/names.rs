@@ -244,21 +244,12 @@ const NAME_WORDS: usize = 3;
 #[inline]
 const fn fold_words(b: &[u8]) -> [u64; NAME_WORDS] {
     let mut buf = [0u8; 8 * NAME_WORDS];
-    let mut i = 0;
-    while i < b.len() {
-        buf[i] = b[i];
-        i += 1;
-    }
+    buf.split_at_mut(b.len()).0.copy_from_slice(b);
+    let (chunks, _) = buf.as_chunks::<8>();
     let mut w = [0u64; NAME_WORDS];
     let mut k = 0;
     while k < NAME_WORDS {
-        let mut x = 0u64;
-        let mut j = 8;
-        while j > 0 {
-            j -= 1;
-            x = (x << 8) | buf[8 * k + j] as u64;
-        }
-        w[k] = x | 0x2020_2020_2020_2020;
+        w[k] = u64::from_le_bytes(chunks[k]) | 0x2020_2020_2020_2020;
         k += 1;
     }
     w
@@ -341,19 +332,20 @@ impl HeaderName {
         if s.is_empty() || !s.bytes().all(is_token_byte) {
             return None;
         }
-        Some(HeaderName::from_token(s))
+        Some(HeaderName::from_token(s.as_bytes()))
     }
 
     /// A header name from a string already checked to be a non-empty token.
-    pub(crate) fn from_token(s: &str) -> HeaderName {
-        let id = known_id(s.as_bytes());
+    pub(crate) fn from_token(s: &[u8]) -> HeaderName {
+        let id = known_id(s);
         match KNOWN_SPELLINGS.get(usize::from(id).wrapping_sub(1)) {
             Some(known) => HeaderName {
                 name: Cow::Borrowed(known),
                 id,
             },
+            // Token characters are ASCII: nothing is lost.
             None => HeaderName {
-                name: Cow::Owned(s.to_owned()),
+                name: Cow::Owned(String::from_utf8_lossy(s).into_owned()),
                 id: 0,
             },
         }
@@ -405,30 +397,34 @@ impl fmt::Display for HeaderName {
 }
 
 /// Character classes (RFC 3261 §25.1), one bit each, looked up by byte.
-pub(crate) const TOKEN: u8 = 1;
+pub(crate) const TOKEN: u16 = 1;
 /// `unreserved`: alphanumerics and marks.
-pub(crate) const UNRESERVED: u8 = 2;
+pub(crate) const UNRESERVED: u16 = 2;
 /// Extra characters in a URI user part.
-pub(crate) const USER: u8 = 4;
+pub(crate) const USER: u16 = 4;
 /// Extra characters in a URI password.
-pub(crate) const PASSWORD: u8 = 8;
+pub(crate) const PASSWORD: u16 = 8;
 /// Extra characters in uri-parameter names and values.
-pub(crate) const PARAM: u8 = 16;
+pub(crate) const PARAM: u16 = 16;
 /// Extra characters in URI header names and values.
-pub(crate) const HNV: u8 = 32;
+pub(crate) const HNV: u16 = 32;
 /// Host name characters.
-pub(crate) const HOST: u8 = 64;
+pub(crate) const HOST: u16 = 64;
+/// Generic-parameter values: token characters plus the IPv6 reference's `[]:`.
+pub(crate) const PVALUE: u16 = 128;
+/// Via sent-by: host characters plus the IPv6 reference's `[]:` and the port's `:`.
+pub(crate) const SENT_BY: u16 = 256;
 
-const fn classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn classes() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut i = 0;
     while i < 256 {
         if (i as u8).is_ascii_alphanumeric() {
-            t[i] = TOKEN | UNRESERVED | HOST;
+            t[i] = TOKEN | UNRESERVED | HOST | PVALUE | SENT_BY;
         }
         i += 1;
     }
-    let sets: [(&[u8], u8); 7] = [
+    let sets: [(&[u8], u16); 10] = [
         (b"-.!%*_+`'~", TOKEN),
         (b"-_.!~*'()", UNRESERVED),
         (b"&=+$,;?/", USER),
@@ -436,6 +432,9 @@ const fn classes() -> [u8; 256] {
         (b"[]/:&+$", PARAM),
         (b"[]/?:+$", HNV),
         (b"-._", HOST),
+        (b"-.!%*_+`'~", PVALUE),
+        (b"[]:", PVALUE),
+        (b"-._[]:", SENT_BY),
     ];
     let mut k = 0;
     while k < sets.len() {
@@ -451,12 +450,18 @@ const fn classes() -> [u8; 256] {
 }
 
 /// The class bits of every byte.
-pub(crate) static CLASS: [u8; 256] = classes();
+pub(crate) static CLASS: [u16; 256] = classes();
 
 /// RFC 3261 §25.1 `token` characters.
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    CLASS[b as usize] & TOKEN != 0
+    is_class(b, TOKEN)
+}
+
+/// Whether `b` is in any of the `classes` (bits above).
+#[inline]
+pub(crate) fn is_class(b: u8, classes: u16) -> bool {
+    CLASS[usize::from(b)] & classes != 0
 }
 
 /// Position of an ASCII byte (a plain loop: the strings here are short).

@@ -397,6 +397,24 @@ impl Headers {
         MediaType::parse(self.single(&HeaderName::CONTENT_TYPE, "Content-Type")?).map(Some)
     }
 
+    /// Calls `f` on every comma-separated element of every field with this name, in order, up
+    /// to its first error: [`Headers::values`] without the iterator adapters, for the checks
+    /// every message gets.
+    fn each_value(
+        &self,
+        name: &HeaderName,
+        mut f: impl FnMut(&str) -> Result<(), HeaderError>,
+    ) -> Result<(), HeaderError> {
+        for (n, v) in &self.entries {
+            if n == name {
+                for element in split_list(v.get(&self.raw)) {
+                    f(element)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes [`Headers::write`] writes at most.
     fn wire_len(&self) -> usize {
         const CONTENT_LENGTH_LINE: usize = "Content-Length: 18446744073709551615\r\n\r\n".len();
@@ -946,15 +964,7 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         Ok(v)
     };
     // Checked without building the typed values (no allocation); accessors build them later.
-    if counts[0] == 1 {
-        for v in split_list(first[0]) {
-            ViaRef::parse(v)?;
-        }
-    } else {
-        for v in h.values(&HeaderName::VIA) {
-            ViaRef::parse(v)?;
-        }
-    }
+    h.each_value(&HeaderName::VIA, |v| ViaRef::parse(v).map(drop))?;
     NameAddrRef::parse("From", one_element(1)?)?;
     NameAddrRef::parse("To", one_element(2)?)?;
     let call_id = first[3];
@@ -979,27 +989,28 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         if counts[9] > 0 {
             let mut star = false;
             let mut n = 0;
-            for v in h.values(&HeaderName::CONTACT) {
+            h.each_value(&HeaderName::CONTACT, |v| {
                 n += 1;
                 if v == "*" {
                     star = true;
+                    Ok(())
                 } else {
-                    NameAddrRef::parse("Contact", v)?;
+                    NameAddrRef::parse("Contact", v).map(drop)
                 }
-            }
+            })?;
             if star && n > 1 {
                 return Err(header::err("Contact", "* mixed with addresses").into());
             }
         }
         if counts[10] > 0 {
-            for v in h.values(&HeaderName::ROUTE) {
-                NameAddrRef::parse("Route", v)?;
-            }
+            h.each_value(&HeaderName::ROUTE, |v| {
+                NameAddrRef::parse("Route", v).map(drop)
+            })?;
         }
         if counts[11] > 0 {
-            for v in h.values(&HeaderName::RECORD_ROUTE) {
-                NameAddrRef::parse("Record-Route", v)?;
-            }
+            h.each_value(&HeaderName::RECORD_ROUTE, |v| {
+                NameAddrRef::parse("Record-Route", v).map(drop)
+            })?;
         }
     }
     if counts[12] > 0 && !first[12].ends_with(" GMT") {

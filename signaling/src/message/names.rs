@@ -343,9 +343,9 @@ impl HeaderName {
                 name: Cow::Borrowed(known),
                 id,
             },
-            // Token characters are ASCII: nothing is lost.
+            // Token characters are ASCII, so this is never empty.
             None => HeaderName {
-                name: Cow::Owned(String::from_utf8_lossy(s).into_owned()),
+                name: Cow::Owned(std::str::from_utf8(s).unwrap_or_default().to_owned()),
                 id: 0,
             },
         }

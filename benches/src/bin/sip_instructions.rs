@@ -14,8 +14,7 @@ use signaling::message::Message;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(mode), Some(count)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok()))
-    else {
+    let (Some(mode), Some(count)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok())) else {
         eprintln!("usage: sip_instructions none|parse|serialize|both COUNT");
         return ExitCode::from(2);
     };

@@ -420,7 +420,7 @@ impl Headers {
         const CONTENT_LENGTH_LINE: usize = "Content-Length: 18446744073709551615\r\n\r\n".len();
         self.entries
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.bytes(&self.raw).len() + 4)
+            .map(|(n, v)| n.as_bytes().len() + v.bytes(&self.raw).len() + 4)
             .sum::<usize>()
             + CONTENT_LENGTH_LINE
     }
@@ -430,7 +430,7 @@ impl Headers {
             if *n == HeaderName::CONTENT_LENGTH {
                 continue;
             }
-            out.extend_from_slice(n.as_str().as_bytes());
+            out.extend_from_slice(n.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(v.bytes(&self.raw));
             out.extend_from_slice(b"\r\n");

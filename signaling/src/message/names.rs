@@ -166,10 +166,19 @@ impl fmt::Display for StatusCode {
 /// Known names (full or compact form, any case) parse to their consts, which print the full
 /// canonical spelling; unknown names keep the spelling they arrived with.
 #[derive(Clone)]
-pub struct HeaderName {
-    name: Cow<'static, str>,
-    /// 1.. for known names (one per const), 0 for others.
-    id: u8,
+pub struct HeaderName(Spelling);
+
+/// Longest unknown name kept inline (most `X-` and `P-` names fit).
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Spelling {
+    /// A known name by id, 1.. (one per const).
+    Known(u8),
+    /// A short unknown name as received (token bytes, so ASCII): no allocation.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer unknown name as received.
+    Heap(Box<str>),
 }
 
 macro_rules! header_names {
@@ -177,7 +186,7 @@ macro_rules! header_names {
         impl HeaderName {
             $(
                 #[doc = concat!("The `", $s, "` header.")]
-                pub const $name: HeaderName = HeaderName { name: Cow::Borrowed($s), id: $id };
+                pub const $name: HeaderName = HeaderName(Spelling::Known($id));
             )*
         }
 
@@ -215,7 +224,7 @@ header_names! {
 const _: () = {
     let mut i = 0;
     while i < KNOWN_NAMES.len() {
-        assert!(KNOWN_NAMES[i].id as usize == i + 1);
+        assert!(KNOWN_NAMES[i].id() as usize == i + 1);
         i += 1;
     }
 };
@@ -287,22 +296,22 @@ static NAME_TABLE: [u8; NAME_TABLE_SIZE] = {
 fn known_id(b: &[u8]) -> u8 {
     if b.len() == 1 {
         return match b[0].to_ascii_lowercase() {
-            b'u' => HeaderName::ALLOW_EVENTS.id,
-            b'i' => HeaderName::CALL_ID.id,
-            b'm' => HeaderName::CONTACT.id,
-            b'e' => HeaderName::CONTENT_ENCODING.id,
-            b'l' => HeaderName::CONTENT_LENGTH.id,
-            b'c' => HeaderName::CONTENT_TYPE.id,
-            b'o' => HeaderName::EVENT.id,
-            b'f' => HeaderName::FROM.id,
-            b'y' => HeaderName::IDENTITY.id,
-            b'r' => HeaderName::REFER_TO.id,
-            b'b' => HeaderName::REFERRED_BY.id,
-            b'x' => HeaderName::SESSION_EXPIRES.id,
-            b's' => HeaderName::SUBJECT.id,
-            b'k' => HeaderName::SUPPORTED.id,
-            b't' => HeaderName::TO.id,
-            b'v' => HeaderName::VIA.id,
+            b'u' => HeaderName::ALLOW_EVENTS.id(),
+            b'i' => HeaderName::CALL_ID.id(),
+            b'm' => HeaderName::CONTACT.id(),
+            b'e' => HeaderName::CONTENT_ENCODING.id(),
+            b'l' => HeaderName::CONTENT_LENGTH.id(),
+            b'c' => HeaderName::CONTENT_TYPE.id(),
+            b'o' => HeaderName::EVENT.id(),
+            b'f' => HeaderName::FROM.id(),
+            b'y' => HeaderName::IDENTITY.id(),
+            b'r' => HeaderName::REFER_TO.id(),
+            b'b' => HeaderName::REFERRED_BY.id(),
+            b'x' => HeaderName::SESSION_EXPIRES.id(),
+            b's' => HeaderName::SUBJECT.id(),
+            b'k' => HeaderName::SUPPORTED.id(),
+            b't' => HeaderName::TO.id(),
+            b'v' => HeaderName::VIA.id(),
             _ => 0,
         };
     }
@@ -338,40 +347,81 @@ impl HeaderName {
     /// A header name from a string already checked to be a non-empty token.
     pub(crate) fn from_token(s: &[u8]) -> HeaderName {
         let id = known_id(s);
-        match KNOWN_SPELLINGS.get(usize::from(id).wrapping_sub(1)) {
-            Some(known) => HeaderName {
-                name: Cow::Borrowed(known),
-                id,
-            },
-            // Token characters are ASCII, so this is never empty.
-            None => HeaderName {
-                name: Cow::Owned(std::str::from_utf8(s).unwrap_or_default().to_owned()),
-                id: 0,
-            },
+        if id != 0 {
+            return HeaderName(Spelling::Known(id));
         }
+        if let Ok(len) = u8::try_from(s.len())
+            && s.len() <= INLINE
+        {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s);
+            return HeaderName(Spelling::Inline { len, bytes });
+        }
+        // Token characters are ASCII, so this is never empty.
+        HeaderName(Spelling::Heap(
+            std::str::from_utf8(s).unwrap_or_default().into(),
+        ))
     }
 
     /// 1.. for known names (one per const), 0 for others.
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn id(&self) -> u8 {
-        self.id
+        match self.0 {
+            Spelling::Known(id) => id,
+            _ => 0,
+        }
     }
 
     /// The canonical spelling for known names, the received one for others.
     pub fn as_str(&self) -> &str {
-        &self.name
+        match &self.0 {
+            // Built from token bytes, which are ASCII: always UTF-8.
+            Spelling::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Spelling::Known(id) => known_spelling(*id),
+            Spelling::Heap(s) => s,
+        }
+    }
+
+    /// [`HeaderName::as_str`] as bytes, without the UTF-8 check (for writing and comparing).
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Spelling::Known(id) => known_spelling(*id).as_bytes(),
+            Spelling::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Spelling::Heap(s) => s.as_bytes(),
+        }
     }
 }
 
+/// Known spellings by id (index 0 unused), so a lookup needs no subtraction.
+static SPELLING_BY_ID: [&str; KNOWN_SPELLINGS.len() + 1] = {
+    let mut t = [""; KNOWN_SPELLINGS.len() + 1];
+    let mut i = 0;
+    while i < KNOWN_SPELLINGS.len() {
+        t[i + 1] = KNOWN_SPELLINGS[i];
+        i += 1;
+    }
+    t
+};
+
+/// The canonical spelling of the known name with this id.
+#[inline]
+fn known_spelling(id: u8) -> &'static str {
+    SPELLING_BY_ID.get(usize::from(id)).copied().unwrap_or("")
+}
+
 impl PartialEq for HeaderName {
-    #[inline]
+    #[inline(always)]
     fn eq(&self, other: &HeaderName) -> bool {
         // Every spelling of a known name parses to its const, so known names compare by id,
         // and a known name never equals an unknown one.
-        if self.id != 0 || other.id != 0 {
-            self.id == other.id
+        let (a, b) = (self.id(), other.id());
+        if a != 0 || b != 0 {
+            a == b
         } else {
-            eq_unknown(&self.name, &other.name)
+            eq_unknown(self.as_bytes(), other.as_bytes())
         }
     }
 }
@@ -380,19 +430,19 @@ impl Eq for HeaderName {}
 
 /// The rare case of `HeaderName::eq`, out of line so the id comparison inlines.
 #[inline(never)]
-fn eq_unknown(a: &str, b: &str) -> bool {
+fn eq_unknown(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
 impl fmt::Debug for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
@@ -523,6 +573,8 @@ mod tests {
     #[test]
     fn unknown_names_keep_their_spelling() {
         // Same length and ends as known names, so they probe the table and miss.
+        // Inline up to 22 bytes, boxed beyond.
+        let long = "P-A-Very-Long-Extension-Header-Name";
         for s in [
             "Vie",
             "X-Carrier-Route",
@@ -530,6 +582,7 @@ mod tests {
             "P-Charging-Vector",
             "Contakt",
             "RAcc",
+            long,
         ] {
             let got = HeaderName::new(s).expect("a token");
             assert_eq!((got.id(), got.as_str()), (0, s));

@@ -58,6 +58,11 @@ bench-instructions: deps
 	  valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 	    ./target/release/dsp_instructions $$stage 20000 2>&1 | grep -E "frames|Collected"; \
 	done
+	$(CARGO) build --release -p dialplane-benches --bin sip_instructions
+	@for mode in none parse serialize both; do \
+	  valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	    ./target/release/sip_instructions $$mode 10000 2>&1 | grep -E "messages|Collected"; \
+	done
 
 # Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed, and
 # 20 000 random Q.24 trials.

@@ -2,12 +2,13 @@
 # Each installs the Debian packages it needs when they are missing, then builds with cargo.
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
-# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on.
-APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox
+# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
+# sip-tester (SIPp) drives the SIP end-to-end tests.
+APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 
-.PHONY: run test deps check-long bench bench-instructions
+.PHONY: run test deps check-long bench bench-instructions bench-relay
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -43,6 +44,11 @@ test: deps
 # Criterion benches: our DTMF receiver and whole per-leg pipeline beside spandsp's dtmf_rx.
 bench: deps
 	$(CARGO) bench -p dialplane-benches
+	benches/relay-compare.sh
+
+# The relay alone: floor, rtpengine (when installed), dialplane media, with and without DSP taps.
+bench-relay: deps
+	benches/relay-compare.sh
 
 # The same stages counted in instructions (callgrind): exact and repeatable on a noisy machine.
 # Per-frame cost of a stage = (its count - the `none` count) / frames.
@@ -51,6 +57,11 @@ bench-instructions: deps
 	@for stage in none spandsp dtmf pipeline; do \
 	  valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 	    ./target/release/dsp_instructions $$stage 20000 2>&1 | grep -E "frames|Collected"; \
+	done
+	$(CARGO) build --release -p dialplane-benches --bin sip_instructions
+	@for mode in none parse serialize both; do \
+	  valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	    ./target/release/sip_instructions $$mode 10000 2>&1 | grep -E "messages|Collected"; \
 	done
 
 # Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed, and

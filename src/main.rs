@@ -1,8 +1,10 @@
 //! dialplane: the binary. Parses the command line and the config file, then runs a command.
 //!
-//! Commands appear as they work: `dsp dtmf|amd FILE.wav` (offline analysis, JSON lines).
+//! Commands appear as they work: `dsp dtmf|amd FILE.wav` (offline analysis, JSON lines) and
+//! `media` (the standalone relay driven by the rtpengine ng protocol).
 
 mod analyse;
+mod media_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ enum Command {
     /// Offline signal analysis of a WAV file (8/16/24/48 kHz mono PCM16, µ-law or A-law)
     #[command(subcommand)]
     Dsp(DspCommand),
+    /// Standalone RTP relay driven by the rtpengine ng protocol (runs until SIGINT/SIGTERM)
+    Media(media_cmd::MediaFlags),
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,6 +77,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config);
     let stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Media(flags) => {
+            flags.apply(&mut config.media);
+            config.validate("command line")?;
+            media_cmd::run(&config.media, &flags)
+        }
         Command::Dsp(DspCommand::Dtmf { file }) => analyse::dtmf(&file, stdout),
         Command::Dsp(DspCommand::Amd { file, timers }) => {
             let t = &mut config.amd;

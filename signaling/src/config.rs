@@ -70,6 +70,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[app]`: the control app (call webhook or static verb file) and its hooks.
     pub app: AppConfig,
+    /// `[media]`: the RTP relay's address, port range, threads and ng listener.
+    pub media: MediaSection,
+    /// `[sip]`: SIP listeners, the advertised address and transport limits.
+    pub sip: SipConfig,
 }
 
 /// `[app]`: where calls get their verbs, and how hooks are sent
@@ -185,6 +189,120 @@ impl Config {
         if app_file.is_some() {
             app.file = app_file;
         }
+    }
+}
+
+/// `[media]`: the media plane (rtpengine's flag names, with `_` for `-`)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSection {
+    /// Address the relay binds and advertises in SDP (`--interface`).
+    pub interface: std::net::IpAddr,
+    /// Lowest RTP port (`--port-min`).
+    pub port_min: u16,
+    /// Highest RTP port (`--port-max`).
+    pub port_max: u16,
+    /// Shard threads, 0 = one per core (`--num-threads`).
+    pub num_threads: usize,
+    /// Where `dialplane media` listens for the ng protocol (`--listen-ng`).
+    pub listen_ng: std::net::SocketAddr,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            interface: std::net::Ipv4Addr::LOCALHOST.into(),
+            port_min: 30000,
+            port_max: 60000,
+            num_threads: 0,
+            listen_ng: (std::net::Ipv4Addr::LOCALHOST, 2223).into(),
+        }
+    }
+}
+
+/// `[sip]`: where SIP is heard, what is advertised, and the limits that protect the transports
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Listeners as `transport:address:port` (`udp:127.0.0.1:5060`, `tcp:[::1]:5060`).
+    pub listen: Vec<String>,
+    /// Address advertised in Via and Contact instead of the listener's (e.g. behind 1:1 NAT).
+    pub external_ip: Option<std::net::IpAddr>,
+    /// Largest message accepted on any transport, head and body (bytes); larger → 413 or drop.
+    pub max_message_size: usize,
+    /// A started TCP/TLS message (or TLS handshake) must complete within this (milliseconds).
+    pub message_timeout_ms: u64,
+    /// A TCP/TLS connection with no traffic for this long is closed (seconds).
+    pub idle_timeout_s: u64,
+    /// Inbound plus outbound TCP/TLS connections kept at most; more are refused.
+    pub max_connections: usize,
+    /// Requests per second accepted from one source address (token bucket, burst of the same
+    /// size); more are answered 503. 0 turns the limit off.
+    pub rate_limit: u32,
+    /// `[sip.tls]`: the TLS listener, absent by default.
+    pub tls: Option<SipTlsConfig>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            external_ip: None,
+            max_message_size: 65_535,
+            message_timeout_ms: 5_000,
+            idle_timeout_s: 600,
+            max_connections: 4_096,
+            rate_limit: 5_000,
+            tls: None,
+        }
+    }
+}
+
+/// `[sip.tls]`: one TLS listener with its certificate chain and key (PEM files)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// Address and port, e.g. `127.0.0.1:5061` or `[::1]:5061`.
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+/// One entry of `sip.listen`, parsed
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipListen {
+    /// `udp` or `tcp` (TLS has its own `[sip.tls]` table).
+    pub transport: crate::registrar::Transport,
+    /// Address and port.
+    pub addr: std::net::SocketAddr,
+}
+
+impl SipListen {
+    /// Parses `udp:ADDR:PORT` or `tcp:ADDR:PORT` (IPv6 in brackets)
+    pub fn parse(s: &str) -> Option<SipListen> {
+        use crate::registrar::Transport;
+        let (t, addr) = s.split_once(':')?;
+        let transport = match t.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            _ => return None,
+        };
+        Some(SipListen {
+            transport,
+            addr: addr.parse().ok()?,
+        })
+    }
+}
+
+impl SipConfig {
+    /// The parsed `listen` entries (after [`Config::validate`] every entry parses)
+    pub fn listeners(&self) -> Vec<SipListen> {
+        self.listen
+            .iter()
+            .filter_map(|s| SipListen::parse(s))
+            .collect()
     }
 }
 
@@ -360,9 +478,20 @@ impl Config {
                 "must not exceed amd.decision_timeout_ms",
             ));
         }
+        let m = &self.media;
+        if m.port_min == 0 {
+            return Err(invalid("media.port_min", "must be greater than 0"));
+        }
+        if m.port_max <= m.port_min {
+            return Err(invalid(
+                "media.port_max",
+                "must be greater than media.port_min",
+            ));
+        }
         self.validate_registrar(&invalid)?;
         edge::validate(self, &invalid)?;
-        self.validate_app(&invalid)
+        self.validate_app(&invalid)?;
+        self.validate_sip(&invalid)
     }
 
     fn validate_app(
@@ -392,6 +521,35 @@ impl Config {
         }
         if a.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
             return Err(invalid("app.file", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_sip(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let s = &self.sip;
+        if let Some(bad) = s.listen.iter().find(|l| SipListen::parse(l).is_none()) {
+            return Err(invalid(
+                "sip.listen",
+                &format!("{bad:?}: expected udp:ADDR:PORT or tcp:ADDR:PORT"),
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&s.max_message_size) {
+            return Err(invalid(
+                "sip.max_message_size",
+                "must lie between 1024 and 16777216",
+            ));
+        }
+        for (key, value) in [
+            ("sip.message_timeout_ms", s.message_timeout_ms),
+            ("sip.idle_timeout_s", s.idle_timeout_s),
+            ("sip.max_connections", s.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         Ok(())
     }
@@ -612,6 +770,81 @@ mod tests {
             ("[app]\nfile = \"\"\n", "app.file"),
             ("[app]\nurll = \"http://h/\"\n", "urll"),
             ("[app]\naccount_sid = 5\n", "account_sid"),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn sip_section() {
+        use crate::registrar::Transport;
+        let c = Config::default();
+        assert_eq!(
+            c.sip.listeners(),
+            [
+                SipListen {
+                    transport: Transport::Udp,
+                    addr: "127.0.0.1:5060".parse().unwrap()
+                },
+                SipListen {
+                    transport: Transport::Tcp,
+                    addr: "127.0.0.1:5060".parse().unwrap()
+                }
+            ]
+        );
+        let c = Config::from_toml(
+            "[sip]\nlisten = [\"udp:[::1]:5070\"]\nexternal_ip = \"203.0.113.5\"\n\
+             [sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.sip.listeners()[0].addr, "[::1]:5070".parse().unwrap());
+        assert_eq!(c.sip.external_ip, Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(c.sip.tls.unwrap().listen.port(), 5061);
+        for (text, key) in [
+            ("[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\n", "sip.listen"),
+            ("[sip]\nlisten = [\"udp:nohost\"]\n", "sip.listen"),
+            ("[sip]\nmax_message_size = 10\n", "sip.max_message_size"),
+            ("[sip]\nmessage_timeout_ms = 0\n", "sip.message_timeout_ms"),
+            ("[sip]\nlisen = []\n", "lisen"),
+            (
+                "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c\"\n",
+                "key",
+            ),
+            (
+                "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncert = \"c\"\nkey = \"k\"\nca = \"x\"\n",
+                "ca",
+            ),
+        ] {
+            let e = Config::from_toml(text, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn media_section() {
+        let c = Config::default();
+        assert_eq!(c.media.listen_ng.to_string(), "127.0.0.1:2223");
+        assert_eq!((c.media.port_min, c.media.port_max), (30000, 60000));
+        let c = Config::from_toml(
+            "[media]\ninterface = \"::1\"\nport_min = 40000\nport_max = 40999\nnum_threads = 2\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.media.interface.to_string(), "::1");
+        assert_eq!(
+            (c.media.port_min, c.media.port_max, c.media.num_threads),
+            (40000, 40999, 2)
+        );
+        for (text, key) in [
+            ("[media]\nport_min = 0\n", "media.port_min"),
+            (
+                "[media]\nport_min = 5000\nport_max = 4000\n",
+                "media.port_max",
+            ),
+            ("[media]\ninterface = \"localhost\"\n", "interface"),
+            ("[media]\nlisten = \"127.0.0.1:1\"\n", "listen"),
         ] {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

@@ -3,19 +3,25 @@
 //! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
-//! (RFC 3261 §17 transactions with an injected clock), [`registrar`] (REGISTER and the bindings
+//! (RFC 3261 §17 transactions with an injected clock), [`dialog`] (dialogs above them: forking,
+//! PRACK, re-INVITE/UPDATE, REFER, session timers), [`registrar`] (REGISTER and the bindings
 //! store) and [`options`] (answers to OPTIONS); at the edges, [`rest`] (live call control over
 //! HTTP, `/metrics`), [`access`] (who may send us calls) and [`routing`] (carriers, Teams and
 //! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
 //! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
-//! [`payload`] (what the hooks carry, and the dial status mapping). Dialogs, transports, the
-//! B2BUA and the dial verb arrive with their issues.
+//! [`payload`] (what the hooks carry, and the dial status mapping). [`dial`] is the sans-IO
+//! core of the dial verb (fork, first answer wins, cancel the rest). Around them, on tokio:
+//! [`transport`] (UDP, TCP and TLS listeners and connections, with the limits against hostile
+//! traffic) and [`stack`] (the task that drives the transaction layer with real time and serves
+//! the transaction user). `src/bin/sip_uas.rs` is a small UAS built from these, for end-to-end tests.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod access;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod dial;
+pub mod dialog;
 pub mod message;
 pub mod options;
 pub mod payload;
@@ -23,7 +29,9 @@ pub mod registrar;
 pub mod rest;
 pub mod routing;
 pub mod sdp;
+pub mod stack;
 pub mod transaction;
 pub mod verbs;
+pub mod transport;
 pub mod wav;
 pub mod webhook;

@@ -1,7 +1,25 @@
 //! The rtpengine "ng" control protocol: what Kamailio's and OpenSIPS's rtpengine modules (and
 //! `../shared/bench/ng.py`) speak over UDP to a media relay.
 //!
-//! Pure code, deterministic: no sockets, no clock (time is an argument), no panic on any input.
+//! The codec ([`bencode`], [`json`], [`message`], [`response`], [`cache`]), the SDP rewriter
+//! ([`sdp`]) and the call table ([`session`]) are pure code, deterministic: no sockets, no clock
+//! (time is an argument), no panic on any input. [`server`] puts them behind a UDP socket on a
+//! thread of its own, running commands through an [`crate::api::MediaControl`]:
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use std::time::SystemTime;
+//! use dialplane_media::driver::{Media, MediaConfig};
+//! use dialplane_media::ng::{HandlerConfig, NgHandler, NgServer};
+//!
+//! let (media, events) = Media::start(MediaConfig::default()).unwrap();
+//! let handler = NgHandler::new(HandlerConfig::default(), SystemTime::now());
+//! let mut server = NgServer::bind("127.0.0.1:2223".parse().unwrap(), handler).unwrap();
+//! let stop = AtomicBool::new(false); // set from a signal handler
+//! server.run(&media, Some(&events), &stop).unwrap();
+//! ```
+//!
+//! Below, the codec alone.
 //!
 //! A datagram is `<cookie> <dictionary>`, the dictionary in bencode or, when it starts with `{`,
 //! JSON. The reply repeats the cookie and answers in the request's encoding:
@@ -47,6 +65,9 @@ pub mod cache;
 pub mod json;
 pub mod message;
 pub mod response;
+pub mod sdp;
+pub mod server;
+pub mod session;
 
 pub use bencode::{Dict, Limits, Value};
 pub use cache::{Lookup, ReplyCache};
@@ -57,3 +78,6 @@ pub use message::{
 pub use response::{
     DropReason, ErrorReason, Reply, ReplyMessage, Response, decode_reply, encode_datagram,
 };
+pub use sdp::{Sdp, SdpError};
+pub use server::NgServer;
+pub use session::{HandlerConfig, NgHandler};

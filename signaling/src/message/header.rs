@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use super::names::{Method, find_byte, is_token_byte, trim_ws, trim_ws_end, trim_ws_start};
+use super::names::{
+    Method, PVALUE, SENT_BY, find_byte, is_class, is_token_byte, trim_ws, trim_ws_end,
+    trim_ws_start,
+};
 use super::uri::{Param, Uri, UriRef, find_param, split_hostport, write_params};
 
 /// Why a header value did not parse.
@@ -127,10 +130,7 @@ fn scan_params<'a>(
                 s = after;
                 Some(&rest[..rest.len() - after.len()])
             } else {
-                let n = rest
-                    .bytes()
-                    .take_while(|b| is_token_byte(*b) || matches!(b, b'[' | b']' | b':'))
-                    .count();
+                let n = rest.bytes().take_while(|b| is_class(*b, PVALUE)).count();
                 if n == 0 {
                     return Err(err(header, "empty parameter value"));
                 }
@@ -192,12 +192,7 @@ impl<'a> ViaRef<'a> {
             return Err(e("empty protocol field"));
         }
         let s = skip_ws(s);
-        let n = s
-            .bytes()
-            .take_while(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-            })
-            .count();
+        let n = s.bytes().take_while(|b| is_class(*b, SENT_BY)).count();
         let (host, port) = split_hostport(&s[..n]).ok_or(e("bad sent-by"))?;
         let params = &s[n..];
         let mut bad_branch = false;
@@ -354,11 +349,19 @@ impl<'a> NameAddrRef<'a> {
             (None, s)
         };
         let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
-            let gt = find_byte(inner, b'>').ok_or(e("missing >"))?;
+            // One scan finds '>' and any whitespace before it.
+            let gt = inner
+                .bytes()
+                .position(|b| matches!(b, b'>' | b' ' | b'\t'))
+                .filter(|i| inner.as_bytes()[*i] == b'>');
+            let Some(gt) = gt else {
+                return Err(e(if find_byte(inner, b'>').is_some() {
+                    "whitespace inside <>"
+                } else {
+                    "missing >"
+                }));
+            };
             let spec = &inner[..gt];
-            if spec.bytes().any(|b| b == b' ' || b == b'\t') {
-                return Err(e("whitespace inside <>"));
-            }
             (
                 UriRef::parse(spec).map_err(|_| e("bad URI"))?,
                 &inner[gt + 1..],

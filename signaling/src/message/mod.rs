@@ -157,6 +157,15 @@ impl Value {
             Value::Owned(s) => s,
         }
     }
+
+    /// The same text as bytes, without the char-boundary checks (for writing).
+    #[inline]
+    fn bytes<'a>(&'a self, raw: &'a str) -> &'a [u8] {
+        match self {
+            Value::Span(a, b) => raw.as_bytes().get(*a..*b).unwrap_or(b""),
+            Value::Owned(s) => s.as_bytes(),
+        }
+    }
 }
 
 impl PartialEq for Headers {
@@ -388,19 +397,60 @@ impl Headers {
         MediaType::parse(self.single(&HeaderName::CONTENT_TYPE, "Content-Type")?).map(Some)
     }
 
+    /// Calls `f` on every comma-separated element of every field with this name, in order, up
+    /// to its first error: [`Headers::values`] without the iterator adapters, for the checks
+    /// every message gets.
+    fn each_value(
+        &self,
+        name: &HeaderName,
+        mut f: impl FnMut(&str) -> Result<(), HeaderError>,
+    ) -> Result<(), HeaderError> {
+        for (n, v) in &self.entries {
+            if n == name {
+                for element in split_list(v.get(&self.raw)) {
+                    f(element)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes [`Headers::write`] writes at most.
+    fn wire_len(&self) -> usize {
+        const CONTENT_LENGTH_LINE: usize = "Content-Length: 18446744073709551615\r\n\r\n".len();
+        self.entries
+            .iter()
+            .map(|(n, v)| n.as_bytes().len() + v.bytes(&self.raw).len() + 4)
+            .sum::<usize>()
+            + CONTENT_LENGTH_LINE
+    }
+
     fn write(&self, out: &mut Vec<u8>, body_len: usize) {
-        for (n, v) in self.iter() {
+        for (n, v) in &self.entries {
             if *n == HeaderName::CONTENT_LENGTH {
                 continue;
             }
-            out.extend_from_slice(n.as_str().as_bytes());
+            out.extend_from_slice(n.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(v.bytes(&self.raw));
             out.extend_from_slice(b"\r\n");
         }
-        let mut s = String::new();
-        let _ = write!(s, "Content-Length: {body_len}\r\n\r\n");
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        // Decimal digits, last first.
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = body_len;
+        loop {
+            i -= 1;
+            // A remainder below 10.
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
+        out.extend_from_slice(b"\r\n\r\n");
     }
 }
 
@@ -470,21 +520,21 @@ pub fn frame(buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
         });
     }
     let req = looks_like_request(buf);
-    let Some((head_end, body_start)) = find_head_end(buf) else {
-        return if buf.len() > max_size {
-            Err(ParseError::new(
+    let mut headers = Headers::new();
+    let Head {
+        body_start, fields, ..
+    } = match scan_head(buf, &mut headers) {
+        Ok(head) => head,
+        Err(ParseErrorKind::Truncated) if buf.len() <= max_size => return Ok(Frame::Incomplete),
+        Err(ParseErrorKind::Truncated) => {
+            return Err(ParseError::new(
                 ParseErrorKind::TooLarge { limit: max_size },
                 req.as_ref(),
-            ))
-        } else {
-            Ok(Frame::Incomplete)
-        };
+            ));
+        }
+        Err(k) => return Err(ParseError::new(k, req.as_ref())),
     };
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| ParseError::new(ParseErrorKind::NotUtf8, req.as_ref()))?;
-    let mut headers = Headers::new();
-    parse_header_lines(head.split_once('\n').map_or("", |(_, h)| h), &mut headers)
-        .map_err(|k| ParseError::new(k, req.as_ref()))?;
+    fields.map_err(|k| ParseError::new(k, req.as_ref()))?;
     if headers.count(&HeaderName::CONTENT_LENGTH) > 1 {
         return Err(ParseError::new(
             ParseErrorKind::Duplicate("Content-Length"),
@@ -528,69 +578,140 @@ fn looks_like_request(buf: &[u8]) -> Option<Method> {
 
 /// (end of the header section excluding the blank line, start of the body).
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    // The first "\n\r\n" or "\n\n", whichever comes first.
-    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i + 1, i + 3));
-    let limit = crlf.map_or(buf.len(), |(_, end)| end);
-    let lf = memchr::memmem::find(&buf[..limit], b"\n\n").map(|i| (i + 1, i + 2));
-    match (crlf, lf) {
-        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
-        (c, l) => c.or(l),
+    // The first "\n\r\n" or "\n\n": one scan that stops at the blank line, not the body's end.
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1..) {
+        Some([b'\n', ..]) => Some((i + 1, i + 2)),
+        Some([b'\r', b'\n', ..]) => Some((i + 1, i + 3)),
+        _ => None,
+    })
+}
+
+/// What [`scan_head`] found.
+struct Head {
+    /// The start line's length, without its line end.
+    start_len: usize,
+    /// Where the body starts.
+    body_start: usize,
+    /// The fields' syntax verdict, which callers report after the start line's.
+    fields: Result<(), ParseErrorKind>,
+}
+
+/// Reads the head of `buf` (start line and header fields, up to the blank line) into `headers`:
+/// `raw` gets its text and `entries` its fields. Errors: `Truncated` (no blank line) and
+/// `NotUtf8`.
+fn scan_head(buf: &[u8], headers: &mut Headers) -> Result<Head, ParseErrorKind> {
+    let nl = memchr::memchr(b'\n', buf).ok_or(ParseErrorKind::Truncated)?;
+    let start_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let mut folded = Vec::new();
+    let (head_end, body_start, fields) =
+        match scan_fields(buf, nl + 1, &mut headers.entries, &mut folded) {
+            Some((head_end, body_start)) => (head_end, body_start, Ok(())),
+            None => {
+                // A malformed line, or no blank line: the errors come in the order a scan for
+                // the blank line, then a UTF-8 check, then the line-by-line parse would give.
+                headers.entries.clear();
+                let (head_end, body_start) = find_head_end(buf).ok_or(ParseErrorKind::Truncated)?;
+                (head_end, body_start, Err(ParseErrorKind::HeaderLine))
+            }
+        };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseErrorKind::NotUtf8)?;
+    headers.raw.push_str(head);
+    for i in folded {
+        if let Some((_, v)) = headers.entries.get_mut(i) {
+            *v = Value::Owned(unfold(v.get(&headers.raw)));
+        }
+    }
+    Ok(Head {
+        start_len: start_end,
+        body_start,
+        fields,
+    })
+}
+
+/// Splits the field lines of `b[pos..]` into `entries` up to the blank line, and returns
+/// (where the blank line starts, where the body starts). Values are spans into `b`, trimmed; a
+/// folded value's span covers all its lines and its index goes to `folded`. `None` at a
+/// malformed line or when no blank line comes.
+fn scan_fields(
+    b: &[u8],
+    mut pos: usize,
+    entries: &mut Vec<(HeaderName, Value)>,
+    folded: &mut Vec<usize>,
+) -> Option<(usize, usize)> {
+    loop {
+        let continuation = match b.get(pos..)? {
+            [] => return None,
+            [b'\n', ..] => return Some((pos, pos + 1)),
+            [b'\r', b'\n', ..] => return Some((pos, pos + 2)),
+            [b' ' | b'\t', ..] => true,
+            _ => false,
+        };
+        // A field line is `token *WS ":" value`; the value starts after the colon.
+        let value_start = if continuation {
+            pos
+        } else {
+            let n = b[pos..]
+                .iter()
+                .take_while(|c| names::is_token_byte(**c))
+                .count();
+            let mut colon = pos + n;
+            while matches!(b.get(colon), Some(b' ' | b'\t')) {
+                colon += 1;
+            }
+            if n == 0 || b.get(colon) != Some(&b':') {
+                return None;
+            }
+            entries.push((HeaderName::from_token(&b[pos..pos + n]), Value::Span(0, 0)));
+            colon + 1
+        };
+        // The line ends at "\r\n" or "\n"; any other CR is malformed.
+        let eol = value_start + memchr::memchr2(b'\r', b'\n', &b[value_start..])?;
+        pos = match b.get(eol..)? {
+            [b'\n', ..] => eol + 1,
+            [b'\r', b'\n', ..] => eol + 2,
+            _ => return None,
+        };
+        let last = entries.len().checked_sub(1)?;
+        let (_, value) = entries.get_mut(last)?;
+        if continuation {
+            // Joined with the value above when the head is text (see `unfold`).
+            if let Value::Span(_, end) = value {
+                *end = eol;
+            }
+            if folded.last() != Some(&last) {
+                folded.push(last);
+            }
+        } else {
+            let mut start = value_start;
+            while start < eol && matches!(b[start], b' ' | b'\t') {
+                start += 1;
+            }
+            let mut end = eol;
+            while end > start && matches!(b[end - 1], b' ' | b'\t') {
+                end -= 1;
+            }
+            *value = Value::Span(start, end);
+        }
     }
 }
 
-/// Parses the header section (after the start line) into `headers`, which must be empty.
-fn parse_header_lines(head: &str, headers: &mut Headers) -> Result<(), ParseErrorKind> {
-    headers.raw.push_str(head);
-    let head = headers.raw.as_str();
-    let b = head.as_bytes();
-    let mut pos = 0;
-    let mut current: Option<(HeaderName, Value)> = None;
-    while pos < b.len() {
-        let end = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
-        let mut line_end = end;
-        if line_end > pos && b[line_end - 1] == b'\r' {
-            line_end -= 1;
-        }
-        // `pos` follows a '\n' (or is 0) and `line_end` precedes "\r\n": char boundaries.
-        let line = &head[pos..line_end];
-        let line_start = pos;
-        pos = end + 1;
-        if line.is_empty() {
-            continue;
-        }
-        if memchr::memchr(b'\r', line.as_bytes()).is_some() {
-            return Err(ParseErrorKind::HeaderLine);
-        }
-        if line.starts_with([' ', '\t']) {
-            // Folded continuation: joined with one space.
-            let (_, v) = current.as_mut().ok_or(ParseErrorKind::HeaderLine)?;
-            let cont = trim_ws(line);
-            if !cont.is_empty() {
-                let mut joined = v.get(head).to_owned();
-                if !joined.is_empty() {
-                    joined.push(' ');
-                }
-                joined.push_str(cont);
-                *v = Value::Owned(joined);
+/// A folded value: its lines trimmed and the non-empty ones joined with one space.
+fn unfold(lines: &str) -> String {
+    let mut out = String::with_capacity(lines.len());
+    for line in lines.split('\n') {
+        let part = trim_ws(line.strip_suffix('\r').unwrap_or(line));
+        if !part.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
             }
-            continue;
+            out.push_str(part);
         }
-        if let Some(h) = current.take() {
-            headers.entries.push(h);
-        }
-        let colon = names::find_byte(line, b':').ok_or(ParseErrorKind::HeaderLine)?;
-        let name = HeaderName::new(names::trim_ws_end(&line[..colon]))
-            .ok_or(ParseErrorKind::HeaderLine)?;
-        let after = &line[colon + 1..];
-        let start_trim = names::trim_ws_start(after);
-        let value = names::trim_ws_end(start_trim);
-        let start = line_start + colon + 1 + (after.len() - start_trim.len());
-        current = Some((name, Value::Span(start, start + value.len())));
     }
-    if let Some(h) = current {
-        headers.entries.push(h);
-    }
-    Ok(())
+    out
 }
 
 fn check_version(v: &str) -> Result<(), ParseErrorKind> {
@@ -638,14 +759,15 @@ impl Message {
                 req.as_ref(),
             ));
         }
-        let (head_end, body_start) =
-            find_head_end(buf).ok_or(fail(ParseErrorKind::Truncated, req.as_ref()))?;
-        let head = std::str::from_utf8(&buf[..head_end])
-            .map_err(|_| fail(ParseErrorKind::NotUtf8, req.as_ref()))?;
-        let (start, rest) = head.split_once('\n').unwrap_or((head, ""));
-        let start = start.strip_suffix('\r').unwrap_or(start);
         let mut headers = Headers::new();
-        headers.entries.reserve(16);
+        // Enough for a carrier INVITE without growing.
+        headers.entries.reserve(32);
+        let Head {
+            start_len,
+            body_start,
+            fields,
+        } = scan_head(buf, &mut headers).map_err(|k| fail(k, req.as_ref()))?;
+        let start = headers.raw.get(..start_len).unwrap_or("");
 
         if req.is_none() {
             // Response: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase.
@@ -665,12 +787,13 @@ impl Message {
                     None,
                 ));
             }
-            parse_header_lines(rest, &mut headers).map_err(|k| fail(k, None))?;
+            let reason = reason.to_owned();
+            fields.map_err(|k| fail(k, None))?;
             let cl = validate(&headers, None).map_err(|k| fail(k, None))?;
             let body = body_of(buf, body_start, cl).map_err(|k| fail(k, None))?;
             return Ok(Message::Response(Response {
                 status,
-                reason: reason.to_owned(),
+                reason,
                 headers,
                 body,
             }));
@@ -707,7 +830,7 @@ impl Message {
             }
             _ => {}
         }
-        parse_header_lines(rest, &mut headers).map_err(|k| fail(k, m))?;
+        fields.map_err(|k| fail(k, m))?;
         let cl = validate(&headers, Some(&method)).map_err(|k| fail(k, m))?;
         let body = body_of(buf, body_start, cl).map_err(|k| fail(k, m))?;
         Ok(Message::Request(Request {
@@ -800,12 +923,24 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         (HeaderName::DATE, "Date"),
     ];
     const SINGLE: std::ops::Range<usize> = 1..9;
+    // WATCH's index + 1 by known-name id (0: not watched), so each field costs one load.
+    const SLOT: [u8; names::KNOWN_NAMES.len() + 1] = {
+        let mut t = [0u8; names::KNOWN_NAMES.len() + 1];
+        let mut i = 0;
+        while i < WATCH.len() {
+            t[WATCH[i].0.id() as usize] = (i + 1) as u8;
+            i += 1;
+        }
+        t
+    };
     let mut counts = [0usize; WATCH.len()];
     let mut first = [""; WATCH.len()];
-    for (name, value) in h.iter() {
-        if let Some(i) = WATCH.iter().position(|(n, _)| n == name) {
+    for (name, value) in &h.entries {
+        if let Some(&slot) = SLOT.get(usize::from(name.id()))
+            && let Some(i) = usize::from(slot).checked_sub(1)
+        {
             if counts[i] == 0 {
-                first[i] = value;
+                first[i] = value.get(&h.raw);
             }
             counts[i] += 1;
         }
@@ -829,15 +964,7 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         Ok(v)
     };
     // Checked without building the typed values (no allocation); accessors build them later.
-    if counts[0] == 1 {
-        for v in split_list(first[0]) {
-            ViaRef::parse(v)?;
-        }
-    } else {
-        for v in h.values(&HeaderName::VIA) {
-            ViaRef::parse(v)?;
-        }
-    }
+    h.each_value(&HeaderName::VIA, |v| ViaRef::parse(v).map(drop))?;
     NameAddrRef::parse("From", one_element(1)?)?;
     NameAddrRef::parse("To", one_element(2)?)?;
     let call_id = first[3];
@@ -862,27 +989,28 @@ fn validate(h: &Headers, method: Option<&Method>) -> Result<Option<usize>, Parse
         if counts[9] > 0 {
             let mut star = false;
             let mut n = 0;
-            for v in h.values(&HeaderName::CONTACT) {
+            h.each_value(&HeaderName::CONTACT, |v| {
                 n += 1;
                 if v == "*" {
                     star = true;
+                    Ok(())
                 } else {
-                    NameAddrRef::parse("Contact", v)?;
+                    NameAddrRef::parse("Contact", v).map(drop)
                 }
-            }
+            })?;
             if star && n > 1 {
                 return Err(header::err("Contact", "* mixed with addresses").into());
             }
         }
         if counts[10] > 0 {
-            for v in h.values(&HeaderName::ROUTE) {
-                NameAddrRef::parse("Route", v)?;
-            }
+            h.each_value(&HeaderName::ROUTE, |v| {
+                NameAddrRef::parse("Route", v).map(drop)
+            })?;
         }
         if counts[11] > 0 {
-            for v in h.values(&HeaderName::RECORD_ROUTE) {
-                NameAddrRef::parse("Record-Route", v)?;
-            }
+            h.each_value(&HeaderName::RECORD_ROUTE, |v| {
+                NameAddrRef::parse("Record-Route", v).map(drop)
+            })?;
         }
     }
     if counts[12] > 0 && !first[12].ends_with(" GMT") {
@@ -931,7 +1059,7 @@ impl Request {
 
     /// The serialized request.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(serialized_capacity(&self.body));
+        let mut out = Vec::new();
         self.write_to(&mut out);
         out
     }
@@ -1003,7 +1131,7 @@ impl Response {
 
     /// The serialized response.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(serialized_capacity(&self.body));
+        let mut out = Vec::new();
         self.write_to(&mut out);
         out
     }
@@ -1023,16 +1151,21 @@ fn write_message(
     headers: &Headers,
     body: &Bytes,
 ) {
-    let mut s = String::with_capacity(64);
-    let _ = s.write_fmt(start_line);
-    out.extend_from_slice(s.as_bytes());
+    // The start line is short; one reservation covers the rest.
+    out.reserve(128 + headers.wire_len() + body.len());
+    let _ = ByteWriter(out).write_fmt(start_line);
     headers.write(out, body.len());
     out.extend_from_slice(body);
 }
 
-/// The buffer size `to_bytes` starts with.
-fn serialized_capacity(body: &Bytes) -> usize {
-    512 + body.len()
+/// `fmt::Write` straight into the output buffer (no temporary `String` for the start line).
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -166,10 +166,19 @@ impl fmt::Display for StatusCode {
 /// Known names (full or compact form, any case) parse to their consts, which print the full
 /// canonical spelling; unknown names keep the spelling they arrived with.
 #[derive(Clone)]
-pub struct HeaderName {
-    name: Cow<'static, str>,
-    /// 1.. for known names (one per const), 0 for others.
-    id: u8,
+pub struct HeaderName(Spelling);
+
+/// Longest unknown name kept inline (most `X-` and `P-` names fit).
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Spelling {
+    /// A known name by id, 1.. (one per const).
+    Known(u8),
+    /// A short unknown name as received (token bytes, so ASCII): no allocation.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer unknown name as received.
+    Heap(Box<str>),
 }
 
 macro_rules! header_names {
@@ -177,9 +186,14 @@ macro_rules! header_names {
         impl HeaderName {
             $(
                 #[doc = concat!("The `", $s, "` header.")]
-                pub const $name: HeaderName = HeaderName { name: Cow::Borrowed($s), id: $id };
+                pub const $name: HeaderName = HeaderName(Spelling::Known($id));
             )*
         }
+
+        /// Every known name, at index `id - 1`.
+        pub(crate) const KNOWN_NAMES: &[HeaderName] = &[$(HeaderName::$name),*];
+        /// Their full spellings, for the const table below.
+        const KNOWN_SPELLINGS: &[&str] = &[$($s),*];
     };
 }
 
@@ -206,96 +220,117 @@ header_names! {
     WWW_AUTHENTICATE = 59 "WWW-Authenticate",
 }
 
-/// Known names by lower-case spelling (full form) or compact letter.
-fn lookup_known(s: &str) -> Option<HeaderName> {
-    let b = s.as_bytes();
+// `KNOWN_NAMES[id - 1]` must be the name with that id.
+const _: () = {
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        assert!(KNOWN_NAMES[i].id() as usize == i + 1);
+        i += 1;
+    }
+};
+
+/// Hash of a name for [`NAME_TABLE`]: length, first, middle and last byte, with ASCII letters
+/// folded to lower case (`| 0x20` also folds some punctuation together, which only costs a
+/// probe).
+#[inline]
+const fn name_hash(b: &[u8]) -> usize {
+    let n = b.len();
+    (n.wrapping_mul(7)
+        ^ ((b[0] | 0x20) as usize).wrapping_mul(31)
+        ^ ((b[n / 2] | 0x20) as usize).wrapping_mul(17)
+        ^ ((b[n - 1] | 0x20) as usize).wrapping_mul(3))
+        & (NAME_TABLE_SIZE - 1)
+}
+
+const NAME_TABLE_SIZE: usize = 256;
+
+/// Longest known name, in 8-byte words.
+const NAME_WORDS: usize = 3;
+
+/// A name of at most `8 * NAME_WORDS` bytes as little-endian words with every byte `| 0x20`
+/// (zero padding included). Between a token byte and a known name's byte (a letter or `-`) this
+/// is exactly ASCII case folding: the only other byte that folds onto `-` is CR, not a token.
+#[inline]
+const fn fold_words(b: &[u8]) -> [u64; NAME_WORDS] {
+    let mut buf = [0u8; 8 * NAME_WORDS];
+    buf.split_at_mut(b.len()).0.copy_from_slice(b);
+    let (chunks, _) = buf.as_chunks::<8>();
+    let mut w = [0u64; NAME_WORDS];
+    let mut k = 0;
+    while k < NAME_WORDS {
+        w[k] = u64::from_le_bytes(chunks[k]) | 0x2020_2020_2020_2020;
+        k += 1;
+    }
+    w
+}
+
+/// Every known full name, folded by [`fold_words`], at index `id - 1`.
+static KNOWN_FOLDED: [[u64; NAME_WORDS]; KNOWN_SPELLINGS.len()] = {
+    let mut t = [[0u64; NAME_WORDS]; KNOWN_SPELLINGS.len()];
+    let mut i = 0;
+    while i < t.len() {
+        assert!(KNOWN_SPELLINGS[i].len() <= 8 * NAME_WORDS);
+        t[i] = fold_words(KNOWN_SPELLINGS[i].as_bytes());
+        i += 1;
+    }
+    t
+};
+
+/// Open-addressing table (linear probing) of known full names: ids, 0 for an empty slot.
+static NAME_TABLE: [u8; NAME_TABLE_SIZE] = {
+    let mut t = [0u8; NAME_TABLE_SIZE];
+    let mut i = 0;
+    while i < KNOWN_SPELLINGS.len() {
+        let mut slot = name_hash(KNOWN_SPELLINGS[i].as_bytes());
+        while t[slot] != 0 {
+            slot = (slot + 1) & (NAME_TABLE_SIZE - 1);
+        }
+        t[slot] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The id of a known name by full spelling (any case) or compact letter, 0 for others; `b` is a
+/// non-empty token.
+fn known_id(b: &[u8]) -> u8 {
     if b.len() == 1 {
         return match b[0].to_ascii_lowercase() {
-            b'u' => Some(HeaderName::ALLOW_EVENTS),
-            b'i' => Some(HeaderName::CALL_ID),
-            b'm' => Some(HeaderName::CONTACT),
-            b'e' => Some(HeaderName::CONTENT_ENCODING),
-            b'l' => Some(HeaderName::CONTENT_LENGTH),
-            b'c' => Some(HeaderName::CONTENT_TYPE),
-            b'o' => Some(HeaderName::EVENT),
-            b'f' => Some(HeaderName::FROM),
-            b'y' => Some(HeaderName::IDENTITY),
-            b'r' => Some(HeaderName::REFER_TO),
-            b'b' => Some(HeaderName::REFERRED_BY),
-            b'x' => Some(HeaderName::SESSION_EXPIRES),
-            b's' => Some(HeaderName::SUBJECT),
-            b'k' => Some(HeaderName::SUPPORTED),
-            b't' => Some(HeaderName::TO),
-            b'v' => Some(HeaderName::VIA),
-            _ => None,
+            b'u' => HeaderName::ALLOW_EVENTS.id(),
+            b'i' => HeaderName::CALL_ID.id(),
+            b'm' => HeaderName::CONTACT.id(),
+            b'e' => HeaderName::CONTENT_ENCODING.id(),
+            b'l' => HeaderName::CONTENT_LENGTH.id(),
+            b'c' => HeaderName::CONTENT_TYPE.id(),
+            b'o' => HeaderName::EVENT.id(),
+            b'f' => HeaderName::FROM.id(),
+            b'y' => HeaderName::IDENTITY.id(),
+            b'r' => HeaderName::REFER_TO.id(),
+            b'b' => HeaderName::REFERRED_BY.id(),
+            b'x' => HeaderName::SESSION_EXPIRES.id(),
+            b's' => HeaderName::SUBJECT.id(),
+            b'k' => HeaderName::SUPPORTED.id(),
+            b't' => HeaderName::TO.id(),
+            b'v' => HeaderName::VIA.id(),
+            _ => 0,
         };
     }
-    let mut buf = [0u8; 24];
-    let lower = buf.get_mut(..b.len())?;
-    for (d, c) in lower.iter_mut().zip(b) {
-        *d = c.to_ascii_lowercase();
+    if b.is_empty() || b.len() > 8 * NAME_WORDS {
+        return 0;
     }
-    match &*lower {
-        b"accept" => Some(HeaderName::ACCEPT),
-        b"accept-encoding" => Some(HeaderName::ACCEPT_ENCODING),
-        b"accept-language" => Some(HeaderName::ACCEPT_LANGUAGE),
-        b"alert-info" => Some(HeaderName::ALERT_INFO),
-        b"allow" => Some(HeaderName::ALLOW),
-        b"allow-events" => Some(HeaderName::ALLOW_EVENTS),
-        b"authentication-info" => Some(HeaderName::AUTHENTICATION_INFO),
-        b"authorization" => Some(HeaderName::AUTHORIZATION),
-        b"call-id" => Some(HeaderName::CALL_ID),
-        b"call-info" => Some(HeaderName::CALL_INFO),
-        b"contact" => Some(HeaderName::CONTACT),
-        b"content-disposition" => Some(HeaderName::CONTENT_DISPOSITION),
-        b"content-encoding" => Some(HeaderName::CONTENT_ENCODING),
-        b"content-language" => Some(HeaderName::CONTENT_LANGUAGE),
-        b"content-length" => Some(HeaderName::CONTENT_LENGTH),
-        b"content-type" => Some(HeaderName::CONTENT_TYPE),
-        b"cseq" => Some(HeaderName::CSEQ),
-        b"date" => Some(HeaderName::DATE),
-        b"error-info" => Some(HeaderName::ERROR_INFO),
-        b"event" => Some(HeaderName::EVENT),
-        b"expires" => Some(HeaderName::EXPIRES),
-        b"from" => Some(HeaderName::FROM),
-        b"identity" => Some(HeaderName::IDENTITY),
-        b"in-reply-to" => Some(HeaderName::IN_REPLY_TO),
-        b"max-forwards" => Some(HeaderName::MAX_FORWARDS),
-        b"mime-version" => Some(HeaderName::MIME_VERSION),
-        b"min-expires" => Some(HeaderName::MIN_EXPIRES),
-        b"min-se" => Some(HeaderName::MIN_SE),
-        b"organization" => Some(HeaderName::ORGANIZATION),
-        b"path" => Some(HeaderName::PATH),
-        b"priority" => Some(HeaderName::PRIORITY),
-        b"privacy" => Some(HeaderName::PRIVACY),
-        b"proxy-authenticate" => Some(HeaderName::PROXY_AUTHENTICATE),
-        b"proxy-authorization" => Some(HeaderName::PROXY_AUTHORIZATION),
-        b"proxy-require" => Some(HeaderName::PROXY_REQUIRE),
-        b"p-asserted-identity" => Some(HeaderName::P_ASSERTED_IDENTITY),
-        b"rack" => Some(HeaderName::RACK),
-        b"reason" => Some(HeaderName::REASON),
-        b"record-route" => Some(HeaderName::RECORD_ROUTE),
-        b"refer-to" => Some(HeaderName::REFER_TO),
-        b"referred-by" => Some(HeaderName::REFERRED_BY),
-        b"replaces" => Some(HeaderName::REPLACES),
-        b"reply-to" => Some(HeaderName::REPLY_TO),
-        b"require" => Some(HeaderName::REQUIRE),
-        b"retry-after" => Some(HeaderName::RETRY_AFTER),
-        b"route" => Some(HeaderName::ROUTE),
-        b"rseq" => Some(HeaderName::RSEQ),
-        b"server" => Some(HeaderName::SERVER),
-        b"session-expires" => Some(HeaderName::SESSION_EXPIRES),
-        b"subject" => Some(HeaderName::SUBJECT),
-        b"subscription-state" => Some(HeaderName::SUBSCRIPTION_STATE),
-        b"supported" => Some(HeaderName::SUPPORTED),
-        b"timestamp" => Some(HeaderName::TIMESTAMP),
-        b"to" => Some(HeaderName::TO),
-        b"unsupported" => Some(HeaderName::UNSUPPORTED),
-        b"user-agent" => Some(HeaderName::USER_AGENT),
-        b"via" => Some(HeaderName::VIA),
-        b"warning" => Some(HeaderName::WARNING),
-        b"www-authenticate" => Some(HeaderName::WWW_AUTHENTICATE),
-        _ => None,
+    let folded = fold_words(b);
+    let mut slot = name_hash(b);
+    loop {
+        let id = NAME_TABLE[slot];
+        match KNOWN_FOLDED.get(usize::from(id).wrapping_sub(1)) {
+            None => return 0,
+            Some(known)
+                if *known == folded && KNOWN_SPELLINGS[usize::from(id) - 1].len() == b.len() =>
+            {
+                return id;
+            }
+            Some(_) => slot = (slot + 1) & (NAME_TABLE_SIZE - 1),
+        }
     }
 }
 
@@ -306,70 +341,140 @@ impl HeaderName {
         if s.is_empty() || !s.bytes().all(is_token_byte) {
             return None;
         }
-        Some(lookup_known(s).unwrap_or_else(|| HeaderName {
-            name: Cow::Owned(s.to_owned()),
-            id: 0,
-        }))
+        Some(HeaderName::from_token(s.as_bytes()))
+    }
+
+    /// A header name from a string already checked to be a non-empty token.
+    pub(crate) fn from_token(s: &[u8]) -> HeaderName {
+        let id = known_id(s);
+        if id != 0 {
+            return HeaderName(Spelling::Known(id));
+        }
+        if let Ok(len) = u8::try_from(s.len())
+            && s.len() <= INLINE
+        {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s);
+            return HeaderName(Spelling::Inline { len, bytes });
+        }
+        // Token characters are ASCII, so this is never empty.
+        HeaderName(Spelling::Heap(
+            std::str::from_utf8(s).unwrap_or_default().into(),
+        ))
+    }
+
+    /// 1.. for known names (one per const), 0 for others.
+    #[inline(always)]
+    pub(crate) const fn id(&self) -> u8 {
+        match self.0 {
+            Spelling::Known(id) => id,
+            _ => 0,
+        }
     }
 
     /// The canonical spelling for known names, the received one for others.
     pub fn as_str(&self) -> &str {
-        &self.name
+        match &self.0 {
+            // Built from token bytes, which are ASCII: always UTF-8.
+            Spelling::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Spelling::Known(id) => known_spelling(*id),
+            Spelling::Heap(s) => s,
+        }
+    }
+
+    /// [`HeaderName::as_str`] as bytes, without the UTF-8 check (for writing and comparing).
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Spelling::Known(id) => known_spelling(*id).as_bytes(),
+            Spelling::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Spelling::Heap(s) => s.as_bytes(),
+        }
     }
 }
 
+/// Known spellings by id (index 0 unused), so a lookup needs no subtraction.
+static SPELLING_BY_ID: [&str; KNOWN_SPELLINGS.len() + 1] = {
+    let mut t = [""; KNOWN_SPELLINGS.len() + 1];
+    let mut i = 0;
+    while i < KNOWN_SPELLINGS.len() {
+        t[i + 1] = KNOWN_SPELLINGS[i];
+        i += 1;
+    }
+    t
+};
+
+/// The canonical spelling of the known name with this id.
+#[inline]
+fn known_spelling(id: u8) -> &'static str {
+    SPELLING_BY_ID.get(usize::from(id)).copied().unwrap_or("")
+}
+
 impl PartialEq for HeaderName {
-    #[inline]
+    #[inline(always)]
     fn eq(&self, other: &HeaderName) -> bool {
         // Every spelling of a known name parses to its const, so known names compare by id,
         // and a known name never equals an unknown one.
-        if self.id != 0 || other.id != 0 {
-            self.id == other.id
+        let (a, b) = (self.id(), other.id());
+        if a != 0 || b != 0 {
+            a == b
         } else {
-            self.name.eq_ignore_ascii_case(&other.name)
+            eq_unknown(self.as_bytes(), other.as_bytes())
         }
     }
 }
 
 impl Eq for HeaderName {}
 
+/// The rare case of `HeaderName::eq`, out of line so the id comparison inlines.
+#[inline(never)]
+fn eq_unknown(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 impl fmt::Debug for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
 /// Character classes (RFC 3261 §25.1), one bit each, looked up by byte.
-pub(crate) const TOKEN: u8 = 1;
+pub(crate) const TOKEN: u16 = 1;
 /// `unreserved`: alphanumerics and marks.
-pub(crate) const UNRESERVED: u8 = 2;
+pub(crate) const UNRESERVED: u16 = 2;
 /// Extra characters in a URI user part.
-pub(crate) const USER: u8 = 4;
+pub(crate) const USER: u16 = 4;
 /// Extra characters in a URI password.
-pub(crate) const PASSWORD: u8 = 8;
+pub(crate) const PASSWORD: u16 = 8;
 /// Extra characters in uri-parameter names and values.
-pub(crate) const PARAM: u8 = 16;
+pub(crate) const PARAM: u16 = 16;
 /// Extra characters in URI header names and values.
-pub(crate) const HNV: u8 = 32;
+pub(crate) const HNV: u16 = 32;
 /// Host name characters.
-pub(crate) const HOST: u8 = 64;
+pub(crate) const HOST: u16 = 64;
+/// Generic-parameter values: token characters plus the IPv6 reference's `[]:`.
+pub(crate) const PVALUE: u16 = 128;
+/// Via sent-by: host characters plus the IPv6 reference's `[]:` and the port's `:`.
+pub(crate) const SENT_BY: u16 = 256;
 
-const fn classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn classes() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut i = 0;
     while i < 256 {
         if (i as u8).is_ascii_alphanumeric() {
-            t[i] = TOKEN | UNRESERVED | HOST;
+            t[i] = TOKEN | UNRESERVED | HOST | PVALUE | SENT_BY;
         }
         i += 1;
     }
-    let sets: [(&[u8], u8); 7] = [
+    let sets: [(&[u8], u16); 10] = [
         (b"-.!%*_+`'~", TOKEN),
         (b"-_.!~*'()", UNRESERVED),
         (b"&=+$,;?/", USER),
@@ -377,6 +482,9 @@ const fn classes() -> [u8; 256] {
         (b"[]/:&+$", PARAM),
         (b"[]/?:+$", HNV),
         (b"-._", HOST),
+        (b"-.!%*_+`'~", PVALUE),
+        (b"[]:", PVALUE),
+        (b"-._[]:", SENT_BY),
     ];
     let mut k = 0;
     while k < sets.len() {
@@ -392,12 +500,18 @@ const fn classes() -> [u8; 256] {
 }
 
 /// The class bits of every byte.
-pub(crate) static CLASS: [u8; 256] = classes();
+pub(crate) static CLASS: [u16; 256] = classes();
 
 /// RFC 3261 §25.1 `token` characters.
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    CLASS[b as usize] & TOKEN != 0
+    is_class(b, TOKEN)
+}
+
+/// Whether `b` is in any of the `classes` (bits above).
+#[inline]
+pub(crate) fn is_class(b: u8, classes: u16) -> bool {
+    CLASS[usize::from(b)] & classes != 0
 }
 
 /// Position of an ASCII byte (a plain loop: the strings here are short).
@@ -435,4 +549,50 @@ pub(crate) fn trim_ws_end(s: &str) -> &str {
         .take_while(|b| *b == b' ' || *b == b'\t')
         .count();
     &s[..s.len() - n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_looks_up_in_any_case() {
+        for known in KNOWN_NAMES {
+            let s = known.as_str();
+            for spelling in [s.to_owned(), s.to_ascii_lowercase(), s.to_ascii_uppercase()] {
+                let got = HeaderName::new(&spelling).expect("a token");
+                assert_eq!((got.id(), got.as_str()), (known.id(), s), "{spelling}");
+            }
+        }
+        assert_eq!(
+            HeaderName::new("v").map(|n| n.id()),
+            Some(HeaderName::VIA.id())
+        );
+    }
+
+    #[test]
+    fn unknown_names_keep_their_spelling() {
+        // Same length and ends as known names, so they probe the table and miss.
+        // Inline up to 22 bytes, boxed beyond.
+        let long = "P-A-Very-Long-Extension-Header-Name";
+        for s in [
+            "Vie",
+            "X-Carrier-Route",
+            "Fro",
+            "P-Charging-Vector",
+            "Contakt",
+            "RAcc",
+            long,
+        ] {
+            let got = HeaderName::new(s).expect("a token");
+            assert_eq!((got.id(), got.as_str()), (0, s));
+            assert_eq!(
+                got,
+                HeaderName::new(&s.to_ascii_lowercase()).expect("token")
+            );
+        }
+        assert_ne!(HeaderName::new("Via"), HeaderName::new("Vie"));
+        assert_eq!(HeaderName::new("Bad Name"), None);
+        assert_eq!(HeaderName::new(""), None);
+    }
 }

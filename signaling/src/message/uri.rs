@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::names::{CLASS, HNV, HOST, PARAM, PASSWORD, UNRESERVED, USER, find_byte, split_byte};
+use super::names::{HNV, HOST, PARAM, PASSWORD, UNRESERVED, USER, find_byte, is_class, split_byte};
 
 /// A parameter: `name` or `name=value`. Values keep their wire form (quotes, escapes).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +36,11 @@ pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>
 
 pub(crate) fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
     for p in params {
-        match &p.value {
-            Some(v) => write!(f, ";{}={}", p.name, v)?,
-            None => write!(f, ";{}", p.name)?,
+        f.write_str(";")?;
+        f.write_str(&p.name)?;
+        if let Some(v) = &p.value {
+            f.write_str("=")?;
+            f.write_str(v)?;
         }
     }
     Ok(())
@@ -129,17 +131,23 @@ pub(crate) enum UriRef<'a> {
 
 impl<'a> UriRef<'a> {
     pub(crate) fn parse(s: &'a str) -> Result<UriRef<'a>, UriError> {
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ':'.
         let colon = s
             .bytes()
-            .position(|b| b == b':')
-            .ok_or(UriError::Syntax("URI without a scheme"))?;
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+            .unwrap_or(s.len());
+        if s.as_bytes().get(colon) != Some(&b':') {
+            return Err(UriError::Syntax(if find_byte(s, b':').is_some() {
+                "bad URI scheme"
+            } else {
+                "URI without a scheme"
+            }));
+        }
         let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
-        let sb = scheme.as_bytes();
-        if sb.is_empty()
-            || !sb[0].is_ascii_alphabetic()
-            || !sb
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        if !scheme
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
         {
             return Err(UriError::Syntax("bad URI scheme"));
         }
@@ -226,11 +234,14 @@ fn parse_sip_rest(secure: bool, rest: &str) -> Result<UriRef<'_>, UriError> {
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.bytes().position(|b| b == b':') {
-                Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+            // The user part runs to the first character it cannot hold; only ':' may follow.
+            let n = escaped_len(ui, USER);
+            let (u, p) = match ui.as_bytes().get(n) {
                 None => (ui, None),
+                Some(b':') => (&ui[..n], Some(&ui[n + 1..])),
+                Some(_) => return Err(UriError::Syntax("bad user part")),
             };
-            if u.is_empty() || !valid_escaped(u, USER) {
+            if u.is_empty() {
                 return Err(UriError::Syntax("bad user part"));
             }
             if let Some(p) = p
@@ -363,61 +374,70 @@ fn scan_uri_params<'a>(
 
 /// Splits `host[:port]`, checking the host's characters. IPv6 references keep their brackets.
 pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if s.starts_with('[') {
+    let b = s.as_bytes();
+    let host_end = if b.first() == Some(&b'[') {
         let end = find_byte(s, b']')?;
-        let host = &s[..=end];
-        if !host[1..end]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            || end == 1
+        if end == 1
+            || !b[1..end]
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
         {
             return None;
         }
-        match &s[end + 1..] {
-            "" => (host, None),
-            p => (host, Some(p.strip_prefix(':')?)),
-        }
+        end + 1
     } else {
-        let (h, p) = match split_byte(s, b':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        };
-        if h.is_empty() || !h.bytes().all(|b| CLASS[b as usize] & HOST != 0) {
+        let n = b.iter().take_while(|c| is_class(**c, HOST)).count();
+        if n == 0 {
             return None;
         }
-        (h, p)
+        n
     };
-    let port = match port {
-        None => None,
-        Some(p) => {
-            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some(p.parse::<u16>().ok()?)
+    let port = match &b[host_end..] {
+        [] => None,
+        [b':', digits @ ..] => Some(parse_port(digits)?),
+        _ => return None,
+    };
+    Some((&s[..host_end], port))
+}
+
+/// 1 to 5 digits, at most 65535.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
         }
-    };
-    Some((host, port))
+        v = v * 10 + u32::from(d - b'0');
+    }
+    u16::try_from(v).ok()
 }
 
 /// Unreserved characters plus `extra`, or `%XX` escapes.
-fn valid_escaped(s: &str, extra: u8) -> bool {
+fn valid_escaped(s: &str, extra: u16) -> bool {
+    escaped_len(s, extra) == s.len()
+}
+
+/// Length of the prefix of `s` made of unreserved characters, `extra`, and `%XX` escapes.
+#[inline]
+fn escaped_len(s: &str, extra: u16) -> usize {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'%' {
-            match (b.get(i + 1), b.get(i + 2)) {
-                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
-                _ => return false,
-            }
-            continue;
+    while let Some(&c) = b.get(i) {
+        if is_class(c, UNRESERVED | extra) {
+            i += 1;
+        } else if c == b'%'
+            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
+        } else {
+            break;
         }
-        if CLASS[c as usize] & (UNRESERVED | extra) == 0 {
-            return false;
-        }
-        i += 1;
     }
-    true
+    i
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.

@@ -386,7 +386,7 @@ impl Transactions {
                     ClientTx::Invite(t) => t.on_response(now, resp, &mut self.out),
                     ClientTx::NonInvite(t) => t.on_response(now, resp, &mut self.out),
                 }
-                self.reap();
+                self.reap_one(&key);
                 Routed::ToTransaction(key)
             }
             Message::Request(req) => self.handle_request(now, source, req),
@@ -408,7 +408,7 @@ impl Transactions {
                 ServerTx::Invite(t) => t.on_request(now, req, &mut self.out),
                 ServerTx::NonInvite(t) => t.on_request(&mut self.out),
             }
-            self.reap();
+            self.reap_one(&key);
             return Routed::ToTransaction(key);
         }
         if req.method == Method::ACK {
@@ -534,7 +534,7 @@ impl Transactions {
             ServerTx::Invite(t) => t.respond(now, response, &mut self.out),
             ServerTx::NonInvite(t) => t.respond(now, response, &mut self.out),
         };
-        self.reap();
+        self.reap_one(key);
         r
     }
 
@@ -601,6 +601,20 @@ impl Transactions {
             ServerTx::Invite(t) => t.state_name(),
             ServerTx::NonInvite(t) => t.state_name(),
         })
+    }
+
+    /// Removes transaction `key` if it terminated, and reports it: an input touches one
+    /// transaction, so it need not look at every other (that made each message cost O(live
+    /// transactions)).
+    fn reap_one(&mut self, key: &TransactionKey) {
+        if self.clients.get(key).is_some_and(ClientTx::is_terminated) {
+            self.clients.remove(key);
+            self.out.event(TxEvent::Terminated { key: key.clone() });
+        }
+        if self.servers.get(key).is_some_and(ServerTx::is_terminated) {
+            self.servers.remove(key);
+            self.out.event(TxEvent::Terminated { key: key.clone() });
+        }
     }
 
     /// Removes terminated transactions and reports them.

@@ -1,0 +1,141 @@
+//! End to end with SIPp (Debian `sip-tester`) against the test UAS (`sip_uas`): REGISTER with a
+//! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, and INVITE then CANCEL (487),
+//! over UDP, TCP and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
+//! UAS's counters must show what SIPp did. (Debian's SIPp is built without TLS: TLS is covered
+//! by `tests/transport_tls.rs`, with this crate's stack as the client.)
+
+mod uas;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use uas::{Uas, free_port};
+
+const CALLS: u32 = 3;
+
+/// SIPp, killed by PID when dropped.
+struct Sipp(Child);
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Runs `scenario` for `CALLS` calls against `target`; panics with SIPp's error log unless
+/// it exits 0.
+fn sipp(scenario: &str, target: SocketAddr, transport: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "dialplane-sipp-{}-{}-{scenario}-{transport}",
+        std::process::id(),
+        target.port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let errors = dir.join("errors.log");
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "sipp", scenario]
+        .iter()
+        .collect();
+    let local_ip = if target.is_ipv6() { "::1" } else { "127.0.0.1" };
+    let child = Command::new("sipp")
+        .current_dir(&dir)
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(&path)
+        .args(["-t", transport, "-i", local_ip])
+        .args(["-p", &free_port().to_string()])
+        .args(["-m", &CALLS.to_string(), "-r", "20"])
+        .args(["-s", "alice", "-au", "alice", "-ap", "secret"])
+        .args(["-nostdin", "-timeout", "20", "-timeout_error", "-trace_err"])
+        .arg("-error_file")
+        .arg(&errors)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp is installed (Debian sip-tester)");
+    let mut sipp = Sipp(child);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = sipp.0.try_wait().expect("wait sipp") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "sipp {scenario} did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(&errors).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "sipp {scenario} over {transport}: {log}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn responses(uas: &mut Uas, method: &str, status: &str) -> f64 {
+    uas.metric(
+        "dialplane_uas_responses_total",
+        &[("method", method), ("status", status)],
+    )
+}
+
+/// Every scenario over one transport: `listen` is the UAS's flag, `t` SIPp's `-t`.
+fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
+    let calls = f64::from(CALLS);
+    let mut uas = Uas::start(&[listen, bind, "--user", "alice:secret", "--md5-first"]);
+    let target = uas.addr(name);
+
+    sipp("register.xml", target, t);
+    let reg = "dialplane_sip_registrations_total";
+    assert_eq!(uas.metric(reg, &[("result", "challenged")]), calls);
+    assert_eq!(uas.metric(reg, &[("result", "ok")]), calls);
+    assert_eq!(
+        uas.metric("dialplane_registrar_bindings", &[]),
+        1.0,
+        "one AOR, one contact"
+    );
+
+    sipp("options.xml", target, t);
+    assert_eq!(responses(&mut uas, "OPTIONS", "200"), calls);
+
+    sipp("invite.xml", target, t);
+    assert_eq!(responses(&mut uas, "INVITE", "180"), calls);
+    assert_eq!(responses(&mut uas, "INVITE", "200"), calls);
+    assert_eq!(responses(&mut uas, "BYE", "200"), calls);
+    uas.wait_metric("dialplane_uas_acks_total", &[], |v| v == calls);
+    // Register: 2 requests a call; OPTIONS 1; INVITE, ACK, BYE 3.
+    let received = uas.metric("dialplane_sip_received_total", &[("transport", name)]);
+    assert_eq!(received, calls * 6.0);
+    assert_eq!(uas.metric("dialplane_sip_dropped_total", &[]), 0.0);
+
+    // CANCEL needs an INVITE that is still ringing.
+    let mut slow = Uas::start(&[listen, bind, "--answer-delay-ms", "30000"]);
+    sipp("cancel.xml", slow.addr(name), t);
+    assert_eq!(responses(&mut slow, "CANCEL", "200"), calls);
+    assert_eq!(responses(&mut slow, "INVITE", "487"), calls);
+    assert_eq!(responses(&mut slow, "INVITE", "200"), 0.0);
+}
+
+#[test]
+fn sipp_over_udp() {
+    scenarios("--udp", "127.0.0.1:0", "UDP", "u1");
+}
+
+#[test]
+fn sipp_over_tcp() {
+    scenarios("--tcp", "127.0.0.1:0", "TCP", "t1");
+}
+
+#[test]
+fn sipp_over_udp_ipv6() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let mut uas = Uas::start(&["--udp", "[::1]:0"]);
+    sipp("options.xml", uas.addr("UDP"), "u1");
+    sipp("invite.xml", uas.addr("UDP"), "u1");
+    assert_eq!(responses(&mut uas, "BYE", "200"), f64::from(CALLS));
+}

@@ -1,0 +1,95 @@
+//! `dialplane media`: the standalone relay driven by the rtpengine ng protocol (a drop-in for
+//! rtpengine behind Kamailio's or OpenSIPS's rtpengine module).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::Args;
+use media::driver::{Media, MediaConfig};
+use media::ng::{HandlerConfig, NgHandler, NgServer};
+use signaling::config::MediaSection;
+
+/// rtpengine's flags; each overrides its `[media]` key
+#[derive(Args, Debug)]
+pub struct MediaFlags {
+    /// Listen for the ng protocol on this UDP address (default 127.0.0.1:2223)
+    #[arg(long, value_name = "ADDR")]
+    listen_ng: Option<SocketAddr>,
+    /// Bind the relay's ports on this address and advertise it in SDP (default 127.0.0.1)
+    #[arg(long, value_name = "IP")]
+    interface: Option<IpAddr>,
+    /// Lowest RTP port (default 30000)
+    #[arg(long, value_name = "PORT")]
+    port_min: Option<u16>,
+    /// Highest RTP port (default 60000)
+    #[arg(long, value_name = "PORT")]
+    port_max: Option<u16>,
+    /// Shard threads, 0 = one per core (default 0)
+    #[arg(long, value_name = "N")]
+    num_threads: Option<usize>,
+    /// Put DTMF and answering-machine-detection taps on every leg (to measure their cost)
+    #[arg(long)]
+    dsp_taps: bool,
+}
+
+impl MediaFlags {
+    /// Writes the given flags over the config file's `[media]` section.
+    pub fn apply(&self, m: &mut MediaSection) {
+        if let Some(v) = self.listen_ng {
+            m.listen_ng = v;
+        }
+        if let Some(v) = self.interface {
+            m.interface = v;
+        }
+        if let Some(v) = self.port_min {
+            m.port_min = v;
+        }
+        if let Some(v) = self.port_max {
+            m.port_max = v;
+        }
+        if let Some(v) = self.num_threads {
+            m.num_threads = v;
+        }
+    }
+}
+
+/// Runs the relay until SIGINT or SIGTERM.
+pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let config = MediaConfig {
+        interface: section.interface,
+        port_min: section.port_min,
+        port_max: section.port_max,
+        num_threads: section.num_threads,
+        ..MediaConfig::default()
+    };
+    let (media, events) = Media::start(config).context("starting the media plane")?;
+    let handler = NgHandler::new(
+        HandlerConfig {
+            dsp_taps: flags.dsp_taps,
+        },
+        SystemTime::now(),
+    );
+    let mut server = NgServer::bind(section.listen_ng, handler)
+        .with_context(|| format!("binding the ng listener {}", section.listen_ng))?;
+    tracing::info!(
+        listen_ng = %server.local_addr()?,
+        interface = %section.interface,
+        ports = %format_args!("{}-{}", section.port_min, section.port_max),
+        shards = media.num_shards(),
+        dsp_taps = flags.dsp_taps,
+        "dialplane media: relay running"
+    );
+    server
+        .run(&media, Some(&events), &stop)
+        .context("ng listener")?;
+    tracing::info!("dialplane media: stopping");
+    media.stop();
+    Ok(())
+}

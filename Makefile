@@ -4,7 +4,7 @@
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
 # receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests.
-APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester
+APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 

@@ -10,11 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed (and reaped) when the test ends, pass or fail.
+use media::ng::Value;
+
+mod common;
+use common::{Relay, free_udp_port, get};
+
+/// A child process stopped (and reaped) when the test ends, pass or fail. SIGTERM first:
+/// Kamailio's main process takes its worker processes down with it only on a signal it handles.
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -30,14 +41,6 @@ fn spawn(cmd: &mut Command, log: &Path) -> Guard {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
     )
-}
-
-/// A port free right now on loopback (the OS picks it).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind")
-        .port()
 }
 
 fn here() -> PathBuf {
@@ -74,7 +77,161 @@ fn wait_exit(child: &mut Guard, limit: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.0.try_wait().expect("wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "child still running after {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "child still running after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Packets received from and sent to each party of `call`, per its ng `query`.
+fn party_traffic(relay: &mut Relay, call: &str) -> Vec<(String, i64, i64)> {
+    let q = relay.ng(&[("command", "query".into()), ("call-id", call.into())]);
+    let Some(Value::Dict(tags)) = q.dict.get("tags") else {
+        return Vec::new();
+    };
+    tags.iter()
+        .map(|(tag, party)| {
+            let party = party.as_dict().expect("party");
+            let stream = get(party, &["medias", "0", "streams", "0"]);
+            let stream = stream.as_dict().expect("stream");
+            let n = |k: &str| get(stream, &[k, "packets"]).as_int().unwrap_or(0);
+            (
+                String::from_utf8_lossy(tag).into_owned(),
+                n("stats"),
+                n("stats_out"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
+    const CALLS: usize = 3;
+    let mut relay = Relay::start(&[]);
+    let work = work_dir();
+    let (sip, uas) = (free_udp_port(), free_udp_port());
+    let cfg = std::fs::read_to_string(here().join("kamailio.cfg"))
+        .expect("kamailio.cfg")
+        .replace("@SIP_PORT@", &sip.to_string())
+        .replace("@NG_PORT@", &relay.ng.port().to_string())
+        .replace("@UAS_PORT@", &uas.to_string());
+    std::fs::write(work.join("kamailio.cfg"), cfg).expect("write cfg");
+    let _kamailio = spawn(
+        Command::new("kamailio")
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(&work)
+            .arg("-f")
+            .arg(work.join("kamailio.cfg")),
+        &work.join("kamailio.log"),
+    );
+    // Up once it answers an OPTIONS (405 from the test config).
+    let kamailio: SocketAddr = ([127, 0, 0, 1], sip).into();
+    let options = format!(
+        "OPTIONS sip:ping@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK-up\r\n\
+         From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: up\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let answer = wait_answer(kamailio, options.as_bytes());
+    assert!(
+        answer.starts_with(b"SIP/2.0 405"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let mut callee = spawn(
+        Command::new("sipp")
+            .arg("-sf")
+            .arg(here().join("uas.xml"))
+            .args([
+                "-rtp_echo",
+                "-i",
+                "127.0.0.1",
+                "-nostdin",
+                "-m",
+                &CALLS.to_string(),
+            ])
+            .args(["-p", &uas.to_string(), "-mp", &free_udp_port().to_string()]),
+        &work.join("uas.log"),
+    );
+    let mut caller = spawn(
+        Command::new("sipp")
+            .arg(format!("127.0.0.1:{sip}"))
+            .arg("-sf")
+            .arg(here().join("uac.xml"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-nostdin",
+                "-m",
+                &CALLS.to_string(),
+                "-r",
+                "3",
+            ])
+            .args(["-p", &free_udp_port().to_string()])
+            .args(["-mp", &free_udp_port().to_string()]),
+        &work.join("uac.log"),
+    );
+
+    // While the calls are up (each holds 4 s with audio from SIPp's pcap player, echoed back by
+    // the callee): every party of some call both sent to and received from the relay.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut both_ways = None;
+    while both_ways.is_none() && Instant::now() < deadline {
+        let list = relay.ng(&[("command", "list".into())]);
+        let calls: Vec<String> = match list.dict.get("calls") {
+            Some(Value::List(l)) => l
+                .iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        };
+        both_ways = calls
+            .iter()
+            .map(|c| party_traffic(&mut relay, c))
+            .find(|parties| {
+                parties.len() == 2 && parties.iter().all(|(_, rx, tx)| *rx >= 10 && *tx >= 10)
+            });
+    }
+    let both_ways = both_ways.expect("no call relayed RTP both ways within 20 s");
+    eprintln!("relayed per party (tag, packets in, packets out): {both_ways:?}");
+
+    let status = wait_exit(&mut caller, Duration::from_secs(60));
+    let log = |name: &str| std::fs::read_to_string(work.join(name)).unwrap_or_default();
+    assert!(
+        status.success(),
+        "caller: {status}\n{}\n{}",
+        log("uac.log"),
+        log("kamailio.log")
+    );
+    let status = wait_exit(&mut callee, Duration::from_secs(20));
+    assert!(status.success(), "callee: {status}\n{}", log("uas.log"));
+
+    // Kamailio deleted every call on BYE; the relay counted them as regular terminations.
+    let stats = relay.ng(&[("command", "statistics".into())]);
+    let total = |k: &str| get(&stats.dict, &["statistics", "totalstatistics", k]).as_int();
+    let current = get(
+        &stats.dict,
+        &["statistics", "currentstatistics", "sessionsown"],
+    )
+    .as_int();
+    assert_eq!(current, Some(0), "{:?}", stats.dict);
+    assert_eq!(
+        total("managedsessions"),
+        Some(CALLS as i64),
+        "{:?}",
+        stats.dict
+    );
+    assert_eq!(
+        total("regularterminatedsessions"),
+        Some(CALLS as i64),
+        "{:?}",
+        stats.dict
+    );
+    assert!(
+        total("relayedpackets").unwrap_or(0) >= 2 * 100 * CALLS as i64,
+        "{:?}",
+        stats.dict
+    );
 }

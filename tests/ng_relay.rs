@@ -4,122 +4,15 @@
 //! ng.py is found beside the repository (`$CARGO_MANIFEST_DIR/../shared/bench/ng.py`, as CI
 //! lays it out) or under `$DIALPLANE_SHARED/bench/`.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use media::ng::{Dict, Encoding, Limits, ReplyMessage, Value, decode_reply, encode_datagram};
+use media::ng::{Limits, ReplyMessage, Value, decode_reply};
 
-const WAIT: Duration = Duration::from_secs(5);
-
-/// A running `dialplane media`; killed by PID when dropped.
-struct Relay {
-    child: Child,
-    ng: SocketAddr,
-    port_min: u16,
-    port_max: u16,
-    client: UdpSocket,
-    cookie: u32,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port range of its own per relay: by process id, then by count within the process; below
-/// Linux's ephemeral ports (32768 and up), so no client socket sits in it.
-fn port_range() -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let slot = (std::process::id() % 25) as u16 * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8;
-    let min = 10000 + slot * 100;
-    (min, min + 99)
-}
-
-fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-impl Relay {
-    fn start(extra: &[&str]) -> Relay {
-        let (port_min, port_max) = port_range();
-        let ng: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ng-{}.log", ng.port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_dialplane"))
-            .args([
-                "media",
-                "--listen-ng",
-                &ng.to_string(),
-                "--interface",
-                "127.0.0.1",
-            ])
-            .args(["--port-min", &port_min.to_string()])
-            .args(["--port-max", &port_max.to_string()])
-            .args(["--num-threads", "1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("dialplane starts");
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let relay = Relay {
-            child,
-            ng,
-            port_min,
-            port_max,
-            client,
-            cookie: 0,
-        };
-        // Up once it answers a ping (bounded).
-        let deadline = Instant::now() + WAIT;
-        let mut buf = [0u8; 256];
-        loop {
-            relay
-                .client
-                .send_to(b"up d7:command4:pinge", relay.ng)
-                .unwrap();
-            if let Ok((n, _)) = relay.client.recv_from(&mut buf) {
-                assert_eq!(&buf[..n], b"up d6:result4:ponge");
-                break;
-            }
-            assert!(Instant::now() < deadline, "relay did not come up");
-        }
-        relay.client.set_read_timeout(Some(WAIT)).unwrap();
-        relay
-    }
-
-    /// Sends raw bytes, returns the raw reply.
-    fn raw(&self, datagram: &[u8]) -> Vec<u8> {
-        self.client.send_to(datagram, self.ng).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = self.client.recv_from(&mut buf).expect("ng reply");
-        buf.truncate(n);
-        buf
-    }
-
-    fn datagram(&mut self, pairs: &[(&str, Value)]) -> Vec<u8> {
-        self.cookie += 1;
-        let d: Dict = pairs.iter().cloned().collect();
-        encode_datagram(
-            format!("t{}", self.cookie).as_bytes(),
-            Encoding::Bencode,
-            &d,
-        )
-    }
-
-    fn ng(&mut self, pairs: &[(&str, Value)]) -> ReplyMessage {
-        let d = self.datagram(pairs);
-        decode_reply(&self.raw(&d), &Limits::default()).unwrap()
-    }
-}
+mod common;
+use common::{Relay, WAIT, get};
 
 fn sdp(port: u16) -> String {
     format!(
@@ -135,20 +28,6 @@ fn media_port(r: &ReplyMessage) -> u16 {
     assert!(s.contains("c=IN IP4 127.0.0.1\r\n"), "{s}");
     let m = s.lines().find(|l| l.starts_with("m=audio ")).unwrap();
     m.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
-fn get<'a>(d: &'a Dict, path: &[&str]) -> &'a Value {
-    let mut v = d
-        .get(path[0])
-        .unwrap_or_else(|| panic!("no {} in {d:?}", path[0]));
-    for p in &path[1..] {
-        v = match v {
-            Value::Dict(d) => d.get(*p).unwrap_or_else(|| panic!("no {p} in {d:?}")),
-            Value::List(l) => &l[p.parse::<usize>().unwrap()],
-            other => panic!("{other:?}"),
-        };
-    }
-    v
 }
 
 fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {

@@ -3,7 +3,8 @@
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
 # receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
-# sip-tester (SIPp) drives the SIP end-to-end tests.
+# sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
+# fronts rtpengine.
 APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav

@@ -274,14 +274,10 @@ impl LegAudio {
             for chunk in payload.chunks_mut(FRAME_SAMPLES) {
                 let mut pcm = [0i16; FRAME_SAMPLES];
                 let pcm = &mut pcm[..chunk.len()];
-                for (s, &c) in pcm.iter_mut().zip(chunk.iter()) {
-                    *s = law.decode(c);
-                }
+                law.decode_slice(chunk, pcm);
                 if mix {
                     self.dub.mix_into(pcm);
-                    for (c, &s) in chunk.iter_mut().zip(pcm.iter()) {
-                        *c = law.encode(s);
-                    }
+                    law.encode_slice(pcm, chunk);
                 }
                 self.forks.push_sent(pcm);
             }
@@ -406,9 +402,7 @@ impl LegAudio {
         pcm: &mut [i16; FRAME_SAMPLES],
         out: &mut [u8],
     ) -> Generated {
-        for (o, &s) in out.iter_mut().zip(pcm.iter()) {
-            *o = law.encode(s);
-        }
+        law.encode_slice(pcm, out);
         self.forks.push_sent(pcm);
         Generated {
             codec: codec_of(law),

@@ -197,9 +197,7 @@ impl Receive {
         };
         let mut pcm = [0i16; FRAME_SAMPLES];
         for chunk in payload.chunks(FRAME_SAMPLES) {
-            for (s, &c) in pcm.iter_mut().zip(chunk) {
-                *s = law.decode(c);
-            }
+            law.decode_slice(chunk, &mut pcm);
             sink(&pcm[..chunk.len()]);
         }
         self.fed += payload.len() as u64;

@@ -126,6 +126,16 @@ impl LegAudio {
             && self.events.is_empty()
     }
 
+    /// [`LegAudio::on_egress`] has nothing to do (no player, dub track, DTMF or fork of the sent
+    /// audio): the shard skips it, and does not touch this leg's audio state for the peer's
+    /// packets (a tap alone only listens to what the leg receives).
+    pub(crate) fn egress_idle(&self) -> bool {
+        self.player.is_none()
+            && !self.dub.has_tracks()
+            && !self.dtmf.owns_egress()
+            && !self.forks.wants_sent()
+    }
+
     /// Start, change or (with `dtmf: false, amd: None`) remove the DSP tap; `now` starts its clock.
     ///
     /// With an in-band DTMF tap, RFC 4733 presses given to [`LegAudio::on_key_press`] come out

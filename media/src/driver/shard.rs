@@ -612,7 +612,7 @@ impl Shard {
             return self.ring.release(p.bid);
         };
         // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
-        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.is_idle());
+        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.egress_idle());
         // Where the packet goes: (socket, destination, length), or a drop reason.
         let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
             let ingress =
@@ -637,7 +637,7 @@ impl Shard {
                             .on_received(now, codec, pkt.sequence(), pkt.payload());
                     }
                     let suppressed = match peer.as_deref_mut() {
-                        Some(peer) if !peer.audio.is_idle() && !leg.endpoint.media_blocked() => {
+                        Some(peer) if peer_busy && !leg.endpoint.media_blocked() => {
                             !peer.audio.on_egress(now, codec, pkt.payload_mut())
                         }
                         _ => false,

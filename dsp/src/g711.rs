@@ -63,51 +63,47 @@ const fn table_f32(t: &[i16; 256]) -> [f32; 256] {
 static ULAW_F32: [f32; 256] = table_f32(&ULAW_TABLE);
 static ALAW_F32: [f32; 256] = table_f32(&ALAW_TABLE);
 
-/// Segment of a magnitude: the number of the first end point it does not exceed (8 = over range)
-fn segment(value: i32, ends: &[i32; 8]) -> u8 {
-    ends.iter().position(|&end| value <= end).unwrap_or(8) as u8
-}
-
 /// Encodes one 16-bit sample as µ-law
+///
+/// Branch-free: the segment is the position of the biased magnitude's top bit, so no search.
+#[inline]
 pub fn ulaw_encode(sample: i16) -> u8 {
-    let mut v = i32::from(sample) >> 2;
-    let mask = if v < 0 {
-        v = -v;
-        0x7F
-    } else {
-        0xFF
-    };
-    let v = v.min(ULAW_CLIP) + (ULAW_BIAS >> 2);
-    let seg = segment(v, &[0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF]);
-    if seg >= 8 {
-        return 0x7F ^ mask;
-    }
-    ((seg << 4) | ((v >> (seg + 1)) & 0x0F) as u8) ^ mask
+    let v = i32::from(sample) >> 2;
+    // 0x7F for negative samples, 0xFF for the rest (the sign bit is inverted on the wire).
+    let mask = 0xFF ^ (((v >> 31) & 0x80) as u8);
+    // Biased magnitude, kept within segment 7 (the largest, ULAW_CLIP + 33 = 0x2000, would be
+    // segment 8, whose clipped code is segment 7's last one anyway).
+    let v = v.abs().min(ULAW_CLIP) + (ULAW_BIAS >> 2);
+    let v = v.min(0x1FFF) as u32;
+    // Segment e holds magnitudes with their top bit at 5 + e (segment 0 also everything below).
+    let seg = 31 - (v | 0x3F).leading_zeros() - 5;
+    (((seg << 4) | ((v >> (seg + 1)) & 0x0F)) as u8) ^ mask
 }
 
 /// Decodes one µ-law code to 16-bit linear
+#[inline]
 pub fn ulaw_decode(code: u8) -> i16 {
     ULAW_TABLE[usize::from(code)]
 }
 
 /// Encodes one 16-bit sample as A-law
+///
+/// Branch-free, like [`ulaw_encode`]; the 13-bit magnitude never exceeds segment 7.
+#[inline]
 pub fn alaw_encode(sample: i16) -> u8 {
-    let mut v = i32::from(sample) >> 3;
-    let mask = if v >= 0 {
-        0xD5
-    } else {
-        v = -v - 1;
-        0x55
-    };
-    let seg = segment(v, &[0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF]);
-    if seg >= 8 {
-        return 0x7F ^ mask;
-    }
-    let shift = if seg < 2 { 1 } else { seg };
-    ((seg << 4) | ((v >> shift) & 0x0F) as u8) ^ mask
+    let v = i32::from(sample) >> 3;
+    // 0xD5 for non-negative samples, 0x55 for negative ones, whose magnitude is -v - 1 = !v.
+    let neg = v >> 31;
+    let mask = 0xD5 ^ ((neg & 0x80) as u8);
+    let v = (v ^ neg) as u32;
+    // Segment e >= 1 holds magnitudes with their top bit at 4 + e; segment 0 everything below.
+    let seg = 31 - (v | 0x1F).leading_zeros() - 4;
+    let shift = seg.max(1);
+    (((seg << 4) | ((v >> shift) & 0x0F)) as u8) ^ mask
 }
 
 /// Decodes one A-law code to 16-bit linear
+#[inline]
 pub fn alaw_decode(code: u8) -> i16 {
     ALAW_TABLE[usize::from(code)]
 }
@@ -123,6 +119,7 @@ pub enum Law {
 
 impl Law {
     /// Encodes one 16-bit sample
+    #[inline]
     pub fn encode(self, sample: i16) -> u8 {
         match self {
             Law::Ulaw => ulaw_encode(sample),
@@ -131,10 +128,38 @@ impl Law {
     }
 
     /// Decodes one code to 16-bit linear
+    #[inline]
     pub fn decode(self, code: u8) -> i16 {
         match self {
             Law::Ulaw => ulaw_decode(code),
             Law::Alaw => alaw_decode(code),
+        }
+    }
+
+    /// Encodes `pcm` into `out` (up to the shorter length)
+    #[inline]
+    pub fn encode_slice(self, pcm: &[i16], out: &mut [u8]) {
+        match self {
+            Law::Ulaw => out
+                .iter_mut()
+                .zip(pcm)
+                .for_each(|(o, &s)| *o = ulaw_encode(s)),
+            Law::Alaw => out
+                .iter_mut()
+                .zip(pcm)
+                .for_each(|(o, &s)| *o = alaw_encode(s)),
+        }
+    }
+
+    /// Decodes `codes` into `out` (up to the shorter length)
+    #[inline]
+    pub fn decode_slice(self, codes: &[u8], out: &mut [i16]) {
+        let table = match self {
+            Law::Ulaw => &ULAW_TABLE,
+            Law::Alaw => &ALAW_TABLE,
+        };
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = table[usize::from(c)];
         }
     }
 
@@ -232,6 +257,21 @@ mod tests {
                 ((2 * m + 32) << (e - 1), (2 * m + 34) << (e - 1))
             };
             assert!(mag >= lo && (mag < hi || (e, m) == (7, 15)), "A-law {s}");
+        }
+    }
+
+    #[test]
+    fn slices_match_one_sample_at_a_time() {
+        let pcm: Vec<i16> = (i16::MIN..=i16::MAX).step_by(3).collect();
+        for law in [Law::Ulaw, Law::Alaw] {
+            let mut codes = vec![0u8; pcm.len()];
+            law.encode_slice(&pcm, &mut codes);
+            let mut back = vec![0i16; pcm.len()];
+            law.decode_slice(&codes, &mut back);
+            for ((&s, &c), &d) in pcm.iter().zip(&codes).zip(&back) {
+                assert_eq!(c, law.encode(s), "{law:?} {s}");
+                assert_eq!(d, law.decode(c), "{law:?} {c:#04x}");
+            }
         }
     }
 

@@ -79,27 +79,37 @@ pub fn mix_f32(tracks: &[&[f32]], gains: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Fraction bits of the fixed-point gains [`mix_i16`] multiplies by.
+/// Q20 keeps -50 dB (about 3316 steps) within 0.02 % of its value.
+const GAIN_SHIFT: u32 = 20;
+
+/// Linear gain in Q20; NaN is silence, and anything past ±32 768 (which saturates every
+/// non-zero sample anyway) is held there so no sum of fewer than 8192 tracks overflows.
+fn gain_fixed(g: f32) -> i64 {
+    // `as` maps NaN to 0.
+    (g.clamp(-32768.0, 32768.0) * (1u32 << GAIN_SHIFT) as f32).round() as i64
+}
+
 /// Mixes 16-bit `tracks` into `out` with linear `gains` (a missing gain is unity), saturating
 ///
-/// `out` is overwritten; its length is the frame length. Sums are rounded to the nearest
-/// integer.
+/// `out` is overwritten; its length is the frame length. Integer arithmetic: each gain is
+/// taken in Q20 (2^-20 steps), sums are rounded to the nearest integer (halves upward).
 pub fn mix_i16(tracks: &[&[i16]], gains: &[f32], out: &mut [i16]) {
     // Accumulate in a fixed-size stack block so no frame length needs a heap buffer.
     const BLOCK: usize = 256;
-    let mut acc = [0.0f32; BLOCK];
+    let mut acc = [0i64; BLOCK];
     for (start, out_block) in (0..).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
         let acc = &mut acc[..out_block.len()];
-        acc.fill(0.0);
+        acc.fill(1 << (GAIN_SHIFT - 1));
         for (i, track) in tracks.iter().enumerate() {
-            let g = gains.get(i).copied().unwrap_or(1.0);
+            let g = gain_fixed(gains.get(i).copied().unwrap_or(1.0));
             let part = track.get(start..).unwrap_or(&[]);
             for (a, &x) in acc.iter_mut().zip(part) {
-                *a += f32::from(x) * g;
+                *a += i64::from(x) * g;
             }
         }
         for (o, &a) in out_block.iter_mut().zip(acc.iter()) {
-            // `as` saturates at the i16 range and maps NaN to 0.
-            *o = a.round() as i16;
+            *o = (a >> GAIN_SHIFT).clamp(i16::MIN.into(), i16::MAX.into()) as i16;
         }
     }
 }
@@ -261,6 +271,28 @@ mod tests {
         assert_eq!(m.set_gain_db(0, -50.0), Some(-50.0));
         m.mix_i16(&[&[i16::MAX, i16::MIN]], &mut outi[..2]);
         assert_eq!(outi[..2], [104, -104]);
+    }
+
+    /// The fixed-point gains stay within one step of the exact rounded sum.
+    #[test]
+    fn integer_mix_matches_exact_arithmetic() {
+        let a: Vec<i16> = (i16::MIN..=i16::MAX).step_by(5).collect();
+        let b: Vec<i16> = a.iter().rev().map(|x| x / 3).collect();
+        let mut out = vec![0i16; a.len()];
+        for db in [-50.0f32, -20.0, -6.0, -0.5, 0.0, 3.0, 12.0] {
+            let gains = [db_to_gain(db), db_to_gain(-db / 2.0)];
+            mix_i16(&[&a, &b], &gains, &mut out);
+            for ((&o, &x), &y) in out.iter().zip(&a).zip(&b) {
+                let exact = (f64::from(x) * f64::from(gains[0])
+                    + f64::from(y) * f64::from(gains[1]))
+                .round()
+                .clamp(-32768.0, 32767.0);
+                assert!(
+                    (f64::from(o) - exact).abs() <= 1.0,
+                    "{db} dB: {x} + {y} -> {o}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -126,6 +126,16 @@ impl LegAudio {
             && self.events.is_empty()
     }
 
+    /// [`LegAudio::on_egress`] has nothing to do (no player, dub track, DTMF or fork of the sent
+    /// audio): the shard skips it, and does not touch this leg's audio state for the peer's
+    /// packets (a tap alone only listens to what the leg receives).
+    pub(crate) fn egress_idle(&self) -> bool {
+        self.player.is_none()
+            && !self.dub.has_tracks()
+            && !self.dtmf.owns_egress()
+            && !self.forks.wants_sent()
+    }
+
     /// Start, change or (with `dtmf: false, amd: None`) remove the DSP tap; `now` starts its clock.
     ///
     /// With an in-band DTMF tap, RFC 4733 presses given to [`LegAudio::on_key_press`] come out
@@ -274,14 +284,10 @@ impl LegAudio {
             for chunk in payload.chunks_mut(FRAME_SAMPLES) {
                 let mut pcm = [0i16; FRAME_SAMPLES];
                 let pcm = &mut pcm[..chunk.len()];
-                for (s, &c) in pcm.iter_mut().zip(chunk.iter()) {
-                    *s = law.decode(c);
-                }
+                law.decode_slice(chunk, pcm);
                 if mix {
                     self.dub.mix_into(pcm);
-                    for (c, &s) in chunk.iter_mut().zip(pcm.iter()) {
-                        *c = law.encode(s);
-                    }
+                    law.encode_slice(pcm, chunk);
                 }
                 self.forks.push_sent(pcm);
             }
@@ -406,9 +412,7 @@ impl LegAudio {
         pcm: &mut [i16; FRAME_SAMPLES],
         out: &mut [u8],
     ) -> Generated {
-        for (o, &s) in out.iter_mut().zip(pcm.iter()) {
-            *o = law.encode(s);
-        }
+        law.encode_slice(pcm, out);
         self.forks.push_sent(pcm);
         Generated {
             codec: codec_of(law),

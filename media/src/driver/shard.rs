@@ -293,6 +293,36 @@ impl Metrics {
     }
 }
 
+/// Shortest time between two drop log lines of one shard (each line per reason that dropped).
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rate limit of the drop log: the forwarding path only counts; the loop turn asks here whether
+/// a line is due, so a flood costs one line per reason per second, never one per packet.
+#[derive(Debug, Default)]
+struct DropLog {
+    /// The drop counts at the last line.
+    logged: [u64; DROP_REASONS.len()],
+    /// No line before this.
+    quiet_until: Option<Instant>,
+}
+
+impl DropLog {
+    /// Drops per reason since the last line, when there are some and a line may be written.
+    fn due(
+        &mut self,
+        now: Instant,
+        dropped: &[u64; DROP_REASONS.len()],
+    ) -> Option<[u64; DROP_REASONS.len()]> {
+        if self.quiet_until.is_some_and(|t| now < t) || *dropped == self.logged {
+            return None;
+        }
+        let since = std::array::from_fn(|i| dropped[i] - self.logged[i]);
+        self.logged = *dropped;
+        self.quiet_until = Some(now + DROP_LOG_INTERVAL);
+        Some(since)
+    }
+}
+
 /// Counters already exported to `metrics`.
 struct Exported {
     relayed: u64,
@@ -320,6 +350,7 @@ pub struct Shard {
     stats: ShardStats,
     exported: Exported,
     metrics: Metrics,
+    drop_log: DropLog,
     rng: u64,
     /// Wall clock minus monotonic clock at start (RTCP NTP times).
     wall_base: (Instant, Duration),
@@ -476,6 +507,7 @@ impl Shard {
                 rearms: 0,
             },
             metrics,
+            drop_log: DropLog::default(),
             rng: wall.as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15,
             wall_base: (Instant::now(), wall),
             config,
@@ -551,6 +583,7 @@ impl Shard {
             }
         }
         self.export_metrics();
+        self.log_drops(now);
         Ok(())
     }
 
@@ -579,7 +612,7 @@ impl Shard {
             return self.ring.release(p.bid);
         };
         // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
-        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.is_idle());
+        let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.egress_idle());
         // Where the packet goes: (socket, destination, length), or a drop reason.
         let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
             let ingress =
@@ -604,7 +637,7 @@ impl Shard {
                             .on_received(now, codec, pkt.sequence(), pkt.payload());
                     }
                     let suppressed = match peer.as_deref_mut() {
-                        Some(peer) if !peer.audio.is_idle() && !leg.endpoint.media_blocked() => {
+                        Some(peer) if peer_busy && !leg.endpoint.media_blocked() => {
                             !peer.audio.on_egress(now, codec, pkt.payload_mut())
                         }
                         _ => false,
@@ -1202,6 +1235,18 @@ impl Shard {
         })
     }
 
+    /// The drop log line per reason, when one is due (see [`DropLog`]).
+    fn log_drops(&mut self, now: Instant) {
+        let Some(since) = self.drop_log.due(now, &self.stats.dropped) else {
+            return;
+        };
+        for (reason, count) in DROP_REASONS.into_iter().zip(since) {
+            if count > 0 {
+                tracing::warn!(reason, count, "dropped packets (count since the last line)");
+            }
+        }
+    }
+
     fn export_metrics(&mut self) {
         let e = &mut self.exported;
         let delta = |now: u64, before: &mut u64| now - std::mem::replace(before, now);
@@ -1264,6 +1309,37 @@ mod tests {
         Shard::count_drop(&mut stats, "source");
         Shard::count_drop(&mut stats, "not a reason");
         assert_eq!((stats.dropped("source"), stats.dropped("unknown")), (1, 1));
+    }
+
+    #[test]
+    fn drop_log_is_one_line_per_reason_per_second_with_the_count_since() {
+        let t0 = Instant::now();
+        let mut log = DropLog::default();
+        let mut dropped = [0u64; DROP_REASONS.len()];
+        assert_eq!(log.due(t0, &dropped), None, "nothing dropped, no line");
+        dropped[0] = 1;
+        let mut want = [0u64; DROP_REASONS.len()];
+        want[0] = 1;
+        assert_eq!(
+            log.due(t0, &dropped),
+            Some(want),
+            "the first drop is logged at once"
+        );
+        dropped[0] = 500;
+        dropped[DROP_UNKNOWN] = 7;
+        assert_eq!(log.due(t0 + Duration::from_millis(999), &dropped), None);
+        want[0] = 499;
+        want[DROP_UNKNOWN] = 7;
+        assert_eq!(log.due(t0 + DROP_LOG_INTERVAL, &dropped), Some(want));
+        assert_eq!(
+            log.due(t0 + DROP_LOG_INTERVAL * 5, &dropped),
+            None,
+            "quiet: no line"
+        );
+        dropped[DROP_TX_POOL] = 2;
+        want = [0; DROP_REASONS.len()];
+        want[DROP_TX_POOL] = 2;
+        assert_eq!(log.due(t0 + DROP_LOG_INTERVAL * 5, &dropped), Some(want));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End to end with SIPp (Debian `sip-tester`) against the test UAS (`sip_uas`): REGISTER with a
-//! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, and INVITE then CANCEL (487),
-//! over UDP, TCP and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
+//! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, INVITE then CANCEL (487), and
+//! INVITE with 100rel → reliable 183 → PRACK → 200 → 200 → ACK → BYE (RFC 3262), over UDP, TCP
+//! and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
 //! UAS's counters must show what SIPp did. (Debian's SIPp is built without TLS: TLS is covered
 //! by `tests/transport_tls.rs`, with this crate's stack as the client.)
 
@@ -116,6 +117,21 @@ fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
     assert_eq!(responses(&mut slow, "CANCEL", "200"), calls);
     assert_eq!(responses(&mut slow, "INVITE", "487"), calls);
     assert_eq!(responses(&mut slow, "INVITE", "200"), 0.0);
+
+    // PRACK: the 200 to the INVITE waits for the PRACK of the reliable 183.
+    let mut rel = Uas::start(&[listen, bind, "--reliable-183"]);
+    sipp("prack.xml", rel.addr(name), t);
+    let pracks = "dialplane_uas_pracks_total";
+    assert_eq!(rel.metric(pracks, &[("result", "ok")]), calls);
+    assert_eq!(rel.metric(pracks, &[("result", "unknown")]), 0.0);
+    assert_eq!(responses(&mut rel, "PRACK", "200"), calls);
+    // Each 183 is sent once plus its retransmissions (none expected on loopback, but allowed).
+    let retransmits = rel.metric("dialplane_uas_reliable_retransmits_total", &[]);
+    assert_eq!(responses(&mut rel, "INVITE", "183"), calls + retransmits);
+    assert_eq!(responses(&mut rel, "INVITE", "180"), 0.0);
+    assert_eq!(responses(&mut rel, "INVITE", "200"), calls);
+    assert_eq!(responses(&mut rel, "BYE", "200"), calls);
+    rel.wait_metric("dialplane_uas_acks_total", &[], |v| v == calls);
 }
 
 #[test]

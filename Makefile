@@ -5,6 +5,8 @@
 # receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests.
 APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester
+# Kamailio with its TLS module relays SIPp's calls to the test UAS over TLS (kamailio_tls test).
+APT_PACKAGES += kamailio kamailio-tls-modules
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 

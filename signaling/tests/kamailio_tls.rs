@@ -1,8 +1,9 @@
 //! SIP over TLS with a third-party peer: SIPp (UDP; Debian's SIPp has no TLS) → Kamailio 5.6,
 //! which relays every request over TLS (its `tls` module, not verifying the self-signed
 //! certificate) → the test UAS listening on TLS only, with a certificate made at test time.
-//! OPTIONS and INVITE → 180 → 200 → ACK → BYE must succeed end to end (SIPp exits 0), and the
-//! UAS must have received every request over TLS on one connection that Kamailio reuses.
+//! OPTIONS, INVITE → 180 → 200 → ACK → BYE, and INVITE with 100rel → reliable 183 → PRACK →
+//! 200 → 200 → ACK → BYE must succeed end to end (SIPp exits 0), and the UAS must have received
+//! every request over TLS on one connection that Kamailio reuses.
 //!
 //! Kamailio runs in the foreground (`-DD -E`) and is killed by PID when the test ends.
 
@@ -119,7 +120,15 @@ fn sipp_through_kamailio_over_tls() {
     let (cert, key) = test_cert("kamailio");
     let cert_s = cert.display().to_string();
     let key_s = key.display().to_string();
-    let mut uas = Uas::start(&["--tls", "127.0.0.1:0", "--cert", &cert_s, "--key", &key_s]);
+    let mut uas = Uas::start(&[
+        "--tls",
+        "127.0.0.1:0",
+        "--cert",
+        &cert_s,
+        "--key",
+        &key_s,
+        "--reliable-183",
+    ]);
     let (kamailio, proxy) = Kamailio::start(uas.addr("TLS"), &cert, &key);
 
     let calls = f64::from(CALLS);
@@ -144,10 +153,17 @@ fn sipp_through_kamailio_over_tls() {
     assert_eq!(responses(&mut uas, "BYE", "200"), calls);
     uas.wait_metric("dialplane_uas_acks_total", &[], |v| v == calls);
 
-    // OPTIONS 1 a call; INVITE, ACK, BYE 3: all over TLS, on the one connection Kamailio opened
-    // and reused.
+    run("prack.xml");
+    let pracks = "dialplane_uas_pracks_total";
+    assert_eq!(uas.metric(pracks, &[("result", "ok")]), calls);
+    assert_eq!(responses(&mut uas, "PRACK", "200"), calls);
+    assert_eq!(responses(&mut uas, "INVITE", "200"), 2.0 * calls);
+    uas.wait_metric("dialplane_uas_acks_total", &[], |v| v == 2.0 * calls);
+
+    // OPTIONS 1 a call; INVITE, ACK, BYE 3; INVITE, PRACK, ACK, BYE 4: all over TLS, on the one
+    // connection Kamailio opened and reused.
     let received = uas.metric("dialplane_sip_received_total", &[("transport", "TLS")]);
-    assert_eq!(received, calls * 4.0);
+    assert_eq!(received, calls * 8.0);
     assert_eq!(uas.metric("dialplane_sip_connections", &[]), 1.0);
     assert_eq!(uas.metric("dialplane_sip_dropped_total", &[]), 0.0);
     std::fs::remove_dir_all(cert.parent().expect("cert dir")).ok();

@@ -1,7 +1,8 @@
 //! End to end with SIPp (Debian `sip-tester`) against the test UAS (`sip_uas`): REGISTER with a
 //! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, INVITE then CANCEL (487), and
-//! INVITE with 100rel → reliable 183 → PRACK → 200 → 200 → ACK → BYE (RFC 3262), over UDP, TCP
-//! and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
+//! INVITE with 100rel → reliable 183 → PRACK → 200 → 200 → ACK → BYE (RFC 3262; with the 183
+//! retransmitted until the PRACK, and 481 for a PRACK that matches nothing: UDP only), over UDP,
+//! TCP and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
 //! UAS's counters must show what SIPp did. (Debian's SIPp is built without TLS: TLS is covered
 //! by `tests/transport_tls.rs`, with this crate's stack as the client, and by
 //! `tests/kamailio_tls.rs`, with Kamailio relaying SIPp's calls over TLS.)
@@ -70,6 +71,22 @@ fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
     assert_eq!(responses(&mut rel, "INVITE", "200"), calls);
     assert_eq!(responses(&mut rel, "BYE", "200"), calls);
     rel.wait_metric("dialplane_uas_acks_total", &[], |v| v == calls);
+
+    // The 183 is retransmitted while no PRACK comes (SIPp waits 2 s: T1 = 0.5 s has passed at
+    // least once), and a PRACK that matches no reliable provisional gets 481. Over UDP only:
+    // SIPp absorbs retransmissions on UDP, and takes them for unexpected messages on TCP.
+    if t != "u1" {
+        return;
+    }
+    let mut rel = Uas::start(&[listen, bind, "--reliable-183"]);
+    sipp("prack_checks.xml", rel.addr(name), t);
+    assert_eq!(rel.metric(pracks, &[("result", "unknown")]), calls);
+    assert_eq!(responses(&mut rel, "PRACK", "481"), calls);
+    assert_eq!(rel.metric(pracks, &[("result", "ok")]), calls);
+    let retransmits = rel.metric("dialplane_uas_reliable_retransmits_total", &[]);
+    assert!(retransmits >= calls, "{retransmits} retransmissions");
+    assert_eq!(responses(&mut rel, "INVITE", "183"), calls + retransmits);
+    assert_eq!(responses(&mut rel, "BYE", "200"), calls);
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub mod routing;
 pub mod sdp;
 pub mod stack;
 pub mod transaction;
-pub mod transport;
 pub mod verbs;
+pub mod transport;
 pub mod wav;
 pub mod webhook;

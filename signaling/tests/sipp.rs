@@ -57,6 +57,12 @@ fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
     assert_eq!(responses(&mut slow, "INVITE", "487"), calls);
     assert_eq!(responses(&mut slow, "INVITE", "200"), 0.0);
 
+    // Without --reliable-183, an INVITE that requires 100rel is refused (RFC 3262 §3).
+    sipp("require_100rel.xml", slow.addr(name), t);
+    assert_eq!(responses(&mut slow, "INVITE", "420"), calls);
+    // The ACKs for the 487s and 420s matched their INVITE transactions: none reached the UAS.
+    assert_eq!(slow.metric("dialplane_uas_acks_total", &[]), 0.0);
+
     // PRACK: the 200 to the INVITE waits for the PRACK of the reliable 183.
     let mut rel = Uas::start(&[listen, bind, "--reliable-183"]);
     sipp("prack.xml", rel.addr(name), t);

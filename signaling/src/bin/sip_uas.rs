@@ -11,7 +11,8 @@
 //! the stack's `Endpoint` does not host the dialog layer): `Require: 100rel`, a random initial
 //! RSeq, retransmitted from T1 doubling until the PRACK, 500 to the INVITE when none came within
 //! 64·T1. A PRACK whose RAck matches is answered 200 and releases the 200 OK (without a body: the
-//! answer was in the 183); any other PRACK gets 481.
+//! answer was in the 183); any other PRACK gets 481. An INVITE that requires an extension not
+//! enabled (100rel without the flag, or any other) gets 420 with Unsupported.
 //!
 //! Prints `listening <TRANSPORT> <ADDR>` per listener, then `ready`. Reads stdin: `stats` prints
 //! the Prometheus text of every metric then `# EOF`; end of input stops the process.
@@ -354,6 +355,18 @@ impl Uas {
             "<sip:uas@{local};transport={}>",
             sr.transport.as_str().to_ascii_lowercase()
         );
+        // Require lists extensions the INVITE cannot do without: 420 unless we have them all.
+        let unsupported: Vec<&str> = req
+            .headers
+            .values(&HeaderName::REQUIRE)
+            .filter(|o| !(self.reliable_183 && o.eq_ignore_ascii_case("100rel")))
+            .collect();
+        if !unsupported.is_empty() {
+            let r = Response::for_request(req, StatusCode::BAD_EXTENSION)
+                .with_to_tag(&tag)
+                .with_header(HeaderName::UNSUPPORTED, unsupported.join(", "));
+            return self.send(sr, r).await;
+        }
         let (cancel, mut cancelled) = oneshot::channel();
         lock(&self.pending).insert(sr.key.clone(), (tag.clone(), cancel));
         let answer = self.sdp_answer(&req.body, local.ip());

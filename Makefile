@@ -4,8 +4,10 @@
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
 # receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
-# fronts rtpengine.
-APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio
+# fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS (SIPp
+# itself is built without TLS in Debian).
+APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio \
+  kamailio-tls-modules
 CARGO ?= cargo
 SAMPLE := examples/answering-machine.wav
 

@@ -1,78 +1,18 @@
 //! End to end with SIPp (Debian `sip-tester`) against the test UAS (`sip_uas`): REGISTER with a
-//! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, and INVITE then CANCEL (487),
-//! over UDP, TCP and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
+//! digest challenge, OPTIONS, INVITE → 180 → 200 → ACK → BYE, INVITE then CANCEL (487), and
+//! INVITE with 100rel → reliable 183 → PRACK → 200 → 200 → ACK → BYE (RFC 3262; with the 183
+//! retransmitted until the PRACK, and 481 for a PRACK that matches nothing: UDP only), over UDP,
+//! TCP and UDP on IPv6. Each SIPp run must exit 0 (every call successful), and the
 //! UAS's counters must show what SIPp did. (Debian's SIPp is built without TLS: TLS is covered
-//! by `tests/transport_tls.rs`, with this crate's stack as the client.)
+//! by `tests/transport_tls.rs`, with this crate's stack as the client, and by
+//! `tests/kamailio_tls.rs`, with Kamailio relaying SIPp's calls over TLS.)
 
+#[path = "sipp/runner.rs"]
+mod runner;
 mod uas;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use uas::{Uas, free_port};
-
-const CALLS: u32 = 3;
-
-/// SIPp, killed by PID when dropped.
-struct Sipp(Child);
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-/// Runs `scenario` for `CALLS` calls against `target`; panics with SIPp's error log unless
-/// it exits 0.
-fn sipp(scenario: &str, target: SocketAddr, transport: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "dialplane-sipp-{}-{}-{scenario}-{transport}",
-        std::process::id(),
-        target.port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let errors = dir.join("errors.log");
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "sipp", scenario]
-        .iter()
-        .collect();
-    let local_ip = if target.is_ipv6() { "::1" } else { "127.0.0.1" };
-    let child = Command::new("sipp")
-        .current_dir(&dir)
-        .arg(target.to_string())
-        .arg("-sf")
-        .arg(&path)
-        .args(["-t", transport, "-i", local_ip])
-        .args(["-p", &free_port().to_string()])
-        .args(["-m", &CALLS.to_string(), "-r", "20"])
-        .args(["-s", "alice", "-au", "alice", "-ap", "secret"])
-        .args(["-nostdin", "-timeout", "20", "-timeout_error", "-trace_err"])
-        .arg("-error_file")
-        .arg(&errors)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp is installed (Debian sip-tester)");
-    let mut sipp = Sipp(child);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = sipp.0.try_wait().expect("wait sipp") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "sipp {scenario} did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = std::fs::read_to_string(&errors).unwrap_or_default();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "sipp {scenario} over {transport}: {log}"
-    );
-    std::fs::remove_dir_all(&dir).ok();
-}
+use runner::{CALLS, sipp};
+use uas::Uas;
 
 fn responses(uas: &mut Uas, method: &str, status: &str) -> f64 {
     uas.metric(
@@ -116,6 +56,43 @@ fn scenarios(listen: &str, bind: &str, name: &str, t: &str) {
     assert_eq!(responses(&mut slow, "CANCEL", "200"), calls);
     assert_eq!(responses(&mut slow, "INVITE", "487"), calls);
     assert_eq!(responses(&mut slow, "INVITE", "200"), 0.0);
+
+    // Without --reliable-183, an INVITE that requires 100rel is refused (RFC 3262 §3).
+    sipp("require_100rel.xml", slow.addr(name), t);
+    assert_eq!(responses(&mut slow, "INVITE", "420"), calls);
+    // The ACKs for the 487s and 420s matched their INVITE transactions: none reached the UAS.
+    assert_eq!(slow.metric("dialplane_uas_acks_total", &[]), 0.0);
+
+    // PRACK: the 200 to the INVITE waits for the PRACK of the reliable 183.
+    let mut rel = Uas::start(&[listen, bind, "--reliable-183"]);
+    sipp("prack.xml", rel.addr(name), t);
+    let pracks = "dialplane_uas_pracks_total";
+    assert_eq!(rel.metric(pracks, &[("result", "ok")]), calls);
+    assert_eq!(rel.metric(pracks, &[("result", "unknown")]), 0.0);
+    assert_eq!(responses(&mut rel, "PRACK", "200"), calls);
+    // Each 183 is sent once plus its retransmissions (none expected on loopback, but allowed).
+    let retransmits = rel.metric("dialplane_uas_reliable_retransmits_total", &[]);
+    assert_eq!(responses(&mut rel, "INVITE", "183"), calls + retransmits);
+    assert_eq!(responses(&mut rel, "INVITE", "180"), 0.0);
+    assert_eq!(responses(&mut rel, "INVITE", "200"), calls);
+    assert_eq!(responses(&mut rel, "BYE", "200"), calls);
+    rel.wait_metric("dialplane_uas_acks_total", &[], |v| v == calls);
+
+    // The 183 is retransmitted while no PRACK comes (SIPp waits 2 s: T1 = 0.5 s has passed at
+    // least once), and a PRACK that matches no reliable provisional gets 481. Over UDP only:
+    // SIPp absorbs retransmissions on UDP, and takes them for unexpected messages on TCP.
+    if t != "u1" {
+        return;
+    }
+    let mut rel = Uas::start(&[listen, bind, "--reliable-183"]);
+    sipp("prack_checks.xml", rel.addr(name), t);
+    assert_eq!(rel.metric(pracks, &[("result", "unknown")]), calls);
+    assert_eq!(responses(&mut rel, "PRACK", "481"), calls);
+    assert_eq!(rel.metric(pracks, &[("result", "ok")]), calls);
+    let retransmits = rel.metric("dialplane_uas_reliable_retransmits_total", &[]);
+    assert!(retransmits >= calls, "{retransmits} retransmissions");
+    assert_eq!(responses(&mut rel, "INVITE", "183"), calls + retransmits);
+    assert_eq!(responses(&mut rel, "BYE", "200"), calls);
 }
 
 #[test]

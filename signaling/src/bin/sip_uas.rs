@@ -6,6 +6,14 @@
 //! are counted. Per-call state is a Call-ID set and the pending INVITEs, nothing more: this is not
 //! a dialog layer. There is no media behind the SDP (its port is a placeholder).
 //!
+//! With `--reliable-183`, an INVITE whose Supported or Require lists `100rel` gets a reliable 183
+//! with the SDP answer instead of the 180 (RFC 3262 §3, the UAS rules done here by hand because
+//! the stack's `Endpoint` does not host the dialog layer): `Require: 100rel`, a random initial
+//! RSeq, retransmitted from T1 doubling until the PRACK, 500 to the INVITE when none came within
+//! 64·T1. A PRACK whose RAck matches is answered 200 and releases the 200 OK (without a body: the
+//! answer was in the 183); any other PRACK gets 481. An INVITE that requires an extension not
+//! enabled (100rel without the flag, or any other) gets 420 with Unsupported.
+//!
 //! Prints `listening <TRANSPORT> <ADDR>` per listener, then `ready`. Reads stdin: `stats` prints
 //! the Prometheus text of every metric then `# EOF`; end of input stops the process.
 
@@ -15,12 +23,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use dialplane_signaling::auth::{Algorithm, Challenge};
 use dialplane_signaling::config::{RegistrarConfig, RegistrarUser, SipConfig};
-use dialplane_signaling::message::{HeaderName, Response, StatusCode};
+use dialplane_signaling::message::{HeaderName, Headers, Method, Request, Response, StatusCode};
 use dialplane_signaling::options;
 use dialplane_signaling::registrar::{MemoryStore, Registrar};
 use dialplane_signaling::sdp::{
@@ -65,6 +73,10 @@ struct Args {
     /// Delay between 180 Ringing and 200 OK for an INVITE
     #[arg(long, default_value_t = 0)]
     answer_delay_ms: u64,
+    /// Answer INVITEs that support 100rel with a reliable 183 carrying the SDP answer, and the
+    /// 200 OK only after its PRACK
+    #[arg(long)]
+    reliable_183: bool,
     /// Requests per second per source (0: unlimited)
     #[arg(long)]
     rate_limit: Option<u32>,
@@ -193,6 +205,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         registrar: Mutex::new(registrar),
         calls: Mutex::new(HashSet::new()),
         pending: Mutex::new(HashMap::new()),
+        unacked: Mutex::new(HashMap::new()),
+        reliable_183: args.reliable_183,
         answer_delay: Duration::from_millis(args.answer_delay_ms),
         md5_first: args.md5_first,
         session_id: random_u64() >> 1,
@@ -217,9 +231,46 @@ struct Uas {
     calls: Mutex<HashSet<String>>,
     /// INVITEs not answered yet: their To tag and how to cancel them.
     pending: Mutex<HashMap<TransactionKey, (String, oneshot::Sender<()>)>>,
+    /// Reliable provisionals waiting for their PRACK, by Call-ID.
+    unacked: Mutex<HashMap<String, Unacked>>,
+    reliable_183: bool,
     answer_delay: Duration,
     md5_first: bool,
     session_id: u64,
+}
+
+/// RFC 3261's T1: the first retransmission interval of a reliable provisional.
+const T1: Duration = Duration::from_millis(500);
+
+/// A reliable provisional response not PRACKed yet.
+struct Unacked {
+    rseq: u32,
+    /// The INVITE's CSeq number.
+    cseq: u32,
+    prack: oneshot::Sender<()>,
+}
+
+/// How the wait for a PRACK ended.
+enum Reliability {
+    Pracked,
+    Cancelled,
+    TimedOut,
+}
+
+/// Whether the request's Supported or Require lists `100rel`.
+fn supports_100rel(h: &Headers) -> bool {
+    [HeaderName::SUPPORTED, HeaderName::REQUIRE]
+        .iter()
+        .any(|n| h.values(n).any(|v| v.eq_ignore_ascii_case("100rel")))
+}
+
+/// RAck (RFC 3262 §7.2): response-num, CSeq-num, method.
+fn rack(h: &Headers) -> Option<(u32, u32, Method)> {
+    let mut it = h.get(&HeaderName::RACK)?.split_ascii_whitespace();
+    let rseq = it.next()?.parse().ok()?;
+    let cseq = it.next()?.parse().ok()?;
+    let method = Method::new(it.next()?)?;
+    it.next().is_none().then_some((rseq, cseq, method))
 }
 
 /// Moves MD5 challenges ahead of the others (a stable sort keeps the rest in order).
@@ -254,6 +305,7 @@ impl Uas {
             }
             "OPTIONS" => options::respond(req, options::DEFAULT_ALLOW, options::DEFAULT_SUPPORTED),
             "INVITE" => return self.on_invite(&sr).await,
+            "PRACK" => return self.on_prack(&sr).await,
             "CANCEL" => {
                 let pending = sr
                     .cancel_target
@@ -303,34 +355,149 @@ impl Uas {
             "<sip:uas@{local};transport={}>",
             sr.transport.as_str().to_ascii_lowercase()
         );
+        // Require lists extensions the INVITE cannot do without: 420 unless we have them all.
+        let unsupported: Vec<&str> = req
+            .headers
+            .values(&HeaderName::REQUIRE)
+            .filter(|o| !(self.reliable_183 && o.eq_ignore_ascii_case("100rel")))
+            .collect();
+        if !unsupported.is_empty() {
+            let r = Response::for_request(req, StatusCode::BAD_EXTENSION)
+                .with_to_tag(&tag)
+                .with_header(HeaderName::UNSUPPORTED, unsupported.join(", "));
+            return self.send(sr, r).await;
+        }
         let (cancel, mut cancelled) = oneshot::channel();
         lock(&self.pending).insert(sr.key.clone(), (tag.clone(), cancel));
-        let ringing = Response::for_request(req, StatusCode::RINGING)
-            .with_to_tag(&tag)
-            .with_header(HeaderName::CONTACT, &contact);
-        self.send(sr, ringing).await;
-        tokio::select! {
-            _ = tokio::time::sleep(self.answer_delay) => {}
-            _ = &mut cancelled => {}
+        let answer = self.sdp_answer(&req.body, local.ip());
+        // The answer goes in the reliable 183 when there is one, so the 200 carries no body.
+        let mut early_answer = false;
+        match &answer {
+            Some(body) if self.reliable_183 && supports_100rel(&req.headers) => {
+                let progress = Response::for_request(req, StatusCode::SESSION_PROGRESS)
+                    .with_to_tag(&tag)
+                    .with_header(HeaderName::CONTACT, &contact)
+                    .with_body("application/sdp", body.clone());
+                match self.send_reliably(sr, progress, &mut cancelled).await {
+                    Reliability::Pracked => early_answer = true,
+                    Reliability::Cancelled => {}
+                    Reliability::TimedOut => {
+                        lock(&self.pending).remove(&sr.key);
+                        let r = Response::for_request(req, StatusCode::SERVER_INTERNAL_ERROR)
+                            .with_to_tag(&tag);
+                        return self.send(sr, r).await;
+                    }
+                }
+            }
+            _ => {
+                let ringing = Response::for_request(req, StatusCode::RINGING)
+                    .with_to_tag(&tag)
+                    .with_header(HeaderName::CONTACT, &contact);
+                self.send(sr, ringing).await;
+            }
+        }
+        // A CANCEL that came already removed the entry (and completed `cancelled`).
+        if lock(&self.pending).contains_key(&sr.key) {
+            tokio::select! {
+                _ = tokio::time::sleep(self.answer_delay) => {}
+                _ = &mut cancelled => {}
+            }
         }
         if lock(&self.pending).remove(&sr.key).is_none() {
             // A CANCEL took it: the INVITE ends with 487.
             let r = Response::for_request(req, StatusCode::REQUEST_TERMINATED).with_to_tag(&tag);
             return self.send(sr, r).await;
         }
-        let response = match self.sdp_answer(&req.body, local.ip()) {
+        let response = match answer {
             Some(body) => {
                 if let Ok(id) = req.headers.call_id() {
                     lock(&self.calls).insert(id.to_owned());
                 }
-                Response::for_request(req, StatusCode::OK)
+                let ok = Response::for_request(req, StatusCode::OK)
                     .with_to_tag(&tag)
-                    .with_header(HeaderName::CONTACT, &contact)
-                    .with_body("application/sdp", body)
+                    .with_header(HeaderName::CONTACT, &contact);
+                if early_answer {
+                    ok
+                } else {
+                    ok.with_body("application/sdp", body)
+                }
             }
             None => Response::for_request(req, StatusCode::NOT_ACCEPTABLE_HERE).with_to_tag(&tag),
         };
         self.send(sr, response).await;
+    }
+
+    /// Sends `response` as a reliable provisional (RFC 3262 §3) and retransmits it, from T1
+    /// doubling, until its PRACK, a CANCEL, or 64·T1.
+    async fn send_reliably(
+        &self,
+        sr: &ServerRequest,
+        response: Response,
+        cancelled: &mut oneshot::Receiver<()>,
+    ) -> Reliability {
+        let req = &sr.request;
+        let (Ok(call_id), Ok(cseq)) = (req.headers.call_id(), req.headers.cseq()) else {
+            return Reliability::TimedOut;
+        };
+        let call_id = call_id.to_owned();
+        // The initial RSeq is random in 1..2³¹ (§3); one reliable provisional per INVITE here.
+        let rseq = (random_u64() % ((1 << 31) - 1)) as u32 + 1;
+        let (prack, mut pracked) = oneshot::channel();
+        lock(&self.unacked).insert(
+            call_id.clone(),
+            Unacked {
+                rseq,
+                cseq: cseq.seq,
+                prack,
+            },
+        );
+        let response = response
+            .with_header(HeaderName::REQUIRE, "100rel")
+            .with_header(HeaderName::RSEQ, rseq);
+        let give_up = Instant::now() + 64 * T1;
+        let mut interval = T1;
+        let outcome = loop {
+            self.send(sr, response.clone()).await;
+            tokio::select! {
+                _ = &mut pracked => break Reliability::Pracked,
+                _ = &mut *cancelled => break Reliability::Cancelled,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if Instant::now() >= give_up {
+                break Reliability::TimedOut;
+            }
+            interval *= 2;
+            metrics::counter!("dialplane_uas_reliable_retransmits_total").increment(1);
+        };
+        lock(&self.unacked).remove(&call_id);
+        outcome
+    }
+
+    /// 200 for the PRACK of a waiting reliable provisional (then the INVITE goes on), 481 for
+    /// any other (RFC 3262 §3).
+    async fn on_prack(&self, sr: &ServerRequest) {
+        let req: &Request = &sr.request;
+        let matched = req.headers.call_id().ok().and_then(|id| {
+            let mut unacked = lock(&self.unacked);
+            let u = unacked.get(id)?;
+            (rack(&req.headers) == Some((u.rseq, u.cseq, Method::INVITE)))
+                .then(|| unacked.remove(id))
+                .flatten()
+        });
+        let result = if matched.is_some() { "ok" } else { "unknown" };
+        metrics::counter!("dialplane_uas_pracks_total", "result" => result).increment(1);
+        match matched {
+            Some(u) => {
+                // The 200 to the PRACK goes first, so that it precedes the INVITE's 200.
+                self.send(sr, Response::for_request(req, StatusCode::OK))
+                    .await;
+                u.prack.send(()).ok();
+            }
+            None => {
+                let r = Response::for_request(req, StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST);
+                self.send(sr, r).await;
+            }
+        }
     }
 
     /// The answer to the offer in `body`, or an offer when there is none; `None` when nothing

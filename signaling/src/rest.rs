@@ -104,21 +104,8 @@ pub struct Dub {
     pub gain_db: f32,
 }
 
-/// The `action` of a `dub`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum DubAction {
-    /// Add the track (and start playing, with a source).
-    AddTrack,
-    /// Remove the track.
-    RemoveTrack,
-    /// Stop its audio, keep the track.
-    SilenceTrack,
-    /// Play an mp3 URL into the track.
-    PlayOnTrack,
-    /// Speak text into the track.
-    SayOnTrack,
-}
+/// The `action` of a `dub`: the same names as the verb's.
+pub use crate::verbs::DubAction;
 
 /// The audio of a dub track
 #[derive(Debug, Clone, PartialEq, Eq)]

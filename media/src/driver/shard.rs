@@ -188,6 +188,24 @@ pub struct ShardStats {
 }
 
 impl ShardStats {
+    /// All counters at zero, for a ring set up as `ring` says.
+    fn new(ring: RingInfo) -> ShardStats {
+        ShardStats {
+            ring,
+            relayed: 0,
+            generated: 0,
+            dropped: [0; DROP_REASONS.len()],
+            multishot_rearms: 0,
+            bufring_in_use: 0,
+            recv_errors: 0,
+            send_errors: 0,
+            truncated: 0,
+            legs: 0,
+            bridges: 0,
+            cpu_ns: 0,
+        }
+    }
+
     /// Drops counted under `reason` (a [`DROP_REASONS`] label).
     pub fn dropped(&self, reason: &str) -> u64 {
         rtp::count_for(&DROP_REASONS, &self.dropped, reason)
@@ -475,20 +493,7 @@ impl Shard {
             super::RecvMode::Multishot => 0.0,
         });
         Ok(Shard {
-            stats: ShardStats {
-                ring: ring.info(),
-                relayed: 0,
-                generated: 0,
-                dropped: [0; DROP_REASONS.len()],
-                multishot_rearms: 0,
-                bufring_in_use: 0,
-                recv_errors: 0,
-                send_errors: 0,
-                truncated: 0,
-                legs: 0,
-                bridges: 0,
-                cpu_ns: 0,
-            },
+            stats: ShardStats::new(ring.info()),
             ring,
             rx,
             handle,
@@ -1285,27 +1290,14 @@ mod tests {
         assert_eq!(DROP_REASONS[DROP_UNKNOWN], "unknown");
         assert_eq!(DROP_REASONS[DROP_AUDIO], "audio");
         assert_eq!(DROP_REASONS[DROP_TX_POOL], "tx_pool");
-        let mut stats = ShardStats {
-            ring: RingInfo {
-                single_issuer: false,
-                defer_taskrun: false,
-                mode: super::super::RecvMode::Plain,
-                buffers: 1,
-                tx_buffers: 0,
-                fixed_files: false,
-            },
-            relayed: 0,
-            generated: 0,
-            dropped: [0; DROP_REASONS.len()],
-            multishot_rearms: 0,
-            bufring_in_use: 0,
-            recv_errors: 0,
-            send_errors: 0,
-            truncated: 0,
-            legs: 0,
-            bridges: 0,
-            cpu_ns: 0,
-        };
+        let mut stats = ShardStats::new(RingInfo {
+            single_issuer: false,
+            defer_taskrun: false,
+            mode: super::super::RecvMode::Plain,
+            buffers: 1,
+            tx_buffers: 0,
+            fixed_files: false,
+        });
         Shard::count_drop(&mut stats, "source");
         Shard::count_drop(&mut stats, "not a reason");
         assert_eq!((stats.dropped("source"), stats.dropped("unknown")), (1, 1));

@@ -118,23 +118,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits `[sip]` configures, with built-in queue sizes
+    /// The limits `[sip]` configures; queues of 4096 messages towards the stack and 256 per
+    /// connection.
     pub fn from_config(c: &SipConfig) -> Limits {
-        Limits {
-            max_message_size: c.max_message_size,
-            message_timeout: Duration::from_millis(c.message_timeout_ms),
-            idle_timeout: Duration::from_secs(c.idle_timeout_s),
-            max_connections: c.max_connections,
-            rate_limit: c.rate_limit,
-            ..Limits::default()
-        }
-    }
-}
-
-impl Default for Limits {
-    /// `[sip]`'s defaults; queues of 4096 messages towards the stack and 256 per connection.
-    fn default() -> Limits {
-        let c = SipConfig::default();
         Limits {
             max_message_size: c.max_message_size,
             message_timeout: Duration::from_millis(c.message_timeout_ms),
@@ -145,6 +131,13 @@ impl Default for Limits {
             inbound_queue: 4_096,
             connection_queue: 256,
         }
+    }
+}
+
+impl Default for Limits {
+    /// `[sip]`'s defaults.
+    fn default() -> Limits {
+        Limits::from_config(&SipConfig::default())
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Samples are `f32` scaled so that 16-bit full scale is 1.0 (`i16 as f32 / 32768.0`).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
@@ -71,7 +71,8 @@ pub struct Peak {
 /// Hann-windowed spectrum of the latest 20 ms, refreshed every 10 ms
 pub struct Spectrum {
     fft: Arc<dyn Fft<f32>>,
-    hann: [f32; WINDOW],
+    /// The shared window (one copy for every leg: thousands of legs share the cache).
+    hann: &'static [f32; WINDOW],
     /// `WINDOW - HOP` samples of context, then up to two new hops.
     samples: [f32; WINDOW + HOP],
     /// Valid samples in `samples`.
@@ -95,6 +96,18 @@ struct HopAnalysis {
     energy: f32,
 }
 
+/// One FFT plan (twiddles included) and one Hann window for every `Spectrum` of the process:
+/// planning per leg gave each of a thousand legs its own tables and evicted them from cache.
+static PLAN: LazyLock<(Arc<dyn Fft<f32>>, [f32; WINDOW])> = LazyLock::new(|| {
+    let fft = FftPlanner::<f32>::new().plan_fft_forward(WINDOW);
+    let mut hann = [0.0; WINDOW];
+    for (i, w) in hann.iter_mut().enumerate() {
+        // Periodic Hann: its DFT main lobe has the exact shape `peak` interpolates.
+        *w = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos();
+    }
+    (fft, hann)
+});
+
 impl Default for Spectrum {
     fn default() -> Self {
         Self::new()
@@ -102,14 +115,10 @@ impl Default for Spectrum {
 }
 
 impl Spectrum {
-    /// Plans the transform and allocates every buffer; nothing is allocated afterwards
+    /// Takes the shared plan and allocates every buffer; nothing is allocated afterwards
     pub fn new() -> Self {
-        let fft = FftPlanner::<f32>::new().plan_fft_forward(WINDOW);
-        let mut hann = [0.0; WINDOW];
-        for (i, w) in hann.iter_mut().enumerate() {
-            // Periodic Hann: its DFT main lobe has the exact shape `peak` interpolates.
-            *w = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos();
-        }
+        let fft = Arc::clone(&PLAN.0);
+        let hann = &PLAN.1;
         let empty = HopAnalysis {
             power: [0.0; BINS],
             total_power: 0.0,
@@ -166,17 +175,11 @@ impl Spectrum {
     fn analyse(&mut self, hops: usize) {
         let (first, second) = (&self.samples[..WINDOW], &self.samples[HOP..HOP + WINDOW]);
         if hops == 2 {
-            for (((z, a), b), w) in self
-                .packed
-                .iter_mut()
-                .zip(first)
-                .zip(second)
-                .zip(&self.hann)
-            {
+            for (((z, a), b), w) in self.packed.iter_mut().zip(first).zip(second).zip(self.hann) {
                 *z = Complex::new(a * w, b * w);
             }
         } else {
-            for ((z, a), w) in self.packed.iter_mut().zip(first).zip(&self.hann) {
+            for ((z, a), w) in self.packed.iter_mut().zip(first).zip(self.hann) {
                 *z = Complex::new(a * w, 0.0);
             }
         }

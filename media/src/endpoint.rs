@@ -94,6 +94,46 @@ pub enum Codec {
     Other(u16),
 }
 
+impl Codec {
+    /// The codec an rtpmap names (case-insensitive) at a clock rate. Other codecs get a number
+    /// derived from name/rate/channels (FNV-1a folded to 16 bits), so both legs of a call name
+    /// the same codec the same way.
+    pub fn from_rtpmap(name: &str, rate: u32, channels: Option<u8>) -> Codec {
+        match name.to_ascii_uppercase().as_str() {
+            "PCMU" => Codec::Pcmu,
+            "PCMA" => Codec::Pcma,
+            "G722" => Codec::G722,
+            "G729" => Codec::G729,
+            "OPUS" => Codec::Opus,
+            "TELEPHONE-EVENT" => Codec::TelephoneEvent,
+            "CN" => Codec::ComfortNoise,
+            upper => {
+                let mut h: u32 = 0x811c_9dc5;
+                let key = format!("{upper}/{rate}/{}", channels.unwrap_or(1));
+                for b in key.bytes() {
+                    h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                }
+                Codec::Other((h ^ (h >> 16)) as u16)
+            }
+        }
+    }
+}
+
+/// The encoding name and clock rate of an RFC 3551 static payload type (table 4) that needs no
+/// rtpmap; the one table for the relay's SDP reader and signaling's offer/answer.
+pub fn rfc3551_static(pt: u8) -> Option<(&'static str, u32)> {
+    Some(match pt {
+        0 => ("PCMU", 8000),
+        3 => ("GSM", 8000),
+        4 => ("G723", 8000),
+        8 => ("PCMA", 8000),
+        9 => ("G722", 8000),
+        13 => ("CN", 8000),
+        18 => ("G729", 8000),
+        _ => return None,
+    })
+}
+
 /// Longest payload-type table per leg.
 pub const MAX_PAYLOAD_TYPES: usize = 16;
 

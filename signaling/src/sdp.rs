@@ -574,16 +574,7 @@ impl Codec {
 
     /// The codec a static payload type stands for without an rtpmap (RFC 3551 table 4)
     pub fn from_static(payload_type: u8) -> Option<Codec> {
-        let (name, rate) = match payload_type {
-            0 => ("PCMU", 8000),
-            3 => ("GSM", 8000),
-            4 => ("G723", 8000),
-            8 => ("PCMA", 8000),
-            9 => ("G722", 8000),
-            13 => ("CN", 8000),
-            18 => ("G729", 8000),
-            _ => return None,
-        };
+        let (name, rate) = media::endpoint::rfc3551_static(payload_type)?;
         Some(Codec::new(payload_type, name, rate, None))
     }
 

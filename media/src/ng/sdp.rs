@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::api::EndpointSpec;
-use crate::endpoint::{Codec, Direction, PtMap};
+use crate::endpoint::{self, Codec, Direction, PtMap};
 use crate::ports::PortPair;
 
 /// Why an SDP body was refused.
@@ -250,43 +250,6 @@ fn parse_rtpmap(value: &str) -> Option<RtpMap> {
     })
 }
 
-/// The codec of a name (case-insensitive) and clock rate.
-fn codec_of(name: &str, rate: u32, channels: Option<u8>) -> Codec {
-    match name.to_ascii_uppercase().as_str() {
-        "PCMU" => Codec::Pcmu,
-        "PCMA" => Codec::Pcma,
-        "G722" => Codec::G722,
-        "G729" => Codec::G729,
-        "OPUS" => Codec::Opus,
-        "TELEPHONE-EVENT" => Codec::TelephoneEvent,
-        "CN" => Codec::ComfortNoise,
-        upper => {
-            // Other codecs: a number derived from name/rate/channels (FNV-1a folded to 16 bits),
-            // so both legs of a call name the same codec the same way.
-            let mut h: u32 = 0x811c_9dc5;
-            let key = format!("{upper}/{rate}/{}", channels.unwrap_or(1));
-            for b in key.bytes() {
-                h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-            }
-            Codec::Other((h ^ (h >> 16)) as u16)
-        }
-    }
-}
-
-/// The RFC 3551 static payload types the relay knows by number.
-fn static_codec(pt: u8) -> Option<(&'static str, u32)> {
-    Some(match pt {
-        0 => ("PCMU", 8000),
-        3 => ("GSM", 8000),
-        4 => ("G723", 8000),
-        8 => ("PCMA", 8000),
-        9 => ("G722", 8000),
-        13 => ("CN", 8000),
-        18 => ("G729", 8000),
-        _ => return None,
-    })
-}
-
 impl<'a> Sdp<'a> {
     /// Parses a body. Lines the relay does not read are kept, not checked.
     pub fn parse(body: &'a [u8]) -> Result<Self, SdpError> {
@@ -376,9 +339,9 @@ impl<'a> Sdp<'a> {
         };
         for pt in m.formats.iter().filter_map(|f| f.parse::<u8>().ok()) {
             let codec = match m.rtpmap.iter().find(|r| r.pt == pt) {
-                Some(r) => codec_of(&r.name, r.rate, r.channels),
-                None => match static_codec(pt) {
-                    Some((name, rate)) => codec_of(name, rate, None),
+                Some(r) => Codec::from_rtpmap(&r.name, r.rate, r.channels),
+                None => match endpoint::rfc3551_static(pt) {
+                    Some((name, rate)) => Codec::from_rtpmap(name, rate, None),
                     None => continue,
                 },
             };
@@ -404,7 +367,7 @@ impl<'a> Sdp<'a> {
         let pt: u8 = format.parse().ok()?;
         match m.rtpmap.iter().find(|r| r.pt == pt) {
             Some(r) => Some(&r.name),
-            None => static_codec(pt).map(|(n, _)| n),
+            None => endpoint::rfc3551_static(pt).map(|(n, _)| n),
         }
     }
 
@@ -674,12 +637,12 @@ a=rtpmap:96 speex/16000\n";
         assert_eq!(spec.pt_map.codec(13), Some(Codec::ComfortNoise));
         assert!(matches!(spec.pt_map.codec(96), Some(Codec::Other(_))));
         assert_eq!(
-            codec_of("SPEEX", 16000, None),
-            codec_of("speex", 16000, None)
+            Codec::from_rtpmap("SPEEX", 16000, None),
+            Codec::from_rtpmap("speex", 16000, None)
         );
         assert_ne!(
-            codec_of("speex", 8000, None),
-            codec_of("speex", 16000, None)
+            Codec::from_rtpmap("speex", 8000, None),
+            Codec::from_rtpmap("speex", 16000, None)
         );
         assert!(spec.rtcp_mux);
         assert_eq!(spec.direction, Direction::SendOnly);

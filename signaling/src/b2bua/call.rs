@@ -182,15 +182,21 @@ impl Core {
             )
             .into_iter()
             .collect();
-        let (app, hook_base, step) = match &self.svc.app {
-            super::AppSource::Static(app) => (
+        // A `[[routes]]` entry for the called number wins over the default app.
+        let (webhook, fixed) = match (self.svc.config.route_for(&info.to), &self.svc.app) {
+            (Some(route), _) => (Some(Hook::post(route.app_url.clone())), None),
+            (None, super::AppSource::Webhook(hook)) => (Some(hook.clone()), None),
+            (None, super::AppSource::Static(app)) => (None, Some(app)),
+        };
+        let (app, hook_base, step) = match (&webhook, fixed) {
+            (None, Some(app)) => (
                 app.runner(sid.to_string()),
                 app.hook_base.clone(),
                 Step::Idle,
             ),
-            super::AppSource::Webhook(hook) => (
+            (hook, _) => (
                 AppRunner::new(sid.to_string(), Vec::new()),
-                HookBase::from_hook(hook).ok(),
+                hook.as_ref().and_then(|h| HookBase::from_hook(h).ok()),
                 Step::WaitApp,
             ),
         };
@@ -219,12 +225,11 @@ impl Core {
         self.sids.insert(sid, (key, Leg::Caller));
         tracing::info!(call_sid = %sid, call_id = %call.info.call_id, "new call");
         self.status_hook(&call, &call.info.clone());
-        if let super::AppSource::Webhook(hook) = &self.svc.app {
+        if let Some(hook) = webhook {
             let payload = SessionPayload {
                 call: call.info.clone(),
                 sip: sip_info(&call.request),
             };
-            let hook = hook.clone();
             self.send_hook(&call, &hook, Some(HookPurpose::App), payload);
         }
         self.calls.insert(key, call);
@@ -279,7 +284,7 @@ impl Core {
                     if let Some(reason) = d.reason {
                         // The reason phrase travels as a Reason header (RFC 3326) as well.
                         reply = reply.header(
-                            HeaderName::new("Reason").unwrap_or(HeaderName::VIA),
+                            HeaderName::REASON,
                             format!("SIP;cause={};text=\"{reason}\"", d.status),
                         );
                     }
@@ -1249,7 +1254,7 @@ impl Core {
             .to_string();
         let referred_by = request
             .headers
-            .get(&HeaderName::new("Referred-By").unwrap_or(HeaderName::FROM))
+            .get(&HeaderName::REFERRED_BY)
             .unwrap_or_default()
             .to_string();
         let info = match leg {
@@ -1442,4 +1447,76 @@ struct ReferDetails {
     sip_refer_to: String,
     sip_referred_by: String,
     refer_to_user: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn invite() -> Request {
+        let text = "INVITE sip:+15551230000@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bK1\r\n\
+            From: \"Alice Smith\" <sip:+15089991111@127.0.0.1>;tag=a1\r\n\
+            To: <sip:+15551230000@127.0.0.1>\r\nCall-ID: c1@host\r\nCSeq: 1 INVITE\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn call_info_of_the_caller_and_a_fork() {
+        let sid = CallSid::new_random();
+        let local = "127.0.0.1:5060".parse().unwrap();
+        let info = caller_info(&invite(), sid, "acct", local);
+        assert_eq!(info.from, "+15089991111");
+        assert_eq!(info.to, "+15551230000");
+        assert_eq!(info.caller_name, "Alice Smith");
+        assert_eq!(info.call_id, "c1@host");
+        assert_eq!(info.direction, Direction::Inbound);
+        let fork_sid = CallSid::new_random();
+        let fork = fork_info(&info, fork_sid, "sip:bob@10.0.0.2:5070");
+        assert_eq!(fork.to, "bob");
+        assert_eq!(fork.parent_call_sid, Some(sid));
+        assert_eq!(fork.direction, Direction::Outbound);
+        assert_eq!(fork.call_status, CallStatus::Trying);
+    }
+
+    #[test]
+    fn app_headers_cannot_inject_lines() {
+        let h = extra_headers_owned(vec![
+            ("X-Ok".into(), "1".into()),
+            ("X-Bad".into(), "1\r\nVia: evil".into()),
+            ("Bad Name".into(), "1".into()),
+        ]);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].0.as_str(), "X-Ok");
+    }
+
+    #[test]
+    fn next_hops_are_ip_literals_or_hints() {
+        let mut hints = std::collections::HashMap::new();
+        let r = |s: &str, h: &std::collections::HashMap<String, std::net::SocketAddr>| {
+            super::super::resolve(&Uri::parse(s).unwrap(), h)
+        };
+        assert_eq!(
+            r("sip:a@127.0.0.1", &hints),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            r("sip:a@[::1]:5070", &hints),
+            Some("[::1]:5070".parse().unwrap())
+        );
+        assert_eq!(r("sip:a@example.com", &hints), None, "no DNS yet");
+        hints.insert(
+            "sip:a@10.0.0.9:5060".to_string(),
+            "192.0.2.1:40000".parse().unwrap(),
+        );
+        assert_eq!(
+            r("sip:a@10.0.0.9:5060", &hints),
+            Some("192.0.2.1:40000".parse().unwrap())
+        );
+    }
 }

@@ -85,10 +85,11 @@ fn run(cli: Cli, prometheus: Option<PrometheusHandle>) -> anyhow::Result<()> {
     let stdout = std::io::stdout().lock();
     match cli.command {
         Command::Serve(flags) => {
+            let drain = std::time::Duration::from_secs(flags.drain_timeout);
             flags.apply(&mut config);
             config.validate("command line")?;
             let prometheus = prometheus.context("the metrics recorder is not installed")?;
-            serve::run(config, prometheus)
+            serve::run(config, prometheus, drain)
         }
         Command::Media(flags) => {
             flags.apply(&mut config.media);

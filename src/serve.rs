@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -57,6 +58,10 @@ pub struct ServeFlags {
     /// The address advertised in SIP and SDP (behind NAT)
     #[arg(long, value_name = "IP")]
     external_ip: Option<IpAddr>,
+    /// On SIGTERM, calls up may go on this long while new ones get 503 (a second signal, or
+    /// SIGINT, stops at once)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub drain_timeout: u64,
 }
 
 impl ServeFlags {
@@ -93,7 +98,7 @@ impl ServeFlags {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(config: Config, prometheus: PrometheusHandle) -> anyhow::Result<()> {
+pub fn run(config: Config, prometheus: PrometheusHandle, drain: Duration) -> anyhow::Result<()> {
     let app = match config.app.source()? {
         config::AppSource::Url(url) => AppSource::Webhook(Hook::post(url.to_string())),
         config::AppSource::File(path) => AppSource::Static(
@@ -107,13 +112,14 @@ pub fn run(config: Config, prometheus: PrometheusHandle) -> anyhow::Result<()> {
         .thread_name("dialplane-sip")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(Arc::new(config), app, prometheus))
+    runtime.block_on(serve(Arc::new(config), app, prometheus, drain))
 }
 
 async fn serve(
     config: Arc<Config>,
     app: AppSource,
     prometheus: PrometheusHandle,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     let m = &config.media;
     let (media, media_events) = Media::start(MediaConfig {
@@ -163,7 +169,8 @@ async fn serve(
         webhooks,
         seed: rand_seed(),
     };
-    let b2bua = b2bua::start(transports, inbound, media_events, services)?;
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);
+    let mut b2bua = b2bua::start(transports, inbound, media_events, services, drain_rx)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_http = stop_rx.clone();
     let rest = RestApi::new(registry, prometheus, &config.http);
@@ -185,8 +192,17 @@ async fn serve(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        r = b2bua => { r.context("the B2BUA task")?; }
+        _ = term.recv() => {
+            // Calls up may finish; a second signal stops at once.
+            tracing::info!(drain_timeout_s = drain.as_secs(), "SIGTERM: draining");
+            let _ = drain_tx.send(Some(std::time::Instant::now() + drain));
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                r = &mut b2bua => { r.context("the B2BUA task")?; }
+            }
+        }
+        r = &mut b2bua => { r.context("the B2BUA task")?; }
     }
     tracing::info!("dialplane serve: stopping");
     let _ = stop_tx.send(true);

@@ -1335,15 +1335,20 @@ impl Core {
     pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
         if let MediaEvent::MediaTimeout { leg, .. } = e {
             tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
-            call.app.end();
-            if let Step::Dial(run) = &mut call.step {
-                run.dial.handle(now, DialEvent::HangUp);
-                self.drain_dial(now, call);
-            }
-            if !call.is_over() {
-                call.step = Step::Idle;
-                self.hang_up_caller(now, call, StatusCode::REQUEST_TIMEOUT, Vec::new());
-            }
+            self.terminate(now, call);
+        }
+    }
+
+    /// Ends the whole call from our side: forks cancelled or hung up, the caller too.
+    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call) {
+        call.app.end();
+        if let Step::Dial(run) = &mut call.step {
+            run.dial.handle(now, DialEvent::HangUp);
+            self.drain_dial(now, call);
+        }
+        if !call.is_over() {
+            call.step = Step::Idle;
+            self.hang_up_caller(now, call, StatusCode::REQUEST_TIMEOUT, Vec::new());
         }
     }
 }

@@ -127,13 +127,16 @@ enum Msg {
     },
 }
 
-/// Starts the B2BUA on the current tokio runtime. It runs until the transports close.
+/// Starts the B2BUA on the current tokio runtime. It runs until the transports close, or after
+/// a drain: once `drain` holds a deadline, new INVITEs get 503, and the task ends when the last
+/// call has ended or, at the deadline, after hanging up the calls still up.
 /// `media_events` is the media plane's event channel (read on a thread of its own).
 pub fn start(
     transports: Transports,
     inbound: mpsc::Receiver<Inbound>,
     media_events: std::sync::mpsc::Receiver<MediaEvent>,
     services: Services,
+    drain: tokio::sync::watch::Receiver<Option<Instant>>,
 ) -> Result<tokio::task::JoinHandle<()>, B2buaError> {
     let local = transports
         .local_addrs()
@@ -189,10 +192,11 @@ pub fn start(
         updates_tx,
         msgs_tx,
         hints: HashMap::new(),
+        draining: None,
         svc: services,
     };
     Ok(tokio::spawn(
-        core.run(inbound, updates_rx, media_rx, msgs_rx),
+        core.run(inbound, updates_rx, media_rx, msgs_rx, drain),
     ))
 }
 
@@ -221,6 +225,8 @@ struct Core {
     msgs_tx: mpsc::UnboundedSender<Msg>,
     /// Where a contact URI really goes (a registered user behind NAT: the REGISTER's source).
     hints: HashMap<String, SocketAddr>,
+    /// Shutting down: no new calls; the calls still up at this instant are hung up.
+    draining: Option<Instant>,
 }
 
 impl Core {
@@ -230,6 +236,7 @@ impl Core {
         mut updates: mpsc::Receiver<LiveUpdate>,
         mut media_events: mpsc::Receiver<MediaEvent>,
         mut msgs: mpsc::UnboundedReceiver<Msg>,
+        mut drain: tokio::sync::watch::Receiver<Option<Instant>>,
     ) {
         let mut tx_deadline: Option<Instant> = None;
         let mut checked = Instant::now();
@@ -240,10 +247,25 @@ impl Core {
             } else {
                 tx_deadline
             };
-            let wake = [tx_wake, self.dl.poll_timeout(), self.next_call_timer()]
-                .into_iter()
-                .flatten()
-                .min();
+            if let Some(deadline) = self.draining {
+                if self.calls.is_empty() {
+                    tracing::info!("drained: no call left");
+                    return;
+                }
+                if deadline <= Instant::now() {
+                    self.hang_up_all();
+                    return;
+                }
+            }
+            let wake = [
+                tx_wake,
+                self.dl.poll_timeout(),
+                self.next_call_timer(),
+                self.draining,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 m = inbound.recv() => match m {
                     Some(m) => self.on_inbound(m),
@@ -252,6 +274,14 @@ impl Core {
                 Some(u) = updates.recv() => self.on_update(u),
                 Some(e) = media_events.recv() => self.on_media_event(e),
                 Some(m) = msgs.recv() => self.on_msg(m),
+                Ok(()) = drain.changed(), if self.draining.is_none() => {
+                    self.draining = *drain.borrow();
+                    if let Some(d) = self.draining {
+                        tracing::info!(calls = self.calls.len(),
+                            deadline_s = d.saturating_duration_since(Instant::now()).as_secs(),
+                            "draining: new calls get 503");
+                    }
+                }
                 _ = sleep_until(wake), if wake.is_some() => {
                     let now = Instant::now();
                     self.tx.handle_timeout(now);
@@ -301,6 +331,14 @@ impl Core {
         let transport = m.transport;
         let routed = match self.tx.handle(now, m.source, m.message) {
             Routed::NewRequest(inc) if is_initial_invite(&inc.request) => {
+                if self.draining.is_some() {
+                    metrics::counter!(CALLS_METRIC, "status" => "draining").increment(1);
+                    let r = Response::for_request(&inc.request, StatusCode::SERVICE_UNAVAILABLE)
+                        .with_to_tag(&crate::options::stable_tag(&inc.request))
+                        .with_header(HeaderName::RETRY_AFTER, 5);
+                    let _ = self.tx.respond(now, &inc.key, &r);
+                    return;
+                }
                 if !self.may_call(&inc) {
                     tracing::info!(source = %inc.source, "INVITE refused: source not allowed");
                     metrics::counter!(CALLS_METRIC, "status" => "forbidden").increment(1);
@@ -470,6 +508,18 @@ impl Core {
                 self.with_call(key, |core, call| core.on_call_timer(now, call));
             }
         }
+    }
+
+    /// The drain deadline passed: every call still up is hung up (BYE, CANCEL), and what that
+    /// sends leaves before the task ends.
+    fn hang_up_all(&mut self) {
+        let now = Instant::now();
+        tracing::info!(calls = self.calls.len(), "drain deadline: hanging up");
+        let keys: Vec<u64> = self.calls.keys().copied().collect();
+        for key in keys {
+            self.with_call(key, |core, call| core.terminate(now, call));
+        }
+        self.pump();
     }
 
     /// Removes every index entry of a call that ended.

@@ -244,7 +244,7 @@ impl Core {
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::info!(call_sid = %sid, "new call");
+        tracing::debug!(call_sid = %sid, "new call");
         tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call's Call-ID");
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {

@@ -244,8 +244,7 @@ impl Core {
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::debug!(call_sid = %sid, "new call");
-        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call's Call-ID");
+        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {

@@ -142,6 +142,8 @@ pub(super) struct Call {
     /// A referHook of the dial that ran last.
     refer_hook: Option<Hook>,
     _registrations: Vec<Registration>,
+    /// The call's status hooks, sent one after the other so that each leg's arrive in order.
+    status_queue: Option<tokio::sync::mpsc::UnboundedSender<CallStatusPayload>>,
 }
 
 impl Call {
@@ -221,7 +223,7 @@ impl Core {
                 Step::WaitApp,
             ),
         };
-        let call = Call {
+        let mut call = Call {
             key,
             sid,
             hook_base,
@@ -240,11 +242,13 @@ impl Core {
             refer: None,
             refer_hook: None,
             _registrations: registrations,
+            status_queue: None,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
         tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
+        call.status_queue = self.status_queue(&call);
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {
@@ -403,6 +407,13 @@ impl Core {
         call.invite = None;
         call.dialog = None;
         call.info.sip_status = status;
+        // What the actionHook and status hooks report from now on (jambonz: an abandoned call
+        // is no-answer/487).
+        call.info.call_status = if call.answered() {
+            CallStatus::Completed
+        } else {
+            CallStatus::NoAnswer
+        };
         call.app.end();
         if let Step::Dial(run) = &mut call.step {
             let event = match run.bridged {
@@ -464,15 +475,13 @@ impl Core {
     }
 
     fn status_hook_with(&self, call: &Call, info: &CallInfo, duration: Option<u64>) {
-        let Some(url) = &self.svc.config.app.status_hook else {
-            return;
-        };
-        let payload = CallStatusPayload {
-            call: info.clone(),
-            sip_reason: None,
-            duration,
-        };
-        self.send_hook(call, &Hook::post(url.clone()), None, payload);
+        if let Some(queue) = &call.status_queue {
+            let _ = queue.send(CallStatusPayload {
+                call: info.clone(),
+                sip_reason: None,
+                duration,
+            });
+        }
     }
 
     pub(super) fn on_hook(
@@ -1090,7 +1099,9 @@ impl Core {
         self.with_call(key, |core, call| match leg {
             Leg::Caller => {
                 if by_peer && call.dialog == Some(dialog) {
-                    core.caller_gone(now, call, 200);
+                    // An early dialog ends by CANCEL (or a failure), a confirmed one by BYE.
+                    let status = if call.answered() { 200 } else { 487 };
+                    core.caller_gone(now, call, status);
                 }
             }
             Leg::Fork(i) => {
@@ -1217,7 +1228,9 @@ impl Core {
         if let Some((d, port, codecs)) = other {
             let mut l = local(call.key, self.svc.media_ip, port, codecs);
             l.origin.session_version = now_version(call);
-            l.direction = n.direction;
+            // The other side hears what this side offered: its sendonly (hold) is our
+            // sendonly towards the other side.
+            l.direction = n.direction.reversed();
             let body = sdp::offer(&l).serialize();
             let _ = self.dl.request(
                 now,

@@ -551,6 +551,30 @@ impl Core {
         });
     }
 
+    /// A task sending the call's status hooks in order, when a status hook is configured; it
+    /// ends once the call is gone and its queue is sent.
+    fn status_queue(
+        &self,
+        call: &Call,
+    ) -> Option<mpsc::UnboundedSender<crate::payload::CallStatusPayload>> {
+        let hook = Hook::post(self.svc.config.app.status_hook.clone()?);
+        let (tx, mut rx) = mpsc::unbounded_channel::<crate::payload::CallStatusPayload>();
+        let client = self.svc.webhooks.clone();
+        let base = call.hook_base.clone();
+        let sid = call.sid;
+        tokio::spawn(async move {
+            while let Some(payload) = rx.recv().await {
+                let unix = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if let Err(e) = client.send(&hook, base.as_ref(), &payload, unix).await {
+                    tracing::warn!(call_sid = %sid, error = %e, "status hook failed");
+                }
+            }
+        });
+        Some(tx)
+    }
+
     /// Queues a media command nobody waits for; sent with the others at the end of the round.
     fn post_media(&mut self, cmd: MediaCommand) {
         self.media_queue.push(cmd);

@@ -1222,6 +1222,16 @@ impl DialogLayer {
     fn uac_response(&mut self, now: Instant, key: &TransactionKey, id: InviteId, resp: Response) {
         let status = resp.status;
         if status == StatusCode::TRYING {
+            // A 100 is a provisional response too (§9.1): a CANCEL may go now. It creates no
+            // dialog and is not reported.
+            if let Some(u) = self.uac.get_mut(&id) {
+                u.provisional = true;
+                if let CancelState::Wanted(reason) =
+                    std::mem::replace(&mut u.cancel, CancelState::No)
+                {
+                    self.send_cancel(id, reason);
+                }
+            }
             return;
         }
         let tag = resp

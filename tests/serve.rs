@@ -1,0 +1,877 @@
+//! `dialplane serve` end to end: the real binary on loopback, one per test on its own ports,
+//! SIPp as the caller and as the callees (scenarios in `tests/serve/`), and a webhook receiver
+//! written here playing the control app: it answers the call webhook with the test's verbs and
+//! records every hook (actionHook, call status) with its `Jambonz-Signature`.
+//!
+//! Each SIPp callee logs what it received (`INVITE <uri>`, `CANCEL <uri> reason=<Reason>`,
+//! `BYE`), and exits 0 only when its whole exchange happened; the caller likewise logs the
+//! responses it got. Needs `sipp` (Debian sip-tester; `make deps` installs it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+mod common;
+use common::http::{Hit, Receiver, request};
+use common::sipp::{Run, Sipp, tail};
+use common::{Guard, free_tcp_port, free_udp_port, port_range};
+
+const SECRET: &str = "e2e-webhook-secret";
+const TOKEN: &str = "e2e-api-token";
+/// What the callers dial (the To user) and who they are (From user and display name).
+const CALLED: &str = "16173331212";
+const CALLING: &str = "15083084809";
+/// The CANCEL of a fork that lost to another's 200.
+const ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+/// How long a hook may take to arrive after the SIP exchange that causes it.
+const HOOK_WAIT: Duration = Duration::from_secs(10);
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
+}
+
+/// A running `dialplane serve`, stopped by SIGTERM (then SIGKILL) when dropped.
+struct Serve {
+    _guard: Guard,
+    sip: SocketAddr,
+    http: SocketAddr,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts it with `args` (the app) plus its own ports, the secret and the token; returns
+    /// once it printed its ready line.
+    fn start(name: &str, args: &[&str]) -> Serve {
+        let sip: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
+        let http: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let (port_min, port_max) = port_range();
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dialplane"))
+            .arg("serve")
+            .args(["--sip", &sip.to_string(), "--http", &http.to_string()])
+            .args(["--interface", "127.0.0.1", "--num-threads", "1"])
+            .args(["--port-min", &port_min.to_string()])
+            .args(["--port-max", &port_max.to_string()])
+            .args(["--webhook-secret", SECRET, "--api-token", TOKEN])
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("dialplane starts");
+        // Reads stdout to its end so the child never blocks on a full pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let serve = Serve {
+            _guard: Guard(child),
+            sip,
+            http,
+            log,
+        };
+        let expected = format!("ready sip={sip} http={http}");
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => assert_eq!(line, expected, "{}", serve.log_tail()),
+            Err(e) => panic!("no ready line ({e}):\n{}", serve.log_tail()),
+        }
+        serve
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!(
+            "--- dialplane serve log (last 6000 bytes):\n{}",
+            tail(&log, 6000)
+        )
+    }
+
+    /// Waits for every SIPp to finish successfully; panics with their logs and ours otherwise.
+    fn finish(&self, sipps: &mut [&mut Sipp]) {
+        let failures: Vec<String> = sipps.iter_mut().filter_map(|s| s.finish().err()).collect();
+        assert!(
+            failures.is_empty(),
+            "{}\n{}",
+            failures.join("\n"),
+            self.log_tail()
+        );
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = request(self.http, "GET", "/metrics", &[], "");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (bounded) until /metrics shows no call active; the metrics text.
+    fn wait_idle(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics();
+            let active = text
+                .lines()
+                .find(|l| l.starts_with("dialplane_calls_active"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok());
+            if active == Some(0.0) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dialplane_calls_active is {active:?}, not 0, 5 s after the calls:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// POST /v1/updateCall/{sid} with `token` (None: no Authorization header).
+    fn update_call(&self, sid: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a), ("Content-Type", "application/json")])
+            .unwrap_or_else(|| vec![("Content-Type", "application/json")]);
+        request(
+            self.http,
+            "POST",
+            &format!("/v1/updateCall/{sid}"),
+            &headers,
+            body,
+        )
+    }
+}
+
+/// The receiver answering the call webhook (`/call`) with `verbs`, and a `dialplane serve`
+/// using it, with call status hooks to `/status`.
+fn serve_with_app(name: &str, verbs: Value) -> (Receiver, Serve) {
+    let hooks = Receiver::start();
+    hooks.answer("/call", &verbs);
+    let serve = Serve::start(
+        name,
+        &[
+            "--app-url",
+            &hooks.url("/call"),
+            "--status-hook",
+            &hooks.url("/status"),
+        ],
+    );
+    (hooks, serve)
+}
+
+fn callee(name: &str, scenario_name: &str, calls: u32, pause_ms: u64, extra: &[&str]) -> Sipp {
+    Sipp::callee(
+        name,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls,
+            pause_ms,
+            extra,
+        },
+    )
+}
+
+/// A callee that rings until cancelled (only 100 Trying for users named `silent…`).
+fn ringing(name: &str, calls: u32) -> Sipp {
+    callee(name, "ring", calls, 0, &[])
+}
+
+/// One call from SIPp running `scenario_name` (`pause_ms`: hold, or ring before CANCEL).
+fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
+    Sipp::caller(
+        "caller",
+        serve.sip,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls: 1,
+            pause_ms,
+            extra: &["-s", CALLED],
+        },
+    )
+}
+
+fn dial(targets: &[Value], extra: Value) -> Value {
+    let mut verb = json!({"verb": "dial", "target": targets});
+    for (k, v) in extra.as_object().expect("object") {
+        verb[k] = v.clone();
+    }
+    json!([verb])
+}
+
+fn sip_target(uri: &str) -> Value {
+    json!({"type": "sip", "sipUri": uri})
+}
+
+/// `Jambonz-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>` checked over the exact
+/// bytes received, with a timestamp within a minute of now.
+fn assert_signed(hit: &Hit) {
+    let header = hit
+        .headers
+        .get("jambonz-signature")
+        .unwrap_or_else(|| panic!("unsigned {} {}: {:?}", hit.method, hit.path, hit.headers));
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = Some(value),
+            Some(("v1", value)) => v1 = Some(value),
+            _ => {}
+        }
+    }
+    let (t, v1) = (t.expect("t= in signature"), v1.expect("v1= in signature"));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t_secs: u64 = t.parse().expect("t is unix seconds");
+    assert!(
+        t_secs.abs_diff(now) <= 60,
+        "signature time {t} vs now {now}"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", hit.body).as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, expected, "signature of {} {}", hit.path, hit.body);
+}
+
+/// A Proxy-Authorization (as auth.xml logs it, "AUTH Digest k=v,…") answering auth.xml's
+/// challenge with `user` and `password` (RFC 2617, with or without qop).
+fn assert_digest(line: &str, user: &str, password: &str) {
+    let fields = line
+        .trim_start_matches("AUTH")
+        .trim()
+        .strip_prefix("Digest ")
+        .unwrap_or_else(|| panic!("not a digest: {line}"));
+    let mut params = std::collections::HashMap::new();
+    for part in fields.split(',') {
+        if let Some((k, v)) = part.split_once('=') {
+            params.insert(k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
+        }
+    }
+    let get = |k: &str| *params.get(k).unwrap_or_else(|| panic!("no {k} in {line}"));
+    assert_eq!(get("username"), user, "{line}");
+    assert_eq!(get("realm"), "callee.test", "{line}");
+    assert_eq!(get("nonce"), "6a0c1ba25e3f41d1a1a3c4c9b1f0e2d7", "{line}");
+    let md5 = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
+    let ha1 = md5(format!("{user}:callee.test:{password}"));
+    let ha2 = md5(format!("INVITE:{}", get("uri")));
+    let expected = match params.get("qop") {
+        Some(qop) => md5(format!(
+            "{ha1}:{}:{}:{}:{qop}:{ha2}",
+            get("nonce"),
+            get("nc"),
+            get("cnonce")
+        )),
+        None => md5(format!("{ha1}:{}:{ha2}", get("nonce"))),
+    };
+    assert_eq!(get("response"), expected, "{line}");
+}
+
+/// The first actionHook POST to `path`.
+fn action(hooks: &Receiver, path: &str) -> Value {
+    hooks.wait(path, "actionHook", HOOK_WAIT, |h| !h.is_empty())[0]
+        .json
+        .clone()
+}
+
+fn assert_dial(action: &Value, status: &str, sip_status: u64) {
+    assert_eq!(action["dial_status"], status, "{action}");
+    assert_eq!(action["dial_call_status"], status, "{action}");
+    assert_eq!(action["dial_sip_status"], sip_status, "{action}");
+    let sid = action["dial_call_sid"].as_str().unwrap_or_default();
+    assert!(is_uuid(sid), "dial_call_sid {action}");
+    assert_ne!(action["dial_call_sid"], action["call_sid"], "{action}");
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// The call status hooks of one leg, in order.
+fn statuses_of(hits: &[Hit], sid: &str) -> Vec<String> {
+    hits.iter()
+        .filter(|h| h.json["call_sid"] == sid)
+        .map(|h| h.json["call_status"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// The call sids of the B legs (status hooks with a parent), in order of first appearance.
+fn b_legs(hits: &[Hit]) -> Vec<String> {
+    let mut sids: Vec<String> = Vec::new();
+    for h in hits {
+        if h.json["parent_call_sid"].is_string() {
+            let sid = h.json["call_sid"].as_str().unwrap_or_default().to_string();
+            if !sids.contains(&sid) {
+                sids.push(sid);
+            }
+        }
+    }
+    sids
+}
+
+const FINAL: [&str; 4] = ["completed", "failed", "busy", "no-answer"];
+
+/// Waits until `n` B legs reported a final status; the status hooks so far.
+fn wait_b_legs_final(hooks: &Receiver, n: usize) -> Vec<Hit> {
+    hooks.wait(
+        "/status",
+        "final status of every B leg",
+        HOOK_WAIT,
+        |hits| {
+            let legs = b_legs(hits);
+            legs.len() == n
+                && legs.iter().all(|sid| {
+                    statuses_of(hits, sid)
+                        .last()
+                        .is_some_and(|s| FINAL.contains(&s.as_str()))
+                })
+        },
+    )
+}
+
+fn callee_lines(sipp: &Sipp, prefix: &str) -> Vec<String> {
+    sipp.log()
+        .into_iter()
+        .filter(|l| l.starts_with(prefix))
+        .collect()
+}
+
+/// The Reason of every CANCEL a ringing callee got.
+fn cancel_reasons(sipp: &Sipp) -> Vec<String> {
+    callee_lines(sipp, "CANCEL ")
+        .iter()
+        .map(|l| {
+            l.split_once(" reason=")
+                .map_or("", |(_, r)| r)
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn dial_answered_reports_completed_in_signed_hooks() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let (hooks, serve) = serve_with_app(
+        "answered",
+        // A relative hook resolves against the call webhook's URL, as in jambonz.
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 1000);
+    serve.finish(&mut [&mut alice, &mut bob]);
+
+    let call = hooks.wait("/call", "call webhook", HOOK_WAIT, |h| !h.is_empty());
+    assert_eq!(call.len(), 1, "one call webhook per call");
+    let session = &call[0].json;
+    assert_eq!(call[0].method, "POST");
+    assert!(
+        is_uuid(session["call_sid"].as_str().unwrap_or("")),
+        "{session}"
+    );
+    assert_eq!(session["direction"], "inbound", "{session}");
+    assert_eq!(session["from"], CALLING, "{session}");
+    assert_eq!(session["to"], CALLED, "{session}");
+    assert_eq!(session["caller_name"], "Alice", "{session}");
+    assert_eq!(
+        session["local_sip_address"],
+        serve.sip.to_string(),
+        "{session}"
+    );
+    assert_eq!(session["sip"]["method"], "INVITE", "{session}");
+    assert_eq!(
+        session["sip"]["headers"]["call-id"], session["call_id"],
+        "{session}"
+    );
+    assert!(
+        session["sip"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("telephone-event/8000")),
+        "{session}"
+    );
+
+    let done = action(&hooks, "/action");
+    assert_dial(&done, "completed", 200);
+    assert_eq!(done["call_sid"], session["call_sid"], "{done}");
+    assert_eq!(done["direction"], "inbound", "{done}");
+
+    // The outbound INVITE went to the target URI with our --interface address in its SDP; the
+    // callee's BYE came from the caller hanging up.
+    let invites = callee_lines(&bob, "INVITE ");
+    assert_eq!(
+        invites,
+        [format!("INVITE {} c=IN IP4 127.0.0.1", bob.uri("bob"))]
+    );
+    assert_eq!(callee_lines(&bob, "BYE ").len(), 1, "{:?}", bob.log());
+
+    for hit in hooks.hits("/call").iter().chain(&hooks.hits("/action")) {
+        assert_signed(hit);
+    }
+    wait_b_legs_final(&hooks, 1).iter().for_each(assert_signed);
+    let metrics = serve.wait_idle();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dialplane_calls_total{")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn dial_busy_from_static_app_file() {
+    let mut busy = callee("busy", "busy", 1, 0, &[]);
+    let hooks = Receiver::start();
+    let app = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("app-{}.json", busy.port));
+    let verbs = dial(
+        &[sip_target(&busy.uri("carol"))],
+        json!({"actionHook": hooks.url("/action")}),
+    );
+    std::fs::write(&app, verbs.to_string()).unwrap();
+    let serve = Serve::start("busy", &["--app", app.to_str().unwrap()]);
+    // Answered before the outdial (answerOnBridge false), hung up when the app runs out.
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut busy]);
+    assert_dial(&action(&hooks, "/action"), "busy", 486);
+    assert!(
+        hooks.hits("/call").is_empty(),
+        "--app needs no call webhook"
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn dial_timeout_cancels_ringing_callee_as_no_answer() {
+    let mut ring = ringing("ring", 1);
+    let (hooks, serve) = serve_with_app(
+        "timeout",
+        dial(
+            &[sip_target(&ring.uri("dave"))],
+            json!({"actionHook": "/action", "timeout": 2}),
+        ),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut ring]);
+    assert_dial(&action(&hooks, "/action"), "no-answer", 487);
+    let reasons = cancel_reasons(&ring);
+    assert_eq!(reasons.len(), 1, "{:?}", ring.log());
+    assert_ne!(
+        reasons[0], ELSEWHERE,
+        "a timeout is not completed elsewhere"
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn dial_timeout_cancels_callee_that_only_sent_100() {
+    let mut silent = ringing("silent", 1);
+    let (hooks, serve) = serve_with_app(
+        "silent",
+        dial(
+            &[sip_target(&silent.uri("silent-erin"))],
+            json!({"actionHook": "/action", "timeout": 2}),
+        ),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut silent]);
+    assert_dial(&action(&hooks, "/action"), "no-answer", 487);
+    assert_eq!(cancel_reasons(&silent).len(), 1, "{:?}", silent.log());
+    serve.wait_idle();
+}
+
+#[test]
+fn first_answer_wins_and_other_fork_is_cancelled_with_reason() {
+    let mut bob = callee("bob", "answer", 1, 300, &[]);
+    let mut ring = ringing("ring", 1);
+    let (hooks, serve) = serve_with_app(
+        "two-forks",
+        dial(
+            &[sip_target(&bob.uri("bob")), sip_target(&ring.uri("frank"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 500);
+    serve.finish(&mut [&mut alice, &mut bob, &mut ring]);
+    assert_eq!(cancel_reasons(&ring), [ELSEWHERE], "{:?}", ring.log());
+    let done = action(&hooks, "/action");
+    assert_dial(&done, "completed", 200);
+    // dial_call_sid names the B leg that was answered.
+    let status = wait_b_legs_final(&hooks, 2);
+    let winner = done["dial_call_sid"].as_str().unwrap();
+    assert!(
+        statuses_of(&status, winner).contains(&"in-progress".to_string()),
+        "{winner} in {:?}",
+        status.iter().map(|h| &h.body).collect::<Vec<_>>()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn ten_targets_ten_invites_nine_cancels_with_reason() {
+    let mut bob = callee("bob", "answer", 1, 300, &[]);
+    let mut ring = ringing("ring9", 9);
+    let mut targets = vec![sip_target(&bob.uri("bob"))];
+    targets.extend((0..9).map(|i| sip_target(&ring.uri(&format!("fork{i}")))));
+    let (hooks, serve) = serve_with_app("ten", dial(&targets, json!({"actionHook": "/action"})));
+    let mut alice = caller(&serve, "call", 500);
+    serve.finish(&mut [&mut alice, &mut bob, &mut ring]);
+
+    let mut invited: Vec<String> = callee_lines(&ring, "INVITE ");
+    invited.sort();
+    let expected: Vec<String> = (0..9)
+        .map(|i| format!("INVITE {}", ring.uri(&format!("fork{i}"))))
+        .collect();
+    assert_eq!(invited, expected, "nine ringing forks");
+    assert_eq!(callee_lines(&bob, "INVITE ").len(), 1, "{:?}", bob.log());
+    assert_eq!(
+        cancel_reasons(&ring),
+        vec![ELSEWHERE; 9],
+        "{:?}",
+        ring.log()
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn digest_challenge_answered_with_target_auth() {
+    let mut guarded = callee("auth", "auth", 1, 0, &[]);
+    let target = json!({"type": "sip", "sipUri": guarded.uri("bob"),
+                        "auth": {"username": "bob", "password": "s3cret"}});
+    let (hooks, serve) = serve_with_app("auth", dial(&[target], json!({"actionHook": "/action"})));
+    let mut alice = caller(&serve, "call", 500);
+    serve.finish(&mut [&mut alice, &mut guarded]);
+    let credentials = callee_lines(&guarded, "AUTH ");
+    assert_eq!(credentials.len(), 1, "{:?}", guarded.log());
+    assert_digest(&credentials[0], "bob", "s3cret");
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn redirect_302_is_followed() {
+    let mut moved = callee("moved", "answer", 1, 50, &[]);
+    let port = moved.port.to_string();
+    let mut redirect = callee("redirect", "redirect", 1, 0, &["-key", "moved_port", &port]);
+    let (hooks, serve) = serve_with_app(
+        "redirect",
+        dial(
+            &[sip_target(&redirect.uri("grace"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 500);
+    serve.finish(&mut [&mut alice, &mut redirect, &mut moved]);
+    assert_eq!(
+        callee_lines(&moved, "INVITE "),
+        [format!("INVITE {} c=IN IP4 127.0.0.1", moved.uri("moved"))]
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn answer_on_bridge_caller_rings_until_callee_answers_late() {
+    let mut late = callee("late", "answer", 1, 1500, &[]);
+    let (hooks, serve) = serve_with_app(
+        "answer-on-bridge",
+        dial(
+            &[sip_target(&late.uri("heidi"))],
+            json!({"actionHook": "/action", "answerOnBridge": true}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 500);
+    serve.finish(&mut [&mut alice, &mut late]);
+    let responses = alice.log();
+    let ringing = responses.iter().position(|l| l == "180" || l == "183");
+    let answered = responses.iter().position(|l| l == "200");
+    assert!(
+        matches!((ringing, answered), (Some(r), Some(a)) if r < a),
+        "caller's responses: {responses:?}"
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn caller_cancel_while_forks_ring_cancels_every_fork() {
+    let mut ring = ringing("ring2", 2);
+    let (hooks, serve) = serve_with_app(
+        "caller-cancel",
+        dial(
+            &[sip_target(&ring.uri("ivan")), sip_target(&ring.uri("judy"))],
+            json!({"actionHook": "/action", "answerOnBridge": true}),
+        ),
+    );
+    let mut alice = caller(&serve, "cancel", 500);
+    serve.finish(&mut [&mut alice, &mut ring]);
+    let reasons = cancel_reasons(&ring);
+    assert_eq!(reasons.len(), 2, "{:?}", ring.log());
+    assert!(
+        reasons.iter().all(|r| r != ELSEWHERE),
+        "no fork was answered elsewhere: {reasons:?}"
+    );
+    // Each leg's final status is reported: both forks and the caller's leg no-answer.
+    let status = wait_b_legs_final(&hooks, 2);
+    for sid in b_legs(&status) {
+        assert_eq!(
+            statuses_of(&status, &sid).last().map(String::as_str),
+            Some("no-answer"),
+            "{sid}"
+        );
+    }
+    let a_leg = hooks.hits("/call")[0].json["call_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    hooks.wait("/status", "the caller leg's no-answer", HOOK_WAIT, |h| {
+        statuses_of(h, &a_leg).last().map(String::as_str) == Some("no-answer")
+    });
+    serve.wait_idle();
+}
+
+#[test]
+fn rest_completed_hangs_up_both_legs() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let (hooks, serve) = serve_with_app(
+        "rest",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    // Bridged once the B leg is in progress; the caller leg's sid is the call webhook's.
+    hooks.wait("/status", "B leg in-progress", HOOK_WAIT, |h| {
+        h.iter().any(|h| {
+            h.json["parent_call_sid"].is_string() && h.json["call_status"] == "in-progress"
+        })
+    });
+    let sid = hooks.hits("/call")[0].json["call_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hang_up = r#"{"call_status":"completed"}"#;
+    assert_eq!(serve.update_call(&sid, None, hang_up).0, 401, "no token");
+    assert_eq!(
+        serve.update_call(&sid, Some("wrong"), hang_up).0,
+        401,
+        "wrong token"
+    );
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(serve.update_call(unknown, Some(TOKEN), hang_up).0, 404);
+    let (code, body) = serve.update_call(&sid, Some(TOKEN), r#"{"call_status":"sideways"}"#);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = serve.update_call(&sid, Some(TOKEN), hang_up);
+    assert_eq!(code, 202, "{body}");
+    // Both SIPp sides got a BYE (each exits 0 only after answering it).
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(callee_lines(&bob, "BYE ").len(), 1);
+    assert!(
+        alice.log().contains(&"BYE".to_string()),
+        "{:?}",
+        alice.log()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn status_hooks_of_a_b_leg_in_order() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let (hooks, serve) = serve_with_app(
+        "status",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let status = wait_b_legs_final(&hooks, 1);
+    let a_leg = hooks.hits("/call")[0].json["call_sid"].clone();
+    let b_leg = &b_legs(&status)[0];
+    assert_eq!(
+        statuses_of(&status, b_leg),
+        ["trying", "ringing", "in-progress", "completed"]
+    );
+    for hit in status
+        .iter()
+        .filter(|h| h.json["call_sid"] == b_leg.as_str())
+    {
+        assert_eq!(hit.json["parent_call_sid"], a_leg, "{}", hit.body);
+        assert_eq!(hit.json["direction"], "outbound", "{}", hit.body);
+        assert_signed(hit);
+    }
+    let a = a_leg.as_str().unwrap();
+    hooks.wait("/status", "the caller leg's completed", HOOK_WAIT, |h| {
+        statuses_of(h, a).last().map(String::as_str) == Some("completed")
+    });
+    serve.wait_idle();
+}
+
+#[test]
+fn hangup_verb_ends_an_answered_call() {
+    let (hooks, serve) = serve_with_app(
+        "hangup",
+        json!([{"verb": "answer"}, {"verb": "pause", "length": 1}, {"verb": "hangup"}]),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice]);
+    assert!(
+        alice.log().contains(&"BYE".to_string()),
+        "{:?}",
+        alice.log()
+    );
+    assert_eq!(hooks.hits("/call").len(), 1);
+    serve.wait_idle();
+}
+
+#[test]
+fn sip_decline_verb_rejects_the_caller() {
+    let (_hooks, serve) =
+        serve_with_app("decline", json!([{"verb": "sip:decline", "status": 486}]));
+    let mut alice = caller(&serve, "reject", 0);
+    serve.finish(&mut [&mut alice]);
+    assert!(
+        alice.log().contains(&"final 486".to_string()),
+        "{:?}",
+        alice.log()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn call_webhook_refused_gives_480() {
+    // Nothing listens there: connection refused.
+    let closed = format!("http://127.0.0.1:{}/call", free_tcp_port());
+    let serve = Serve::start("webhook-down", &["--app-url", &closed]);
+    let mut alice = caller(&serve, "reject", 0);
+    serve.finish(&mut [&mut alice]);
+    assert!(
+        alice.log().contains(&"final 480".to_string()),
+        "{:?}",
+        alice.log()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn serve_without_app_exits_2() {
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-no-app.log");
+    let mut serve = common::spawn(
+        Command::new(env!("CARGO_BIN_EXE_dialplane"))
+            .arg("serve")
+            .args(["--sip", &format!("127.0.0.1:{}", free_udp_port())])
+            .args(["--http", &format!("127.0.0.1:{}", free_tcp_port())]),
+        &log,
+    );
+    let status = serve.wait_exit(Duration::from_secs(10));
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{output}");
+    assert!(output.contains("--app"), "names the missing flag: {output}");
+    assert!(!output.contains("ready "), "no ready line: {output}");
+}
+
+/// The harness itself, without dialplane: the callers' scenarios against the callees' ones
+/// directly, so a failure above is dialplane's and not a broken scenario.
+#[test]
+fn scenarios_work_against_each_other() {
+    let direct = |callee: &mut Sipp, scenario_name: &str, user: &str, pause_ms: u64| {
+        let target: SocketAddr = ([127, 0, 0, 1], callee.port).into();
+        let mut caller = Sipp::caller(
+            "direct-caller",
+            target,
+            Run {
+                scenario: &scenario(scenario_name),
+                calls: 1,
+                pause_ms,
+                extra: &["-s", user],
+            },
+        );
+        for sipp in [&mut caller, callee] {
+            sipp.finish().unwrap_or_else(|e| panic!("{e}"));
+        }
+        caller.log()
+    };
+    let mut answer = callee("direct-answer", "answer", 1, 50, &[]);
+    assert_eq!(
+        direct(&mut answer, "call", "bob", 100),
+        ["180", "200", "200 BYE"]
+    );
+    assert_eq!(callee_lines(&answer, "BYE ").len(), 1);
+    let mut ring = ringing("direct-ring", 1);
+    assert_eq!(
+        direct(&mut ring, "cancel", "carol", 100),
+        ["100", "180", "200 CANCEL", "487"]
+    );
+    assert_eq!(cancel_reasons(&ring), [""], "our CANCEL has no Reason");
+    let mut busy = callee("direct-busy", "busy", 1, 0, &[]);
+    assert_eq!(direct(&mut busy, "reject", "dave", 0), ["final 486"]);
+}
+
+/// The harness's webhook receiver over keep-alive HTTP, and its signature check agreeing with
+/// the signer dialplane uses (a body signed for another secret or altered is refused).
+#[test]
+fn webhook_receiver_answers_records_and_checks_signatures() {
+    let hooks = Receiver::start();
+    let verbs = json!([{"verb": "hangup"}]);
+    hooks.answer("/call", &verbs);
+    let body = r#"{"call_sid":"x","n":1}"#;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = signaling::webhook::signature(SECRET, now, body);
+    let post = |path: &str, signature: &str| {
+        request(
+            hooks.addr,
+            "POST",
+            path,
+            &[
+                ("Jambonz-Signature", signature),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    assert_eq!(post("/call", &signed), (200, verbs.to_string()));
+    assert_eq!(post("/status?x=1", &signed), (200, String::new()));
+    let hits = hooks.wait("/call", "the POST", HOOK_WAIT, |h| h.len() == 1);
+    assert_eq!(hits[0].json["n"], 1);
+    assert_signed(&hits[0]);
+    let status = &hooks.hits("/status")[0];
+    assert_eq!(status.query, "x=1");
+    assert_signed(status);
+
+    let other = signaling::webhook::signature("another secret", now, body);
+    post("/other", &other);
+    let hit = hooks.wait("/other", "the POST", HOOK_WAIT, |h| h.len() == 1);
+    assert!(std::panic::catch_unwind(|| assert_signed(&hit[0])).is_err());
+    let mut altered = hits[0].clone();
+    altered.body = altered.body.replace("1}", "2}");
+    assert!(std::panic::catch_unwind(|| assert_signed(&altered)).is_err());
+}

@@ -62,11 +62,13 @@ impl Sipp {
             .args(["-m", &run.calls.to_string()])
             .args(["-d", &run.pause_ms.to_string()])
             .args(["-nostdin", "-timeout", &format!("{SIPP_TIMEOUT_S}s")])
-            .args(["-timeout_error", "-trace_err", "-trace_logs"])
+            .args(["-timeout_error", "-trace_err", "-trace_logs", "-trace_msg"])
             .arg("-error_file")
             .arg(dir.join("errors.log"))
             .arg("-log_file")
             .arg(dir.join("actions.log"))
+            .arg("-message_file")
+            .arg(dir.join("messages.log"))
             .args(run.extra);
         if target.is_some() {
             // All calls at once: the tests' callers make one call, or a few in parallel.
@@ -127,10 +129,11 @@ impl Sipp {
     pub fn report(&self) -> String {
         let errors = std::fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default();
         format!(
-            "--- {} actions:\n{}\n--- {} errors (last 4000 bytes):\n{}",
+            "--- {} actions:\n{}\n--- {} errors (last 4000 bytes; messages in {}):\n{}",
             self.name,
             self.log().join("\n"),
             self.name,
+            self.dir.join("messages.log").display(),
             tail(&errors, 4000)
         )
     }

@@ -734,6 +734,87 @@ fn status_hooks_of_a_b_leg_in_order() {
 }
 
 #[test]
+fn dial_caller_id_headers_and_time_limit() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let (hooks, serve) = serve_with_app(
+        "attributes",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "callerId": "+15550001111",
+                   "headers": {"X-Custom": "from-the-app"}, "timeLimit": 2}),
+        ),
+    );
+    // The callee is hung up at the time limit, then the caller when the app runs out.
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(callee_lines(&bob, "FROM "), ["FROM sip:+15550001111"]);
+    assert_eq!(
+        callee_lines(&bob, "X-Custom ")
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        ["X-Custom from-the-app"]
+    );
+    assert_eq!(callee_lines(&bob, "BYE ").len(), 1);
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn action_hook_verbs_replace_the_rest_of_the_app() {
+    let mut busy = callee("busy", "busy", 1, 0, &[]);
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let ring_through = json!({"answerOnBridge": true, "actionHook": "/action"});
+    let mut app = dial(&[sip_target(&busy.uri("kate"))], ring_through);
+    // Never reached: the actionHook's answer replaces it with a second dial.
+    app.as_array_mut()
+        .unwrap()
+        .push(json!({"verb": "sip:decline", "status": 486}));
+    let (hooks, serve) = serve_with_app("failover", app);
+    hooks.answer(
+        "/action",
+        &dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"answerOnBridge": true, "actionHook": "/action2"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut busy, &mut bob]);
+    assert_dial(&action(&hooks, "/action"), "busy", 486);
+    assert_dial(&action(&hooks, "/action2"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn rest_no_answer_cancels_ringing_forks() {
+    let mut ring = ringing("ring2", 2);
+    let (hooks, serve) = serve_with_app(
+        "rest-no-answer",
+        dial(
+            &[sip_target(&ring.uri("leo")), sip_target(&ring.uri("mia"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    hooks.wait("/status", "both forks ringing", HOOK_WAIT, |h| {
+        h.iter()
+            .filter(|h| h.json["call_status"] == "ringing" && h.json["parent_call_sid"].is_string())
+            .count()
+            == 2
+    });
+    let sid = hooks.hits("/call")[0].json["call_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = serve.update_call(&sid, Some(TOKEN), r#"{"call_status":"no-answer"}"#);
+    assert_eq!(code, 202, "{body}");
+    serve.finish(&mut [&mut alice, &mut ring]);
+    assert_eq!(cancel_reasons(&ring).len(), 2, "{:?}", ring.log());
+    assert_dial(&action(&hooks, "/action"), "no-answer", 487);
+    serve.wait_idle();
+}
+
+#[test]
 fn hangup_verb_ends_an_answered_call() {
     let (hooks, serve) = serve_with_app(
         "hangup",

@@ -136,6 +136,19 @@ impl Serve {
         }
     }
 
+    /// `dialplane_calls_total` by status, from a /metrics text.
+    fn calls_total(metrics: &str) -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("dialplane_calls_total{status=\""))
+            .filter_map(|l| {
+                let (status, rest) = l.split_once('"')?;
+                let count = rest.split_whitespace().last()?.parse().ok()?;
+                Some((status.to_string(), count))
+            })
+            .collect()
+    }
+
     /// POST /v1/updateCall/{sid} with `token` (None: no Authorization header).
     fn update_call(&self, sid: &str, token: Option<&str>, body: &str) -> (u16, String) {
         let auth = token.map(|t| format!("Bearer {t}"));
@@ -434,10 +447,9 @@ fn dial_answered_reports_completed_in_signed_hooks() {
     }
     wait_b_legs_final(&hooks, 1).iter().for_each(assert_signed);
     let metrics = serve.wait_idle();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("dialplane_calls_total{")),
+    assert_eq!(
+        Serve::calls_total(&metrics),
+        [("completed".to_string(), 1.0)],
         "{metrics}"
     );
 }
@@ -467,16 +479,39 @@ fn dial_busy_from_static_app_file() {
 #[test]
 fn dial_timeout_cancels_ringing_callee_as_no_answer() {
     let mut ring = ringing("ring", 1);
+    // The actionHook as an object: GET with the fields as query args, HTTP basic auth.
+    let hook = json!({"url": "/action", "method": "GET", "username": "app", "password": "pw"});
     let (hooks, serve) = serve_with_app(
         "timeout",
         dial(
             &[sip_target(&ring.uri("dave"))],
-            json!({"actionHook": "/action", "timeout": 2}),
+            json!({"actionHook": hook, "timeout": 2}),
         ),
     );
     let mut alice = caller(&serve, "wait_bye", 0);
     serve.finish(&mut [&mut alice, &mut ring]);
-    assert_dial(&action(&hooks, "/action"), "no-answer", 487);
+    let hit = hooks.wait("/action", "actionHook", HOOK_WAIT, |h| !h.is_empty())[0].clone();
+    assert_eq!(hit.method, "GET");
+    // base64("app:pw")
+    assert_eq!(
+        hit.headers.get("authorization").map(String::as_str),
+        Some("Basic YXBwOnB3")
+    );
+    // Signed over the JSON payload, as jambonz does for GET too (no body to check it on here).
+    assert!(hit.headers.contains_key("jambonz-signature"), "{hit:?}");
+    let args: std::collections::HashMap<&str, &str> = hit
+        .query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    for (key, value) in [
+        ("dial_status", "no-answer"),
+        ("dial_call_status", "no-answer"),
+        ("dial_sip_status", "487"),
+        ("direction", "inbound"),
+    ] {
+        assert_eq!(args.get(key), Some(&value), "{key} in {}", hit.query);
+    }
     let reasons = cancel_reasons(&ring);
     assert_eq!(reasons.len(), 1, "{:?}", ring.log());
     assert_ne!(

@@ -7,8 +7,9 @@
 //! `BYE`), and exits 0 only when its whole exchange happened; the caller likewise logs the
 //! responses it got. Needs `sipp` (Debian sip-tester; `make deps` installs it).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -169,18 +170,36 @@ impl Serve {
 /// The receiver answering the call webhook (`/call`) with `verbs`, and a `dialplane serve`
 /// using it, with call status hooks to `/status`.
 fn serve_with_app(name: &str, verbs: Value) -> (Receiver, Serve) {
+    serve_with_app_and(name, verbs, &[])
+}
+
+/// As [`serve_with_app`], with further arguments (`--config FILE`).
+fn serve_with_app_and(name: &str, verbs: Value, extra: &[&str]) -> (Receiver, Serve) {
     let hooks = Receiver::start();
     hooks.answer("/call", &verbs);
-    let serve = Serve::start(
-        name,
-        &[
-            "--app-url",
-            &hooks.url("/call"),
-            "--status-hook",
-            &hooks.url("/status"),
-        ],
-    );
+    let (call, status) = (hooks.url("/call"), hooks.url("/status"));
+    let mut args = vec!["--app-url", &call, "--status-hook", &status];
+    args.extend_from_slice(extra);
+    let serve = Serve::start(name, &args);
     (hooks, serve)
+}
+
+/// A config file for one test.
+fn config(name: &str, toml: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.toml"));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// The value of header `name` in a SIP message.
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
 }
 
 fn callee(name: &str, scenario_name: &str, calls: u32, pause_ms: u64, extra: &[&str]) -> Sipp {
@@ -263,37 +282,124 @@ fn assert_signed(hit: &Hit) {
     assert_eq!(v1, expected, "signature of {} {}", hit.path, hit.body);
 }
 
-/// A Proxy-Authorization (as auth.xml logs it, "AUTH Digest k=v,…") answering auth.xml's
-/// challenge with `user` and `password` (RFC 2617, with or without qop).
-fn assert_digest(line: &str, user: &str, password: &str) {
-    let fields = line
-        .trim_start_matches("AUTH")
+/// The `k=v` parameters of a Digest challenge or credentials (names in lower case).
+fn digest_params(value: &str) -> HashMap<String, String> {
+    let fields = value
         .trim()
         .strip_prefix("Digest ")
-        .unwrap_or_else(|| panic!("not a digest: {line}"));
-    let mut params = std::collections::HashMap::new();
-    for part in fields.split(',') {
-        if let Some((k, v)) = part.split_once('=') {
-            params.insert(k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
-        }
-    }
-    let get = |k: &str| *params.get(k).unwrap_or_else(|| panic!("no {k} in {line}"));
-    assert_eq!(get("username"), user, "{line}");
-    assert_eq!(get("realm"), "callee.test", "{line}");
-    assert_eq!(get("nonce"), "6a0c1ba25e3f41d1a1a3c4c9b1f0e2d7", "{line}");
-    let md5 = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
-    let ha1 = md5(format!("{user}:callee.test:{password}"));
-    let ha2 = md5(format!("INVITE:{}", get("uri")));
-    let expected = match params.get("qop") {
-        Some(qop) => md5(format!(
+        .unwrap_or_else(|| panic!("not a digest: {value}"));
+    fields
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_string(),
+            )
+        })
+        .collect()
+}
+
+fn md5_hex(s: &str) -> String {
+    format!("{:x}", Md5::digest(s.as_bytes()))
+}
+
+/// The digest response (RFC 2617, with or without qop) of `method` on `uri`.
+fn digest_response(p: &HashMap<String, String>, password: &str, method: &str) -> String {
+    let get = |k: &str| {
+        p.get(k)
+            .unwrap_or_else(|| panic!("no {k} in {p:?}"))
+            .as_str()
+    };
+    let ha1 = md5_hex(&format!("{}:{}:{password}", get("username"), get("realm")));
+    let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
+    match p.get("qop") {
+        Some(qop) => md5_hex(&format!(
             "{ha1}:{}:{}:{}:{qop}:{ha2}",
             get("nonce"),
             get("nc"),
             get("cnonce")
         )),
-        None => md5(format!("{ha1}:{}:{ha2}", get("nonce"))),
+        None => md5_hex(&format!("{ha1}:{}:{ha2}", get("nonce"))),
+    }
+}
+
+/// A Proxy-Authorization (as auth.xml logs it, "AUTH Digest k=v,…") answering auth.xml's
+/// challenge with `user` and `password`.
+fn assert_digest(line: &str, user: &str, password: &str) {
+    let p = digest_params(line.trim_start_matches("AUTH"));
+    assert_eq!(p["username"], user, "{line}");
+    assert_eq!(p["realm"], "callee.test", "{line}");
+    assert_eq!(p["nonce"], "6a0c1ba25e3f41d1a1a3c4c9b1f0e2d7", "{line}");
+    assert_eq!(
+        p["response"],
+        digest_response(&p, password, "INVITE"),
+        "{line}"
+    );
+}
+
+/// Registers `user` (domain 127.0.0.1) at `registrar` from a free port of 127.0.0.1 with that
+/// address as its contact; the port, closed again for a callee to take (the registrar sends
+/// requests to where the REGISTER came from, as behind NAT). Answers the MD5 challenge: SIPp
+/// 3.6 would take the SHA-256 one offered first, which it cannot compute.
+fn register(registrar: SocketAddr, user: &str, password: &str) -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let contact = format!("sip:{user}@{local}");
+    let send = |cseq: u32, authorization: &str| {
+        let request = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-reg{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=e2e\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-{user}-{}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 300\r\n\
+             {authorization}Content-Length: 0\r\n\r\n",
+            local.port()
+        );
+        sock.send_to(request.as_bytes(), registrar).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).expect("registrar answers");
+            let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !answer.starts_with("SIP/2.0 100") {
+                return answer;
+            }
+        }
     };
-    assert_eq!(get("response"), expected, "{line}");
+    let challenge = send(1, "");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let mut p = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+        .map(digest_params)
+        .find(|p| {
+            p.get("algorithm")
+                .is_some_and(|a| a.eq_ignore_ascii_case("MD5"))
+        })
+        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
+    for (k, v) in [
+        ("username", user),
+        ("uri", "sip:127.0.0.1"),
+        ("nc", "00000001"),
+        ("cnonce", "e2e"),
+    ] {
+        p.insert(k.to_string(), v.to_string());
+    }
+    let qop = if p.contains_key("qop") {
+        p.insert("qop".into(), "auth".into());
+        ", qop=auth, nc=00000001, cnonce=\"e2e\""
+    } else {
+        ""
+    };
+    let authorization = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", \
+         uri=\"sip:127.0.0.1\", algorithm=MD5, response=\"{}\"{qop}\r\n",
+        p["realm"],
+        p["nonce"],
+        digest_response(&p, password, "REGISTER")
+    );
+    let answer = send(2, &authorization);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    local.port()
 }
 
 /// The first actionHook POST to `path`.
@@ -499,7 +605,7 @@ fn dial_timeout_cancels_ringing_callee_as_no_answer() {
     );
     // Signed over the JSON payload, as jambonz does for GET too (no body to check it on here).
     assert!(hit.headers.contains_key("jambonz-signature"), "{hit:?}");
-    let args: std::collections::HashMap<&str, &str> = hit
+    let args: HashMap<&str, &str> = hit
         .query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -846,6 +952,147 @@ fn rest_no_answer_cancels_ringing_forks() {
     serve.finish(&mut [&mut alice, &mut ring]);
     assert_eq!(cancel_reasons(&ring).len(), 2, "{:?}", ring.log());
     assert_dial(&action(&hooks, "/action"), "no-answer", 487);
+    serve.wait_idle();
+}
+
+#[test]
+fn callee_hangup_hangs_up_the_caller() {
+    let mut bob = callee("bob", "hangup", 1, 500, &[]);
+    let (hooks, serve) = serve_with_app(
+        "callee-hangup",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    // The callee's BYE reaches dialplane at the B leg's Contact; the caller gets one.
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert!(
+        bob.log().contains(&"BYE sent".to_string()),
+        "{:?}",
+        bob.log()
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    let status = wait_b_legs_final(&hooks, 1);
+    let b_leg = &b_legs(&status)[0];
+    assert_eq!(
+        statuses_of(&status, b_leg).last().map(String::as_str),
+        Some("completed")
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn phone_target_through_carrier_with_its_credentials() {
+    let mut carrier = callee("carrier", "auth", 1, 0, &[]);
+    let cfg = config(
+        "phone",
+        &format!(
+            "[[carriers]]\nname = \"acme\"\ngateways = [\"sip:127.0.0.1:{}\"]\n\
+             username = \"bob\"\npassword = \"s3cret\"\n",
+            carrier.port
+        ),
+    );
+    let target = json!({"type": "phone", "number": "+15083331234", "trunk": "acme"});
+    let (hooks, serve) = serve_with_app_and(
+        "phone",
+        dial(&[target], json!({"actionHook": "/action"})),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut carrier]);
+    assert_eq!(
+        callee_lines(&carrier, "INVITE "),
+        [format!(
+            "INVITE sip:+15083331234@127.0.0.1:{}",
+            carrier.port
+        )]
+    );
+    let credentials = callee_lines(&carrier, "AUTH ");
+    assert_eq!(credentials.len(), 1, "{:?}", carrier.log());
+    assert_digest(&credentials[0], "bob", "s3cret");
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn teams_target_carries_tenant_and_voicemail() {
+    let mut teams = callee("teams", "answer", 1, 50, &[]);
+    let cfg = config(
+        "teams",
+        &format!(
+            "[teams]\nfqdn = \"sbc.example.com\"\ngateway = \"sip:127.0.0.1:{}\"\n",
+            teams.port
+        ),
+    );
+    let target = json!({"type": "teams", "number": "+15551234567", "tenant": "contoso.com",
+                        "voicemail": true});
+    let (hooks, serve) = serve_with_app_and(
+        "teams",
+        dial(&[target], json!({"actionHook": "/action"})),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut teams]);
+    let invites: Vec<String> = teams
+        .received()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    let uri = invites[0].split(' ').nth(1).unwrap();
+    assert!(
+        uri.starts_with(&format!("sip:+15551234567@127.0.0.1:{}", teams.port))
+            && uri.contains(";opaque=app:voicemail"),
+        "{uri}"
+    );
+    assert_eq!(
+        header(&invites[0], "X-MS-Teams-Tenant-FQDN"),
+        Some("contoso.com"),
+        "{}",
+        invites[0]
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn user_target_rings_the_registered_contact() {
+    let cfg = config(
+        "user",
+        "[registrar]\ndomain = \"127.0.0.1\"\n\
+         users = [{ name = \"bob\", password = \"bob-secret\" }, \
+                  { name = \"carol\", password = \"carol-secret\" }]\n",
+    );
+    // carol is a user but not registered: her fork fails (404) and bob's still answers.
+    let targets = [
+        json!({"type": "user", "name": "bob@127.0.0.1"}),
+        json!({"type": "user", "name": "carol@127.0.0.1"}),
+    ];
+    let (hooks, serve) = serve_with_app_and(
+        "user",
+        dial(&targets, json!({"actionHook": "/action"})),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let port = register(serve.sip, "bob", "bob-secret");
+    let run = Run {
+        scenario: &scenario("answer"),
+        calls: 1,
+        pause_ms: 50,
+        extra: &[],
+    };
+    let mut bob = Sipp::callee_on("bob", port, run);
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(
+        callee_lines(&bob, "INVITE ")
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap_or_default().to_string())
+            .collect::<Vec<_>>(),
+        [format!("sip:bob@127.0.0.1:{}", bob.port)]
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
     serve.wait_idle();
 }
 

@@ -35,16 +35,20 @@ pub struct Run<'a> {
 impl Sipp {
     /// A callee listening on a free port of 127.0.0.1.
     pub fn callee(name: &str, run: Run) -> Sipp {
-        Self::spawn(name, None, run)
+        Self::spawn(name, free_udp_port(), None, run)
+    }
+
+    /// A callee listening on `port` of 127.0.0.1.
+    pub fn callee_on(name: &str, port: u16, run: Run) -> Sipp {
+        Self::spawn(name, port, None, run)
     }
 
     /// A caller sending its calls to `target`.
     pub fn caller(name: &str, target: SocketAddr, run: Run) -> Sipp {
-        Self::spawn(name, Some(target), run)
+        Self::spawn(name, free_udp_port(), Some(target), run)
     }
 
-    fn spawn(name: &str, target: Option<SocketAddr>, run: Run) -> Sipp {
-        let port = free_udp_port();
+    fn spawn(name: &str, port: u16, target: Option<SocketAddr>, run: Run) -> Sipp {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("sipp")
             .join(format!("{name}-{port}"));
@@ -95,6 +99,22 @@ impl Sipp {
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    /// The SIP messages it received so far (from its `-trace_msg` file), oldest first.
+    pub fn received(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join("messages.log")).unwrap_or_default();
+        let mut messages = Vec::new();
+        // Blocks: a line of dashes with a timestamp, "UDP message received [N] bytes :", a blank
+        // line, the message.
+        for block in text.split("-----------------------------------------------") {
+            let mut lines = block.lines().skip(1);
+            if lines.next().is_some_and(|l| l.contains("message received")) {
+                let message: Vec<&str> = lines.skip_while(|l| l.is_empty()).collect();
+                messages.push(message.join("\n").trim_end().to_string());
+            }
+        }
+        messages
     }
 
     /// Waits (bounded) until its log has a line for which `pred` holds.

@@ -221,6 +221,11 @@ fn ringing(name: &str, calls: u32) -> Sipp {
 
 /// One call from SIPp running `scenario_name` (`pause_ms`: hold, or ring before CANCEL).
 fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
+    caller_over(serve, scenario_name, pause_ms, "u1")
+}
+
+/// As [`caller`], over SIPp transport `transport` (`u1` UDP, `t1` TCP).
+fn caller_over(serve: &Serve, scenario_name: &str, pause_ms: u64, transport: &str) -> Sipp {
     Sipp::caller(
         "caller",
         serve.sip,
@@ -228,7 +233,7 @@ fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
             scenario: &scenario(scenario_name),
             calls: 1,
             pause_ms,
-            extra: &["-s", CALLED],
+            extra: &["-s", CALLED, "-t", transport],
         },
     )
 }
@@ -547,6 +552,16 @@ fn dial_answered_reports_completed_in_signed_hooks() {
         [format!("INVITE {} c=IN IP4 127.0.0.1", bob.uri("bob"))]
     );
     assert_eq!(callee_lines(&bob, "BYE ").len(), 1, "{:?}", bob.log());
+    let invite = bob
+        .received()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    assert_eq!(
+        header(&invite, "P-Asserted-Identity"),
+        Some("\"Alice\" <sip:+15083084809@127.0.0.1>"),
+        "the caller's identity is passed on: {invite}"
+    );
 
     for hit in hooks.hits("/call").iter().chain(&hooks.hits("/action")) {
         assert_signed(hit);
@@ -570,7 +585,12 @@ fn dial_busy_from_static_app_file() {
         json!({"actionHook": hooks.url("/action")}),
     );
     std::fs::write(&app, verbs.to_string()).unwrap();
-    let serve = Serve::start("busy", &["--app", app.to_str().unwrap()]);
+    // A status hook nobody listens on: failing hooks never stop the call.
+    let refused = format!("http://127.0.0.1:{}/status", free_tcp_port());
+    let serve = Serve::start(
+        "busy",
+        &["--app", app.to_str().unwrap(), "--status-hook", &refused],
+    );
     // Answered before the outdial (answerOnBridge false), hung up when the app runs out.
     let mut alice = caller(&serve, "wait_bye", 0);
     serve.finish(&mut [&mut alice, &mut busy]);
@@ -1093,6 +1113,23 @@ fn user_target_rings_the_registered_contact() {
         [format!("sip:bob@127.0.0.1:{}", bob.port)]
     );
     assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn caller_over_tcp_dials_over_udp() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let (hooks, serve) = serve_with_app(
+        "tcp",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller_over(&serve, "call", 300, "t1");
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    assert_eq!(callee_lines(&bob, "BYE ").len(), 1, "{:?}", bob.log());
     serve.wait_idle();
 }
 

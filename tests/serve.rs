@@ -1134,6 +1134,55 @@ fn caller_over_tcp_dials_over_udp() {
 }
 
 #[test]
+fn early_media_of_the_only_callee_reaches_the_caller() {
+    let mut bob = callee("early", "answer", 1, 1000, &[]);
+    let (hooks, serve) = serve_with_app(
+        "early-media",
+        dial(
+            &[sip_target(&bob.uri("early-bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let responses = alice.received();
+    let early = responses
+        .iter()
+        .position(|m| m.starts_with("SIP/2.0 183") && m.contains("m=audio "));
+    let answer = responses.iter().position(|m| m.starts_with("SIP/2.0 200"));
+    assert!(
+        matches!((early, answer), (Some(e), Some(a)) if e < a),
+        "the caller gets 183 with SDP, then 200: {responses:#?}"
+    );
+    let status = wait_b_legs_final(&hooks, 1);
+    assert_eq!(
+        statuses_of(&status, &b_legs(&status)[0]),
+        ["trying", "early-media", "in-progress", "completed"]
+    );
+    assert_dial(&action(&hooks, "/action"), "completed", 200);
+    serve.wait_idle();
+}
+
+#[test]
+fn call_webhook_retried_per_url_fragment() {
+    let hooks = Receiver::start();
+    hooks.answer("/call", &json!([{"verb": "sip:decline", "status": 486}]));
+    hooks.fail("/call", 2, 503);
+    let url = format!("{}#rc=2&rp=5xx", hooks.url("/call"));
+    let serve = Serve::start("retries", &["--app-url", &url]);
+    let mut alice = caller(&serve, "reject", 0);
+    serve.finish(&mut [&mut alice]);
+    // The third attempt's verbs ran.
+    assert!(
+        alice.log().contains(&"final 486".to_string()),
+        "{:?}",
+        alice.log()
+    );
+    assert_eq!(hooks.hits("/call").len(), 3);
+    serve.wait_idle();
+}
+
+#[test]
 fn hangup_verb_ends_an_answered_call() {
     let (hooks, serve) = serve_with_app(
         "hangup",

@@ -28,6 +28,8 @@ struct State {
     hits: Mutex<Vec<Hit>>,
     arrived: Condvar,
     answers: Mutex<HashMap<String, String>>,
+    /// Per path: how many requests still fail, and with which status.
+    failures: Mutex<HashMap<String, (u32, u16)>>,
     stop: AtomicBool,
 }
 
@@ -79,6 +81,15 @@ impl Receiver {
             .insert(path.to_string(), body.to_string());
     }
 
+    /// The next `count` requests to `path` get `status` (and no body) before its answer.
+    pub fn fail(&self, path: &str, count: u32, status: u16) {
+        self.state
+            .failures
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (count, status));
+    }
+
     /// Every request to `path` so far, in arrival order.
     pub fn hits(&self, path: &str) -> Vec<Hit> {
         let hits = self.state.hits.lock().unwrap();
@@ -126,20 +137,31 @@ fn serve_connection(conn: TcpStream, state: &State) {
     let mut writer = conn.try_clone().expect("clone stream");
     let mut reader = BufReader::new(conn);
     while let Some(hit) = read_request(&mut reader) {
-        let answer = state
-            .answers
-            .lock()
-            .unwrap()
-            .get(&hit.path)
-            .cloned()
-            .unwrap_or_default();
+        let failure = match state.failures.lock().unwrap().get_mut(&hit.path) {
+            Some((left, status)) if *left > 0 => {
+                *left -= 1;
+                Some(*status)
+            }
+            _ => None,
+        };
+        let answer = match failure {
+            Some(_) => String::new(),
+            None => state
+                .answers
+                .lock()
+                .unwrap()
+                .get(&hit.path)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let status = failure.map_or("200 OK".to_string(), |s| format!("{s} Failed"));
         {
             let mut hits = state.hits.lock().unwrap();
             hits.push(hit);
             state.arrived.notify_all();
         }
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
             answer.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {

@@ -23,7 +23,7 @@ use sha2::Sha256;
 mod common;
 use common::http::{Hit, Receiver, request};
 use common::sipp::{Run, Sipp, tail};
-use common::{Guard, free_tcp_port, free_udp_port, port_range};
+use common::{Guard, free_port, free_tcp_port, port_range};
 
 const SECRET: &str = "e2e-webhook-secret";
 const TOKEN: &str = "e2e-api-token";
@@ -51,8 +51,8 @@ impl Serve {
     /// Starts it with `args` (the app) plus its own ports, the secret and the token; returns
     /// once it printed its ready line.
     fn start(name: &str, args: &[&str]) -> Serve {
-        let sip: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
-        let http: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let (port_min, port_max) = port_range();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialplane"))
@@ -877,7 +877,8 @@ fn status_hooks_of_a_b_leg_in_order() {
     let b_leg = &b_legs(&status)[0];
     assert_eq!(
         statuses_of(&status, b_leg),
-        ["trying", "ringing", "in-progress", "completed"]
+        ["trying", "ringing", "in-progress", "completed"],
+        "one leg's status hooks, in the order they reached the app"
     );
     for hit in status
         .iter()
@@ -1157,7 +1158,8 @@ fn early_media_of_the_only_callee_reaches_the_caller() {
     let status = wait_b_legs_final(&hooks, 1);
     assert_eq!(
         statuses_of(&status, &b_legs(&status)[0]),
-        ["trying", "early-media", "in-progress", "completed"]
+        ["trying", "early-media", "in-progress", "completed"],
+        "one leg's status hooks, in the order they reached the app"
     );
     assert_dial(&action(&hooks, "/action"), "completed", 200);
     serve.wait_idle();
@@ -1234,8 +1236,8 @@ fn serve_without_app_exits_2() {
     let mut serve = common::spawn(
         Command::new(env!("CARGO_BIN_EXE_dialplane"))
             .arg("serve")
-            .args(["--sip", &format!("127.0.0.1:{}", free_udp_port())])
-            .args(["--http", &format!("127.0.0.1:{}", free_tcp_port())]),
+            .args(["--sip", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http", &format!("127.0.0.1:{}", free_port())]),
         &log,
     );
     let status = serve.wait_exit(Duration::from_secs(10));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Guard, free_udp_port, spawn};
+use super::{Guard, free_port, free_udp_port, spawn};
 
 /// SIPp gives up (and fails) after this long, so a lost message never hangs a test.
 const SIPP_TIMEOUT_S: u32 = 15;
@@ -35,7 +35,7 @@ pub struct Run<'a> {
 impl Sipp {
     /// A callee listening on a free port of 127.0.0.1.
     pub fn callee(name: &str, run: Run) -> Sipp {
-        Self::spawn(name, free_udp_port(), None, run)
+        Self::spawn(name, free_port(), None, run)
     }
 
     /// A callee listening on `port` of 127.0.0.1.
@@ -45,7 +45,7 @@ impl Sipp {
 
     /// A caller sending its calls to `target`.
     pub fn caller(name: &str, target: SocketAddr, run: Run) -> Sipp {
-        Self::spawn(name, free_udp_port(), Some(target), run)
+        Self::spawn(name, free_port(), Some(target), run)
     }
 
     fn spawn(name: &str, port: u16, target: Option<SocketAddr>, run: Run) -> Sipp {

@@ -692,6 +692,37 @@ fn first_answer_wins_and_other_fork_is_cancelled_with_reason() {
 }
 
 #[test]
+fn two_answering_at_once_leave_one_leg_up() {
+    let mut both = callee("both", "answer_now", 2, 0, &[]);
+    let (hooks, serve) = serve_with_app(
+        "two-answers",
+        dial(
+            &[sip_target(&both.uri("nina")), sip_target(&both.uri("omar"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 2000);
+    serve.finish(&mut [&mut alice, &mut both]);
+    let done = action(&hooks, "/action");
+    assert_dial(&done, "completed", 200);
+    // The winner is the leg dial_call_sid names; the other one got ACK and BYE at once, long
+    // before the caller hung up and the winner with it.
+    let status = wait_b_legs_final(&hooks, 2);
+    let winner = status
+        .iter()
+        .find(|h| h.json["call_sid"] == done["dial_call_sid"])
+        .map(|h| h.json["to"].as_str().unwrap().to_string())
+        .expect("status hooks of the winner");
+    let byes = callee_lines(&both, "BYE ");
+    assert_eq!(byes.len(), 2, "{:?}", both.log());
+    assert!(
+        !byes[0].contains(&format!("sip:{winner}@")) && byes[1].contains(&format!("sip:{winner}@")),
+        "the loser is hung up first, the winner {winner} when the caller leaves: {byes:?}"
+    );
+    serve.wait_idle();
+}
+
+#[test]
 fn ten_targets_ten_invites_nine_cancels_with_reason() {
     let mut bob = callee("bob", "answer", 1, 300, &[]);
     let mut ring = ringing("ring9", 9);

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 mod common;
+#[path = "webhook-app/harness.rs"]
+mod node_app;
 use common::http::{Hit, Receiver, request};
 use common::sipp::{Run, Sipp, tail};
 use common::{Guard, free_port, free_tcp_port, port_range};
@@ -1276,6 +1278,54 @@ fn serve_without_app_exits_2() {
     assert_eq!(status.and_then(|s| s.code()), Some(2), "{output}");
     assert!(output.contains("--app"), "names the missing flag: {output}");
     assert!(!output.contains("ready "), "no ready line: {output}");
+}
+
+/// jambonz's own Node.js client as the control app (tests/webhook-app/, express +
+/// `@jambonz/node-client`, which answers 403 to a hook whose Jambonz-Signature it cannot verify
+/// by re-serialising the body): its call webhook dials the callee with an `X-Call-Sid` header,
+/// the callee hangs up, its actionHook answers `hangup` with the dial result in `X-Dial-Status`.
+#[test]
+fn jambonz_node_app_accepts_our_hooks_and_drives_the_call() {
+    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webhook-app");
+    let Some(modules) = node_app::node_modules(&app) else {
+        return;
+    };
+    let mut bob = callee("bob", "hangup", 1, 500, &[]);
+    let node =
+        node_app::NodeApp::start(&app, &modules, SECRET, &[("DIAL_SIP_URI", &bob.uri("bob"))]);
+    let serve = Serve::start(
+        "node-app",
+        &[
+            "--app-url",
+            &node.url("/call"),
+            "--status-hook",
+            &node.url("/status"),
+        ],
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let invite = bob
+        .received()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    let call_sid = header(&invite, "X-Call-Sid").unwrap_or_default();
+    assert!(
+        is_uuid(call_sid),
+        "the call webhook's verbs applied: {invite}"
+    );
+    let bye = alice
+        .received()
+        .into_iter()
+        .find(|m| m.starts_with("BYE "))
+        .unwrap();
+    let dial_status = header(&bye, "X-Dial-Status").unwrap_or_default();
+    let parts: Vec<&str> = dial_status.split('/').collect();
+    assert!(
+        matches!(parts[..], ["completed", "completed", "200", sid] if is_uuid(sid) && sid != call_sid),
+        "the actionHook's hangup verb, with the dial result: {bye}"
+    );
+    serve.wait_idle();
 }
 
 /// The harness itself, without dialplane: the callers' scenarios against the callees' ones

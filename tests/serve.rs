@@ -5,7 +5,10 @@
 //!
 //! Each SIPp callee logs what it received (`INVITE <uri>`, `CANCEL <uri> reason=<Reason>`,
 //! `BYE`), and exits 0 only when its whole exchange happened; the caller likewise logs the
-//! responses it got. Needs `sipp` (Debian sip-tester; `make deps` installs it).
+//! responses it got; their message traces give the headers. One test runs jambonz's own
+//! Node.js client app (tests/webhook-app/) as the control app instead. On failure the SIPp
+//! logs and dialplane's log (target/tmp/serve-NAME.log) are in the message. Needs `sipp`
+//! (Debian sip-tester; `make deps` installs it).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -65,7 +68,7 @@ impl Serve {
             .args(["--port-max", &port_max.to_string()])
             .args(["--webhook-secret", SECRET, "--api-token", TOKEN])
             .args(args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "info,dialplane=debug,dialplane_signaling=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))

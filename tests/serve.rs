@@ -929,6 +929,22 @@ fn status_hooks_of_a_b_leg_in_order() {
         statuses_of(h, a).last().map(String::as_str) == Some("completed")
     });
     serve.wait_idle();
+    // As in jambonz (CallInfo of a child call), a leg's call_id is its own SIP Call-ID.
+    let invite = bob
+        .received()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    let b_hit = status
+        .iter()
+        .find(|h| h.json["call_sid"] == b_leg.as_str())
+        .unwrap();
+    assert_eq!(
+        b_hit.json["call_id"].as_str(),
+        header(&invite, "Call-ID"),
+        "the B leg's call_id: {}",
+        b_hit.body
+    );
 }
 
 #[test]

@@ -581,6 +581,36 @@ fn dial_answered_reports_completed_in_signed_hooks() {
 }
 
 #[test]
+fn media_flows_between_caller_and_the_winner() {
+    // The callee echoes the RTP it gets; the caller sends ten telephone-event packets once
+    // answered, which with answerOnBridge is once bridged.
+    let mut bob = callee("echo", "answer", 1, 50, &["-rtp_echo"]);
+    let (_hooks, serve) = serve_with_app(
+        "media",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 1500);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let metrics = serve.wait_idle();
+    let sum = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        sum("dialplane_media_packets_relayed_total"),
+        20.0,
+        "ten packets each way: {metrics}"
+    );
+    assert_eq!(sum("dialplane_media_rtp_dropped_total"), 0.0, "{metrics}");
+}
+
+#[test]
 fn dial_busy_from_static_app_file() {
     let mut busy = callee("busy", "busy", 1, 0, &[]);
     let hooks = Receiver::start();

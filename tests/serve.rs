@@ -1032,12 +1032,14 @@ fn action_hook_verbs_replace_the_rest_of_the_app() {
 #[test]
 fn rest_no_answer_cancels_ringing_forks() {
     let mut ring = ringing("ring2", 2);
-    let (hooks, serve) = serve_with_app(
+    let cfg = config("rest-account", "[app]\naccount_sid = \"AC-e2e\"\n");
+    let (hooks, serve) = serve_with_app_and(
         "rest-no-answer",
         dial(
             &[sip_target(&ring.uri("leo")), sip_target(&ring.uri("mia"))],
             json!({"actionHook": "/action"}),
         ),
+        &["--config", cfg.to_str().unwrap()],
     );
     let mut alice = caller(&serve, "wait_bye", 0);
     hooks.wait("/status", "both forks ringing", HOOK_WAIT, |h| {
@@ -1050,7 +1052,19 @@ fn rest_no_answer_cancels_ringing_forks() {
         .as_str()
         .unwrap()
         .to_string();
-    let (code, body) = serve.update_call(&sid, Some(TOKEN), r#"{"call_status":"no-answer"}"#);
+    assert_eq!(hooks.hits("/call")[0].json["account_sid"], "AC-e2e");
+    // jambonz's other form of the update, under the account.
+    let auth = format!("Bearer {TOKEN}");
+    let (code, body) = request(
+        serve.http,
+        "PUT",
+        &format!("/v1/Accounts/AC-e2e/Calls/{sid}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"call_status":"no-answer"}"#,
+    );
     assert_eq!(code, 202, "{body}");
     serve.finish(&mut [&mut alice, &mut ring]);
     assert_eq!(cancel_reasons(&ring).len(), 2, "{:?}", ring.log());

@@ -117,9 +117,13 @@ impl Media {
 
     /// The shard that owns `call`.
     fn shard_of(&self, call: &CallId) -> &ShardHandle {
+        &self.shards[self.shard_index(call)]
+    }
+
+    fn shard_index(&self, call: &CallId) -> usize {
         let mut h = DefaultHasher::new();
         call.hash(&mut h);
-        &self.shards[(h.finish() % self.shards.len() as u64) as usize]
+        (h.finish() % self.shards.len() as u64) as usize
     }
 
     /// Stop and join every shard.
@@ -145,5 +149,23 @@ impl MediaControl for Media {
             return Err(ApiError::Unavailable("no media shard"));
         }
         self.shard_of(cmd.call_id()).request(cmd)
+    }
+
+    fn post(&self, cmds: Vec<Command>) {
+        if self.shards.is_empty() {
+            return;
+        }
+        if self.shards.len() == 1 {
+            return self.shards[0].post(cmds);
+        }
+        let mut by_shard: Vec<Vec<Command>> = vec![Vec::new(); self.shards.len()];
+        for cmd in cmds {
+            by_shard[self.shard_index(cmd.call_id())].push(cmd);
+        }
+        for (shard, cmds) in self.shards.iter().zip(by_shard) {
+            if !cmds.is_empty() {
+                shard.post(cmds);
+            }
+        }
     }
 }

@@ -219,6 +219,10 @@ enum Control {
         cmd: Command,
         reply: mpsc::Sender<Result<Vec<Event>, ApiError>>,
     },
+    /// Commands nobody waits for: run in order, failures reported as [`Event::Error`].
+    Post {
+        cmds: Vec<Command>,
+    },
     Stats {
         reply: mpsc::Sender<ShardStats>,
     },
@@ -419,6 +423,14 @@ impl MediaControl for ShardHandle {
             Err(_) => Err(ApiError::Unavailable("shard stopped")),
         }
     }
+
+    /// Queues `cmds` for this shard with one wake-up; the shard runs them in order after what
+    /// was queued before.
+    fn post(&self, cmds: Vec<Command>) {
+        if self.tx.send(Control::Post { cmds }).is_ok() {
+            self.waker.wake();
+        }
+    }
 }
 
 /// Start a shard on a new thread, its events going to `events`; returns its handle once the ring
@@ -581,6 +593,18 @@ impl Shard {
             match control {
                 Control::Api { cmd, reply } => {
                     let _ = reply.send(self.execute(cmd));
+                }
+                Control::Post { cmds } => {
+                    for cmd in cmds {
+                        let (call_id, leg) = (cmd.call_id().clone(), cmd.leg());
+                        if let Err(error) = self.execute(cmd) {
+                            let _ = self.events.send(Event::Error {
+                                call_id,
+                                leg,
+                                error,
+                            });
+                        }
+                    }
                 }
                 Control::Stats { reply } => {
                     let _ = reply.send(self.stats());

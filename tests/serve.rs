@@ -1287,6 +1287,48 @@ fn call_webhook_retried_per_url_fragment() {
 }
 
 #[test]
+fn refer_without_refer_hook_gets_501() {
+    let mut bob = callee("refer", "refer", 1, 300, &[]);
+    let (_hooks, serve) =
+        serve_with_app("refer-501", dial(&[sip_target(&bob.uri("bob"))], json!({})));
+    let mut alice = caller(&serve, "call", 1500);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert!(
+        bob.log().contains(&"REFER 501".to_string()),
+        "{:?}",
+        bob.log()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn refer_goes_to_the_refer_hook_and_gets_202() {
+    let mut bob = callee("refer", "refer", 1, 300, &[]);
+    let (hooks, serve) = serve_with_app(
+        "refer-202",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"referHook": "/refer"}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 1500);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert!(
+        bob.log().contains(&"REFER 202".to_string()),
+        "{:?}",
+        bob.log()
+    );
+    let refer = hooks.wait("/refer", "referHook", HOOK_WAIT, |h| !h.is_empty());
+    assert!(
+        refer[0].body.contains("sip:carol@127.0.0.1"),
+        "refer details: {}",
+        refer[0].body
+    );
+    assert_signed(&refer[0]);
+    serve.wait_idle();
+}
+
+#[test]
 fn hangup_verb_ends_an_answered_call() {
     let (hooks, serve) = serve_with_app(
         "hangup",

@@ -428,6 +428,26 @@ pub trait MediaControl: Send + Sync {
             }
         }
     }
+
+    /// Creates a leg without waiting for its shard where the implementation can: the ports are
+    /// taken and bound on the calling thread, and the shard installs the leg in order with what
+    /// is posted before and after (a failure there comes as [`Event::Error`]). Returns the local
+    /// address and ports, as [`Event::EndpointCreated`] would.
+    fn create_posted(
+        &self,
+        call_id: CallId,
+        leg: LegId,
+        spec: EndpointSpec,
+    ) -> Result<(SocketAddr, PortPair), ApiError> {
+        let answer = self.request(Command::CreateEndpoint { call_id, leg, spec })?;
+        answer
+            .into_iter()
+            .find_map(|e| match e {
+                Event::EndpointCreated { local, ports, .. } => Some((local, ports)),
+                _ => None,
+            })
+            .ok_or(ApiError::Unavailable("no EndpointCreated in the answer"))
+    }
 }
 
 /// What a shard reports.

@@ -1122,6 +1122,22 @@ fn media_front_routes_calls_to_shards() {
             if call_id.0 == "nope" && error.status() == 404),
         "{failed:?}"
     );
+    // A leg created without waiting is there for the commands that follow it.
+    let posted_call = CallId("posted".into());
+    let (local, ports) = media
+        .create_posted(posted_call.clone(), LegId(0), EndpointSpec::default())
+        .unwrap();
+    assert_eq!(local.port(), ports.rtp);
+    let stats = media
+        .request(Command::Query {
+            call_id: posted_call.clone(),
+            leg: Some(LegId(0)),
+        })
+        .unwrap();
+    assert!(
+        matches!(stats[..], [Event::Stats { leg: LegId(0), .. }]),
+        "{stats:?}"
+    );
     for (i, (id, _)) in calls.iter().enumerate() {
         let answer = media.request(Command::Destroy {
             call_id: id.clone(),

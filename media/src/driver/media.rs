@@ -25,15 +25,18 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ring::RingConfig;
-use super::shard::{DriverError, ShardConfig, ShardHandle, ShardStats, spawn};
-use crate::api::{ApiError, CallId, Command, Event, MediaControl};
+use super::shard::{
+    DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, reserve, spawn,
+};
+use crate::api::{ApiError, CallId, Command, EndpointSpec, Event, LegId, MediaControl};
 use crate::ports::PortAllocator;
+use crate::ports::PortPair;
 
 /// Media plane parameters (the `[media]` config section and rtpengine's flags).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,8 @@ impl Default for MediaConfig {
 pub struct Media {
     shards: Vec<ShardHandle>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    ports: SharedPorts,
+    interface: IpAddr,
 }
 
 impl Media {
@@ -88,6 +93,8 @@ impl Media {
         let mut media = Media {
             shards: Vec::with_capacity(n),
             threads: Vec::with_capacity(n),
+            ports: ports.clone(),
+            interface: config.interface,
         };
         for _ in 0..n {
             let shard = ShardConfig {
@@ -149,6 +156,22 @@ impl MediaControl for Media {
             return Err(ApiError::Unavailable("no media shard"));
         }
         self.shard_of(cmd.call_id()).request(cmd)
+    }
+
+    fn create_posted(
+        &self,
+        call_id: CallId,
+        leg: LegId,
+        spec: EndpointSpec,
+    ) -> Result<(SocketAddr, PortPair), ApiError> {
+        if self.shards.is_empty() {
+            return Err(ApiError::Unavailable("no media shard"));
+        }
+        let reserved = reserve(&self.ports, self.interface, spec.rtcp_mux)?;
+        let ports = reserved.ports();
+        self.shard_of(&call_id)
+            .adopt(call_id, leg, spec, reserved)?;
+        Ok((SocketAddr::new(self.interface, ports.rtp), ports))
     }
 
     fn post(&self, cmds: Vec<Command>) {

@@ -241,17 +241,17 @@ impl Core {
     fn create_leg(&mut self, call: &MediaCallId, leg: LegId) -> Option<u16> {
         // What was posted before must run first (a leg destroyed, then one created).
         self.flush_media();
-        let events = self
-            .media(MediaCommand::CreateEndpoint {
-                call_id: call.clone(),
-                leg,
-                spec: EndpointSpec::default(),
-            })
-            .ok()?;
-        events.iter().find_map(|e| match e {
-            MediaEvent::EndpointCreated { ports, .. } => Some(ports.rtp),
-            _ => None,
-        })
+        match self
+            .svc
+            .media
+            .create_posted(call.clone(), leg, EndpointSpec::default())
+        {
+            Ok((_, ports)) => Some(ports.rtp),
+            Err(e) => {
+                tracing::warn!(error = %e, "no media leg");
+                None
+            }
+        }
     }
 
     fn update_leg(&mut self, call: &Call, leg: LegId, n: &Negotiated) {

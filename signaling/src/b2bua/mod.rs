@@ -562,15 +562,6 @@ impl Core {
         }
     }
 
-    /// One media command; failures are logged and returned.
-    fn media(&self, cmd: MediaCommand) -> Result<Vec<MediaEvent>, ::media::api::ApiError> {
-        let r = self.svc.media.request(cmd);
-        if let Err(e) = &r {
-            tracing::warn!(error = %e, "media command failed");
-        }
-        r
-    }
-
     /// Answers the caller's INVITE (through the dialog layer).
     fn reply_caller(&mut self, now: Instant, call: &mut Call, reply: Reply) {
         let Some(invite) = call.invite else { return };

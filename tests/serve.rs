@@ -1329,6 +1329,25 @@ fn refer_goes_to_the_refer_hook_and_gets_202() {
 }
 
 #[test]
+fn hold_by_the_callee_is_carried_to_the_caller() {
+    let mut bob = callee("hold", "hold", 1, 300, &[]);
+    let (_hooks, serve) = serve_with_app("hold", dial(&[sip_target(&bob.uri("bob"))], json!({})));
+    let mut alice = caller(&serve, "held", 500);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert!(
+        alice.log().contains(&"REINVITE a=sendonly".to_string()),
+        "the caller is offered the callee's sendonly: {:?}",
+        alice.log()
+    );
+    assert!(
+        bob.log().contains(&"HOLD 200 a=recvonly".to_string()),
+        "the callee gets the caller's recvonly: {:?}",
+        bob.log()
+    );
+    serve.wait_idle();
+}
+
+#[test]
 fn hangup_verb_ends_an_answered_call() {
     let (hooks, serve) = serve_with_app(
         "hangup",

@@ -6,42 +6,14 @@
 //! Needs `kamailio` and `sipp` (Debian `kamailio`, `sip-tester`; `make deps` installs them).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use media::ng::Value;
 
 mod common;
-use common::{Relay, free_udp_port, get};
-
-/// A child process stopped (and reaped) when the test ends, pass or fail. SIGTERM first:
-/// Kamailio's main process takes its worker processes down with it only on a signal it handles.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Guard {
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    Guard(
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
-    )
-}
+use common::{Relay, free_udp_port, get, spawn};
 
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio")
@@ -68,21 +40,6 @@ fn wait_answer(to: SocketAddr, request: &[u8]) -> Vec<u8> {
         }
     }
     panic!("{to} did not answer within 10 s");
-}
-
-/// Wait (bounded) for a child to exit; its status.
-fn wait_exit(child: &mut Guard, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "child still running after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Packets received from and sent to each party of `call`, per its ng `query`.
@@ -197,7 +154,9 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
     let both_ways = both_ways.expect("no call relayed RTP both ways within 20 s");
     eprintln!("relayed per party (tag, packets in, packets out): {both_ways:?}");
 
-    let status = wait_exit(&mut caller, Duration::from_secs(60));
+    let status = caller
+        .wait_exit(Duration::from_secs(60))
+        .expect("caller still running after 60 s");
     let log = |name: &str| std::fs::read_to_string(work.join(name)).unwrap_or_default();
     assert!(
         status.success(),
@@ -205,7 +164,9 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
         log("uac.log"),
         log("kamailio.log")
     );
-    let status = wait_exit(&mut callee, Duration::from_secs(20));
+    let status = callee
+        .wait_exit(Duration::from_secs(20))
+        .expect("callee still running after 20 s");
     assert!(status.success(), "callee: {status}\n{}", log("uas.log"));
 
     // Kamailio deleted every call on BYE; the relay counted them as regular terminations.

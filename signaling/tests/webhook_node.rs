@@ -14,69 +14,21 @@ use dialplane_signaling::payload::{
 use dialplane_signaling::verbs::{self, Hook, TargetKind, Verb};
 use dialplane_signaling::webhook::{HookBase, WebhookClient, WebhookError, WebhookOptions};
 
-// The Node.js test control app (`tests/webhook-app/`): installed with npm into target/ on first
-// use, then run with node. Tests skip, with the reason printed, only when node or npm is absent.
+#[path = "../../tests/webhook-app/harness.rs"]
+mod node_app;
+use node_app::NodeApp;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 /// The committed sources: package.json, package-lock.json, index.js, validate.js.
 fn app_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/webhook-app")
 }
 
-fn install_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("webhook-app")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-static INSTALL: Mutex<()> = Mutex::new(());
-
-/// `NODE_PATH` for the app's dependencies, installing them first (`npm ci` from the committed
-/// lock file); None (with the reason printed) when node or npm is not installed
 fn node_modules() -> Option<PathBuf> {
-    for tool in ["node", "npm"] {
-        if !have(tool) {
-            eprintln!("SKIPPED: `{tool}` is not installed (apt-get install nodejs npm)");
-            return None;
-        }
-    }
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = install_dir();
-    let lock = std::fs::read(app_dir().join("package-lock.json")).unwrap();
-    let installed_lock = dir.join("package-lock.json");
-    let up_to_date = dir.join("node_modules/.package-lock.json").exists()
-        && std::fs::read(&installed_lock).is_ok_and(|l| l == lock);
-    if !up_to_date {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(app_dir().join("package.json"), dir.join("package.json")).unwrap();
-        std::fs::write(&installed_lock, &lock).unwrap();
-        let out = Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .expect("run npm ci");
-        assert!(
-            out.status.success(),
-            "npm ci in {} failed: {}{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Some(dir.join("node_modules"))
+    node_app::node_modules(&app_dir())
 }
 
 /// Runs `node <script>` from the app dir with `stdin` and returns its stdout
@@ -102,57 +54,6 @@ fn run_node(node_modules: &Path, script: &str, stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// The webhook app running as a child process; killed when dropped, even on test failure
-struct NodeApp {
-    child: Child,
-    /// Where it listens.
-    port: u16,
-}
-
-impl NodeApp {
-    /// Starts `index.js` with this signing secret and waits (at most 20 s) until it listens
-    fn start(node_modules: &Path, secret: &str) -> NodeApp {
-        let mut child = Command::new("node")
-            .arg(app_dir().join("index.js"))
-            .env("NODE_PATH", node_modules)
-            .env("WEBHOOK_SECRET", secret)
-            .env("PORT", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut app = NodeApp { child, port: 0 };
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the node app listens within 20 s");
-        app.port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the node app: {line:?}"));
-        app
-    }
-
-    /// `http://127.0.0.1:<port><path>`
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for NodeApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const SECRET: &str = "dialplane-test-secret";
@@ -185,7 +86,7 @@ async fn jambonz_node_client_accepts_our_signed_hooks() {
     let Some(modules) = node_modules() else {
         return;
     };
-    let app = NodeApp::start(&modules, SECRET);
+    let app = NodeApp::start(&app_dir(), &modules, SECRET, &[]);
     let client = WebhookClient::new(WebhookOptions {
         secret: Some(SECRET.into()),
         ..Default::default()
@@ -269,7 +170,7 @@ async fn jambonz_node_client_rejects_bad_signatures() {
     let Some(modules) = node_modules() else {
         return;
     };
-    let app = NodeApp::start(&modules, SECRET);
+    let app = NodeApp::start(&app_dir(), &modules, SECRET, &[]);
     let session = SessionPayload {
         call: caller(),
         sip: SipRequestInfo::new("INVITE", "sip:a@127.0.0.1", [], ""),

@@ -1,9 +1,12 @@
-//! What the end-to-end tests of `dialplane media` share: the real binary on loopback (killed
-//! by PID when dropped) and an ng client.
+//! What the end-to-end tests share: child processes killed by PID when dropped, free ports on
+//! loopback, the real `dialplane media` with an ng client, SIPp, and an HTTP webhook receiver.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod http;
+pub mod sipp;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +14,57 @@ use std::time::{Duration, Instant};
 use media::ng::{Dict, Encoding, Limits, ReplyMessage, Value, decode_reply, encode_datagram};
 
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A child process stopped (and reaped) when the test ends, pass or fail. SIGTERM first:
+/// Kamailio's main process takes its worker processes down with it only on a signal it handles,
+/// and `dialplane serve` exits cleanly on it.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .arg(self.0.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    /// Waits (bounded) for the child to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Spawns `cmd` with stdout and stderr into `log`.
+pub fn spawn(cmd: &mut Command, log: &Path) -> Guard {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Guard(
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+    )
+}
 
 /// A running `dialplane media`; killed by PID when dropped.
 pub struct Relay {
@@ -31,7 +85,7 @@ impl Drop for Relay {
 
 /// A port range of its own per relay: by process id, then by count within the process; below
 /// Linux's ephemeral ports (32768 and up), so no client socket sits in it.
-fn port_range() -> (u16, u16) {
+pub fn port_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = (std::process::id() % 25) as u16 * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8;
     let min = 10000 + slot * 100;
@@ -40,6 +94,28 @@ fn port_range() -> (u16, u16) {
 
 pub fn free_udp_port() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (a SIP or HTTP listener), from 30000–32599:
+/// below Linux's ephemeral ports, so no client socket takes it between this check and the
+/// listener's bind, above [`port_range`]'s RTP ranges, and a slice of its own per process.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 30000 + (std::process::id() % 13) as u16 * 200;
+    for _ in 0..200 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 200;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 200);
+}
+
+pub fn free_tcp_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap().port()
 }
 

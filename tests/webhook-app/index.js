@@ -2,11 +2,14 @@
 // Every hook must carry a valid Jambonz-Signature (checked by the client library's own
 // WebhookResponse.verifyJambonzSignature); a bad or missing one is answered 403.
 // Usage: WEBHOOK_SECRET=... node index.js   (prints "listening <port>" once ready; PORT=0 default)
+// With DIAL_SIP_URI set (the end-to-end tests of `dialplane serve`), the call webhook dials that
+// URI alone instead of the example targets.
 'use strict';
 const express = require('express');
 const { WebhookResponse } = require('@jambonz/node-client');
 
 const secret = process.env.WEBHOOK_SECRET;
+const dialUri = process.env.DIAL_SIP_URI;
 if (!secret) {
   console.error('WEBHOOK_SECRET is required');
   process.exit(2);
@@ -25,7 +28,7 @@ app.post('/call', (req, res) => {
     answerOnBridge: true,
     timeout: 20,
     headers: { 'X-Call-Sid': req.body.call_sid },
-    target: [
+    target: dialUri ? [{ type: 'sip', sipUri: dialUri }] : [
       { type: 'phone', number: '+15083084809', trunk: 'Twilio' },
       { type: 'sip', sipUri: 'sip:1617333456@sip.trunk1.com', auth: { username: 'foo', password: 'bar' } },
       { type: 'user', name: 'spike@sip.example.com' },

@@ -9,7 +9,6 @@
 APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio \
   kamailio-tls-modules
 CARGO ?= cargo
-SAMPLE := examples/answering-machine.wav
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial
 
@@ -30,14 +29,17 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
 
-# The main job on embedded defaults. Until `dialplane serve` exists: DTMF and answering-machine
-# detection on the bundled sample recording (a greeting, a beep, then digits).
+# The main job: `dialplane serve` on its embedded defaults with the bundled example app
+# (examples/app.json: every call rings the registered user bob and sip:echo@127.0.0.1:5090).
 run: deps
 	$(CARGO) build --release --bin dialplane
-	@echo "== dialplane dsp dtmf $(SAMPLE)"
-	./target/release/dialplane dsp dtmf $(SAMPLE)
-	@echo "== dialplane dsp amd $(SAMPLE)"
-	./target/release/dialplane dsp amd $(SAMPLE)
+	@echo "== dialplane serve: SIP 127.0.0.1:5060 (UDP, TCP), RTP 40000-49999, REST + /metrics http://127.0.0.1:3000"
+	@echo "   Every call rings user bob (a softphone registered as bob / bob-secret, domain 127.0.0.1)"
+	@echo "   and sip:echo@127.0.0.1:5090 at once; the first to answer is bridged. Try it with SIPp:"
+	@echo "     sipp -sn uas -i 127.0.0.1 -p 5090                 # the callee, in one terminal"
+	@echo "     sipp -sn uac -i 127.0.0.1 -p 5091 -m 1 127.0.0.1:5060   # a caller, in another"
+	@echo "   Ctrl-C stops it."
+	./target/release/dialplane --config examples/serve.toml serve
 
 test: deps
 	$(CARGO) fmt --all -- --check

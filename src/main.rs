@@ -1,15 +1,19 @@
 //! dialplane: the binary. Parses the command line and the config file, then runs a command.
 //!
 //! Commands appear as they work: `dsp dtmf|amd FILE.wav` (offline analysis, JSON lines) and
-//! `media` (the standalone relay driven by the rtpengine ng protocol).
+//! `media` (the standalone relay driven by the rtpengine ng protocol) and `serve` (the call-control
+//! server executing the control app's verbs).
 
 mod analyse;
 mod media_cmd;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::config::Config;
 
 /// Carrier-grade call-control and media plane
@@ -33,6 +37,9 @@ enum Command {
     Dsp(DspCommand),
     /// Standalone RTP relay driven by the rtpengine ng protocol (runs until SIGINT/SIGTERM)
     Media(media_cmd::MediaFlags),
+    /// The call-control server: SIP, media, the control app's verbs, REST (runs until
+    /// SIGINT/SIGTERM; prints `ready sip=ADDR http=ADDR` once listening)
+    Serve(serve::ServeFlags),
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,7 +76,7 @@ struct AmdFlags {
     greeting_completion_timeout_ms: Option<u32>,
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, prometheus: Option<PrometheusHandle>) -> anyhow::Result<()> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -77,6 +84,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config);
     let stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Serve(flags) => {
+            let drain = std::time::Duration::from_secs(flags.drain_timeout);
+            flags.apply(&mut config);
+            config.validate("command line")?;
+            let prometheus = prometheus.context("the metrics recorder is not installed")?;
+            serve::run(config, prometheus, drain)
+        }
         Command::Media(flags) => {
             flags.apply(&mut config.media);
             config.validate("command line")?;
@@ -121,7 +135,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let metrics = cli.metrics;
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
-    let result = run(cli);
+    let result = run(cli, recorder.as_ref().ok().cloned());
     if metrics && let Ok(handle) = &recorder {
         eprint!("{}", handle.render());
     }

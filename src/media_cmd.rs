@@ -21,10 +21,10 @@ pub struct MediaFlags {
     /// Bind the relay's ports on this address and advertise it in SDP (default 127.0.0.1)
     #[arg(long, value_name = "IP")]
     interface: Option<IpAddr>,
-    /// Lowest RTP port (default 30000)
+    /// Lowest RTP port (default 40000)
     #[arg(long, value_name = "PORT")]
     port_min: Option<u16>,
-    /// Highest RTP port (default 60000)
+    /// Highest RTP port (default 49999)
     #[arg(long, value_name = "PORT")]
     port_max: Option<u16>,
     /// Shard threads, 0 = one per core (default 0)

@@ -212,8 +212,8 @@ impl Default for MediaSection {
     fn default() -> Self {
         MediaSection {
             interface: std::net::Ipv4Addr::LOCALHOST.into(),
-            port_min: 30000,
-            port_max: 60000,
+            port_min: 40000,
+            port_max: 49999,
             num_threads: 0,
             listen_ng: (std::net::Ipv4Addr::LOCALHOST, 2223).into(),
         }

@@ -19,6 +19,7 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod b2bua;
 pub mod config;
 pub mod dial;
 pub mod dialog;

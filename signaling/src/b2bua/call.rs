@@ -1,0 +1,1527 @@
+//! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
+
+use std::time::{Duration, Instant};
+
+use ::media::api::{
+    CallId as MediaCallId, Command as MediaCommand, EndpointSpec, Event as MediaEvent, LegId,
+};
+use bytes::Bytes;
+
+use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
+use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
+use crate::app::{AppRunner, Step as AppStep};
+use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as DialEvent, ForkId};
+use crate::dialog::{
+    Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
+};
+use crate::message::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
+use crate::payload::{
+    CallInfo, CallSid, CallStatus, CallStatusPayload, DialActionPayload, Direction, SessionPayload,
+    SipRequestInfo,
+};
+use crate::rest::{self, CallUpdate, Registration};
+use crate::sdp::{self, Negotiated, SessionDescription};
+use crate::transaction::TransactionKey;
+use crate::verbs::{self, Hook, TargetKind, Verb};
+use crate::webhook::{HookBase, HookReply, WebhookError};
+
+const SDP: &str = "application/sdp";
+/// The caller's headers every outbound INVITE carries unless the dial sets them.
+const PASSED_ON: [&str; 3] = ["P-Asserted-Identity", "Privacy", "Diversion"];
+
+/// Where one fork goes: destination, digest credentials, extra INVITE headers.
+type Resolved = (Destination, Option<Login>, Vec<(String, String)>);
+
+/// Which leg of a call
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leg {
+    /// The caller.
+    Caller,
+    /// Fork `i` of the running dial.
+    Fork(usize),
+}
+
+/// What a webhook answer is for
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HookPurpose {
+    /// The call webhook: the app.
+    App,
+    /// The dial's actionHook: verbs that replace the rest of the app.
+    Action,
+    /// A referHook: the status for the REFER.
+    Refer(DialogId),
+}
+
+/// What the call is doing
+enum Step {
+    /// Ready for the next verb.
+    Idle,
+    /// Waiting for the call webhook.
+    WaitApp,
+    /// Waiting for an actionHook's verbs.
+    WaitAction,
+    /// `pause` until then.
+    Pause(Instant),
+    /// A dial runs.
+    Dial(Box<DialRun>),
+    /// Over: the call is removed.
+    Over,
+}
+
+/// A running dial
+struct DialRun {
+    dial: Dial,
+    verb: Box<verbs::Dial>,
+    forks: Vec<ForkLeg>,
+    bridged: Option<usize>,
+}
+
+/// One fork's leg
+struct ForkLeg {
+    info: CallInfo,
+    login: Option<Login>,
+    invite: Option<InviteId>,
+    dialog: Option<DialogId>,
+    /// Our RTP port on its media leg, once created.
+    port: Option<u16>,
+    /// The offer we sent it.
+    offer: Option<SessionDescription>,
+    /// What its answer (or early SDP) agreed.
+    negotiated: Option<Negotiated>,
+    /// Its REFER waiting for the referHook.
+    refer: Option<TransactionKey>,
+}
+
+/// One call, from the caller's INVITE to its end
+pub(super) struct Call {
+    pub(super) key: u64,
+    pub(super) sid: CallSid,
+    pub(super) hook_base: Option<HookBase>,
+    info: CallInfo,
+    request: Request,
+    /// The caller's INVITE while it has no final response.
+    pub(super) invite: Option<InviteId>,
+    /// The caller's dialog once a response created it.
+    pub(super) dialog: Option<DialogId>,
+    offer: SessionDescription,
+    /// Our answer to the caller's offer (sent in a 183 or the 200).
+    answer: Option<(Bytes, Negotiated)>,
+    /// Our RTP port on the caller's leg.
+    port: u16,
+    answered_at: Option<Instant>,
+    app: AppRunner,
+    step: Step,
+    /// The caller hung up (or was hung up on).
+    gone: bool,
+    /// The last dial's SIP status when nothing answered: the caller's final status if the app
+    /// ends before answering.
+    last_failure: Option<u16>,
+    /// The caller's REFER waiting for the referHook.
+    refer: Option<TransactionKey>,
+    /// A referHook of the dial that ran last.
+    refer_hook: Option<Hook>,
+    _registrations: Vec<Registration>,
+}
+
+impl Call {
+    pub(super) fn is_over(&self) -> bool {
+        matches!(self.step, Step::Over)
+    }
+
+    /// The call's next timer: a pause or the dial's.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match &self.step {
+            Step::Pause(at) => Some(*at),
+            Step::Dial(run) => run.dial.poll_timeout(),
+            _ => None,
+        }
+    }
+
+    fn media_id(&self) -> MediaCallId {
+        MediaCallId(self.sid.to_string())
+    }
+
+    fn answered(&self) -> bool {
+        self.answered_at.is_some()
+    }
+}
+
+impl Core {
+    /// A new INVITE: check its offer, give it a media leg, fetch its app.
+    pub(super) fn new_call(&mut self, now: Instant, invite: InviteId, request: Request) {
+        let refuse = |core: &mut Core, status: StatusCode, why: &'static str| {
+            tracing::info!(status = status.as_u16(), why, "INVITE refused");
+            metrics::counter!(CALLS_METRIC, "status" => "failed").increment(1);
+            let _ = core.dl.respond_invite(now, invite, Reply::new(status));
+        };
+        let offer = match sdp::SessionDescription::parse_bytes(&request.body) {
+            Ok(o) if !relayable(&o).is_empty() => o,
+            Ok(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no codec we relay"),
+            Err(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no SDP offer"),
+        };
+        let sid = CallSid::new_random();
+        let media_id = MediaCallId(sid.to_string());
+        let Some(port) = self.create_leg(&media_id, LegId(0)) else {
+            return refuse(self, StatusCode::SERVICE_UNAVAILABLE, "no media ports");
+        };
+        let key = self.next_key;
+        self.next_key += 1;
+        let info = caller_info(
+            &request,
+            sid,
+            &self.svc.config.app.account_sid,
+            self.sent_by,
+        );
+        let registrations = self
+            .svc
+            .registry
+            .register(
+                &sid.to_string(),
+                &self.svc.config.app.account_sid,
+                self.updates_tx.clone(),
+            )
+            .into_iter()
+            .collect();
+        // A `[[routes]]` entry for the called number wins over the default app.
+        let (webhook, fixed) = match (self.svc.config.route_for(&info.to), &self.svc.app) {
+            (Some(route), _) => (Some(Hook::post(route.app_url.clone())), None),
+            (None, super::AppSource::Webhook(hook)) => (Some(hook.clone()), None),
+            (None, super::AppSource::Static(app)) => (None, Some(app)),
+        };
+        let (app, hook_base, step) = match (&webhook, fixed) {
+            (None, Some(app)) => (
+                app.runner(sid.to_string()),
+                app.hook_base.clone(),
+                Step::Idle,
+            ),
+            (hook, _) => (
+                AppRunner::new(sid.to_string(), Vec::new()),
+                hook.as_ref().and_then(|h| HookBase::from_hook(h).ok()),
+                Step::WaitApp,
+            ),
+        };
+        let call = Call {
+            key,
+            sid,
+            hook_base,
+            info,
+            request,
+            invite: Some(invite),
+            dialog: None,
+            offer,
+            answer: None,
+            port,
+            answered_at: None,
+            app,
+            step,
+            gone: false,
+            last_failure: None,
+            refer: None,
+            refer_hook: None,
+            _registrations: registrations,
+        };
+        metrics::gauge!(ACTIVE_METRIC).increment(1.0);
+        self.uas.insert(invite, key);
+        self.sids.insert(sid, (key, Leg::Caller));
+        tracing::info!(call_sid = %sid, call_id = %call.info.call_id, "new call");
+        self.status_hook(&call, &call.info.clone());
+        if let Some(hook) = webhook {
+            let payload = SessionPayload {
+                call: call.info.clone(),
+                sip: sip_info(&call.request),
+            };
+            self.send_hook(&call, &hook, Some(HookPurpose::App), payload);
+        }
+        self.calls.insert(key, call);
+        self.with_call(key, |core, call| core.advance(now, call));
+    }
+
+    /// Creates a media leg; its RTP port.
+    fn create_leg(&self, call: &MediaCallId, leg: LegId) -> Option<u16> {
+        let events = self
+            .media(MediaCommand::CreateEndpoint {
+                call_id: call.clone(),
+                leg,
+                spec: EndpointSpec::default(),
+            })
+            .ok()?;
+        events.iter().find_map(|e| match e {
+            MediaEvent::EndpointCreated { ports, .. } => Some(ports.rtp),
+            _ => None,
+        })
+    }
+
+    fn update_leg(&self, call: &Call, leg: LegId, n: &Negotiated) {
+        let _ = self.media(MediaCommand::UpdateEndpoint {
+            call_id: call.media_id(),
+            leg,
+            spec: endpoint_spec(n),
+        });
+    }
+
+    /// Runs verbs until one has to wait.
+    pub(super) fn advance(&mut self, now: Instant, call: &mut Call) {
+        while matches!(call.step, Step::Idle) {
+            match call.app.next_step() {
+                AppStep::Run(Verb::Dial(d)) => self.start_dial(now, call, d),
+                AppStep::Run(Verb::Hangup(h)) => {
+                    let headers = extra_headers(&h.headers.0);
+                    self.hang_up_caller(now, call, StatusCode::DECLINE, headers);
+                }
+                AppStep::Run(Verb::Pause(p)) => {
+                    self.answer_caller(now, call, None);
+                    call.step = Step::Pause(now + Duration::from_secs(p.length.into()));
+                }
+                AppStep::Run(Verb::Answer(_)) => self.answer_caller(now, call, None),
+                AppStep::Run(Verb::SipDecline(d)) => {
+                    if call.answered() {
+                        tracing::error!(call_sid = %call.sid, "sip:decline on an answered call, skipped");
+                        continue;
+                    }
+                    let status = StatusCode::new(d.status).unwrap_or(StatusCode::DECLINE);
+                    let mut reply = Reply::new(status);
+                    reply.headers = extra_headers(&d.headers.0);
+                    if let Some(reason) = d.reason {
+                        // The reason phrase travels as a Reason header (RFC 3326) as well.
+                        reply = reply.header(
+                            HeaderName::REASON,
+                            format!("SIP;cause={};text=\"{reason}\"", d.status),
+                        );
+                    }
+                    self.reply_caller(now, call, reply);
+                    self.end(now, call);
+                }
+                AppStep::Run(other) => {
+                    tracing::error!(call_sid = %call.sid, verb = other.name(),
+                        "verb not executed by this build, skipped");
+                }
+                AppStep::HangUp => {
+                    let status = call
+                        .last_failure
+                        .and_then(StatusCode::new)
+                        .unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
+                    self.hang_up_caller(now, call, status, Vec::new());
+                }
+                AppStep::Finished => {
+                    // The app was ended from outside (REST, the caller): nothing more runs.
+                    self.hang_up_caller(now, call, StatusCode::TEMPORARILY_UNAVAILABLE, Vec::new());
+                }
+            }
+        }
+    }
+
+    /// BYE an answered caller, or refuse an unanswered one with `status`; the call ends.
+    fn hang_up_caller(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        status: StatusCode,
+        headers: Vec<(HeaderName, String)>,
+    ) {
+        if call.invite.is_some() {
+            let mut reply = Reply::new(status);
+            reply.headers = headers;
+            self.reply_caller(now, call, reply);
+        } else if let Some(d) = call.dialog.take()
+            && !call.gone
+        {
+            let mut bye = Outgoing::new(Method::BYE);
+            bye.headers = headers;
+            let _ = self.dl.request(now, d, bye);
+        }
+        self.end(now, call);
+    }
+
+    /// Answers the caller with 200 OK: our answer so far, or one built from `codecs` (the
+    /// winner's), or from every codec we relay.
+    fn answer_caller(&mut self, now: Instant, call: &mut Call, winner: Option<&Negotiated>) {
+        if call.answered() || call.invite.is_none() {
+            return;
+        }
+        let Some(body) = self.caller_answer(call, winner) else {
+            tracing::warn!(call_sid = %call.sid, "no codec in common with the caller");
+            call.last_failure = Some(488);
+            return self.hang_up_caller(now, call, StatusCode::NOT_ACCEPTABLE_HERE, Vec::new());
+        };
+        self.reply_caller(
+            now,
+            call,
+            Reply::new(StatusCode::OK).body(Body::new(SDP, body)),
+        );
+        call.answered_at = Some(now);
+        call.info.call_status = CallStatus::InProgress;
+        call.info.sip_status = 200;
+        self.status_hook(call, &call.info.clone());
+    }
+
+    /// Our SDP answer to the caller (made once, then repeated).
+    fn caller_answer(&self, call: &mut Call, winner: Option<&Negotiated>) -> Option<Bytes> {
+        if let Some((body, _)) = &call.answer {
+            return Some(body.clone());
+        }
+        let codecs = match winner {
+            Some(n) => codecs_of(n),
+            None => relayable(&call.offer),
+        };
+        let l = local(call.key, self.svc.media_ip, call.port, codecs);
+        let (sdp, n) = answer(&call.offer, &l)?;
+        self.update_leg(call, LegId(0), &n);
+        let body = Bytes::from(sdp.serialize());
+        call.answer = Some((body.clone(), n));
+        Some(body)
+    }
+
+    /// The caller hung up or cancelled (`status`: what its leg ended with).
+    pub(super) fn caller_gone(&mut self, now: Instant, call: &mut Call, status: u16) {
+        if call.gone {
+            return;
+        }
+        call.gone = true;
+        call.invite = None;
+        call.dialog = None;
+        call.info.sip_status = status;
+        call.app.end();
+        if let Step::Dial(run) = &mut call.step {
+            let event = match run.bridged {
+                Some(_) => DialEvent::BridgeEnded { by_callee: false },
+                None => DialEvent::CallerHungUp,
+            };
+            run.dial.handle(now, event);
+            self.drain_dial(now, call);
+        }
+        if !matches!(call.step, Step::Dial(_)) {
+            self.end(now, call);
+        }
+    }
+
+    /// The call is over: free its media, report it, and let the core forget it.
+    fn end(&mut self, _now: Instant, call: &mut Call) {
+        if call.is_over() {
+            return;
+        }
+        if let Step::Dial(run) = &mut call.step {
+            // Only on failures inside the dial: its forks go with the call.
+            for f in &run.forks {
+                if let Some(inv) = f.invite {
+                    let _ = self.dl.cancel(_now, inv, None);
+                }
+                if let Some(d) = f.dialog {
+                    let _ = self.dl.bye(_now, d);
+                }
+            }
+        }
+        call.step = Step::Over;
+        let _ = self.media(MediaCommand::Destroy {
+            call_id: call.media_id(),
+            leg: None,
+        });
+        let status = match (call.answered_at, call.info.sip_status) {
+            (Some(_), _) => CallStatus::Completed,
+            (None, 486 | 600) => CallStatus::Busy,
+            (None, 408 | 480 | 487) => CallStatus::NoAnswer,
+            (None, _) => CallStatus::Failed,
+        };
+        call.info.call_status = status;
+        let mut info = call.info.clone();
+        if !call.answered() && info.sip_status < 300 {
+            info.sip_status = 487;
+            call.info.sip_status = 487;
+        }
+        let duration = call
+            .answered_at
+            .map(|a| _now.saturating_duration_since(a).as_secs());
+        self.status_hook_with(call, &info, duration);
+        metrics::gauge!(ACTIVE_METRIC).decrement(1.0);
+        metrics::counter!(CALLS_METRIC, "status" => status_label(status)).increment(1);
+        tracing::info!(call_sid = %call.sid, status = status_label(status), "call ended");
+    }
+
+    fn status_hook(&self, call: &Call, info: &CallInfo) {
+        self.status_hook_with(call, info, None);
+    }
+
+    fn status_hook_with(&self, call: &Call, info: &CallInfo, duration: Option<u64>) {
+        let Some(url) = &self.svc.config.app.status_hook else {
+            return;
+        };
+        let payload = CallStatusPayload {
+            call: info.clone(),
+            sip_reason: None,
+            duration,
+        };
+        self.send_hook(call, &Hook::post(url.clone()), None, payload);
+    }
+
+    pub(super) fn on_hook(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        purpose: HookPurpose,
+        result: Result<HookReply, WebhookError>,
+    ) {
+        let verbs = result.map_err(|e| e.to_string()).and_then(|r| {
+            let text = String::from_utf8_lossy(&r.body);
+            if text.trim().is_empty() {
+                Ok(Vec::new())
+            } else {
+                verbs::parse_app(&text).map_err(|e| e.to_string())
+            }
+        });
+        match purpose {
+            HookPurpose::App => {
+                if !matches!(call.step, Step::WaitApp) {
+                    return;
+                }
+                match verbs {
+                    Ok(v) => {
+                        call.app = AppRunner::new(call.sid.to_string(), v);
+                        call.step = Step::Idle;
+                        self.advance(now, call);
+                    }
+                    Err(e) => {
+                        tracing::error!(call_sid = %call.sid, error = %e, "call webhook failed: 480");
+                        call.step = Step::Idle;
+                        self.hang_up_caller(
+                            now,
+                            call,
+                            StatusCode::TEMPORARILY_UNAVAILABLE,
+                            Vec::new(),
+                        );
+                    }
+                }
+            }
+            HookPurpose::Action => {
+                if !matches!(call.step, Step::WaitAction) {
+                    return;
+                }
+                match verbs {
+                    Ok(v) => call.app.replace_rest(v),
+                    Err(e) => tracing::warn!(call_sid = %call.sid, error = %e,
+                        "actionHook gave no verbs; the app goes on"),
+                }
+                call.step = Step::Idle;
+                self.advance(now, call);
+            }
+            HookPurpose::Refer(dialog) => {
+                let status = match &verbs {
+                    Ok(_) => StatusCode::ACCEPTED,
+                    Err(_) => StatusCode::new(502).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR),
+                };
+                let key = match self.dialogs.get(&dialog) {
+                    Some((_, Leg::Caller)) => call.refer.take(),
+                    Some((_, Leg::Fork(i))) => match &mut call.step {
+                        Step::Dial(run) => run.forks.get_mut(*i).and_then(|f| f.refer.take()),
+                        _ => None,
+                    },
+                    None => None,
+                };
+                if let Some(key) = key {
+                    let _ = self.dl.respond(now, &key, Reply::new(status));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_call_timer(&mut self, now: Instant, call: &mut Call) {
+        match &mut call.step {
+            Step::Pause(at) if *at <= now => {
+                call.step = Step::Idle;
+                self.advance(now, call);
+            }
+            Step::Dial(run) => {
+                run.dial.handle_timeout(now);
+                self.drain_dial(now, call);
+            }
+            _ => {}
+        }
+    }
+
+    /// Targets → forks: each resolved to where its INVITE goes.
+    fn start_dial(&mut self, now: Instant, call: &mut Call, verb: Box<verbs::Dial>) {
+        let mut targets: Vec<DialTarget> = Vec::new();
+        let mut forks: Vec<ForkLeg> = Vec::new();
+        for t in &verb.target {
+            let mut headers = verb.headers_for(t);
+            for (destination, login, extra) in self.resolve_target(&t.kind) {
+                // The dial keeps the first of equal URIs: keep fork indices in step with it.
+                if let Destination::Uri(u) = &destination
+                    && targets
+                        .iter()
+                        .any(|x| x.destination == Destination::Uri(u.clone()))
+                {
+                    continue;
+                }
+                headers.extend(extra);
+                let sid = CallSid::new_random();
+                let to = match &destination {
+                    Destination::Uri(u) => u.clone(),
+                    Destination::Unroutable(_) => String::new(),
+                };
+                forks.push(ForkLeg {
+                    info: fork_info(&call.info, sid, &to),
+                    login,
+                    invite: None,
+                    dialog: None,
+                    port: None,
+                    offer: None,
+                    negotiated: None,
+                    refer: None,
+                });
+                targets.push(DialTarget {
+                    call_sid: sid,
+                    destination,
+                    headers: headers.clone(),
+                    confirm: false,
+                });
+            }
+        }
+        let mut options = DialOptions::from(&*verb);
+        if options.dial_music {
+            tracing::warn!(call_sid = %call.sid, "dialMusic is not played by this build");
+            options.dial_music = false;
+        }
+        if verb.confirm_hook.is_some() || verb.amd.is_some() || !verb.dub.is_empty() {
+            tracing::warn!(call_sid = %call.sid,
+                "confirmHook, amd and dub are not run by this build; the dial goes on without them");
+        }
+        let dial = match Dial::new(now, targets, options) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(call_sid = %call.sid, error = %e, "dial not started");
+                return;
+            }
+        };
+        for (i, f) in forks.iter().enumerate() {
+            self.sids.insert(f.info.call_sid, (call.key, Leg::Fork(i)));
+        }
+        for f in &forks {
+            if let Ok(r) = self.svc.registry.register(
+                &f.info.call_sid.to_string(),
+                &self.svc.config.app.account_sid,
+                self.updates_tx.clone(),
+            ) {
+                call._registrations.push(r);
+            }
+        }
+        call.refer_hook = verb.refer_hook.clone();
+        call.step = Step::Dial(Box::new(DialRun {
+            dial,
+            verb,
+            forks,
+            bridged: None,
+        }));
+        self.drain_dial(now, call);
+    }
+
+    /// Where a target's INVITE goes: (destination, credentials, extra headers), one per
+    /// registered contact for a user.
+    fn resolve_target(&mut self, kind: &TargetKind) -> Vec<Resolved> {
+        let config = self.svc.config.clone();
+        match kind {
+            TargetKind::Sip { sip_uri, auth } => vec![(
+                Destination::Uri(sip_uri.clone()),
+                auth.as_ref().map(|c| Login {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                }),
+                Vec::new(),
+            )],
+            TargetKind::Phone { number, trunk } => {
+                match config.resolve_phone(number, trunk.as_deref()) {
+                    Ok(route) => {
+                        let login = match (&route.carrier.username, &route.carrier.password) {
+                            (Some(u), Some(p)) => Some(Login {
+                                username: u.clone(),
+                                password: p.clone(),
+                            }),
+                            _ => None,
+                        };
+                        vec![(
+                            Destination::Uri(route.request_uri.to_string()),
+                            login,
+                            Vec::new(),
+                        )]
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "phone target not routable");
+                        vec![(Destination::Unroutable(404), None, Vec::new())]
+                    }
+                }
+            }
+            TargetKind::User { name } => {
+                let user = name.split('@').next().unwrap_or(name);
+                let bindings = self.registrar.lookup(std::time::SystemTime::now(), user);
+                if bindings.is_empty() {
+                    return vec![(Destination::Unroutable(404), None, Vec::new())];
+                }
+                bindings
+                    .into_iter()
+                    .map(|b| {
+                        let uri = b.contact.to_string();
+                        self.hints.insert(uri.clone(), b.source);
+                        (Destination::Uri(uri), None, Vec::new())
+                    })
+                    .collect()
+            }
+            TargetKind::Teams {
+                number,
+                tenant,
+                voicemail,
+            } => match config.teams_target(number, tenant.as_deref(), *voicemail) {
+                Ok(route) => vec![(
+                    Destination::Uri(route.request_uri.to_string()),
+                    None,
+                    vec![(
+                        crate::routing::TEAMS_TENANT_HEADER.to_string(),
+                        route.tenant_fqdn,
+                    )],
+                )],
+                Err(e) => {
+                    tracing::warn!(error = %e, "teams target not routable");
+                    vec![(Destination::Unroutable(404), None, Vec::new())]
+                }
+            },
+        }
+    }
+
+    /// Carries out what the dial asks for, until it asks nothing more.
+    fn drain_dial(&mut self, now: Instant, call: &mut Call) {
+        let Step::Dial(mut run) = std::mem::replace(&mut call.step, Step::Idle) else {
+            return;
+        };
+        let mut finished = None;
+        let mut feedback: Vec<DialEvent> = Vec::new();
+        loop {
+            while let Some(action) = run.dial.poll_action() {
+                match action {
+                    Action::Invite {
+                        fork,
+                        uri,
+                        headers,
+                        caller_id,
+                    } => {
+                        if let Err(status) =
+                            self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
+                        {
+                            feedback.push(DialEvent::Failed { fork, status });
+                        }
+                    }
+                    Action::Cancel { fork, reason } => {
+                        if let Some(inv) = run.forks[fork.0].invite {
+                            let _ = self.dl.cancel(now, inv, reason.map(str::to_string));
+                        }
+                    }
+                    // The dialog layer ACKed the 2xx already.
+                    Action::AckAndBye { fork } | Action::Bye { fork } => {
+                        if let Some(d) = run.forks[fork.0].dialog.take() {
+                            let _ = self.dl.bye(now, d);
+                        }
+                    }
+                    Action::RunConfirm { fork } => {
+                        // confirmHook is not run by this build (no target asks for it).
+                        feedback.push(DialEvent::Confirmed { fork });
+                    }
+                    Action::RingCaller {
+                        status,
+                        early_media_from,
+                    } => self.ring_caller(now, call, &run, status, early_media_from),
+                    Action::AnswerCaller => {
+                        let winner = run.bridged.and_then(|i| run.forks[i].negotiated.clone());
+                        self.answer_caller(now, call, winner.as_ref());
+                        if call.is_over() {
+                            feedback.push(DialEvent::HangUp);
+                        }
+                    }
+                    Action::Bridge { fork } => {
+                        run.bridged = Some(fork.0);
+                        let _ = self.media(MediaCommand::Bridge {
+                            call_id: call.media_id(),
+                            a: LegId(0),
+                            b: LegId(fork_leg(fork.0)),
+                        });
+                    }
+                    Action::ForkStatus {
+                        fork,
+                        status,
+                        sip_status,
+                        ..
+                    } => {
+                        let f = &mut run.forks[fork.0];
+                        f.info.call_status = status;
+                        f.info.sip_status = sip_status;
+                        let info = f.info.clone();
+                        self.status_hook(call, &info);
+                    }
+                    Action::Finished(outcome) => finished = Some(outcome),
+                }
+            }
+            if feedback.is_empty() {
+                break;
+            }
+            for e in feedback.drain(..) {
+                run.dial.handle(now, e);
+            }
+        }
+        let Some(outcome) = finished else {
+            if !call.is_over() {
+                call.step = Step::Dial(run);
+            }
+            return;
+        };
+        // The dial is over: its legs go, the caller's stays.
+        let _ = self.media(MediaCommand::Unbridge {
+            call_id: call.media_id(),
+            leg: LegId(0),
+        });
+        for (i, f) in run.forks.iter().enumerate() {
+            if f.port.is_some() {
+                let _ = self.media(MediaCommand::Destroy {
+                    call_id: call.media_id(),
+                    leg: Some(LegId(fork_leg(i))),
+                });
+            }
+            self.sids.remove(&f.info.call_sid);
+        }
+        let key = call.key;
+        self.uac.retain(|_, (k, _)| *k != key);
+        self.dialogs
+            .retain(|_, (k, leg)| *k != key || *leg == Leg::Caller);
+        let result = outcome.result;
+        if result.dial_status != crate::payload::DialStatus::Completed {
+            call.last_failure = Some(match result.dial_sip_status {
+                487 => 480,
+                s => s,
+            });
+        }
+        if call.is_over() {
+            return;
+        }
+        match &run.verb.action_hook {
+            Some(hook) => {
+                let payload = DialActionPayload {
+                    call: call.info.clone(),
+                    result,
+                };
+                let purpose = (!call.gone).then_some(HookPurpose::Action);
+                self.send_hook(call, hook, purpose, payload);
+                call.step = if call.gone {
+                    Step::Idle
+                } else {
+                    Step::WaitAction
+                };
+            }
+            None => call.step = Step::Idle,
+        }
+        if call.gone {
+            self.end(now, call);
+        } else {
+            self.advance(now, call);
+        }
+    }
+
+    /// Sends fork `i` its INVITE (again after a redirect); Err is the status the fork fails with.
+    #[allow(clippy::too_many_arguments)]
+    fn invite_fork(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        run: &mut DialRun,
+        i: usize,
+        uri: &str,
+        headers: Vec<(String, String)>,
+        caller_id: Option<String>,
+    ) -> Result<(), u16> {
+        let target = Uri::parse(uri).map_err(|_| 416u16)?;
+        let port = match run.forks[i].port {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .create_leg(&call.media_id(), LegId(fork_leg(i)))
+                    .ok_or(503u16)?;
+                run.forks[i].port = Some(p);
+                p
+            }
+        };
+        // Once the caller has answered, its codecs are settled: offer those.
+        let codecs = match &call.answer {
+            Some((_, n)) => codecs_of(n),
+            None => relayable(&call.offer),
+        };
+        let offer = sdp::offer(&local(
+            call.key * 16 + i as u64,
+            self.svc.media_ip,
+            port,
+            codecs,
+        ));
+        let user = caller_id.unwrap_or_else(|| call.info.from.clone());
+        let from_uri = Uri::parse(&format!("sip:{user}@{}", self.sent_by)).map_err(|_| 400u16)?;
+        let mut from = NameAddr::new(from_uri);
+        if !call.info.caller_name.is_empty() {
+            from.display = Some(call.info.caller_name.clone());
+        }
+        let mut spec = InviteRequest::new(target.clone(), from, NameAddr::new(target));
+        for name in PASSED_ON {
+            if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let Some(hn) = HeaderName::new(name) else {
+                continue;
+            };
+            for v in call.request.headers.get_all(&hn) {
+                spec.headers.push((hn.clone(), v.to_string()));
+            }
+        }
+        spec.headers.extend(extra_headers_owned(headers));
+        spec.body = Some(Body::new(SDP, offer.serialize()));
+        spec.login = run.forks[i].login.clone();
+        let invite = self.dl.invite(now, spec).map_err(|_| 500u16)?;
+        let f = &mut run.forks[i];
+        if let Some(old) = f.invite.replace(invite) {
+            self.uac.remove(&old);
+        }
+        f.offer = Some(offer);
+        f.negotiated = None;
+        self.uac.insert(invite, (call.key, i));
+        Ok(())
+    }
+
+    /// answerOnBridge: 180, or 183 with the one callee's early media.
+    fn ring_caller(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        run: &DialRun,
+        status: u16,
+        early_from: Option<ForkId>,
+    ) {
+        let early = early_from.and_then(|f| run.forks.get(f.0).map(|l| (f.0, l)));
+        match early.and_then(|(i, l)| Some((i, l.negotiated.clone()?))) {
+            Some((i, n)) if status == 183 => {
+                let Some(body) = self.caller_answer(call, Some(&n)) else {
+                    return;
+                };
+                let _ = self.media(MediaCommand::Bridge {
+                    call_id: call.media_id(),
+                    a: LegId(0),
+                    b: LegId(fork_leg(i)),
+                });
+                self.reply_caller(
+                    now,
+                    call,
+                    Reply::new(StatusCode::SESSION_PROGRESS).body(Body::new(SDP, body)),
+                );
+                call.info.call_status = CallStatus::EarlyMedia;
+            }
+            _ => {
+                self.reply_caller(now, call, Reply::new(StatusCode::RINGING));
+                call.info.call_status = CallStatus::Ringing;
+            }
+        }
+        call.info.sip_status = status;
+    }
+
+    fn fork_of(&self, invite: InviteId) -> Option<(u64, usize)> {
+        self.uac.get(&invite).copied()
+    }
+
+    /// Feeds a dial event to the call's running dial.
+    fn feed_dial(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        f: impl FnOnce(&mut Core, &Call, &mut DialRun) -> Option<DialEvent>,
+    ) {
+        let Step::Dial(mut run) = std::mem::replace(&mut call.step, Step::Idle) else {
+            return ignored("no_dial");
+        };
+        let event = f(self, call, &mut run);
+        if let Some(e) = event {
+            run.dial.handle(now, e);
+        }
+        call.step = Step::Dial(run);
+        self.drain_dial(now, call);
+    }
+
+    pub(super) fn on_fork_progress(&mut self, now: Instant, invite: InviteId, r: Response) {
+        let Some((key, i)) = self.fork_of(invite) else {
+            return;
+        };
+        let status = r.status.as_u16();
+        self.with_call(key, |core, call| {
+            core.feed_dial(now, call, |core, call, run| {
+                let has_sdp = core.fork_sdp(call, run, i, &r);
+                Some(DialEvent::Provisional {
+                    fork: ForkId(i),
+                    status,
+                    has_sdp,
+                })
+            })
+        });
+    }
+
+    /// Takes the SDP of a fork's response into its media leg; whether there was any.
+    fn fork_sdp(&self, call: &Call, run: &mut DialRun, i: usize, r: &Response) -> bool {
+        if r.body.is_empty() {
+            return false;
+        }
+        let f = &mut run.forks[i];
+        let Some(offer) = &f.offer else { return false };
+        let n = SessionDescription::parse_bytes(&r.body)
+            .ok()
+            .and_then(|a| sdp::accept_answer(offer, &a).ok().flatten());
+        let Some(n) = n else {
+            tracing::debug!(call_sid = %f.info.call_sid, "fork SDP unusable");
+            return false;
+        };
+        self.update_leg(call, LegId(fork_leg(i)), &n);
+        f.negotiated = Some(n);
+        true
+    }
+
+    pub(super) fn on_fork_answered(
+        &mut self,
+        now: Instant,
+        invite: InviteId,
+        dialog: DialogId,
+        r: Response,
+    ) {
+        let Some((key, i)) = self.fork_of(invite) else {
+            // Its call is gone: nobody wants this callee.
+            let _ = self.dl.bye(now, dialog);
+            return;
+        };
+        self.dialogs.insert(dialog, (key, Leg::Fork(i)));
+        self.with_call(key, |core, call| {
+            core.feed_dial(now, call, |core, call, run| {
+                run.forks[i].dialog = Some(dialog);
+                let fresh = core.fork_sdp(call, run, i, &r);
+                if !fresh && run.forks[i].negotiated.is_none() {
+                    tracing::warn!(call_sid = %run.forks[i].info.call_sid,
+                        "2xx without a usable answer: hung up, 488");
+                    if let Some(d) = run.forks[i].dialog.take() {
+                        let _ = core.dl.bye(now, d);
+                    }
+                    return Some(DialEvent::Failed {
+                        fork: ForkId(i),
+                        status: 488,
+                    });
+                }
+                Some(DialEvent::Answered { fork: ForkId(i) })
+            })
+        });
+    }
+
+    pub(super) fn on_fork_failed(&mut self, now: Instant, invite: InviteId, r: Option<Response>) {
+        let Some((key, i)) = self.fork_of(invite) else {
+            return;
+        };
+        self.uac.remove(&invite);
+        let event = match &r {
+            None => DialEvent::ForkTimedOut { fork: ForkId(i) },
+            Some(r) if r.status.as_u16() < 400 => DialEvent::Redirected {
+                fork: ForkId(i),
+                status: r.status.as_u16(),
+                contacts: r
+                    .headers
+                    .get_all(&HeaderName::CONTACT)
+                    .flat_map(crate::message::split_list)
+                    .filter_map(|c| NameAddr::parse("Contact", c).ok())
+                    .map(|c| c.uri.to_string())
+                    .collect(),
+            },
+            Some(r) => DialEvent::Failed {
+                fork: ForkId(i),
+                status: r.status.as_u16(),
+            },
+        };
+        self.with_call(key, |core, call| {
+            core.feed_dial(now, call, |_, _, _| Some(event))
+        });
+    }
+
+    pub(super) fn on_dialog_terminated(
+        &mut self,
+        now: Instant,
+        dialog: DialogId,
+        reason: TerminationReason,
+    ) {
+        let Some((key, leg)) = self.dialogs.remove(&dialog) else {
+            return;
+        };
+        let by_peer = reason != TerminationReason::LocalBye;
+        self.with_call(key, |core, call| match leg {
+            Leg::Caller => {
+                if by_peer && call.dialog == Some(dialog) {
+                    core.caller_gone(now, call, 200);
+                }
+            }
+            Leg::Fork(i) => {
+                if !by_peer {
+                    return;
+                }
+                core.feed_dial(now, call, |_, _, run| {
+                    run.forks[i].dialog = None;
+                    (run.bridged == Some(i)).then_some(DialEvent::BridgeEnded { by_callee: true })
+                });
+            }
+        });
+    }
+
+    /// Requests inside a dialog: re-INVITE/UPDATE carried to the other leg, REFER to the
+    /// referHook, the rest answered here.
+    pub(super) fn on_in_dialog_request(
+        &mut self,
+        now: Instant,
+        dialog: DialogId,
+        key: TransactionKey,
+        request: Request,
+    ) {
+        let Some(&(call_key, leg)) = self.dialogs.get(&dialog) else {
+            let _ = self.dl.respond(
+                now,
+                &key,
+                Reply::new(StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST),
+            );
+            return;
+        };
+        self.with_call(call_key, |core, call| {
+            let method = request.method.clone();
+            if method == Method::REFER {
+                return core.on_refer(now, call, leg, dialog, key, &request);
+            }
+            if (method == Method::INVITE || method == Method::UPDATE) && !request.body.is_empty() {
+                return core.on_reoffer(now, call, leg, key, &request);
+            }
+            // Refreshes without SDP, INFO, OPTIONS, MESSAGE: accepted here; a refresh keeps
+            // our description.
+            let mut reply = Reply::new(StatusCode::OK);
+            if method == Method::INVITE {
+                let body = match leg {
+                    Leg::Caller => call.answer.as_ref().map(|(b, _)| b.clone()),
+                    Leg::Fork(i) => match &call.step {
+                        Step::Dial(run) => run.forks[i]
+                            .offer
+                            .as_ref()
+                            .map(|o| Bytes::from(o.serialize())),
+                        _ => None,
+                    },
+                };
+                if let Some(b) = body {
+                    reply = reply.body(Body::new(SDP, b));
+                }
+            }
+            let _ = core.dl.respond(now, &key, reply);
+        });
+    }
+
+    /// A new offer on one leg of a bridge: answered from our side with the same codecs and
+    /// ports, the new direction (hold, resume) applied to its media leg and told to the other
+    /// leg with a re-INVITE of our own.
+    fn on_reoffer(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        leg: Leg,
+        key: TransactionKey,
+        request: &Request,
+    ) {
+        let Ok(offer) = SessionDescription::parse_bytes(&request.body) else {
+            let _ = self
+                .dl
+                .respond(now, &key, Reply::new(StatusCode::BAD_REQUEST));
+            return;
+        };
+        let (port, codecs, media_leg) = match leg {
+            Leg::Caller => (
+                call.port,
+                call.answer.as_ref().map(|(_, n)| codecs_of(n)),
+                LegId(0),
+            ),
+            Leg::Fork(i) => match &call.step {
+                Step::Dial(run) => (
+                    run.forks[i].port.unwrap_or(0),
+                    run.forks[i].negotiated.as_ref().map(codecs_of),
+                    LegId(fork_leg(i)),
+                ),
+                _ => (0, None, LegId(0)),
+            },
+        };
+        let l = local(
+            call.key,
+            self.svc.media_ip,
+            port,
+            codecs.unwrap_or_default(),
+        );
+        let Some((sdp, n)) = answer(&offer, &l) else {
+            let _ = self
+                .dl
+                .respond(now, &key, Reply::new(StatusCode::NOT_ACCEPTABLE_HERE));
+            return;
+        };
+        self.update_leg(call, media_leg, &n);
+        let _ = self.dl.respond(
+            now,
+            &key,
+            Reply::new(StatusCode::OK).body(Body::new(SDP, sdp.serialize())),
+        );
+        // The other side hears of the new direction (hold/resume) with the same codecs.
+        let other = match (leg, &call.step) {
+            (Leg::Caller, Step::Dial(run)) => run.bridged.and_then(|i| {
+                let f = &run.forks[i];
+                Some((f.dialog?, f.port?, f.negotiated.as_ref().map(codecs_of)?))
+            }),
+            (Leg::Fork(_), _) => call
+                .dialog
+                .zip(call.answer.as_ref())
+                .map(|(d, (_, n))| (d, call.port, codecs_of(n))),
+            _ => None,
+        };
+        if let Some((d, port, codecs)) = other {
+            let mut l = local(call.key, self.svc.media_ip, port, codecs);
+            l.origin.session_version = now_version(call);
+            l.direction = n.direction;
+            let body = sdp::offer(&l).serialize();
+            let _ = self.dl.request(
+                now,
+                d,
+                Outgoing::new(request.method.clone()).body(Body::new(SDP, body)),
+            );
+        }
+    }
+
+    /// The answer to our re-INVITE/UPDATE on the other leg: its SDP goes to its media leg.
+    pub(super) fn on_in_dialog_response(&mut self, now: Instant, dialog: DialogId, r: Response) {
+        let Some(&(key, leg)) = self.dialogs.get(&dialog) else {
+            return;
+        };
+        if !r.status.is_success() || r.body.is_empty() {
+            return;
+        }
+        let _ = now;
+        self.with_call(key, |core, call| {
+            let Ok(a) = SessionDescription::parse_bytes(&r.body) else {
+                return;
+            };
+            // What we offered carried the same codecs as before: match against those.
+            let ours = match leg {
+                Leg::Caller => call
+                    .answer
+                    .as_ref()
+                    .map(|(_, n)| local(call.key, core.svc.media_ip, call.port, codecs_of(n))),
+                Leg::Fork(i) => match &call.step {
+                    Step::Dial(run) => run.forks[i].negotiated.as_ref().and_then(|n| {
+                        Some(local(
+                            call.key,
+                            core.svc.media_ip,
+                            run.forks[i].port?,
+                            codecs_of(n),
+                        ))
+                    }),
+                    _ => None,
+                },
+            };
+            let Some(ours) = ours else { return };
+            if let Ok(Some(n)) = sdp::accept_answer(&sdp::offer(&ours), &a) {
+                let media_leg = match leg {
+                    Leg::Caller => LegId(0),
+                    Leg::Fork(i) => LegId(fork_leg(i)),
+                };
+                core.update_leg(call, media_leg, &n);
+            }
+        });
+    }
+
+    /// REFER: to the referHook (202 if it answers 2xx), 501 without one.
+    fn on_refer(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        leg: Leg,
+        dialog: DialogId,
+        key: TransactionKey,
+        request: &Request,
+    ) {
+        let Some(hook) = call.refer_hook.clone() else {
+            let _ = self
+                .dl
+                .respond(now, &key, Reply::new(StatusCode::NOT_IMPLEMENTED));
+            return;
+        };
+        let refer_to = request
+            .headers
+            .get(&HeaderName::REFER_TO)
+            .unwrap_or_default()
+            .to_string();
+        let referred_by = request
+            .headers
+            .get(&HeaderName::REFERRED_BY)
+            .unwrap_or_default()
+            .to_string();
+        let info = match leg {
+            Leg::Caller => {
+                call.refer = Some(key);
+                call.info.clone()
+            }
+            Leg::Fork(i) => match &mut call.step {
+                Step::Dial(run) => {
+                    run.forks[i].refer = Some(key);
+                    run.forks[i].info.clone()
+                }
+                _ => call.info.clone(),
+            },
+        };
+        let payload = ReferPayload {
+            call: info,
+            event: "refer",
+            refer_details: ReferDetails {
+                sip_refer_to: refer_to.clone(),
+                sip_referred_by: referred_by,
+                refer_to_user: Uri::parse(refer_to.trim_matches(|c| c == '<' || c == '>'))
+                    .ok()
+                    .and_then(|u| u.as_sip().and_then(|s| s.user.clone()))
+                    .unwrap_or_default(),
+            },
+        };
+        self.send_hook(call, &hook, Some(HookPurpose::Refer(dialog)), payload);
+    }
+
+    pub(super) fn on_rest(&mut self, now: Instant, call: &mut Call, leg: Leg, update: CallUpdate) {
+        match update {
+            CallUpdate::CallStatus(rest::CallStatus::Completed) => match (&mut call.step, leg) {
+                (Step::Dial(run), Leg::Fork(_)) => {
+                    run.dial.handle(now, DialEvent::HangUp);
+                    self.drain_dial(now, call);
+                }
+                (Step::Dial(run), Leg::Caller) => {
+                    call.app.end();
+                    run.dial.handle(now, DialEvent::HangUp);
+                    self.drain_dial(now, call);
+                    if !call.is_over() && !matches!(call.step, Step::Dial(_)) {
+                        call.step = Step::Idle;
+                        self.hang_up_caller(now, call, StatusCode::REQUEST_TERMINATED, Vec::new());
+                    }
+                }
+                _ => {
+                    call.app.end();
+                    call.step = Step::Idle;
+                    self.hang_up_caller(now, call, StatusCode::REQUEST_TERMINATED, Vec::new());
+                }
+            },
+            CallUpdate::CallStatus(rest::CallStatus::NoAnswer) => {
+                if let Step::Dial(run) = &mut call.step {
+                    run.dial.handle(now, DialEvent::CancelRinging);
+                    self.drain_dial(now, call);
+                }
+            }
+            CallUpdate::MuteStatus(m) => {
+                let media_leg = match leg {
+                    Leg::Caller => LegId(0),
+                    Leg::Fork(i) => LegId(fork_leg(i)),
+                };
+                let _ = self.media(MediaCommand::BlockMedia {
+                    call_id: call.media_id(),
+                    leg: media_leg,
+                    blocked: m == rest::MuteStatus::Mute,
+                });
+            }
+            other => {
+                tracing::warn!(call_sid = %call.sid, update = ?other,
+                    "REST update not carried out by this build");
+                ignored("rest_unsupported");
+            }
+        }
+    }
+
+    pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
+        if let MediaEvent::MediaTimeout { leg, .. } = e {
+            tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
+            self.terminate(now, call);
+        }
+    }
+
+    /// Ends the whole call from our side: forks cancelled or hung up, the caller too.
+    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call) {
+        call.app.end();
+        if let Step::Dial(run) = &mut call.step {
+            run.dial.handle(now, DialEvent::HangUp);
+            self.drain_dial(now, call);
+        }
+        if !call.is_over() {
+            call.step = Step::Idle;
+            self.hang_up_caller(now, call, StatusCode::REQUEST_TIMEOUT, Vec::new());
+        }
+    }
+}
+
+/// A session version that grows with every description we send.
+fn now_version(call: &Call) -> u64 {
+    2 + call.answered_at.map_or(0, |_| 1)
+}
+
+/// Media leg of fork `i`.
+fn fork_leg(i: usize) -> u32 {
+    u32::try_from(i + 1).unwrap_or(u32::MAX)
+}
+
+fn extra_headers(h: &std::collections::BTreeMap<String, String>) -> Vec<(HeaderName, String)> {
+    extra_headers_owned(h.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+}
+
+fn extra_headers_owned(h: Vec<(String, String)>) -> Vec<(HeaderName, String)> {
+    h.into_iter()
+        .filter_map(|(n, v)| {
+            let valid = !v.contains(['\r', '\n']);
+            Some((HeaderName::new(&n).filter(|_| valid)?, v))
+        })
+        .collect()
+}
+
+fn status_label(s: CallStatus) -> &'static str {
+    match s {
+        CallStatus::Completed => "completed",
+        CallStatus::Busy => "busy",
+        CallStatus::NoAnswer => "no-answer",
+        _ => "failed",
+    }
+}
+
+/// The caller's call info from its INVITE.
+fn caller_info(r: &Request, sid: CallSid, account: &str, local: std::net::SocketAddr) -> CallInfo {
+    let from = r.headers.from().ok();
+    let user_of = |u: &Uri| {
+        u.as_sip()
+            .and_then(|s| s.user.clone())
+            .unwrap_or_else(|| u.to_string())
+    };
+    CallInfo {
+        call_sid: sid,
+        parent_call_sid: None,
+        direction: Direction::Inbound,
+        from: from.as_ref().map(|f| user_of(&f.uri)).unwrap_or_default(),
+        to: user_of(&r.uri),
+        call_id: r.headers.call_id().unwrap_or_default().to_string(),
+        caller_name: from
+            .and_then(|f| f.display)
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+        sip_status: 100,
+        call_status: CallStatus::Trying,
+        account_sid: account.to_string(),
+        local_sip_address: local.to_string(),
+    }
+}
+
+/// A fork's call info: the caller's, with its own sid, the parent's, and its target.
+fn fork_info(parent: &CallInfo, sid: CallSid, to: &str) -> CallInfo {
+    let to = Uri::parse(to)
+        .ok()
+        .and_then(|u| u.as_sip().and_then(|s| s.user.clone()))
+        .unwrap_or_else(|| to.to_string());
+    CallInfo {
+        call_sid: sid,
+        parent_call_sid: Some(parent.call_sid),
+        direction: Direction::Outbound,
+        to,
+        sip_status: 100,
+        call_status: CallStatus::Trying,
+        ..parent.clone()
+    }
+}
+
+fn sip_info(r: &Request) -> SipRequestInfo {
+    SipRequestInfo::new(
+        r.method.as_str(),
+        &r.uri.to_string(),
+        r.headers.iter().map(|(n, v)| (n.as_str(), v)),
+        &String::from_utf8_lossy(&r.body),
+    )
+}
+
+/// The referHook's body: the leg's call info and what the REFER asked
+#[derive(serde::Serialize)]
+struct ReferPayload {
+    #[serde(flatten)]
+    call: CallInfo,
+    event: &'static str,
+    refer_details: ReferDetails,
+}
+
+#[derive(serde::Serialize)]
+struct ReferDetails {
+    sip_refer_to: String,
+    sip_referred_by: String,
+    refer_to_user: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn invite() -> Request {
+        let text = "INVITE sip:+15551230000@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bK1\r\n\
+            From: \"Alice Smith\" <sip:+15089991111@127.0.0.1>;tag=a1\r\n\
+            To: <sip:+15551230000@127.0.0.1>\r\nCall-ID: c1@host\r\nCSeq: 1 INVITE\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn call_info_of_the_caller_and_a_fork() {
+        let sid = CallSid::new_random();
+        let local = "127.0.0.1:5060".parse().unwrap();
+        let info = caller_info(&invite(), sid, "acct", local);
+        assert_eq!(info.from, "+15089991111");
+        assert_eq!(info.to, "+15551230000");
+        assert_eq!(info.caller_name, "Alice Smith");
+        assert_eq!(info.call_id, "c1@host");
+        assert_eq!(info.direction, Direction::Inbound);
+        let fork_sid = CallSid::new_random();
+        let fork = fork_info(&info, fork_sid, "sip:bob@10.0.0.2:5070");
+        assert_eq!(fork.to, "bob");
+        assert_eq!(fork.parent_call_sid, Some(sid));
+        assert_eq!(fork.direction, Direction::Outbound);
+        assert_eq!(fork.call_status, CallStatus::Trying);
+    }
+
+    #[test]
+    fn app_headers_cannot_inject_lines() {
+        let h = extra_headers_owned(vec![
+            ("X-Ok".into(), "1".into()),
+            ("X-Bad".into(), "1\r\nVia: evil".into()),
+            ("Bad Name".into(), "1".into()),
+        ]);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].0.as_str(), "X-Ok");
+    }
+
+    #[test]
+    fn next_hops_are_ip_literals_or_hints() {
+        let mut hints = std::collections::HashMap::new();
+        let r = |s: &str, h: &std::collections::HashMap<String, std::net::SocketAddr>| {
+            super::super::resolve(&Uri::parse(s).unwrap(), h)
+        };
+        assert_eq!(
+            r("sip:a@127.0.0.1", &hints),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            r("sip:a@[::1]:5070", &hints),
+            Some("[::1]:5070".parse().unwrap())
+        );
+        assert_eq!(r("sip:a@example.com", &hints), None, "no DNS yet");
+        hints.insert(
+            "sip:a@10.0.0.9:5060".to_string(),
+            "192.0.2.1:40000".parse().unwrap(),
+        );
+        assert_eq!(
+            r("sip:a@10.0.0.9:5060", &hints),
+            Some("192.0.2.1:40000".parse().unwrap())
+        );
+    }
+}

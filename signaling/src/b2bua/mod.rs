@@ -1,0 +1,624 @@
+//! The B2BUA: `dialplane serve`'s call handling, from the inbound INVITE to the last BYE
+//!
+//! One tokio task owns the sans-IO layers — [`Transactions`], the [`DialogLayer`] above them,
+//! the registrar and every call with its [`AppRunner`](crate::app::AppRunner) and
+//! [`Dial`](crate::dial::Dial) — and feeds them what arrives (SIP from the transports, REST
+//! updates, media events, webhook answers) with the time read here. Nothing in it waits:
+//! webhooks run as their own tasks and come back as messages; media commands are synchronous
+//! round trips to the shard threads (tens of microseconds).
+//!
+//! ```text
+//!  transports ─Inbound─▶ ┌──────────── B2BUA task ────────────┐ ─send─▶ transports
+//!  REST ──LiveUpdate───▶ │ Transactions ▶ DialogLayer ▶ calls │ ─Command─▶ media shards
+//!  media ──Event───────▶ │  (app runner, dial, SDP)           │ ─spawn─▶ webhooks
+//!  webhooks ─answers───▶ └────────────────────────────────────┘
+//! ```
+//!
+//! Inbound INVITEs are accepted from `[security] allow_from`, the carriers' `inbound` networks
+//! and addresses a registered user registered from; anything else gets 403. The INVITE must
+//! carry an SDP offer (no late offer: 488). Media: the caller's leg is leg 0 of a media call
+//! named by its call_sid, fork `i` is leg `i + 1`; legs carry a subset of the caller's codecs
+//! with the caller's payload types, so no transcoding is needed (see [`media`]).
+//!
+//! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
+//! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
+
+mod call;
+mod media;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ::media::api::{Command as MediaCommand, Event as MediaEvent, MediaControl};
+use tokio::sync::mpsc;
+
+use crate::app::StaticApp;
+use crate::config::Config;
+use crate::dialog::{DialogConfig, DialogEvent, DialogId, DialogLayer, InviteId, Reply};
+use crate::message::{HeaderName, Method, Request, Response, StatusCode, Uri};
+use crate::payload::CallSid;
+use crate::registrar::{MemoryStore, Registrar};
+use crate::rest::{CallRegistry, LiveUpdate};
+use crate::transaction::{IncomingRequest, Routed, TimerConfig, Transactions};
+use crate::transport::{Inbound, Transport, Transports};
+use crate::verbs::Hook;
+use crate::webhook::{HookReply, WebhookClient, WebhookError};
+
+use call::{Call, HookPurpose, Leg};
+
+/// Where each call's verbs come from
+#[derive(Debug, Clone)]
+pub enum AppSource {
+    /// The same verbs for every call (`--app FILE.json`).
+    Static(StaticApp),
+    /// The call webhook (`--app-url`): POSTed the session payload, answers with verbs.
+    Webhook(Hook),
+}
+
+/// What the B2BUA works with
+#[derive(Clone)]
+pub struct Services {
+    /// The configuration (carriers, Teams, registrar, security, app).
+    pub config: Arc<Config>,
+    /// The verbs of each call.
+    pub app: AppSource,
+    /// The media plane.
+    pub media: Arc<dyn MediaControl>,
+    /// The address our SDP advertises (`--external-ip`, else the media interface).
+    pub media_ip: IpAddr,
+    /// Live calls, for REST.
+    pub registry: Arc<CallRegistry>,
+    /// Sends every webhook.
+    pub webhooks: WebhookClient,
+    /// Seeds Call-IDs, tags and branches.
+    pub seed: u64,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("app", &self.app)
+            .field("media_ip", &self.media_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the B2BUA could not start
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum B2buaError {
+    /// No UDP listener to send our requests from.
+    #[error("the B2BUA needs a UDP SIP listener")]
+    NoUdpListener,
+}
+
+const ACTIVE_METRIC: &str = "dialplane_calls_active";
+const CALLS_METRIC: &str = "dialplane_calls_total";
+const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
+/// How often, at most, every transaction's timers are looked at while inputs keep arriving
+/// (`Transactions::poll_timeout` visits them all).
+const RECHECK: Duration = Duration::from_millis(10);
+/// Queued REST updates and media events.
+const QUEUE: usize = 4096;
+
+/// Methods we answer, for Allow.
+const ALLOW: [Method; 8] = [
+    Method::INVITE,
+    Method::ACK,
+    Method::CANCEL,
+    Method::BYE,
+    Method::OPTIONS,
+    Method::PRACK,
+    Method::UPDATE,
+    Method::REFER,
+];
+
+/// What comes back to the B2BUA task from elsewhere
+#[derive(Debug)]
+enum Msg {
+    /// A webhook answered (or failed).
+    Hook {
+        call: u64,
+        purpose: HookPurpose,
+        result: Result<HookReply, WebhookError>,
+    },
+}
+
+/// Starts the B2BUA on the current tokio runtime. It runs until the transports close, or after
+/// a drain: once `drain` holds a deadline, new INVITEs get 503, and the task ends when the last
+/// call has ended or, at the deadline, after hanging up the calls still up.
+/// `media_events` is the media plane's event channel (read on a thread of its own).
+pub fn start(
+    transports: Transports,
+    inbound: mpsc::Receiver<Inbound>,
+    media_events: std::sync::mpsc::Receiver<MediaEvent>,
+    services: Services,
+    drain: tokio::sync::watch::Receiver<Option<Instant>>,
+) -> Result<tokio::task::JoinHandle<()>, B2buaError> {
+    let local = transports
+        .local_addrs()
+        .iter()
+        .find(|(t, _)| *t == Transport::Udp)
+        .map(|(_, a)| *a)
+        .ok_or(B2buaError::NoUdpListener)?;
+    let sent_by = transports
+        .sent_by(Transport::Udp, local)
+        .ok_or(B2buaError::NoUdpListener)?;
+    let contact =
+        Uri::parse(&format!("sip:dialplane@{sent_by}")).map_err(|_| B2buaError::NoUdpListener)?;
+    let mut dialog = DialogConfig::new(format!("SIP/2.0/UDP {sent_by}"), contact);
+    // The caller's side decides about reliable provisionals; we do not ask callees for them.
+    dialog.rel100 = false;
+    let (media_tx, media_rx) = mpsc::channel(QUEUE);
+    std::thread::Builder::new()
+        .name("b2bua-media-events".into())
+        .spawn(move || {
+            while let Ok(e) = media_events.recv() {
+                if media_tx.blocking_send(e).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|_| B2buaError::NoUdpListener)?;
+    let (updates_tx, updates_rx) = mpsc::channel(QUEUE);
+    let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
+    let registrar = Registrar::new(
+        &services.config.registrar,
+        services
+            .config
+            .registrar
+            .nonce_secret
+            .clone()
+            .unwrap_or_else(|| format!("{:x}", services.seed))
+            .as_bytes(),
+        MemoryStore::new(),
+    );
+    let core = Core {
+        tx: Transactions::new(TimerConfig::default(), services.seed),
+        dl: DialogLayer::new(dialog, services.seed.wrapping_add(1)),
+        registrar,
+        transports,
+        sent_by,
+        calls: HashMap::new(),
+        next_key: 1,
+        uas: HashMap::new(),
+        uac: HashMap::new(),
+        dialogs: HashMap::new(),
+        sids: HashMap::new(),
+        timers: BinaryHeap::new(),
+        updates_tx,
+        msgs_tx,
+        hints: HashMap::new(),
+        draining: None,
+        svc: services,
+    };
+    Ok(tokio::spawn(
+        core.run(inbound, updates_rx, media_rx, msgs_rx, drain),
+    ))
+}
+
+/// The B2BUA task's state
+struct Core {
+    svc: Services,
+    transports: Transports,
+    /// Our UDP sent-by: Via, Contact and From host of our requests.
+    sent_by: SocketAddr,
+    tx: Transactions,
+    dl: DialogLayer,
+    registrar: Registrar<MemoryStore>,
+    calls: HashMap<u64, Call>,
+    next_key: u64,
+    /// Server INVITEs (callers) → call.
+    uas: HashMap<InviteId, u64>,
+    /// Client INVITEs (forks) → call and fork.
+    uac: HashMap<InviteId, (u64, usize)>,
+    /// Dialogs → call and leg.
+    dialogs: HashMap<DialogId, (u64, Leg)>,
+    /// Every leg's call_sid (REST, media events) → call and leg.
+    sids: HashMap<CallSid, (u64, Leg)>,
+    /// Call deadlines (pause, dial timers), stale entries skipped.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    updates_tx: mpsc::Sender<LiveUpdate>,
+    msgs_tx: mpsc::UnboundedSender<Msg>,
+    /// Where a contact URI really goes (a registered user behind NAT: the REGISTER's source).
+    hints: HashMap<String, SocketAddr>,
+    /// Shutting down: no new calls; the calls still up at this instant are hung up.
+    draining: Option<Instant>,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut updates: mpsc::Receiver<LiveUpdate>,
+        mut media_events: mpsc::Receiver<MediaEvent>,
+        mut msgs: mpsc::UnboundedReceiver<Msg>,
+        mut drain: tokio::sync::watch::Receiver<Option<Instant>>,
+    ) {
+        let mut tx_deadline: Option<Instant> = None;
+        let mut checked = Instant::now();
+        let mut dirty = false;
+        loop {
+            let tx_wake = if dirty {
+                Some(tx_deadline.map_or(checked + RECHECK, |d| d.min(checked + RECHECK)))
+            } else {
+                tx_deadline
+            };
+            if let Some(deadline) = self.draining {
+                if self.calls.is_empty() {
+                    tracing::info!("drained: no call left");
+                    return;
+                }
+                if deadline <= Instant::now() {
+                    self.hang_up_all();
+                    return;
+                }
+            }
+            let wake = [
+                tx_wake,
+                self.dl.poll_timeout(),
+                self.next_call_timer(),
+                self.draining,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                m = inbound.recv() => match m {
+                    Some(m) => self.on_inbound(m),
+                    None => return,
+                },
+                Some(u) = updates.recv() => self.on_update(u),
+                Some(e) = media_events.recv() => self.on_media_event(e),
+                Some(m) = msgs.recv() => self.on_msg(m),
+                Ok(()) = drain.changed(), if self.draining.is_none() => {
+                    self.draining = *drain.borrow();
+                    if let Some(d) = self.draining {
+                        tracing::info!(calls = self.calls.len(),
+                            deadline_s = d.saturating_duration_since(Instant::now()).as_secs(),
+                            "draining: new calls get 503");
+                    }
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    let now = Instant::now();
+                    self.tx.handle_timeout(now);
+                    self.dl.handle_timeout(now);
+                    self.fire_call_timers(now);
+                    self.pump();
+                    tx_deadline = self.tx.poll_timeout();
+                    checked = now;
+                    dirty = false;
+                    continue;
+                }
+            }
+            self.pump();
+            dirty = true;
+        }
+    }
+
+    /// Moves outputs and events between the layers until nothing moves, then sends.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        loop {
+            let hints = &self.hints;
+            self.dl
+                .flush_into(now, &mut self.tx, |uri| resolve(uri, hints));
+            let mut moved = false;
+            while let Some(e) = self.tx.poll_event() {
+                moved = true;
+                self.dl.handle_tx_event(now, e);
+            }
+            while let Some(e) = self.dl.poll_event() {
+                moved = true;
+                self.on_dialog_event(now, e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        while let Some(t) = self.tx.poll_transmit(now) {
+            if let Err(e) = self.transports.send_routed(t.dest, t.bytes) {
+                tracing::debug!(dest = %t.dest, error = %e, "send failed");
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, m: Inbound) {
+        let now = Instant::now();
+        let transport = m.transport;
+        let routed = match self.tx.handle(now, m.source, m.message) {
+            Routed::NewRequest(inc) if is_initial_invite(&inc.request) => {
+                if self.draining.is_some() {
+                    metrics::counter!(CALLS_METRIC, "status" => "draining").increment(1);
+                    let r = Response::for_request(&inc.request, StatusCode::SERVICE_UNAVAILABLE)
+                        .with_to_tag(&crate::options::stable_tag(&inc.request))
+                        .with_header(HeaderName::RETRY_AFTER, 5);
+                    let _ = self.tx.respond(now, &inc.key, &r);
+                    return;
+                }
+                if !self.may_call(&inc) {
+                    tracing::info!(source = %inc.source, "INVITE refused: source not allowed");
+                    metrics::counter!(CALLS_METRIC, "status" => "forbidden").increment(1);
+                    let r = Response::for_request(&inc.request, StatusCode::FORBIDDEN)
+                        .with_to_tag(&crate::options::stable_tag(&inc.request));
+                    let _ = self.tx.respond(now, &inc.key, &r);
+                    return;
+                }
+                Routed::NewRequest(inc)
+            }
+            r => r,
+        };
+        if let Some(inc) = self.dl.handle_routed(now, routed) {
+            self.on_out_of_dialog(now, inc, transport);
+        }
+    }
+
+    /// `allow_from`, a carrier's network, or where a registered user registered from.
+    fn may_call(&self, inc: &IncomingRequest) -> bool {
+        use crate::access::Allowed;
+        if self.svc.config.allow(inc.source.ip()) != Allowed::Denied {
+            return true;
+        }
+        let Some(user) = inc
+            .request
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.uri.as_sip().and_then(|u| u.user.clone()))
+        else {
+            return false;
+        };
+        self.registrar
+            .lookup(SystemTime::now(), &user)
+            .iter()
+            .any(|b| b.source.ip() == inc.source.ip())
+    }
+
+    /// OPTIONS, REGISTER and the rest outside any dialog.
+    fn on_out_of_dialog(&mut self, now: Instant, inc: IncomingRequest, transport: Transport) {
+        let req = &inc.request;
+        let response = if req.method == Method::OPTIONS {
+            crate::options::respond(req, &ALLOW, &["replaces", "timer"])
+        } else if req.method == Method::REGISTER {
+            self.registrar
+                .handle(SystemTime::now(), req, inc.source, transport)
+        } else {
+            let allow: Vec<&str> = ALLOW.iter().map(Method::as_str).collect();
+            Response::for_request(req, StatusCode::METHOD_NOT_ALLOWED)
+                .with_to_tag(&crate::options::stable_tag(req))
+                .with_header(HeaderName::ALLOW, allow.join(", "))
+        };
+        let _ = self.tx.respond(now, &inc.key, &response);
+    }
+
+    fn on_dialog_event(&mut self, now: Instant, e: DialogEvent) {
+        match e {
+            DialogEvent::Invite { invite, request } => self.new_call(now, invite, request),
+            DialogEvent::Cancelled { invite } => {
+                if let Some(&key) = self.uas.get(&invite) {
+                    self.with_call(key, |core, call| core.caller_gone(now, call, 487));
+                }
+            }
+            DialogEvent::Progress {
+                invite, response, ..
+            } => self.on_fork_progress(now, invite, response),
+            DialogEvent::Answered {
+                invite,
+                dialog,
+                response,
+            } => self.on_fork_answered(now, invite, dialog, response),
+            DialogEvent::Failed { invite, response } => self.on_fork_failed(now, invite, response),
+            DialogEvent::Request {
+                dialog,
+                key,
+                request,
+            } => self.on_in_dialog_request(now, dialog, key, request),
+            DialogEvent::Response { dialog, response } => {
+                self.on_in_dialog_response(now, dialog, response)
+            }
+            DialogEvent::Terminated { dialog, reason, .. } => {
+                self.on_dialog_terminated(now, dialog, reason)
+            }
+            DialogEvent::LateAnswer { .. }
+            | DialogEvent::Prack { .. }
+            | DialogEvent::Acked { .. }
+            | DialogEvent::ReferStatus { .. }
+            | DialogEvent::Refreshed { .. } => {}
+        }
+    }
+
+    fn on_msg(&mut self, m: Msg) {
+        let now = Instant::now();
+        match m {
+            Msg::Hook {
+                call,
+                purpose,
+                result,
+            } => self.with_call(call, |core, c| core.on_hook(now, c, purpose, result)),
+        }
+    }
+
+    fn on_update(&mut self, u: LiveUpdate) {
+        let now = Instant::now();
+        let Some((key, leg)) = CallSid::parse(&u.call_sid).and_then(|s| self.sids.get(&s).copied())
+        else {
+            return ignored("update_unknown_call");
+        };
+        self.with_call(key, |core, call| core.on_rest(now, call, leg, u.update));
+    }
+
+    fn on_media_event(&mut self, e: MediaEvent) {
+        let now = Instant::now();
+        let Some(sid) = CallSid::parse(&e.call_id().0) else {
+            return;
+        };
+        let Some(&(key, _)) = self.sids.get(&sid) else {
+            return;
+        };
+        self.with_call(key, |core, call| core.on_media(now, call, e));
+    }
+
+    /// Runs `f` on the call taken out of the map (so `f` may use the rest of the core), then
+    /// puts it back unless it ended, and re-arms its timer.
+    fn with_call(&mut self, key: u64, f: impl FnOnce(&mut Core, &mut Call)) {
+        let Some(mut call) = self.calls.remove(&key) else {
+            return ignored("unknown_call");
+        };
+        f(self, &mut call);
+        if call.is_over() {
+            self.forget(&call);
+            return;
+        }
+        if let Some(at) = call.deadline() {
+            self.timers.push(Reverse((at, key)));
+        }
+        self.calls.insert(key, call);
+    }
+
+    fn next_call_timer(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            let live = self
+                .calls
+                .get(&key)
+                .and_then(Call::deadline)
+                .is_some_and(|d| d <= at);
+            if live {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    fn fire_call_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self
+                .calls
+                .get(&key)
+                .and_then(Call::deadline)
+                .is_some_and(|d| d <= now)
+            {
+                self.with_call(key, |core, call| core.on_call_timer(now, call));
+            }
+        }
+    }
+
+    /// The drain deadline passed: every call still up is hung up (BYE, CANCEL), and what that
+    /// sends leaves before the task ends.
+    fn hang_up_all(&mut self) {
+        let now = Instant::now();
+        tracing::info!(calls = self.calls.len(), "drain deadline: hanging up");
+        let keys: Vec<u64> = self.calls.keys().copied().collect();
+        for key in keys {
+            self.with_call(key, |core, call| core.terminate(now, call));
+        }
+        self.pump();
+    }
+
+    /// Removes every index entry of a call that ended.
+    fn forget(&mut self, call: &Call) {
+        let key = call.key;
+        self.uas.retain(|_, k| *k != key);
+        self.uac.retain(|_, (k, _)| *k != key);
+        self.dialogs.retain(|_, (k, _)| *k != key);
+        self.sids.retain(|_, (k, _)| *k != key);
+    }
+
+    /// Sends `payload` to `hook` on a task of its own; the answer comes back as a [`Msg`] when
+    /// `purpose` wants one.
+    fn send_hook<P: serde::Serialize + Send + Sync + 'static>(
+        &self,
+        call: &Call,
+        hook: &Hook,
+        purpose: Option<HookPurpose>,
+        payload: P,
+    ) {
+        let client = self.svc.webhooks.clone();
+        let hook = hook.clone();
+        let base = call.hook_base.clone();
+        let msgs = self.msgs_tx.clone();
+        let key = call.key;
+        let sid = call.sid;
+        tokio::spawn(async move {
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let result = client.send(&hook, base.as_ref(), &payload, unix).await;
+            if let Err(e) = &result {
+                tracing::warn!(call_sid = %sid, error = %e, "webhook failed");
+            }
+            if let Some(purpose) = purpose {
+                let _ = msgs.send(Msg::Hook {
+                    call: key,
+                    purpose,
+                    result,
+                });
+            }
+        });
+    }
+
+    /// One media command; failures are logged and returned.
+    fn media(&self, cmd: MediaCommand) -> Result<Vec<MediaEvent>, ::media::api::ApiError> {
+        let r = self.svc.media.request(cmd);
+        if let Err(e) = &r {
+            tracing::warn!(error = %e, "media command failed");
+        }
+        r
+    }
+
+    /// Answers the caller's INVITE (through the dialog layer).
+    fn reply_caller(&mut self, now: Instant, call: &mut Call, reply: Reply) {
+        let Some(invite) = call.invite else { return };
+        let status = reply.status;
+        match self.dl.respond_invite(now, invite, reply) {
+            Ok(Some(d)) => {
+                call.dialog = Some(d);
+                self.dialogs.insert(d, (call.key, Leg::Caller));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot answer the caller"),
+        }
+        if status.is_final() {
+            call.invite = None;
+            self.uas.remove(&invite);
+        }
+    }
+}
+
+fn is_initial_invite(r: &Request) -> bool {
+    r.method == Method::INVITE && r.headers.to().ok().is_some_and(|to| to.tag().is_none())
+}
+
+/// A next-hop URI as an address: an IP literal (DNS arrives with the routing issue), the
+/// default port 5060, or the hint kept for a registered contact.
+fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>) -> Option<SocketAddr> {
+    if let Some(a) = hints.get(&uri.to_string()) {
+        return Some(*a);
+    }
+    let sip = uri.as_sip()?;
+    let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
+    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+}
+
+fn ignored(reason: &'static str) {
+    tracing::debug!(reason, "b2bua: input ignored");
+    metrics::counter!(IGNORED_METRIC, "reason" => reason).increment(1);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+    }
+}

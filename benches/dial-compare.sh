@@ -118,6 +118,14 @@ cpu_ticks() {
   echo "$total"
 }
 
+# "NAME TICKS" per thread name (Kamailio: per process), summed: where the time goes.
+ticks_by_name() {
+  local t
+  for t in $(for p in $(sut_pids); do echo /proc/"$p"/task/*; done); do
+    [ -r "$t/stat" ] && echo "$(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+  done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+}
+
 # "PSS_KiB RSS_KiB" summed over the system's processes.
 mem_kib() {
   local p pss=0 rss=0
@@ -314,8 +322,12 @@ cpu_run() {
     return
   fi
   before=$(cpu_ticks)
+  ticks_by_name >"$run/ticks.before"
   on_plateau="" load "$system" "$run" "$rate" "$calls" "$hold_ms"
   after=$(cpu_ticks)
+  ticks_by_name >"$run/ticks.after"
+  join -a 2 -e 0 -o 0,1.2,2.2 "$run/ticks.before" "$run/ticks.after" |
+    awk -v hz="$tck" '{ printf " %s=%.2fs", $1, ($3 - $2) / hz }' | sed "s/^/  $system CPU by thread:/;s/\$/\n/" >&2
   stop_sut
   awk -v r="$rate" -v s="$system" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$tck" \
     -v sp="$sipp_pct" -v up="$uas_pct" -v cps="$cps" \

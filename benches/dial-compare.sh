@@ -122,8 +122,15 @@ cpu_ticks() {
 ticks_by_name() {
   local t
   for t in $(for p in $(sut_pids); do echo /proc/"$p"/task/*; done); do
-    [ -r "$t/stat" ] && echo "$(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+    if [ -r "$t/stat" ]; then
+      echo "$(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+    fi
   done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+}
+
+# "BUSY TOTAL" jiffies of the whole machine (every CPU), from /proc/stat.
+host_jiffies() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
 # "PSS_KiB RSS_KiB" summed over the system's processes.
@@ -229,6 +236,7 @@ timed() {
 
 # CPU seconds of a finished timed NAME (the second line of `times`: children's user, system).
 times_secs() {
+  [ -s "$1.times" ] || { echo 0; return; }
   sed -n 2p "$1.times" | awk '{
     t = 0
     for (i = 1; i <= 2; i++) { split($i, ms, /[ms]/); t += ms[1] * 60 + ms[2] }
@@ -287,10 +295,8 @@ load() {
   cps=$(stat_col "$run/caller.csv" 'CallRate(C)')
   local uas_failed=$(($(stat_col "$run/callee.csv" 'FailedCall(C)') + $(stat_col "$run/ringer.csv" 'FailedCall(C)')))
   sipp_pct=$(awk -v c="$(times_secs "$run/caller")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / (b - a) }')
-  uas_pct=0
-  [ -s "$run/callee.times" ] && [ -s "$run/ringer.times" ] &&
-    uas_pct=$(awk -v c="$(times_secs "$run/callee")" -v d="$(times_secs "$run/ringer")" -v a="$t0" -v b="$t1" \
-      'BEGIN { printf "%.0f", 100 * (c + d) / (b - a) }')
+  uas_pct=$(awk -v c="$(times_secs "$run/callee")" -v d="$(times_secs "$run/ringer")" -v a="$t0" -v b="$t1" \
+    'BEGIN { printf "%.0f", 100 * (c + d) / (b - a) }')
   if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$uas_failed" -ne 0 ] || [ "$ok" -ne "$calls" ]; then
     failed_any=1
     echo "dial-compare: $system at $rate/s: caller exit $rc, $ok/$calls ok, $failed failed" \
@@ -298,9 +304,11 @@ load() {
     local f
     for f in caller callee ringer; do
       # SIPp's error log runs its events together on one line: one per line, each cut short.
-      [ -s "$run/$f.err" ] && sed -E 's/(20[0-9]{2}-[0-9]{2}-[0-9]{2}\t)/\n\1/g' "$run/$f.err" |
-        grep -v -e '^$' -e 'The following events' | head -n 5 | cut -c1-240 | sed "s/^/  $f: /" >&2
-      [ -s "$run/$f.out" ] && grep -i -m 3 -E 'fatal|unable|cannot' "$run/$f.out" | sed "s/^/  $f: /" >&2
+      if [ -s "$run/$f.err" ]; then
+        sed -E 's/(20[0-9]{2}-[0-9]{2}-[0-9]{2}\t)/\n\1/g' "$run/$f.err" |
+          grep -v -e '^$' -e 'The following events' | head -n 5 | cut -c1-240 | sed "s/^/  $f: /" >&2 || true
+      fi
+      grep -i -m 3 -E 'fatal|unable|cannot' "$run/$f.out" 2>/dev/null | sed "s/^/  $f: /" >&2 || true
     done
     tail -n 5 "$run/sut.log" | sed 's/^/  sut: /' >&2
   fi
@@ -309,7 +317,8 @@ load() {
 }
 
 # One CPU run of SYSTEM at RATE calls/s for $duration s: a results line
-# "cpu RATE SYSTEM OK FAILED US_PER_CALL SIPP_CALLER_PCT SIPP_CALLEES_PCT ACHIEVED_CPS".
+# "cpu RATE SYSTEM OK FAILED US_PER_CALL SIPP_CALLER_PCT SIPP_CALLEES_PCT ACHIEVED_CPS HOST_BUSY_PCT"
+# (the whole machine's busy share of all its CPUs: others' work on a shared machine shows there).
 cpu_run() {
   local system=$1 rate=$2 run=$work/$1-$2 calls=$(($2 * duration)) before after
   mkdir -p "$run"
@@ -317,21 +326,23 @@ cpu_run() {
   echo "== $system, $rate calls/s for ${duration} s" >&2
   if ! start_sut "$system" "$run"; then
     failed_any=1
-    echo "cpu $rate $system 0 $calls - - - -" >>"$results"
+    echo "cpu $rate $system 0 $calls - - - - -" >>"$results"
     stop_sut
     return
   fi
   before=$(cpu_ticks)
   ticks_by_name >"$run/ticks.before"
+  read -r hb0 ht0 <<<"$(host_jiffies)"
   on_plateau="" load "$system" "$run" "$rate" "$calls" "$hold_ms"
+  read -r hb1 ht1 <<<"$(host_jiffies)"
   after=$(cpu_ticks)
   ticks_by_name >"$run/ticks.after"
   join -a 2 -e 0 -o 0,1.2,2.2 "$run/ticks.before" "$run/ticks.after" |
     awk -v hz="$tck" '{ printf " %s=%.2fs", $1, ($3 - $2) / hz }' | sed "s/^/  $system CPU by thread:/;s/\$/\n/" >&2
   stop_sut
   awk -v r="$rate" -v s="$system" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$tck" \
-    -v sp="$sipp_pct" -v up="$uas_pct" -v cps="$cps" \
-    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps }' \
+    -v sp="$sipp_pct" -v up="$uas_pct" -v cps="$cps" -v hb=$((hb1 - hb0)) -v ht=$((ht1 - ht0)) \
+    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s %.0f\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps, 100 * hb / ht }' \
     >>"$results"
   tail -n 1 "$results" >&2
 }
@@ -378,14 +389,14 @@ echo
 echo "dial: caller → system → 2 forks (one answers at 50 ms, one rings until cancelled);" \
   "hold ${hold_ms} ms, ${duration} s per rate; no RTP"
 awk '
-  BEGIN { printf "%-6s %-10s %9s %7s %12s %12s %11s %12s\n", "rate", "system", "calls ok", "failed", "CPU us/call", "x kamailio", "sipp caller", "sipp callees" }
+  BEGIN { printf "%-6s %-10s %9s %7s %12s %11s %12s %13s %10s\n", "rate", "system", "calls ok", "failed", "CPU us/call", "x kamailio", "sipp caller", "sipp callees", "host busy" }
   $1 == "cpu" && $3 == "kamailio" { kam[$2] = $6 }
   $1 == "cpu" { line[++n] = $0 }
   END {
     for (i = 1; i <= n; i++) {
       split(line[i], f, " ")
       ratio = (f[6] != "-" && kam[f[2]] > 0) ? sprintf("%.2f", f[6] / kam[f[2]]) : "-"
-      printf "%-6s %-10s %9s %7s %12s %12s %10s%% %11s%%\n", f[2], f[3], f[4], f[5], f[6], ratio, f[7], f[8]
+      printf "%-6s %-10s %9s %7s %12s %11s %11s%% %12s%% %9s%%\n", f[2], f[3], f[4], f[5], f[6], ratio, f[7], f[8], f[10]
     }
   }' "$results"
 echo

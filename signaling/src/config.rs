@@ -826,16 +826,16 @@ mod tests {
     fn media_section() {
         let c = Config::default();
         assert_eq!(c.media.listen_ng.to_string(), "127.0.0.1:2223");
-        assert_eq!((c.media.port_min, c.media.port_max), (30000, 60000));
+        assert_eq!((c.media.port_min, c.media.port_max), (40000, 49999));
         let c = Config::from_toml(
-            "[media]\ninterface = \"::1\"\nport_min = 40000\nport_max = 40999\nnum_threads = 2\n",
+            "[media]\ninterface = \"::1\"\nport_min = 30000\nport_max = 30999\nnum_threads = 2\n",
             "x",
         )
         .unwrap();
         assert_eq!(c.media.interface.to_string(), "::1");
         assert_eq!(
             (c.media.port_min, c.media.port_max, c.media.num_threads),
-            (40000, 40999, 2)
+            (30000, 30999, 2)
         );
         for (text, key) in [
             ("[media]\nport_min = 0\n", "media.port_min"),

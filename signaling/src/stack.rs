@@ -286,8 +286,6 @@ impl Endpoint {
 
 /// Queued inputs handled per wake-up.
 const BATCH: usize = 64;
-/// How often, at most, the timers of every transaction are looked at while inputs arrive.
-const RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 struct Task {
     tx: Transactions,
@@ -303,18 +301,8 @@ impl Task {
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
     ) {
-        // `poll_timeout` and `handle_timeout` look at every live transaction, so under load they
-        // run at most once per RECHECK (timers may fire up to that late); when idle, the stack
-        // sleeps until the next deadline.
-        let mut deadline = None;
-        let mut dirty = false;
-        let mut checked = Instant::now();
         loop {
-            let wake = if dirty {
-                Some(deadline.map_or(checked + RECHECK, |d: Instant| d.min(checked + RECHECK)))
-            } else {
-                deadline
-            };
+            let wake = self.tx.poll_timeout();
             tokio::select! {
                 m = inbound.recv() => match m {
                     Some(m) => self.on_inbound(m),
@@ -325,15 +313,11 @@ impl Task {
                     None => return,
                 },
                 _ = sleep_until(wake), if wake.is_some() => {
-                    checked = Instant::now();
-                    self.tx.handle_timeout(checked);
+                    self.tx.handle_timeout(Instant::now());
                     self.drain();
-                    deadline = self.tx.poll_timeout();
-                    dirty = false;
                     continue;
                 }
             }
-            dirty = true;
             self.drain();
             // Under load, take what is already queued before sleeping again.
             for _ in 0..BATCH {

@@ -30,7 +30,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use ::media::api::{Command as MediaCommand, Event as MediaEvent, MediaControl};
 use tokio::sync::mpsc;
@@ -98,9 +98,6 @@ pub enum B2buaError {
 const ACTIVE_METRIC: &str = "dialplane_calls_active";
 const CALLS_METRIC: &str = "dialplane_calls_total";
 const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
-/// How often, at most, every transaction's timers are looked at while inputs keep arriving
-/// (`Transactions::poll_timeout` visits them all).
-const RECHECK: Duration = Duration::from_millis(10);
 /// Queued REST updates and media events.
 const QUEUE: usize = 4096;
 
@@ -238,15 +235,7 @@ impl Core {
         mut msgs: mpsc::UnboundedReceiver<Msg>,
         mut drain: tokio::sync::watch::Receiver<Option<Instant>>,
     ) {
-        let mut tx_deadline: Option<Instant> = None;
-        let mut checked = Instant::now();
-        let mut dirty = false;
         loop {
-            let tx_wake = if dirty {
-                Some(tx_deadline.map_or(checked + RECHECK, |d| d.min(checked + RECHECK)))
-            } else {
-                tx_deadline
-            };
             if let Some(deadline) = self.draining {
                 if self.calls.is_empty() {
                     tracing::info!("drained: no call left");
@@ -258,7 +247,7 @@ impl Core {
                 }
             }
             let wake = [
-                tx_wake,
+                self.tx.poll_timeout(),
                 self.dl.poll_timeout(),
                 self.next_call_timer(),
                 self.draining,
@@ -287,15 +276,9 @@ impl Core {
                     self.tx.handle_timeout(now);
                     self.dl.handle_timeout(now);
                     self.fire_call_timers(now);
-                    self.pump();
-                    tx_deadline = self.tx.poll_timeout();
-                    checked = now;
-                    dirty = false;
-                    continue;
                 }
             }
             self.pump();
-            dirty = true;
         }
     }
 

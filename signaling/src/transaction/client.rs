@@ -70,10 +70,6 @@ impl InviteClient {
         }
     }
 
-    pub(crate) fn key(&self) -> &TransactionKey {
-        &self.key
-    }
-
     pub(crate) fn is_terminated(&self) -> bool {
         self.state == InviteClientState::Terminated
     }
@@ -245,10 +241,6 @@ impl NonInviteClient {
             timers,
             state: NonInviteClientState::Trying { e_interval: cfg.t1 },
         }
-    }
-
-    pub(crate) fn key(&self) -> &TransactionKey {
-        &self.key
     }
 
     pub(crate) fn is_terminated(&self) -> bool {

@@ -35,7 +35,8 @@ mod key;
 mod server;
 mod timer;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -320,6 +321,10 @@ pub struct Transactions {
     cfg: TimerConfig,
     clients: BTreeMap<TransactionKey, ClientTx>,
     servers: BTreeMap<TransactionKey, ServerTx>,
+    /// Every live transaction's next deadline as (instant, is_server, key), with stale entries
+    /// (fired, re-armed, gone) left in until they reach the top: finding what is due costs
+    /// O(log n) instead of a visit to every transaction.
+    deadlines: BinaryHeap<Reverse<(Instant, bool, TransactionKey)>>,
     out: Outbox,
     rng: u64,
     last_now: Option<Instant>,
@@ -332,6 +337,7 @@ impl Transactions {
             cfg,
             clients: BTreeMap::new(),
             servers: BTreeMap::new(),
+            deadlines: BinaryHeap::new(),
             out: Outbox::default(),
             rng: seed,
             last_now: None,
@@ -372,6 +378,17 @@ impl Transactions {
 
     /// Routes one parsed message that arrived from `source`.
     pub fn handle(&mut self, now: Instant, source: SocketAddr, msg: Message) -> Routed {
+        let routed = self.route(now, source, msg);
+        match &routed {
+            Routed::ToTransaction(key) => self.track(key),
+            Routed::NewRequest(inc) => self.track(&inc.key),
+            _ => {}
+        }
+        self.prune();
+        routed
+    }
+
+    fn route(&mut self, now: Instant, source: SocketAddr, msg: Message) -> Routed {
         let now = self.now(now);
         match msg {
             Message::Response(resp) => {
@@ -433,12 +450,7 @@ impl Transactions {
         } else {
             metrics::counter!("dialplane_sip_transactions_total", "kind" => "non_invite_server")
                 .increment(1);
-            ServerTx::NonInvite(NonInviteServer::start(
-                key.clone(),
-                source,
-                reliable,
-                self.cfg,
-            ))
+            ServerTx::NonInvite(NonInviteServer::start(source, reliable, self.cfg))
         };
         self.servers.insert(key.clone(), tx);
         let cancel_target = key.cancel_target().filter(|k| self.servers.contains_key(k));
@@ -515,6 +527,7 @@ impl Transactions {
             ))
         };
         self.clients.insert(key.clone(), tx);
+        self.track(&key);
         Ok(key)
     }
 
@@ -535,6 +548,8 @@ impl Transactions {
             ServerTx::NonInvite(t) => t.respond(now, response, &mut self.out),
         };
         self.reap_one(key);
+        self.track(key);
+        self.prune();
         r
     }
 
@@ -550,23 +565,81 @@ impl Transactions {
         if found {
             self.out.event(TxEvent::TransportError { key: key.clone() });
             self.out.event(TxEvent::Terminated { key: key.clone() });
+            self.prune();
         }
     }
 
     /// Fires every timer due at `now`. Spurious or early calls do nothing.
+    ///
+    /// Due transactions fire clients first, then servers, each in key order, and then the
+    /// terminated ones are reported in the same order.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.now(now);
-        for tx in self.clients.values_mut() {
-            if tx.timers().next().is_some_and(|(_, at)| at <= now) {
+        let (mut clients, mut servers) = (Vec::new(), Vec::new());
+        while let Some(Reverse((at, server, _))) = self.deadlines.peek() {
+            if *at > now {
+                break;
+            }
+            let (server, at) = (*server, *at);
+            let Some(Reverse((_, _, key))) = self.deadlines.pop() else {
+                break;
+            };
+            if self.next_deadline(server, &key) == Some(at) {
+                if server {
+                    servers.push(key);
+                } else {
+                    clients.push(key);
+                }
+            }
+        }
+        for keys in [&mut clients, &mut servers] {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        for key in &clients {
+            if let Some(tx) = self.clients.get_mut(key) {
                 tx.fire(now, &mut self.out);
             }
         }
-        for tx in self.servers.values_mut() {
-            if tx.timers().next().is_some_and(|(_, at)| at <= now) {
+        for key in &servers {
+            if let Some(tx) = self.servers.get_mut(key) {
                 tx.fire(now, &mut self.out);
             }
         }
-        self.reap();
+        for key in clients.iter().chain(&servers) {
+            self.reap_one(key);
+            self.track(key);
+        }
+        self.prune();
+    }
+
+    /// The next deadline of one transaction, if it is live and has a timer running.
+    fn next_deadline(&self, server: bool, key: &TransactionKey) -> Option<Instant> {
+        let next = if server {
+            self.servers.get(key)?.timers().next()
+        } else {
+            self.clients.get(key)?.timers().next()
+        };
+        next.map(|(_, at)| at)
+    }
+
+    /// Records transaction `key`'s next deadline after something touched it.
+    fn track(&mut self, key: &TransactionKey) {
+        for server in [false, true] {
+            if let Some(at) = self.next_deadline(server, key) {
+                self.deadlines.push(Reverse((at, server, key.clone())));
+            }
+        }
+    }
+
+    /// Drops stale entries from the top, so that the top is the earliest live deadline.
+    fn prune(&mut self) {
+        while let Some(Reverse((at, server, key))) = self.deadlines.peek() {
+            if self.next_deadline(*server, key) == Some(*at) {
+                break;
+            }
+            self.deadlines.pop();
+        }
     }
 
     /// The next message to send.
@@ -584,9 +657,7 @@ impl Transactions {
     /// The earliest timer deadline of any transaction.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let c = self.clients.values().filter_map(|t| t.timers().next());
-        let s = self.servers.values().filter_map(|t| t.timers().next());
-        c.chain(s).map(|(_, at)| at).min()
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// The state name of a transaction (for tests and debugging), `None` if it does not exist.
@@ -615,33 +686,6 @@ impl Transactions {
             self.servers.remove(key);
             self.out.event(TxEvent::Terminated { key: key.clone() });
         }
-    }
-
-    /// Removes terminated transactions and reports them.
-    fn reap(&mut self) {
-        let out = &mut self.out;
-        self.clients.retain(|_, t| {
-            let done = t.is_terminated();
-            if done {
-                let key = match t {
-                    ClientTx::Invite(t) => t.key().clone(),
-                    ClientTx::NonInvite(t) => t.key().clone(),
-                };
-                out.event(TxEvent::Terminated { key });
-            }
-            !done
-        });
-        self.servers.retain(|_, t| {
-            let done = t.is_terminated();
-            if done {
-                let key = match t {
-                    ServerTx::Invite(t) => t.key().clone(),
-                    ServerTx::NonInvite(t) => t.key().clone(),
-                };
-                out.event(TxEvent::Terminated { key });
-            }
-            !done
-        });
     }
 }
 

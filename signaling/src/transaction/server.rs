@@ -68,10 +68,6 @@ impl InviteServer {
         }
     }
 
-    pub(crate) fn key(&self) -> &TransactionKey {
-        &self.key
-    }
-
     pub(crate) fn is_terminated(&self) -> bool {
         self.state == InviteServerState::Terminated
     }
@@ -206,7 +202,6 @@ pub(crate) enum NonInviteServerState {
 /// A non-INVITE server transaction.
 #[derive(Debug)]
 pub(crate) struct NonInviteServer {
-    key: TransactionKey,
     source: SocketAddr,
     reliable: bool,
     cfg: TimerConfig,
@@ -224,24 +219,14 @@ impl NonInviteServer {
         }
     }
 
-    pub(crate) fn start(
-        key: TransactionKey,
-        source: SocketAddr,
-        reliable: bool,
-        cfg: TimerConfig,
-    ) -> NonInviteServer {
+    pub(crate) fn start(source: SocketAddr, reliable: bool, cfg: TimerConfig) -> NonInviteServer {
         NonInviteServer {
-            key,
             source,
             reliable,
             cfg,
             timers: TimerTable::default(),
             state: NonInviteServerState::Trying,
         }
-    }
-
-    pub(crate) fn key(&self) -> &TransactionKey {
-        &self.key
     }
 
     pub(crate) fn is_terminated(&self) -> bool {

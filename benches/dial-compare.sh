@@ -250,8 +250,16 @@ stat_col() {
     { v = $c } END { print (v == "" ? 0 : v) + 0 }' "$1"
 }
 
+# The caller's mean INVITE → 200 time in ms, from SIPp's "HH:MM:SS:uuuuuu" (the callee answers
+# at 50 ms: anything above that is the system's doing, or the machine's).
+setup_ms() {
+  awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "ResponseTime1(C)") c = i; next }
+    { v = $c } END { split(v, t, ":"); printf "%.0f", t[1] * 3600e3 + t[2] * 60e3 + t[3] * 1e3 + t[4] / 1e3 }' "$1"
+}
+
 # load SYSTEM RUN_DIR RATE CALLS HOLD_MS: the callees and the caller against the running system;
-# sets $ok $failed $sipp_pct (caller CPU, % of one core) $uas_pct (both callees) $cps (achieved).
+# sets $ok $failed $sipp_pct (caller CPU, % of one core) $uas_pct (both callees) $cps (achieved)
+# $setup (mean ms from INVITE to 200).
 # With $on_plateau set, that command runs while all the calls are up.
 load() {
   local system=$1 run=$2 rate=$3 calls=$4 hold=$5
@@ -293,6 +301,7 @@ load() {
   ok=$(stat_col "$run/caller.csv" 'SuccessfulCall(C)')
   failed=$(stat_col "$run/caller.csv" 'FailedCall(C)')
   cps=$(stat_col "$run/caller.csv" 'CallRate(C)')
+  setup=$(setup_ms "$run/caller.csv")
   local uas_failed=$(($(stat_col "$run/callee.csv" 'FailedCall(C)') + $(stat_col "$run/ringer.csv" 'FailedCall(C)')))
   sipp_pct=$(awk -v c="$(times_secs "$run/caller")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / (b - a) }')
   uas_pct=$(awk -v c="$(times_secs "$run/callee")" -v d="$(times_secs "$run/ringer")" -v a="$t0" -v b="$t1" \
@@ -317,7 +326,8 @@ load() {
 }
 
 # One CPU run of SYSTEM at RATE calls/s for $duration s: a results line
-# "cpu RATE SYSTEM OK FAILED US_PER_CALL SIPP_CALLER_PCT SIPP_CALLEES_PCT ACHIEVED_CPS HOST_BUSY_PCT"
+# "cpu RATE SYSTEM OK FAILED US_PER_CALL SIPP_CALLER_PCT SIPP_CALLEES_PCT ACHIEVED_CPS HOST_BUSY_PCT
+# SETUP_MS"
 # (the whole machine's busy share of all its CPUs: others' work on a shared machine shows there).
 cpu_run() {
   local system=$1 rate=$2 run=$work/$1-$2 calls=$(($2 * duration)) before after
@@ -326,7 +336,7 @@ cpu_run() {
   echo "== $system, $rate calls/s for ${duration} s" >&2
   if ! start_sut "$system" "$run"; then
     failed_any=1
-    echo "cpu $rate $system 0 $calls - - - - -" >>"$results"
+    echo "cpu $rate $system 0 $calls - - - - - -" >>"$results"
     stop_sut
     return
   fi
@@ -342,7 +352,8 @@ cpu_run() {
   stop_sut
   awk -v r="$rate" -v s="$system" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$tck" \
     -v sp="$sipp_pct" -v up="$uas_pct" -v cps="$cps" -v hb=$((hb1 - hb0)) -v ht=$((ht1 - ht0)) \
-    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s %.0f\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps, 100 * hb / ht }' \
+    -v setup="$setup" \
+    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s %.0f %s\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps, 100 * hb / ht, setup }' \
     >>"$results"
   tail -n 1 "$results" >&2
 }
@@ -389,14 +400,14 @@ echo
 echo "dial: caller → system → 2 forks (one answers at 50 ms, one rings until cancelled);" \
   "hold ${hold_ms} ms, ${duration} s per rate; no RTP"
 awk '
-  BEGIN { printf "%-6s %-10s %9s %7s %12s %11s %12s %13s %10s\n", "rate", "system", "calls ok", "failed", "CPU us/call", "x kamailio", "sipp caller", "sipp callees", "host busy" }
+  BEGIN { printf "%-6s %-10s %9s %7s %12s %11s %9s %12s %13s %10s\n", "rate", "system", "calls ok", "failed", "CPU us/call", "x kamailio", "setup ms", "sipp caller", "sipp callees", "host busy" }
   $1 == "cpu" && $3 == "kamailio" { kam[$2] = $6 }
   $1 == "cpu" { line[++n] = $0 }
   END {
     for (i = 1; i <= n; i++) {
       split(line[i], f, " ")
       ratio = (f[6] != "-" && kam[f[2]] > 0) ? sprintf("%.2f", f[6] / kam[f[2]]) : "-"
-      printf "%-6s %-10s %9s %7s %12s %11s %11s%% %12s%% %9s%%\n", f[2], f[3], f[4], f[5], f[6], ratio, f[7], f[8], f[10]
+      printf "%-6s %-10s %9s %7s %12s %11s %9s %11s%% %12s%% %9s%%\n", f[2], f[3], f[4], f[5], f[6], ratio, f[11], f[7], f[8], f[10]
     }
   }' "$results"
 echo

@@ -198,7 +198,7 @@ start_sut() {
       sut_pid=$!
       pids+=("$sut_pid")
       local deadline=$((SECONDS + 20))
-      until grep -q '^ready ' "$run/sut.out"; do
+      until grep -q '^ready ' "$run/sut.out" 2>/dev/null; do
         if ! kill -0 "$sut_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
           echo "dial-compare: dialplane serve did not print 'ready'; its stderr:" >&2
           tail -n 20 "$run/sut.log" >&2
@@ -259,7 +259,8 @@ setup_ms() {
 
 # load SYSTEM RUN_DIR RATE CALLS HOLD_MS: the callees and the caller against the running system;
 # sets $ok $failed $sipp_pct (caller CPU, % of one core) $uas_pct (both callees) $cps (achieved)
-# $setup (mean ms from INVITE to 200).
+# $setup (mean ms from INVITE to 200) $uas_failed (the callees' failed calls: a late retransmission
+# reaching a callee after its call ended counts there as one).
 # With $on_plateau set, that command runs while all the calls are up.
 load() {
   local system=$1 run=$2 rate=$3 calls=$4 hold=$5
@@ -302,7 +303,7 @@ load() {
   failed=$(stat_col "$run/caller.csv" 'FailedCall(C)')
   cps=$(stat_col "$run/caller.csv" 'CallRate(C)')
   setup=$(setup_ms "$run/caller.csv")
-  local uas_failed=$(($(stat_col "$run/callee.csv" 'FailedCall(C)') + $(stat_col "$run/ringer.csv" 'FailedCall(C)')))
+  uas_failed=$(($(stat_col "$run/callee.csv" 'FailedCall(C)') + $(stat_col "$run/ringer.csv" 'FailedCall(C)')))
   sipp_pct=$(awk -v c="$(times_secs "$run/caller")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / (b - a) }')
   uas_pct=$(awk -v c="$(times_secs "$run/callee")" -v d="$(times_secs "$run/ringer")" -v a="$t0" -v b="$t1" \
     'BEGIN { printf "%.0f", 100 * (c + d) / (b - a) }')
@@ -327,7 +328,7 @@ load() {
 
 # One CPU run of SYSTEM at RATE calls/s for $duration s: a results line
 # "cpu RATE SYSTEM OK FAILED US_PER_CALL SIPP_CALLER_PCT SIPP_CALLEES_PCT ACHIEVED_CPS HOST_BUSY_PCT
-# SETUP_MS"
+# SETUP_MS CALLEES_FAILED"
 # (the whole machine's busy share of all its CPUs: others' work on a shared machine shows there).
 cpu_run() {
   local system=$1 rate=$2 run=$work/$1-$2 calls=$(($2 * duration)) before after
@@ -336,7 +337,7 @@ cpu_run() {
   echo "== $system, $rate calls/s for ${duration} s" >&2
   if ! start_sut "$system" "$run"; then
     failed_any=1
-    echo "cpu $rate $system 0 $calls - - - - - -" >>"$results"
+    echo "cpu $rate $system 0 $calls - - - - - - -" >>"$results"
     stop_sut
     return
   fi
@@ -352,8 +353,8 @@ cpu_run() {
   stop_sut
   awk -v r="$rate" -v s="$system" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$tck" \
     -v sp="$sipp_pct" -v up="$uas_pct" -v cps="$cps" -v hb=$((hb1 - hb0)) -v ht=$((ht1 - ht0)) \
-    -v setup="$setup" \
-    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s %.0f %s\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps, 100 * hb / ht, setup }' \
+    -v setup="$setup" -v uf="$uas_failed" \
+    'BEGIN { printf "cpu %s %s %d %d %s %s %s %s %.0f %s %d\n", r, s, ok, f, (ok > 0 ? sprintf("%.1f", t / hz * 1e6 / ok) : "-"), sp, up, cps, 100 * hb / ht, setup, uf }' \
     >>"$results"
   tail -n 1 "$results" >&2
 }
@@ -400,14 +401,14 @@ echo
 echo "dial: caller → system → 2 forks (one answers at 50 ms, one rings until cancelled);" \
   "hold ${hold_ms} ms, ${duration} s per rate; no RTP"
 awk '
-  BEGIN { printf "%-6s %-10s %9s %7s %12s %11s %9s %12s %13s %10s\n", "rate", "system", "calls ok", "failed", "CPU us/call", "x kamailio", "setup ms", "sipp caller", "sipp callees", "host busy" }
+  BEGIN { printf "%-6s %-10s %9s %7s %15s %12s %11s %9s %12s %13s %10s\n", "rate", "system", "calls ok", "failed", "callees failed", "CPU us/call", "x kamailio", "setup ms", "sipp caller", "sipp callees", "host busy" }
   $1 == "cpu" && $3 == "kamailio" { kam[$2] = $6 }
   $1 == "cpu" { line[++n] = $0 }
   END {
     for (i = 1; i <= n; i++) {
       split(line[i], f, " ")
       ratio = (f[6] != "-" && kam[f[2]] > 0) ? sprintf("%.2f", f[6] / kam[f[2]]) : "-"
-      printf "%-6s %-10s %9s %7s %12s %11s %9s %11s%% %12s%% %9s%%\n", f[2], f[3], f[4], f[5], f[6], ratio, f[11], f[7], f[8], f[10]
+      printf "%-6s %-10s %9s %7s %15s %12s %11s %9s %11s%% %12s%% %9s%%\n", f[2], f[3], f[4], f[5], f[12], f[6], ratio, f[11], f[7], f[8], f[10]
     }
   }' "$results"
 echo

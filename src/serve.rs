@@ -107,9 +107,11 @@ pub fn run(config: Config, prometheus: PrometheusHandle, drain: Duration) -> any
                 .map_err(|e| anyhow::anyhow!("loading the app: {e}"))?,
         ),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread for SIP, the B2BUA, webhooks and REST: they hand messages to each other all
+    // the time, and across worker threads every hand-off was a wake-up and a context switch
+    // (most of the CPU per call in perf). The media shards have threads of their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("dialplane-sip")
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(serve(Arc::new(config), app, prometheus, drain))

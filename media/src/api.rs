@@ -272,6 +272,26 @@ pub enum Command {
 }
 
 impl Command {
+    /// The leg the command names, if one.
+    pub fn leg(&self) -> Option<LegId> {
+        match self {
+            Command::CreateEndpoint { leg, .. }
+            | Command::UpdateEndpoint { leg, .. }
+            | Command::Unbridge { leg, .. }
+            | Command::PlayPcm { leg, .. }
+            | Command::StopPlay { leg, .. }
+            | Command::Dub { leg, .. }
+            | Command::Tap { leg, .. }
+            | Command::ForkAudio { leg, .. }
+            | Command::SendDtmf { leg, .. }
+            | Command::BlockDtmf { leg, .. }
+            | Command::BlockMedia { leg, .. } => Some(*leg),
+            Command::Bridge { a, .. } => Some(*a),
+            Command::Destroy { leg, .. } | Command::Query { leg, .. } => *leg,
+            Command::StopFork { .. } => None,
+        }
+    }
+
     /// The call the command is about (for routing to its shard).
     pub fn call_id(&self) -> &CallId {
         match self {
@@ -396,6 +416,38 @@ pub trait MediaControl: Send + Sync {
     /// ([`Event::EndpointCreated`], [`Event::Stats`] per leg, ...). A failed command is `Err`.
     /// Events that come later (digits, timeouts, frames) go to the event channel instead.
     fn request(&self, cmd: Command) -> Result<Vec<Event>, ApiError>;
+
+    /// Run commands nobody waits for (bridge, update, destroy, ...), in order and after every
+    /// command requested or posted before; their answers are dropped and failures come as
+    /// [`Event::Error`] on the event channel. One wake-up per shard instead of one round trip
+    /// per command.
+    fn post(&self, cmds: Vec<Command>) {
+        for cmd in cmds {
+            if let Err(e) = self.request(cmd) {
+                tracing::debug!(error = %e, "posted media command failed");
+            }
+        }
+    }
+
+    /// Creates a leg without waiting for its shard where the implementation can: the ports are
+    /// taken and bound on the calling thread, and the shard installs the leg in order with what
+    /// is posted before and after (a failure there comes as [`Event::Error`]). Returns the local
+    /// address and ports, as [`Event::EndpointCreated`] would.
+    fn create_posted(
+        &self,
+        call_id: CallId,
+        leg: LegId,
+        spec: EndpointSpec,
+    ) -> Result<(SocketAddr, PortPair), ApiError> {
+        let answer = self.request(Command::CreateEndpoint { call_id, leg, spec })?;
+        answer
+            .into_iter()
+            .find_map(|e| match e {
+                Event::EndpointCreated { local, ports, .. } => Some((local, ports)),
+                _ => None,
+            })
+            .ok_or(ApiError::Unavailable("no EndpointCreated in the answer"))
+    }
 }
 
 /// What a shard reports.

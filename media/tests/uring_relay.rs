@@ -1100,14 +1100,53 @@ fn media_front_routes_calls_to_shards() {
             .status(),
         400
     );
-    for (id, _) in &calls {
-        let done = media
-            .request(Command::Destroy {
-                call_id: id.clone(),
-                leg: None,
-            })
-            .unwrap();
-        assert_eq!(done.len(), 2);
+    // Posted commands run in order on each call's shard, nobody waiting: half the calls are
+    // destroyed that way, and a command that fails comes back as an Error event.
+    let mut posted: Vec<Command> = calls[..4]
+        .iter()
+        .map(|(id, _)| Command::Destroy {
+            call_id: id.clone(),
+            leg: None,
+        })
+        .collect();
+    posted.push(Command::Unbridge {
+        call_id: CallId("nope".into()),
+        leg: LegId(3),
+    });
+    media.post(posted);
+    let failed = wait_event(&events, "posted error", |e| {
+        matches!(e, Event::Error { .. })
+    });
+    assert!(
+        matches!(&failed, Event::Error { call_id, leg: Some(LegId(3)), error }
+            if call_id.0 == "nope" && error.status() == 404),
+        "{failed:?}"
+    );
+    // A leg created without waiting is there for the commands that follow it.
+    let posted_call = CallId("posted".into());
+    let (local, ports) = media
+        .create_posted(posted_call.clone(), LegId(0), EndpointSpec::default())
+        .unwrap();
+    assert_eq!(local.port(), ports.rtp);
+    let stats = media
+        .request(Command::Query {
+            call_id: posted_call.clone(),
+            leg: Some(LegId(0)),
+        })
+        .unwrap();
+    assert!(
+        matches!(stats[..], [Event::Stats { leg: LegId(0), .. }]),
+        "{stats:?}"
+    );
+    for (i, (id, _)) in calls.iter().enumerate() {
+        let answer = media.request(Command::Destroy {
+            call_id: id.clone(),
+            leg: None,
+        });
+        match answer {
+            Ok(done) => assert!(i >= 4 && done.len() == 2, "call {i}: {done:?}"),
+            Err(e) => assert!(i < 4 && e.status() == 404, "call {i}: {e}"),
+        }
     }
     media.stop();
 }

@@ -25,15 +25,18 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ring::RingConfig;
-use super::shard::{DriverError, ShardConfig, ShardHandle, ShardStats, spawn};
-use crate::api::{ApiError, CallId, Command, Event, MediaControl};
+use super::shard::{
+    DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, reserve, spawn,
+};
+use crate::api::{ApiError, CallId, Command, EndpointSpec, Event, LegId, MediaControl};
 use crate::ports::PortAllocator;
+use crate::ports::PortPair;
 
 /// Media plane parameters (the `[media]` config section and rtpengine's flags).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,8 @@ impl Default for MediaConfig {
 pub struct Media {
     shards: Vec<ShardHandle>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    ports: SharedPorts,
+    interface: IpAddr,
 }
 
 impl Media {
@@ -88,6 +93,8 @@ impl Media {
         let mut media = Media {
             shards: Vec::with_capacity(n),
             threads: Vec::with_capacity(n),
+            ports: ports.clone(),
+            interface: config.interface,
         };
         for _ in 0..n {
             let shard = ShardConfig {
@@ -117,9 +124,13 @@ impl Media {
 
     /// The shard that owns `call`.
     fn shard_of(&self, call: &CallId) -> &ShardHandle {
+        &self.shards[self.shard_index(call)]
+    }
+
+    fn shard_index(&self, call: &CallId) -> usize {
         let mut h = DefaultHasher::new();
         call.hash(&mut h);
-        &self.shards[(h.finish() % self.shards.len() as u64) as usize]
+        (h.finish() % self.shards.len() as u64) as usize
     }
 
     /// Stop and join every shard.
@@ -145,5 +156,39 @@ impl MediaControl for Media {
             return Err(ApiError::Unavailable("no media shard"));
         }
         self.shard_of(cmd.call_id()).request(cmd)
+    }
+
+    fn create_posted(
+        &self,
+        call_id: CallId,
+        leg: LegId,
+        spec: EndpointSpec,
+    ) -> Result<(SocketAddr, PortPair), ApiError> {
+        if self.shards.is_empty() {
+            return Err(ApiError::Unavailable("no media shard"));
+        }
+        let reserved = reserve(&self.ports, self.interface, spec.rtcp_mux)?;
+        let ports = reserved.ports();
+        self.shard_of(&call_id)
+            .adopt(call_id, leg, spec, reserved)?;
+        Ok((SocketAddr::new(self.interface, ports.rtp), ports))
+    }
+
+    fn post(&self, cmds: Vec<Command>) {
+        if self.shards.is_empty() {
+            return;
+        }
+        if self.shards.len() == 1 {
+            return self.shards[0].post(cmds);
+        }
+        let mut by_shard: Vec<Vec<Command>> = vec![Vec::new(); self.shards.len()];
+        for cmd in cmds {
+            by_shard[self.shard_index(cmd.call_id())].push(cmd);
+        }
+        for (shard, cmds) in self.shards.iter().zip(by_shard) {
+            if !cmds.is_empty() {
+                shard.post(cmds);
+            }
+        }
     }
 }

@@ -219,6 +219,18 @@ enum Control {
         cmd: Command,
         reply: mpsc::Sender<Result<Vec<Event>, ApiError>>,
     },
+    /// Commands nobody waits for: run in order, failures reported as [`Event::Error`].
+    Post {
+        cmds: Vec<Command>,
+    },
+    /// A leg whose ports the caller allocated and bound ([`reserve`]): installed without an
+    /// answer, a failure reported as [`Event::Error`].
+    Adopt {
+        call_id: CallId,
+        leg: LegId,
+        spec: Box<api::EndpointSpec>,
+        reserved: Reserved,
+    },
     Stats {
         reply: mpsc::Sender<ShardStats>,
     },
@@ -401,6 +413,27 @@ impl ShardHandle {
         self.ask(|reply| Control::Stats { reply })
     }
 
+    /// Hands a leg with ports already bound ([`reserve`]) to the shard, without waiting.
+    pub(crate) fn adopt(
+        &self,
+        call_id: CallId,
+        leg: LegId,
+        spec: api::EndpointSpec,
+        reserved: Reserved,
+    ) -> Result<(), ApiError> {
+        let control = Control::Adopt {
+            call_id,
+            leg,
+            spec: Box::new(spec),
+            reserved,
+        };
+        self.tx
+            .send(control)
+            .map_err(|_| ApiError::Unavailable("shard stopped"))?;
+        self.waker.wake();
+        Ok(())
+    }
+
     /// Ask the loop to stop ([`Shard::run`] returns within one wait).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -417,6 +450,14 @@ impl MediaControl for ShardHandle {
             Ok(answer) => answer,
             Err(DriverError::Timeout) => Err(ApiError::Unavailable("shard did not answer in time")),
             Err(_) => Err(ApiError::Unavailable("shard stopped")),
+        }
+    }
+
+    /// Queues `cmds` for this shard with one wake-up; the shard runs them in order after what
+    /// was queued before.
+    fn post(&self, cmds: Vec<Command>) {
+        if self.tx.send(Control::Post { cmds }).is_ok() {
+            self.waker.wake();
         }
     }
 }
@@ -460,6 +501,46 @@ fn leg_and_peer(
             _ => None,
         },
         None => legs.get_mut(slot)?.as_mut().map(|a| (a, None)),
+    }
+}
+
+/// Ports taken from the shared allocator with their sockets bound: what a leg is made of.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    ports: PortPair,
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+}
+
+impl Reserved {
+    /// The ports.
+    pub(crate) fn ports(&self) -> PortPair {
+        self.ports
+    }
+}
+
+/// Takes a port pair from `ports` and binds it on `interface` (a port some other process holds
+/// is skipped); exhaustion is [`ApiError::PortsExhausted`].
+pub(crate) fn reserve(
+    ports: &SharedPorts,
+    interface: IpAddr,
+    rtcp_mux: bool,
+) -> Result<Reserved, ApiError> {
+    let mut bound = None;
+    let pair = lock(ports).allocate(rtcp_mux, |pair| {
+        bound = bind_pair(interface, pair).ok();
+        bound.is_some()
+    })?;
+    match bound {
+        Some((rtp, rtcp)) => Ok(Reserved {
+            ports: pair,
+            rtp,
+            rtcp,
+        }),
+        None => {
+            let _ = lock(ports).release(pair.rtp);
+            Err(ApiError::PortsExhausted)
+        }
     }
 }
 
@@ -581,6 +662,33 @@ impl Shard {
             match control {
                 Control::Api { cmd, reply } => {
                     let _ = reply.send(self.execute(cmd));
+                }
+                Control::Adopt {
+                    call_id,
+                    leg,
+                    spec,
+                    reserved,
+                } => {
+                    let error = (call_id.clone(), leg);
+                    if let Err(e) = self.install(now, call_id, leg, *spec, reserved) {
+                        let _ = self.events.send(Event::Error {
+                            call_id: error.0,
+                            leg: Some(error.1),
+                            error: e,
+                        });
+                    }
+                }
+                Control::Post { cmds } => {
+                    for cmd in cmds {
+                        let (call_id, leg) = (cmd.call_id().clone(), cmd.leg());
+                        if let Err(error) = self.execute(cmd) {
+                            let _ = self.events.send(Event::Error {
+                                call_id,
+                                leg,
+                                error,
+                            });
+                        }
+                    }
                 }
                 Control::Stats { reply } => {
                     let _ = reply.send(self.stats());
@@ -1115,19 +1223,32 @@ impl Shard {
         if self.find(&call_id, leg).is_ok() {
             return Err(ApiError::LegExists(call_id, leg));
         }
+        let reserved = reserve(&self.config.ports, self.config.interface, spec.rtcp_mux)?;
+        self.install(now, call_id, leg, spec, reserved)
+    }
+
+    /// Makes a leg of `reserved` (ports given back on failure).
+    fn install(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        leg: LegId,
+        spec: api::EndpointSpec,
+        reserved: Reserved,
+    ) -> Result<Event, ApiError> {
         let interface = self.config.interface;
-        let mut bound = None;
-        let ports = lock(&self.config.ports).allocate(spec.rtcp_mux, |pair| {
-            bound = bind_pair(interface, pair).ok();
-            bound.is_some()
-        })?;
+        let Reserved {
+            ports,
+            rtp: rtp_socket,
+            rtcp: rtcp_socket,
+        } = reserved;
         let release = |shard: &Shard| {
             let _ = lock(&shard.config.ports).release(ports.rtp);
         };
-        let Some((rtp_socket, rtcp_socket)) = bound else {
+        if self.find(&call_id, leg).is_ok() {
             release(self);
-            return Err(ApiError::PortsExhausted);
-        };
+            return Err(ApiError::LegExists(call_id, leg));
+        }
         // A full socket table is the same as no port: answer 503.
         let Ok(rtp_sock) = self.ring.add_socket(rtp_socket) else {
             release(self);

@@ -223,7 +223,8 @@ impl Core {
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::info!(call_sid = %sid, call_id = %call.info.call_id, "new call");
+        tracing::info!(call_sid = %sid, "new call");
+        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call's Call-ID");
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {
@@ -237,22 +238,24 @@ impl Core {
     }
 
     /// Creates a media leg; its RTP port.
-    fn create_leg(&self, call: &MediaCallId, leg: LegId) -> Option<u16> {
-        let events = self
-            .media(MediaCommand::CreateEndpoint {
-                call_id: call.clone(),
-                leg,
-                spec: EndpointSpec::default(),
-            })
-            .ok()?;
-        events.iter().find_map(|e| match e {
-            MediaEvent::EndpointCreated { ports, .. } => Some(ports.rtp),
-            _ => None,
-        })
+    fn create_leg(&mut self, call: &MediaCallId, leg: LegId) -> Option<u16> {
+        // What was posted before must run first (a leg destroyed, then one created).
+        self.flush_media();
+        match self
+            .svc
+            .media
+            .create_posted(call.clone(), leg, EndpointSpec::default())
+        {
+            Ok((_, ports)) => Some(ports.rtp),
+            Err(e) => {
+                tracing::warn!(error = %e, "no media leg");
+                None
+            }
+        }
     }
 
-    fn update_leg(&self, call: &Call, leg: LegId, n: &Negotiated) {
-        let _ = self.media(MediaCommand::UpdateEndpoint {
+    fn update_leg(&mut self, call: &Call, leg: LegId, n: &Negotiated) {
+        self.post_media(MediaCommand::UpdateEndpoint {
             call_id: call.media_id(),
             leg,
             spec: endpoint_spec(n),
@@ -355,7 +358,7 @@ impl Core {
     }
 
     /// Our SDP answer to the caller (made once, then repeated).
-    fn caller_answer(&self, call: &mut Call, winner: Option<&Negotiated>) -> Option<Bytes> {
+    fn caller_answer(&mut self, call: &mut Call, winner: Option<&Negotiated>) -> Option<Bytes> {
         if let Some((body, _)) = &call.answer {
             return Some(body.clone());
         }
@@ -411,7 +414,7 @@ impl Core {
             }
         }
         call.step = Step::Over;
-        let _ = self.media(MediaCommand::Destroy {
+        self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
         });
@@ -734,7 +737,7 @@ impl Core {
                     }
                     Action::Bridge { fork } => {
                         run.bridged = Some(fork.0);
-                        let _ = self.media(MediaCommand::Bridge {
+                        self.post_media(MediaCommand::Bridge {
                             call_id: call.media_id(),
                             a: LegId(0),
                             b: LegId(fork_leg(fork.0)),
@@ -769,13 +772,13 @@ impl Core {
             return;
         };
         // The dial is over: its legs go, the caller's stays.
-        let _ = self.media(MediaCommand::Unbridge {
+        self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
             leg: LegId(0),
         });
         for (i, f) in run.forks.iter().enumerate() {
             if f.port.is_some() {
-                let _ = self.media(MediaCommand::Destroy {
+                self.post_media(MediaCommand::Destroy {
                     call_id: call.media_id(),
                     leg: Some(LegId(fork_leg(i))),
                 });
@@ -900,7 +903,7 @@ impl Core {
                 let Some(body) = self.caller_answer(call, Some(&n)) else {
                     return;
                 };
-                let _ = self.media(MediaCommand::Bridge {
+                self.post_media(MediaCommand::Bridge {
                     call_id: call.media_id(),
                     a: LegId(0),
                     b: LegId(fork_leg(i)),
@@ -960,7 +963,7 @@ impl Core {
     }
 
     /// Takes the SDP of a fork's response into its media leg; whether there was any.
-    fn fork_sdp(&self, call: &Call, run: &mut DialRun, i: usize, r: &Response) -> bool {
+    fn fork_sdp(&mut self, call: &Call, run: &mut DialRun, i: usize, r: &Response) -> bool {
         if r.body.is_empty() {
             return false;
         }
@@ -1318,7 +1321,7 @@ impl Core {
                     Leg::Caller => LegId(0),
                     Leg::Fork(i) => LegId(fork_leg(i)),
                 };
-                let _ = self.media(MediaCommand::BlockMedia {
+                self.post_media(MediaCommand::BlockMedia {
                     call_id: call.media_id(),
                     leg: media_leg,
                     blocked: m == rest::MuteStatus::Mute,
@@ -1333,9 +1336,15 @@ impl Core {
     }
 
     pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
-        if let MediaEvent::MediaTimeout { leg, .. } = e {
-            tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
-            self.terminate(now, call);
+        match e {
+            MediaEvent::MediaTimeout { leg, .. } => {
+                tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
+                self.terminate(now, call);
+            }
+            MediaEvent::Error { leg, error, .. } => {
+                tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
+            }
+            _ => {}
         }
     }
 

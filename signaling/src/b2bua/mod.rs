@@ -190,6 +190,7 @@ pub fn start(
         msgs_tx,
         hints: HashMap::new(),
         draining: None,
+        media_queue: Vec::new(),
         svc: services,
     };
     Ok(tokio::spawn(
@@ -224,6 +225,8 @@ struct Core {
     hints: HashMap<String, SocketAddr>,
     /// Shutting down: no new calls; the calls still up at this instant are hung up.
     draining: Option<Instant>,
+    /// Media commands of this round, posted together ([`MediaControl::post`]).
+    media_queue: Vec<MediaCommand>,
 }
 
 impl Core {
@@ -307,6 +310,7 @@ impl Core {
                 tracing::debug!(dest = %t.dest, error = %e, "send failed");
             }
         }
+        self.flush_media();
     }
 
     fn on_inbound(&mut self, m: Inbound) {
@@ -547,13 +551,15 @@ impl Core {
         });
     }
 
-    /// One media command; failures are logged and returned.
-    fn media(&self, cmd: MediaCommand) -> Result<Vec<MediaEvent>, ::media::api::ApiError> {
-        let r = self.svc.media.request(cmd);
-        if let Err(e) = &r {
-            tracing::warn!(error = %e, "media command failed");
+    /// Queues a media command nobody waits for; sent with the others at the end of the round.
+    fn post_media(&mut self, cmd: MediaCommand) {
+        self.media_queue.push(cmd);
+    }
+
+    fn flush_media(&mut self) {
+        if !self.media_queue.is_empty() {
+            self.svc.media.post(std::mem::take(&mut self.media_queue));
         }
-        r
     }
 
     /// Answers the caller's INVITE (through the dialog layer).

@@ -29,8 +29,27 @@ const SDP: &str = "application/sdp";
 /// The caller's headers every outbound INVITE carries unless the dial sets them.
 const PASSED_ON: [&str; 3] = ["P-Asserted-Identity", "Privacy", "Diversion"];
 
-/// Where one fork goes: destination, digest credentials, extra INVITE headers.
-type Resolved = (Destination, Option<Login>, Vec<(String, String)>);
+/// Where one fork goes
+struct Resolved {
+    destination: Destination,
+    /// Digest credentials for its challenges.
+    login: Option<Login>,
+    /// INVITE headers the target type adds.
+    headers: Vec<(String, String)>,
+    /// The carrier of a phone target: its From user goes out in E.164.
+    carrier: Option<String>,
+}
+
+impl Resolved {
+    fn to(destination: Destination) -> Resolved {
+        Resolved {
+            destination,
+            login: None,
+            headers: Vec::new(),
+            carrier: None,
+        }
+    }
+}
 
 /// Which leg of a call
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +99,8 @@ struct DialRun {
 struct ForkLeg {
     info: CallInfo,
     login: Option<Login>,
+    /// A phone target's carrier (caller id in E.164 by its rules).
+    carrier: Option<String>,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
     /// Our RTP port on its media leg, once created.
@@ -223,8 +244,7 @@ impl Core {
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::info!(call_sid = %sid, "new call");
-        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call's Call-ID");
+        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {
@@ -545,7 +565,13 @@ impl Core {
         let mut forks: Vec<ForkLeg> = Vec::new();
         for t in &verb.target {
             let mut headers = verb.headers_for(t);
-            for (destination, login, extra) in self.resolve_target(&t.kind) {
+            for Resolved {
+                destination,
+                login,
+                headers: extra,
+                carrier,
+            } in self.resolve_target(&t.kind)
+            {
                 // The dial keeps the first of equal URIs: keep fork indices in step with it.
                 if let Destination::Uri(u) = &destination
                     && targets
@@ -563,6 +589,7 @@ impl Core {
                 forks.push(ForkLeg {
                     info: fork_info(&call.info, sid, &to),
                     login,
+                    carrier,
                     invite: None,
                     dialog: None,
                     port: None,
@@ -616,19 +643,18 @@ impl Core {
         self.drain_dial(now, call);
     }
 
-    /// Where a target's INVITE goes: (destination, credentials, extra headers), one per
+    /// Where a target's INVITE goes, one per
     /// registered contact for a user.
     fn resolve_target(&mut self, kind: &TargetKind) -> Vec<Resolved> {
         let config = self.svc.config.clone();
         match kind {
-            TargetKind::Sip { sip_uri, auth } => vec![(
-                Destination::Uri(sip_uri.clone()),
-                auth.as_ref().map(|c| Login {
+            TargetKind::Sip { sip_uri, auth } => vec![Resolved {
+                login: auth.as_ref().map(|c| Login {
                     username: c.username.clone(),
                     password: c.password.clone(),
                 }),
-                Vec::new(),
-            )],
+                ..Resolved::to(Destination::Uri(sip_uri.clone()))
+            }],
             TargetKind::Phone { number, trunk } => {
                 match config.resolve_phone(number, trunk.as_deref()) {
                     Ok(route) => {
@@ -639,15 +665,15 @@ impl Core {
                             }),
                             _ => None,
                         };
-                        vec![(
-                            Destination::Uri(route.request_uri.to_string()),
+                        vec![Resolved {
                             login,
-                            Vec::new(),
-                        )]
+                            carrier: Some(route.carrier.name.clone()),
+                            ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
+                        }]
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "phone target not routable");
-                        vec![(Destination::Unroutable(404), None, Vec::new())]
+                        vec![Resolved::to(Destination::Unroutable(404))]
                     }
                 }
             }
@@ -655,14 +681,14 @@ impl Core {
                 let user = name.split('@').next().unwrap_or(name);
                 let bindings = self.registrar.lookup(std::time::SystemTime::now(), user);
                 if bindings.is_empty() {
-                    return vec![(Destination::Unroutable(404), None, Vec::new())];
+                    return vec![Resolved::to(Destination::Unroutable(404))];
                 }
                 bindings
                     .into_iter()
                     .map(|b| {
                         let uri = b.contact.to_string();
                         self.hints.insert(uri.clone(), b.source);
-                        (Destination::Uri(uri), None, Vec::new())
+                        Resolved::to(Destination::Uri(uri))
                     })
                     .collect()
             }
@@ -671,17 +697,16 @@ impl Core {
                 tenant,
                 voicemail,
             } => match config.teams_target(number, tenant.as_deref(), *voicemail) {
-                Ok(route) => vec![(
-                    Destination::Uri(route.request_uri.to_string()),
-                    None,
-                    vec![(
+                Ok(route) => vec![Resolved {
+                    headers: vec![(
                         crate::routing::TEAMS_TENANT_HEADER.to_string(),
                         route.tenant_fqdn,
                     )],
-                )],
+                    ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
+                }],
                 Err(e) => {
                     tracing::warn!(error = %e, "teams target not routable");
-                    vec![(Destination::Unroutable(404), None, Vec::new())]
+                    vec![Resolved::to(Destination::Unroutable(404))]
                 }
             },
         }
@@ -856,7 +881,13 @@ impl Core {
             port,
             codecs,
         ));
-        let user = caller_id.unwrap_or_else(|| call.info.from.clone());
+        let mut user = caller_id.unwrap_or_else(|| call.info.from.clone());
+        if let Some(name) = &run.forks[i].carrier
+            && let Some(c) = self.svc.config.carriers.iter().find(|c| &c.name == name)
+            && let Ok(e164) = c.e164(&user)
+        {
+            user = e164;
+        }
         let from_uri = Uri::parse(&format!("sip:{user}@{}", self.sent_by)).map_err(|_| 400u16)?;
         let mut from = NameAddr::new(from_uri);
         if !call.info.caller_name.is_empty() {
@@ -879,6 +910,10 @@ impl Core {
         spec.login = run.forks[i].login.clone();
         let invite = self.dl.invite(now, spec).map_err(|_| 500u16)?;
         let f = &mut run.forks[i];
+        // As jambonz's child calls: a leg's call_id is its own SIP Call-ID.
+        if let Some(id) = self.dl.invite_call_id(invite) {
+            f.info.call_id = id.to_string();
+        }
         if let Some(old) = f.invite.replace(invite) {
             self.uac.remove(&old);
         }

@@ -406,6 +406,11 @@ impl DialogLayer {
         self.dialogs.is_empty()
     }
 
+    /// The Call-ID of a client INVITE (chosen by the layer), while it is known.
+    pub fn invite_call_id(&self, invite: InviteId) -> Option<&str> {
+        self.uac.get(&invite).map(|u| u.call_id.as_str())
+    }
+
     /// The dialogs of a client INVITE so far (one per To tag).
     pub fn invite_dialogs(&self, invite: InviteId) -> Vec<DialogId> {
         self.uac

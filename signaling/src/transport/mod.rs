@@ -390,19 +390,32 @@ impl Transports {
     /// response, the transport the request came over; for a request, ours) — what the
     /// transaction layer's `Transmit`s need.
     pub fn send_routed(&self, dest: SocketAddr, bytes: Vec<u8>) -> Result<(), TransportError> {
-        let msg = Message::parse_with_limit(&bytes, usize::MAX)
-            .map_err(|_| TransportError::Unroutable("does not parse"))?;
-        let via = msg
-            .headers()
-            .top_via()
-            .map_err(|_| TransportError::Unroutable("no top Via"))?;
+        let (response, via) = top_via(&bytes).ok_or(TransportError::Unroutable("no top Via"))?;
         let transport = transport_of(&via).ok_or(TransportError::Unroutable("Via transport"))?;
-        let fallback = match msg {
-            Message::Response(_) => response_fallback(&via, transport),
-            Message::Request(_) => None,
+        let fallback = if response {
+            response_fallback(&via, transport)
+        } else {
+            None
         };
         self.send(transport, dest, fallback, Bytes::from(bytes))
     }
+}
+
+/// Whether `bytes` (a message as our serializer writes it: no folding) is a response, and its
+/// top Via, read from the head alone: every transmit passes here, a full parse would cost more
+/// than the rest of the routing.
+fn top_via(bytes: &[u8]) -> Option<(bool, Via)> {
+    let head_end = memchr::memmem::find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+    let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let response = lines.next()?.starts_with("SIP/2.0 ");
+    let value = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim_end();
+        (name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v")).then_some(value)
+    })?;
+    let first = crate::message::split_list(value.trim()).next()?;
+    Some((response, Via::parse(first).ok()?))
 }
 
 /// The Via transport token as a [`Transport`] (UDP, TCP, TLS).
@@ -670,6 +683,26 @@ mod tests {
             Ok(Message::Request(r)) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn top_via_from_the_head_alone() {
+        let (response, via) = top_via(
+            b"SIP/2.0 200 OK\r\nv: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1;received=192.0.2.1, \
+              SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\n\r\nv: SIP/2.0/TLS body",
+        )
+        .unwrap();
+        assert!(response);
+        assert_eq!(transport_of(&via), Some(Transport::Tcp));
+        assert_eq!(
+            response_fallback(&via, Transport::Tcp),
+            Some("192.0.2.1:5070".parse().unwrap())
+        );
+        let bytes = Message::Request(request("SIP/2.0/TLS h:5061;branch=z9hG4bKx")).to_bytes();
+        let (response, via) = top_via(&bytes).unwrap();
+        assert!(!response);
+        assert_eq!(transport_of(&via), Some(Transport::Tls));
+        assert!(top_via(b"SIP/2.0 200 OK\r\nVia2: x\r\n\r\n").is_none());
     }
 
     #[test]

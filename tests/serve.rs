@@ -1537,3 +1537,36 @@ fn webhook_receiver_answers_records_and_checks_signatures() {
     altered.body = altered.body.replace("1}", "2}");
     assert!(std::panic::catch_unwind(|| assert_signed(&altered)).is_err());
 }
+
+/// `[[routes]]`: a called number matching a route's pattern gets that route's call webhook
+/// instead of the default app.
+#[test]
+fn routes_pick_the_call_webhook_by_called_number() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let hooks = Receiver::start();
+    hooks.answer("/call", &json!([{"verb": "sip:decline", "status": 603}]));
+    hooks.answer("/sales", &dial(&[sip_target(&bob.uri("bob"))], json!({})));
+    let cfg = config(
+        "routes",
+        &format!(
+            "[[routes]]\nto = \"{}*\"\napp_url = \"{}\"\n[[routes]]\nto = \"9{CALLED}\"\napp_url = \"{}\"\n",
+            &CALLED[..4],
+            hooks.url("/sales"),
+            hooks.url("/call"),
+        ),
+    );
+    let (call, cfg) = (hooks.url("/call"), cfg.to_str().unwrap().to_string());
+    let serve = Serve::start("routes", &["--app-url", &call, "--config", &cfg]);
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let sales = hooks.wait("/sales", "routed call webhook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(sales[0].json["to"], CALLED, "{}", sales[0].json);
+    assert!(
+        hooks.hits("/call").is_empty(),
+        "the default app was not asked"
+    );
+    assert_eq!(callee_lines(&bob, "INVITE ").len(), 1, "{:?}", bob.log());
+    serve.wait_idle();
+}

@@ -1393,6 +1393,40 @@ fn call_webhook_refused_gives_480() {
     serve.wait_idle();
 }
 
+/// A control app that answers 500, or something that is not a verb list, gets the caller a
+/// 480 too, and nothing of the call is left behind.
+#[test]
+fn call_webhook_failing_or_invalid_gives_480() {
+    for (name, setup) in [
+        (
+            "webhook-500",
+            Box::new(|h: &Receiver| h.fail("/call", 1, 500)) as Box<dyn Fn(&Receiver)>,
+        ),
+        (
+            "webhook-not-json",
+            Box::new(|h: &Receiver| h.answer_raw("/call", "<html>oops</html>")),
+        ),
+        (
+            "webhook-not-verbs",
+            Box::new(|h: &Receiver| h.answer("/call", &json!({"verb": 1}))),
+        ),
+    ] {
+        let hooks = Receiver::start();
+        hooks.answer("/call", &json!([]));
+        setup(&hooks);
+        let serve = Serve::start(name, &["--app-url", &hooks.url("/call")]);
+        let mut alice = caller(&serve, "reject", 0);
+        serve.finish(&mut [&mut alice]);
+        assert!(
+            alice.log().contains(&"final 480".to_string()),
+            "{name}: {:?}",
+            alice.log()
+        );
+        assert_eq!(hooks.hits("/call").len(), 1, "{name}: no retry without #rc");
+        serve.wait_idle();
+    }
+}
+
 #[test]
 fn serve_without_app_exits_2() {
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-no-app.log");

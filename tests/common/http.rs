@@ -74,11 +74,16 @@ impl Receiver {
     /// From now on, requests to `path` get `body` (JSON) as their answer; other paths get 200
     /// with an empty body.
     pub fn answer(&self, path: &str, body: &serde_json::Value) {
+        self.answer_raw(path, &body.to_string());
+    }
+
+    /// Answers requests to `path` with `text` as it is (e.g. something that is not JSON).
+    pub fn answer_raw(&self, path: &str, text: &str) {
         self.state
             .answers
             .lock()
             .unwrap()
-            .insert(path.to_string(), body.to_string());
+            .insert(path.to_string(), text.to_string());
     }
 
     /// The next `count` requests to `path` get `status` (and no body) before its answer.

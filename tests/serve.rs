@@ -189,6 +189,12 @@ fn serve_with_app_and(name: &str, verbs: Value, extra: &[&str]) -> (Receiver, Se
     (hooks, serve)
 }
 
+/// `sipp`'s action log has `line`.
+fn assert_logged(sipp: &Sipp, line: &str) {
+    let log = sipp.log();
+    assert!(log.iter().any(|l| l == line), "{line:?} not in {log:?}");
+}
+
 /// A config file for one test.
 fn config(name: &str, toml: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.toml"));
@@ -927,11 +933,7 @@ fn rest_completed_hangs_up_both_legs() {
     // Both SIPp sides got a BYE (each exits 0 only after answering it).
     serve.finish(&mut [&mut alice, &mut bob]);
     assert_eq!(callee_lines(&bob, "BYE ").len(), 1);
-    assert!(
-        alice.log().contains(&"BYE".to_string()),
-        "{:?}",
-        alice.log()
-    );
+    assert_logged(&alice, "BYE");
     serve.wait_idle();
 }
 
@@ -1094,11 +1096,7 @@ fn callee_hangup_hangs_up_the_caller() {
     // The callee's BYE reaches dialplane at the B leg's Contact; the caller gets one.
     let mut alice = caller(&serve, "wait_bye", 0);
     serve.finish(&mut [&mut alice, &mut bob]);
-    assert!(
-        bob.log().contains(&"BYE sent".to_string()),
-        "{:?}",
-        bob.log()
-    );
+    assert_logged(&bob, "BYE sent");
     assert_dial(&action(&hooks, "/action"), "completed", 200);
     let status = wait_b_legs_final(&hooks, 1);
     let b_leg = &b_legs(&status)[0];
@@ -1277,11 +1275,7 @@ fn call_webhook_retried_per_url_fragment() {
     let mut alice = caller(&serve, "reject", 0);
     serve.finish(&mut [&mut alice]);
     // The third attempt's verbs ran.
-    assert!(
-        alice.log().contains(&"final 486".to_string()),
-        "{:?}",
-        alice.log()
-    );
+    assert_logged(&alice, "final 486");
     assert_eq!(hooks.hits("/call").len(), 3);
     serve.wait_idle();
 }
@@ -1293,11 +1287,7 @@ fn refer_without_refer_hook_gets_501() {
         serve_with_app("refer-501", dial(&[sip_target(&bob.uri("bob"))], json!({})));
     let mut alice = caller(&serve, "call", 1500);
     serve.finish(&mut [&mut alice, &mut bob]);
-    assert!(
-        bob.log().contains(&"REFER 501".to_string()),
-        "{:?}",
-        bob.log()
-    );
+    assert_logged(&bob, "REFER 501");
     serve.wait_idle();
 }
 
@@ -1313,11 +1303,7 @@ fn refer_goes_to_the_refer_hook_and_gets_202() {
     );
     let mut alice = caller(&serve, "call", 1500);
     serve.finish(&mut [&mut alice, &mut bob]);
-    assert!(
-        bob.log().contains(&"REFER 202".to_string()),
-        "{:?}",
-        bob.log()
-    );
+    assert_logged(&bob, "REFER 202");
     let refer = hooks.wait("/refer", "referHook", HOOK_WAIT, |h| !h.is_empty());
     assert!(
         refer[0].body.contains("sip:carol@127.0.0.1"),
@@ -1355,11 +1341,7 @@ fn hangup_verb_ends_an_answered_call() {
     );
     let mut alice = caller(&serve, "wait_bye", 0);
     serve.finish(&mut [&mut alice]);
-    assert!(
-        alice.log().contains(&"BYE".to_string()),
-        "{:?}",
-        alice.log()
-    );
+    assert_logged(&alice, "BYE");
     assert_eq!(hooks.hits("/call").len(), 1);
     serve.wait_idle();
 }
@@ -1370,11 +1352,7 @@ fn sip_decline_verb_rejects_the_caller() {
         serve_with_app("decline", json!([{"verb": "sip:decline", "status": 486}]));
     let mut alice = caller(&serve, "reject", 0);
     serve.finish(&mut [&mut alice]);
-    assert!(
-        alice.log().contains(&"final 486".to_string()),
-        "{:?}",
-        alice.log()
-    );
+    assert_logged(&alice, "final 486");
     serve.wait_idle();
 }
 
@@ -1385,11 +1363,7 @@ fn call_webhook_refused_gives_480() {
     let serve = Serve::start("webhook-down", &["--app-url", &closed]);
     let mut alice = caller(&serve, "reject", 0);
     serve.finish(&mut [&mut alice]);
-    assert!(
-        alice.log().contains(&"final 480".to_string()),
-        "{:?}",
-        alice.log()
-    );
+    assert_logged(&alice, "final 480");
     serve.wait_idle();
 }
 

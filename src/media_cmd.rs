@@ -67,6 +67,7 @@ pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
         port_min: section.port_min,
         port_max: section.port_max,
         num_threads: section.num_threads,
+        media_timeout: std::time::Duration::from_secs(section.media_timeout_s.into()),
         ..MediaConfig::default()
     };
     let (media, events) = Media::start(config).context("starting the media plane")?;

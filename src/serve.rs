@@ -129,6 +129,7 @@ async fn serve(
         port_min: m.port_min,
         port_max: m.port_max,
         num_threads: m.num_threads,
+        media_timeout: Duration::from_secs(m.media_timeout_s.into()),
         ..MediaConfig::default()
     })
     .context("starting the media plane")?;

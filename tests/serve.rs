@@ -1578,3 +1578,26 @@ fn routes_pick_the_call_webhook_by_called_number() {
     assert_eq!(callee_lines(&bob, "INVITE ").len(), 1, "{:?}", bob.log());
     serve.wait_idle();
 }
+
+/// A leg without a packet for `[media] media_timeout_s` ends the whole call: the callee and the
+/// caller both get a BYE and the B leg's status hook says completed.
+#[test]
+fn media_timeout_hangs_up_both_legs() {
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
+    let cfg = config("media-timeout", "[media]\nmedia_timeout_s = 2\n");
+    let (hooks, serve) = serve_with_app_and(
+        "media-timeout",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(callee_lines(&bob, "BYE ").len(), 1, "{:?}", bob.log());
+    let status = wait_b_legs_final(&hooks, 1);
+    let b_leg = &b_legs(&status)[0];
+    assert_eq!(final_status(&status, b_leg).as_deref(), Some("completed"));
+    serve.wait_idle();
+}

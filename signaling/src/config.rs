@@ -206,6 +206,8 @@ pub struct MediaSection {
     pub num_threads: usize,
     /// Where `dialplane media` listens for the ng protocol (`--listen-ng`).
     pub listen_ng: std::net::SocketAddr,
+    /// Seconds without a packet on a leg before its call is hung up.
+    pub media_timeout_s: u32,
 }
 
 impl Default for MediaSection {
@@ -216,6 +218,7 @@ impl Default for MediaSection {
             port_max: 49999,
             num_threads: 0,
             listen_ng: (std::net::Ipv4Addr::LOCALHOST, 2223).into(),
+            media_timeout_s: 60,
         }
     }
 }
@@ -487,6 +490,9 @@ impl Config {
                 "media.port_max",
                 "must be greater than media.port_min",
             ));
+        }
+        if m.media_timeout_s == 0 {
+            return Err(invalid("media.media_timeout_s", "must be at least 1"));
         }
         self.validate_registrar(&invalid)?;
         edge::validate(self, &invalid)?;
@@ -844,6 +850,7 @@ mod tests {
                 "media.port_max",
             ),
             ("[media]\ninterface = \"localhost\"\n", "interface"),
+            ("[media]\nmedia_timeout_s = 0\n", "media.media_timeout_s"),
             ("[media]\nlisten = \"127.0.0.1:1\"\n", "listen"),
         ] {
             let e = Config::from_toml(text, "x").unwrap_err().to_string();

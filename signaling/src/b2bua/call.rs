@@ -404,7 +404,9 @@ impl Core {
             return;
         }
         call.gone = true;
-        call.invite = None;
+        if let Some(invite) = call.invite.take() {
+            self.uas.remove(&invite);
+        }
         call.dialog = None;
         call.info.sip_status = status;
         // What the actionHook and status hooks report from now on (jambonz: an abandoned call
@@ -429,22 +431,22 @@ impl Core {
     }
 
     /// The call is over: free its media, report it, and let the core forget it.
-    fn end(&mut self, _now: Instant, call: &mut Call) {
+    fn end(&mut self, now: Instant, call: &mut Call) {
         if call.is_over() {
             return;
         }
-        if let Step::Dial(run) = &mut call.step {
+        if let Step::Dial(run) = std::mem::replace(&mut call.step, Step::Over) {
             // Only on failures inside the dial: its forks go with the call.
             for f in &run.forks {
                 if let Some(inv) = f.invite {
-                    let _ = self.dl.cancel(_now, inv, None);
+                    let _ = self.dl.cancel(now, inv, None);
                 }
                 if let Some(d) = f.dialog {
-                    let _ = self.dl.bye(_now, d);
+                    let _ = self.dl.bye(now, d);
                 }
             }
+            self.forget_forks(&run);
         }
-        call.step = Step::Over;
         self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
@@ -463,7 +465,7 @@ impl Core {
         }
         let duration = call
             .answered_at
-            .map(|a| _now.saturating_duration_since(a).as_secs());
+            .map(|a| now.saturating_duration_since(a).as_secs());
         self.status_hook_with(call, &info, duration);
         metrics::gauge!(ACTIVE_METRIC).decrement(1.0);
         metrics::counter!(CALLS_METRIC, "status" => status_label(status)).increment(1);
@@ -817,12 +819,8 @@ impl Core {
                     leg: Some(LegId(fork_leg(i))),
                 });
             }
-            self.sids.remove(&f.info.call_sid);
         }
-        let key = call.key;
-        self.uac.retain(|_, (k, _)| *k != key);
-        self.dialogs
-            .retain(|_, (k, leg)| *k != key || *leg == Leg::Caller);
+        self.forget_forks(&run);
         let result = outcome.result;
         if result.dial_status != crate::payload::DialStatus::Completed {
             call.last_failure = Some(match result.dial_sip_status {
@@ -965,6 +963,20 @@ impl Core {
             }
         }
         call.info.sip_status = status;
+    }
+
+    /// Drops the index entries of a dial's forks: what still comes for them belongs to no
+    /// fork (a later dial of the call reuses the indices).
+    fn forget_forks(&mut self, run: &DialRun) {
+        for f in &run.forks {
+            if let Some(invite) = f.invite {
+                self.uac.remove(&invite);
+            }
+            if let Some(d) = f.dialog {
+                self.dialogs.remove(&d);
+            }
+            self.sids.remove(&f.info.call_sid);
+        }
     }
 
     fn fork_of(&self, invite: InviteId) -> Option<(u64, usize)> {

@@ -509,13 +509,16 @@ impl Core {
         self.pump();
     }
 
-    /// Removes every index entry of a call that ended.
+    /// Removes the caller's index entries of a call that ended (its forks' went with its dial;
+    /// dialogs ended earlier were removed by their Terminated event).
     fn forget(&mut self, call: &Call) {
-        let key = call.key;
-        self.uas.retain(|_, k| *k != key);
-        self.uac.retain(|_, (k, _)| *k != key);
-        self.dialogs.retain(|_, (k, _)| *k != key);
-        self.sids.retain(|_, (k, _)| *k != key);
+        if let Some(invite) = call.invite {
+            self.uas.remove(&invite);
+        }
+        if let Some(d) = call.dialog {
+            self.dialogs.remove(&d);
+        }
+        self.sids.remove(&call.sid);
     }
 
     /// Sends `payload` to `hook` on a task of its own; the answer comes back as a [`Msg`] when
@@ -534,10 +537,9 @@ impl Core {
         let key = call.key;
         let sid = call.sid;
         tokio::spawn(async move {
-            let unix = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let result = client.send(&hook, base.as_ref(), &payload, unix).await;
+            let result = client
+                .send(&hook, base.as_ref(), &payload, unix_now())
+                .await;
             if let Err(e) = &result {
                 tracing::warn!(call_sid = %sid, error = %e, "webhook failed");
             }
@@ -564,10 +566,10 @@ impl Core {
         let sid = call.sid;
         tokio::spawn(async move {
             while let Some(payload) = rx.recv().await {
-                let unix = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                if let Err(e) = client.send(&hook, base.as_ref(), &payload, unix).await {
+                if let Err(e) = client
+                    .send(&hook, base.as_ref(), &payload, unix_now())
+                    .await
+                {
                     tracing::warn!(call_sid = %sid, error = %e, "status hook failed");
                 }
             }
@@ -623,6 +625,13 @@ fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>) -> Option<SocketAddr>
         host.parse().ok()?
     };
     Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+}
+
+/// The webhook signature's clock.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn ignored(reason: &'static str) {

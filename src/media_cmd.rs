@@ -12,12 +12,10 @@ use media::driver::{Media, MediaConfig};
 use media::ng::{HandlerConfig, NgHandler, NgServer};
 use signaling::config::MediaSection;
 
-/// rtpengine's flags; each overrides its `[media]` key
+/// The RTP relay's address, port range and threads (rtpengine's flag names), shared by `media`
+/// and `serve`; each overrides its `[media]` key
 #[derive(Args, Debug)]
-pub struct MediaFlags {
-    /// Listen for the ng protocol on this UDP address (default 127.0.0.1:2223)
-    #[arg(long, value_name = "ADDR")]
-    listen_ng: Option<SocketAddr>,
+pub struct RelayFlags {
     /// Bind the relay's ports on this address and advertise it in SDP (default 127.0.0.1)
     #[arg(long, value_name = "IP")]
     interface: Option<IpAddr>,
@@ -30,17 +28,11 @@ pub struct MediaFlags {
     /// Shard threads, 0 = one per core (default 0)
     #[arg(long, value_name = "N")]
     num_threads: Option<usize>,
-    /// Put DTMF and answering-machine-detection taps on every leg (to measure their cost)
-    #[arg(long)]
-    dsp_taps: bool,
 }
 
-impl MediaFlags {
+impl RelayFlags {
     /// Writes the given flags over the config file's `[media]` section.
     pub fn apply(&self, m: &mut MediaSection) {
-        if let Some(v) = self.listen_ng {
-            m.listen_ng = v;
-        }
         if let Some(v) = self.interface {
             m.interface = v;
         }
@@ -56,21 +48,49 @@ impl MediaFlags {
     }
 }
 
-/// Runs the relay until SIGINT or SIGTERM.
-pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+/// `dialplane media`'s flags: the relay's, the ng listener, taps
+#[derive(Args, Debug)]
+pub struct MediaFlags {
+    /// Listen for the ng protocol on this UDP address (default 127.0.0.1:2223)
+    #[arg(long, value_name = "ADDR")]
+    listen_ng: Option<SocketAddr>,
+    #[command(flatten)]
+    relay: RelayFlags,
+    /// Put DTMF and answering-machine-detection taps on every leg (to measure their cost)
+    #[arg(long)]
+    dsp_taps: bool,
+}
+
+impl MediaFlags {
+    /// Writes the given flags over the config file's `[media]` section.
+    pub fn apply(&self, m: &mut MediaSection) {
+        if let Some(v) = self.listen_ng {
+            m.listen_ng = v;
+        }
+        self.relay.apply(m);
     }
-    let config = MediaConfig {
+}
+
+/// The media plane's settings from `[media]` (both `media` and `serve` run one).
+pub fn media_config(section: &MediaSection) -> MediaConfig {
+    MediaConfig {
         interface: section.interface,
         port_min: section.port_min,
         port_max: section.port_max,
         num_threads: section.num_threads,
         media_timeout: std::time::Duration::from_secs(section.media_timeout_s.into()),
         ..MediaConfig::default()
-    };
-    let (media, events) = Media::start(config).context("starting the media plane")?;
+    }
+}
+
+/// Runs the relay until SIGINT or SIGTERM.
+pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let (media, events) =
+        Media::start(media_config(section)).context("starting the media plane")?;
     let handler = NgHandler::new(
         HandlerConfig {
             dsp_taps: flags.dsp_taps,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use media::driver::{Media, MediaConfig};
+use media::driver::Media;
 use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::app::StaticApp;
 use signaling::b2bua::{self, AppSource, Services};
@@ -19,24 +19,16 @@ use signaling::transport::{TransportConfig, Transports};
 use signaling::verbs::Hook;
 use signaling::webhook::{WebhookClient, WebhookOptions};
 
+use crate::media_cmd::{RelayFlags, media_config};
+
 /// Flags a test harness needs; each overrides its key in the config file
 #[derive(Args, Debug)]
 pub struct ServeFlags {
     /// SIP over UDP and TCP on this address (default 127.0.0.1:5060)
     #[arg(long, value_name = "ADDR")]
     sip: Option<SocketAddr>,
-    /// Bind RTP on this address and advertise it in SDP (default 127.0.0.1)
-    #[arg(long, value_name = "IP")]
-    interface: Option<IpAddr>,
-    /// Lowest RTP port (default 40000)
-    #[arg(long, value_name = "PORT")]
-    port_min: Option<u16>,
-    /// Highest RTP port (default 49999)
-    #[arg(long, value_name = "PORT")]
-    port_max: Option<u16>,
-    /// Media shard threads, 0 = one per core
-    #[arg(long, value_name = "N")]
-    num_threads: Option<usize>,
+    #[command(flatten)]
+    relay: RelayFlags,
     /// REST and /metrics on this address (default 127.0.0.1:3000)
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -73,19 +65,7 @@ impl ServeFlags {
         if self.external_ip.is_some() {
             c.sip.external_ip = self.external_ip;
         }
-        let m = &mut c.media;
-        if let Some(v) = self.interface {
-            m.interface = v;
-        }
-        if let Some(v) = self.port_min {
-            m.port_min = v;
-        }
-        if let Some(v) = self.port_max {
-            m.port_max = v;
-        }
-        if let Some(v) = self.num_threads {
-            m.num_threads = v;
-        }
+        self.relay.apply(&mut c.media);
         c.apply_overrides(ServeOverrides {
             http: self.http,
             api_token: self.api_token,
@@ -123,16 +103,8 @@ async fn serve(
     prometheus: PrometheusHandle,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let m = &config.media;
-    let (media, media_events) = Media::start(MediaConfig {
-        interface: m.interface,
-        port_min: m.port_min,
-        port_max: m.port_max,
-        num_threads: m.num_threads,
-        media_timeout: Duration::from_secs(m.media_timeout_s.into()),
-        ..MediaConfig::default()
-    })
-    .context("starting the media plane")?;
+    let (media, media_events) =
+        Media::start(media_config(&config.media)).context("starting the media plane")?;
     let media = Arc::new(media);
     let mut transport = TransportConfig::from_config(&config.sip);
     if let Some(tls) = &config.sip.tls {

@@ -141,7 +141,9 @@ pub(super) struct Call {
     refer: Option<TransactionKey>,
     /// A referHook of the dial that ran last.
     refer_hook: Option<Hook>,
-    _registrations: Vec<Registration>,
+    registrations: Vec<Registration>,
+    /// The last `o=` session version we sent (1 in the first offers and answers).
+    sdp_version: u64,
     /// The call's status hooks, sent one after the other so that each leg's arrive in order.
     status_queue: Option<tokio::sync::mpsc::UnboundedSender<CallStatusPayload>>,
 }
@@ -166,6 +168,12 @@ impl Call {
 
     fn answered(&self) -> bool {
         self.answered_at.is_some()
+    }
+
+    /// The `o=` version of a new description after a re-offer: above every one sent before.
+    fn next_sdp_version(&mut self) -> u64 {
+        self.sdp_version += 1;
+        self.sdp_version
     }
 }
 
@@ -241,7 +249,8 @@ impl Core {
             last_failure: None,
             refer: None,
             refer_hook: None,
-            _registrations: registrations,
+            registrations,
+            sdp_version: 1,
             status_queue: None,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
@@ -641,7 +650,7 @@ impl Core {
                 &self.svc.config.app.account_sid,
                 self.updates_tx.clone(),
             ) {
-                call._registrations.push(r);
+                call.registrations.push(r);
             }
         }
         call.refer_hook = verb.refer_hook.clone();
@@ -1207,12 +1216,13 @@ impl Core {
                 _ => (0, None, LegId(0)),
             },
         };
-        let l = local(
+        let mut l = local(
             call.key,
             self.svc.media_ip,
             port,
             codecs.unwrap_or_default(),
         );
+        l.origin.session_version = call.next_sdp_version();
         let Some((sdp, n)) = answer(&offer, &l) else {
             let _ = self
                 .dl
@@ -1239,7 +1249,7 @@ impl Core {
         };
         if let Some((d, port, codecs)) = other {
             let mut l = local(call.key, self.svc.media_ip, port, codecs);
-            l.origin.session_version = now_version(call);
+            l.origin.session_version = call.next_sdp_version();
             // The other side hears what this side offered: its sendonly (hold) is our
             // sendonly towards the other side.
             l.direction = n.direction.reversed();
@@ -1253,14 +1263,13 @@ impl Core {
     }
 
     /// The answer to our re-INVITE/UPDATE on the other leg: its SDP goes to its media leg.
-    pub(super) fn on_in_dialog_response(&mut self, now: Instant, dialog: DialogId, r: Response) {
+    pub(super) fn on_in_dialog_response(&mut self, dialog: DialogId, r: Response) {
         let Some(&(key, leg)) = self.dialogs.get(&dialog) else {
             return;
         };
         if !r.status.is_success() || r.body.is_empty() {
             return;
         }
-        let _ = now;
         self.with_call(key, |core, call| {
             let Ok(a) = SessionDescription::parse_bytes(&r.body) else {
                 return;
@@ -1420,11 +1429,6 @@ impl Core {
             self.hang_up_caller(now, call, StatusCode::REQUEST_TIMEOUT, Vec::new());
         }
     }
-}
-
-/// A session version that grows with every description we send.
-fn now_version(call: &Call) -> u64 {
-    2 + call.answered_at.map_or(0, |_| 1)
 }
 
 /// Media leg of fork `i`.

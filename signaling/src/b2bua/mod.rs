@@ -93,6 +93,9 @@ pub enum B2buaError {
     /// No UDP listener to send our requests from.
     #[error("the B2BUA needs a UDP SIP listener")]
     NoUdpListener,
+    /// The thread reading media events could not start.
+    #[error("cannot start the media event thread")]
+    Thread(#[source] std::io::Error),
 }
 
 const ACTIVE_METRIC: &str = "dialplane_calls_active";
@@ -159,7 +162,7 @@ pub fn start(
                 }
             }
         })
-        .map_err(|_| B2buaError::NoUdpListener)?;
+        .map_err(B2buaError::Thread)?;
     let (updates_tx, updates_rx) = mpsc::channel(QUEUE);
     let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
     let registrar = Registrar::new(
@@ -404,7 +407,7 @@ impl Core {
                 request,
             } => self.on_in_dialog_request(now, dialog, key, request),
             DialogEvent::Response { dialog, response } => {
-                self.on_in_dialog_response(now, dialog, response)
+                self.on_in_dialog_response(dialog, response)
             }
             DialogEvent::Terminated { dialog, reason, .. } => {
                 self.on_dialog_terminated(now, dialog, reason)

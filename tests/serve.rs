@@ -605,19 +605,54 @@ fn media_flows_between_caller_and_the_winner() {
     let mut alice = caller(&serve, "call", 1500);
     serve.finish(&mut [&mut alice, &mut bob]);
     let metrics = serve.wait_idle();
-    let sum = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum()
-    };
     assert_eq!(
-        sum("dialplane_media_packets_relayed_total"),
+        metric_sum(&metrics, "dialplane_media_packets_relayed_total"),
         20.0,
         "ten packets each way: {metrics}"
     );
-    assert_eq!(sum("dialplane_media_rtp_dropped_total"), 0.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "dialplane_media_rtp_dropped_total"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn media_reaches_the_winner_after_another_forks_early_sdp() {
+    // The forks share one media leg: the ringing fork's 183 points it at that fork first, the
+    // winner's 200 must point it back (latching starts over) or the echo never comes back.
+    let mut bob = callee("echo2", "answer", 1, 300, &["-rtp_echo"]);
+    let mut ring = ringing("early", 1);
+    let (_hooks, serve) = serve_with_app(
+        "media-two",
+        dial(
+            &[sip_target(&ring.uri("early")), sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true}),
+        ),
+    );
+    let mut alice = caller(&serve, "call", 1500);
+    serve.finish(&mut [&mut alice, &mut bob, &mut ring]);
+    assert_eq!(cancel_reasons(&ring), [ELSEWHERE], "{:?}", ring.log());
+    let metrics = serve.wait_idle();
+    assert_eq!(
+        metric_sum(&metrics, "dialplane_media_packets_relayed_total"),
+        20.0,
+        "ten packets each way: {metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "dialplane_media_rtp_dropped_total"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+/// The sum of every series of metric `name`.
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]

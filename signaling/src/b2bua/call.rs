@@ -93,6 +93,17 @@ struct DialRun {
     verb: Box<verbs::Dial>,
     forks: Vec<ForkLeg>,
     bridged: Option<usize>,
+    /// Our RTP port on the forks' media leg ([`FORK_LEG`]), once created.
+    port: Option<u16>,
+    /// The fork whose SDP that leg last took.
+    leg_of: Option<usize>,
+}
+
+impl DialRun {
+    /// The media leg of fork `i`: the shared one while it carries that fork's media.
+    fn media_leg(&self, i: usize) -> Option<LegId> {
+        (self.leg_of == Some(i)).then_some(FORK_LEG)
+    }
 }
 
 /// One fork's leg
@@ -103,8 +114,6 @@ struct ForkLeg {
     carrier: Option<String>,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
-    /// Our RTP port on its media leg, once created.
-    port: Option<u16>,
     /// The offer we sent it.
     offer: Option<SessionDescription>,
     /// What its answer (or early SDP) agreed.
@@ -612,7 +621,6 @@ impl Core {
                     carrier,
                     invite: None,
                     dialog: None,
-                    port: None,
                     offer: None,
                     negotiated: None,
                     refer: None,
@@ -659,6 +667,8 @@ impl Core {
             verb,
             forks,
             bridged: None,
+            port: None,
+            leg_of: None,
         }));
         self.drain_dial(now, call);
     }
@@ -782,10 +792,18 @@ impl Core {
                     }
                     Action::Bridge { fork } => {
                         run.bridged = Some(fork.0);
+                        // Another fork's early SDP came after the winner's (a 200 without SDP
+                        // answers with the 183's): point the leg back at the winner.
+                        if run.leg_of != Some(fork.0)
+                            && let Some(n) = &run.forks[fork.0].negotiated
+                        {
+                            self.update_leg(call, FORK_LEG, n);
+                            run.leg_of = Some(fork.0);
+                        }
                         self.post_media(MediaCommand::Bridge {
                             call_id: call.media_id(),
                             a: LegId(0),
-                            b: LegId(fork_leg(fork.0)),
+                            b: FORK_LEG,
                         });
                     }
                     Action::ForkStatus {
@@ -821,13 +839,11 @@ impl Core {
             call_id: call.media_id(),
             leg: LegId(0),
         });
-        for (i, f) in run.forks.iter().enumerate() {
-            if f.port.is_some() {
-                self.post_media(MediaCommand::Destroy {
-                    call_id: call.media_id(),
-                    leg: Some(LegId(fork_leg(i))),
-                });
-            }
+        if run.port.is_some() {
+            self.post_media(MediaCommand::Destroy {
+                call_id: call.media_id(),
+                leg: Some(FORK_LEG),
+            });
         }
         self.forget_forks(&run);
         let result = outcome.result;
@@ -876,13 +892,11 @@ impl Core {
         caller_id: Option<String>,
     ) -> Result<(), u16> {
         let target = Uri::parse(uri).map_err(|_| 416u16)?;
-        let port = match run.forks[i].port {
+        let port = match run.port {
             Some(p) => p,
             None => {
-                let p = self
-                    .create_leg(&call.media_id(), LegId(fork_leg(i)))
-                    .ok_or(503u16)?;
-                run.forks[i].port = Some(p);
+                let p = self.create_leg(&call.media_id(), FORK_LEG).ok_or(503u16)?;
+                run.port = Some(p);
                 p
             }
         };
@@ -950,14 +964,14 @@ impl Core {
     ) {
         let early = early_from.and_then(|f| run.forks.get(f.0).map(|l| (f.0, l)));
         match early.and_then(|(i, l)| Some((i, l.negotiated.clone()?))) {
-            Some((i, n)) if status == 183 => {
+            Some((i, n)) if status == 183 && run.leg_of == Some(i) => {
                 let Some(body) = self.caller_answer(call, Some(&n)) else {
                     return;
                 };
                 self.post_media(MediaCommand::Bridge {
                     call_id: call.media_id(),
                     a: LegId(0),
-                    b: LegId(fork_leg(i)),
+                    b: FORK_LEG,
                 });
                 self.reply_caller(
                     now,
@@ -1041,8 +1055,13 @@ impl Core {
             tracing::debug!(call_sid = %f.info.call_sid, "fork SDP unusable");
             return false;
         };
-        self.update_leg(call, LegId(fork_leg(i)), &n);
-        f.negotiated = Some(n);
+        // Once a fork is bridged, the shared leg is its alone (a loser's late 200 is only
+        // ACKed and hung up).
+        if run.bridged.is_none_or(|b| b == i) {
+            self.update_leg(call, FORK_LEG, &n);
+            run.leg_of = Some(i);
+        }
+        run.forks[i].negotiated = Some(n);
         true
     }
 
@@ -1205,15 +1224,15 @@ impl Core {
             Leg::Caller => (
                 call.port,
                 call.answer.as_ref().map(|(_, n)| codecs_of(n)),
-                LegId(0),
+                Some(LegId(0)),
             ),
             Leg::Fork(i) => match &call.step {
                 Step::Dial(run) => (
-                    run.forks[i].port.unwrap_or(0),
+                    run.port.unwrap_or(0),
                     run.forks[i].negotiated.as_ref().map(codecs_of),
-                    LegId(fork_leg(i)),
+                    run.media_leg(i),
                 ),
-                _ => (0, None, LegId(0)),
+                _ => (0, None, None),
             },
         };
         let mut l = local(
@@ -1229,7 +1248,9 @@ impl Core {
                 .respond(now, &key, Reply::new(StatusCode::NOT_ACCEPTABLE_HERE));
             return;
         };
-        self.update_leg(call, media_leg, &n);
+        if let Some(media_leg) = media_leg {
+            self.update_leg(call, media_leg, &n);
+        }
         let _ = self.dl.respond(
             now,
             &key,
@@ -1239,7 +1260,7 @@ impl Core {
         let other = match (leg, &call.step) {
             (Leg::Caller, Step::Dial(run)) => run.bridged.and_then(|i| {
                 let f = &run.forks[i];
-                Some((f.dialog?, f.port?, f.negotiated.as_ref().map(codecs_of)?))
+                Some((f.dialog?, run.port?, f.negotiated.as_ref().map(codecs_of)?))
             }),
             (Leg::Fork(_), _) => call
                 .dialog
@@ -1282,22 +1303,20 @@ impl Core {
                     .map(|(_, n)| local(call.key, core.svc.media_ip, call.port, codecs_of(n))),
                 Leg::Fork(i) => match &call.step {
                     Step::Dial(run) => run.forks[i].negotiated.as_ref().and_then(|n| {
-                        Some(local(
-                            call.key,
-                            core.svc.media_ip,
-                            run.forks[i].port?,
-                            codecs_of(n),
-                        ))
+                        Some(local(call.key, core.svc.media_ip, run.port?, codecs_of(n)))
                     }),
                     _ => None,
                 },
             };
             let Some(ours) = ours else { return };
-            if let Ok(Some(n)) = sdp::accept_answer(&sdp::offer(&ours), &a) {
-                let media_leg = match leg {
-                    Leg::Caller => LegId(0),
-                    Leg::Fork(i) => LegId(fork_leg(i)),
-                };
+            let media_leg = match (leg, &call.step) {
+                (Leg::Caller, _) => Some(LegId(0)),
+                (Leg::Fork(i), Step::Dial(run)) => run.media_leg(i),
+                _ => None,
+            };
+            if let Some(media_leg) = media_leg
+                && let Ok(Some(n)) = sdp::accept_answer(&sdp::offer(&ours), &a)
+            {
                 core.update_leg(call, media_leg, &n);
             }
         });
@@ -1386,15 +1405,18 @@ impl Core {
                 }
             }
             CallUpdate::MuteStatus(m) => {
-                let media_leg = match leg {
-                    Leg::Caller => LegId(0),
-                    Leg::Fork(i) => LegId(fork_leg(i)),
+                let media_leg = match (leg, &call.step) {
+                    (Leg::Caller, _) => Some(LegId(0)),
+                    (Leg::Fork(i), Step::Dial(run)) => run.media_leg(i),
+                    _ => None,
                 };
-                self.post_media(MediaCommand::BlockMedia {
-                    call_id: call.media_id(),
-                    leg: media_leg,
-                    blocked: m == rest::MuteStatus::Mute,
-                });
+                if let Some(leg) = media_leg {
+                    self.post_media(MediaCommand::BlockMedia {
+                        call_id: call.media_id(),
+                        leg,
+                        blocked: m == rest::MuteStatus::Mute,
+                    });
+                }
             }
             other => {
                 tracing::warn!(call_sid = %call.sid, update = ?other,
@@ -1431,10 +1453,11 @@ impl Core {
     }
 }
 
-/// Media leg of fork `i`.
-fn fork_leg(i: usize) -> u32 {
-    u32::try_from(i + 1).unwrap_or(u32::MAX)
-}
+/// The media leg every fork of a dial offers (leg 0 is the caller's). Forks share it, as one
+/// rtpengine offer serves all branches of a forking proxy: only the fork that answers (or, alone,
+/// sends early media) is ever bridged, its answer points the leg at it and latching starts over,
+/// and a leg per fork would cost sockets, ports and shard work for media that never flows.
+const FORK_LEG: LegId = LegId(1);
 
 fn extra_headers(h: &std::collections::BTreeMap<String, String>) -> Vec<(HeaderName, String)> {
     extra_headers_owned(h.iter().map(|(n, v)| (n.clone(), v.clone())).collect())

@@ -429,10 +429,24 @@ pub trait MediaControl: Send + Sync {
         }
     }
 
+    /// As [`post`](Self::post), but the shard is not woken for them: they run at its next turn
+    /// (a packet, a timer, a later wake-up, at the latest its idle tick of 100 ms). For work
+    /// nobody waits on, such as tearing a call down.
+    fn post_deferred(&self, cmds: Vec<Command>) {
+        self.post(cmds);
+    }
+
+    /// Wakes the shards that were given work without a wake-up since their last one
+    /// ([`create_posted`](Self::create_posted), [`post_deferred`](Self::post_deferred)): call
+    /// it once a burst of such work is queued. Implementations that never defer need nothing
+    /// here.
+    fn flush(&self) {}
+
     /// Creates a leg without waiting for its shard where the implementation can: the ports are
     /// taken and bound on the calling thread, and the shard installs the leg in order with what
-    /// is posted before and after (a failure there comes as [`Event::Error`]). Returns the local
-    /// address and ports, as [`Event::EndpointCreated`] would.
+    /// is posted before and after (a failure there comes as [`Event::Error`]), once woken by the
+    /// next [`post`](Self::post) or [`flush`](Self::flush). Returns the local address and
+    /// ports, as [`Event::EndpointCreated`] would.
     fn create_posted(
         &self,
         call_id: CallId,

@@ -175,11 +175,28 @@ impl MediaControl for Media {
     }
 
     fn post(&self, cmds: Vec<Command>) {
+        self.split(cmds, ShardHandle::post);
+    }
+
+    fn post_deferred(&self, cmds: Vec<Command>) {
+        self.split(cmds, ShardHandle::post_deferred);
+    }
+
+    fn flush(&self) {
+        for s in &self.shards {
+            s.flush();
+        }
+    }
+}
+
+impl Media {
+    /// Hands each shard its share of `cmds`, in order.
+    fn split(&self, cmds: Vec<Command>, post: fn(&ShardHandle, Vec<Command>)) {
         if self.shards.is_empty() {
             return;
         }
         if self.shards.len() == 1 {
-            return self.shards[0].post(cmds);
+            return post(&self.shards[0], cmds);
         }
         let mut by_shard: Vec<Vec<Command>> = vec![Vec::new(); self.shards.len()];
         for cmd in cmds {
@@ -187,7 +204,7 @@ impl MediaControl for Media {
         }
         for (shard, cmds) in self.shards.iter().zip(by_shard) {
             if !cmds.is_empty() {
-                shard.post(cmds);
+                post(shard, cmds);
             }
         }
     }

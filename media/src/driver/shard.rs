@@ -392,6 +392,9 @@ pub struct ShardHandle {
     tx: mpsc::Sender<Control>,
     waker: Waker,
     stop: Arc<AtomicBool>,
+    /// Work was queued without a wake-up ([`adopt`](Self::adopt), [`post_deferred`]
+    /// (MediaControl::post_deferred)): [`flush`](MediaControl::flush) wakes the shard.
+    unwoken: Arc<AtomicBool>,
 }
 
 /// How long a [`ShardHandle`] call waits for the shard's answer.
@@ -413,7 +416,10 @@ impl ShardHandle {
         self.ask(|reply| Control::Stats { reply })
     }
 
-    /// Hands a leg with ports already bound ([`reserve`]) to the shard, without waiting.
+    /// Hands a leg with ports already bound ([`reserve`]) to the shard, without waiting and
+    /// without waking it: the caller's next [`post`](MediaControl::post) or
+    /// [`flush`](MediaControl::flush) does, so that a burst of legs costs one wake-up. Packets
+    /// that reach the ports meanwhile wait in their sockets.
     pub(crate) fn adopt(
         &self,
         call_id: CallId,
@@ -430,7 +436,7 @@ impl ShardHandle {
         self.tx
             .send(control)
             .map_err(|_| ApiError::Unavailable("shard stopped"))?;
-        self.waker.wake();
+        self.unwoken.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -457,6 +463,19 @@ impl MediaControl for ShardHandle {
     /// was queued before.
     fn post(&self, cmds: Vec<Command>) {
         if self.tx.send(Control::Post { cmds }).is_ok() {
+            self.unwoken.store(false, Ordering::Release);
+            self.waker.wake();
+        }
+    }
+
+    fn post_deferred(&self, cmds: Vec<Command>) {
+        if self.tx.send(Control::Post { cmds }).is_ok() {
+            self.unwoken.store(true, Ordering::Release);
+        }
+    }
+
+    fn flush(&self) {
+        if self.unwoken.swap(false, Ordering::AcqRel) {
             self.waker.wake();
         }
     }
@@ -563,6 +582,7 @@ impl Shard {
             tx,
             waker: ring.waker(),
             stop: Arc::new(AtomicBool::new(false)),
+            unwoken: Arc::new(AtomicBool::new(false)),
         };
         let max = config.ring.max_sockets as usize;
         let wall = SystemTime::now()

@@ -282,7 +282,8 @@ impl Core {
     /// Creates a media leg; its RTP port.
     fn create_leg(&mut self, call: &MediaCallId, leg: LegId) -> Option<u16> {
         // What was posted before must run first (a leg destroyed, then one created).
-        self.flush_media();
+        self.send_media();
+        self.media_wake = true;
         match self
             .svc
             .media

@@ -194,6 +194,7 @@ pub fn start(
         hints: HashMap::new(),
         draining: None,
         media_queue: Vec::new(),
+        media_wake: false,
         svc: services,
     };
     Ok(tokio::spawn(
@@ -230,6 +231,8 @@ struct Core {
     draining: Option<Instant>,
     /// Media commands of this round, posted together ([`MediaControl::post`]).
     media_queue: Vec<MediaCommand>,
+    /// Something queued or created since the last flush needs the shard awake.
+    media_wake: bool,
 }
 
 impl Core {
@@ -582,12 +585,31 @@ impl Core {
 
     /// Queues a media command nobody waits for; sent with the others at the end of the round.
     fn post_media(&mut self, cmd: MediaCommand) {
+        // Tearing down waits for the shard's next turn: nobody waits on it.
+        if !matches!(
+            cmd,
+            MediaCommand::Destroy { .. } | MediaCommand::Unbridge { .. }
+        ) {
+            self.media_wake = true;
+        }
         self.media_queue.push(cmd);
     }
 
-    fn flush_media(&mut self) {
+    /// Hands the queued media commands to the shards, without waking them.
+    fn send_media(&mut self) {
         if !self.media_queue.is_empty() {
-            self.svc.media.post(std::mem::take(&mut self.media_queue));
+            self.svc
+                .media
+                .post_deferred(std::mem::take(&mut self.media_queue));
+        }
+    }
+
+    /// Hands the queued media commands over, with one wake-up for the whole batch unless it
+    /// only tears down.
+    fn flush_media(&mut self) {
+        self.send_media();
+        if std::mem::take(&mut self.media_wake) {
+            self.svc.media.flush();
         }
     }
 

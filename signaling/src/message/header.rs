@@ -213,7 +213,28 @@ impl<'a> ViaRef<'a> {
         })
     }
 
-    fn to_owned(self) -> Via {
+    /// The sent-by host, as written.
+    pub(crate) fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The sent-by port.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The `branch` parameter's value.
+    pub(crate) fn branch(&self) -> Option<&'a str> {
+        let mut branch = None;
+        let _ = scan_params("Via", self.params, |n, v| {
+            if branch.is_none() && n.eq_ignore_ascii_case("branch") {
+                branch = v;
+            }
+        });
+        branch
+    }
+
+    pub(crate) fn to_owned(self) -> Via {
         Via {
             version: self.version.to_owned(),
             transport: self.transport.to_owned(),

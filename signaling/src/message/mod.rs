@@ -9,7 +9,7 @@
 //! Serialization ([`Request::to_bytes`], [`Response::to_bytes`]) writes full header names,
 //! `\r\n` line ends and a Content-Length that matches the body.
 
-mod header;
+pub(crate) mod header;
 mod names;
 mod uri;
 
@@ -258,7 +258,12 @@ impl Headers {
 
     /// The top Via value.
     pub fn top_via(&self) -> Result<Via, HeaderError> {
-        Via::parse(
+        self.top_via_ref().map(ViaRef::to_owned)
+    }
+
+    /// The first Via value, borrowed (nothing allocated).
+    pub(crate) fn top_via_ref(&self) -> Result<ViaRef<'_>, HeaderError> {
+        ViaRef::parse(
             self.values(&HeaderName::VIA)
                 .next()
                 .ok_or(header::err("Via", "missing"))?,

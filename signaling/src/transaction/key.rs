@@ -1,8 +1,12 @@
 //! Transaction matching keys (RFC 3261 §17.1.3 and §17.2.3).
 
-use std::fmt;
+use std::cmp::Ordering;
+use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use crate::message::{Message, Method, Request, Response, Via};
+use crate::message::header::ViaRef;
+use crate::message::{Message, Method, Request, Response};
 
 /// The RFC 3261 branch magic cookie.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -17,10 +21,19 @@ pub const MAGIC_COOKIE: &str = "z9hG4bK";
 /// Only RFC 3261 branches (starting with `z9hG4bK`) are matched; the RFC 2543 fallback (matching
 /// on Request-URI, tags, Call-ID, CSeq and the whole top Via) is not implemented, and messages
 /// without the magic cookie are dropped with [`KeyError::NotRfc3261Branch`].
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct TransactionKey {
-    branch: String,
-    sent_by: String,
+///
+/// A key is cloned into every event, map and deadline of its transaction, and compared on every
+/// lookup: it is shared (a clone is a reference count) and carries a hash of its parts, which
+/// orders keys before their text does (branches share the `z9hG4bK` prefix and more, so text
+/// comparison would walk long common prefixes).
+#[derive(Clone)]
+pub struct TransactionKey(Arc<Parts>);
+
+struct Parts {
+    /// FNV-1a of branch, sent-by and method: fixed, so map order is the same on every run.
+    hash: u64,
+    branch: Box<str>,
+    sent_by: Box<str>,
     method: Method,
 }
 
@@ -40,26 +53,37 @@ pub enum KeyError {
 }
 
 impl TransactionKey {
-    fn from_via(via: &Via, method: Method) -> Result<TransactionKey, KeyError> {
+    fn new(branch: Box<str>, sent_by: Box<str>, method: Method) -> TransactionKey {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        h.write(branch.as_bytes());
+        h.write(&[0]);
+        h.write(sent_by.as_bytes());
+        h.write(&[0]);
+        h.write(method.as_str().as_bytes());
+        TransactionKey(Arc::new(Parts {
+            hash: h.0,
+            branch,
+            sent_by,
+            method,
+        }))
+    }
+
+    fn from_via(via: &ViaRef<'_>, method: Method) -> Result<TransactionKey, KeyError> {
         let branch = via
             .branch()
             .filter(|b| b.starts_with(MAGIC_COOKIE))
             .ok_or(KeyError::NotRfc3261Branch)?;
-        let sent_by = match via.port {
-            Some(p) => format!("{}:{}", via.host.to_ascii_lowercase(), p),
-            None => via.host.to_ascii_lowercase(),
-        };
-        Ok(TransactionKey {
-            // Branch comparison is case-sensitive in RFC 3261 §17.2.3; keep it as sent.
-            branch: branch.to_owned(),
-            sent_by,
-            method,
-        })
+        let mut sent_by = via.host().to_ascii_lowercase();
+        if let Some(p) = via.port() {
+            let _ = write!(sent_by, ":{p}");
+        }
+        // Branch comparison is case-sensitive in RFC 3261 §17.2.3; keep it as sent.
+        Ok(TransactionKey::new(branch.into(), sent_by.into(), method))
     }
 
     /// The key of the transaction a request belongs to (ACK maps to INVITE).
     pub fn for_request(req: &Request) -> Result<TransactionKey, KeyError> {
-        let via = req.headers.top_via().map_err(|_| KeyError::Via)?;
+        let via = req.headers.top_via_ref().map_err(|_| KeyError::Via)?;
         let method = if req.method == Method::ACK {
             Method::INVITE
         } else {
@@ -70,7 +94,7 @@ impl TransactionKey {
 
     /// The key of the client transaction a response belongs to (top Via and CSeq method).
     pub fn for_response(resp: &Response) -> Result<TransactionKey, KeyError> {
-        let via = resp.headers.top_via().map_err(|_| KeyError::Via)?;
+        let via = resp.headers.top_via_ref().map_err(|_| KeyError::Via)?;
         let cseq = resp.headers.cseq().map_err(|_| KeyError::CSeq)?;
         TransactionKey::from_via(&via, cseq.method)
     }
@@ -86,52 +110,91 @@ impl TransactionKey {
     /// For a CANCEL key, the key of the INVITE transaction it cancels (same branch and
     /// sent-by, §9.2); `None` for other methods.
     pub fn cancel_target(&self) -> Option<TransactionKey> {
-        (self.method == Method::CANCEL).then(|| TransactionKey {
-            branch: self.branch.clone(),
-            sent_by: self.sent_by.clone(),
-            method: Method::INVITE,
+        (self.0.method == Method::CANCEL).then(|| {
+            TransactionKey::new(
+                self.0.branch.clone(),
+                self.0.sent_by.clone(),
+                Method::INVITE,
+            )
         })
     }
 
     /// The branch parameter.
     pub fn branch(&self) -> &str {
-        &self.branch
+        &self.0.branch
     }
 
     /// The sent-by (`host` or `host:port`, host lowercased).
     pub fn sent_by(&self) -> &str {
-        &self.sent_by
+        &self.0.sent_by
     }
 
     /// The transaction's method (INVITE for an ACK).
     pub fn method(&self) -> &Method {
-        &self.method
+        &self.0.method
     }
 
     /// Whether this is an INVITE transaction.
     pub fn is_invite(&self) -> bool {
-        self.method == Method::INVITE
+        self.0.method == Method::INVITE
+    }
+}
+
+/// 64-bit FNV-1a: short keys, no seed (a fixed order), no dependency.
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 
 impl fmt::Debug for TransactionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.method, self.branch, self.sent_by)
+        let p = &self.0;
+        write!(f, "{}/{}/{}", p.method, p.branch, p.sent_by)
+    }
+}
+
+impl PartialEq for TransactionKey {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        Arc::ptr_eq(a, b)
+            || (a.hash == b.hash
+                && a.branch == b.branch
+                && a.sent_by == b.sent_by
+                && a.method == b.method)
+    }
+}
+
+impl Eq for TransactionKey {}
+
+impl Hash for TransactionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
     }
 }
 
 impl PartialOrd for TransactionKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl Ord for TransactionKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.branch, &self.sent_by, self.method.as_str()).cmp(&(
-            &other.branch,
-            &other.sent_by,
-            other.method.as_str(),
-        ))
+    fn cmp(&self, other: &Self) -> Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return Ordering::Equal;
+        }
+        let (a, b) = (&self.0, &other.0);
+        a.hash.cmp(&b.hash).then_with(|| {
+            (&a.branch, &a.sent_by, a.method.as_str()).cmp(&(
+                &b.branch,
+                &b.sent_by,
+                b.method.as_str(),
+            ))
+        })
     }
 }

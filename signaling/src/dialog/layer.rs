@@ -14,7 +14,7 @@ use crate::message::{
     HeaderName, Message, Method, NameAddr, Param, Request, Response, StatusCode, Uri,
 };
 use crate::transaction::{
-    IncomingRequest, MAGIC_COOKIE, Routed, TransactionKey, Transactions, TxEvent,
+    IncomingRequest, KeyMap, MAGIC_COOKIE, Routed, TransactionKey, Transactions, TxEvent,
 };
 
 /// Something to hand to the transaction layer.
@@ -354,8 +354,8 @@ pub struct DialogLayer {
     by_key: HashMap<DialogKey, DialogId>,
     uac: BTreeMap<InviteId, UacInvite>,
     uas: BTreeMap<InviteId, UasInvite>,
-    clients: HashMap<TransactionKey, ClientPurpose>,
-    servers: HashMap<TransactionKey, ServerPurpose>,
+    clients: KeyMap<ClientPurpose>,
+    servers: KeyMap<ServerPurpose>,
     timers: Timers,
     out: VecDeque<Output>,
     events: VecDeque<DialogEvent>,
@@ -373,8 +373,8 @@ impl DialogLayer {
             by_key: HashMap::new(),
             uac: BTreeMap::new(),
             uas: BTreeMap::new(),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            clients: KeyMap::default(),
+            servers: KeyMap::default(),
             timers: Timers::default(),
             out: VecDeque::new(),
             events: VecDeque::new(),

@@ -27,11 +27,14 @@ pub const MAGIC_COOKIE: &str = "z9hG4bK";
 /// orders keys before their text does (branches share the `z9hG4bK` prefix and more, so text
 /// comparison would walk long common prefixes).
 #[derive(Clone)]
-pub struct TransactionKey(Arc<Parts>);
+pub struct TransactionKey {
+    /// FNV-1a of branch, sent-by and method: fixed, so map order is the same on every run.
+    /// Kept beside the pointer, so that most comparisons never follow it.
+    hash: u64,
+    parts: Arc<Parts>,
+}
 
 struct Parts {
-    /// FNV-1a of branch, sent-by and method: fixed, so map order is the same on every run.
-    hash: u64,
     branch: Box<str>,
     sent_by: Box<str>,
     method: Method,
@@ -60,12 +63,14 @@ impl TransactionKey {
         h.write(sent_by.as_bytes());
         h.write(&[0]);
         h.write(method.as_str().as_bytes());
-        TransactionKey(Arc::new(Parts {
+        TransactionKey {
             hash: h.0,
-            branch,
-            sent_by,
-            method,
-        }))
+            parts: Arc::new(Parts {
+                branch,
+                sent_by,
+                method,
+            }),
+        }
     }
 
     fn from_via(via: &ViaRef<'_>, method: Method) -> Result<TransactionKey, KeyError> {
@@ -110,10 +115,10 @@ impl TransactionKey {
     /// For a CANCEL key, the key of the INVITE transaction it cancels (same branch and
     /// sent-by, §9.2); `None` for other methods.
     pub fn cancel_target(&self) -> Option<TransactionKey> {
-        (self.0.method == Method::CANCEL).then(|| {
+        (self.parts.method == Method::CANCEL).then(|| {
             TransactionKey::new(
-                self.0.branch.clone(),
-                self.0.sent_by.clone(),
+                self.parts.branch.clone(),
+                self.parts.sent_by.clone(),
                 Method::INVITE,
             )
         })
@@ -121,22 +126,46 @@ impl TransactionKey {
 
     /// The branch parameter.
     pub fn branch(&self) -> &str {
-        &self.0.branch
+        &self.parts.branch
     }
 
     /// The sent-by (`host` or `host:port`, host lowercased).
     pub fn sent_by(&self) -> &str {
-        &self.0.sent_by
+        &self.parts.sent_by
     }
 
     /// The transaction's method (INVITE for an ACK).
     pub fn method(&self) -> &Method {
-        &self.0.method
+        &self.parts.method
     }
 
     /// Whether this is an INVITE transaction.
     pub fn is_invite(&self) -> bool {
-        self.0.method == Method::INVITE
+        self.parts.method == Method::INVITE
+    }
+}
+
+/// A map keyed by transaction: the key's own hash is used as is.
+pub(crate) type KeyMap<V> =
+    std::collections::HashMap<TransactionKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Passes a [`TransactionKey`]'s precomputed hash through (it writes one `u64`).
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = Fnv(self.0);
+        h.write(bytes);
+        self.0 = h.0;
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -153,19 +182,17 @@ impl Fnv {
 
 impl fmt::Debug for TransactionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = &self.0;
+        let p = &self.parts;
         write!(f, "{}/{}/{}", p.method, p.branch, p.sent_by)
     }
 }
 
 impl PartialEq for TransactionKey {
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&self.0, &other.0);
-        Arc::ptr_eq(a, b)
-            || (a.hash == b.hash
-                && a.branch == b.branch
-                && a.sent_by == b.sent_by
-                && a.method == b.method)
+        let (a, b) = (&self.parts, &other.parts);
+        self.hash == other.hash
+            && (Arc::ptr_eq(a, b)
+                || a.branch == b.branch && a.sent_by == b.sent_by && a.method == b.method)
     }
 }
 
@@ -173,7 +200,7 @@ impl Eq for TransactionKey {}
 
 impl Hash for TransactionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash);
     }
 }
 
@@ -185,11 +212,11 @@ impl PartialOrd for TransactionKey {
 
 impl Ord for TransactionKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            return Ordering::Equal;
-        }
-        let (a, b) = (&self.0, &other.0);
-        a.hash.cmp(&b.hash).then_with(|| {
+        let (a, b) = (&self.parts, &other.parts);
+        self.hash.cmp(&other.hash).then_with(|| {
+            if Arc::ptr_eq(a, b) {
+                return Ordering::Equal;
+            }
             (&a.branch, &a.sent_by, a.method.as_str()).cmp(&(
                 &b.branch,
                 &b.sent_by,

@@ -36,13 +36,14 @@ mod server;
 mod timer;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use client::{InviteClient, NonInviteClient};
 use server::{InviteServer, NonInviteServer};
 
+pub(crate) use key::KeyMap;
 pub use key::{KeyError, MAGIC_COOKIE, TransactionKey};
 pub use timer::{Timer, TimerConfig, TimerTable};
 
@@ -282,8 +283,8 @@ impl ServerTx {
 /// `handle_timeout` fires every expired timer; calling it early or twice is harmless. A `now`
 /// earlier than one already seen is treated as the latest one seen.
 ///
-/// Transactions are kept in ordered maps keyed by [`TransactionKey`], so iteration (and output
-/// order) is deterministic.
+/// Transactions are kept in hash maps keyed by [`TransactionKey`] (its own fixed hash), never
+/// iterated: timers fire in key order, so output order is deterministic.
 ///
 /// # Run loop (glue side)
 ///
@@ -319,8 +320,8 @@ impl ServerTx {
 #[derive(Debug)]
 pub struct Transactions {
     cfg: TimerConfig,
-    clients: BTreeMap<TransactionKey, ClientTx>,
-    servers: BTreeMap<TransactionKey, ServerTx>,
+    clients: KeyMap<ClientTx>,
+    servers: KeyMap<ServerTx>,
     /// Every live transaction's next deadline as (instant, is_server, key), with stale entries
     /// (fired, re-armed, gone) left in until they reach the top: finding what is due costs
     /// O(log n) instead of a visit to every transaction.
@@ -335,8 +336,8 @@ impl Transactions {
     pub fn new(cfg: TimerConfig, seed: u64) -> Transactions {
         Transactions {
             cfg,
-            clients: BTreeMap::new(),
-            servers: BTreeMap::new(),
+            clients: KeyMap::default(),
+            servers: KeyMap::default(),
             deadlines: BinaryHeap::new(),
             out: Outbox::default(),
             rng: seed,

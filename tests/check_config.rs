@@ -30,8 +30,7 @@ fn assert_rejected(out: &Output, expected: &[&[&str]]) {
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     for fragments in expected {
         assert!(
-            err.lines()
-                .any(|l| fragments.iter().all(|f| l.contains(f))),
+            err.lines().any(|l| fragments.iter().all(|f| l.contains(f))),
             "no line with {fragments:?} in:\n{err}"
         );
     }
@@ -135,7 +134,10 @@ fn bad_cidr_is_named_with_its_line() {
         "[app]\nurl = \"http://127.0.0.1:8080/call\"\n\n[security]\nallow_from = [\"10.0.0.0/33\"]\n",
         &[],
     );
-    assert_rejected(&out, &[&["line 5", "allow_from", "10.0.0.0/33", "not a network"]]);
+    assert_rejected(
+        &out,
+        &[&["line 5", "allow_from", "10.0.0.0/33", "not a network"]],
+    );
 }
 
 #[test]
@@ -146,7 +148,10 @@ fn bad_gateway_uri_is_named_with_its_line() {
          gateways = [\"http://gw.example.com\"]\n",
         &[],
     );
-    assert_rejected(&out, &[&["line 5", "gateways", "must be a sip: or sips: URI"]]);
+    assert_rejected(
+        &out,
+        &[&["line 5", "gateways", "must be a sip: or sips: URI"]],
+    );
 }
 
 #[test]

@@ -1,0 +1,259 @@
+//! SIGHUP end to end: `dialplane serve` started with `--config FILE`, the file rewritten, the
+//! process sent SIGHUP, and the next calls checked on the SIPp side. A route names the call
+//! webhook of a called number; the webhook receiver answers each route's path with a dial to
+//! its own SIPp callee, so where a call rings shows which configuration it got. Each reload is
+//! awaited on `/metrics` (`dialplane_config_reloads_total{result}`) before the next call.
+//! Needs `sipp` (Debian sip-tester).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+use common::http::Receiver;
+use common::serve::{Serve, assert_signed};
+use common::sipp::{Run, Sipp};
+
+/// What the callers dial (the To user).
+const CALLED: &str = "16173331212";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
+}
+
+/// A callee answering `calls` calls after `pause_ms` of ringing.
+fn callee(name: &str, calls: u32) -> Sipp {
+    Sipp::callee(
+        name,
+        Run {
+            scenario: &scenario("answer"),
+            calls,
+            pause_ms: 20,
+            extra: &[],
+        },
+    )
+}
+
+/// `calls` calls to [`CALLED`], `rate` started per second, each held `hold_ms`.
+fn callers(serve: &Serve, calls: u32, rate: u32, hold_ms: u64) -> Sipp {
+    Sipp::caller_at_rate(
+        "caller",
+        serve.sip,
+        rate,
+        Run {
+            scenario: &scenario("call"),
+            calls,
+            pause_ms: hold_ms,
+            extra: &["-s", CALLED],
+        },
+    )
+}
+
+fn dial_to(uri: &str) -> Value {
+    json!([{"verb": "dial", "target": [{"type": "sip", "sipUri": uri}]}])
+}
+
+/// A config routing [`CALLED`] to `app_url`, plus `more`.
+fn routed(app_url: &str, more: &str) -> String {
+    format!("[[routes]]\nto = \"{CALLED}\"\napp_url = \"{app_url}\"\n{more}")
+}
+
+/// Replaces the file in one step (rename), so a reload never reads half of it.
+fn write_config(path: &Path, toml: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, toml).expect("write config");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+fn config_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{name}.toml"))
+}
+
+/// `dialplane_config_reloads_total{result=...}` (0 before the first).
+fn reloads(serve: &Serve, result: &str) -> u64 {
+    let prefix = format!("dialplane_config_reloads_total{{result=\"{result}\"}}");
+    serve
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// SIGHUP, then waits (bounded) until the reload of `result` is counted.
+fn hangup_and_wait(serve: &Serve, result: &str) {
+    let before = reloads(serve, result);
+    serve.hangup();
+    let deadline = Instant::now() + WAIT;
+    while reloads(serve, result) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no {result} reload counted\n{}",
+            serve.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The INVITE lines a callee logged.
+fn invites(sipp: &Sipp) -> Vec<String> {
+    sipp.log()
+        .into_iter()
+        .filter(|l| l.starts_with("INVITE "))
+        .collect()
+}
+
+/// A route change reaches the next call; a bad file is rejected with its key named, and calls
+/// keep going where the last good file sent them; the flags still win over the file; a change
+/// of a socket section is reported as needing a restart and ignored.
+#[test]
+fn sighup_swaps_routes_and_rejects_a_bad_file() {
+    let mut a = callee("a", 1);
+    let mut b = callee("b", 2);
+    let hooks = Receiver::start();
+    hooks.answer("/a", &dial_to(&a.uri("a")));
+    hooks.answer("/b", &dial_to(&b.uri("b")));
+    hooks.answer("/default", &json!([{"verb": "sip:decline", "status": 603}]));
+    let path = config_path("swap");
+    write_config(&path, &routed(&hooks.url("/a"), ""));
+    let serve = Serve::start(
+        "reload-swap",
+        &[
+            "--app-url",
+            &hooks.url("/default"),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+
+    let mut call = callers(&serve, 1, 1, 100);
+    serve.finish(&mut [&mut call, &mut a]);
+    assert_eq!(invites(&a).len(), 1, "{:?}", a.log());
+
+    // To B now; the file's secret and listener size lose to the flag and need a restart.
+    write_config(
+        &path,
+        &routed(
+            &hooks.url("/b"),
+            "[app]\nwebhook_secret = \"file-secret\"\n[sip]\nmax_message_size = 4096\n",
+        ),
+    );
+    hangup_and_wait(&serve, "ok");
+    let log = serve.log_text();
+    assert!(
+        log.contains("config reloaded") && log.contains("routes: 0 added, 0 removed, 1 changed"),
+        "{}",
+        serve.log_tail()
+    );
+    assert!(
+        log.contains("[sip] changed; that needs a restart"),
+        "{}",
+        serve.log_tail()
+    );
+    let mut call = callers(&serve, 1, 1, 100);
+    call.finish()
+        .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_tail()));
+    b.wait_log("INVITE", WAIT, |l| l.starts_with("INVITE "));
+    // Signed with --webhook-secret, not the file's.
+    hooks
+        .wait("/b", "B's webhook", WAIT, |h| !h.is_empty())
+        .iter()
+        .for_each(assert_signed);
+
+    // A bad file: rejected, the key named; calls still go to B.
+    write_config(
+        &path,
+        &routed(
+            &hooks.url("/a"),
+            "[security]\nallow_from = [\"10.0.0.0/33\"]\n",
+        ),
+    );
+    hangup_and_wait(&serve, "rejected");
+    let log = serve.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("config reload rejected"))
+        .unwrap_or_else(|| panic!("no rejection logged\n{}", serve.log_tail()));
+    assert!(
+        line.contains("allow_from") && line.contains("10.0.0.0/33"),
+        "{line}"
+    );
+    let mut call = callers(&serve, 1, 1, 100);
+    serve.finish(&mut [&mut call, &mut b]);
+    assert_eq!(invites(&a).len(), 1, "A got no call after the reload");
+    assert_eq!(invites(&b).len(), 2, "{:?}", b.log());
+    assert_eq!(hooks.hits("/a").len(), 1);
+    assert!(hooks.hits("/default").is_empty());
+    assert_eq!((reloads(&serve, "ok"), reloads(&serve, "rejected")), (1, 1));
+    serve.wait_idle();
+}
+
+/// Twenty calls a second for four seconds while the route flips between two targets on
+/// SIGHUP: every call completes (SIPp exits 0 only then), both targets get calls, and no
+/// reload is rejected.
+#[test]
+fn reload_under_load_fails_no_call() {
+    const CALLS: u32 = 80;
+    let mut target = callee("target", CALLS);
+    let hooks = Receiver::start();
+    // One callee, two request URIs: its log tells which route each call took.
+    hooks.answer("/a", &dial_to(&target.uri("a")));
+    hooks.answer("/b", &dial_to(&target.uri("b")));
+    let path = config_path("load");
+    write_config(&path, &routed(&hooks.url("/a"), ""));
+    let serve = Serve::start(
+        "reload-load",
+        &[
+            "--app-url",
+            &hooks.url("/a"),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let mut load = callers(&serve, CALLS, 20, 500);
+    // Reloads until the load ends: a route flip each time, a carrier and a user coming and
+    // going, so each swaps more than one section.
+    let mut sent = 0;
+    while invites(&target).len() < CALLS as usize && sent < 40 {
+        std::thread::sleep(Duration::from_millis(150));
+        let (url, more) = match sent % 2 {
+            0 => (
+                hooks.url("/b"),
+                "[[carriers]]\nname = \"acme\"\ngateways = [\"sip:127.0.0.1:9\"]\n\
+                 [registrar]\ndomain = \"sip.example.com\"\n\
+                 users = [{ name = \"alice\", password = \"pw\" }]\n",
+            ),
+            _ => (hooks.url("/a"), ""),
+        };
+        write_config(&path, &routed(&url, more));
+        hangup_and_wait(&serve, "ok");
+        sent += 1;
+    }
+    serve.finish(&mut [&mut load, &mut target]);
+    let calls = invites(&target);
+    assert_eq!(calls.len(), CALLS as usize);
+    let to = |user: &str| {
+        calls
+            .iter()
+            .filter(|l| l.starts_with(&format!("INVITE sip:{user}@")))
+            .count()
+    };
+    assert!(to("a") > 0 && to("b") > 0, "a {} b {}", to("a"), to("b"));
+    assert!(sent >= 4, "only {sent} reloads during the load");
+    assert_eq!(reloads(&serve, "ok"), sent);
+    assert_eq!(reloads(&serve, "rejected"), 0);
+    let metrics = serve.wait_idle();
+    let completed: f64 = Serve::calls_total(&metrics)
+        .iter()
+        .filter(|(s, _)| s == "completed")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        completed,
+        f64::from(CALLS),
+        "{:?}",
+        Serve::calls_total(&metrics)
+    );
+}

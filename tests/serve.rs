@@ -16,10 +16,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 mod common;
 #[path = "webhook-app/harness.rs"]

@@ -38,12 +38,16 @@ fn callee(name: &str, calls: u32) -> Sipp {
 
 /// `calls` calls to [`CALLED`], `rate` started per second, each held `hold_ms`.
 fn callers(serve: &Serve, calls: u32, rate: u32, hold_ms: u64) -> Sipp {
+    caller_running(serve, "call", calls, rate, hold_ms)
+}
+
+fn caller_running(serve: &Serve, name: &str, calls: u32, rate: u32, hold_ms: u64) -> Sipp {
     Sipp::caller_at_rate(
         "caller",
         serve.sip,
         rate,
         Run {
-            scenario: &scenario("call"),
+            scenario: &scenario(name),
             calls,
             pause_ms: hold_ms,
             extra: &["-s", CALLED],
@@ -188,6 +192,41 @@ fn sighup_swaps_routes_and_rejects_a_bad_file() {
     assert!(hooks.hits("/default").is_empty());
     assert_eq!((reloads(&serve, "ok"), reloads(&serve, "rejected")), (1, 1));
     serve.wait_idle();
+}
+
+/// `[security] allow_from` on SIGHUP: a source outside it gets 403; once the reloaded file lets
+/// it in, its next call rings the callee.
+#[test]
+fn sighup_changes_who_may_call() {
+    let mut a = callee("a", 1);
+    let hooks = Receiver::start();
+    hooks.answer("/a", &dial_to(&a.uri("a")));
+    let path = config_path("access");
+    write_config(&path, "[security]\nallow_from = [\"192.0.2.0/24\"]\n");
+    let serve = Serve::start(
+        "reload-access",
+        &[
+            "--app-url",
+            &hooks.url("/a"),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let mut refused = caller_running(&serve, "reject", 1, 1, 0);
+    refused
+        .finish()
+        .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_tail()));
+    assert!(
+        refused.log().iter().any(|l| l == "final 403"),
+        "{:?}",
+        refused.log()
+    );
+    write_config(&path, "[security]\nallow_from = [\"127.0.0.0/8\"]\n");
+    hangup_and_wait(&serve, "ok");
+    let mut call = callers(&serve, 1, 1, 100);
+    serve.finish(&mut [&mut call, &mut a]);
+    assert_eq!(invites(&a).len(), 1, "{:?}", a.log());
+    assert_eq!(hooks.hits("/a").len(), 1, "the refused call asked no app");
 }
 
 /// Twenty calls a second for four seconds while the route flips between two targets on

@@ -132,10 +132,10 @@ pub fn prepare(file: Option<&Path>, flags: &ServeFlags) -> Result<Prepared, Vec<
 }
 
 fn checked(problems: Vec<config::ConfigError>) -> Result<(), Vec<anyhow::Error>> {
-    match problems.is_empty() {
-        true => Ok(()),
-        false => Err(problems.into_iter().map(Into::into).collect()),
+    if problems.is_empty() {
+        return Ok(());
     }
+    Err(problems.into_iter().map(Into::into).collect())
 }
 
 /// Where a reload reads from: the `--config` file and the flags that override it
@@ -276,13 +276,13 @@ fn reload(source: &Source, running: &mut Arc<Config>, b2bua: &b2bua::Handle) {
         }
     };
     let r = running.reload(prepared.config);
-    let webhooks = match r.config.app.webhook_secret != running.app.webhook_secret {
-        true => match webhook_client(&r.config) {
-            Ok(w) => Some(w),
+    let mut webhooks = None;
+    if r.config.app.webhook_secret != running.app.webhook_secret {
+        match webhook_client(&r.config) {
+            Ok(w) => webhooks = Some(w),
             Err(e) => return rejected(&format!("{e:#}")),
-        },
-        false => None,
-    };
+        }
+    }
     for key in &r.needs_restart {
         tracing::warn!(
             key,
@@ -299,11 +299,13 @@ fn reload(source: &Source, running: &mut Arc<Config>, b2bua: &b2bua::Handle) {
     }
     *running = config;
     metrics::counter!(RELOADS_METRIC, "result" => "ok").increment(1);
-    match r.changed.is_empty() {
-        true => tracing::info!(file = %file.display(), "SIGHUP: config reloaded, nothing changed"),
-        false => tracing::info!(file = %file.display(), changed = %r.changed.join("; "),
-            "SIGHUP: config reloaded"),
-    }
+    // The app file's verbs are read again too, but only its path is compared here.
+    let changed = if r.changed.is_empty() {
+        "nothing".to_string()
+    } else {
+        r.changed.join("; ")
+    };
+    tracing::info!(file = %file.display(), changed = %changed, "SIGHUP: config reloaded");
 }
 
 /// Seeds Call-IDs, tags and branches differently in every process.

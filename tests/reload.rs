@@ -229,6 +229,65 @@ fn sighup_changes_who_may_call() {
     assert_eq!(hooks.hits("/a").len(), 1, "the refused call asked no app");
 }
 
+/// Sends `n` OPTIONS at once from one socket; the status of each answer.
+fn options_burst(serve: &Serve, n: usize) -> Vec<u16> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let local = sock.local_addr().unwrap();
+    for i in 0..n {
+        let request = format!(
+            "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-opt{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=p{i}\r\nTo: <sip:{}>\r\n\
+             Call-ID: opt-{i}-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            serve.sip,
+            serve.sip,
+            local.port()
+        );
+        sock.send_to(request.as_bytes(), serve.sip).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    (0..n)
+        .map(|_| {
+            let (len, _) = sock.recv_from(&mut buf).expect("an answer to each OPTIONS");
+            let text = String::from_utf8_lossy(&buf[..len]);
+            text.split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// `[sip] rate_limit` on SIGHUP: unlimited at first, then a burst beyond the new limit is
+/// answered 503 (the listeners stay as they are).
+#[test]
+fn sighup_changes_the_rate_limit() {
+    let path = config_path("rate");
+    write_config(&path, "[sip]\nrate_limit = 0\n");
+    let serve = Serve::start(
+        "reload-rate",
+        &[
+            "--app-url",
+            "http://127.0.0.1:9/call",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let before = options_burst(&serve, 20);
+    assert!(before.iter().all(|&s| s == 200), "{before:?}");
+    write_config(&path, "[sip]\nrate_limit = 2\n");
+    hangup_and_wait(&serve, "ok");
+    let after = options_burst(&serve, 20);
+    // Two tokens a second for one source: a burst of 20 cannot all pass.
+    assert!(after.contains(&503), "{after:?}");
+    assert!(after.iter().all(|&s| s == 200 || s == 503), "{after:?}");
+    assert!(
+        serve.log_text().contains("sip.rate_limit: 2 (was 0)"),
+        "{}",
+        serve.log_tail()
+    );
+}
+
 /// Twenty calls a second for four seconds while the route flips between two targets on
 /// SIGHUP: every call completes (SIPp exits 0 only then), both targets get calls, and no
 /// reload is rejected.

@@ -229,6 +229,70 @@ fn sighup_changes_who_may_call() {
     assert_eq!(hooks.hits("/a").len(), 1, "the refused call asked no app");
 }
 
+/// `dialplane_calls_active` now.
+fn active_calls(serve: &Serve) -> f64 {
+    serve
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("dialplane_calls_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A call in progress keeps the configuration it started with: a call pausing before it dials
+/// a phone number still reaches the carrier gateway of the old file after a SIGHUP moved the
+/// carrier to another gateway, while the next call reaches the new one.
+#[test]
+fn a_call_in_progress_keeps_its_config() {
+    let mut a = callee("a", 1);
+    let mut b = callee("b", 1);
+    let hooks = Receiver::start();
+    hooks.answer(
+        "/call",
+        &json!([
+            {"verb": "pause", "length": 4},
+            {"verb": "dial", "target": [{"type": "phone", "number": "+15550001111"}]}
+        ]),
+    );
+    let carrier = |port: u16| {
+        format!("[[carriers]]\nname = \"trunk\"\ngateways = [\"sip:127.0.0.1:{port}\"]\n")
+    };
+    let path = config_path("in-progress");
+    write_config(&path, &carrier(a.port));
+    let serve = Serve::start(
+        "reload-in-progress",
+        &[
+            "--app-url",
+            &hooks.url("/call"),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    // The pause answers the call: the callers hold past it and the dial.
+    let mut first = callers(&serve, 1, 1, 6000);
+    let deadline = Instant::now() + WAIT;
+    while active_calls(&serve) < 1.0 {
+        assert!(Instant::now() < deadline, "{}", serve.log_tail());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write_config(&path, &carrier(b.port));
+    hangup_and_wait(&serve, "ok");
+    assert!(
+        a.log().is_empty() && b.log().is_empty(),
+        "the first call dialled before the reload: the pause was too short for this machine"
+    );
+    let mut second = callers(&serve, 1, 1, 6000);
+    serve.finish(&mut [&mut first, &mut second, &mut a, &mut b]);
+    for callee in [&a, &b] {
+        let calls = invites(callee);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(
+            calls[0].starts_with("INVITE sip:+15550001111@"),
+            "{calls:?}"
+        );
+    }
+}
+
 /// Sends `n` OPTIONS at once from one socket; the status of each answer.
 fn options_burst(serve: &Serve, n: usize) -> Vec<u16> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

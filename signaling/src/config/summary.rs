@@ -6,7 +6,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{Config, NumberPattern};
+use super::Config;
 
 /// [`Config::summary`]'s text
 pub struct Summary<'a>(&'a Config);
@@ -47,15 +47,6 @@ fn list<T: Display>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-impl Display for NumberPattern {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self {
-            NumberPattern::Exact(n) => f.write_str(n),
-            NumberPattern::Prefix(p) => write!(f, "{p}*"),
-        }
-    }
 }
 
 impl Display for Summary<'_> {

@@ -23,7 +23,7 @@ fn scenario(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
 }
 
-/// A callee answering `calls` calls after `pause_ms` of ringing.
+/// A callee answering `calls` calls after 20 ms of ringing.
 fn callee(name: &str, calls: u32) -> Sipp {
     Sipp::callee(
         name,
@@ -41,6 +41,7 @@ fn callers(serve: &Serve, calls: u32, rate: u32, hold_ms: u64) -> Sipp {
     caller_running(serve, "call", calls, rate, hold_ms)
 }
 
+/// As [`callers`], running scenario `name`.
 fn caller_running(serve: &Serve, name: &str, calls: u32, rate: u32, hold_ms: u64) -> Sipp {
     Sipp::caller_at_rate(
         "caller",
@@ -403,7 +404,6 @@ fn reload_under_load_fails_no_call() {
             .count()
     };
     assert!(to("a") > 0 && to("b") > 0, "a {} b {}", to("a"), to("b"));
-    assert!(sent >= 4, "only {sent} reloads during the load");
     assert_eq!(reloads(&serve, "ok"), sent);
     assert_eq!(reloads(&serve, "rejected"), 0);
     let metrics = serve.wait_idle();

@@ -2,7 +2,8 @@
 //!
 //! Commands appear as they work: `dsp dtmf|amd FILE.wav` (offline analysis, JSON lines) and
 //! `media` (the standalone relay driven by the rtpengine ng protocol) and `serve` (the call-control
-//! server executing the control app's verbs).
+//! server executing the control app's verbs), and `check-config FILE` (what `serve` would run
+//! with, or every problem of the file).
 
 mod analyse;
 mod media_cmd;
@@ -40,6 +41,17 @@ enum Command {
     /// The call-control server: SIP, media, the control app's verbs, REST (runs until
     /// SIGINT/SIGTERM; prints `ready sip=ADDR http=ADDR` once listening)
     Serve(serve::ServeFlags),
+    /// Checks a config file as `serve` would (with the same flags, if given) and prints what it
+    /// would run with, secrets redacted; or each problem, naming its key, and exit code 2
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckConfigArgs {
+    /// The TOML file (what `serve --config` would get)
+    file: PathBuf,
+    #[command(flatten)]
+    flags: serve::ServeFlags,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,27 +89,46 @@ struct AmdFlags {
 }
 
 fn run(cli: Cli, prometheus: Option<PrometheusHandle>) -> anyhow::Result<()> {
-    let mut config = match &cli.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    let load = || -> anyhow::Result<Config> {
+        let config = match &cli.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        init_logging(&config);
+        Ok(config)
     };
-    init_logging(&config);
     let stdout = std::io::stdout().lock();
     match cli.command {
         Command::Serve(flags) => {
-            let drain = std::time::Duration::from_secs(flags.drain_timeout);
-            flags.apply(&mut config);
-            config.validate("command line")?;
+            let prepared = serve::prepare(cli.config.as_deref(), &flags)
+                .map_err(|mut problems| problems.swap_remove(0))?;
+            init_logging(&prepared.config);
             let prometheus = prometheus.context("the metrics recorder is not installed")?;
-            serve::run(config, prometheus, drain)
+            let source = serve::Source {
+                file: cli.config,
+                flags,
+            };
+            serve::run(prepared, source, prometheus)
+        }
+        Command::CheckConfig(args) => {
+            anyhow::ensure!(
+                cli.config.is_none(),
+                "check-config takes the file as its argument, not --config"
+            );
+            check_config(&args, stdout)
         }
         Command::Media(flags) => {
+            let mut config = load()?;
             flags.apply(&mut config.media);
             config.validate("command line")?;
             media_cmd::run(&config.media, &flags)
         }
-        Command::Dsp(DspCommand::Dtmf { file }) => analyse::dtmf(&file, stdout),
+        Command::Dsp(DspCommand::Dtmf { file }) => {
+            load()?;
+            analyse::dtmf(&file, stdout)
+        }
         Command::Dsp(DspCommand::Amd { file, timers }) => {
+            let mut config = load()?;
             let t = &mut config.amd;
             let flags = [
                 (&mut t.no_speech_timeout_ms, timers.no_speech_timeout_ms),
@@ -115,6 +146,24 @@ fn run(cli: Cli, prometheus: Option<PrometheusHandle>) -> anyhow::Result<()> {
             }
             config.validate("command line")?;
             analyse::amd(&file, config.amd.into(), stdout)
+        }
+    }
+}
+
+/// `check-config`: [`serve::prepare`] on the file; the summary on stdout, or each problem on
+/// stderr.
+fn check_config(args: &CheckConfigArgs, mut out: impl std::io::Write) -> anyhow::Result<()> {
+    match serve::prepare(Some(&args.file), &args.flags) {
+        Ok(prepared) => {
+            writeln!(out, "{}: ok; serve would run with:", args.file.display())?;
+            writeln!(out, "{}", prepared.config.summary())?;
+            Ok(())
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("dialplane: error: {p:#}");
+            }
+            anyhow::bail!("{}: {} problem(s)", args.file.display(), problems.len())
         }
     }
 }

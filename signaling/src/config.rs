@@ -11,9 +11,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 mod edge;
+mod reload;
+mod summary;
 pub use edge::{
     CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
 };
+pub use reload::Reload;
+pub use summary::Summary;
 
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]
@@ -437,30 +441,67 @@ impl From<AmdTimers> for dsp::amd::AmdConfig {
 impl Config {
     /// Reads and validates a TOML file
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file without checking values (see [`Config::problems`])
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates TOML text; `origin` names it in errors
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_string(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let config = Self::parse(text, origin)?;
         config.validate(origin)?;
         Ok(config)
     }
 
-    /// Checks value ranges (after flags have overridden the file); `origin` names the source
+    fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Checks value ranges (after flags have overridden the file); `origin` names the source.
+    /// The first of [`Config::problems`].
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        match self.problems(origin).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every section's first problem, so that one run of `check-config` shows them all
+    pub fn problems(&self, origin: &str) -> Vec<ConfigError> {
         let invalid = |key, message: &str| ConfigError::Invalid {
             path: origin.to_string(),
             key,
             message: message.to_string(),
         };
+        [
+            self.validate_amd(&invalid),
+            self.validate_media(&invalid),
+            self.validate_registrar(&invalid),
+            edge::validate(self, &invalid),
+            self.validate_app(&invalid),
+            self.validate_sip(&invalid),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+    }
+
+    fn validate_amd(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let t = &self.amd;
         for (key, value) in [
             ("amd.no_speech_timeout_ms", t.no_speech_timeout_ms),
@@ -481,6 +522,13 @@ impl Config {
                 "must not exceed amd.decision_timeout_ms",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_media(
+        &self,
+        invalid: &dyn Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let m = &self.media;
         if m.port_min == 0 {
             return Err(invalid("media.port_min", "must be greater than 0"));
@@ -494,10 +542,7 @@ impl Config {
         if m.media_timeout_s == 0 {
             return Err(invalid("media.media_timeout_s", "must be at least 1"));
         }
-        self.validate_registrar(&invalid)?;
-        edge::validate(self, &invalid)?;
-        self.validate_app(&invalid)?;
-        self.validate_sip(&invalid)
+        Ok(())
     }
 
     fn validate_app(
@@ -889,6 +934,25 @@ mod tests {
         });
         let e = c.validate("command line").unwrap_err().to_string();
         assert!(e.contains("app.url") && e.contains("command line"), "{e}");
+    }
+
+    #[test]
+    fn problems_lists_every_section() {
+        let c = Config::parse(
+            "[amd]\ndecision_timeout_ms = 0\n[media]\nport_min = 0\n\
+             [app]\nurl = \"/call\"\n",
+            "x",
+        )
+        .unwrap();
+        let keys: Vec<String> = c.problems("x").iter().map(ToString::to_string).collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        for (e, key) in keys
+            .iter()
+            .zip(["amd.decision", "media.port_min", "app.url"])
+        {
+            assert!(e.contains(key), "{e}");
+        }
+        assert_eq!(c.validate("x").unwrap_err().to_string(), keys[0]);
     }
 
     #[test]

@@ -304,19 +304,32 @@ impl<S: RegistrationStore> Registrar<S> {
     /// A registrar for `config.domain` (also the digest realm), with nonces signed by
     /// `nonce_secret` (the binary passes `config.nonce_secret` or a random one)
     pub fn new(config: &RegistrarConfig, nonce_secret: &[u8], store: S) -> Registrar<S> {
-        Registrar {
-            domain: config.domain.to_ascii_lowercase(),
-            passwords: config
-                .users
-                .iter()
-                .map(|u| (u.name.clone(), u.password.clone()))
-                .collect(),
-            min_expires: config.min_expires,
-            max_expires: config.max_expires,
-            default_expires: config.default_expires,
-            digest: DigestServer::new(config.domain.clone(), nonce_secret.to_vec()),
+        let mut r = Registrar {
+            domain: String::new(),
+            passwords: HashMap::new(),
+            min_expires: 0,
+            max_expires: 0,
+            default_expires: 0,
+            digest: DigestServer::new(String::new(), Vec::new()),
             store,
-        }
+        };
+        r.reconfigure(config, nonce_secret);
+        r
+    }
+
+    /// Takes a new domain, users, expiry bounds and nonce secret (a configuration reload);
+    /// the registrations stay. The digest server is rebuilt with its default lifetime.
+    pub fn reconfigure(&mut self, config: &RegistrarConfig, nonce_secret: &[u8]) {
+        self.domain = config.domain.to_ascii_lowercase();
+        self.passwords = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect();
+        self.min_expires = config.min_expires;
+        self.max_expires = config.max_expires;
+        self.default_expires = config.default_expires;
+        self.digest = DigestServer::new(config.domain.clone(), nonce_secret.to_vec());
     }
 
     /// Replaces the digest server (e.g. another nonce lifetime); its realm should be the domain

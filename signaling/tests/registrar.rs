@@ -743,3 +743,51 @@ fn refresh_with_same_call_id_updates_the_binding() {
     );
     assert_eq!(b[0].updated_at, at(500));
 }
+
+/// A configuration reload: new passwords and users apply to the next REGISTER, while the
+/// bindings made before stay.
+#[test]
+fn reconfigure_changes_users_and_keeps_bindings() {
+    let mut r = registrar();
+    let res = register(&mut r, at(0), "alice", "c1", 1, "Contact: <sip:a@h>\r\n");
+    assert_eq!(res.status, StatusCode::OK);
+    let mut new = config();
+    new.users = vec![RegistrarUser {
+        name: "alice".into(),
+        password: "looking-glass".into(),
+    }];
+    r.reconfigure(&new, b"test secret, long enough");
+    assert_eq!(r.lookup(at(1), "alice").len(), 1, "the binding stays");
+    let attempt = |r: &mut Registrar<MemoryStore>, user: &str, password: &str, call_id: &str| {
+        let contact = "Contact: <sip:a@h>\r\n";
+        let first = r.handle(
+            at(2),
+            &parse(&register_text(user, call_id, 1, contact)),
+            src(),
+            Transport::Udp,
+        );
+        let auth = authorization(&first, user, password);
+        let retry = register_text(
+            user,
+            call_id,
+            2,
+            &format!("{contact}Authorization: {auth}\r\n"),
+        );
+        r.handle(at(2), &parse(&retry), src(), Transport::Udp)
+            .status
+    };
+    assert_eq!(
+        attempt(&mut r, "alice", "wonderland", "c2"),
+        StatusCode::UNAUTHORIZED,
+        "the old password no longer works"
+    );
+    assert_eq!(
+        attempt(&mut r, "alice", "looking-glass", "c3"),
+        StatusCode::OK
+    );
+    assert_eq!(
+        attempt(&mut r, "bob", "builder", "c4"),
+        StatusCode::UNAUTHORIZED,
+        "bob was removed"
+    );
+}

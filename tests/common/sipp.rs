@@ -43,12 +43,18 @@ impl Sipp {
         Self::spawn(name, port, None, run)
     }
 
-    /// A caller sending its calls to `target`.
+    /// A caller sending its calls to `target`, all at once.
     pub fn caller(name: &str, target: SocketAddr, run: Run) -> Sipp {
-        Self::spawn(name, free_port(), Some(target), run)
+        let rate = run.calls;
+        Self::spawn(name, free_port(), Some((target, rate)), run)
     }
 
-    fn spawn(name: &str, port: u16, target: Option<SocketAddr>, run: Run) -> Sipp {
+    /// A caller starting `rate` of its calls per second towards `target`.
+    pub fn caller_at_rate(name: &str, target: SocketAddr, rate: u32, run: Run) -> Sipp {
+        Self::spawn(name, free_port(), Some((target, rate)), run)
+    }
+
+    fn spawn(name: &str, port: u16, target: Option<(SocketAddr, u32)>, run: Run) -> Sipp {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("sipp")
             .join(format!("{name}-{port}"));
@@ -56,7 +62,7 @@ impl Sipp {
         std::fs::create_dir_all(&dir).expect("sipp dir");
         let mut cmd = Command::new("sipp");
         cmd.current_dir(&dir);
-        if let Some(target) = target {
+        if let Some((target, _)) = target {
             cmd.arg(target.to_string());
         }
         cmd.arg("-sf")
@@ -74,9 +80,8 @@ impl Sipp {
             .arg("-message_file")
             .arg(dir.join("messages.log"))
             .args(run.extra);
-        if target.is_some() {
-            // All calls at once: the tests' callers make one call, or a few in parallel.
-            cmd.args(["-r", &run.calls.to_string(), "-l", &run.calls.to_string()]);
+        if let Some((_, rate)) = target {
+            cmd.args(["-r", &rate.to_string(), "-l", &run.calls.to_string()]);
         }
         let guard = spawn(&mut cmd, &dir.join("screen.log"));
         Sipp {

@@ -1,5 +1,6 @@
 //! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::media::api::{
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
+use crate::config::Config;
 use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as DialEvent, ForkId};
 use crate::dialog::{
     Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
@@ -127,6 +129,8 @@ pub(super) struct Call {
     pub(super) key: u64,
     pub(super) sid: CallSid,
     pub(super) hook_base: Option<HookBase>,
+    /// The configuration when the call came in: a reload does not change a call in progress.
+    config: Arc<Config>,
     info: CallInfo,
     request: Request,
     /// The caller's INVITE while it has no final response.
@@ -244,6 +248,7 @@ impl Core {
             key,
             sid,
             hook_base,
+            config: self.svc.config.clone(),
             info,
             request,
             invite: Some(invite),
@@ -600,7 +605,7 @@ impl Core {
                 login,
                 headers: extra,
                 carrier,
-            } in self.resolve_target(&t.kind)
+            } in self.resolve_target(&call.config, &t.kind)
             {
                 // The dial keeps the first of equal URIs: keep fork indices in step with it.
                 if let Destination::Uri(u) = &destination
@@ -656,7 +661,7 @@ impl Core {
         for f in &forks {
             if let Ok(r) = self.svc.registry.register(
                 &f.info.call_sid.to_string(),
-                &self.svc.config.app.account_sid,
+                &call.config.app.account_sid,
                 self.updates_tx.clone(),
             ) {
                 call.registrations.push(r);
@@ -676,8 +681,7 @@ impl Core {
 
     /// Where a target's INVITE goes, one per
     /// registered contact for a user.
-    fn resolve_target(&mut self, kind: &TargetKind) -> Vec<Resolved> {
-        let config = self.svc.config.clone();
+    fn resolve_target(&mut self, config: &Config, kind: &TargetKind) -> Vec<Resolved> {
         match kind {
             TargetKind::Sip { sip_uri, auth } => vec![Resolved {
                 login: auth.as_ref().map(|c| Login {
@@ -914,7 +918,7 @@ impl Core {
         ));
         let mut user = caller_id.unwrap_or_else(|| call.info.from.clone());
         if let Some(name) = &run.forks[i].carrier
-            && let Some(c) = self.svc.config.carriers.iter().find(|c| &c.name == name)
+            && let Some(c) = call.config.carriers.iter().find(|c| &c.name == name)
             && let Ok(e164) = c.e164(&user)
         {
             user = e164;

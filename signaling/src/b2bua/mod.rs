@@ -20,11 +20,15 @@
 //! named by its call_sid, fork `i` is leg `i + 1`; legs carry a subset of the caller's codecs
 //! with the caller's payload types, so no transcoding is needed (see [`media`]).
 //!
+//! A configuration reload (SIGHUP) reaches the task as a [`Reload`] through its [`Handle`]: new
+//! calls get the new configuration, calls in progress keep theirs.
+//!
 //! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
 //! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
 
 mod call;
 mod media;
+mod reload;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -48,6 +52,7 @@ use crate::verbs::Hook;
 use crate::webhook::{HookReply, WebhookClient, WebhookError};
 
 use call::{Call, HookPurpose, Leg};
+pub use reload::{Handle, Reload};
 
 /// Where each call's verbs come from
 #[derive(Debug, Clone)]
@@ -125,19 +130,22 @@ enum Msg {
         purpose: HookPurpose,
         result: Result<HookReply, WebhookError>,
     },
+    /// A new configuration (SIGHUP).
+    Reload(Box<Reload>),
 }
 
 /// Starts the B2BUA on the current tokio runtime. It runs until the transports close, or after
 /// a drain: once `drain` holds a deadline, new INVITEs get 503, and the task ends when the last
 /// call has ended or, at the deadline, after hanging up the calls still up.
-/// `media_events` is the media plane's event channel (read on a thread of its own).
+/// `media_events` is the media plane's event channel (read on a thread of its own). The
+/// [`Handle`] passes configuration reloads to the task.
 pub fn start(
     transports: Transports,
     inbound: mpsc::Receiver<Inbound>,
     media_events: std::sync::mpsc::Receiver<MediaEvent>,
     services: Services,
     drain: tokio::sync::watch::Receiver<Option<Instant>>,
-) -> Result<tokio::task::JoinHandle<()>, B2buaError> {
+) -> Result<(tokio::task::JoinHandle<()>, Handle), B2buaError> {
     let local = transports
         .local_addrs()
         .iter()
@@ -167,15 +175,10 @@ pub fn start(
     let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
     let registrar = Registrar::new(
         &services.config.registrar,
-        services
-            .config
-            .registrar
-            .nonce_secret
-            .clone()
-            .unwrap_or_else(|| format!("{:x}", services.seed))
-            .as_bytes(),
+        &nonce_secret(&services.config, services.seed),
         MemoryStore::new(),
     );
+    let handle = Handle(msgs_tx.clone());
     let core = Core {
         tx: Transactions::new(TimerConfig::default(), services.seed),
         dl: DialogLayer::new(dialog, services.seed.wrapping_add(1)),
@@ -197,9 +200,18 @@ pub fn start(
         media_wake: false,
         svc: services,
     };
-    Ok(tokio::spawn(
-        core.run(inbound, updates_rx, media_rx, msgs_rx, drain),
-    ))
+    let task = tokio::spawn(core.run(inbound, updates_rx, media_rx, msgs_rx, drain));
+    Ok((task, handle))
+}
+
+/// The registrar's digest nonce secret: the configured one, else one from the process seed.
+fn nonce_secret(config: &Config, seed: u64) -> Vec<u8> {
+    config
+        .registrar
+        .nonce_secret
+        .clone()
+        .unwrap_or_else(|| format!("{seed:x}"))
+        .into_bytes()
 }
 
 /// The B2BUA task's state
@@ -431,6 +443,7 @@ impl Core {
                 purpose,
                 result,
             } => self.with_call(call, |core, c| core.on_hook(now, c, purpose, result)),
+            Msg::Reload(r) => self.reload(*r),
         }
     }
 

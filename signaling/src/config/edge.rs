@@ -173,6 +173,16 @@ impl NumberPattern {
     }
 }
 
+/// As written in the file: the number, or the prefix with its `*`.
+impl fmt::Display for NumberPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NumberPattern::Exact(n) => f.write_str(n),
+            NumberPattern::Prefix(p) => write!(f, "{p}*"),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for NumberPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -280,6 +280,12 @@ struct ConnHandle {
 }
 
 impl Transports {
+    /// Replaces the per-source request rate (a configuration reload); buckets start full again
+    pub fn set_rate_limit(&self, rate: u32) {
+        let mut limiter = self.inner.rate.lock().unwrap_or_else(|e| e.into_inner());
+        *limiter = RateLimiter::new(rate, self.inner.limits.rate_sources);
+    }
+
     /// Binds every listener and starts their tasks (needs a tokio runtime); returns the handle
     /// and the channel of inbound messages for the stack.
     pub async fn bind(

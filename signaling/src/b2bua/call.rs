@@ -1,6 +1,6 @@
 //! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ::media::api::{
     CallId as MediaCallId, Command as MediaCommand, EndpointSpec, Event as MediaEvent, LegId,
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
+use crate::cdr::{Cause, Hangup, LegEnd, Record, Track};
 use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as DialEvent, ForkId};
 use crate::dialog::{
     Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
@@ -111,6 +112,8 @@ struct ForkLeg {
     negotiated: Option<Negotiated>,
     /// Its REFER waiting for the referHook.
     refer: Option<TransactionKey>,
+    /// For its CDR.
+    cdr: Track,
 }
 
 /// One call, from the caller's INVITE to its end
@@ -146,6 +149,11 @@ pub(super) struct Call {
     sdp_version: u64,
     /// The call's status hooks, sent one after the other so that each leg's arrive in order.
     status_queue: Option<tokio::sync::mpsc::UnboundedSender<CallStatusPayload>>,
+    /// The caller's leg, for its CDR; its hangup is also what ended the last thing the call
+    /// did (cleared when a verb starts), which the forks' records inherit.
+    pub(super) cdr: Track,
+    /// The carrier the call came from.
+    carrier: Option<String>,
 }
 
 impl Call {
@@ -231,6 +239,7 @@ impl Core {
                 Step::WaitApp,
             ),
         };
+        let carrier = crate::cdr::inbound_carrier(&self.svc.config, &request);
         let mut call = Call {
             key,
             sid,
@@ -252,6 +261,8 @@ impl Core {
             registrations,
             sdp_version: 1,
             status_queue: None,
+            cdr: Track::new(now),
+            carrier,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -298,7 +309,12 @@ impl Core {
     /// Runs verbs until one has to wait.
     pub(super) fn advance(&mut self, now: Instant, call: &mut Call) {
         while matches!(call.step, Step::Idle) {
-            match call.app.next_step() {
+            let step = call.app.next_step();
+            if matches!(step, AppStep::Run(_)) {
+                // What ended the last verb did not end the call.
+                call.cdr.hangup = None;
+            }
+            match step {
                 AppStep::Run(Verb::Dial(d)) => self.start_dial(now, call, d),
                 AppStep::Run(Verb::Hangup(h)) => {
                     let headers = extra_headers(&h.headers.0);
@@ -376,6 +392,7 @@ impl Core {
         }
         let Some(body) = self.caller_answer(call, winner) else {
             tracing::warn!(call_sid = %call.sid, "no codec in common with the caller");
+            call.cdr.hung_up(Hangup::system(Cause::NoCodec));
             call.last_failure = Some(488);
             return self.hang_up_caller(now, call, StatusCode::NOT_ACCEPTABLE_HERE, Vec::new());
         };
@@ -413,6 +430,12 @@ impl Core {
             return;
         }
         call.gone = true;
+        let cause = if call.answered() {
+            Cause::Bye
+        } else {
+            Cause::Cancel
+        };
+        call.cdr.hung_up(Hangup::caller(cause));
         if let Some(invite) = call.invite.take() {
             self.uas.remove(&invite);
         }
@@ -455,22 +478,37 @@ impl Core {
                 }
             }
             self.forget_forks(&run);
+            self.fork_cdrs(now, call, &run);
         }
         self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
         });
-        let status = match (call.answered_at, call.info.sip_status) {
-            (Some(_), _) => CallStatus::Completed,
-            (None, 486 | 600) => CallStatus::Busy,
-            (None, 408 | 480 | 487) => CallStatus::NoAnswer,
-            (None, _) => CallStatus::Failed,
-        };
+        let status = crate::cdr::final_status(call.answered(), call.info.sip_status);
         call.info.call_status = status;
         let mut info = call.info.clone();
         if !call.answered() && info.sip_status < 300 {
             info.sip_status = 487;
             call.info.sip_status = 487;
+        }
+        if let Some(sink) = &self.svc.cdr {
+            call.cdr.hung_up(Hangup::system(Cause::App));
+            let track = Track {
+                answered: call.answered_at,
+                ..call.cdr.clone()
+            };
+            let leg = LegEnd {
+                info: &call.info,
+                track: &track,
+                carrier: call.carrier.as_deref(),
+                codec: call
+                    .answer
+                    .as_ref()
+                    .and_then(|(_, n)| n.codecs.first())
+                    .map(|c| c.name.as_str()),
+            };
+            let record = Record::new(leg, now, SystemTime::now());
+            sink.leg(record, Some((call.media_id(), LegId(0))));
         }
         let duration = call
             .answered_at
@@ -523,6 +561,7 @@ impl Core {
                     }
                     Err(e) => {
                         tracing::error!(call_sid = %call.sid, error = %e, "call webhook failed: 480");
+                        call.cdr.hung_up(Hangup::system(Cause::AppFailed));
                         call.step = Step::Idle;
                         self.hang_up_caller(
                             now,
@@ -602,6 +641,10 @@ impl Core {
                 }
                 headers.extend(extra);
                 let sid = CallSid::new_random();
+                let mut track = Track::new(now);
+                if matches!(destination, Destination::Unroutable(_)) {
+                    track.hung_up(Hangup::system(Cause::Unroutable));
+                }
                 let to = match &destination {
                     Destination::Uri(u) => u.clone(),
                     Destination::Unroutable(_) => String::new(),
@@ -616,6 +659,7 @@ impl Core {
                     offer: None,
                     negotiated: None,
                     refer: None,
+                    cdr: track,
                 });
                 targets.push(DialTarget {
                     call_sid: sid,
@@ -751,16 +795,30 @@ impl Core {
                         if let Err(status) =
                             self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
                         {
+                            run.forks[fork.0]
+                                .cdr
+                                .hung_up(Hangup::system(Cause::LocalError));
                             feedback.push(DialEvent::Failed { fork, status });
                         }
                     }
                     Action::Cancel { fork, reason } => {
+                        // A loser, else whatever ends the call (the ring timeout if nothing).
+                        let why = match reason {
+                            Some(_) => Hangup::system(Cause::CompletedElsewhere),
+                            None => call
+                                .cdr
+                                .hangup
+                                .unwrap_or(Hangup::system(Cause::RingTimeout)),
+                        };
+                        run.forks[fork.0].cdr.hung_up(why);
                         if let Some(inv) = run.forks[fork.0].invite {
                             let _ = self.dl.cancel(now, inv, reason.map(str::to_string));
                         }
                     }
                     // The dialog layer ACKed the 2xx already.
                     Action::AckAndBye { fork } | Action::Bye { fork } => {
+                        let why = call.cdr.hangup.unwrap_or(Hangup::system(Cause::TimeLimit));
+                        run.forks[fork.0].cdr.hung_up(why);
                         if let Some(d) = run.forks[fork.0].dialog.take() {
                             let _ = self.dl.bye(now, d);
                         }
@@ -797,6 +855,14 @@ impl Core {
                         let f = &mut run.forks[fork.0];
                         f.info.call_status = status;
                         f.info.sip_status = sip_status;
+                        match status {
+                            CallStatus::InProgress => f.cdr.answered = Some(now),
+                            CallStatus::Completed
+                            | CallStatus::Failed
+                            | CallStatus::Busy
+                            | CallStatus::NoAnswer => f.cdr.ended = Some(now),
+                            _ => {}
+                        }
                         let info = f.info.clone();
                         self.status_hook(call, &info);
                     }
@@ -817,6 +883,7 @@ impl Core {
             return;
         };
         // The dial is over: its legs go, the caller's stays.
+        self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
             leg: LegId(0),
@@ -904,6 +971,7 @@ impl Core {
         {
             user = e164;
         }
+        run.forks[i].cdr.from = Some(user.clone());
         let from_uri = Uri::parse(&format!("sip:{user}@{}", self.sent_by)).map_err(|_| 400u16)?;
         let mut from = NameAddr::new(from_uri);
         if !call.info.caller_name.is_empty() {
@@ -985,6 +1053,26 @@ impl Core {
                 self.dialogs.remove(&d);
             }
             self.sids.remove(&f.info.call_sid);
+        }
+    }
+
+    /// Each fork's CDR; the counters of those with a media leg follow when it is freed.
+    fn fork_cdrs(&self, now: Instant, call: &Call, run: &DialRun) {
+        let Some(sink) = &self.svc.cdr else { return };
+        let wall = SystemTime::now();
+        for (i, f) in run.forks.iter().enumerate() {
+            let leg = LegEnd {
+                info: &f.info,
+                track: &f.cdr,
+                carrier: f.carrier.as_deref(),
+                codec: f
+                    .negotiated
+                    .as_ref()
+                    .and_then(|n| n.codecs.first())
+                    .map(|c| c.name.as_str()),
+            };
+            let media = f.port.map(|_| (call.media_id(), LegId(fork_leg(i))));
+            sink.leg(Record::new(leg, now, wall), media);
         }
     }
 
@@ -1102,8 +1190,19 @@ impl Core {
                 status: r.status.as_u16(),
             },
         };
+        // A 3xx may be followed: the fork goes on.
+        let why = match &r {
+            Some(r) if r.status.as_u16() >= 400 => Some(Hangup::callee(Cause::Rejected)),
+            Some(_) => None,
+            None => Some(Hangup::system(Cause::NoResponse)),
+        };
         self.with_call(key, |core, call| {
-            core.feed_dial(now, call, |_, _, _| Some(event))
+            core.feed_dial(now, call, |_, _, run| {
+                if let Some(why) = why {
+                    run.forks[i].cdr.hung_up(why);
+                }
+                Some(event)
+            })
         });
     }
 
@@ -1129,7 +1228,13 @@ impl Core {
                 if !by_peer {
                     return;
                 }
+                let hangup = Hangup::callee(Cause::Bye);
+                if matches!(&call.step, Step::Dial(run) if run.bridged == Some(i)) {
+                    // The caller's leg ends with it unless the app goes on.
+                    call.cdr.hung_up(hangup);
+                }
                 core.feed_dial(now, call, |_, _, run| {
+                    run.forks[i].cdr.hung_up(hangup);
                     run.forks[i].dialog = None;
                     (run.bridged == Some(i)).then_some(DialEvent::BridgeEnded { by_callee: true })
                 });
@@ -1358,6 +1463,9 @@ impl Core {
     }
 
     pub(super) fn on_rest(&mut self, now: Instant, call: &mut Call, leg: Leg, update: CallUpdate) {
+        if matches!(update, CallUpdate::CallStatus(_)) {
+            call.cdr.hung_up(Hangup::system(Cause::Rest));
+        }
         match update {
             CallUpdate::CallStatus(rest::CallStatus::Completed) => match (&mut call.step, leg) {
                 (Step::Dial(run), Leg::Fork(_)) => {
@@ -1408,7 +1516,7 @@ impl Core {
         match e {
             MediaEvent::MediaTimeout { leg, .. } => {
                 tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
-                self.terminate(now, call);
+                self.terminate(now, call, Cause::MediaTimeout);
             }
             MediaEvent::Error { leg, error, .. } => {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
@@ -1417,8 +1525,10 @@ impl Core {
         }
     }
 
-    /// Ends the whole call from our side: forks cancelled or hung up, the caller too.
-    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call) {
+    /// Ends the whole call from our side (`cause`: why, for the CDRs): forks cancelled or hung
+    /// up, the caller too.
+    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call, cause: Cause) {
+        call.cdr.hung_up(Hangup::system(cause));
         call.app.end();
         if let Step::Dial(run) = &mut call.step {
             run.dial.handle(now, DialEvent::HangUp);

@@ -75,6 +75,8 @@ pub struct Services {
     pub webhooks: WebhookClient,
     /// Seeds Call-IDs, tags and branches.
     pub seed: u64,
+    /// Where each leg's CDR goes, when `[cdr]` asks for them.
+    pub cdr: Option<crate::cdr::Sink>,
 }
 
 impl std::fmt::Debug for Services {
@@ -153,10 +155,19 @@ pub fn start(
     // The caller's side decides about reliable provisionals; we do not ask callees for them.
     dialog.rel100 = false;
     let (media_tx, media_rx) = mpsc::channel(QUEUE);
+    let cdr = services.cdr.clone();
     std::thread::Builder::new()
         .name("b2bua-media-events".into())
         .spawn(move || {
             while let Ok(e) = media_events.recv() {
+                // A freed leg's counters go straight to its CDR, past the B2BUA task.
+                let e = match &cdr {
+                    Some(cdr) => match cdr.media_event(e) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                    None => e,
+                };
                 if media_tx.blocking_send(e).is_err() {
                     return;
                 }
@@ -507,7 +518,9 @@ impl Core {
         tracing::info!(calls = self.calls.len(), "drain deadline: hanging up");
         let keys: Vec<u64> = self.calls.keys().copied().collect();
         for key in keys {
-            self.with_call(key, |core, call| core.terminate(now, call));
+            self.with_call(key, |core, call| {
+                core.terminate(now, call, crate::cdr::Cause::Drain);
+            });
         }
         self.pump();
     }
@@ -604,6 +617,7 @@ impl Core {
             Err(e) => tracing::debug!(error = %e, "cannot answer the caller"),
         }
         if status.is_final() {
+            call.cdr.final_code.get_or_insert(status.as_u16());
             call.invite = None;
             self.uas.remove(&invite);
         }
@@ -631,7 +645,7 @@ fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>) -> Option<SocketAddr>
 }
 
 /// The webhook signature's clock.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

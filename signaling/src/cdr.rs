@@ -521,7 +521,10 @@ fn run(rx: &mpsc::Receiver<Msg>, mut out: Outputs) {
         let wait = pending
             .front()
             .map_or(Duration::from_secs(3600), |p| p.deadline - now);
-        match rx.recv_timeout(wait) {
+        let msg = rx.recv_timeout(wait);
+        // The wait may have been long: deadlines count from now.
+        let now = Instant::now();
+        match msg {
             Ok(Msg::Leg(record, None)) => out.write(*record),
             Ok(Msg::Leg(record, Some(media))) => pending.push_back(Pending {
                 deadline: now + STATS_WAIT,

@@ -484,6 +484,15 @@ impl Core {
             call_id: call.media_id(),
             leg: None,
         });
+        // What the caller was refused with (486 after a busy dial, 480, 603...) is its leg's
+        // status, for the status hook as for the CDR.
+        if let Some(code) = call
+            .cdr
+            .final_code
+            .filter(|c| *c >= 300 && !call.answered())
+        {
+            call.info.sip_status = code;
+        }
         let status = crate::cdr::final_status(call.answered(), call.info.sip_status);
         call.info.call_status = status;
         let mut info = call.info.clone();

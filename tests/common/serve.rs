@@ -1,0 +1,230 @@
+//! `dialplane serve` as a child process for the end-to-end suites (tests/serve.rs, tests/cdr.rs):
+//! the binary on its own loopback ports with the test's app, SIPp callers and callees running
+//! the scenarios of `tests/serve/`, and the helpers that build dial verbs.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::http::{Receiver, request};
+use super::sipp::{Run, Sipp, tail};
+use super::{Guard, free_port, port_range};
+
+pub const SECRET: &str = "e2e-webhook-secret";
+pub const TOKEN: &str = "e2e-api-token";
+/// What the callers dial (the To user) and who they are (From user and display name).
+pub const CALLED: &str = "16173331212";
+pub const CALLING: &str = "15083084809";
+/// The CANCEL of a fork that lost to another's 200.
+pub const ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+/// How long a hook may take to arrive after the SIP exchange that causes it.
+pub const HOOK_WAIT: Duration = Duration::from_secs(10);
+
+pub fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
+}
+
+/// A running `dialplane serve`, stopped by SIGTERM (then SIGKILL) when dropped.
+pub struct Serve {
+    _guard: Guard,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// Starts it with `args` (the app) plus its own ports, the secret and the token; returns
+    /// once it printed its ready line.
+    pub fn start(name: &str, args: &[&str]) -> Serve {
+        let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let (port_min, port_max) = port_range();
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dialplane"))
+            .arg("serve")
+            .args(["--sip", &sip.to_string(), "--http", &http.to_string()])
+            .args(["--interface", "127.0.0.1", "--num-threads", "1"])
+            .args(["--port-min", &port_min.to_string()])
+            .args(["--port-max", &port_max.to_string()])
+            .args(["--webhook-secret", SECRET, "--api-token", TOKEN])
+            .args(args)
+            .env("RUST_LOG", "info,dialplane=debug,dialplane_signaling=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("dialplane starts");
+        // Reads stdout to its end so the child never blocks on a full pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let serve = Serve {
+            _guard: Guard(child),
+            sip,
+            http,
+            log,
+        };
+        let expected = format!("ready sip={sip} http={http}");
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => assert_eq!(line, expected, "{}", serve.log_tail()),
+            Err(e) => panic!("no ready line ({e}):\n{}", serve.log_tail()),
+        }
+        serve
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!(
+            "--- dialplane serve log (last 6000 bytes):\n{}",
+            tail(&log, 6000)
+        )
+    }
+
+    /// Waits for every SIPp to finish successfully; panics with their logs and ours otherwise.
+    pub fn finish(&self, sipps: &mut [&mut Sipp]) {
+        let failures: Vec<String> = sipps.iter_mut().filter_map(|s| s.finish().err()).collect();
+        assert!(
+            failures.is_empty(),
+            "{}\n{}",
+            failures.join("\n"),
+            self.log_tail()
+        );
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = request(self.http, "GET", "/metrics", &[], "");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (bounded) until /metrics shows no call active; the metrics text.
+    pub fn wait_idle(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics();
+            let active = text
+                .lines()
+                .find(|l| l.starts_with("dialplane_calls_active"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok());
+            if active == Some(0.0) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dialplane_calls_active is {active:?}, not 0, 5 s after the calls:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `dialplane_calls_total` by status, from a /metrics text.
+    pub fn calls_total(metrics: &str) -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("dialplane_calls_total{status=\""))
+            .filter_map(|l| {
+                let (status, rest) = l.split_once('"')?;
+                let count = rest.split_whitespace().last()?.parse().ok()?;
+                Some((status.to_string(), count))
+            })
+            .collect()
+    }
+
+    /// POST /v1/updateCall/{sid} with `token` (None: no Authorization header).
+    pub fn update_call(&self, sid: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a), ("Content-Type", "application/json")])
+            .unwrap_or_else(|| vec![("Content-Type", "application/json")]);
+        request(
+            self.http,
+            "POST",
+            &format!("/v1/updateCall/{sid}"),
+            &headers,
+            body,
+        )
+    }
+}
+
+/// The receiver answering the call webhook (`/call`) with `verbs`, and a `dialplane serve`
+/// using it, with call status hooks to `/status`.
+pub fn serve_with_app(name: &str, verbs: Value) -> (Receiver, Serve) {
+    serve_with_app_and(name, verbs, &[])
+}
+
+/// As [`serve_with_app`], with further arguments (`--config FILE`).
+pub fn serve_with_app_and(name: &str, verbs: Value, extra: &[&str]) -> (Receiver, Serve) {
+    let hooks = Receiver::start();
+    hooks.answer("/call", &verbs);
+    let (call, status) = (hooks.url("/call"), hooks.url("/status"));
+    let mut args = vec!["--app-url", &call, "--status-hook", &status];
+    args.extend_from_slice(extra);
+    let serve = Serve::start(name, &args);
+    (hooks, serve)
+}
+
+/// A config file for one test.
+pub fn config(name: &str, toml: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.toml"));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+pub fn callee(name: &str, scenario_name: &str, calls: u32, pause_ms: u64, extra: &[&str]) -> Sipp {
+    Sipp::callee(
+        name,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls,
+            pause_ms,
+            extra,
+        },
+    )
+}
+
+/// A callee that rings until cancelled (only 100 Trying for users named `silent…`).
+pub fn ringing(name: &str, calls: u32) -> Sipp {
+    callee(name, "ring", calls, 0, &[])
+}
+
+/// One call from SIPp running `scenario_name` (`pause_ms`: hold, or ring before CANCEL).
+pub fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
+    caller_over(serve, scenario_name, pause_ms, "u1")
+}
+
+/// As [`caller`], over SIPp transport `transport` (`u1` UDP, `t1` TCP).
+pub fn caller_over(serve: &Serve, scenario_name: &str, pause_ms: u64, transport: &str) -> Sipp {
+    Sipp::caller(
+        "caller",
+        serve.sip,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls: 1,
+            pause_ms,
+            extra: &["-s", CALLED, "-t", transport],
+        },
+    )
+}
+
+pub fn dial(targets: &[Value], extra: Value) -> Value {
+    let mut verb = json!({"verb": "dial", "target": targets});
+    for (k, v) in extra.as_object().expect("object") {
+        verb[k] = v.clone();
+    }
+    json!([verb])
+}
+
+pub fn sip_target(uri: &str) -> Value {
+    json!({"type": "sip", "sipUri": uri})
+}

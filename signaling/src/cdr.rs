@@ -4,7 +4,7 @@
 //! ended, who ended it) and, when the leg is over, hands a [`Record`] to the [`Sink`]: the
 //! caller's leg when the call ends, every fork of a dial (answered, cancelled or failed) when
 //! the dial ends. A record of a leg with media waits, on the writer thread, for that leg's final
-//! RTP counters: the media plane reports them ([`Event::Stats`]) when the B2BUA's posted
+//! RTP counters: the media plane reports them (`Event::Stats`) when the B2BUA's posted
 //! `Destroy` frees the leg, and the B2BUA's media-event thread passes them here, so the B2BUA
 //! task never waits for them. Without them after [`STATS_WAIT`], the record goes without
 //! `media`.
@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use media::api::{CallId, Event, LegId};
+use media::api::{CallId, LegId};
 use media::endpoint::LegStats;
 use serde::Serialize;
 
@@ -392,20 +392,9 @@ impl Sink {
         let _ = self.tx.send(Msg::Leg(Box::new(record), media));
     }
 
-    /// Passes on a media event if it is a leg's counters ([`Event::Stats`]); gives back any
-    /// other event.
-    pub fn media_event(&self, e: Event) -> Option<Event> {
-        match e {
-            Event::Stats {
-                call_id,
-                leg,
-                stats,
-            } => {
-                let _ = self.tx.send(Msg::Stats((call_id, leg), stats));
-                None
-            }
-            other => Some(other),
-        }
+    /// A media leg's final counters (the `Event::Stats` of its `Destroy`).
+    pub fn stats(&self, media: MediaLeg, stats: LegStats) {
+        let _ = self.tx.send(Msg::Stats(media, stats));
     }
 }
 
@@ -792,21 +781,7 @@ mod tests {
             packets_in: 7,
             ..LegStats::default()
         };
-        let other = Event::Latched {
-            call_id: call.clone(),
-            leg: LegId(0),
-            remote: "127.0.0.1:4000".parse().unwrap(),
-        };
-        assert!(
-            sink.media_event(other).is_some(),
-            "not counters: given back"
-        );
-        let counters = Event::Stats {
-            call_id: call,
-            leg: LegId(1),
-            stats,
-        };
-        assert!(sink.media_event(counters).is_none());
+        sink.stats((call, LegId(1)), stats);
         // Leg 0's counters never come: written without them on close.
         w.close();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -160,14 +160,18 @@ pub fn start(
         .name("b2bua-media-events".into())
         .spawn(move || {
             while let Ok(e) = media_events.recv() {
-                // A freed leg's counters go straight to its CDR, past the B2BUA task.
-                let e = match &cdr {
-                    Some(cdr) => match cdr.media_event(e) {
-                        Some(e) => e,
-                        None => continue,
-                    },
-                    None => e,
-                };
+                // A freed leg's final counters are for its CDR only: past the B2BUA task.
+                if let MediaEvent::Stats {
+                    call_id,
+                    leg,
+                    stats,
+                } = e
+                {
+                    if let Some(cdr) = &cdr {
+                        cdr.stats((call_id, leg), stats);
+                    }
+                    continue;
+                }
                 if media_tx.blocking_send(e).is_err() {
                     return;
                 }

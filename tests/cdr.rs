@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
+use common::free_tcp_port;
 use common::serve::{
     CALLED, CALLING, HOOK_WAIT, Serve, callee, caller, config, dial, ringing, serve_with_app_and,
     sip_target,
@@ -84,15 +85,19 @@ fn assert_times(r: &Value) {
     }
 }
 
-/// `dialplane_cdr_written_total{sink="…"}` from /metrics.
-fn written(serve: &Serve, sink: &str) -> f64 {
-    let prefix = format!("dialplane_cdr_written_total{{sink=\"{sink}\"}}");
+/// `dialplane_cdr_<what>_total{sink="…"}` from /metrics.
+fn counted(serve: &Serve, what: &str, sink: &str) -> f64 {
+    let prefix = format!("dialplane_cdr_{what}_total{{sink=\"{sink}\"}}");
     serve
         .metrics()
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+fn written(serve: &Serve, sink: &str) -> f64 {
+    counted(serve, "written", sink)
 }
 
 #[test]
@@ -212,8 +217,11 @@ fn answered_and_cancelled_forks_and_the_caller_one_line_each_also_to_the_webhook
 }
 
 #[test]
-fn busy_unanswered_and_unroutable_forks() {
+fn busy_unanswered_and_unroutable_forks_with_the_webhook_down() {
     let path = cdr_path("failures");
+    // Nothing listens there: every POST fails, and the call does not notice.
+    let closed = format!("http://127.0.0.1:{}/cdr", free_tcp_port());
+    let cfg = config("cdr-failures", &format!("[cdr]\nwebhook = \"{closed}\"\n"));
     let mut bob = callee("cdr-busy", "busy", 1, 0, &[]);
     let mut ring = ringing("cdr-noanswer", 1);
     let verbs = dial(
@@ -227,7 +235,12 @@ fn busy_unanswered_and_unroutable_forks() {
     let (app, serve) = serve_with_app_and(
         "cdr-failures",
         verbs,
-        &["--cdr-file", path.to_str().unwrap()],
+        &[
+            "--cdr-file",
+            path.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
     );
     // The dial's most telling outcome (busy) is what the caller gets when the app ends.
     let mut alice = caller(&serve, "reject", 0);
@@ -305,5 +318,78 @@ fn busy_unanswered_and_unroutable_forks() {
     assert!(u.get("media").is_none(), "{u}");
     assert_times(u);
     assert_eq!(written(&serve, "file"), 4.0);
+    let deadline = Instant::now() + HOOK_WAIT;
+    while counted(&serve, "failures", "webhook") < 4.0 {
+        assert!(Instant::now() < deadline, "{}", serve.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(written(&serve, "webhook"), 0.0);
+    serve.wait_idle();
+}
+
+/// A phone number through a carrier that also sends the call: both legs name it; the callee
+/// hangs up, and the caller's leg, hung up as the app ends, says so too.
+#[test]
+fn carrier_legs_and_the_callee_hanging_up() {
+    let path = cdr_path("carrier");
+    let mut gw = callee("cdr-gw", "hangup", 1, 500, &[]);
+    let cfg = config(
+        "cdr-carrier",
+        &format!(
+            "[[carriers]]\nname = \"acme\"\ngateways = [\"sip:127.0.0.1:{}\"]\n\
+             inbound = [\"127.0.0.1/32\"]\ncountry_code = \"1\"\nnational_prefix = \"1\"\n",
+            gw.port
+        ),
+    );
+    let target = json!({"type": "phone", "number": "+15083331234", "trunk": "acme"});
+    let (_app, serve) = serve_with_app_and(
+        "cdr-carrier",
+        dial(&[target], json!({})),
+        &[
+            "--cdr-file",
+            path.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut gw]);
+    let lines = wait_lines(&serve, &path, 2);
+
+    let a = record(&lines, "direction", "inbound");
+    assert_eq!(a["carrier"], "acme", "came from its inbound network: {a}");
+    assert_eq!(
+        (&a["call_status"], &a["sip_status"]),
+        (&json!("completed"), &json!(200))
+    );
+    assert_eq!(
+        (&a["hangup_by"], &a["hangup_cause"]),
+        (&json!("callee"), &json!("bye"))
+    );
+    assert_times(a);
+
+    let b = record(&lines, "direction", "outbound");
+    assert_eq!(b["parent_call_sid"], a["call_sid"]);
+    assert_eq!(b["carrier"], "acme");
+    assert_eq!(b["to"], "+15083331234");
+    assert_eq!(
+        b["from"], "+15083084809",
+        "the From user sent: E.164 by the carrier's rules"
+    );
+    assert_eq!(
+        (&b["call_status"], &b["sip_status"]),
+        (&json!("completed"), &json!(200))
+    );
+    assert_eq!(
+        (&b["hangup_by"], &b["hangup_cause"]),
+        (&json!("callee"), &json!("bye"))
+    );
+    assert_eq!(b["codec"], "PCMU");
+    assert_times(b);
+    assert!(
+        b["duration_ms"].as_i64().unwrap() >= 500,
+        "hung up 500 ms after the ACK: {b}"
+    );
+    assert!(ms(&a["end_time"]) >= ms(&b["end_time"]), "{a}\n{b}");
     serve.wait_idle();
 }

@@ -281,15 +281,15 @@ pub struct LegEnd<'a> {
 }
 
 impl Record {
-    /// The record of a leg ending now (`now` read from both clocks, for the wall-clock times).
-    pub fn new(leg: LegEnd<'_>, now: Instant, wall_now: SystemTime) -> Record {
+    /// The record of a leg ending `now`, its times on the wall clock by `clock`.
+    pub fn new(leg: LegEnd<'_>, now: Instant, clock: Anchor) -> Record {
         let LegEnd {
             info,
             track,
             carrier,
             codec,
         } = leg;
-        let ms = |t: Instant| unix_ms(wall_now, now, t);
+        let ms = |t: Instant| clock.unix_ms(t);
         let end = ms(track.ended.unwrap_or(now));
         let answer = track.answered.map(ms);
         let duration_ms = answer.map_or(0, |a| end.saturating_sub(a));
@@ -336,14 +336,39 @@ impl Record {
     }
 }
 
-/// Milliseconds since the Unix epoch of monotonic instant `t`, given both clocks' `now`.
-fn unix_ms(wall_now: SystemTime, now: Instant, t: Instant) -> u64 {
-    let now_ms = wall_now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    match now.checked_duration_since(t) {
-        Some(ago) => now_ms.saturating_sub(ago.as_millis() as u64),
-        None => now_ms + t.duration_since(now).as_millis() as u64,
+/// Both clocks read at one moment: monotonic instants on the wall clock. One anchor for the
+/// whole process ([`Anchor::process`]) puts an instant at the same millisecond in every record
+/// (a bridged caller's and callee's answer times are equal); a step of the system clock after
+/// start is not followed (start dialplane after NTP has synchronised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    mono: Instant,
+    unix_ms: u64,
+}
+
+impl Anchor {
+    /// The process's anchor, read the first time it is asked for.
+    pub fn process() -> Anchor {
+        static ANCHOR: std::sync::OnceLock<Anchor> = std::sync::OnceLock::new();
+        *ANCHOR.get_or_init(|| Anchor::at(Instant::now(), SystemTime::now()))
+    }
+
+    /// `mono` is `wall`.
+    pub fn at(mono: Instant, wall: SystemTime) -> Anchor {
+        let unix_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Anchor { mono, unix_ms }
+    }
+
+    /// Milliseconds since the Unix epoch of `t`.
+    fn unix_ms(self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.mono) {
+            Some(after) => self.unix_ms + after.as_millis() as u64,
+            None => self
+                .unix_ms
+                .saturating_sub(self.mono.duration_since(t).as_millis() as u64),
+        }
     }
 }
 
@@ -623,6 +648,8 @@ mod tests {
     fn answered_leg_hung_up_by_the_caller() {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_798_407_704_000);
+        let now = t0 + Duration::from_millis(4_250);
+        let clock = Anchor::at(now, wall);
         let mut track = Track::new(t0);
         track.answered = Some(t0 + Duration::from_millis(1500));
         track.hung_up(Hangup::caller(Cause::Bye));
@@ -636,8 +663,7 @@ mod tests {
             carrier: Some("acme"),
             codec: Some("PCMU"),
         };
-        let now = t0 + Duration::from_millis(4_250);
-        let r = Record::new(leg, now, wall);
+        let r = Record::new(leg, now, clock);
         assert_eq!(r.invite_time, "2026-12-27T21:41:39.750Z");
         assert_eq!(r.answer_time.as_deref(), Some("2026-12-27T21:41:41.250Z"));
         assert_eq!(r.end_time, "2026-12-27T21:41:44.000Z");
@@ -664,7 +690,7 @@ mod tests {
     #[test]
     fn cancelled_and_rejected_forks() {
         let t0 = Instant::now();
-        let wall = SystemTime::now();
+        let clock = Anchor::at(t0, SystemTime::now());
         let parent = CallSid::new_random();
         let mut cancelled = info(Some(parent));
         cancelled.call_status = CallStatus::NoAnswer;
@@ -679,13 +705,18 @@ mod tests {
             carrier: None,
             codec: None,
         };
-        let r = Record::new(leg, t0 + Duration::from_secs(5), wall);
+        let r = Record::new(leg, t0 + Duration::from_secs(5), clock);
         assert_eq!(r.parent_call_sid, Some(parent));
         assert_eq!(r.direction, Direction::Outbound);
         assert_eq!(r.from, "+15083084809");
         assert_eq!((r.call_status, r.sip_status), (CallStatus::NoAnswer, 487));
         assert_eq!((r.duration, r.duration_ms, &r.answer_time), (0, 0, &None));
-        assert!(r.end_time < rfc3339_ms(unix_ms(wall, t0, t0 + Duration::from_secs(5))));
+        let at = |d: u64| rfc3339_ms(clock.unix_ms(t0 + Duration::from_millis(d)));
+        assert_eq!(
+            (&r.invite_time, &r.end_time),
+            (&at(0), &at(300)),
+            "ended then, not now"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["hangup_cause"], "completed-elsewhere");
         assert_eq!(json["call_status"], "no-answer");
@@ -702,7 +733,7 @@ mod tests {
             carrier: None,
             codec: None,
         };
-        let r = Record::new(leg, t0, wall);
+        let r = Record::new(leg, t0, clock);
         assert_eq!((r.call_status, r.sip_status), (CallStatus::Busy, 486));
         assert_eq!(r.hangup, Hangup::system(Cause::Rejected));
     }
@@ -760,7 +791,7 @@ mod tests {
             carrier: None,
             codec: None,
         };
-        Record::new(leg, Instant::now(), SystemTime::now())
+        Record::new(leg, Instant::now(), Anchor::process())
     }
 
     #[test]

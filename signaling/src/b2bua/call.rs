@@ -1,6 +1,6 @@
 //! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ::media::api::{
     CallId as MediaCallId, Command as MediaCommand, EndpointSpec, Event as MediaEvent, LegId,
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
-use crate::cdr::{Cause, Hangup, LegEnd, Record, Track};
+use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
 use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as DialEvent, ForkId};
 use crate::dialog::{
     Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
@@ -516,7 +516,7 @@ impl Core {
                     .and_then(|(_, n)| n.codecs.first())
                     .map(|c| c.name.as_str()),
             };
-            let record = Record::new(leg, now, SystemTime::now());
+            let record = Record::new(leg, now, Anchor::process());
             sink.leg(record, Some((call.media_id(), LegId(0))));
         }
         let duration = call
@@ -1068,7 +1068,6 @@ impl Core {
     /// Each fork's CDR; the counters of those with a media leg follow when it is freed.
     fn fork_cdrs(&self, now: Instant, call: &Call, run: &DialRun) {
         let Some(sink) = &self.svc.cdr else { return };
-        let wall = SystemTime::now();
         for (i, f) in run.forks.iter().enumerate() {
             let leg = LegEnd {
                 info: &f.info,
@@ -1081,7 +1080,7 @@ impl Core {
                     .map(|c| c.name.as_str()),
             };
             let media = f.port.map(|_| (call.media_id(), LegId(fork_leg(i))));
-            sink.leg(Record::new(leg, now, wall), media);
+            sink.leg(Record::new(leg, now, Anchor::process()), media);
         }
     }
 

@@ -311,6 +311,7 @@ fn busy_unanswered_and_unroutable_forks_with_the_webhook_down() {
         .unwrap_or_else(|| panic!("no 404 leg in {lines:#?}"));
     assert_eq!(u["parent_call_sid"], a["call_sid"]);
     assert_eq!(u["call_status"], "failed");
+    assert_eq!(u["to"], "nobody", "named by the target");
     assert_eq!(
         (&u["hangup_by"], &u["hangup_cause"]),
         (&json!("system"), &json!("unroutable"))
@@ -392,4 +393,49 @@ fn carrier_legs_and_the_callee_hanging_up() {
     );
     assert!(ms(&a["end_time"]) >= ms(&b["end_time"]), "{a}\n{b}");
     serve.wait_idle();
+}
+
+/// SIGTERM with a call up: at the drain deadline both legs are hung up, and their records are
+/// in the file when the process has exited.
+#[test]
+fn drain_deadline_hangs_up_and_the_records_are_written_before_exit() {
+    let path = cdr_path("drain");
+    let mut bob = callee("cdr-drain", "answer", 1, 0, &[]);
+    let (app, mut serve) = serve_with_app_and(
+        "cdr-drain",
+        dial(&[sip_target(&bob.uri("bob"))], json!({})),
+        &["--cdr-file", path.to_str().unwrap(), "--drain-timeout", "1"],
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    app.wait("/status", "both legs answered", HOOK_WAIT, |hits| {
+        hits.iter()
+            .filter(|h| h.json["call_status"] == "in-progress")
+            .count()
+            >= 2
+    });
+    let exit = serve.terminate(HOOK_WAIT);
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "{exit:?}\n{}",
+        serve.log_tail()
+    );
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let lines = wait_lines(&serve, &path, 2);
+    for leg in ["inbound", "outbound"] {
+        let r = record(&lines, "direction", leg);
+        assert_eq!(
+            (&r["hangup_by"], &r["hangup_cause"]),
+            (&json!("system"), &json!("drain"))
+        );
+        assert_eq!(
+            (&r["call_status"], &r["sip_status"]),
+            (&json!("completed"), &json!(200))
+        );
+        assert!(
+            r["duration_ms"].as_i64().unwrap() >= 1000,
+            "drained after 1 s: {r}"
+        );
+        assert!(r.get("media").is_some(), "{r}");
+        assert_times(r);
+    }
 }

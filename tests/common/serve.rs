@@ -31,7 +31,7 @@ pub fn scenario(name: &str) -> PathBuf {
 
 /// A running `dialplane serve`, stopped by SIGTERM (then SIGKILL) when dropped.
 pub struct Serve {
-    _guard: Guard,
+    guard: Guard,
     pub sip: SocketAddr,
     pub http: SocketAddr,
     pub log: PathBuf,
@@ -68,7 +68,7 @@ impl Serve {
             }
         });
         let serve = Serve {
-            _guard: Guard(child),
+            guard: Guard(child),
             sip,
             http,
             log,
@@ -79,6 +79,14 @@ impl Serve {
             Err(e) => panic!("no ready line ({e}):\n{}", serve.log_tail()),
         }
         serve
+    }
+
+    /// SIGTERM (a drain); the exit status, or None if it still runs after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.guard.0.id().to_string();
+        let sent = Command::new("kill").arg(&pid).status().expect("kill");
+        assert!(sent.success(), "kill {pid}");
+        self.guard.wait_exit(limit)
     }
 
     pub fn log_tail(&self) -> String {

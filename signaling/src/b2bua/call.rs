@@ -654,9 +654,17 @@ impl Core {
                 if matches!(destination, Destination::Unroutable(_)) {
                     track.hung_up(Hangup::system(Cause::Unroutable));
                 }
-                let to = match &destination {
-                    Destination::Uri(u) => u.clone(),
-                    Destination::Unroutable(_) => String::new(),
+                let to = match (&destination, &t.kind) {
+                    (Destination::Uri(u), _) => u.clone(),
+                    // Nowhere to send it: the leg is still named by what was dialled.
+                    (Destination::Unroutable(_), TargetKind::Sip { sip_uri, .. }) => {
+                        sip_uri.clone()
+                    }
+                    (
+                        Destination::Unroutable(_),
+                        TargetKind::Phone { number, .. } | TargetKind::Teams { number, .. },
+                    ) => number.clone(),
+                    (Destination::Unroutable(_), TargetKind::User { name }) => name.clone(),
                 };
                 forks.push(ForkLeg {
                     info: fork_info(&call.info, sid, &to),

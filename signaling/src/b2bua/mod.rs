@@ -20,6 +20,9 @@
 //! named by its call_sid, fork `i` is leg `i + 1`; legs carry a subset of the caller's codecs
 //! with the caller's payload types, so no transcoding is needed (see [`media`]).
 //!
+//! Each leg's CDR ([`crate::cdr`]) is handed to [`Services::cdr`] when the leg is over: the
+//! caller's when the call ends, the forks' when their dial ends.
+//!
 //! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
 //! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
 

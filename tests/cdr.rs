@@ -439,3 +439,53 @@ fn drain_deadline_hangs_up_and_the_records_are_written_before_exit() {
         assert_times(r);
     }
 }
+
+/// A caller refused before any call began (here 403: its source is not allowed) has its line.
+#[test]
+fn a_refused_caller_has_its_record() {
+    let path = cdr_path("forbidden");
+    let cfg = config(
+        "cdr-forbidden",
+        "[security]\nallow_from = [\"10.0.0.0/8\"]\n",
+    );
+    let (app, serve) = serve_with_app_and(
+        "cdr-forbidden",
+        dial(&[sip_target("sip:bob@127.0.0.1:9")], json!({})),
+        &[
+            "--cdr-file",
+            path.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let mut alice = caller(&serve, "reject", 0);
+    serve.finish(&mut [&mut alice]);
+    assert!(
+        alice.log().iter().any(|l| l == "final 403"),
+        "{:?}",
+        alice.log()
+    );
+    let lines = wait_lines(&serve, &path, 1);
+    let a = &lines[0];
+    assert_eq!(a["direction"], "inbound");
+    assert_eq!((&a["from"], &a["to"]), (&json!(CALLING), &json!(CALLED)));
+    assert_eq!(
+        (&a["call_status"], &a["sip_status"]),
+        (&json!("failed"), &json!(403))
+    );
+    assert_eq!(
+        (&a["hangup_by"], &a["hangup_cause"]),
+        (&json!("system"), &json!("forbidden"))
+    );
+    for absent in ["answer_time", "codec", "media", "parent_call_sid"] {
+        assert!(a.get(absent).is_none(), "{absent}: {a}");
+    }
+    assert_times(a);
+    assert!(app.hits("/call").is_empty(), "no app for a refused call");
+    let metrics = serve.metrics();
+    assert_eq!(
+        Serve::calls_total(&metrics),
+        [("forbidden".to_string(), 1.0)],
+        "{metrics}"
+    );
+}

@@ -74,7 +74,7 @@ pub enum Cause {
     TimeLimit,
     /// No RTP for the media timeout.
     MediaTimeout,
-    /// Shutdown: the drain deadline passed.
+    /// Shutdown: the drain deadline passed, or a new call came while draining.
     Drain,
     /// A REST call update.
     Rest,
@@ -86,8 +86,10 @@ pub enum Cause {
     Unroutable,
     /// No codec in common with the caller.
     NoCodec,
-    /// The INVITE could not be sent (no media port, a bad URI).
+    /// The INVITE could not be sent, or taken (no media port, a bad URI).
     LocalError,
+    /// The caller's source may not call us (403).
+    Forbidden,
 }
 
 /// Who ended a leg, and why

@@ -192,6 +192,11 @@ impl Core {
             tracing::info!(status = status.as_u16(), why, "INVITE refused");
             metrics::counter!(CALLS_METRIC, "status" => "failed").increment(1);
             let _ = core.dl.respond_invite(now, invite, Reply::new(status));
+            let cause = match status {
+                StatusCode::NOT_ACCEPTABLE_HERE => Cause::NoCodec,
+                _ => Cause::LocalError,
+            };
+            core.refused_cdr(now, &request, status, cause);
         };
         let offer = match sdp::SessionDescription::parse_bytes(&request.body) {
             Ok(o) if !relayable(&o).is_empty() => o,
@@ -279,6 +284,31 @@ impl Core {
         }
         self.calls.insert(key, call);
         self.with_call(key, |core, call| core.advance(now, call));
+    }
+
+    /// The CDR of a caller refused before its call began (403, 503 while draining, 488...).
+    pub(super) fn refused_cdr(
+        &self,
+        now: Instant,
+        request: &Request,
+        status: StatusCode,
+        cause: Cause,
+    ) {
+        let Some(sink) = &self.svc.cdr else { return };
+        let account = &self.svc.config.app.account_sid;
+        let mut info = caller_info(request, CallSid::new_random(), account, self.sent_by);
+        info.sip_status = status.as_u16();
+        info.call_status = crate::cdr::final_status(false, info.sip_status);
+        let mut track = Track::new(now);
+        track.hung_up(Hangup::system(cause));
+        let carrier = crate::cdr::inbound_carrier(&self.svc.config, request);
+        let leg = LegEnd {
+            info: &info,
+            track: &track,
+            carrier: carrier.as_deref(),
+            codec: None,
+        };
+        sink.leg(Record::new(leg, now, Anchor::process()), None);
     }
 
     /// Creates a media leg; its RTP port.

@@ -345,6 +345,9 @@ impl Core {
                         .with_to_tag(&crate::options::stable_tag(&inc.request))
                         .with_header(HeaderName::RETRY_AFTER, 5);
                     let _ = self.tx.respond(now, &inc.key, &r);
+                    let (status, cause) =
+                        (StatusCode::SERVICE_UNAVAILABLE, crate::cdr::Cause::Drain);
+                    self.refused_cdr(now, &inc.request, status, cause);
                     return;
                 }
                 if !self.may_call(&inc) {
@@ -353,6 +356,8 @@ impl Core {
                     let r = Response::for_request(&inc.request, StatusCode::FORBIDDEN)
                         .with_to_tag(&crate::options::stable_tag(&inc.request));
                     let _ = self.tx.respond(now, &inc.key, &r);
+                    let cause = crate::cdr::Cause::Forbidden;
+                    self.refused_cdr(now, &inc.request, StatusCode::FORBIDDEN, cause);
                     return;
                 }
                 Routed::NewRequest(inc)

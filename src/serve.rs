@@ -58,6 +58,9 @@ pub struct ServeFlags {
     /// The address advertised in SIP and SDP (behind NAT)
     #[arg(long, value_name = "IP")]
     external_ip: Option<IpAddr>,
+    /// Appends one JSON line per call leg to FILE (`[cdr] file`)
+    #[arg(long, value_name = "FILE")]
+    cdr_file: Option<PathBuf>,
     /// On SIGTERM, calls up may go on this long while new ones get 503 (a second signal, or
     /// SIGINT, stops at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -72,6 +75,9 @@ impl ServeFlags {
         }
         if self.external_ip.is_some() {
             c.sip.external_ip = self.external_ip;
+        }
+        if self.cdr_file.is_some() {
+            c.cdr.file.clone_from(&self.cdr_file);
         }
         self.relay.apply(&mut c.media);
         c.apply_overrides(ServeOverrides {
@@ -189,6 +195,11 @@ async fn serve(
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
     let webhooks = webhook_client(&config)?;
+    let cdr = signaling::cdr::Writer::start(
+        &config.cdr,
+        webhooks.clone(),
+        tokio::runtime::Handle::current(),
+    )?;
     let sip_addrs: Vec<String> = transports
         .local_addrs()
         .iter()
@@ -207,6 +218,7 @@ async fn serve(
         registry: registry.clone(),
         webhooks,
         seed: rand_seed(),
+        cdr: cdr.as_ref().map(signaling::cdr::Writer::sink),
     };
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);
     let (mut b2bua, control) = b2bua::start(transports, inbound, media_events, services, drain_rx)?;
@@ -256,6 +268,10 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = http_task.await;
     drop(stop_rx);
+    if let Some(cdr) = cdr {
+        // The last calls' records (a drain's) are written before the process ends.
+        tokio::task::spawn_blocking(move || cdr.close()).await?;
+    }
     Ok(())
 }
 

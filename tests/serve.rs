@@ -23,50 +23,17 @@ mod common;
 #[path = "webhook-app/harness.rs"]
 mod node_app;
 use common::http::{Hit, Receiver, request};
-use common::serve::{SECRET, Serve, TOKEN, assert_signed};
+use common::serve::{
+    CALLED, CALLING, ELSEWHERE, HOOK_WAIT, SECRET, Serve, TOKEN, assert_signed, callee, caller,
+    caller_over, config, dial, ringing, scenario, serve_with_app, serve_with_app_and, sip_target,
+};
 use common::sipp::{Run, Sipp};
 use common::{free_port, free_tcp_port};
-
-/// What the callers dial (the To user) and who they are (From user and display name).
-const CALLED: &str = "16173331212";
-const CALLING: &str = "15083084809";
-/// The CANCEL of a fork that lost to another's 200.
-const ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
-/// How long a hook may take to arrive after the SIP exchange that causes it.
-const HOOK_WAIT: Duration = Duration::from_secs(10);
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
-}
-
-/// The receiver answering the call webhook (`/call`) with `verbs`, and a `dialplane serve`
-/// using it, with call status hooks to `/status`.
-fn serve_with_app(name: &str, verbs: Value) -> (Receiver, Serve) {
-    serve_with_app_and(name, verbs, &[])
-}
-
-/// As [`serve_with_app`], with further arguments (`--config FILE`).
-fn serve_with_app_and(name: &str, verbs: Value, extra: &[&str]) -> (Receiver, Serve) {
-    let hooks = Receiver::start();
-    hooks.answer("/call", &verbs);
-    let (call, status) = (hooks.url("/call"), hooks.url("/status"));
-    let mut args = vec!["--app-url", &call, "--status-hook", &status];
-    args.extend_from_slice(extra);
-    let serve = Serve::start(name, &args);
-    (hooks, serve)
-}
 
 /// `sipp`'s action log has `line`.
 fn assert_logged(sipp: &Sipp, line: &str) {
     let log = sipp.log();
     assert!(log.iter().any(|l| l == line), "{line:?} not in {log:?}");
-}
-
-/// A config file for one test.
-fn config(name: &str, toml: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.toml"));
-    std::fs::write(&path, toml).expect("write config");
-    path
 }
 
 /// The value of header `name` in a SIP message.
@@ -78,54 +45,6 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|l| l.split_once(':'))
         .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim())
-}
-
-fn callee(name: &str, scenario_name: &str, calls: u32, pause_ms: u64, extra: &[&str]) -> Sipp {
-    Sipp::callee(
-        name,
-        Run {
-            scenario: &scenario(scenario_name),
-            calls,
-            pause_ms,
-            extra,
-        },
-    )
-}
-
-/// A callee that rings until cancelled (only 100 Trying for users named `silent…`).
-fn ringing(name: &str, calls: u32) -> Sipp {
-    callee(name, "ring", calls, 0, &[])
-}
-
-/// One call from SIPp running `scenario_name` (`pause_ms`: hold, or ring before CANCEL).
-fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
-    caller_over(serve, scenario_name, pause_ms, "u1")
-}
-
-/// As [`caller`], over SIPp transport `transport` (`u1` UDP, `t1` TCP).
-fn caller_over(serve: &Serve, scenario_name: &str, pause_ms: u64, transport: &str) -> Sipp {
-    Sipp::caller(
-        "caller",
-        serve.sip,
-        Run {
-            scenario: &scenario(scenario_name),
-            calls: 1,
-            pause_ms,
-            extra: &["-s", CALLED, "-t", transport],
-        },
-    )
-}
-
-fn dial(targets: &[Value], extra: Value) -> Value {
-    let mut verb = json!({"verb": "dial", "target": targets});
-    for (k, v) in extra.as_object().expect("object") {
-        verb[k] = v.clone();
-    }
-    json!([verb])
-}
-
-fn sip_target(uri: &str) -> Value {
-    json!({"type": "sip", "sipUri": uri})
 }
 
 /// The `k=v` parameters of a Digest challenge or credentials (names in lower case).

@@ -418,9 +418,10 @@ pub trait MediaControl: Send + Sync {
     fn request(&self, cmd: Command) -> Result<Vec<Event>, ApiError>;
 
     /// Run commands nobody waits for (bridge, update, destroy, ...), in order and after every
-    /// command requested or posted before; their answers are dropped and failures come as
-    /// [`Event::Error`] on the event channel. One wake-up per shard instead of one round trip
-    /// per command.
+    /// command requested or posted before; failures come as [`Event::Error`] on the event
+    /// channel, and so do the [`Event::Stats`] answers (a destroyed leg's final numbers, for
+    /// its CDR); other answers are dropped. One wake-up per shard instead of one round trip per
+    /// command. This default, with no event channel, drops every answer.
     fn post(&self, cmds: Vec<Command>) {
         for cmd in cmds {
             if let Err(e) = self.request(cmd) {

@@ -1114,9 +1114,20 @@ fn media_front_routes_calls_to_shards() {
         leg: LegId(3),
     });
     media.post(posted);
+    // Each destroyed leg's final counters come on the event channel too (for its CDR).
+    let final_counters = std::cell::Cell::new(0);
+    let destroyed = |e: &Event| matches!(e, Event::Stats { call_id, .. } if calls[..4].iter().any(|(id, _)| id == call_id));
     let failed = wait_event(&events, "posted error", |e| {
+        if destroyed(e) {
+            final_counters.set(final_counters.get() + 1);
+        }
         matches!(e, Event::Error { .. })
     });
+    // Two legs per destroyed call; another shard's may come after the error.
+    while final_counters.get() < 8 {
+        wait_event(&events, "final counters", destroyed);
+        final_counters.set(final_counters.get() + 1);
+    }
     assert!(
         matches!(&failed, Event::Error { call_id, leg: Some(LegId(3)), error }
             if call_id.0 == "nope" && error.status() == 404),

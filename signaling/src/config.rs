@@ -78,6 +78,18 @@ pub struct Config {
     pub media: MediaSection,
     /// `[sip]`: SIP listeners, the advertised address and transport limits.
     pub sip: SipConfig,
+    /// `[cdr]`: where call detail records go.
+    pub cdr: CdrConfig,
+}
+
+/// `[cdr]`: one JSON line per call leg once it is over ([`crate::cdr`])
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdrConfig {
+    /// Appended to, one line per leg (`--cdr-file`).
+    pub file: Option<std::path::PathBuf>,
+    /// Each line is POSTed here too (an absolute http(s) URL), signed like every hook.
+    pub webhook: Option<String>,
 }
 
 /// `[app]`: where calls get their verbs, and how hooks are sent
@@ -573,6 +585,20 @@ impl Config {
         if a.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
             return Err(invalid("app.file", "must not be empty"));
         }
+        if self.cdr.webhook.as_deref().is_some_and(|u| !absolute(u)) {
+            return Err(invalid(
+                "cdr.webhook",
+                "must be an absolute http:// or https:// URL",
+            ));
+        }
+        if self
+            .cdr
+            .file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(invalid("cdr.file", "must not be empty"));
+        }
         Ok(())
     }
 
@@ -690,6 +716,21 @@ mod tests {
             Config::from_toml(text, "example").unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn cdr_section() {
+        let c = Config::from_toml(
+            "[cdr]\nfile = \"/var/log/cdr.jsonl\"\nwebhook = \"http://127.0.0.1:9/cdr\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.cdr.file.as_deref(), Some(Path::new("/var/log/cdr.jsonl")));
+        assert_eq!(c.cdr.webhook.as_deref(), Some("http://127.0.0.1:9/cdr"));
+        let e = Config::from_toml("[cdr]\nwebhook = \"/cdr\"\n", "x").unwrap_err();
+        assert!(e.to_string().contains("cdr.webhook"), "{e}");
+        let e = Config::from_toml("[cdr]\nfiel = \"x\"\n", "x").unwrap_err();
+        assert!(e.to_string().contains("fiel"), "{e}");
     }
 
     #[test]

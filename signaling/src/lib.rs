@@ -10,7 +10,8 @@
 //! per-number routes for dial targets and called numbers). The control-app side: [`verbs`] (the
 //! verb JSON), [`app`] (which verb runs next), [`webhook`] (signed HTTP hooks with retries) and
 //! [`payload`] (what the hooks carry, and the dial status mapping). [`dial`] is the sans-IO
-//! core of the dial verb (fork, first answer wins, cancel the rest). Around them, on tokio:
+//! core of the dial verb (fork, first answer wins, cancel the rest); [`cdr`] writes a record
+//! per call leg. Around them, on tokio:
 //! [`transport`] (UDP, TCP and TLS listeners and connections, with the limits against hostile
 //! traffic) and [`stack`] (the task that drives the transaction layer with real time and serves
 //! the transaction user). `src/bin/sip_uas.rs` is a small UAS built from these, for end-to-end tests.
@@ -20,6 +21,7 @@ pub mod access;
 pub mod app;
 pub mod auth;
 pub mod b2bua;
+pub mod cdr;
 pub mod config;
 pub mod dial;
 pub mod dialog;

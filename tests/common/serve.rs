@@ -1,6 +1,8 @@
-//! A running `dialplane serve` for the end-to-end tests: the real binary on its own ports with
-//! the tests' webhook secret and API token, its log in target/tmp/serve-NAME.log, stopped by
-//! SIGTERM (then SIGKILL) when dropped; and what the tests read from it (/metrics, REST).
+//! A running `dialplane serve` for the end-to-end suites (tests/serve.rs, tests/cdr.rs,
+//! tests/reload.rs): the real binary on its own loopback ports with the tests' webhook secret
+//! and API token, its log in target/tmp/serve-NAME.log, stopped by SIGTERM (then SIGKILL) when
+//! dropped; what the tests read from it (/metrics, REST); SIPp callers and callees running the
+//! scenarios of `tests/serve/`, and the helpers that build dial verbs.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,16 +12,28 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::http::{Hit, request};
-use super::sipp::{Sipp, tail};
+use super::http::{Hit, Receiver, request};
+use super::sipp::{Run, Sipp, tail};
 use super::{Guard, free_port, port_range};
 
 /// Signs every hook of the tests' servers.
 pub const SECRET: &str = "e2e-webhook-secret";
 /// The tests' servers' REST bearer token.
 pub const TOKEN: &str = "e2e-api-token";
+/// What the callers dial (the To user) and who they are (From user and display name).
+pub const CALLED: &str = "16173331212";
+pub const CALLING: &str = "15083084809";
+/// The CANCEL of a fork that lost to another's 200.
+pub const ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+/// How long a hook may take to arrive after the SIP exchange that causes it.
+pub const HOOK_WAIT: Duration = Duration::from_secs(10);
+
+pub fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
+}
 
 /// A running `dialplane serve`, stopped by SIGTERM (then SIGKILL) when dropped.
 pub struct Serve {
@@ -85,6 +99,14 @@ impl Serve {
     /// Its log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM (a drain); the exit status, or None if it still runs after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.guard.0.id().to_string();
+        let sent = Command::new("kill").arg(&pid).status().expect("kill");
+        assert!(sent.success(), "kill {pid}");
+        self.guard.wait_exit(limit)
     }
 
     pub fn log_tail(&self) -> String {
@@ -198,4 +220,76 @@ pub fn assert_signed(hit: &Hit) {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(v1, expected, "signature of {} {}", hit.path, hit.body);
+}
+
+/// The receiver answering the call webhook (`/call`) with `verbs`, and a `dialplane serve`
+/// using it, with call status hooks to `/status`.
+pub fn serve_with_app(name: &str, verbs: Value) -> (Receiver, Serve) {
+    serve_with_app_and(name, verbs, &[])
+}
+
+/// As [`serve_with_app`], with further arguments (`--config FILE`).
+pub fn serve_with_app_and(name: &str, verbs: Value, extra: &[&str]) -> (Receiver, Serve) {
+    let hooks = Receiver::start();
+    hooks.answer("/call", &verbs);
+    let (call, status) = (hooks.url("/call"), hooks.url("/status"));
+    let mut args = vec!["--app-url", &call, "--status-hook", &status];
+    args.extend_from_slice(extra);
+    let serve = Serve::start(name, &args);
+    (hooks, serve)
+}
+
+/// A config file for one test.
+pub fn config(name: &str, toml: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}.toml"));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+pub fn callee(name: &str, scenario_name: &str, calls: u32, pause_ms: u64, extra: &[&str]) -> Sipp {
+    Sipp::callee(
+        name,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls,
+            pause_ms,
+            extra,
+        },
+    )
+}
+
+/// A callee that rings until cancelled (only 100 Trying for users named `silent…`).
+pub fn ringing(name: &str, calls: u32) -> Sipp {
+    callee(name, "ring", calls, 0, &[])
+}
+
+/// One call from SIPp running `scenario_name` (`pause_ms`: hold, or ring before CANCEL).
+pub fn caller(serve: &Serve, scenario_name: &str, pause_ms: u64) -> Sipp {
+    caller_over(serve, scenario_name, pause_ms, "u1")
+}
+
+/// As [`caller`], over SIPp transport `transport` (`u1` UDP, `t1` TCP).
+pub fn caller_over(serve: &Serve, scenario_name: &str, pause_ms: u64, transport: &str) -> Sipp {
+    Sipp::caller(
+        "caller",
+        serve.sip,
+        Run {
+            scenario: &scenario(scenario_name),
+            calls: 1,
+            pause_ms,
+            extra: &["-s", CALLED, "-t", transport],
+        },
+    )
+}
+
+pub fn dial(targets: &[Value], extra: Value) -> Value {
+    let mut verb = json!({"verb": "dial", "target": targets});
+    for (k, v) in extra.as_object().expect("object") {
+        verb[k] = v.clone();
+    }
+    json!([verb])
+}
+
+pub fn sip_target(uri: &str) -> Value {
+    json!({"type": "sip", "sipUri": uri})
 }

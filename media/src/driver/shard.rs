@@ -701,12 +701,23 @@ impl Shard {
                 Control::Post { cmds } => {
                     for cmd in cmds {
                         let (call_id, leg) = (cmd.call_id().clone(), cmd.leg());
-                        if let Err(error) = self.execute(cmd) {
-                            let _ = self.events.send(Event::Error {
-                                call_id,
-                                leg,
-                                error,
-                            });
+                        match self.execute(cmd) {
+                            // A destroyed leg's final counters (or a posted query's) are the
+                            // only answers someone still wants: the CDR writer.
+                            Ok(answer) => {
+                                for e in answer {
+                                    if matches!(e, Event::Stats { .. }) {
+                                        let _ = self.events.send(e);
+                                    }
+                                }
+                            }
+                            Err(error) => {
+                                let _ = self.events.send(Event::Error {
+                                    call_id,
+                                    leg,
+                                    error,
+                                });
+                            }
                         }
                     }
                 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
+use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
 use crate::config::Config;
 use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as DialEvent, ForkId};
 use crate::dialog::{
@@ -122,6 +123,8 @@ struct ForkLeg {
     negotiated: Option<Negotiated>,
     /// Its REFER waiting for the referHook.
     refer: Option<TransactionKey>,
+    /// For its CDR.
+    cdr: Track,
 }
 
 /// One call, from the caller's INVITE to its end
@@ -159,6 +162,11 @@ pub(super) struct Call {
     sdp_version: u64,
     /// The call's status hooks, sent one after the other so that each leg's arrive in order.
     status_queue: Option<tokio::sync::mpsc::UnboundedSender<CallStatusPayload>>,
+    /// The caller's leg, for its CDR; its hangup is also what ended the last thing the call
+    /// did (cleared when a verb starts), which the forks' records inherit.
+    pub(super) cdr: Track,
+    /// The carrier the call came from.
+    carrier: Option<String>,
 }
 
 impl Call {
@@ -197,6 +205,11 @@ impl Core {
             tracing::info!(status = status.as_u16(), why, "INVITE refused");
             metrics::counter!(CALLS_METRIC, "status" => "failed").increment(1);
             let _ = core.dl.respond_invite(now, invite, Reply::new(status));
+            let cause = match status {
+                StatusCode::NOT_ACCEPTABLE_HERE => Cause::NoCodec,
+                _ => Cause::LocalError,
+            };
+            core.refused_cdr(now, &request, status, cause);
         };
         let offer = match sdp::SessionDescription::parse_bytes(&request.body) {
             Ok(o) if !relayable(&o).is_empty() => o,
@@ -244,6 +257,7 @@ impl Core {
                 Step::WaitApp,
             ),
         };
+        let carrier = crate::cdr::inbound_carrier(&self.svc.config, &request);
         let mut call = Call {
             key,
             sid,
@@ -266,6 +280,8 @@ impl Core {
             registrations,
             sdp_version: 1,
             status_queue: None,
+            cdr: Track::new(now),
+            carrier,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -282,6 +298,31 @@ impl Core {
         }
         self.calls.insert(key, call);
         self.with_call(key, |core, call| core.advance(now, call));
+    }
+
+    /// The CDR of a caller refused before its call began (403, 503 while draining, 488...).
+    pub(super) fn refused_cdr(
+        &self,
+        now: Instant,
+        request: &Request,
+        status: StatusCode,
+        cause: Cause,
+    ) {
+        let Some(sink) = &self.svc.cdr else { return };
+        let account = &self.svc.config.app.account_sid;
+        let mut info = caller_info(request, CallSid::new_random(), account, self.sent_by);
+        info.sip_status = status.as_u16();
+        info.call_status = crate::cdr::final_status(false, info.sip_status);
+        let mut track = Track::new(now);
+        track.hung_up(Hangup::system(cause));
+        let carrier = crate::cdr::inbound_carrier(&self.svc.config, request);
+        let leg = LegEnd {
+            info: &info,
+            track: &track,
+            carrier: carrier.as_deref(),
+            codec: None,
+        };
+        sink.leg(Record::new(leg, now, Anchor::process()), None);
     }
 
     /// Creates a media leg; its RTP port.
@@ -313,7 +354,12 @@ impl Core {
     /// Runs verbs until one has to wait.
     pub(super) fn advance(&mut self, now: Instant, call: &mut Call) {
         while matches!(call.step, Step::Idle) {
-            match call.app.next_step() {
+            let step = call.app.next_step();
+            if matches!(step, AppStep::Run(_)) {
+                // What ended the last verb did not end the call.
+                call.cdr.hangup = None;
+            }
+            match step {
                 AppStep::Run(Verb::Dial(d)) => self.start_dial(now, call, d),
                 AppStep::Run(Verb::Hangup(h)) => {
                     let headers = extra_headers(&h.headers.0);
@@ -391,6 +437,7 @@ impl Core {
         }
         let Some(body) = self.caller_answer(call, winner) else {
             tracing::warn!(call_sid = %call.sid, "no codec in common with the caller");
+            call.cdr.hung_up(Hangup::system(Cause::NoCodec));
             call.last_failure = Some(488);
             return self.hang_up_caller(now, call, StatusCode::NOT_ACCEPTABLE_HERE, Vec::new());
         };
@@ -428,6 +475,12 @@ impl Core {
             return;
         }
         call.gone = true;
+        let cause = if call.answered() {
+            Cause::Bye
+        } else {
+            Cause::Cancel
+        };
+        call.cdr.hung_up(Hangup::caller(cause));
         if let Some(invite) = call.invite.take() {
             self.uas.remove(&invite);
         }
@@ -470,22 +523,46 @@ impl Core {
                 }
             }
             self.forget_forks(&run);
+            self.fork_cdrs(now, call, &run);
         }
         self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
         });
-        let status = match (call.answered_at, call.info.sip_status) {
-            (Some(_), _) => CallStatus::Completed,
-            (None, 486 | 600) => CallStatus::Busy,
-            (None, 408 | 480 | 487) => CallStatus::NoAnswer,
-            (None, _) => CallStatus::Failed,
-        };
+        // What the caller was refused with (486 after a busy dial, 480, 603...) is its leg's
+        // status, for the status hook as for the CDR.
+        if let Some(code) = call
+            .cdr
+            .final_code
+            .filter(|c| *c >= 300 && !call.answered())
+        {
+            call.info.sip_status = code;
+        }
+        let status = crate::cdr::final_status(call.answered(), call.info.sip_status);
         call.info.call_status = status;
         let mut info = call.info.clone();
         if !call.answered() && info.sip_status < 300 {
             info.sip_status = 487;
             call.info.sip_status = 487;
+        }
+        if let Some(sink) = &self.svc.cdr {
+            call.cdr.hung_up(Hangup::system(Cause::App));
+            let track = Track {
+                answered: call.answered_at,
+                ..call.cdr.clone()
+            };
+            let leg = LegEnd {
+                info: &call.info,
+                track: &track,
+                carrier: call.carrier.as_deref(),
+                codec: call
+                    .answer
+                    .as_ref()
+                    .and_then(|(_, n)| n.codecs.first())
+                    .map(|c| c.name.as_str()),
+            };
+            let record = Record::new(leg, now, Anchor::process());
+            sink.leg(record, Some((call.media_id(), LegId(0))));
         }
         let duration = call
             .answered_at
@@ -538,6 +615,7 @@ impl Core {
                     }
                     Err(e) => {
                         tracing::error!(call_sid = %call.sid, error = %e, "call webhook failed: 480");
+                        call.cdr.hung_up(Hangup::system(Cause::AppFailed));
                         call.step = Step::Idle;
                         self.hang_up_caller(
                             now,
@@ -617,9 +695,21 @@ impl Core {
                 }
                 headers.extend(extra);
                 let sid = CallSid::new_random();
-                let to = match &destination {
-                    Destination::Uri(u) => u.clone(),
-                    Destination::Unroutable(_) => String::new(),
+                let mut track = Track::new(now);
+                if matches!(destination, Destination::Unroutable(_)) {
+                    track.hung_up(Hangup::system(Cause::Unroutable));
+                }
+                let to = match (&destination, &t.kind) {
+                    (Destination::Uri(u), _) => u.clone(),
+                    // Nowhere to send it: the leg is still named by what was dialled.
+                    (Destination::Unroutable(_), TargetKind::Sip { sip_uri, .. }) => {
+                        sip_uri.clone()
+                    }
+                    (
+                        Destination::Unroutable(_),
+                        TargetKind::Phone { number, .. } | TargetKind::Teams { number, .. },
+                    ) => number.clone(),
+                    (Destination::Unroutable(_), TargetKind::User { name }) => name.clone(),
                 };
                 forks.push(ForkLeg {
                     info: fork_info(&call.info, sid, &to),
@@ -630,6 +720,7 @@ impl Core {
                     offer: None,
                     negotiated: None,
                     refer: None,
+                    cdr: track,
                 });
                 targets.push(DialTarget {
                     call_sid: sid,
@@ -766,16 +857,30 @@ impl Core {
                         if let Err(status) =
                             self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
                         {
+                            run.forks[fork.0]
+                                .cdr
+                                .hung_up(Hangup::system(Cause::LocalError));
                             feedback.push(DialEvent::Failed { fork, status });
                         }
                     }
                     Action::Cancel { fork, reason } => {
+                        // A loser, else whatever ends the call (the ring timeout if nothing).
+                        let why = match reason {
+                            Some(_) => Hangup::system(Cause::CompletedElsewhere),
+                            None => call
+                                .cdr
+                                .hangup
+                                .unwrap_or(Hangup::system(Cause::RingTimeout)),
+                        };
+                        run.forks[fork.0].cdr.hung_up(why);
                         if let Some(inv) = run.forks[fork.0].invite {
                             let _ = self.dl.cancel(now, inv, reason.map(str::to_string));
                         }
                     }
                     // The dialog layer ACKed the 2xx already.
                     Action::AckAndBye { fork } | Action::Bye { fork } => {
+                        let why = call.cdr.hangup.unwrap_or(Hangup::system(Cause::TimeLimit));
+                        run.forks[fork.0].cdr.hung_up(why);
                         if let Some(d) = run.forks[fork.0].dialog.take() {
                             let _ = self.dl.bye(now, d);
                         }
@@ -820,6 +925,14 @@ impl Core {
                         let f = &mut run.forks[fork.0];
                         f.info.call_status = status;
                         f.info.sip_status = sip_status;
+                        match status {
+                            CallStatus::InProgress => f.cdr.answered = Some(now),
+                            CallStatus::Completed
+                            | CallStatus::Failed
+                            | CallStatus::Busy
+                            | CallStatus::NoAnswer => f.cdr.ended = Some(now),
+                            _ => {}
+                        }
                         let info = f.info.clone();
                         self.status_hook(call, &info);
                     }
@@ -840,6 +953,7 @@ impl Core {
             return;
         };
         // The dial is over: its legs go, the caller's stays.
+        self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
             leg: LegId(0),
@@ -923,6 +1037,7 @@ impl Core {
         {
             user = e164;
         }
+        run.forks[i].cdr.from = Some(user.clone());
         let from_uri = Uri::parse(&format!("sip:{user}@{}", self.sent_by)).map_err(|_| 400u16)?;
         let mut from = NameAddr::new(from_uri);
         if !call.info.caller_name.is_empty() {
@@ -1004,6 +1119,29 @@ impl Core {
                 self.dialogs.remove(&d);
             }
             self.sids.remove(&f.info.call_sid);
+        }
+    }
+
+    /// Each fork's CDR; the counters of those with a media leg follow when it is freed.
+    fn fork_cdrs(&self, now: Instant, call: &Call, run: &DialRun) {
+        let Some(sink) = &self.svc.cdr else { return };
+        for (i, f) in run.forks.iter().enumerate() {
+            let leg = LegEnd {
+                info: &f.info,
+                track: &f.cdr,
+                carrier: f.carrier.as_deref(),
+                codec: f
+                    .negotiated
+                    .as_ref()
+                    .and_then(|n| n.codecs.first())
+                    .map(|c| c.name.as_str()),
+            };
+            // The shared leg's counters are those of the fork it last carried.
+            let media = run
+                .port
+                .and(run.media_leg(i))
+                .map(|leg| (call.media_id(), leg));
+            sink.leg(Record::new(leg, now, Anchor::process()), media);
         }
     }
 
@@ -1126,8 +1264,19 @@ impl Core {
                 status: r.status.as_u16(),
             },
         };
+        // A 3xx may be followed: the fork goes on.
+        let why = match &r {
+            Some(r) if r.status.as_u16() >= 400 => Some(Hangup::callee(Cause::Rejected)),
+            Some(_) => None,
+            None => Some(Hangup::system(Cause::NoResponse)),
+        };
         self.with_call(key, |core, call| {
-            core.feed_dial(now, call, |_, _, _| Some(event))
+            core.feed_dial(now, call, |_, _, run| {
+                if let Some(why) = why {
+                    run.forks[i].cdr.hung_up(why);
+                }
+                Some(event)
+            })
         });
     }
 
@@ -1153,7 +1302,13 @@ impl Core {
                 if !by_peer {
                     return;
                 }
+                let hangup = Hangup::callee(Cause::Bye);
+                if matches!(&call.step, Step::Dial(run) if run.bridged == Some(i)) {
+                    // The caller's leg ends with it unless the app goes on.
+                    call.cdr.hung_up(hangup);
+                }
                 core.feed_dial(now, call, |_, _, run| {
+                    run.forks[i].cdr.hung_up(hangup);
                     run.forks[i].dialog = None;
                     (run.bridged == Some(i)).then_some(DialEvent::BridgeEnded { by_callee: true })
                 });
@@ -1382,6 +1537,9 @@ impl Core {
     }
 
     pub(super) fn on_rest(&mut self, now: Instant, call: &mut Call, leg: Leg, update: CallUpdate) {
+        if matches!(update, CallUpdate::CallStatus(_)) {
+            call.cdr.hung_up(Hangup::system(Cause::Rest));
+        }
         match update {
             CallUpdate::CallStatus(rest::CallStatus::Completed) => match (&mut call.step, leg) {
                 (Step::Dial(run), Leg::Fork(_)) => {
@@ -1435,7 +1593,7 @@ impl Core {
         match e {
             MediaEvent::MediaTimeout { leg, .. } => {
                 tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
-                self.terminate(now, call);
+                self.terminate(now, call, Cause::MediaTimeout);
             }
             MediaEvent::Error { leg, error, .. } => {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
@@ -1444,8 +1602,10 @@ impl Core {
         }
     }
 
-    /// Ends the whole call from our side: forks cancelled or hung up, the caller too.
-    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call) {
+    /// Ends the whole call from our side (`cause`: why, for the CDRs): forks cancelled or hung
+    /// up, the caller too.
+    pub(super) fn terminate(&mut self, now: Instant, call: &mut Call, cause: Cause) {
+        call.cdr.hung_up(Hangup::system(cause));
         call.app.end();
         if let Step::Dial(run) = &mut call.step {
             run.dial.handle(now, DialEvent::HangUp);

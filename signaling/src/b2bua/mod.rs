@@ -17,11 +17,14 @@
 //! Inbound INVITEs are accepted from `[security] allow_from`, the carriers' `inbound` networks
 //! and addresses a registered user registered from; anything else gets 403. The INVITE must
 //! carry an SDP offer (no late offer: 488). Media: the caller's leg is leg 0 of a media call
-//! named by its call_sid, fork `i` is leg `i + 1`; legs carry a subset of the caller's codecs
-//! with the caller's payload types, so no transcoding is needed (see [`media`]).
+//! named by its call_sid, every fork of a dial offers leg 1 (shared: only the fork that answers
+//! is ever bridged); legs carry a subset of the caller's codecs with the caller's payload types, so no transcoding is needed (see [`media`]).
 //!
 //! A configuration reload (SIGHUP) reaches the task as a [`Reload`] through its [`Handle`]: new
 //! calls get the new configuration, calls in progress keep theirs.
+//!
+//! Each leg's CDR ([`crate::cdr`]) is handed to [`Services::cdr`] when the leg is over: the
+//! caller's when the call ends, the forks' when their dial ends.
 //!
 //! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
 //! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
@@ -80,6 +83,8 @@ pub struct Services {
     pub webhooks: WebhookClient,
     /// Seeds Call-IDs, tags and branches.
     pub seed: u64,
+    /// Where each leg's CDR goes, when `[cdr]` asks for them.
+    pub cdr: Option<crate::cdr::Sink>,
 }
 
 impl std::fmt::Debug for Services {
@@ -161,10 +166,23 @@ pub fn start(
     // The caller's side decides about reliable provisionals; we do not ask callees for them.
     dialog.rel100 = false;
     let (media_tx, media_rx) = mpsc::channel(QUEUE);
+    let cdr = services.cdr.clone();
     std::thread::Builder::new()
         .name("b2bua-media-events".into())
         .spawn(move || {
             while let Ok(e) = media_events.recv() {
+                // A freed leg's final counters are for its CDR only: past the B2BUA task.
+                if let MediaEvent::Stats {
+                    call_id,
+                    leg,
+                    stats,
+                } = e
+                {
+                    if let Some(cdr) = &cdr {
+                        cdr.stats((call_id, leg), stats);
+                    }
+                    continue;
+                }
                 if media_tx.blocking_send(e).is_err() {
                     return;
                 }
@@ -342,6 +360,9 @@ impl Core {
                         .with_to_tag(&crate::options::stable_tag(&inc.request))
                         .with_header(HeaderName::RETRY_AFTER, 5);
                     let _ = self.tx.respond(now, &inc.key, &r);
+                    let (status, cause) =
+                        (StatusCode::SERVICE_UNAVAILABLE, crate::cdr::Cause::Drain);
+                    self.refused_cdr(now, &inc.request, status, cause);
                     return;
                 }
                 if !self.may_call(&inc) {
@@ -350,6 +371,8 @@ impl Core {
                     let r = Response::for_request(&inc.request, StatusCode::FORBIDDEN)
                         .with_to_tag(&crate::options::stable_tag(&inc.request));
                     let _ = self.tx.respond(now, &inc.key, &r);
+                    let cause = crate::cdr::Cause::Forbidden;
+                    self.refused_cdr(now, &inc.request, StatusCode::FORBIDDEN, cause);
                     return;
                 }
                 Routed::NewRequest(inc)
@@ -523,7 +546,9 @@ impl Core {
         tracing::info!(calls = self.calls.len(), "drain deadline: hanging up");
         let keys: Vec<u64> = self.calls.keys().copied().collect();
         for key in keys {
-            self.with_call(key, |core, call| core.terminate(now, call));
+            self.with_call(key, |core, call| {
+                core.terminate(now, call, crate::cdr::Cause::Drain);
+            });
         }
         self.pump();
     }
@@ -639,6 +664,7 @@ impl Core {
             Err(e) => tracing::debug!(error = %e, "cannot answer the caller"),
         }
         if status.is_final() {
+            call.cdr.final_code.get_or_insert(status.as_u16());
             call.invite = None;
             self.uas.remove(&invite);
         }
@@ -666,7 +692,7 @@ fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>) -> Option<SocketAddr>
 }
 
 /// The webhook signature's clock.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

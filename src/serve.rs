@@ -50,6 +50,9 @@ pub struct ServeFlags {
     /// The address advertised in SIP and SDP (behind NAT)
     #[arg(long, value_name = "IP")]
     external_ip: Option<IpAddr>,
+    /// Resolve SIP host names with this name server (IP:PORT) instead of `[dns] nameservers`
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<SocketAddr>,
     /// On SIGTERM, calls up may go on this long while new ones get 503 (a second signal, or
     /// SIGINT, stops at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -61,6 +64,9 @@ impl ServeFlags {
     pub fn apply(self, c: &mut Config) {
         if let Some(a) = self.sip {
             c.sip.listen = vec![format!("udp:{a}"), format!("tcp:{a}")];
+        }
+        if let Some(a) = self.dns {
+            c.dns.nameservers = vec![a];
         }
         if self.external_ip.is_some() {
             c.sip.external_ip = self.external_ip;

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod dns;
 mod edge;
+pub use dns::DnsConfig;
 pub use edge::{
     CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
 };
@@ -74,6 +76,8 @@ pub struct Config {
     pub media: MediaSection,
     /// `[sip]`: SIP listeners, the advertised address and transport limits.
     pub sip: SipConfig,
+    /// `[dns]`: name servers and caching for RFC 3263 resolution of SIP hosts.
+    pub dns: DnsConfig,
 }
 
 /// `[app]`: where calls get their verbs, and how hooks are sent
@@ -497,6 +501,7 @@ impl Config {
         self.validate_registrar(&invalid)?;
         edge::validate(self, &invalid)?;
         self.validate_app(&invalid)?;
+        dns::validate(&self.dns, &invalid)?;
         self.validate_sip(&invalid)
     }
 

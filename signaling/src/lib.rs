@@ -23,6 +23,7 @@ pub mod b2bua;
 pub mod config;
 pub mod dial;
 pub mod dialog;
+pub mod dns;
 pub mod message;
 pub mod options;
 pub mod payload;

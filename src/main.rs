@@ -39,7 +39,8 @@ enum Command {
     Media(media_cmd::MediaFlags),
     /// The call-control server: SIP, media, the control app's verbs, REST (runs until
     /// SIGINT/SIGTERM; prints `ready sip=ADDR http=ADDR` once listening)
-    Serve(serve::ServeFlags),
+    // Boxed: the largest variant by far, parsed once.
+    Serve(Box<serve::ServeFlags>),
 }
 
 #[derive(Subcommand, Debug)]

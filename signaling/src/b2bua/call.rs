@@ -127,11 +127,18 @@ struct ForkLeg {
 /// A fork to a URI with a host name (RFC 3263)
 #[derive(Default)]
 struct ForkDns {
-    /// Its INVITE waiting for the lookup: URI, headers, caller id.
-    waiting: Option<(String, Vec<(String, String)>, Option<String>)>,
+    /// Its INVITE waiting for the lookup.
+    waiting: Option<WaitingInvite>,
     /// The URI looked up (pinned to the first destination) and every destination in the order
     /// to try them.
     routed: Option<(String, Vec<dns::Destination>)>,
+}
+
+/// What an INVITE waiting for DNS is sent with (as [`Action::Invite`] asked)
+struct WaitingInvite {
+    uri: String,
+    headers: Vec<(String, String)>,
+    caller_id: Option<String>,
 }
 
 /// One call, from the caller's INVITE to its end
@@ -917,7 +924,11 @@ impl Core {
                 .as_ref()
                 .is_none_or(|(u, _)| u != uri)
         {
-            run.forks[i].dns.waiting = Some((uri.to_string(), headers, caller_id));
+            run.forks[i].dns.waiting = Some(WaitingInvite {
+                uri: uri.to_string(),
+                headers,
+                caller_id,
+            });
             self.look_up(call.key, run.forks[i].info.call_sid, sip.clone());
             return Ok(());
         }
@@ -1001,9 +1012,17 @@ impl Core {
             .position(|f| f.info.call_sid == fork)
             .and_then(|i| {
                 let w = &mut run.forks[i].dns.waiting;
-                w.take_if(|(u, ..)| u == uri).map(|w| (i, w))
+                w.take_if(|w| w.uri == uri).map(|w| (i, w))
             });
-        let Some((i, (uri, headers, caller_id))) = waiting else {
+        let Some((
+            i,
+            WaitingInvite {
+                uri,
+                headers,
+                caller_id,
+            },
+        )) = waiting
+        else {
             // Cancelled (or redirected elsewhere) while DNS answered.
             return ignored("dns_late");
         };

@@ -26,7 +26,7 @@ use common::sipp::{Run, Sipp};
 
 /// How long a hook may take to arrive after the SIP exchange that causes it.
 const HOOK_WAIT: Duration = Duration::from_secs(10);
-/// TTL of every record served: longer than any test.
+/// TTL of the records served: longer than any test.
 const TTL: u32 = 300;
 
 /// A DNS server on 127.0.0.1 answering from a fixed zone; stopped and joined when dropped.
@@ -125,7 +125,14 @@ fn name(n: &str) -> Name {
     Name::from_ascii(format!("{n}.")).unwrap()
 }
 
-fn naptr(owner: &str, order: u16, preference: u16, service: &str, replacement: &str) -> Record {
+fn naptr(
+    owner: &str,
+    ttl: u32,
+    order: u16,
+    preference: u16,
+    service: &str,
+    replacement: &str,
+) -> Record {
     let rdata = NAPTR::new(
         order,
         preference,
@@ -134,31 +141,50 @@ fn naptr(owner: &str, order: u16, preference: u16, service: &str, replacement: &
         Vec::new().into_boxed_slice(),
         name(replacement),
     );
-    Record::from_rdata(name(owner), TTL, RData::NAPTR(rdata))
+    Record::from_rdata(name(owner), ttl, RData::NAPTR(rdata))
 }
 
-fn srv(owner: &str, priority: u16, port: u16, target: &str) -> Record {
+fn srv(owner: &str, ttl: u32, priority: u16, port: u16, target: &str) -> Record {
     let rdata = SRV::new(priority, 10, port, name(target));
-    Record::from_rdata(name(owner), TTL, RData::SRV(rdata))
+    Record::from_rdata(name(owner), ttl, RData::SRV(rdata))
 }
 
-fn a(owner: &str) -> Record {
-    Record::from_rdata(name(owner), TTL, RData::A(A(Ipv4Addr::LOCALHOST)))
+fn a(owner: &str, ttl: u32) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::A(A(Ipv4Addr::LOCALHOST)))
 }
 
 /// `example.test`: NAPTR prefers TCP (which we do not send on: a TCP pick would reach the busy
 /// callee) over UDP; UDP's SRV records put the answering callee at priority 10 and the busy one
-/// at 20.
-fn zone(answering: u16, busy: u16) -> Vec<Record> {
+/// at 20. Every record lives `ttl` seconds.
+fn zone_ttl(answering: u16, busy: u16, ttl: u32) -> Vec<Record> {
+    let t = ttl;
     vec![
-        naptr("example.test", 10, 10, "SIP+D2T", "_sip._tcp.example.test"),
-        naptr("example.test", 20, 10, "SIP+D2U", "_sip._udp.example.test"),
-        srv("_sip._tcp.example.test", 1, busy, "b.example.test"),
-        srv("_sip._udp.example.test", 20, busy, "b.example.test"),
-        srv("_sip._udp.example.test", 10, answering, "a.example.test"),
-        a("a.example.test"),
-        a("b.example.test"),
+        naptr(
+            "example.test",
+            t,
+            10,
+            10,
+            "SIP+D2T",
+            "_sip._tcp.example.test",
+        ),
+        naptr(
+            "example.test",
+            t,
+            20,
+            10,
+            "SIP+D2U",
+            "_sip._udp.example.test",
+        ),
+        srv("_sip._tcp.example.test", t, 1, busy, "b.example.test"),
+        srv("_sip._udp.example.test", t, 20, busy, "b.example.test"),
+        srv("_sip._udp.example.test", t, 10, answering, "a.example.test"),
+        a("a.example.test", t),
+        a("b.example.test", t),
     ]
+}
+
+fn zone(answering: u16, busy: u16) -> Vec<Record> {
+    zone_ttl(answering, busy, TTL)
 }
 
 fn scenario(name: &str) -> PathBuf {
@@ -349,6 +375,31 @@ fn an_explicit_port_asks_only_for_the_hosts_address() {
         [format!("INVITE {uri} c=IN IP4 127.0.0.1")]
     );
     assert_eq!(dns.all(), [("b.example.test.".to_string(), RecordType::A)]);
+    assert!(invites(&busy).is_empty(), "{:?}", busy.log());
+    serve.wait_idle();
+}
+
+#[test]
+fn an_answer_is_asked_again_once_its_ttl_ran_out() {
+    let mut alice = callee("alice", "answer", 2);
+    let busy = callee("busy", "busy", 1);
+    let dns = DnsServer::start(zone_ttl(alice.port, busy.port, 1));
+    let (hooks, serve) = serve_with("dns-ttl", &dns, &dial(&["sip:callee@example.test"]));
+    let mut first = caller(&serve, "call");
+    serve.finish(&mut [&mut first]);
+    assert_eq!(dns.count("example.test", RecordType::NAPTR), 1);
+    // Time passing, not waiting for an event: the 1 s TTL must run out.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut second = caller(&serve, "call");
+    serve.finish(&mut [&mut second, &mut alice]);
+    assert_eq!(action(&hooks, 2)["dial_status"], "completed");
+    assert_eq!(
+        dns.count("example.test", RecordType::NAPTR),
+        2,
+        "{:?}",
+        dns.all()
+    );
+    assert_eq!(dns.count("_sip._udp.example.test", RecordType::SRV), 2);
     assert!(invites(&busy).is_empty(), "{:?}", busy.log());
     serve.wait_idle();
 }

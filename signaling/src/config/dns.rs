@@ -36,3 +36,31 @@ pub(super) fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn dns_section_parses_and_is_checked() {
+        let c = Config::from_toml(
+            "[dns]\nnameservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\nnegative_ttl_s = 5\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns.nameservers,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!((c.dns.cache_size, c.dns.negative_ttl_s), (1024, 5));
+        let e = Config::from_toml("[dns]\nnameservers = [\"ns.example\"]\n", "t").unwrap_err();
+        assert!(e.to_string().contains("nameservers"), "{e}");
+        let e = Config::from_toml("[dns]\ncache_size = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("dns.cache_size"), "{e}");
+        let e = Config::from_toml("[dns]\nttl = 1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("ttl"), "{e}");
+    }
+}

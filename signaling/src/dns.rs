@@ -280,7 +280,18 @@ impl Resolver {
         };
         let provider = TokioRuntimeProvider::default();
         let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(failed)?
+            match TokioResolver::builder(provider.clone()) {
+                Ok(b) => b,
+                // Calls to IP addresses need no DNS: they still work; names fail their forks.
+                Err(e) => {
+                    tracing::warn!(error = %e,
+                        "no usable /etc/resolv.conf and no [dns] nameservers: SIP hosts that are names will not resolve");
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(Vec::new()),
+                        provider,
+                    )
+                }
+            }
         } else {
             let servers = config
                 .nameservers
@@ -720,6 +731,31 @@ mod tests {
             reason: "timeout".into(),
         };
         assert_eq!(e.sip_status(), 503);
+    }
+
+    /// What serve runs with when resolv.conf is unusable: no name servers. Names fail (503,
+    /// DNS may work later), numeric hosts still go through.
+    #[tokio::test]
+    async fn without_name_servers_names_fail_and_numbers_pass() {
+        let inner = TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(Vec::new()),
+            TokioRuntimeProvider::default(),
+        )
+        .build()
+        .unwrap();
+        let r = Resolver {
+            inner,
+            supported: [Transport::Udp].into(),
+        };
+        let e = r.resolve(&sip("sip:a@example.test")).await.unwrap_err();
+        assert_eq!(e.sip_status(), 503, "{e}");
+        assert_eq!(
+            r.resolve(&sip("sip:a@192.0.2.1:5070")).await.unwrap(),
+            [Destination {
+                transport: Transport::Udp,
+                addr: "192.0.2.1:5070".parse().unwrap()
+            }]
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, NAPTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::{Value, json};
+use signaling::config::DnsConfig;
+use signaling::dns::{Destination, Resolver};
+use signaling::message::{SipUri, Uri};
+use signaling::transport::Transport;
 
 mod common;
 use common::free_udp_port;
@@ -402,4 +406,98 @@ fn an_answer_is_asked_again_once_its_ttl_ran_out() {
     assert_eq!(dns.count("_sip._udp.example.test", RecordType::SRV), 2);
     assert!(invites(&busy).is_empty(), "{:?}", busy.log());
     serve.wait_idle();
+}
+
+/// The resolver itself against the test's DNS server, for the paths a SIPp callee on a random
+/// port cannot show (default ports, transports we do not send on yet).
+fn resolver(dns: &DnsServer, supported: &[Transport]) -> Resolver {
+    let config = DnsConfig {
+        nameservers: vec![dns.addr],
+        ..DnsConfig::default()
+    };
+    Resolver::new(&config, supported).unwrap()
+}
+
+fn dest(transport: Transport, addr: &str) -> Destination {
+    Destination {
+        transport,
+        addr: addr.parse().unwrap(),
+    }
+}
+
+fn sip_uri(s: &str) -> SipUri {
+    Uri::parse(s).unwrap().as_sip().unwrap().clone()
+}
+
+#[tokio::test]
+async fn without_naptr_srv_then_the_hosts_own_address() {
+    let mut records = zone(5070, 5080);
+    records.extend([
+        a("srvonly.test", TTL),
+        srv("_sip._udp.srvonly.test", TTL, 10, 5090, "a.example.test"),
+        Record::from_rdata(
+            name("aonly.test"),
+            TTL,
+            RData::A(A(Ipv4Addr::new(127, 0, 0, 9))),
+        ),
+    ]);
+    let dns = DnsServer::start(records);
+    let r = resolver(&dns, &[Transport::Udp]);
+    assert_eq!(
+        r.resolve(&sip_uri("sip:x@srvonly.test")).await.unwrap(),
+        [dest(Transport::Udp, "127.0.0.1:5090")]
+    );
+    // Neither NAPTR nor SRV: the host's address on the default port.
+    assert_eq!(
+        r.resolve(&sip_uri("sip:x@aonly.test")).await.unwrap(),
+        [dest(Transport::Udp, "127.0.0.9:5060")]
+    );
+    let asked: Vec<(String, RecordType)> = dns
+        .all()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("aonly.test."))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("aonly.test.".to_string(), RecordType::NAPTR),
+            ("_sip._udp.aonly.test.".to_string(), RecordType::SRV),
+            ("aonly.test.".to_string(), RecordType::A),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn naptr_order_across_the_transports_we_send_on() {
+    let dns = DnsServer::start(zone(5070, 5080));
+    let uri = sip_uri("sip:x@example.test");
+    // TCP too: NAPTR's order 10 (TCP) comes before 20 (UDP), each with its SRV targets.
+    let both = resolver(&dns, &[Transport::Udp, Transport::Tcp]);
+    assert_eq!(
+        both.resolve(&uri).await.unwrap(),
+        [
+            dest(Transport::Tcp, "127.0.0.1:5080"),
+            dest(Transport::Udp, "127.0.0.1:5070"),
+            dest(Transport::Udp, "127.0.0.1:5080"),
+        ]
+    );
+    // A transport parameter skips NAPTR: its SRV name only.
+    let before = dns.count("example.test", RecordType::NAPTR);
+    assert_eq!(
+        both.resolve(&sip_uri("sip:x@example.test;transport=udp"))
+            .await
+            .unwrap(),
+        [
+            dest(Transport::Udp, "127.0.0.1:5070"),
+            dest(Transport::Udp, "127.0.0.1:5080"),
+        ]
+    );
+    assert_eq!(dns.count("example.test", RecordType::NAPTR), before);
+    // sips: only SIPS+D2T records count; there are none, nor _sips._tcp SRV records: the host
+    // has no address of its own either.
+    let e = both
+        .resolve(&sip_uri("sips:x@example.test"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.sip_status(), 604, "{e}");
 }

@@ -40,7 +40,8 @@ enum Command {
     Media(media_cmd::MediaFlags),
     /// The call-control server: SIP, media, the control app's verbs, REST (runs until
     /// SIGINT/SIGTERM; prints `ready sip=ADDR http=ADDR` once listening)
-    Serve(serve::ServeFlags),
+    // Boxed: the largest variant by far, parsed once.
+    Serve(Box<serve::ServeFlags>),
     /// Checks a config file as `serve` would (with the same flags, if given) and prints what it
     /// would run with, secrets redacted; or each problem, naming its key, and exit code 2
     CheckConfig(CheckConfigArgs),
@@ -106,7 +107,7 @@ fn run(cli: Cli, prometheus: Option<PrometheusHandle>) -> anyhow::Result<()> {
             let prometheus = prometheus.context("the metrics recorder is not installed")?;
             let source = serve::Source {
                 file: cli.config,
-                flags,
+                flags: *flags,
             };
             serve::run(prepared, source, prometheus)
         }

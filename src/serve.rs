@@ -61,6 +61,9 @@ pub struct ServeFlags {
     /// Appends one JSON line per call leg to FILE (`[cdr] file`)
     #[arg(long, value_name = "FILE")]
     cdr_file: Option<PathBuf>,
+    /// Resolve SIP host names with this name server (IP:PORT) instead of `[dns] nameservers`
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<SocketAddr>,
     /// On SIGTERM, calls up may go on this long while new ones get 503 (a second signal, or
     /// SIGINT, stops at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -72,6 +75,9 @@ impl ServeFlags {
     fn apply(&self, c: &mut Config) {
         if let Some(a) = self.sip {
             c.sip.listen = vec![format!("udp:{a}"), format!("tcp:{a}")];
+        }
+        if let Some(a) = self.dns {
+            c.dns.nameservers = vec![a];
         }
         if self.external_ip.is_some() {
             c.sip.external_ip = self.external_ip;

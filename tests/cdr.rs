@@ -280,7 +280,10 @@ fn busy_unanswered_and_unroutable_forks_with_the_webhook_down() {
     );
     assert!(b.get("answer_time").is_none(), "{b}");
     assert_times(b);
-    assert!(b.get("media").is_none(), "never carried by the forks' leg: {b}");
+    assert!(
+        b.get("media").is_none(),
+        "never carried by the forks' leg: {b}"
+    );
 
     let f = record(&lines, "to", "frank");
     assert_eq!(f["parent_call_sid"], a["call_sid"]);

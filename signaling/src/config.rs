@@ -10,9 +10,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod dns;
 mod edge;
 mod reload;
 mod summary;
+pub use dns::DnsConfig;
 pub use edge::{
     CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
 };
@@ -78,6 +80,8 @@ pub struct Config {
     pub media: MediaSection,
     /// `[sip]`: SIP listeners, the advertised address and transport limits.
     pub sip: SipConfig,
+    /// `[dns]`: name servers and caching for RFC 3263 resolution of SIP hosts.
+    pub dns: DnsConfig,
     /// `[cdr]`: where call detail records go.
     pub cdr: CdrConfig,
 }
@@ -503,6 +507,7 @@ impl Config {
             self.validate_registrar(&invalid),
             edge::validate(self, &invalid),
             self.validate_app(&invalid),
+            dns::validate(&self.dns, &invalid),
             self.validate_sip(&invalid),
         ]
         .into_iter()

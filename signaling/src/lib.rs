@@ -25,6 +25,7 @@ pub mod cdr;
 pub mod config;
 pub mod dial;
 pub mod dialog;
+pub mod dns;
 pub mod message;
 pub mod options;
 pub mod payload;

@@ -17,6 +17,7 @@ use crate::dial::{Action, Destination, Dial, DialOptions, DialTarget, Event as D
 use crate::dialog::{
     Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
 };
+use crate::dns::{self, DnsError, Plan};
 use crate::message::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use crate::payload::{
     CallInfo, CallSid, CallStatus, CallStatusPayload, DialActionPayload, Direction, SessionPayload,
@@ -125,6 +126,24 @@ struct ForkLeg {
     refer: Option<TransactionKey>,
     /// For its CDR.
     cdr: Track,
+    dns: ForkDns,
+}
+
+/// A fork to a URI with a host name (RFC 3263)
+#[derive(Default)]
+struct ForkDns {
+    /// Its INVITE waiting for the lookup.
+    waiting: Option<WaitingInvite>,
+    /// The URI looked up (pinned to the first destination) and every destination in the order
+    /// to try them.
+    routed: Option<(String, Vec<dns::Destination>)>,
+}
+
+/// What an INVITE waiting for DNS is sent with (as [`Action::Invite`] asked)
+struct WaitingInvite {
+    uri: String,
+    headers: Vec<(String, String)>,
+    caller_id: Option<String>,
 }
 
 /// One call, from the caller's INVITE to its end
@@ -721,6 +740,7 @@ impl Core {
                     negotiated: None,
                     refer: None,
                     cdr: track,
+                    dns: ForkDns::default(),
                 });
                 targets.push(DialTarget {
                     call_sid: sid,
@@ -873,6 +893,7 @@ impl Core {
                                 .unwrap_or(Hangup::system(Cause::RingTimeout)),
                         };
                         run.forks[fork.0].cdr.hung_up(why);
+                        run.forks[fork.0].dns.waiting = None;
                         if let Some(inv) = run.forks[fork.0].invite {
                             let _ = self.dl.cancel(now, inv, reason.map(str::to_string));
                         }
@@ -1003,7 +1024,7 @@ impl Core {
     fn invite_fork(
         &mut self,
         now: Instant,
-        call: &mut Call,
+        call: &Call,
         run: &mut DialRun,
         i: usize,
         uri: &str,
@@ -1011,6 +1032,24 @@ impl Core {
         caller_id: Option<String>,
     ) -> Result<(), u16> {
         let target = Uri::parse(uri).map_err(|_| 416u16)?;
+        // A host name is looked up first (RFC 3263); the INVITE goes when the answer is back.
+        if let Some(sip) = target.as_sip()
+            && matches!(dns::plan(sip), Plan::Lookup { .. })
+            && !self.hints.contains_key(uri)
+            && run.forks[i]
+                .dns
+                .routed
+                .as_ref()
+                .is_none_or(|(u, _)| u != uri)
+        {
+            run.forks[i].dns.waiting = Some(WaitingInvite {
+                uri: uri.to_string(),
+                headers,
+                caller_id,
+            });
+            self.look_up(call.key, run.forks[i].info.call_sid, sip.clone());
+            return Ok(());
+        }
         let port = match run.port {
             Some(p) => p,
             None => {
@@ -1073,6 +1112,66 @@ impl Core {
         Ok(())
     }
 
+    /// A fork's URI was looked up: its INVITE goes to the first destination, or the fork fails
+    /// (604 for a name that does not resolve, 503 when DNS failed); the other forks go on.
+    pub(super) fn on_resolved(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        fork: CallSid,
+        uri: &str,
+        result: Result<Vec<dns::Destination>, DnsError>,
+    ) {
+        let Step::Dial(run) = &mut call.step else {
+            return ignored("dns_late");
+        };
+        let waiting = run
+            .forks
+            .iter_mut()
+            .position(|f| f.info.call_sid == fork)
+            .and_then(|i| {
+                let w = &mut run.forks[i].dns.waiting;
+                w.take_if(|w| w.uri == uri).map(|w| (i, w))
+            });
+        let Some((
+            i,
+            WaitingInvite {
+                uri,
+                headers,
+                caller_id,
+            },
+        )) = waiting
+        else {
+            // Cancelled (or redirected elsewhere) while DNS answered.
+            return ignored("dns_late");
+        };
+        self.feed_dial(now, call, |core, call, run| {
+            let f = &mut run.forks[i];
+            let destinations = match result {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(call_sid = %f.info.call_sid, error = %e,
+                        status = e.sip_status(), "fork target does not resolve: the fork fails");
+                    return Some(DialEvent::Failed {
+                        fork: ForkId(i),
+                        status: e.sip_status(),
+                    });
+                }
+            };
+            let to = core.pins.pin(&uri, destinations[0].addr);
+            tracing::debug!(call_sid = %f.info.call_sid, %to, ?destinations, "fork target resolved");
+            if let Some((old, _)) = f.dns.routed.replace((uri.clone(), destinations)) {
+                core.pins.unpin(&old);
+            }
+            core.invite_fork(now, call, run, i, &uri, headers, caller_id)
+                .err()
+                .map(|status| DialEvent::Failed {
+                    fork: ForkId(i),
+                    status,
+                })
+        });
+    }
+
     /// answerOnBridge: 180, or 183 with the one callee's early media.
     fn ring_caller(
         &mut self,
@@ -1119,6 +1218,9 @@ impl Core {
                 self.dialogs.remove(&d);
             }
             self.sids.remove(&f.info.call_sid);
+            if let Some((uri, _)) = &f.dns.routed {
+                self.pins.unpin(uri);
+            }
         }
     }
 
@@ -1765,7 +1867,7 @@ mod tests {
     fn next_hops_are_ip_literals_or_hints() {
         let mut hints = std::collections::HashMap::new();
         let r = |s: &str, h: &std::collections::HashMap<String, std::net::SocketAddr>| {
-            super::super::resolve(&Uri::parse(s).unwrap(), h)
+            super::super::resolve(&Uri::parse(s).unwrap(), h, &crate::dns::Pins::default())
         };
         assert_eq!(
             r("sip:a@127.0.0.1", &hints),
@@ -1775,7 +1877,11 @@ mod tests {
             r("sip:a@[::1]:5070", &hints),
             Some("[::1]:5070".parse().unwrap())
         );
-        assert_eq!(r("sip:a@example.com", &hints), None, "no DNS yet");
+        assert_eq!(
+            r("sip:a@example.com", &hints),
+            None,
+            "names go through DNS first"
+        );
         hints.insert(
             "sip:a@10.0.0.9:5060".to_string(),
             "192.0.2.1:40000".parse().unwrap(),

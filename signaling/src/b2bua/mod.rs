@@ -45,7 +45,8 @@ use tokio::sync::mpsc;
 use crate::app::StaticApp;
 use crate::config::Config;
 use crate::dialog::{DialogConfig, DialogEvent, DialogId, DialogLayer, InviteId, Reply};
-use crate::message::{HeaderName, Method, Request, Response, StatusCode, Uri};
+use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
+use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
 use crate::registrar::{MemoryStore, Registrar};
 use crate::rest::{CallRegistry, LiveUpdate};
@@ -106,6 +107,9 @@ pub enum B2buaError {
     /// The thread reading media events could not start.
     #[error("cannot start the media event thread")]
     Thread(#[source] std::io::Error),
+    /// The DNS resolver could not be set up (`[dns]`, resolv.conf).
+    #[error("cannot set up DNS: {0}")]
+    Dns(#[source] crate::dns::DnsError),
 }
 
 const ACTIVE_METRIC: &str = "dialplane_calls_active";
@@ -137,6 +141,13 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
+    /// A fork's Request-URI was looked up in DNS.
+    Resolved {
+        call: u64,
+        fork: CallSid,
+        uri: String,
+        result: Result<Vec<Destination>, DnsError>,
+    },
 }
 
 /// Starts the B2BUA on the current tokio runtime. It runs until the transports close, or after
@@ -189,6 +200,9 @@ pub fn start(
             }
         })
         .map_err(B2buaError::Thread)?;
+    // Requests leave over UDP only (our Via): NAPTR and SRV records for other transports are
+    // passed over.
+    let dns = Resolver::new(&services.config.dns, &[Transport::Udp]).map_err(B2buaError::Dns)?;
     let (updates_tx, updates_rx) = mpsc::channel(QUEUE);
     let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
     let registrar = Registrar::new(
@@ -213,6 +227,8 @@ pub fn start(
         updates_tx,
         msgs_tx,
         hints: HashMap::new(),
+        dns,
+        pins: Pins::default(),
         draining: None,
         media_queue: Vec::new(),
         media_wake: false,
@@ -257,6 +273,10 @@ struct Core {
     msgs_tx: mpsc::UnboundedSender<Msg>,
     /// Where a contact URI really goes (a registered user behind NAT: the REGISTER's source).
     hints: HashMap<String, SocketAddr>,
+    /// Looks up host names of fork URIs (RFC 3263), off this task.
+    dns: Resolver,
+    /// Where each looked-up fork URI's requests go while its forks live.
+    pins: Pins,
     /// Shutting down: no new calls; the calls still up at this instant are hung up.
     draining: Option<Instant>,
     /// Media commands of this round, posted together ([`MediaControl::post`]).
@@ -325,9 +345,9 @@ impl Core {
     fn pump(&mut self) {
         let now = Instant::now();
         loop {
-            let hints = &self.hints;
+            let (hints, pins) = (&self.hints, &self.pins);
             self.dl
-                .flush_into(now, &mut self.tx, |uri| resolve(uri, hints));
+                .flush_into(now, &mut self.tx, |uri| resolve(uri, hints, pins));
             let mut moved = false;
             while let Some(e) = self.tx.poll_event() {
                 moved = true;
@@ -467,6 +487,12 @@ impl Core {
                 result,
             } => self.with_call(call, |core, c| core.on_hook(now, c, purpose, result)),
             Msg::Reload(r) => self.reload(*r),
+            Msg::Resolved {
+                call,
+                fork,
+                uri,
+                result,
+            } => self.with_call(call, |core, c| core.on_resolved(now, c, fork, &uri, result)),
         }
     }
 
@@ -597,6 +623,22 @@ impl Core {
         });
     }
 
+    /// Looks up `uri` (a fork's, with a host name) on a task of its own; the destinations come
+    /// back as a [`Msg`].
+    fn look_up(&self, call: u64, fork: CallSid, uri: SipUri) {
+        let dns = self.dns.clone();
+        let msgs = self.msgs_tx.clone();
+        tokio::spawn(async move {
+            let result = dns.resolve(&uri).await;
+            let _ = msgs.send(Msg::Resolved {
+                call,
+                fork,
+                uri: uri.to_string(),
+                result,
+            });
+        });
+    }
+
     /// A task sending the call's status hooks in order, when a status hook is configured; it
     /// ends once the call is gone and its queue is sent.
     fn status_queue(
@@ -675,20 +717,17 @@ fn is_initial_invite(r: &Request) -> bool {
     r.method == Method::INVITE && r.headers.to().ok().is_some_and(|to| to.tag().is_none())
 }
 
-/// A next-hop URI as an address: an IP literal (DNS arrives with the routing issue), the
-/// default port 5060, or the hint kept for a registered contact.
-fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>) -> Option<SocketAddr> {
-    if let Some(a) = hints.get(&uri.to_string()) {
-        return Some(*a);
+/// A next-hop URI as an address: the hint kept for a registered contact, where DNS sent a
+/// fork's URI ([`Pins`]), or an IP literal (default port 5060).
+fn resolve(uri: &Uri, hints: &HashMap<String, SocketAddr>, pins: &Pins) -> Option<SocketAddr> {
+    let key = uri.to_string();
+    if let Some(a) = hints.get(&key).copied().or_else(|| pins.get(&key)) {
+        return Some(a);
     }
-    let sip = uri.as_sip()?;
-    let host = sip.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        host.parse().ok()?
-    };
-    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+    match crate::dns::plan(uri.as_sip()?) {
+        Plan::Numeric(d) => Some(d.addr),
+        Plan::Lookup { .. } => None,
+    }
 }
 
 /// The webhook signature's clock.

@@ -44,7 +44,7 @@ enum Command {
     Serve(Box<serve::ServeFlags>),
     /// Checks a config file as `serve` would (with the same flags, if given) and prints what it
     /// would run with, secrets redacted; or each problem, naming its key, and exit code 2
-    CheckConfig(CheckConfigArgs),
+    CheckConfig(Box<CheckConfigArgs>),
 }
 
 #[derive(Args, Debug)]

@@ -346,9 +346,10 @@ impl Core {
 
     /// Creates a media leg; its RTP port.
     fn create_leg(&mut self, call: &MediaCallId, leg: LegId) -> Option<u16> {
-        // What was posted before must run first (a leg destroyed, then one created).
+        // What was posted before must run first (a leg destroyed, then one created). The shard
+        // is not woken for a new leg: nothing is relayed through it before a command that does
+        // wake it (the far end's SDP, a bridge), and packets that come first wait in its sockets.
         self.send_media();
-        self.media_wake = true;
         match self
             .svc
             .media

@@ -16,7 +16,8 @@ mod reload;
 mod summary;
 pub use dns::DnsConfig;
 pub use edge::{
-    CarrierConfig, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, TeamsConfig,
+    CarrierConfig, GatewayList, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, Strategy,
+    TeamsConfig,
 };
 pub use reload::Reload;
 pub use summary::Summary;

@@ -40,8 +40,10 @@ pub enum RouteError {
 pub struct PhoneRoute<'c> {
     /// The carrier the call goes through (its credentials answer challenges).
     pub carrier: &'c CarrierConfig,
-    /// The carrier's first gateway with the E.164 number as user part.
+    /// The carrier's first gateway with the E.164 number (after the tech prefix) as user part.
     pub request_uri: SipUri,
+    /// The number in E.164.
+    pub number: String,
 }
 
 /// A Teams target: where the INVITE goes and the tenant header it carries
@@ -79,10 +81,11 @@ impl Config {
             .ok_or_else(|| RouteError::NoGateway(Some(carrier.name.clone())))?;
         let e164 = carrier.e164(number)?;
         let mut request_uri = gateway.clone();
-        request_uri.user = Some(e164);
+        request_uri.user = Some(carrier.request_user(&e164));
         Ok(PhoneRoute {
             carrier,
             request_uri,
+            number: e164,
         })
     }
 
@@ -171,6 +174,38 @@ impl CarrierConfig {
             .unwrap_or(&digits);
         check_e164(number, &format!("{cc}{national}"))
     }
+
+    /// The From user of a call to this carrier: the caller's number in E.164 when these rules
+    /// can make it so (else as it came), after `callerid_prefix`.
+    pub fn caller_id(&self, user: &str) -> String {
+        let number = self.e164(user).unwrap_or_else(|_| user.to_string());
+        match &self.callerid_prefix {
+            Some(p) => format!("{}{number}", escape_user(p)),
+            None => number,
+        }
+    }
+
+    /// The Request-URI user part for `number` (E.164): after `tech_prefix`.
+    pub fn request_user(&self, number: &str) -> String {
+        match &self.tech_prefix {
+            Some(p) => format!("{}{number}", escape_user(p)),
+            None => number.to_string(),
+        }
+    }
+}
+
+/// `s` as a SIP URI user part (RFC 3261 §25.1): what is not unreserved or user-unreserved is
+/// `%XX`-escaped, e.g. the `#` of a tech prefix.
+fn escape_user(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn strip_separators(number: &str) -> String {
@@ -265,6 +300,28 @@ mod tests {
             c.resolve_phone("+15083084809", Some("inbound-only")),
             Err(RouteError::NoGateway(Some("inbound-only".into())))
         );
+    }
+
+    #[test]
+    fn tech_prefix_and_caller_id_rules() {
+        let c = config(
+            "[[carriers]]\nname = \"tp\"\ngateways = [\"sip:192.0.2.7\"]\n\
+             tech_prefix = \"1234#\"\ncallerid_prefix = \"99\"\ncountry_code = \"44\"\n\
+             national_prefix = \"0\"\n",
+        );
+        let r = c.resolve_phone("020 7946 0000", Some("tp")).unwrap();
+        // `#` is not allowed raw in a user part: escaped.
+        assert_eq!(
+            r.request_uri.to_string(),
+            "sip:1234%23+442079460000@192.0.2.7"
+        );
+        assert_eq!(r.number, "+442079460000");
+        let tp = &c.carriers[4];
+        assert_eq!(tp.caller_id("07700 900123"), "99+447700900123");
+        // Not a number the rules can make E.164: as it came, prefixed.
+        assert_eq!(tp.caller_id("anonymous"), "99anonymous");
+        let acme = &c.carriers[1];
+        assert_eq!(acme.caller_id("5083084809"), "+15083084809");
     }
 
     #[test]

@@ -633,6 +633,33 @@ fn transport_error_ends_the_transaction() {
 }
 
 #[test]
+fn an_unreachable_peer_ends_the_transactions_that_heard_nothing() {
+    let t0 = Instant::now();
+    let mut tx = Transactions::new(TimerConfig::default(), 1);
+    let silent = request("INVITE", "z9hG4bKu1", "UDP");
+    let answered = request("OPTIONS", "z9hG4bKu2", "UDP");
+    let elsewhere = request("OPTIONS", "z9hG4bKu3", "UDP");
+    let k1 = tx.send_request(t0, silent, addr(UAS)).unwrap();
+    let k2 = tx.send_request(t0, answered.clone(), addr(UAS)).unwrap();
+    let k3 = tx.send_request(t0, elsewhere, addr(UAC)).unwrap();
+    tx.handle(t0, addr(UAS), Message::Response(response(&answered, 100)));
+    transmits(&mut tx, t0);
+    events(&mut tx);
+    tx.unreachable(addr(UAS));
+    assert_eq!(
+        events(&mut tx),
+        [
+            TxEvent::TransportError { key: k1.clone() },
+            TxEvent::Terminated { key: k1.clone() }
+        ]
+    );
+    assert_eq!(tx.state(&k1), None);
+    // A peer that answered was there; another destination is not concerned.
+    assert_eq!(tx.state(&k2), Some("Proceeding"));
+    assert_eq!(tx.state(&k3), Some("Trying"));
+}
+
+#[test]
 fn random_messages_and_time_jumps_never_panic() {
     let t0 = Instant::now();
     let mut rng = StdRng::seed_from_u64(7);

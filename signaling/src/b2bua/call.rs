@@ -1073,9 +1073,8 @@ impl Core {
         let mut user = caller_id.unwrap_or_else(|| call.info.from.clone());
         if let Some(name) = &run.forks[i].carrier
             && let Some(c) = call.config.carriers.iter().find(|c| &c.name == name)
-            && let Ok(e164) = c.e164(&user)
         {
-            user = e164;
+            user = c.caller_id(&user);
         }
         run.forks[i].cdr.from = Some(user.clone());
         let from_uri = Uri::parse(&format!("sip:{user}@{}", self.sent_by)).map_err(|_| 400u16)?;

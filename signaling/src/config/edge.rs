@@ -78,9 +78,23 @@ pub struct CarrierConfig {
     /// The name a dial target's `trunk` refers to.
     pub name: String,
     /// Where calls to phone numbers go, e.g. `sip:gw1.example.net:5060`, without a user part
-    /// (the number becomes it). No gateway: an inbound-only carrier.
-    #[serde(default, deserialize_with = "gateways")]
-    pub gateways: Vec<SipUri>,
+    /// (the number becomes it), tried one after the other when one fails. Each entry is a URI
+    /// or a table `{ uri = "sip:…", weight = 2 }`. No gateway: an inbound-only carrier.
+    #[serde(default)]
+    pub gateways: GatewayList,
+    /// In which order calls try the gateways: as listed, or drawn by weight.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Seconds between OPTIONS probes of each gateway; 0: no probes, every gateway counts as up.
+    #[serde(default = "default_probe_interval_s")]
+    pub probe_interval_s: u32,
+    /// Prepended to the user part of the Request-URI of calls to this carrier, e.g. `"1234#"`.
+    #[serde(default)]
+    pub tech_prefix: Option<String>,
+    /// Prepended to the caller's number (the From user, in E.164 when the carrier's rules can
+    /// make it so) on calls to this carrier.
+    #[serde(default)]
+    pub callerid_prefix: Option<String>,
     /// Digest username for the carrier's challenges.
     #[serde(default)]
     pub username: Option<String>,
@@ -109,6 +123,11 @@ impl fmt::Debug for CarrierConfig {
         f.debug_struct("CarrierConfig")
             .field("name", &self.name)
             .field("gateways", &gateways)
+            .field("weights", &self.gateways.weights)
+            .field("strategy", &self.strategy)
+            .field("probe_interval_s", &self.probe_interval_s)
+            .field("tech_prefix", &self.tech_prefix)
+            .field("callerid_prefix", &self.callerid_prefix)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("inbound", &self.inbound)
@@ -116,6 +135,93 @@ impl fmt::Debug for CarrierConfig {
             .field("national_prefix", &self.national_prefix)
             .field("international_prefix", &self.international_prefix)
             .finish()
+    }
+}
+
+fn default_probe_interval_s() -> u32 {
+    30
+}
+
+/// The order in which a carrier's gateways are tried
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// As listed: the first gateway up takes every call.
+    #[default]
+    Priority,
+    /// Each call draws its order by weight: a gateway of weight 2 comes first twice as often
+    /// as one of weight 1.
+    Weighted,
+}
+
+/// A carrier's gateways: their URIs (what the list derefs to) and weights
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayList {
+    uris: Vec<SipUri>,
+    /// Gateway `i`'s weight (1 unless given); only `strategy = "weighted"` reads them.
+    pub weights: Vec<u32>,
+}
+
+impl std::ops::Deref for GatewayList {
+    type Target = [SipUri];
+    fn deref(&self) -> &[SipUri] {
+        &self.uris
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The table form of one entry.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            uri: String,
+            #[serde(default = "one")]
+            weight: u32,
+        }
+        fn one() -> u32 {
+            1
+        }
+        /// A plain URI or a table.
+        struct Entry(Table);
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Entry;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a gateway URI or { uri = \"…\", weight = N }")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Entry, E> {
+                        Ok(Entry(Table {
+                            uri: s.to_string(),
+                            weight: 1,
+                        }))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        m: A,
+                    ) -> Result<Entry, A::Error> {
+                        Table::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                            .map(Entry)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        let mut list = GatewayList::default();
+        for Entry(t) in Vec::<Entry>::deserialize(d)? {
+            if t.weight == 0 {
+                return Err(serde::de::Error::custom(format!(
+                    "gateway {:?}: weight must be at least 1",
+                    t.uri
+                )));
+            }
+            list.uris
+                .push(parse_gateway(&t.uri).map_err(serde::de::Error::custom)?);
+            list.weights.push(t.weight);
+        }
+        Ok(list)
     }
 }
 
@@ -242,13 +348,6 @@ fn gateway<'de, D: Deserializer<'de>>(d: D) -> Result<SipUri, D::Error> {
     parse_gateway(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
-fn gateways<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SipUri>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|s| parse_gateway(s).map_err(serde::de::Error::custom))
-        .collect()
-}
-
 /// Checks what types alone cannot: names, digits, URLs, duplicates.
 pub(super) fn validate(
     config: &super::Config,
@@ -364,6 +463,25 @@ fn validate_carrier(
             ));
         }
     }
+    for (key, value) in [
+        ("carriers.tech_prefix", &c.tech_prefix),
+        ("carriers.callerid_prefix", &c.callerid_prefix),
+    ] {
+        if let Some(v) = value
+            && (v.is_empty()
+                || v.len() > 16
+                || !v.bytes().all(|b| b.is_ascii_graphic())
+                || v.contains(['@', '<', '>', '"', ':']))
+        {
+            return Err(invalid(
+                key,
+                &format!(
+                    "carrier {:?}: {v:?} must be 1 to 16 printable characters, without @ < > \" :",
+                    c.name
+                ),
+            ));
+        }
+    }
     if c.country_code
         .as_deref()
         .is_some_and(|cc| cc.starts_with('0'))
@@ -466,7 +584,7 @@ mod tests {
         assert!(acme.gateways[1].secure);
         assert_eq!(acme.gateways[1].param("transport"), Some(Some("tls")));
         assert_eq!(acme.password.as_deref(), Some("hunter2"));
-        assert_eq!(c.carriers[1].gateways, []);
+        assert!(c.carriers[1].gateways.is_empty());
         assert_eq!(c.teams.gateway.host, "sip2.pstnhub.microsoft.com");
         assert_eq!(c.routes[0].to, NumberPattern::Prefix("+1508".into()));
         assert_eq!(c.routes[1].to, NumberPattern::Exact("+15083084809".into()));
@@ -475,6 +593,51 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("s3cret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn gateways_as_uris_or_tables_and_their_rules() {
+        let c = parse(
+            "[[carriers]]\nname = \"a\"\nstrategy = \"weighted\"\nprobe_interval_s = 5\n\
+             tech_prefix = \"1234#\"\ncallerid_prefix = \"00\"\n\
+             gateways = [\"sip:10.0.0.1\", { uri = \"sip:10.0.0.2:5070\", weight = 3 }, { uri = \"sip:h\" }]\n",
+        )
+        .unwrap();
+        let a = &c.carriers[0];
+        let uris: Vec<String> = a.gateways.iter().map(ToString::to_string).collect();
+        assert_eq!(uris, ["sip:10.0.0.1", "sip:10.0.0.2:5070", "sip:h"]);
+        assert_eq!(a.gateways.weights, [1, 3, 1]);
+        assert_eq!(a.strategy, Strategy::Weighted);
+        assert_eq!(a.probe_interval_s, 5);
+        assert_eq!(a.tech_prefix.as_deref(), Some("1234#"));
+        assert_eq!(a.callerid_prefix.as_deref(), Some("00"));
+        let d = parse("[[carriers]]\nname = \"a\"\ngateways = [\"sip:h\"]\n").unwrap();
+        assert_eq!(d.carriers[0].strategy, Strategy::Priority);
+        assert_eq!(d.carriers[0].probe_interval_s, 30);
+        assert_eq!(d.carriers[0].tech_prefix, None);
+        for (text, key) in [
+            ("gateways = [{ uri = \"sip:h\", weight = 0 }]", "weight"),
+            ("gateways = [{ uri = \"sip:h\", wieght = 2 }]", "wieght"),
+            ("gateways = [{ weight = 2 }]", "uri"),
+            ("gateways = [{ uri = \"sip:u@h\" }]", "user part"),
+            ("gateways = [7]", "gateway URI"),
+            ("gateways = [\"sip:h\"]\nstrategy = \"random\"", "strategy"),
+            (
+                "gateways = [\"sip:h\"]\ntech_prefix = \"\"",
+                "carriers.tech_prefix",
+            ),
+            (
+                "gateways = [\"sip:h\"]\ntech_prefix = \"1@2\"",
+                "carriers.tech_prefix",
+            ),
+            (
+                "gateways = [\"sip:h\"]\ncallerid_prefix = \"a b\"",
+                "carriers.callerid_prefix",
+            ),
+        ] {
+            let e = parse(&format!("[[carriers]]\nname = \"a\"\n{text}\n")).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

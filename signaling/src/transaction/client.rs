@@ -36,6 +36,11 @@ pub(crate) struct InviteClient {
 }
 
 impl InviteClient {
+    /// Sent to `dest` and nothing heard yet.
+    pub(crate) fn silent_towards(&self, dest: SocketAddr) -> bool {
+        self.dest == dest && matches!(self.state, InviteClientState::Calling { .. })
+    }
+
     pub(crate) fn state_name(&self) -> &'static str {
         match self.state {
             InviteClientState::Calling { .. } => "Calling",
@@ -211,6 +216,11 @@ pub(crate) struct NonInviteClient {
 }
 
 impl NonInviteClient {
+    /// Sent to `dest` and nothing heard yet.
+    pub(crate) fn silent_towards(&self, dest: SocketAddr) -> bool {
+        self.dest == dest && matches!(self.state, NonInviteClientState::Trying { .. })
+    }
+
     pub(crate) fn state_name(&self) -> &'static str {
         match self.state {
             NonInviteClientState::Trying { .. } => "Trying",

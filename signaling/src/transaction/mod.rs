@@ -570,6 +570,25 @@ impl Transactions {
         }
     }
 
+    /// `dest` is unreachable (ICMP port/host unreachable, a refused connection): every client
+    /// transaction towards it that has heard nothing yet ends as by
+    /// [`transport_error`](Self::transport_error) (§18.4: the peer is not there). Ones that
+    /// heard a response keep going: the peer was there.
+    pub fn unreachable(&mut self, dest: SocketAddr) {
+        let silent: Vec<TransactionKey> = self
+            .clients
+            .iter()
+            .filter(|(_, tx)| match tx {
+                ClientTx::Invite(t) => t.silent_towards(dest),
+                ClientTx::NonInvite(t) => t.silent_towards(dest),
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &silent {
+            self.transport_error(key);
+        }
+    }
+
     /// Fires every timer due at `now`. Spurious or early calls do nothing.
     ///
     /// Due transactions fire clients first, then servers, each in key order, and then the

@@ -50,6 +50,69 @@ pub fn fails_over(status: Option<u16>) -> bool {
     }
 }
 
+/// One fork's way through its carrier's gateways
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The number dialled (E.164): the leg's `to`, whatever the Request-URI carries.
+    pub number: String,
+    candidates: Vec<Candidate>,
+    /// How many candidates were sent an INVITE.
+    tried: usize,
+    /// The first INVITE's extra headers and caller id, for the next gateways.
+    headers: Vec<(String, String)>,
+    caller_id: Option<String>,
+}
+
+impl Route {
+    /// A route over `candidates` (in the order to try them).
+    pub fn new(number: String, candidates: Vec<Candidate>) -> Route {
+        Route {
+            number,
+            candidates,
+            tried: 0,
+            headers: Vec::new(),
+            caller_id: None,
+        }
+    }
+
+    /// The first candidate's Request-URI (`None`: no gateway at all).
+    pub fn first_uri(&self) -> Option<String> {
+        self.candidates.first().map(|c| c.uri.to_string())
+    }
+
+    /// The dial sent the first INVITE with these `headers` and `caller_id`; the next
+    /// gateways get the same.
+    pub fn invited(&mut self, headers: &[(String, String)], caller_id: Option<&str>) {
+        self.tried = 1;
+        self.headers = headers.to_vec();
+        self.caller_id = caller_id.map(str::to_string);
+    }
+
+    /// Whether the first INVITE went out (a later one from the dial is a redirect's).
+    pub fn started(&self) -> bool {
+        self.tried > 0
+    }
+
+    /// The candidate the last INVITE went to.
+    pub fn current(&self) -> Option<&Candidate> {
+        self.tried
+            .checked_sub(1)
+            .and_then(|i| self.candidates.get(i))
+    }
+
+    /// Moves on to the next candidate: its Request-URI and the INVITE's headers and caller id;
+    /// `None` once every one was tried.
+    pub fn advance(&mut self) -> Option<(String, Vec<(String, String)>, Option<String>)> {
+        let next = self.candidates.get(self.tried)?;
+        self.tried += 1;
+        Some((
+            next.uri.to_string(),
+            self.headers.clone(),
+            self.caller_id.clone(),
+        ))
+    }
+}
+
 struct Gateway {
     uri: SipUri,
     /// The metric label and log name: the URI as configured.
@@ -365,6 +428,25 @@ mod tests {
         assert_eq!(hosts(&mut g).len(), 3);
         assert_eq!(hosts(&mut g)[0], "sip:+15551230000@10.0.0.1");
         assert!(g.candidates("nope", "1").is_empty());
+    }
+
+    #[test]
+    fn a_route_tries_each_candidate_once() {
+        let mut g = Gateways::new(&three(""), Instant::now(), 1);
+        let mut r = Route::new("+1555".into(), g.candidates("c", "+1555"));
+        assert!(!r.started() && r.current().is_none());
+        assert_eq!(r.first_uri().as_deref(), Some("sip:+1555@10.0.0.1"));
+        r.invited(&[("X-A".into(), "1".into())], Some("+1999"));
+        assert!(r.started());
+        assert_eq!(r.current().map(|c| c.gateway), Some(0));
+        let (uri, headers, caller) = r.advance().unwrap();
+        assert_eq!(uri, "sip:+1555@10.0.0.2:5070");
+        assert_eq!(headers, [("X-A".to_string(), "1".to_string())]);
+        assert_eq!(caller.as_deref(), Some("+1999"));
+        assert_eq!(r.current().map(|c| c.gateway), Some(1));
+        assert!(r.advance().is_some());
+        assert_eq!(r.advance(), None, "bounded by the gateway count");
+        assert_eq!(r.current().map(|c| c.gateway), Some(2));
     }
 
     #[test]

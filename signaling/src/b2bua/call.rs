@@ -18,6 +18,7 @@ use crate::dialog::{
     Body, DialogId, InviteId, InviteRequest, Login, Outgoing, Reply, TerminationReason,
 };
 use crate::dns::{self, DnsError, Plan};
+use crate::gateways::{Route, fails_over};
 use crate::message::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use crate::payload::{
     CallInfo, CallSid, CallStatus, CallStatusPayload, DialActionPayload, Direction, SessionPayload,
@@ -42,6 +43,8 @@ struct Resolved {
     headers: Vec<(String, String)>,
     /// The carrier of a phone target: its From user goes out in E.164.
     carrier: Option<String>,
+    /// A phone target's gateways, tried one after the other.
+    route: Option<Route>,
 }
 
 impl Resolved {
@@ -51,6 +54,7 @@ impl Resolved {
             login: None,
             headers: Vec::new(),
             carrier: None,
+            route: None,
         }
     }
 }
@@ -116,6 +120,8 @@ struct ForkLeg {
     login: Option<Login>,
     /// A phone target's carrier (caller id in E.164 by its rules).
     carrier: Option<String>,
+    /// Its carrier's gateways, while a failure may go on to the next one.
+    route: Option<Route>,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
     /// The offer we sent it.
@@ -703,6 +709,7 @@ impl Core {
                 login,
                 headers: extra,
                 carrier,
+                route,
             } in self.resolve_target(&call.config, &t.kind)
             {
                 // The dial keeps the first of equal URIs: keep fork indices in step with it.
@@ -719,22 +726,25 @@ impl Core {
                 if matches!(destination, Destination::Unroutable(_)) {
                     track.hung_up(Hangup::system(Cause::Unroutable));
                 }
-                let to = match (&destination, &t.kind) {
-                    (Destination::Uri(u), _) => u.clone(),
+                let to = match (&route, &destination, &t.kind) {
+                    (Some(r), _, _) => r.number.clone(),
+                    (None, Destination::Uri(u), _) => u.clone(),
                     // Nowhere to send it: the leg is still named by what was dialled.
-                    (Destination::Unroutable(_), TargetKind::Sip { sip_uri, .. }) => {
+                    (None, Destination::Unroutable(_), TargetKind::Sip { sip_uri, .. }) => {
                         sip_uri.clone()
                     }
                     (
+                        None,
                         Destination::Unroutable(_),
                         TargetKind::Phone { number, .. } | TargetKind::Teams { number, .. },
                     ) => number.clone(),
-                    (Destination::Unroutable(_), TargetKind::User { name }) => name.clone(),
+                    (None, Destination::Unroutable(_), TargetKind::User { name }) => name.clone(),
                 };
                 forks.push(ForkLeg {
                     info: fork_info(&call.info, sid, &to),
                     login,
                     carrier,
+                    route,
                     invite: None,
                     dialog: None,
                     offer: None,
@@ -812,10 +822,19 @@ impl Core {
                             }),
                             _ => None,
                         };
+                        let user = route.carrier.request_user(&route.number);
+                        let gateways = Route::new(
+                            route.number.clone(),
+                            self.gateways.candidates(&route.carrier.name, &user),
+                        );
+                        let first = gateways
+                            .first_uri()
+                            .unwrap_or_else(|| route.request_uri.to_string());
                         vec![Resolved {
                             login,
                             carrier: Some(route.carrier.name.clone()),
-                            ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
+                            route: Some(gateways),
+                            ..Resolved::to(Destination::Uri(first))
                         }]
                     }
                     Err(e) => {
@@ -875,6 +894,13 @@ impl Core {
                         headers,
                         caller_id,
                     } => {
+                        let f = &mut run.forks[fork.0];
+                        match &mut f.route {
+                            // A redirect leaves the carrier's gateways behind.
+                            Some(r) if r.started() => f.route = None,
+                            Some(r) => r.invited(&headers, caller_id.as_deref()),
+                            None => {}
+                        }
                         if let Err(status) =
                             self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
                         {
@@ -895,6 +921,8 @@ impl Core {
                         };
                         run.forks[fork.0].cdr.hung_up(why);
                         run.forks[fork.0].dns.waiting = None;
+                        // A cancelled fork does not go on to another gateway.
+                        run.forks[fork.0].route = None;
                         if let Some(inv) = run.forks[fork.0].invite {
                             let _ = self.dl.cancel(now, inv, reason.map(str::to_string));
                         }
@@ -1372,14 +1400,54 @@ impl Core {
             Some(_) => None,
             None => Some(Hangup::system(Cause::NoResponse)),
         };
+        let status = r.as_ref().map(|r| r.status.as_u16());
         self.with_call(key, |core, call| {
-            core.feed_dial(now, call, |_, _, run| {
+            core.feed_dial(now, call, |core, call, run| {
+                // The caller hears nothing of a gateway that failed while another is left.
+                if core.fail_over(now, call, run, i, status) {
+                    return None;
+                }
                 if let Some(why) = why {
                     run.forks[i].cdr.hung_up(why);
                 }
                 Some(event)
             })
         });
+    }
+
+    /// A carrier fork failed with `status` (`None`: no answer, unreachable): when that
+    /// [`fails_over`], its gateway is reported and the next one gets the INVITE; whether one
+    /// did.
+    fn fail_over(
+        &mut self,
+        now: Instant,
+        call: &Call,
+        run: &mut DialRun,
+        i: usize,
+        status: Option<u16>,
+    ) -> bool {
+        let Some(route) = &mut run.forks[i].route else {
+            return false;
+        };
+        if !fails_over(status) {
+            return false;
+        }
+        if let Some(failed) = route.current() {
+            self.gateways.call_failed(failed, status);
+        }
+        while let Some(route) = &mut run.forks[i].route
+            && let Some((uri, headers, caller_id)) = route.advance()
+        {
+            tracing::info!(call_sid = %run.forks[i].info.call_sid, ?status,
+                "failing over to the carrier's next gateway");
+            if self
+                .invite_fork(now, call, run, i, &uri, headers, caller_id)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     pub(super) fn on_dialog_terminated(

@@ -46,6 +46,7 @@ use crate::app::StaticApp;
 use crate::config::Config;
 use crate::dialog::{DialogConfig, DialogEvent, DialogId, DialogLayer, InviteId, Reply};
 use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
+use crate::gateways::Gateways;
 use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
 use crate::registrar::{MemoryStore, Registrar};
@@ -211,7 +212,9 @@ pub fn start(
         MemoryStore::new(),
     );
     let handle = Handle(msgs_tx.clone());
+    let unreachable = transports.take_unreachable();
     let core = Core {
+        gateways: Gateways::new(&services.config.carriers, Instant::now(), services.seed),
         tx: Transactions::new(TimerConfig::default(), services.seed),
         dl: DialogLayer::new(dialog, services.seed.wrapping_add(1)),
         registrar,
@@ -234,7 +237,7 @@ pub fn start(
         media_wake: false,
         svc: services,
     };
-    let task = tokio::spawn(core.run(inbound, updates_rx, media_rx, msgs_rx, drain));
+    let task = tokio::spawn(core.run(inbound, unreachable, updates_rx, media_rx, msgs_rx, drain));
     Ok((task, handle))
 }
 
@@ -256,6 +259,8 @@ struct Core {
     sent_by: SocketAddr,
     tx: Transactions,
     dl: DialogLayer,
+    /// Carrier gateways: their order per call, health and probes.
+    gateways: Gateways,
     registrar: Registrar<MemoryStore>,
     calls: HashMap<u64, Call>,
     next_key: u64,
@@ -289,6 +294,7 @@ impl Core {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut unreachable: Option<mpsc::Receiver<SocketAddr>>,
         mut updates: mpsc::Receiver<LiveUpdate>,
         mut media_events: mpsc::Receiver<MediaEvent>,
         mut msgs: mpsc::UnboundedReceiver<Msg>,
@@ -309,6 +315,7 @@ impl Core {
                 self.tx.poll_timeout(),
                 self.dl.poll_timeout(),
                 self.next_call_timer(),
+                self.gateways.poll_timeout(),
                 self.draining,
             ]
             .into_iter()
@@ -319,6 +326,7 @@ impl Core {
                     Some(m) => self.on_inbound(m),
                     None => return,
                 },
+                Some(dest) = recv_some(&mut unreachable) => self.tx.unreachable(dest),
                 Some(u) = updates.recv() => self.on_update(u),
                 Some(e) = media_events.recv() => self.on_media_event(e),
                 Some(m) = msgs.recv() => self.on_msg(m),
@@ -335,6 +343,10 @@ impl Core {
                     self.tx.handle_timeout(now);
                     self.dl.handle_timeout(now);
                     self.fire_call_timers(now);
+                    let (hints, pins) = (&self.hints, &self.pins);
+                    self.gateways.send_probes(now, &mut self.tx, self.sent_by, |u| {
+                        resolve(u, hints, pins)
+                    });
                 }
             }
             self.pump();
@@ -351,7 +363,9 @@ impl Core {
             let mut moved = false;
             while let Some(e) = self.tx.poll_event() {
                 moved = true;
-                self.dl.handle_tx_event(now, e);
+                if !self.gateways.handle_tx_event(&e) {
+                    self.dl.handle_tx_event(now, e);
+                }
             }
             while let Some(e) = self.dl.poll_event() {
                 moved = true;
@@ -740,6 +754,14 @@ pub(crate) fn unix_now() -> u64 {
 fn ignored(reason: &'static str) {
     tracing::debug!(reason, "b2bua: input ignored");
     metrics::counter!(IGNORED_METRIC, "reason" => reason).increment(1);
+}
+
+/// The next item of a channel that may not exist (then never).
+async fn recv_some<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -20,11 +20,12 @@
 //!
 //! Metrics: `dialplane_sip_received_total{transport}`, `dialplane_sip_sent_total{transport}`,
 //! `dialplane_sip_dropped_total{reason}` (`malformed`, `too_large`, `rate_limited`, `overload`,
-//! `max_connections`, `queue_full`, `send_failed`, `no_route`, `connect_failed`),
+//! `max_connections`, `queue_full`, `send_failed`, `no_route`, `connect_failed`, `unreachable_unread`),
 //! `dialplane_sip_stateless_replies_total{status}`, the gauge `dialplane_sip_connections` and
 //! `dialplane_sip_connections_closed_total{reason}` (`eof`, `error`, `idle`, `message_timeout`,
 //! `framing`, `handshake`).
 
+mod icmp;
 mod limit;
 mod stream;
 
@@ -271,6 +272,9 @@ struct Inner {
     next_conn_id: AtomicU64,
     rate: Mutex<RateLimiter>,
     inbound: mpsc::Sender<Inbound>,
+    /// Destinations found unreachable (ICMP, refused connections), for whoever takes them.
+    unreachable: mpsc::Sender<SocketAddr>,
+    unreachable_rx: Mutex<Option<mpsc::Receiver<SocketAddr>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +309,9 @@ impl Transports {
                 Transport::Udp => {
                     let s = UdpSocket::bind(l.addr).await.map_err(bind_err)?;
                     let a = s.local_addr().map_err(bind_err)?;
+                    if let Err(e) = icmp::enable(&s, a) {
+                        tracing::warn!(%a, error = %e, "ICMP errors will not be seen on this socket");
+                    }
                     local.push((Transport::Udp, a));
                     udp.push((a, Arc::new(s)));
                 }
@@ -320,7 +327,10 @@ impl Transports {
                 other => return Err(TransportError::Unsupported(other)),
             }
         }
+        let (unreachable, unreachable_rx) = mpsc::channel(config.limits.inbound_queue.max(1));
         let inner = Arc::new(Inner {
+            unreachable,
+            unreachable_rx: Mutex::new(Some(unreachable_rx)),
             udp,
             local,
             external_ip: config.external_ip,
@@ -338,11 +348,23 @@ impl Transports {
         });
         for (addr, sock) in &inner.udp {
             tokio::spawn(udp_loop(inner.clone(), *addr, sock.clone()));
+            tokio::spawn(icmp::watch(inner.clone(), sock.clone()));
         }
         for (transport, listener) in tcp {
             tokio::spawn(stream::accept_loop(inner.clone(), transport, listener));
         }
         Ok((Transports { inner }, rx))
+    }
+
+    /// The destinations found unreachable from now on: an ICMP port/host unreachable for a
+    /// UDP datagram, a refused TCP/TLS connection. The first caller gets the channel; it drops
+    /// what its reader leaves behind once full.
+    pub fn take_unreachable(&self) -> Option<mpsc::Receiver<SocketAddr>> {
+        self.inner
+            .unreachable_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The bound listener addresses (with the ports chosen for port 0).
@@ -461,13 +483,24 @@ fn drop_counted(reason: &'static str) {
 }
 
 impl Inner {
+    fn report_unreachable(&self, dest: SocketAddr) {
+        if self.unreachable.try_send(dest).is_err() {
+            drop_counted("unreachable_unread");
+        }
+    }
+
     fn send_udp(&self, dest: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
         let Some((_, sock)) = self.udp.iter().find(|(a, _)| a.is_ipv4() == dest.is_ipv4()) else {
             drop_counted("no_route");
             return Err(TransportError::NoRoute(dest));
         };
-        // Never waits: a full socket buffer drops the datagram, as the network would.
-        match sock.try_send_to(bytes, dest) {
+        // Never waits: a full socket buffer drops the datagram, as the network would. A
+        // refusal meant for an earlier datagram (ICMP) is not this one's: sent again.
+        let sent = match sock.try_send_to(bytes, dest) {
+            Err(e) if icmp::retry_send(&e) => sock.try_send_to(bytes, dest),
+            r => r,
+        };
+        match sent {
             Ok(_) => {
                 metrics::counter!(SENT_METRIC, "transport" => "UDP").increment(1);
                 Ok(())

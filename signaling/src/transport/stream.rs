@@ -137,6 +137,7 @@ pub(super) fn connect(
             _ => {
                 drop_counted("connect_failed");
                 tracing::debug!(%target, %transport, "connect failed");
+                inner.report_unreachable(target);
                 "connect_failed"
             }
         };

@@ -891,11 +891,12 @@ fn callee_hangup_hangs_up_the_caller() {
 #[test]
 fn phone_target_through_carrier_with_its_credentials() {
     let mut carrier = callee("carrier", "auth", 1, 0, &[]);
+    // No OPTIONS probes: this carrier's SIPp takes the one INVITE and nothing else.
     let cfg = config(
         "phone",
         &format!(
             "[[carriers]]\nname = \"acme\"\ngateways = [\"sip:127.0.0.1:{}\"]\n\
-             username = \"bob\"\npassword = \"s3cret\"\n",
+             username = \"bob\"\npassword = \"s3cret\"\nprobe_interval_s = 0\n",
             carrier.port
         ),
     );

@@ -100,17 +100,27 @@ impl Route {
             .and_then(|i| self.candidates.get(i))
     }
 
-    /// Moves on to the next candidate: its Request-URI and the INVITE's headers and caller id;
-    /// `None` once every one was tried.
-    pub fn advance(&mut self) -> Option<(String, Vec<(String, String)>, Option<String>)> {
+    /// Moves on to the next candidate; `None` once every one was tried.
+    pub fn advance(&mut self) -> Option<NextInvite> {
         let next = self.candidates.get(self.tried)?;
         self.tried += 1;
-        Some((
-            next.uri.to_string(),
-            self.headers.clone(),
-            self.caller_id.clone(),
-        ))
+        Some(NextInvite {
+            uri: next.uri.to_string(),
+            headers: self.headers.clone(),
+            caller_id: self.caller_id.clone(),
+        })
     }
+}
+
+/// The INVITE to a fork's next gateway
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextInvite {
+    /// Its Request-URI.
+    pub uri: String,
+    /// The first INVITE's extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The first INVITE's caller id.
+    pub caller_id: Option<String>,
 }
 
 struct Gateway {
@@ -439,10 +449,10 @@ mod tests {
         r.invited(&[("X-A".into(), "1".into())], Some("+1999"));
         assert!(r.started());
         assert_eq!(r.current().map(|c| c.gateway), Some(0));
-        let (uri, headers, caller) = r.advance().unwrap();
-        assert_eq!(uri, "sip:+1555@10.0.0.2:5070");
-        assert_eq!(headers, [("X-A".to_string(), "1".to_string())]);
-        assert_eq!(caller.as_deref(), Some("+1999"));
+        let next = r.advance().unwrap();
+        assert_eq!(next.uri, "sip:+1555@10.0.0.2:5070");
+        assert_eq!(next.headers, [("X-A".to_string(), "1".to_string())]);
+        assert_eq!(next.caller_id.as_deref(), Some("+1999"));
         assert_eq!(r.current().map(|c| c.gateway), Some(1));
         assert!(r.advance().is_some());
         assert_eq!(r.advance(), None, "bounded by the gateway count");

@@ -1436,12 +1436,12 @@ impl Core {
             self.gateways.call_failed(failed, status);
         }
         while let Some(route) = &mut run.forks[i].route
-            && let Some((uri, headers, caller_id)) = route.advance()
+            && let Some(next) = route.advance()
         {
             tracing::info!(call_sid = %run.forks[i].info.call_sid, ?status,
                 "failing over to the carrier's next gateway");
             if self
-                .invite_fork(now, call, run, i, &uri, headers, caller_id)
+                .invite_fork(now, call, run, i, &next.uri, next.headers, next.caller_id)
                 .is_ok()
             {
                 return true;

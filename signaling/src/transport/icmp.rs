@@ -8,8 +8,8 @@
 //! keeps one socket and names the destination, so every transaction towards it can fail at once.
 //!
 //! While an error waits in the queue the socket also holds it as a pending error, which the next
-//! `sendto` (to any destination) returns instead of sending: [`retry_send`] says when a failed
-//! send should be tried once more.
+//! `sendto` (to any destination) returns instead of sending, and the next receive instead of
+//! reading: [`pending_icmp`] recognises it (a send is then tried once more).
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,9 +43,9 @@ fn unreachable(errno: u32) -> bool {
         .any(|e| *e as u32 == errno)
 }
 
-/// Whether a send that failed with `e` was refused for an earlier datagram's ICMP error (the
-/// socket's pending error) rather than for its own: it is worth sending again.
-pub(super) fn retry_send(e: &io::Error) -> bool {
+/// Whether `e` is the socket's pending ICMP error (an earlier datagram's), not a failure of the
+/// send or receive that returned it.
+pub(super) fn pending_icmp(e: &io::Error) -> bool {
     e.raw_os_error()
         .and_then(|n| u32::try_from(n).ok())
         .is_some_and(unreachable)
@@ -58,18 +58,28 @@ pub(super) async fn watch(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
             return;
         }
         // Drained until it would block, which clears the readiness.
-        loop {
-            match sock.try_io(Interest::ERROR, || read_one(&sock)) {
-                Ok(Some(dest)) => {
-                    tracing::debug!(%dest, "ICMP: destination unreachable");
-                    inner.report_unreachable(dest);
-                }
-                Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP error queue unreadable");
-                    break;
-                }
+        while sock
+            .try_io(Interest::ERROR, || drain(&inner, &sock))
+            .is_ok()
+        {}
+    }
+}
+
+/// Reports every error queued on `sock`; Err(WouldBlock) once the queue is empty. Also called
+/// by the receive loop when a receive returns the pending error: the readiness event of an
+/// error that arrives while that loop is reading can be folded into the one it consumes.
+pub(super) fn drain(inner: &Inner, sock: &UdpSocket) -> io::Result<()> {
+    loop {
+        match read_one(sock) {
+            Ok(Some(dest)) => {
+                tracing::debug!(%dest, "ICMP: destination unreachable");
+                inner.report_unreachable(dest);
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP error queue unreadable");
+                return Err(io::ErrorKind::WouldBlock.into());
             }
         }
     }

@@ -497,7 +497,7 @@ impl Inner {
         // Never waits: a full socket buffer drops the datagram, as the network would. A
         // refusal meant for an earlier datagram (ICMP) is not this one's: sent again.
         let sent = match sock.try_send_to(bytes, dest) {
-            Err(e) if icmp::retry_send(&e) => sock.try_send_to(bytes, dest),
+            Err(e) if icmp::pending_icmp(&e) => sock.try_send_to(bytes, dest),
             r => r,
         };
         match sent {
@@ -700,6 +700,9 @@ async fn udp_loop(inner: Arc<Inner>, local: SocketAddr, sock: Arc<UdpSocket>) {
             Err(e) => {
                 // ICMP errors and the like: the socket stays usable.
                 tracing::debug!(%local, error = %e, "UDP receive error");
+                if icmp::pending_icmp(&e) {
+                    let _ = icmp::drain(&inner, &sock);
+                }
                 continue;
             }
         };

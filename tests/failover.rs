@@ -33,6 +33,8 @@ enum Gw {
     /// Refuses INVITEs with the first code, answers OPTIONS with the second
     /// (`tests/failover/refuse.xml`).
     Refuse(u16, u16),
+    /// Never answers an INVITE (`tests/failover/silent.xml`).
+    Silent,
 }
 
 /// A gateway SIPp on a free port; it takes many "calls", since every OPTIONS is one.
@@ -43,6 +45,7 @@ fn gateway(name: &str, what: Gw) -> Sipp {
 fn gateway_on(name: &str, port: u16, what: Gw) -> Sipp {
     let path = match what {
         Gw::Answer => scenario("failover/answer"),
+        Gw::Silent => scenario("failover/silent"),
         Gw::Refuse(invite, options) => {
             let text = std::fs::read_to_string(scenario("failover/refuse"))
                 .expect("refuse.xml")
@@ -201,6 +204,34 @@ fn a_call_fails_over_past_503_408_and_a_closed_port() {
     assert_eq!(action["dial_sip_status"], 200, "{action}");
     // Without probes nothing leaves rotation.
     assert_eq!(gateway_up(&serve, g503.port), Some(1.0));
+    serve.wait_idle();
+}
+
+#[test]
+fn a_gateway_silent_past_progress_timeout_is_left() {
+    let silent = gateway("silent", Gw::Silent);
+    let good = gateway("awake", Gw::Answer);
+    let cfg = carrier(
+        "failover-silent",
+        &[
+            format!("\"{}\"", uri(silent.port)),
+            format!("\"{}\"", uri(good.port)),
+        ],
+        "probe_interval_s = 0\nprogress_timeout_ms = 300",
+    );
+    let (hooks, serve) = serve_with_app_and(
+        "failover-silent",
+        app(),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    call(&serve);
+    assert_eq!(invites(&silent).len(), 1, "{}", silent.report());
+    assert_eq!(invites(&good).len(), 1, "{}", good.report());
+    let action = &hooks.wait("/action", "actionHook", Duration::from_secs(10), |h| {
+        !h.is_empty()
+    })[0]
+        .json;
+    assert_eq!(action["dial_status"], "completed", "{action}");
     serve.wait_idle();
 }
 

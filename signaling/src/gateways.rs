@@ -8,7 +8,8 @@
 //! DNS (RFC 3263) can later expand one gateway into several addresses without touching this.
 //!
 //! Health: each gateway of a carrier with `probe_interval_s > 0` gets an OPTIONS every interval
-//! through the B2BUA's transaction layer. Any answer but 408 or a 5xx means up; those, a Timer F
+//! through the B2BUA's transaction layer. Any answer but 408 or a 5xx means up (501 too: the
+//! gateway is there, it just does not implement OPTIONS); those, a Timer F
 //! timeout or a transport error (ICMP unreachable) mean down, and so does a call failing there
 //! the same ways. A gateway down stays out of rotation until a probe succeeds. Without probes
 //! every gateway counts as up (nothing could bring one back).
@@ -61,18 +62,39 @@ pub struct Route {
     /// The first INVITE's extra headers and caller id, for the next gateways.
     headers: Vec<(String, String)>,
     caller_id: Option<String>,
+    /// The carrier's `progress_timeout_ms`.
+    progress_timeout: Option<Duration>,
+    /// When the current gateway counts as not answering, until it shows progress.
+    deadline: Option<Instant>,
 }
 
 impl Route {
-    /// A route over `candidates` (in the order to try them).
-    pub fn new(number: String, candidates: Vec<Candidate>) -> Route {
+    /// A route over `candidates` (in the order to try them); a gateway silent (no 18x, no
+    /// final response) for `progress_timeout` is left for the next.
+    pub fn new(
+        number: String,
+        candidates: Vec<Candidate>,
+        progress_timeout: Option<Duration>,
+    ) -> Route {
         Route {
             number,
             candidates,
             tried: 0,
             headers: Vec::new(),
             caller_id: None,
+            progress_timeout,
+            deadline: None,
         }
+    }
+
+    /// When the current gateway counts as not answering (`None`: Timer B decides).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The current gateway sent a provisional response: it is there, however long it rings.
+    pub fn progressed(&mut self) {
+        self.deadline = None;
     }
 
     /// The first candidate's Request-URI (`None`: no gateway at all).
@@ -82,8 +104,9 @@ impl Route {
 
     /// The dial sent the first INVITE with these `headers` and `caller_id`; the next
     /// gateways get the same.
-    pub fn invited(&mut self, headers: &[(String, String)], caller_id: Option<&str>) {
+    pub fn invited(&mut self, now: Instant, headers: &[(String, String)], caller_id: Option<&str>) {
         self.tried = 1;
+        self.deadline = self.progress_timeout.map(|t| now + t);
         self.headers = headers.to_vec();
         self.caller_id = caller_id.map(str::to_string);
     }
@@ -101,9 +124,10 @@ impl Route {
     }
 
     /// Moves on to the next candidate; `None` once every one was tried.
-    pub fn advance(&mut self) -> Option<NextInvite> {
+    pub fn advance(&mut self, now: Instant) -> Option<NextInvite> {
         let next = self.candidates.get(self.tried)?;
         self.tried += 1;
+        self.deadline = self.progress_timeout.map(|t| now + t);
         Some(NextInvite {
             uri: next.uri.to_string(),
             headers: self.headers.clone(),
@@ -189,6 +213,17 @@ impl Gateways {
             rng: seed | 1,
             sent: 0,
         }
+    }
+
+    /// The route of a call to `carrier`'s `number` (E.164) with Request-URI user part `user`.
+    pub fn route(&mut self, carrier: &CarrierConfig, number: &str, user: &str) -> Route {
+        let timeout = (carrier.progress_timeout_ms > 0)
+            .then(|| Duration::from_millis(carrier.progress_timeout_ms.into()));
+        Route::new(
+            number.to_string(),
+            self.candidates(&carrier.name, user),
+            timeout,
+        )
     }
 
     /// Where a call to `carrier` with Request-URI user part `user` tries to go, in order: one
@@ -345,7 +380,8 @@ impl Gateways {
                 if s < 200 {
                     return self.probes.contains_key(key);
                 }
-                let up = !fails_over(Some(s));
+                // 501: alive, only without OPTIONS support.
+                let up = s == 501 || !fails_over(Some(s));
                 (key, (up, format!("probe got {s}")))
             }
             TxEvent::Timeout { key, .. } => (key, (false, "probe timed out".to_string())),
@@ -442,20 +478,27 @@ mod tests {
 
     #[test]
     fn a_route_tries_each_candidate_once() {
-        let mut g = Gateways::new(&three(""), Instant::now(), 1);
-        let mut r = Route::new("+1555".into(), g.candidates("c", "+1555"));
+        let t0 = Instant::now();
+        let config = three("progress_timeout_ms = 800");
+        let mut g = Gateways::new(&config, t0, 1);
+        let mut r = g.route(&config[0], "+1555", "+1555");
         assert!(!r.started() && r.current().is_none());
         assert_eq!(r.first_uri().as_deref(), Some("sip:+1555@10.0.0.1"));
-        r.invited(&[("X-A".into(), "1".into())], Some("+1999"));
+        r.invited(t0, &[("X-A".into(), "1".into())], Some("+1999"));
         assert!(r.started());
         assert_eq!(r.current().map(|c| c.gateway), Some(0));
-        let next = r.advance().unwrap();
+        assert_eq!(r.deadline(), Some(t0 + Duration::from_millis(800)));
+        r.progressed();
+        assert_eq!(r.deadline(), None, "a gateway that rings may ring on");
+        let t1 = t0 + Duration::from_secs(3);
+        let next = r.advance(t1).unwrap();
+        assert_eq!(r.deadline(), Some(t1 + Duration::from_millis(800)));
         assert_eq!(next.uri, "sip:+1555@10.0.0.2:5070");
         assert_eq!(next.headers, [("X-A".to_string(), "1".to_string())]);
         assert_eq!(next.caller_id.as_deref(), Some("+1999"));
         assert_eq!(r.current().map(|c| c.gateway), Some(1));
-        assert!(r.advance().is_some());
-        assert_eq!(r.advance(), None, "bounded by the gateway count");
+        assert!(r.advance(t1).is_some());
+        assert_eq!(r.advance(t1), None, "bounded by the gateway count");
         assert_eq!(r.current().map(|c| c.gateway), Some(2));
     }
 

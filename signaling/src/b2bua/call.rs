@@ -203,7 +203,12 @@ impl Call {
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.step {
             Step::Pause(at) => Some(*at),
-            Step::Dial(run) => run.dial.poll_timeout(),
+            Step::Dial(run) => run
+                .forks
+                .iter()
+                .filter_map(|f| f.route.as_ref()?.deadline())
+                .chain(run.dial.poll_timeout())
+                .min(),
             _ => None,
         }
     }
@@ -691,11 +696,42 @@ impl Core {
                 self.advance(now, call);
             }
             Step::Dial(run) => {
+                let silent: Vec<usize> = (0..run.forks.len())
+                    .filter(|&i| {
+                        let f = &run.forks[i];
+                        f.route
+                            .as_ref()
+                            .and_then(Route::deadline)
+                            .is_some_and(|d| d <= now)
+                    })
+                    .collect();
                 run.dial.handle_timeout(now);
                 self.drain_dial(now, call);
+                for i in silent {
+                    self.gateway_silent(now, call, i);
+                }
             }
             _ => {}
         }
+    }
+
+    /// Fork `i`'s gateway showed no progress in time: its INVITE is given up (cancelled should a
+    /// 1xx still come) and the fork fails over as on Timer B.
+    fn gateway_silent(&mut self, now: Instant, call: &mut Call, i: usize) {
+        self.feed_dial(now, call, |core, call, run| {
+            let f = &mut run.forks[i];
+            // Still due: the dial's own timers (just run) may have cancelled the fork.
+            let due = f.route.as_mut().is_some_and(|r| {
+                let due = r.deadline().is_some_and(|d| d <= now);
+                r.progressed();
+                due
+            });
+            let inv = f.invite.filter(|_| due)?;
+            core.uac.remove(&inv);
+            let _ = core.dl.cancel(now, inv, None);
+            (!core.fail_over(now, call, run, i, None))
+                .then_some(DialEvent::ForkTimedOut { fork: ForkId(i) })
+        });
     }
 
     /// Targets → forks: each resolved to where its INVITE goes.
@@ -823,10 +859,7 @@ impl Core {
                             _ => None,
                         };
                         let user = route.carrier.request_user(&route.number);
-                        let gateways = Route::new(
-                            route.number.clone(),
-                            self.gateways.candidates(&route.carrier.name, &user),
-                        );
+                        let gateways = self.gateways.route(route.carrier, &route.number, &user);
                         let first = gateways
                             .first_uri()
                             .unwrap_or_else(|| route.request_uri.to_string());
@@ -898,7 +931,7 @@ impl Core {
                         match &mut f.route {
                             // A redirect leaves the carrier's gateways behind.
                             Some(r) if r.started() => f.route = None,
-                            Some(r) => r.invited(&headers, caller_id.as_deref()),
+                            Some(r) => r.invited(now, &headers, caller_id.as_deref()),
                             None => {}
                         }
                         if let Err(status) =
@@ -1304,6 +1337,9 @@ impl Core {
         let status = r.status.as_u16();
         self.with_call(key, |core, call| {
             core.feed_dial(now, call, |core, call, run| {
+                if let Some(route) = &mut run.forks[i].route {
+                    route.progressed();
+                }
                 let has_sdp = core.fork_sdp(call, run, i, &r);
                 Some(DialEvent::Provisional {
                     fork: ForkId(i),
@@ -1436,7 +1472,7 @@ impl Core {
             self.gateways.call_failed(failed, status);
         }
         while let Some(route) = &mut run.forks[i].route
-            && let Some(next) = route.advance()
+            && let Some(next) = route.advance(now)
         {
             tracing::info!(call_sid = %run.forks[i].info.call_sid, ?status,
                 "failing over to the carrier's next gateway");

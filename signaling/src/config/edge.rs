@@ -88,6 +88,10 @@ pub struct CarrierConfig {
     /// Seconds between OPTIONS probes of each gateway; 0: no probes, every gateway counts as up.
     #[serde(default = "default_probe_interval_s")]
     pub probe_interval_s: u32,
+    /// A gateway that sends no 18x nor final response to a call's INVITE within this many ms
+    /// is left for the next one, as if it had not answered; 0: wait for Timer B (32 s).
+    #[serde(default)]
+    pub progress_timeout_ms: u32,
     /// Prepended to the user part of the Request-URI of calls to this carrier, e.g. `"1234#"`.
     #[serde(default)]
     pub tech_prefix: Option<String>,
@@ -126,6 +130,7 @@ impl fmt::Debug for CarrierConfig {
             .field("weights", &self.gateways.weights)
             .field("strategy", &self.strategy)
             .field("probe_interval_s", &self.probe_interval_s)
+            .field("progress_timeout_ms", &self.progress_timeout_ms)
             .field("tech_prefix", &self.tech_prefix)
             .field("callerid_prefix", &self.callerid_prefix)
             .field("username", &self.username)
@@ -609,6 +614,7 @@ mod tests {
         assert_eq!(a.gateways.weights, [1, 3, 1]);
         assert_eq!(a.strategy, Strategy::Weighted);
         assert_eq!(a.probe_interval_s, 5);
+        assert_eq!(a.progress_timeout_ms, 0);
         assert_eq!(a.tech_prefix.as_deref(), Some("1234#"));
         assert_eq!(a.callerid_prefix.as_deref(), Some("00"));
         let d = parse("[[carriers]]\nname = \"a\"\ngateways = [\"sip:h\"]\n").unwrap();

@@ -58,10 +58,7 @@ pub(super) async fn watch(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
             return;
         }
         // Drained until it would block, which clears the readiness.
-        while sock
-            .try_io(Interest::ERROR, || drain(&inner, &sock))
-            .is_ok()
-        {}
+        let _ = sock.try_io(Interest::ERROR, || drain(&inner, &sock));
     }
 }
 

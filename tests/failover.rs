@@ -219,11 +219,7 @@ fn a_gateway_silent_past_progress_timeout_is_left() {
         ],
         "probe_interval_s = 0\nprogress_timeout_ms = 300",
     );
-    let (hooks, serve) = serve_with_app_and(
-        "failover-silent",
-        app(),
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let (hooks, serve) = start("failover-silent", &cfg);
     call(&serve);
     assert_eq!(invites(&silent).len(), 1, "{}", silent.report());
     assert_eq!(invites(&good).len(), 1, "{}", good.report());

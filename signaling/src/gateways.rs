@@ -33,9 +33,10 @@ pub const UP_METRIC: &str = "dialplane_gateway_up";
 /// One place a fork to a carrier may go
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    /// The carrier (index in `[[carriers]]`).
-    pub carrier: usize,
-    /// The gateway (index in its `gateways`).
+    /// The carrier's name.
+    pub carrier: String,
+    /// The gateway's index in the carrier's `gateways` when the route was made (a reload may
+    /// have moved it since: failures are reported by URI).
     pub gateway: usize,
     /// The Request-URI: the gateway with the number as user part.
     pub uri: SipUri,
@@ -226,6 +227,33 @@ impl Gateways {
         )
     }
 
+    /// The carriers of a reloaded configuration: a gateway kept (same carrier, same URI) keeps
+    /// its health, probe and schedule; new ones start up and are probed at once.
+    pub fn reconfigure(&mut self, carriers: &[CarrierConfig], now: Instant) {
+        let mut next = Gateways::new(carriers, now, self.rng);
+        next.sent = self.sent;
+        for (ci, c) in next.carriers.iter_mut().enumerate() {
+            let Some(old) = self.carriers.iter().find(|o| o.name == c.name) else {
+                continue;
+            };
+            for (gi, g) in c.gateways.iter_mut().enumerate() {
+                let Some(o) = old.gateways.iter().find(|o| o.uri == g.uri) else {
+                    continue;
+                };
+                // Without probes now, nothing could bring a gateway back.
+                g.up = o.up || c.interval.is_none();
+                g.next_probe = c.interval.map_or(now, |i| o.next_probe.min(now + i));
+                g.probe = o.probe.clone();
+                if let Some(k) = &g.probe {
+                    next.probes.insert(k.clone(), (ci, gi));
+                }
+                metrics::gauge!(UP_METRIC, "carrier" => c.name.clone(), "gateway" => g.label.clone())
+                    .set(if g.up { 1.0 } else { 0.0 });
+            }
+        }
+        *self = next;
+    }
+
     /// Where a call to `carrier` with Request-URI user part `user` tries to go, in order: one
     /// candidate per gateway that is up (all of them when none is).
     pub fn candidates(&mut self, carrier: &str, user: &str) -> Vec<Candidate> {
@@ -238,7 +266,7 @@ impl Gateways {
                 let mut uri = self.carriers[ci].gateways[gi].uri.clone();
                 uri.user = Some(user.to_string());
                 Candidate {
-                    carrier: ci,
+                    carrier: self.carriers[ci].name.clone(),
                     gateway: gi,
                     uri,
                 }
@@ -303,7 +331,22 @@ impl Gateways {
             Some(s) => format!("call got {s}"),
             None => "call got no answer".to_string(),
         };
-        self.set(candidate.carrier, candidate.gateway, false, &why);
+        let mut gateway = candidate.uri.clone();
+        gateway.user = None;
+        let Some(ci) = self
+            .carriers
+            .iter()
+            .position(|c| c.name == candidate.carrier)
+        else {
+            return;
+        };
+        if let Some(gi) = self.carriers[ci]
+            .gateways
+            .iter()
+            .position(|g| g.uri == gateway)
+        {
+            self.set(ci, gi, false, &why);
+        }
     }
 
     fn set(&mut self, ci: usize, gi: usize, up: bool, why: &str) {
@@ -500,6 +543,33 @@ mod tests {
         assert!(r.advance(t1).is_some());
         assert_eq!(r.advance(t1), None, "bounded by the gateway count");
         assert_eq!(r.current().map(|c| c.gateway), Some(2));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_health_of_gateways_it_keeps() {
+        let t0 = Instant::now();
+        let mut g = Gateways::new(&three(""), t0, 5);
+        let first = g.candidates("c", "1").remove(0);
+        g.call_failed(&first, Some(500));
+        assert!(!g.is_up(0, 0));
+        // 10.0.0.1 moves to the end, 10.0.0.3 goes, 10.0.0.4 comes.
+        let reloaded = carriers(
+            "[[carriers]]\nname = \"c\"\n\
+             gateways = [\"sip:10.0.0.2:5070\", \"sip:10.0.0.4\", \"sip:10.0.0.1\"]\n",
+        );
+        g.reconfigure(&reloaded, t0);
+        assert!(g.is_up(0, 0) && g.is_up(0, 1) && !g.is_up(0, 2));
+        // A failure reported by a call routed before the reload finds its gateway by URI.
+        let second = Candidate {
+            carrier: "c".into(),
+            gateway: 1,
+            uri: match Uri::parse("sip:+1@10.0.0.2:5070") {
+                Ok(Uri::Sip(u)) => u,
+                _ => unreachable!(),
+            },
+        };
+        g.call_failed(&second, None);
+        assert!(!g.is_up(0, 0) && g.is_up(0, 1));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! A configuration reload reaching the B2BUA task (`dialplane serve` on SIGHUP)
 //!
 //! The task holds the configuration in one place ([`Services`](super::Services)); a reload
-//! replaces it, the app and the webhook client there, and the registrar's users and the
-//! transports' rate limit. Calls in progress keep the configuration they started with (each
+//! replaces it, the app and the webhook client there, the registrar's users, the
+//! transports' rate limit and the carriers' gateways (whose health carries over). Calls in progress keep the configuration they started with (each
 //! holds its own `Arc`); new calls get the new one.
 
 use std::sync::Arc;
@@ -47,6 +47,8 @@ impl Core {
             &super::nonce_secret(&config, self.svc.seed),
         );
         self.transports.set_rate_limit(config.sip.rate_limit);
+        self.gateways
+            .reconfigure(&config.carriers, std::time::Instant::now());
         self.svc.config = config;
         self.svc.app = app;
         if let Some(w) = webhooks {

@@ -31,7 +31,8 @@ trap cleanup EXIT
 
 gw1=$((base + 1)) gw2=$((base + 2)) sip=$base http=$((base + 3))
 gateway() {
-  printf '[[carriers]]\nname = "trunk"\ngateways = ["sip:127.0.0.1:%s"]\n' "$1" >cfg.tmp
+  # No OPTIONS probes: SIPp's built-in uas would count each as a failed call.
+  printf '[[carriers]]\nname = "trunk"\ngateways = ["sip:127.0.0.1:%s"]\nprobe_interval_s = 0\n' "$1" >cfg.tmp
   mv cfg.tmp cfg.toml
 }
 echo '[{"verb":"dial","target":[{"type":"phone","number":"+15550001111"}]}]' >app.json

@@ -255,8 +255,12 @@ fn a_call_in_progress_keeps_its_config() {
             {"verb": "dial", "target": [{"type": "phone", "number": "+15550001111"}]}
         ]),
     );
+    // No OPTIONS probes: the callees take one INVITE each and nothing else.
     let carrier = |port: u16| {
-        format!("[[carriers]]\nname = \"trunk\"\ngateways = [\"sip:127.0.0.1:{port}\"]\n")
+        format!(
+            "[[carriers]]\nname = \"trunk\"\ngateways = [\"sip:127.0.0.1:{port}\"]\n\
+             probe_interval_s = 0\n"
+        )
     };
     let path = config_path("in-progress");
     write_config(&path, &carrier(a.port));

@@ -82,6 +82,20 @@ impl Display for Summary<'_> {
         for carrier in &c.carriers {
             writeln!(f, "  {}:", carrier.name)?;
             writeln!(f, "    gateways: {}", list(&carrier.gateways))?;
+            let weights: Vec<String> = carrier
+                .gateways
+                .weights
+                .iter()
+                .map(u32::to_string)
+                .collect();
+            writeln!(
+                f,
+                "    strategy: {} (weights {}), probe_interval_s: {}, progress_timeout_ms: {}",
+                format!("{:?}", carrier.strategy).to_lowercase(),
+                weights.join(", "),
+                carrier.probe_interval_s,
+                carrier.progress_timeout_ms
+            )?;
             writeln!(f, "    inbound: {}", list(&carrier.inbound))?;
             let user = carrier.username.as_deref().unwrap_or("none");
             writeln!(
@@ -96,6 +110,12 @@ impl Display for Summary<'_> {
                 opt(&carrier.country_code),
                 opt(&carrier.national_prefix),
                 opt(&carrier.international_prefix)
+            )?;
+            writeln!(
+                f,
+                "    tech_prefix: {}, callerid_prefix: {}",
+                opt(&carrier.tech_prefix),
+                opt(&carrier.callerid_prefix)
             )?;
         }
         writeln!(f, "routes: {}", c.routes.len())?;
@@ -199,6 +219,8 @@ mod tests {
             "threads: one per core",
             "  acme:",
             "gateways: sip:gw1.acme.net:5060",
+            "strategy: priority (weights 1), probe_interval_s: 30, progress_timeout_ms: 0",
+            "tech_prefix: none, callerid_prefix: none",
             "inbound: 198.51.100.0/24",
             "username: acme-user, password: <redacted>",
             "+1508* -> http://127.0.0.1:8080/boston",

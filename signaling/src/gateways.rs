@@ -152,7 +152,6 @@ struct Gateway {
     uri: SipUri,
     /// The metric label and log name: the URI as configured.
     label: String,
-    weight: u32,
     up: bool,
     next_probe: Instant,
     /// The probe in flight.
@@ -161,7 +160,6 @@ struct Gateway {
 
 struct Carrier {
     name: String,
-    strategy: Strategy,
     /// `None`: no probes.
     interval: Option<Duration>,
     gateways: Vec<Gateway>,
@@ -185,21 +183,18 @@ impl Gateways {
             .iter()
             .map(|c| Carrier {
                 name: c.name.clone(),
-                strategy: c.strategy,
                 interval: (c.probe_interval_s > 0)
                     .then(|| Duration::from_secs(c.probe_interval_s.into())),
                 gateways: c
                     .gateways
                     .iter()
-                    .zip(&c.gateways.weights)
-                    .map(|(uri, &weight)| {
+                    .map(|uri| {
                         let label = uri.to_string();
                         metrics::gauge!(UP_METRIC, "carrier" => c.name.clone(), "gateway" => label.clone())
                             .set(1.0);
                         Gateway {
                             uri: uri.clone(),
                             label,
-                            weight,
                             up: true,
                             next_probe: now,
                             probe: None,
@@ -220,11 +215,7 @@ impl Gateways {
     pub fn route(&mut self, carrier: &CarrierConfig, number: &str, user: &str) -> Route {
         let timeout = (carrier.progress_timeout_ms > 0)
             .then(|| Duration::from_millis(carrier.progress_timeout_ms.into()));
-        Route::new(
-            number.to_string(),
-            self.candidates(&carrier.name, user),
-            timeout,
-        )
+        Route::new(number.to_string(), self.candidates(carrier, user), timeout)
     }
 
     /// The carriers of a reloaded configuration: a gateway kept (same carrier, same URI) keeps
@@ -254,19 +245,22 @@ impl Gateways {
         *self = next;
     }
 
-    /// Where a call to `carrier` with Request-URI user part `user` tries to go, in order: one
-    /// candidate per gateway that is up (all of them when none is).
-    pub fn candidates(&mut self, carrier: &str, user: &str) -> Vec<Candidate> {
-        let Some(ci) = self.carriers.iter().position(|c| c.name == carrier) else {
-            return Vec::new();
-        };
-        self.order(ci)
+    /// Where a call to `carrier` (as the call's configuration has it: a reload since does not
+    /// move the call) with Request-URI user part `user` tries to go, in order: one candidate per
+    /// gateway that is up (all of them when none is).
+    pub fn candidates(&mut self, carrier: &CarrierConfig, user: &str) -> Vec<Candidate> {
+        let up: Vec<bool> = carrier
+            .gateways
+            .iter()
+            .map(|uri| self.up_by_uri(&carrier.name, uri))
+            .collect();
+        self.order(carrier.strategy, &carrier.gateways.weights, &up)
             .into_iter()
             .map(|gi| {
-                let mut uri = self.carriers[ci].gateways[gi].uri.clone();
+                let mut uri = carrier.gateways[gi].clone();
                 uri.user = Some(user.to_string());
                 Candidate {
-                    carrier: self.carriers[ci].name.clone(),
+                    carrier: carrier.name.clone(),
                     gateway: gi,
                     uri,
                 }
@@ -274,38 +268,44 @@ impl Gateways {
             .collect()
     }
 
-    /// Indices of carrier `ci`'s gateways in the order of one call.
-    fn order(&mut self, ci: usize) -> Vec<usize> {
-        let c = &self.carriers[ci];
-        let mut up: Vec<usize> = (0..c.gateways.len())
-            .filter(|&i| c.gateways[i].up)
-            .collect();
-        if up.is_empty() {
-            return (0..c.gateways.len()).collect();
+    /// Whether `carrier`'s gateway `uri` is in rotation (one we do not track is).
+    fn up_by_uri(&self, carrier: &str, uri: &SipUri) -> bool {
+        self.carriers
+            .iter()
+            .find(|c| c.name == carrier)
+            .and_then(|c| c.gateways.iter().find(|g| &g.uri == uri))
+            .is_none_or(|g| g.up)
+    }
+
+    /// Gateway indices in the order of one call, from their weights and which are `up`.
+    fn order(&mut self, strategy: Strategy, weights: &[u32], up: &[bool]) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..up.len()).filter(|&i| up[i]).collect();
+        if live.is_empty() {
+            return (0..up.len()).collect();
         }
-        if c.strategy == Strategy::Weighted {
+        if strategy == Strategy::Weighted {
             // Drawn one at a time, each with a chance proportional to its weight among those
             // left.
-            let weights: Vec<u64> = c.gateways.iter().map(|g| u64::from(g.weight)).collect();
-            let mut drawn = Vec::with_capacity(up.len());
-            while !up.is_empty() {
-                let total: u64 = up.iter().map(|&i| weights[i]).sum();
-                let mut r = self.next_random() % total;
-                let k = up
+            let weight = |i: usize| u64::from(weights.get(i).copied().unwrap_or(1));
+            let mut drawn = Vec::with_capacity(live.len());
+            while !live.is_empty() {
+                let total: u64 = live.iter().map(|&i| weight(i)).sum();
+                let mut r = self.next_random() % total.max(1);
+                let k = live
                     .iter()
                     .position(|&i| {
-                        if r < weights[i] {
+                        if r < weight(i) {
                             return true;
                         }
-                        r -= weights[i];
+                        r -= weight(i);
                         false
                     })
                     .unwrap_or(0);
-                drawn.push(up.remove(k));
+                drawn.push(live.remove(k));
             }
-            up = drawn;
+            live = drawn;
         }
-        up
+        live
     }
 
     fn next_random(&mut self) -> u64 {
@@ -485,8 +485,8 @@ mod tests {
         ))
     }
 
-    fn hosts(g: &mut Gateways) -> Vec<String> {
-        g.candidates("c", "+15551230000")
+    fn hosts(g: &mut Gateways, c: &CarrierConfig) -> Vec<String> {
+        g.candidates(c, "+15551230000")
             .iter()
             .map(|c| c.uri.to_string())
             .collect()
@@ -495,28 +495,28 @@ mod tests {
     #[test]
     fn priority_order_skips_gateways_that_are_down() {
         let t0 = Instant::now();
-        let mut g = Gateways::new(&three(""), t0, 7);
+        let cfg = three("");
+        let mut g = Gateways::new(&cfg, t0, 7);
         assert_eq!(
-            hosts(&mut g),
+            hosts(&mut g, &cfg[0]),
             [
                 "sip:+15551230000@10.0.0.1",
                 "sip:+15551230000@10.0.0.2:5070",
                 "sip:+15551230000@10.0.0.3"
             ]
         );
-        let first = g.candidates("c", "1").remove(0);
+        let first = g.candidates(&cfg[0], "1").remove(0);
         assert!(fails_over(Some(503)));
         g.call_failed(&first, Some(503));
         assert!(!g.is_up(0, 0));
-        assert_eq!(hosts(&mut g)[0], "sip:+15551230000@10.0.0.2:5070");
-        assert_eq!(hosts(&mut g).len(), 2);
+        assert_eq!(hosts(&mut g, &cfg[0])[0], "sip:+15551230000@10.0.0.2:5070");
+        assert_eq!(hosts(&mut g, &cfg[0]).len(), 2);
         // Every gateway down: all are tried, as listed, rather than none.
-        for c in g.candidates("c", "1") {
+        for c in g.candidates(&cfg[0], "1") {
             g.call_failed(&c, None);
         }
-        assert_eq!(hosts(&mut g).len(), 3);
-        assert_eq!(hosts(&mut g)[0], "sip:+15551230000@10.0.0.1");
-        assert!(g.candidates("nope", "1").is_empty());
+        assert_eq!(hosts(&mut g, &cfg[0]).len(), 3);
+        assert_eq!(hosts(&mut g, &cfg[0])[0], "sip:+15551230000@10.0.0.1");
     }
 
     #[test]
@@ -548,8 +548,9 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_health_of_gateways_it_keeps() {
         let t0 = Instant::now();
-        let mut g = Gateways::new(&three(""), t0, 5);
-        let first = g.candidates("c", "1").remove(0);
+        let cfg = three("");
+        let mut g = Gateways::new(&cfg, t0, 5);
+        let first = g.candidates(&cfg[0], "1").remove(0);
         g.call_failed(&first, Some(500));
         assert!(!g.is_up(0, 0));
         // 10.0.0.1 moves to the end, 10.0.0.3 goes, 10.0.0.4 comes.
@@ -591,10 +592,11 @@ mod tests {
 
     #[test]
     fn weighted_order_follows_the_weights() {
-        let mut g = Gateways::new(&three("strategy = \"weighted\""), Instant::now(), 42);
+        let cfg = three("strategy = \"weighted\"");
+        let mut g = Gateways::new(&cfg, Instant::now(), 42);
         let mut first = [0u32; 3];
         for _ in 0..5000 {
-            let c = g.candidates("c", "1");
+            let c = g.candidates(&cfg[0], "1");
             let mut seen: Vec<usize> = c.iter().map(|c| c.gateway).collect();
             first[seen[0]] += 1;
             seen.sort_unstable();
@@ -610,8 +612,9 @@ mod tests {
     #[test]
     fn without_probes_nothing_goes_down() {
         let t0 = Instant::now();
-        let mut g = Gateways::new(&three("probe_interval_s = 0"), t0, 1);
-        let c = g.candidates("c", "1").remove(0);
+        let cfg = three("probe_interval_s = 0");
+        let mut g = Gateways::new(&cfg, t0, 1);
+        let c = g.candidates(&cfg[0], "1").remove(0);
         g.call_failed(&c, Some(503));
         assert!(g.is_up(0, 0));
         assert_eq!(g.poll_timeout(), None);
@@ -641,7 +644,8 @@ mod tests {
     #[test]
     fn probes_take_gateways_out_and_back() {
         let t0 = Instant::now();
-        let mut g = Gateways::new(&three("probe_interval_s = 10"), t0, 3);
+        let cfg = three("probe_interval_s = 10");
+        let mut g = Gateways::new(&cfg, t0, 3);
         let mut tx = Transactions::new(TimerConfig::default(), 9);
         let sent_by: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let resolve = |u: &Uri| {
@@ -672,7 +676,7 @@ mod tests {
         }
         feed(&mut g, &mut tx);
         assert!(!g.is_up(0, 0) && !g.is_up(0, 1) && g.is_up(0, 2));
-        assert_eq!(hosts(&mut g), ["sip:+15551230000@10.0.0.3"]);
+        assert_eq!(hosts(&mut g, &cfg[0]), ["sip:+15551230000@10.0.0.3"]);
         // The next round, an interval later: all answer and are back.
         let t1 = t0 + Duration::from_secs(10);
         tx.handle_timeout(t1);

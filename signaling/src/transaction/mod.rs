@@ -573,9 +573,10 @@ impl Transactions {
     /// `dest` is unreachable (ICMP port/host unreachable, a refused connection): every client
     /// transaction towards it that has heard nothing yet ends as by
     /// [`transport_error`](Self::transport_error) (§18.4: the peer is not there). Ones that
-    /// heard a response keep going: the peer was there.
+    /// heard a response keep going: the peer was there. Visits every client transaction (ICMP
+    /// errors are rare next to messages); the ones ended are reported in key order.
     pub fn unreachable(&mut self, dest: SocketAddr) {
-        let silent: Vec<TransactionKey> = self
+        let mut silent: Vec<TransactionKey> = self
             .clients
             .iter()
             .filter(|(_, tx)| match tx {
@@ -584,6 +585,7 @@ impl Transactions {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        silent.sort_unstable();
         for key in &silent {
             self.transport_error(key);
         }

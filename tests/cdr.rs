@@ -332,11 +332,13 @@ fn busy_unanswered_and_unroutable_forks_with_the_webhook_down() {
 fn carrier_legs_and_the_callee_hanging_up() {
     let path = cdr_path("carrier");
     let mut gw = callee("cdr-gw", "hangup", 1, 500, &[]);
+    // No OPTIONS probes: the gateway's SIPp takes the one INVITE and nothing else.
     let cfg = config(
         "cdr-carrier",
         &format!(
             "[[carriers]]\nname = \"acme\"\ngateways = [\"sip:127.0.0.1:{}\"]\n\
-             inbound = [\"127.0.0.1/32\"]\ncountry_code = \"1\"\nnational_prefix = \"1\"\n",
+             inbound = [\"127.0.0.1/32\"]\ncountry_code = \"1\"\nnational_prefix = \"1\"\n\
+             probe_interval_s = 0\n",
             gw.port
         ),
     );

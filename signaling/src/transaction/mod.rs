@@ -283,8 +283,9 @@ impl ServerTx {
 /// `handle_timeout` fires every expired timer; calling it early or twice is harmless. A `now`
 /// earlier than one already seen is treated as the latest one seen.
 ///
-/// Transactions are kept in hash maps keyed by [`TransactionKey`] (its own fixed hash), never
-/// iterated: timers fire in key order, so output order is deterministic.
+/// Transactions are kept in hash maps keyed by [`TransactionKey`] (its own fixed hash); what
+/// touches several at once (due timers, an unreachable address) sorts their keys first, so
+/// output order is deterministic.
 ///
 /// # Run loop (glue side)
 ///

@@ -583,9 +583,9 @@ impl Ring {
         }
     }
 
-    /// Take ownership of `sock` (made non-blocking) and arm its receive. Returns its index.
+    /// Take ownership of `sock`, which must be non-blocking, and arm its receive. Returns its
+    /// index.
     pub fn add_socket(&mut self, sock: UdpSocket) -> io::Result<u32> {
-        sock.set_nonblocking(true)?;
         let Some(idx) = self.free_socks.pop() else {
             return Err(io::Error::other("too many sockets on this shard"));
         };

@@ -564,12 +564,21 @@ pub(crate) fn reserve(
 }
 
 fn bind_pair(interface: IpAddr, pair: PortPair) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
-    let rtp = UdpSocket::bind(SocketAddr::new(interface, pair.rtp))?;
+    let rtp = bind_nonblocking(SocketAddr::new(interface, pair.rtp))?;
     let rtcp = match pair.rtcp {
-        Some(port) => Some(UdpSocket::bind(SocketAddr::new(interface, port))?),
+        Some(port) => Some(bind_nonblocking(SocketAddr::new(interface, port))?),
         None => None,
     };
     Ok((rtp, rtcp))
+}
+
+/// A UDP socket made non-blocking when it is created, as the ring wants it: one `ioctl` per
+/// socket fewer than setting it afterwards (four per call).
+fn bind_nonblocking(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking(), None)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
 }
 
 impl Shard {

@@ -7,7 +7,6 @@
 //! cached answer was not asked again. Scenarios and SIPp helpers are those of tests/serve.rs.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,11 +24,9 @@ use signaling::transport::Transport;
 mod common;
 use common::free_udp_port;
 use common::http::Receiver;
-use common::serve::Serve;
-use common::sipp::{Run, Sipp};
+use common::serve::{self, HOOK_WAIT, Serve, callee, caller, sip_target};
+use common::sipp::Sipp;
 
-/// How long a hook may take to arrive after the SIP exchange that causes it.
-const HOOK_WAIT: Duration = Duration::from_secs(10);
 /// TTL of the records served: longer than any test.
 const TTL: u32 = 300;
 
@@ -191,42 +188,9 @@ fn zone(answering: u16, busy: u16) -> Vec<Record> {
     zone_ttl(answering, busy, TTL)
 }
 
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
-}
-
-fn callee(name: &str, scenario_name: &str, calls: u32) -> Sipp {
-    Sipp::callee(
-        name,
-        Run {
-            scenario: &scenario(scenario_name),
-            calls,
-            pause_ms: 50,
-            extra: &[],
-        },
-    )
-}
-
-/// One call from SIPp running `scenario_name`, holding 300 ms once answered.
-fn caller(serve: &Serve, scenario_name: &str) -> Sipp {
-    Sipp::caller(
-        "caller",
-        serve.sip,
-        Run {
-            scenario: &scenario(scenario_name),
-            calls: 1,
-            pause_ms: 300,
-            extra: &["-s", "16173331212"],
-        },
-    )
-}
-
 fn dial(uris: &[&str]) -> Value {
-    let targets: Vec<Value> = uris
-        .iter()
-        .map(|u| json!({"type": "sip", "sipUri": u}))
-        .collect();
-    json!([{"verb": "dial", "target": targets, "actionHook": "/action"}])
+    let targets: Vec<Value> = uris.iter().map(|u| sip_target(u)).collect();
+    serve::dial(&targets, json!({"actionHook": "/action"}))
 }
 
 /// The receiver answering the call webhook with `verbs`, and `dialplane serve` asking `dns`.
@@ -262,12 +226,12 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[test]
 fn naptr_then_srv_priority_reach_the_answering_callee_and_answers_are_cached() {
-    let mut alice = callee("alice", "answer", 2);
-    let busy = callee("busy", "busy", 1);
+    let mut alice = callee("alice", "answer", 2, 50, &[]);
+    let busy = callee("busy", "busy", 1, 50, &[]);
     let dns = DnsServer::start(zone(alice.port, busy.port));
     let (hooks, serve) = serve_with("dns-naptr", &dns, &dial(&["sip:callee@example.test"]));
 
-    let mut first = caller(&serve, "call");
+    let mut first = caller(&serve, "call", 300);
     serve.finish(&mut [&mut first]);
     assert_eq!(action(&hooks, 1)["dial_status"], "completed");
     let asked = dns.all();
@@ -288,7 +252,7 @@ fn naptr_then_srv_priority_reach_the_answering_callee_and_answers_are_cached() {
     assert_eq!(dns.count("b.example.test", RecordType::A), 1, "{asked:?}");
 
     // The second call: every answer from the cache (TTL 300 s), the same callee.
-    let mut second = caller(&serve, "call");
+    let mut second = caller(&serve, "call", 300);
     serve.finish(&mut [&mut second, &mut alice]);
     assert_eq!(action(&hooks, 2)["dial_status"], "completed");
     assert_eq!(dns.all(), asked, "the second call asked DNS again");
@@ -310,15 +274,15 @@ fn naptr_then_srv_priority_reach_the_answering_callee_and_answers_are_cached() {
 
 #[test]
 fn a_name_that_does_not_resolve_fails_its_fork_and_the_others_go_on() {
-    let mut alice = callee("alice", "answer", 1);
-    let busy = callee("busy", "busy", 1);
+    let mut alice = callee("alice", "answer", 1, 50, &[]);
+    let busy = callee("busy", "busy", 1, 50, &[]);
     let dns = DnsServer::start(zone(alice.port, busy.port));
     let (hooks, serve) = serve_with(
         "dns-nxdomain",
         &dns,
         &dial(&["sip:ghost@nowhere.test", "sip:callee@example.test"]),
     );
-    let mut first = caller(&serve, "call");
+    let mut first = caller(&serve, "call", 300);
     serve.finish(&mut [&mut first, &mut alice]);
     assert_eq!(action(&hooks, 1)["dial_status"], "completed");
     assert_eq!(invites(&alice).len(), 1, "{:?}", alice.log());
@@ -337,7 +301,7 @@ fn a_name_that_does_not_resolve_fails_its_fork_and_the_others_go_on() {
     // Alone, the fork that does not resolve fails the dial with 604; the negative answer
     // comes from the cache.
     hooks.answer("/call", &dial(&["sip:ghost@nowhere.test"]));
-    let mut second = caller(&serve, "wait_bye");
+    let mut second = caller(&serve, "wait_bye", 300);
     serve.finish(&mut [&mut second]);
     let done = action(&hooks, 2);
     assert_eq!(done["dial_status"], "failed", "{done}");
@@ -365,13 +329,13 @@ fn a_name_that_does_not_resolve_fails_its_fork_and_the_others_go_on() {
 
 #[test]
 fn an_explicit_port_asks_only_for_the_hosts_address() {
-    let mut alice = callee("alice", "answer", 1);
-    let busy = callee("busy", "busy", 1);
+    let mut alice = callee("alice", "answer", 1, 50, &[]);
+    let busy = callee("busy", "busy", 1, 50, &[]);
     let dns = DnsServer::start(zone(alice.port, busy.port));
     // The port given decides (§4.2): no NAPTR or SRV query, only the host's address.
     let uri = format!("sip:callee@b.example.test:{}", alice.port);
     let (hooks, serve) = serve_with("dns-port", &dns, &dial(&[&uri]));
-    let mut first = caller(&serve, "call");
+    let mut first = caller(&serve, "call", 300);
     serve.finish(&mut [&mut first, &mut alice]);
     assert_eq!(action(&hooks, 1)["dial_status"], "completed");
     assert_eq!(
@@ -385,16 +349,16 @@ fn an_explicit_port_asks_only_for_the_hosts_address() {
 
 #[test]
 fn an_answer_is_asked_again_once_its_ttl_ran_out() {
-    let mut alice = callee("alice", "answer", 2);
-    let busy = callee("busy", "busy", 1);
+    let mut alice = callee("alice", "answer", 2, 50, &[]);
+    let busy = callee("busy", "busy", 1, 50, &[]);
     let dns = DnsServer::start(zone_ttl(alice.port, busy.port, 1));
     let (hooks, serve) = serve_with("dns-ttl", &dns, &dial(&["sip:callee@example.test"]));
-    let mut first = caller(&serve, "call");
+    let mut first = caller(&serve, "call", 300);
     serve.finish(&mut [&mut first]);
     assert_eq!(dns.count("example.test", RecordType::NAPTR), 1);
     // Time passing, not waiting for an event: the 1 s TTL must run out.
     std::thread::sleep(Duration::from_millis(1500));
-    let mut second = caller(&serve, "call");
+    let mut second = caller(&serve, "call", 300);
     serve.finish(&mut [&mut second, &mut alice]);
     assert_eq!(action(&hooks, 2)["dial_status"], "completed");
     assert_eq!(

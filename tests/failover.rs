@@ -13,13 +13,8 @@ use serde_json::{Value, json};
 mod common;
 use common::free_port;
 use common::http::Receiver;
-use common::serve::Serve;
+use common::serve::{CALLED, CALLING, Serve};
 use common::sipp::{Run, Sipp};
-
-/// What the caller dials (the To user); the dial verb ignores it.
-const CALLED: &str = "16173331212";
-/// The caller's From user (tests/serve/call.xml).
-const CALLING: &str = "15083084809";
 
 fn scenario(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{path}.xml"))

@@ -12,28 +12,14 @@ use serde_json::{Value, json};
 
 mod common;
 use common::http::Receiver;
-use common::serve::{Serve, assert_signed};
+use common::serve::{self, CALLED, HOOK_WAIT, Serve, assert_signed, scenario};
 use common::sipp::{Run, Sipp};
 
-/// What the callers dial (the To user).
-const CALLED: &str = "16173331212";
-const WAIT: Duration = Duration::from_secs(10);
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/serve/{name}.xml"))
-}
+const WAIT: Duration = HOOK_WAIT;
 
 /// A callee answering `calls` calls after 20 ms of ringing.
 fn callee(name: &str, calls: u32) -> Sipp {
-    Sipp::callee(
-        name,
-        Run {
-            scenario: &scenario("answer"),
-            calls,
-            pause_ms: 20,
-            extra: &[],
-        },
-    )
+    serve::callee(name, "answer", calls, 20, &[])
 }
 
 /// `calls` calls to [`CALLED`], `rate` started per second, each held `hold_ms`.

@@ -407,43 +407,45 @@ impl Resolver {
     /// A host's NAPTR records; none when it has none. A host that does not exist ends the
     /// resolution: no name below it exists either (RFC 8020).
     async fn naptr(&self, host: &str) -> Result<Vec<Naptr>, DnsError> {
-        match self.inner.lookup(fqdn(host), RecordType::NAPTR).await {
-            Ok(l) => Ok(l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::NAPTR(n) => Some(Naptr {
-                        order: n.order,
-                        preference: n.preference,
-                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
-                        service: String::from_utf8_lossy(&n.services).into_owned(),
-                        replacement: bare(&n.replacement.to_ascii()),
-                    }),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) if e.is_nx_domain() => Err(DnsError::NotFound(host.to_string())),
-            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(lookup_failed(host, &e)),
-        }
+        self.records(host, RecordType::NAPTR, true, |data| match data {
+            RData::NAPTR(n) => Some(Naptr {
+                order: n.order,
+                preference: n.preference,
+                flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                service: String::from_utf8_lossy(&n.services).into_owned(),
+                replacement: bare(&n.replacement.to_ascii()),
+            }),
+            _ => None,
+        })
+        .await
     }
 
     /// An SRV name's records; none when it has none.
     async fn srv(&self, name: &str) -> Result<Vec<Srv>, DnsError> {
-        match self.inner.lookup(fqdn(name), RecordType::SRV).await {
-            Ok(l) => Ok(l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::SRV(s) => Some(Srv {
-                        priority: s.priority,
-                        weight: s.weight,
-                        port: s.port,
-                        target: bare(&s.target.to_ascii()),
-                    }),
-                    _ => None,
-                })
-                .collect()),
+        self.records(name, RecordType::SRV, false, |data| match data {
+            RData::SRV(s) => Some(Srv {
+                priority: s.priority,
+                weight: s.weight,
+                port: s.port,
+                target: bare(&s.target.to_ascii()),
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// `name`'s records of type `rtype` as `pick` reads them; none when it has none, and
+    /// [`DnsError::NotFound`] when `nx_ends` and the name does not exist.
+    async fn records<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        nx_ends: bool,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Vec<T>, DnsError> {
+        match self.inner.lookup(fqdn(name), rtype).await {
+            Ok(l) => Ok(l.answers().iter().filter_map(|r| pick(&r.data)).collect()),
+            Err(e) if nx_ends && e.is_nx_domain() => Err(DnsError::NotFound(name.to_string())),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(lookup_failed(name, &e)),
         }

@@ -84,3 +84,4 @@ bench-instructions: deps
 check-long: deps
 	DTMF_TALKOFF_SEED=7 DTMF_TALKOFF_CHUNKS=60 DTMF_TRIALS=20000 \
 	  $(CARGO) test --release -p dialplane-dsp --test dtmf_talkoff --test dtmf_q24 -- --nocapture
+	benches/soak.sh

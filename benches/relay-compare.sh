@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # relay-compare: what relaying one RTP packet costs, for the floor, rtpengine, `dialplane media`,
-# `dialplane media --dsp-taps` and the same with a dub track on every 10th call, under the same load, as ratios to the floor measured in the
-# same run (only ratios within one run mean anything on a shared or virtual machine).
+# `dialplane media --dsp-taps` and the same with a dub track on every 10th call, under the same
+# load, as ratios to the floor measured in the same run (only ratios within one run mean anything
+# on a shared or virtual machine).
 #
 #   benches/relay-compare.sh            500 and 1000 calls, 10 s each
 #   CALLS="500" SECS=5 benches/relay-compare.sh

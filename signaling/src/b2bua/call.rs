@@ -31,6 +31,7 @@ use crate::verbs::{self, Hook, TargetKind, Verb};
 use crate::webhook::{HookBase, HookReply, WebhookError};
 
 mod amd;
+mod outbound;
 
 const SDP: &str = "application/sdp";
 /// The caller's headers every outbound INVITE carries unless the dial sets them.
@@ -198,6 +199,8 @@ pub(super) struct Call {
     carrier: Option<String>,
     /// Answering-machine detection on an answered leg.
     amd: Option<amd::AmdRun>,
+    /// A call placed by REST createCall, its own leg the callee's.
+    outbound: Option<Box<outbound::Outbound>>,
 }
 
 impl Call {
@@ -219,6 +222,7 @@ impl Call {
         };
         step.into_iter()
             .chain(self.amd.as_ref().and_then(amd::AmdRun::deadline))
+            .chain(self.outbound.as_ref().and_then(|o| o.deadline()))
             .min()
     }
 
@@ -322,12 +326,13 @@ impl Core {
             cdr: Track::new(now),
             carrier,
             amd: None,
+            outbound: None,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
         tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
-        call.status_queue = self.status_queue(&call);
+        call.status_queue = self.status_queue(&call, None);
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {
@@ -567,6 +572,7 @@ impl Core {
             self.fork_cdrs(now, call, &run);
         }
         self.amd_call_ended(call);
+        self.outbound_cancel(now, call);
         self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
@@ -703,6 +709,7 @@ impl Core {
 
     pub(super) fn on_call_timer(&mut self, now: Instant, call: &mut Call) {
         self.amd_timer(now, call);
+        self.outbound_timer(now, call);
         match &mut call.step {
             Step::Pause(at) if *at <= now => {
                 call.step = Step::Idle;

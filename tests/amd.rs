@@ -315,6 +315,7 @@ fn create_call_runs_its_app_on_the_callee_and_detects_a_machine() {
         "amd": {"actionHook": "/amd", "timers": {"toneTimeoutMs": 4000}},
         "tag": {"campaign": 7},
     });
+    callee.wait_listening();
     let (status, answer) = create_call(&serve, ACCOUNT, common::serve::TOKEN, &body);
     assert_eq!(status, 201, "{answer}\n{}", serve.log_tail());
     let sid = answer["sid"].clone();
@@ -398,6 +399,7 @@ fn create_call_refuses_bad_requests_and_reports_a_busy_callee() {
         assert!(msg.contains(expect), "{body}: {msg}");
     }
     assert_eq!(create_call(&serve, "another", token, &good).0, 404);
+    busy.wait_listening();
     let (status, answer) = create_call(&serve, ACCOUNT, token, &good);
     assert_eq!(status, 201, "{answer}");
     let statuses = hooks.wait("/outbound-status", "busy", HOOK_WAIT, |h| {

@@ -640,12 +640,12 @@ async fn create_call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(response) = api.authorize_request(&headers) {
+    if let Some(response) = api.unauthorized(&headers) {
         return response;
     }
     let bytes = match api.read_body(body).await {
         Ok(b) => b,
-        Err(response) => return response,
+        Err((status, why)) => return error(status, &why),
     };
     let request = match crate::create_call::CreateCall::from_json(&bytes) {
         Ok(r) => r,
@@ -699,12 +699,12 @@ impl Inner {
         headers: &HeaderMap,
         body: Body,
     ) -> Response {
-        if let Err(response) = self.authorize_request(headers) {
+        if let Some(response) = self.unauthorized(headers) {
             return response;
         }
         let bytes = match self.read_body(body).await {
             Ok(b) => b,
-            Err(response) => return response,
+            Err((status, why)) => return error(status, &why),
         };
         let update = match CallUpdate::from_json(&bytes) {
             Ok(u) => u,
@@ -727,28 +727,24 @@ impl Inner {
     }
 
     /// 401 (with `WWW-Authenticate`) unless the request carries the token.
-    fn authorize_request(&self, headers: &HeaderMap) -> Result<(), Response> {
-        self.authorize(headers).map_err(|why| {
-            let mut response = error(StatusCode::UNAUTHORIZED, why);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        })
+    fn unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
+        let why = self.authorize(headers).err()?;
+        let mut response = error(StatusCode::UNAUTHORIZED, why);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Some(response)
     }
 
-    /// The body, up to `max_body_bytes` (413 beyond).
-    async fn read_body(&self, body: Body) -> Result<bytes::Bytes, Response> {
+    /// The body, up to `max_body_bytes`; else the status (413 beyond) and why.
+    async fn read_body(&self, body: Body) -> Result<bytes::Bytes, (StatusCode, String)> {
         match Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error(
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("body over {} bytes", self.max_body_bytes),
+                format!("body over {} bytes", self.max_body_bytes),
             )),
-            Err(e) => Err(error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read body: {e}"),
-            )),
+            Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))),
         }
     }
 

@@ -260,7 +260,7 @@ impl Core {
     /// The dial ended: detection on its leg stops. Whether an AMD hook replaced the app (the
     /// dial's actionHook is then not waited for).
     pub(in crate::b2bua) fn amd_dial_ended(&mut self, call: &mut Call) -> bool {
-        if !call.amd.as_ref().is_some_and(|r| r.leg == FORK_LEG) {
+        if call.amd.as_ref().is_none_or(|r| r.leg != FORK_LEG) {
             return false;
         }
         self.stop_amd(call);

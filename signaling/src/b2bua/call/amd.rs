@@ -24,10 +24,13 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use ::media::api::{Command as MediaCommand, LegId};
 use dsp::amd::{AmdConfig, AmdEvent, AmdType};
 
 use super::{Call, Core, FORK_LEG, HookPurpose, Step};
+use crate::b2bua::{Msg, unix_now};
 use crate::cdr::{Cause, Hangup};
 use crate::config::AmdTimers;
 use crate::dial::Event as DialEvent;
@@ -36,7 +39,8 @@ use crate::verbs::{self, Hook, Verb};
 
 /// Detection running (or done) on one leg of a call
 pub(in crate::b2bua) struct AmdRun {
-    hook: Hook,
+    /// The hooks, sent one after the other (an app sees the events in order).
+    hooks: mpsc::UnboundedSender<AmdPayload>,
     disconnect: bool,
     leg: LegId,
     /// The answered leg's call_sid: hook answers are for this run only.
@@ -91,6 +95,13 @@ struct AmdPayload {
     frequency: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     at_ms: Option<u64>,
+}
+
+impl AmdPayload {
+    /// `amd_stopped` is a notification; the detector's results may answer with verbs.
+    fn wants_verbs(&self) -> bool {
+        self.kind != "amd_stopped"
+    }
 }
 
 impl AmdPayload {
@@ -166,7 +177,7 @@ impl Core {
             amd: Some(config),
         });
         call.amd = Some(AmdRun {
-            hook: amd.action_hook.clone(),
+            hooks: self.amd_hooks(call, &amd.action_hook, sid),
             disconnect: amd.disconnect_on_amd.unwrap_or(false),
             leg,
             sid,
@@ -204,11 +215,9 @@ impl Core {
         ) {
             run.decided = true;
         }
-        let (hook, sid, disconnect) = (run.hook.clone(), run.sid, run.disconnect && machine);
         tracing::info!(call_sid = %call.sid, ?event, "amd");
-        let payload = AmdPayload::of(call.info.clone(), event);
-        self.send_hook(call, &hook, Some(HookPurpose::Amd(sid)), payload);
-        if disconnect {
+        let _ = run.hooks.send(AmdPayload::of(call.info.clone(), event));
+        if run.disconnect && machine {
             tracing::info!(call_sid = %call.sid, "amd: machine, disconnectOnAMD: hanging up the callee");
             self.amd_hang_up(now, call, leg);
         }
@@ -246,15 +255,53 @@ impl Core {
         if run.until.take().is_none() {
             return;
         }
-        let (leg, hook) = (run.leg, run.hook.clone());
+        let _ = run
+            .hooks
+            .send(AmdPayload::new(call.info.clone(), "amd_stopped"));
+        let leg = run.leg;
         self.post_media(MediaCommand::Tap {
             call_id: call.media_id(),
             leg,
             dtmf: false,
             amd: None,
         });
-        let payload = AmdPayload::new(call.info.clone(), "amd_stopped");
-        self.send_hook(call, &hook, None, payload);
+    }
+
+    /// A task sending a run's hooks in order; the verbs they answer with come back as
+    /// [`HookPurpose::Amd`]. It ends once the run is dropped and its queue is sent.
+    fn amd_hooks(
+        &self,
+        call: &Call,
+        hook: &Hook,
+        sid: CallSid,
+    ) -> mpsc::UnboundedSender<AmdPayload> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AmdPayload>();
+        let client = self.svc.webhooks.clone();
+        let (hook, base, msgs, key) = (
+            hook.clone(),
+            call.hook_base.clone(),
+            self.msgs_tx.clone(),
+            call.key,
+        );
+        tokio::spawn(async move {
+            while let Some(payload) = rx.recv().await {
+                let result = client
+                    .send(&hook, base.as_ref(), &payload, unix_now())
+                    .await;
+                if let Err(e) = &result {
+                    tracing::warn!(call_sid = %payload.call.call_sid, error = %e, "amd hook failed");
+                }
+                if payload.wants_verbs() {
+                    let purpose = HookPurpose::Amd(sid);
+                    let _ = msgs.send(Msg::Hook {
+                        call: key,
+                        purpose,
+                        result,
+                    });
+                }
+            }
+        });
+        tx
     }
 
     /// The dial ended: detection on its leg stops. Whether an AMD hook replaced the app (the

@@ -417,3 +417,38 @@ fn create_call_refuses_bad_requests_and_reports_a_busy_callee() {
     serve.finish(&mut [&mut busy]);
     serve.wait_idle();
 }
+
+/// The app of a REST-created call runs as an inbound call's does: its `dial` rings a second
+/// party from the answered callee (the callee's call is the parent) and bridges them; when that
+/// party hangs up, the app ends and the callee gets its BYE.
+#[test]
+fn create_call_app_can_dial_onwards() {
+    let dir = scratch("create-dial");
+    let mut first = callee("create-dial-first", Recording::Human, &dir);
+    let mut second = common::serve::callee("create-dial-second", "hangup", 1, 1000, &[]);
+    let (hooks, serve) = serve_for_rest("amd-create-dial");
+    hooks.answer(
+        "/outbound",
+        &dial(
+            &[sip_target(&second.uri("agent"))],
+            json!({"actionHook": "/action"}),
+        ),
+    );
+    let body = json!({
+        "from": "15550001111",
+        "to": {"type": "sip", "sipUri": first.uri("lead")},
+        "call_hook": hooks.url("/outbound"),
+    });
+    first.wait_listening();
+    second.wait_listening();
+    let (status, answer) = create_call(&serve, ACCOUNT, common::serve::TOKEN, &body);
+    assert_eq!(status, 201, "{answer}");
+    let action = hooks.wait("/action", "dial actionHook", HOOK_WAIT, |h| !h.is_empty());
+    let action = &action[0].json;
+    assert_eq!(action["call_sid"], answer["sid"]);
+    assert_eq!(action["direction"], "outbound-api");
+    assert_eq!(action["dial_call_status"], "completed");
+    first.wait_log("BYE once the app ends", HOOK_WAIT, |l| l == "BYE");
+    serve.finish(&mut [&mut first, &mut second]);
+    serve.wait_idle();
+}

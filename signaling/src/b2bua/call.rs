@@ -158,8 +158,8 @@ pub(super) struct Call {
     pub(super) sid: CallSid,
     pub(super) hook_base: Option<HookBase>,
     /// The configuration when the call came in: a reload does not change a call in progress.
-    config: Arc<Config>,
-    info: CallInfo,
+    pub(super) config: Arc<Config>,
+    pub(super) info: CallInfo,
     request: Request,
     /// The caller's INVITE while it has no final response.
     pub(super) invite: Option<InviteId>,
@@ -192,6 +192,8 @@ pub(super) struct Call {
     pub(super) cdr: Track,
     /// The carrier the call came from.
     carrier: Option<String>,
+    /// The dial's listen and transcribe streams.
+    pub(super) streams: super::listen::Streams,
 }
 
 impl Call {
@@ -312,6 +314,7 @@ impl Core {
             status_queue: None,
             cdr: Track::new(now),
             carrier,
+            streams: Default::default(),
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -998,6 +1001,7 @@ impl Core {
                             a: LegId(0),
                             b: FORK_LEG,
                         });
+                        self.start_streams(call, &run.verb);
                     }
                     Action::ForkStatus {
                         fork,
@@ -1036,6 +1040,7 @@ impl Core {
             return;
         };
         // The dial is over: its legs go, the caller's stays.
+        call.streams.stop();
         self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
@@ -1785,6 +1790,11 @@ impl Core {
                         leg,
                         blocked: m == rest::MuteStatus::Mute,
                     });
+                }
+            }
+            CallUpdate::ListenStatus(s) => {
+                if !call.streams.set(s) {
+                    ignored("listen_status_without_stream");
                 }
             }
             other => {

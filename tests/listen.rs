@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::Receiver;
-use common::rtp::{Stream, tone, tone_amplitude, write_pcap, pcap_scenario};
-use common::serve::{CALLED, HOOK_WAIT, Serve, TOKEN, config, dial, serve_with_app_and, sip_target};
+use common::rtp::{Stream, pcap_scenario, tone, tone_amplitude, write_pcap};
+use common::serve::{
+    CALLED, HOOK_WAIT, Serve, TOKEN, config, dial, serve_with_app_and, sip_target,
+};
 use common::sipp::{Run, Sipp};
 use dsp::g711::Law;
 use serde_json::{Value, json};
@@ -128,6 +130,8 @@ impl WsServer {
     }
 }
 
+// tungstenite's handshake callback returns its own (large) error response type.
+#[allow(clippy::result_large_err)]
 fn serve_ws(
     tcp: TcpStream,
     subprotocol: Option<&'static str>,
@@ -146,7 +150,11 @@ fn serve_ws(
         }
         let asked = req.headers().get("sec-websocket-protocol");
         if let (Some(p), Some(asked)) = (subprotocol, asked)
-            && asked.to_str().unwrap_or("").split(',').any(|a| a.trim() == p)
+            && asked
+                .to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|a| a.trim() == p)
         {
             resp.headers_mut()
                 .insert("sec-websocket-protocol", p.parse().expect("header"));
@@ -206,7 +214,10 @@ fn tone_scenario(dir: &Path, name: &str, template: &Path, freq: f32, ms: u32) ->
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).expect("dir");
     let pcap = sub.join("tone.pcap");
-    write_pcap(&pcap, &Stream::new(7).audio(&tone(freq, ms, 0.5), Law::Ulaw));
+    write_pcap(
+        &pcap,
+        &Stream::new(7).audio(&tone(freq, ms, 0.5), Law::Ulaw),
+    );
     pcap_scenario(template, &pcap, &sub)
 }
 
@@ -221,8 +232,20 @@ fn call(
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("listen-{name}"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tone_ms = hold_ms as u32 + 3000;
-    let answer = tone_scenario(&dir, "callee", &root.join("tests/rtp_tools/play.xml"), CALLEE_HZ, tone_ms);
-    let play = tone_scenario(&dir, "caller", &root.join("tests/listen/call_play.xml"), CALLER_HZ, tone_ms);
+    let answer = tone_scenario(
+        &dir,
+        "callee",
+        &root.join("tests/rtp_tools/play.xml"),
+        CALLEE_HZ,
+        tone_ms,
+    );
+    let play = tone_scenario(
+        &dir,
+        "caller",
+        &root.join("tests/listen/call_play.xml"),
+        CALLER_HZ,
+        tone_ms,
+    );
     let callee = Sipp::callee(
         &format!("listen-{name}-callee"),
         Run {
@@ -249,7 +272,10 @@ fn call(
 /// Every `step`-th sample: the 8 kHz tone meter then reads 16/24/48 kHz audio (the tones are
 /// far below 4 kHz, so nothing folds onto them).
 fn at_8k(pcm: &[i16], rate: u32) -> Vec<i16> {
-    pcm.iter().step_by((rate / 8000) as usize).copied().collect()
+    pcm.iter()
+        .step_by((rate / 8000) as usize)
+        .copied()
+        .collect()
 }
 
 /// One channel of interleaved stereo.
@@ -261,7 +287,10 @@ fn channel(pcm: &[i16], ch: usize) -> Vec<i16> {
 /// each channel.
 fn stream_checked(rate: u32, mix: &str) {
     let name = format!("listen-{rate}-{mix}");
-    let ws = WsServer::start(Some("audio.jambonz.org"), Arc::new(|_, _| (Vec::new(), false)));
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(|_, _| (Vec::new(), false)),
+    );
     let url = ws.url("/audio");
     let (hooks, serve, mut caller, mut callee) = call(&name, 3000, &[], |callee| {
         dial(
@@ -280,7 +309,10 @@ fn stream_checked(rate: u32, mix: &str) {
     serve.finish(&mut [&mut caller, &mut callee]);
     let log = serve.log_tail();
     // The handshake: jambonz's subprotocol and wsAuth as basic auth ("lis:ten").
-    assert_eq!(conn.header("sec-websocket-protocol"), Some("audio.jambonz.org"));
+    assert_eq!(
+        conn.header("sec-websocket-protocol"),
+        Some("audio.jambonz.org")
+    );
     assert_eq!(conn.header("authorization"), Some("Basic bGlzOnRlbg=="));
     assert_eq!(conn.texts.len(), 1, "one text frame: {:?}", conn.texts);
     let meta: Value = serde_json::from_str(&conn.texts[0]).expect("metadata JSON");
@@ -296,7 +328,10 @@ fn stream_checked(rate: u32, mix: &str) {
     assert!(
         conn.frames.iter().all(|(_, b)| b.len() == per_frame),
         "every frame is 20 ms: {:?}\n{log}",
-        conn.frames.iter().map(|(_, b)| b.len()).collect::<std::collections::BTreeSet<_>>()
+        conn.frames
+            .iter()
+            .map(|(_, b)| b.len())
+            .collect::<std::collections::BTreeSet<_>>()
     );
     let (first, last) = (conn.frames[0].0, conn.frames.last().expect("frames").0);
     let streamed = last.duration_since(first).as_secs_f64() + 0.02;
@@ -306,29 +341,69 @@ fn stream_checked(rate: u32, mix: &str) {
         (bytes / expected - 1.0).abs() < 0.1,
         "{bytes} bytes over {streamed:.2} s, expected ≈ {expected:.0}\n{log}"
     );
-    assert!(streamed > 2.0 && streamed < 4.0, "the call held 3 s: {streamed:.2} s");
+    assert!(
+        streamed > 2.0 && streamed < 4.0,
+        "the call held 3 s: {streamed:.2} s"
+    );
     // Tones over a steady second in the middle.
-    let pcm = conn.samples_between(first + Duration::from_millis(800), first + Duration::from_millis(1800));
+    let pcm = conn.samples_between(
+        first + Duration::from_millis(800),
+        first + Duration::from_millis(1800),
+    );
     let amp = |pcm: &[i16], f: f32| tone_amplitude(&at_8k(pcm, rate), f);
     match mix {
         "stereo" => {
             let (l, r) = (channel(&pcm, 0), channel(&pcm, 1));
-            assert!(amp(&l, CALLER_HZ) > 0.35, "left: caller {}", amp(&l, CALLER_HZ));
-            assert!(amp(&l, CALLEE_HZ) < 0.05, "left: no callee {}", amp(&l, CALLEE_HZ));
-            assert!(amp(&r, CALLEE_HZ) > 0.35, "right: callee {}", amp(&r, CALLEE_HZ));
-            assert!(amp(&r, CALLER_HZ) < 0.05, "right: no caller {}", amp(&r, CALLER_HZ));
+            assert!(
+                amp(&l, CALLER_HZ) > 0.35,
+                "left: caller {}",
+                amp(&l, CALLER_HZ)
+            );
+            assert!(
+                amp(&l, CALLEE_HZ) < 0.05,
+                "left: no callee {}",
+                amp(&l, CALLEE_HZ)
+            );
+            assert!(
+                amp(&r, CALLEE_HZ) > 0.35,
+                "right: callee {}",
+                amp(&r, CALLEE_HZ)
+            );
+            assert!(
+                amp(&r, CALLER_HZ) < 0.05,
+                "right: no caller {}",
+                amp(&r, CALLER_HZ)
+            );
         }
         "mixed" => {
-            assert!(amp(&pcm, CALLER_HZ) > 0.35, "caller {}", amp(&pcm, CALLER_HZ));
-            assert!(amp(&pcm, CALLEE_HZ) > 0.35, "callee {}", amp(&pcm, CALLEE_HZ));
+            assert!(
+                amp(&pcm, CALLER_HZ) > 0.35,
+                "caller {}",
+                amp(&pcm, CALLER_HZ)
+            );
+            assert!(
+                amp(&pcm, CALLEE_HZ) > 0.35,
+                "callee {}",
+                amp(&pcm, CALLEE_HZ)
+            );
         }
         _ => {
-            assert!(amp(&pcm, CALLER_HZ) > 0.35, "caller {}", amp(&pcm, CALLER_HZ));
-            assert!(amp(&pcm, CALLEE_HZ) < 0.05, "no callee {}", amp(&pcm, CALLEE_HZ));
+            assert!(
+                amp(&pcm, CALLER_HZ) > 0.35,
+                "caller {}",
+                amp(&pcm, CALLER_HZ)
+            );
+            assert!(
+                amp(&pcm, CALLEE_HZ) < 0.05,
+                "no callee {}",
+                amp(&pcm, CALLEE_HZ)
+            );
         }
     }
     // The actionHook when the stream ended, with the caller's call info.
-    let done = hooks.wait("/listen-done", "listen actionHook", HOOK_WAIT, |h| !h.is_empty());
+    let done = hooks.wait("/listen-done", "listen actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
     assert_eq!(done[0].json["call_sid"], sid.as_str());
 }
 
@@ -350,16 +425,26 @@ fn mixed_at_48k_carries_both() {
 /// REST listen_status: `pause` stops the frames, `resume` restarts them.
 #[test]
 fn listen_status_pauses_and_resumes() {
-    let ws = WsServer::start(Some("audio.jambonz.org"), Arc::new(|_, _| (Vec::new(), false)));
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(|_, _| (Vec::new(), false)),
+    );
     let url = ws.url("/audio");
     let (_hooks, serve, mut caller, mut callee) = call("listen-pause", 6000, &[], |callee| {
-        dial(&[sip_target(&callee.uri("bob"))], json!({"listen": {"url": url}}))
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url}}),
+        )
     });
     let conn = ws.wait("frames", Duration::from_secs(10), |c| c.frames.len() >= 25);
     let meta: Value = serde_json::from_str(&conn.texts[0]).expect("metadata");
     let sid = meta["callSid"].as_str().expect("callSid");
     let update = |status: &str| {
-        let (code, body) = serve.update_call(sid, Some(TOKEN), &json!({"listen_status": status}).to_string());
+        let (code, body) = serve.update_call(
+            sid,
+            Some(TOKEN),
+            &json!({"listen_status": status}).to_string(),
+        );
         assert_eq!(code, 202, "{body}");
     };
     update("pause");
@@ -368,9 +453,16 @@ fn listen_status_pauses_and_resumes() {
     let paused_at = ws.conns()[0].frames.len();
     std::thread::sleep(Duration::from_millis(1000));
     let after = ws.conns()[0].frames.len();
-    assert_eq!(paused_at, after, "no frames while paused\n{}", serve.log_tail());
+    assert_eq!(
+        paused_at,
+        after,
+        "no frames while paused\n{}",
+        serve.log_tail()
+    );
     update("resume");
-    ws.wait("frames after resume", Duration::from_secs(3), |c| c.frames.len() >= after + 25);
+    ws.wait("frames after resume", Duration::from_secs(3), |c| {
+        c.frames.len() >= after + 25
+    });
     serve.finish(&mut [&mut caller, &mut callee]);
 }
 
@@ -436,13 +528,25 @@ fn transcribe_posts_each_transcript() {
     assert_eq!(start["encoding"], "LINEAR16", "{start}");
     assert_eq!(start["sampleRateHz"], 8000, "{start}");
     assert_eq!(start["interimResults"], true, "{start}");
-    assert_eq!(conn.texts.last().map(String::as_str), Some(r#"{"type":"stop"}"#));
+    assert_eq!(
+        conn.texts.last().map(String::as_str),
+        Some(r#"{"type":"stop"}"#)
+    );
     // The caller's tone, 8 kHz L16.
     let (first, _) = conn.frames[0];
-    let pcm = conn.samples_between(first + Duration::from_millis(800), first + Duration::from_millis(1800));
-    assert!(tone_amplitude(&pcm, CALLER_HZ) > 0.35, "{}", tone_amplitude(&pcm, CALLER_HZ));
+    let pcm = conn.samples_between(
+        first + Duration::from_millis(800),
+        first + Duration::from_millis(1800),
+    );
+    assert!(
+        tone_amplitude(&pcm, CALLER_HZ) > 0.35,
+        "{}",
+        tone_amplitude(&pcm, CALLER_HZ)
+    );
     assert!(conn.bytes() > 2 * 8000 * 2, "{} bytes", conn.bytes());
-    let posted = hooks.wait("/transcript", "three transcripts", HOOK_WAIT, |h| h.len() >= 3);
+    let posted = hooks.wait("/transcript", "three transcripts", HOOK_WAIT, |h| {
+        h.len() >= 3
+    });
     let said: Vec<(&str, bool)> = posted
         .iter()
         .map(|h| {
@@ -453,7 +557,10 @@ fn transcribe_posts_each_transcript() {
             )
         })
         .collect();
-    assert_eq!(said, [("hello", false), ("hello world", true), ("goodbye", true)]);
+    assert_eq!(
+        said,
+        [("hello", false), ("hello world", true), ("goodbye", true)]
+    );
     let h = &posted[0].json;
     assert_eq!(h["speech"]["language_code"], "en-GB", "{h}");
     assert_eq!(h["speech"]["alternatives"][0]["confidence"], 0.9, "{h}");

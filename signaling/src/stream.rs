@@ -39,9 +39,12 @@ pub const LISTEN_SUBPROTOCOL: &str = "audio.jambonz.org";
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A stream's queue of frames.
+type FrameTx = mpsc::Sender<Arc<[i16]>>;
+
 /// Where each fork's frames go: fork id → its stream's queue
 #[derive(Debug, Clone, Default)]
-pub struct Taps(Arc<Mutex<HashMap<u32, mpsc::Sender<Arc<[i16]>>>>>);
+pub struct Taps(Arc<Mutex<HashMap<u32, FrameTx>>>);
 
 impl Taps {
     /// A queue for `fork`'s frames.
@@ -67,8 +70,10 @@ impl Taps {
         true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Arc<[i16]>>>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, FrameTx>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -130,8 +135,7 @@ async fn connect(target: &Target) -> Result<Ws, String> {
     if let Some(p) = target.subprotocol {
         headers.insert("sec-websocket-protocol", HeaderValue::from_static(p));
     }
-    let connecting =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, true, tls());
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(request, None, true, tls());
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(e.to_string()),
@@ -144,7 +148,8 @@ fn tls() -> Option<Connector> {
     static CONFIG: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> =
         std::sync::OnceLock::new();
     let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -300,9 +305,8 @@ pub async fn transcribe(
                 Some(c) => paused = c == Control::Pause,
                 None => break End::Stopped,
             },
-            m = ws.next() => match vendor_message(m, &out) {
-                Some(end) => break end,
-                None => {}
+            m = ws.next() => if let Some(end) = vendor_message(m, &out) {
+                break end;
             },
         }
     };
@@ -311,9 +315,7 @@ pub async fn transcribe(
     }
     // The vendor closes once it has sent its last results.
     if ws.send(Message::text(r#"{"type":"stop"}"#)).await.is_ok() {
-        let drain = async {
-            while vendor_message(ws.next().await, &out).is_none() {}
-        };
+        let drain = async { while vendor_message(ws.next().await, &out).is_none() {} };
         let _ = tokio::time::timeout(STOP_GRACE, drain).await;
     }
     let _ = tokio::time::timeout(STOP_GRACE, ws.close(None)).await;

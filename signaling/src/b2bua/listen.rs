@@ -17,7 +17,7 @@ use super::call::Call;
 use super::{Core, unix_now};
 use crate::payload::CallInfo;
 use crate::rest::ListenStatus;
-use crate::stream::{self, Alternative, Control, End, Feed, SttStart, Target, Taps, Transcript};
+use crate::stream::{self, Alternative, Control, End, Feed, SttStart, Taps, Target, Transcript};
 use crate::verbs::{self, Hook, Listen, MixType, Transcribe};
 use crate::webhook::{HookBase, WebhookClient};
 
@@ -320,6 +320,9 @@ mod tests {
         assert!(s.set(ListenStatus::Pause));
         assert_eq!(rx.try_recv().unwrap(), Control::Pause);
         drop(rx);
-        assert!(!s.set(ListenStatus::Resume), "a finished stream is forgotten");
+        assert!(
+            !s.set(ListenStatus::Resume),
+            "a finished stream is forgotten"
+        );
     }
 }

@@ -29,7 +29,10 @@ impl std::fmt::Debug for SpeechConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpeechConfig")
             .field("stt_url", &self.stt_url)
-            .field("stt_api_key", &self.stt_api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "stt_api_key",
+                &self.stt_api_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("language", &self.language)
             .finish()
     }

@@ -567,3 +567,38 @@ fn transcribe_posts_each_transcript() {
     assert_eq!(h["to"], CALLED, "{h}");
     assert!(h["call_sid"].is_string(), "{h}");
 }
+
+/// `maxLength` ends the stream (the websocket closes, the actionHook is posted) while the call
+/// goes on.
+#[test]
+fn max_length_ends_the_stream_before_the_call() {
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(|_, _| (Vec::new(), false)),
+    );
+    let url = ws.url("/audio");
+    let (hooks, serve, mut caller, mut callee) = call("listen-max", 4000, &[], |callee| {
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url, "maxLength": 1, "actionHook": "/listen-done"}}),
+        )
+    });
+    let conn = ws.wait("the stream's end", Duration::from_secs(10), |c| c.closed);
+    let done = hooks.wait("/listen-done", "listen actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    // The call (4 s) is still up: its completed status comes later.
+    let completed = |h: &[common::http::Hit]| {
+        h.iter()
+            .any(|h| h.json["call_status"] == "completed" && h.json["direction"] == "inbound")
+    };
+    assert!(!completed(&hooks.hits("/status")), "the call ended first");
+    let (first, last) = (conn.frames[0].0, conn.frames.last().expect("frames").0);
+    let streamed = last.duration_since(first).as_secs_f64();
+    assert!(
+        streamed > 0.5 && streamed < 1.5,
+        "maxLength 1 s streamed {streamed:.2} s"
+    );
+    assert_eq!(done[0].json["direction"], "inbound");
+    serve.finish(&mut [&mut caller, &mut callee]);
+}

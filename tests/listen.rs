@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::Receiver;
-use common::rtp::{Stream, pcap_scenario, tone, tone_amplitude, write_pcap};
+use common::rtp::{PT_EVENT, Packet, Stream, pcap_scenario, tone, tone_amplitude, write_pcap};
 use common::serve::{
     CALLED, HOOK_WAIT, Serve, TOKEN, config, dial, serve_with_app_and, sip_target,
 };
@@ -209,16 +209,28 @@ fn serve_ws(
     conns.lock().unwrap()[i].closed = true;
 }
 
-/// A pcap of `freq` Hz for `ms`, and a copy of `template` that plays it.
-fn tone_scenario(dir: &Path, name: &str, template: &Path, freq: f32, ms: u32) -> PathBuf {
+/// A pcap of `packets`, and a copy of `template` that plays it.
+fn pcap_scenario_of(dir: &Path, name: &str, template: &Path, packets: &[Packet]) -> PathBuf {
     let sub = dir.join(name);
     std::fs::create_dir_all(&sub).expect("dir");
-    let pcap = sub.join("tone.pcap");
-    write_pcap(
-        &pcap,
-        &Stream::new(7).audio(&tone(freq, ms, 0.5), Law::Ulaw),
-    );
+    let pcap = sub.join("audio.pcap");
+    write_pcap(&pcap, packets);
     pcap_scenario(template, &pcap, &sub)
+}
+
+/// `freq` Hz for `ms`, with each of `keys` pressed (RFC 4733, 200 ms) after the first second
+/// and 500 ms apart.
+fn tone_with_keys(freq: f32, ms: u32, keys: &str) -> Vec<Packet> {
+    let mut s = Stream::new(7);
+    let mut packets = s.audio(&tone(freq, 1000, 0.5), Law::Ulaw);
+    let mut used = 1000;
+    for k in keys.chars() {
+        packets.extend(s.event(k, 200, PT_EVENT));
+        packets.extend(s.audio(&tone(freq, 500, 0.5), Law::Ulaw));
+        used += 700;
+    }
+    packets.extend(s.audio(&tone(freq, ms.saturating_sub(used), 0.5), Law::Ulaw));
+    packets
 }
 
 /// A SIPp callee playing the callee's tone and a SIPp caller playing the caller's, holding
@@ -229,22 +241,31 @@ fn call(
     extra_args: &[&str],
     verbs: impl Fn(&Sipp) -> Value,
 ) -> (Receiver, Serve, Sipp, Sipp) {
+    call_pressing(name, hold_ms, extra_args, "", verbs)
+}
+
+/// As [`call`], the caller pressing `keys` ([`tone_with_keys`]).
+fn call_pressing(
+    name: &str,
+    hold_ms: u64,
+    extra_args: &[&str],
+    keys: &str,
+    verbs: impl Fn(&Sipp) -> Value,
+) -> (Receiver, Serve, Sipp, Sipp) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("listen-{name}"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tone_ms = hold_ms as u32 + 3000;
-    let answer = tone_scenario(
+    let answer = pcap_scenario_of(
         &dir,
         "callee",
         &root.join("tests/rtp_tools/play.xml"),
-        CALLEE_HZ,
-        tone_ms,
+        &tone_with_keys(CALLEE_HZ, tone_ms, ""),
     );
-    let play = tone_scenario(
+    let play = pcap_scenario_of(
         &dir,
         "caller",
         &root.join("tests/listen/call_play.xml"),
-        CALLER_HZ,
-        tone_ms,
+        &tone_with_keys(CALLER_HZ, tone_ms, keys),
     );
     let callee = Sipp::callee(
         &format!("listen-{name}-callee"),
@@ -600,5 +621,47 @@ fn max_length_ends_the_stream_before_the_call() {
         "maxLength 1 s streamed {streamed:.2} s"
     );
     assert_eq!(done[0].json["direction"], "inbound");
+    serve.finish(&mut [&mut caller, &mut callee]);
+}
+
+/// `passDtmf` sends the caller's keys as text frames; `finishOnKey` ends the stream (and posts
+/// the actionHook) while the call goes on.
+#[test]
+fn keys_are_passed_and_finish_on_key_ends_the_stream() {
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(|_, _| (Vec::new(), false)),
+    );
+    let url = ws.url("/audio");
+    let (hooks, serve, mut caller, mut callee) =
+        call_pressing("listen-keys", 4000, &[], "5#", |callee| {
+            dial(
+                &[sip_target(&callee.uri("bob"))],
+                json!({"listen": {"url": url, "passDtmf": true, "finishOnKey": "#",
+                    "actionHook": "/listen-done"}}),
+            )
+        });
+    let conn = ws.wait("the stream's end", Duration::from_secs(10), |c| c.closed);
+    hooks.wait("/listen-done", "listen actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    let log = serve.log_tail();
+    assert_eq!(
+        conn.texts.len(),
+        2,
+        "metadata and one key: {:?}\n{log}",
+        conn.texts
+    );
+    let key: Value = serde_json::from_str(&conn.texts[1]).expect("key JSON");
+    assert_eq!(key["event"], "dtmf", "{key}");
+    assert_eq!(key["dtmf"], "5", "{key}");
+    assert!(key["duration"].as_u64().is_some_and(|d| d >= 150), "{key}");
+    // '#' came 1.7 s in: the stream ended then, not with the 4 s call.
+    let (first, last) = (conn.frames[0].0, conn.frames.last().expect("frames").0);
+    let streamed = last.duration_since(first).as_secs_f64();
+    assert!(
+        streamed > 1.2 && streamed < 3.0,
+        "streamed {streamed:.2} s\n{log}"
+    );
     serve.finish(&mut [&mut caller, &mut callee]);
 }

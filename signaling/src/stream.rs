@@ -77,7 +77,7 @@ impl Taps {
     }
 }
 
-/// A live change to a stream (REST `listen_status`)
+/// A live change to a stream (REST `listen_status`), or a key the caller pressed
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     /// Send no audio.
@@ -86,6 +86,13 @@ pub enum Control {
     Silence,
     /// Send the audio again.
     Resume,
+    /// A DTMF key from the caller (listen: `passDtmf`, `finishOnKey`).
+    Dtmf {
+        /// The key.
+        digit: char,
+        /// How long it was pressed.
+        duration_ms: u32,
+    },
 }
 
 /// Why a stream ended
@@ -95,6 +102,8 @@ pub enum End {
     Stopped,
     /// `maxLength` passed.
     MaxLength,
+    /// The caller pressed `finishOnKey`.
+    FinishKey,
     /// The far end closed the websocket.
     Closed,
     /// The websocket could not be opened or broke (why).
@@ -180,13 +189,19 @@ pub struct Feed {
     pub control: mpsc::UnboundedReceiver<Control>,
 }
 
+/// What ends a listen stream, and whether keys are passed on
+#[derive(Debug, Clone, Default)]
+pub struct ListenOptions {
+    /// `maxLength`.
+    pub max_length: Option<Duration>,
+    /// `passDtmf`: each key as a text frame `{"event":"dtmf","dtmf":"5","duration":120}`.
+    pub pass_dtmf: bool,
+    /// `finishOnKey`.
+    pub finish_on_key: Option<char>,
+}
+
 /// Runs a listen stream: `metadata` as the first text frame, then the frames.
-pub async fn listen(
-    target: Target,
-    metadata: Value,
-    max_length: Option<Duration>,
-    mut feed: Feed,
-) -> End {
+pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut feed: Feed) -> End {
     let mut ws = match connect(&target).await {
         Ok(ws) => ws,
         Err(e) => return End::Failed(e),
@@ -194,7 +209,7 @@ pub async fn listen(
     if let Err(e) = ws.send(Message::text(metadata.to_string())).await {
         return End::Failed(e.to_string());
     }
-    let deadline = max_length.map(|d| tokio::time::Instant::now() + d);
+    let deadline = opts.max_length.map(|d| tokio::time::Instant::now() + d);
     let mut mode = Control::Resume;
     let end = loop {
         tokio::select! {
@@ -208,6 +223,15 @@ pub async fn listen(
                 None => break End::Stopped,
             },
             c = feed.control.recv() => match c {
+                Some(Control::Dtmf { digit, .. }) if opts.finish_on_key == Some(digit) => {
+                    break End::FinishKey;
+                }
+                Some(Control::Dtmf { digit, duration_ms }) => {
+                    let key = json!({"event": "dtmf", "dtmf": digit.to_string(), "duration": duration_ms});
+                    if opts.pass_dtmf && let Err(e) = ws.send(Message::text(key.to_string())).await {
+                        break End::Failed(e.to_string());
+                    }
+                }
                 Some(c) => mode = c,
                 None => break End::Stopped,
             },
@@ -302,7 +326,9 @@ pub async fn transcribe(
                 None => break End::Stopped,
             },
             c = feed.control.recv() => match c {
-                Some(c) => paused = c == Control::Pause,
+                Some(Control::Pause) => paused = true,
+                Some(Control::Resume | Control::Silence) => paused = false,
+                Some(Control::Dtmf { .. }) => {}
                 None => break End::Stopped,
             },
             m = ws.next() => if let Some(end) = vendor_message(m, &out) {

@@ -215,7 +215,7 @@ impl Call {
         }
     }
 
-    fn media_id(&self) -> MediaCallId {
+    pub(super) fn media_id(&self) -> MediaCallId {
         MediaCallId(self.sid.to_string())
     }
 
@@ -1806,6 +1806,15 @@ impl Core {
     }
 
     pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
+        if let MediaEvent::Digit {
+            leg: LegId(0),
+            digit,
+            duration_ms,
+            ..
+        } = e
+        {
+            call.streams.digit(digit, duration_ms);
+        }
         match e {
             MediaEvent::MediaTimeout { leg, .. } => {
                 tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");

@@ -17,7 +17,9 @@ use super::call::Call;
 use super::{Core, unix_now};
 use crate::payload::CallInfo;
 use crate::rest::ListenStatus;
-use crate::stream::{self, Alternative, Control, End, Feed, SttStart, Taps, Target, Transcript};
+use crate::stream::{
+    self, Alternative, Control, End, Feed, ListenOptions, SttStart, Taps, Target, Transcript,
+};
 use crate::verbs::{self, Hook, Listen, MixType, Transcribe};
 use crate::webhook::{HookBase, WebhookClient};
 
@@ -48,6 +50,12 @@ impl Streams {
         self.listen.retain(|tx| tx.send(c).is_ok());
         self.transcribe.retain(|tx| tx.send(c).is_ok());
         !(self.listen.is_empty() && self.transcribe.is_empty())
+    }
+
+    /// A key the caller pressed, for the listen streams.
+    pub(super) fn digit(&mut self, digit: char, duration_ms: u32) {
+        let key = Control::Dtmf { digit, duration_ms };
+        self.listen.retain(|tx| tx.send(key).is_ok());
     }
 
     /// Ends every stream.
@@ -100,7 +108,7 @@ impl Core {
         sample_rate: u32,
     ) -> (Env, Feed, mpsc::UnboundedSender<Control>) {
         let fork = ForkId(NEXT_FORK.fetch_add(1, Ordering::Relaxed));
-        let call_id = media::api::CallId(call.sid.to_string());
+        let call_id = call.media_id();
         let frames = self.taps.open(fork);
         self.post_media(MediaCommand::ForkAudio {
             call_id: call_id.clone(),
@@ -143,14 +151,27 @@ impl Core {
             subprotocol: Some(stream::LISTEN_SUBPROTOCOL),
         };
         let metadata = listen_metadata(&call.info, l.metadata.as_ref(), rate, mix_type);
-        let max_length = l.max_length.map(|s| Duration::from_secs(u64::from(s)));
+        let opts = ListenOptions {
+            max_length: l.max_length.map(|s| Duration::from_secs(u64::from(s))),
+            pass_dtmf: l.pass_dtmf.unwrap_or(false),
+            finish_on_key: l.finish_on_key.as_deref().and_then(|k| k.chars().next()),
+        };
+        if opts.pass_dtmf || opts.finish_on_key.is_some() {
+            // The caller's keys (RFC 4733 and in-band) come as media digit events.
+            self.post_media(MediaCommand::Tap {
+                call_id: call.media_id(),
+                leg: LegId(0),
+                dtmf: true,
+                amd: None,
+            });
+        }
         let (env, feed, control) = self.open(call, mix, rate);
         call.streams.listen.push(control);
         let hook = l.action_hook.clone();
         let info = call.info.clone();
         let sid = call.sid;
         tokio::spawn(async move {
-            let end = stream::listen(target, metadata, max_length, feed).await;
+            let end = stream::listen(target, metadata, opts, feed).await;
             env.close();
             match &end {
                 End::Failed(why) => tracing::warn!(call_sid = %sid, %why, "listen stream failed"),

@@ -213,7 +213,7 @@ pub enum Command {
         fork: ForkId,
         /// Which audio.
         mix: ForkMix,
-        /// Output sample rate (8000 or 16000).
+        /// Output sample rate (8000, 16000, 24000 or 48000).
         sample_rate: u32,
     },
     /// Stop a fork.
@@ -330,7 +330,9 @@ impl Command {
                 }
                 Ok(())
             }
-            Command::ForkAudio { sample_rate, .. } if !matches!(sample_rate, 8000 | 16000) => {
+            Command::ForkAudio { sample_rate, .. }
+                if !matches!(sample_rate, 8000 | 16000 | 24000 | 48000) =>
+            {
                 Err(ApiError::InvalidArgument("fork sample rate"))
             }
             Command::PlayPcm { samples, .. } if samples.is_empty() => {

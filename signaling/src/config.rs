@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod dns;
 mod edge;
 mod reload;
+mod speech;
 mod summary;
 pub use dns::DnsConfig;
 pub use edge::{
@@ -20,6 +21,7 @@ pub use edge::{
     TeamsConfig,
 };
 pub use reload::Reload;
+pub use speech::SpeechConfig;
 pub use summary::Summary;
 
 /// Why a configuration could not be loaded
@@ -85,6 +87,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[cdr]`: where call detail records go.
     pub cdr: CdrConfig,
+    /// `[speech]`: the speech-to-text service of `transcribe`.
+    pub speech: SpeechConfig,
 }
 
 /// `[cdr]`: one JSON line per call leg once it is over ([`crate::cdr`])
@@ -509,6 +513,7 @@ impl Config {
             edge::validate(self, &invalid),
             self.validate_app(&invalid),
             dns::validate(&self.dns, &invalid),
+            speech::validate(&self.speech, &invalid),
             self.validate_sip(&invalid),
         ]
         .into_iter()

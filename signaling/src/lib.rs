@@ -36,6 +36,7 @@ pub mod rest;
 pub mod routing;
 pub mod sdp;
 pub mod stack;
+pub mod stream;
 pub mod transaction;
 pub mod transport;
 pub mod verbs;

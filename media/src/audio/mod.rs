@@ -119,7 +119,10 @@ pub struct LegAudio {
 impl LegAudio {
     /// Nothing to do (no tap, fork, play, dub or DTMF): the shard may skip every call.
     pub fn is_idle(&self) -> bool {
+        // A fork added before the leg saw a packet has no receive path yet: the first packet
+        // starts it, so the leg is not idle.
         self.receive.is_none()
+            && self.forks.is_empty()
             && self.player.is_none()
             && !self.dub.has_tracks()
             && !self.dtmf.owns_egress()

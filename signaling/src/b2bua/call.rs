@@ -163,8 +163,8 @@ pub(super) struct Call {
     pub(super) sid: CallSid,
     pub(super) hook_base: Option<HookBase>,
     /// The configuration when the call came in: a reload does not change a call in progress.
-    config: Arc<Config>,
-    info: CallInfo,
+    pub(super) config: Arc<Config>,
+    pub(super) info: CallInfo,
     request: Request,
     /// The caller's INVITE while it has no final response.
     pub(super) invite: Option<InviteId>,
@@ -201,6 +201,8 @@ pub(super) struct Call {
     amd: Option<amd::AmdRun>,
     /// A call placed by REST createCall, its own leg the callee's.
     outbound: Option<Box<outbound::Outbound>>,
+    /// The dial's listen and transcribe streams.
+    pub(super) streams: super::listen::Streams,
 }
 
 impl Call {
@@ -226,7 +228,7 @@ impl Call {
             .min()
     }
 
-    fn media_id(&self) -> MediaCallId {
+    pub(super) fn media_id(&self) -> MediaCallId {
         MediaCallId(self.sid.to_string())
     }
 
@@ -327,6 +329,7 @@ impl Core {
             carrier,
             amd: None,
             outbound: None,
+            streams: Default::default(),
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -1022,6 +1025,7 @@ impl Core {
                             let sid = run.forks[fork.0].info.call_sid;
                             self.start_amd(now, call, amd, FORK_LEG, sid);
                         }
+                        self.start_streams(call, &run.verb);
                     }
                     Action::ForkStatus {
                         fork,
@@ -1061,6 +1065,7 @@ impl Core {
         };
         // The dial is over: its legs go, the caller's stays.
         let replaced = self.amd_dial_ended(call);
+        call.streams.stop();
         self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
@@ -1813,6 +1818,11 @@ impl Core {
                     });
                 }
             }
+            CallUpdate::ListenStatus(s) => {
+                if !call.streams.set(s) {
+                    ignored("listen_status_without_stream");
+                }
+            }
             other => {
                 tracing::warn!(call_sid = %call.sid, update = ?other,
                     "REST update not carried out by this build");
@@ -1822,6 +1832,15 @@ impl Core {
     }
 
     pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
+        if let MediaEvent::Digit {
+            leg: LegId(0),
+            digit,
+            duration_ms,
+            ..
+        } = e
+        {
+            call.streams.digit(digit, duration_ms);
+        }
         match e {
             MediaEvent::MediaTimeout { leg, .. } => {
                 tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");

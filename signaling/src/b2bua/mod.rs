@@ -30,6 +30,7 @@
 //! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
 
 mod call;
+mod listen;
 mod media;
 mod reload;
 
@@ -185,6 +186,8 @@ pub fn start(
     dialog.rel100 = false;
     let (media_tx, media_rx) = mpsc::channel(QUEUE);
     let cdr = services.cdr.clone();
+    let taps = crate::stream::Taps::default();
+    let frames = taps.clone();
     std::thread::Builder::new()
         .name("b2bua-media-events".into())
         .spawn(move || {
@@ -199,6 +202,11 @@ pub fn start(
                     if let Some(cdr) = &cdr {
                         cdr.stats((call_id, leg), stats);
                     }
+                    continue;
+                }
+                // Audio frames go straight to their stream's task (listen, transcribe).
+                if let MediaEvent::AudioFrame { fork, samples, .. } = e {
+                    frames.deliver(fork, samples);
                     continue;
                 }
                 if media_tx.blocking_send(e).is_err() {
@@ -242,6 +250,7 @@ pub fn start(
         draining: None,
         media_queue: Vec::new(),
         media_wake: false,
+        taps,
         svc: services,
     };
     let task = tokio::spawn(core.run(inbound, unreachable, updates_rx, media_rx, msgs_rx, drain));
@@ -297,6 +306,8 @@ struct Core {
     media_queue: Vec<MediaCommand>,
     /// Something queued or created since the last flush needs the shard awake.
     media_wake: bool,
+    /// Where forked audio frames go ([`listen`]).
+    taps: crate::stream::Taps,
 }
 
 impl Core {

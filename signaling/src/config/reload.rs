@@ -1,7 +1,7 @@
 //! What a reload (SIGHUP) may change while `serve` runs, and what it changed
 //!
 //! Carriers, routes, Teams, the registrar's users and settings, `allow_from`, `sip.rate_limit`,
-//! the app and the AMD timers take effect for new calls. Sockets and threads are not rebound:
+//! the app, the AMD timers and `[speech]` take effect for new calls. Sockets and threads are not rebound:
 //! the rest of `[sip]`, `[media]`, `[http]` and `[log]` keep their running values, and a change
 //! there is reported as needing a restart.
 
@@ -87,6 +87,7 @@ impl Config {
             ("teams", self.teams != new.teams),
             ("app", self.app != new.app),
             ("amd", self.amd != new.amd),
+            ("speech", self.speech != new.speech),
         ] {
             if differs {
                 out.push(format!("{section}: changed"));

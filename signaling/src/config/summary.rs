@@ -179,6 +179,11 @@ impl Display for Summary<'_> {
         writeln!(f, "  app.webhook_secret: {}", secret(&a.webhook_secret))?;
         writeln!(f, "  app.account_sid: {:?}", a.account_sid)?;
         writeln!(f, "  http.api_token: {}", secret(&c.http.api_token))?;
+        let sp = &c.speech;
+        writeln!(f, "speech:")?;
+        writeln!(f, "  stt_url: {}", url(sp.stt_url.as_deref()))?;
+        writeln!(f, "  stt_api_key: {}", secret(&sp.stt_api_key))?;
+        writeln!(f, "  language: {}", sp.language)?;
         writeln!(f, "log: {}", c.log.level)?;
         let t = &c.amd;
         write!(
@@ -207,7 +212,8 @@ mod tests {
              [[routes]]\nto = \"+1508*\"\napp_url = \"http://127.0.0.1:8080/boston\"\n\
              [registrar]\ndomain = \"sip.example.com\"\nnonce_secret = \"SECRET-5-0123456789\"\n\
              users = [{ name = \"alice\", password = \"SECRET-6\" }, { name = \"bob\", password = \"SECRET-7\" }]\n\
-             [security]\nallow_from = [\"10.0.0.0/8\"]\n",
+             [security]\nallow_from = [\"10.0.0.0/8\"]\n\
+             [speech]\nstt_url = \"wss://stt.example.com/x\"\nstt_api_key = \"SECRET-8\"\n",
             "t.toml",
         )
         .unwrap();
@@ -232,6 +238,8 @@ mod tests {
             "app.webhook_secret: <redacted>",
             "http.api_token: <redacted>",
             "nonce_secret: <redacted>",
+            "stt_url: wss://stt.example.com/x",
+            "stt_api_key: <redacted>",
         ] {
             assert!(text.contains(shown), "{shown:?} not in:\n{text}");
         }

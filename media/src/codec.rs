@@ -291,7 +291,7 @@ impl Transcoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::f32::consts::PI;
 
@@ -322,7 +322,7 @@ mod tests {
     }
 
     /// Decode a run of payloads of `codec` to PCM at its own rate.
-    fn decode_all(codec: Codec, payloads: &[Vec<u8>]) -> Vec<f32> {
+    pub(crate) fn decode_all(codec: Codec, payloads: &[Vec<u8>]) -> Vec<f32> {
         let mut dec = OpusDecoder::new(SampleRate::Hz48000, Channels::Mono).unwrap();
         let mut pcm = Vec::new();
         for p in payloads {

@@ -32,6 +32,7 @@
 mod call;
 mod media;
 mod reload;
+mod transcode;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

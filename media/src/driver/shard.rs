@@ -818,13 +818,19 @@ impl Shard {
                         leg.audio
                             .on_received(now, codec, pkt.sequence(), pkt.payload());
                     }
+                    // Only on bridges without a common codec: re-encoded for the peer below.
+                    let transcoder = leg.transcode.as_deref_mut().filter(|t| t.from() == codec);
                     let suppressed = match peer.as_deref_mut() {
-                        Some(peer) if peer_busy && !leg.endpoint.media_blocked() => {
+                        Some(peer)
+                            if peer_busy
+                                && transcoder.is_none()
+                                && !leg.endpoint.media_blocked() =>
+                        {
                             !peer.audio.on_egress(now, codec, pkt.payload_mut())
                         }
                         _ => false,
                     };
-                    if let Some(t) = leg.transcode.as_deref_mut().filter(|t| t.from() == codec) {
+                    if let Some(t) = transcoder {
                         if leg.endpoint.media_blocked() {
                             leg.endpoint.count_drop("blocked");
                             Err(Some("blocked"))

@@ -45,8 +45,9 @@ pub(super) fn fork_codecs(mut caller: Vec<Codec>) -> Vec<Codec> {
 }
 
 /// The codecs to answer the caller with once the callee negotiated `callee`: those when the
-/// caller offered one of its audio codecs (a plain relay), else the caller's own codecs the relay
-/// can transcode to the callee's (and its telephone-event and comfort noise), from `offered`.
+/// caller offered one of its audio codecs (a plain relay), else the first of the caller's own
+/// codecs the relay transcodes (alone, so the caller sends what the transcoder decodes), with its
+/// telephone-event and comfort noise, from `offered`.
 pub(super) fn caller_codecs(offered: Vec<Codec>, callee: Vec<Codec>) -> Vec<Codec> {
     let shared = callee
         .iter()
@@ -54,9 +55,16 @@ pub(super) fn caller_codecs(offered: Vec<Codec>, callee: Vec<Codec>) -> Vec<Code
     if shared {
         return callee;
     }
+    let mut audio = false;
     offered
         .into_iter()
-        .filter(|c| transcodable(c) || c.is_telephone_event() || c.name.eq_ignore_ascii_case("CN"))
+        .filter(|c| {
+            if transcodable(c) {
+                !std::mem::replace(&mut audio, true)
+            } else {
+                c.is_telephone_event() || c.name.eq_ignore_ascii_case("CN")
+            }
+        })
         .collect()
 }
 
@@ -109,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_caller_keeps_its_codec_when_the_callee_took_another() {
-        let caller = vec![Codec::opus(), Codec::telephone_event()];
+        let caller = vec![Codec::opus(), Codec::pcma(), Codec::telephone_event()];
         let callee = vec![Codec::pcmu(), Codec::telephone_event()];
         assert_eq!(
             names(&caller_codecs(caller.clone(), callee)),

@@ -2,11 +2,12 @@
 # Each installs the Debian packages it needs when they are missing, then builds with cargo.
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
-# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
+# receiver) + libopus-dev (transcoding to and from Opus, through audiopus). Tests: espeak-ng
+# and sox make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
 # fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS (SIPp
 # itself is built without TLS in Debian).
-APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio \
+APT_PACKAGES := build-essential pkg-config libspandsp-dev libopus-dev espeak-ng sox sip-tester kamailio \
   kamailio-tls-modules
 CARGO ?= cargo
 

@@ -211,6 +211,11 @@ impl PtMap {
             .map(|e| e.1)
     }
 
+    /// The codecs in table order (the order of the SDP).
+    pub fn codecs(&self) -> impl Iterator<Item = Codec> + '_ {
+        self.entries[..self.len].iter().map(|e| e.1)
+    }
+
     /// This leg's PT for `codec` (the first listed, if several).
     pub fn payload_type(&self, codec: Codec) -> Option<u8> {
         self.entries[..self.len]

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod audio;
+pub mod codec;
 pub mod driver;
 pub mod endpoint;
 pub mod ng;

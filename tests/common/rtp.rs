@@ -22,6 +22,10 @@ pub const PT_PCMU: u8 = 0;
 pub const PT_PCMA: u8 = 8;
 /// The telephone-event payload type the tests' SDPs use.
 pub const PT_EVENT: u8 = 101;
+/// The Opus payload type the tests' SDPs use.
+pub const PT_OPUS: u8 = 111;
+/// Opus's RTP clock (RFC 7587), whatever the audio's bandwidth.
+pub const OPUS_CLOCK: u32 = 48_000;
 
 /// `ms` of a sine at `freq` Hz with peak `amplitude` (0.0–1.0 of full scale).
 pub fn tone(freq: f32, ms: u32, amplitude: f32) -> Vec<i16> {
@@ -136,6 +140,27 @@ impl Stream {
             let ts = self.ts;
             out.push(self.packet(pt, marker, ts, &codes));
             self.advance(FRAME as u32);
+        }
+        out
+    }
+
+    /// `pcm` (8 kHz) as 20 ms Opus packets on `pt` (libopus through audiopus, timestamps at
+    /// 48 kHz); the last one padded with silence.
+    pub fn opus(&mut self, pcm: &[i16], pt: u8) -> Vec<Packet> {
+        use audiopus::{Application, Channels, SampleRate, coder::Encoder};
+        let encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)
+            .expect("opus encoder");
+        let mut out = Vec::with_capacity(pcm.len().div_ceil(FRAME));
+        let mut payload = [0u8; 1275];
+        for chunk in pcm.chunks(FRAME) {
+            let mut frame = [0i16; FRAME];
+            frame[..chunk.len()].copy_from_slice(chunk);
+            let len = encoder.encode(&frame, &mut payload).expect("opus encode");
+            let marker = std::mem::take(&mut self.marker);
+            let ts = self.ts;
+            out.push(self.packet(pt, marker, ts, &payload[..len]));
+            self.ts = self.ts.wrapping_add(OPUS_CLOCK / 50);
+            self.at += Duration::from_millis(20);
         }
         out
     }
@@ -336,6 +361,23 @@ pub fn decode(packets: &[Received]) -> Vec<i16> {
         let start = pcm.len();
         pcm.resize(start + p.payload.len(), 0);
         law.decode_slice(&p.payload, &mut pcm[start..]);
+    }
+    pcm
+}
+
+/// The audio of the Opus packets (payload type `pt`) among `packets`, decoded by libopus at
+/// 8 kHz (so [`rms`] and [`tone_amplitude`] apply), in arrival order.
+pub fn decode_opus(packets: &[Received], pt: u8) -> Vec<i16> {
+    use audiopus::{Channels, SampleRate, coder::Decoder};
+    let mut decoder = Decoder::new(SampleRate::Hz8000, Channels::Mono).expect("opus decoder");
+    let mut pcm = Vec::new();
+    // 120 ms, the longest Opus packet, at 8 kHz.
+    let mut frame = [0i16; 960];
+    for p in packets.iter().filter(|p| p.pt == pt) {
+        let n = decoder
+            .decode(Some(&p.payload[..]), &mut frame[..], false)
+            .expect("opus decode");
+        pcm.extend_from_slice(&frame[..n]);
     }
     pcm
 }

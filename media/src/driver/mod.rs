@@ -20,6 +20,8 @@ pub mod media;
 pub mod ring;
 mod rtcp;
 pub mod shard;
+#[cfg(test)]
+mod transcode_tests;
 
 pub use media::{Media, MediaConfig};
 pub use ring::{RecvMode, RingConfig, RingInfo, probe};

@@ -40,6 +40,7 @@ use super::ring::{Event as RingEvent, Packet, Ring, RingConfig, RingInfo, Waker}
 use super::rtcp::{self, Reporter};
 use crate::api::{self, ApiError, CallId, Command, Event, LegId, MediaControl};
 use crate::audio::{AudioEvent, LegAudio};
+use crate::codec::{self, Transcoder};
 use crate::endpoint::{
     self, Codec, Endpoint, EndpointConfig, EndpointEvent, Ingress, PtMap, RtcpPolicy,
 };
@@ -65,12 +66,16 @@ const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'st
 /// Labels of `dialplane_media_rtp_dropped_total{reason}`, in [`ShardStats::dropped`] order: the
 /// endpoint's [`endpoint::DROP_REASONS`], then the shard's own: "unknown" (a socket without a
 /// leg), "audio" (a bridged packet replaced by the leg's player or DTMF tone), "tx_pool" (no free
-/// send buffer for a generated packet).
-pub const DROP_REASONS: [&str; endpoint::DROP_REASONS.len() + 3] =
-    concat(&endpoint::DROP_REASONS, &["unknown", "audio", "tx_pool"]);
+/// send buffer for a generated packet), "transcode" (a payload the transcoder could not decode or
+/// encode).
+pub const DROP_REASONS: [&str; endpoint::DROP_REASONS.len() + 4] = concat(
+    &endpoint::DROP_REASONS,
+    &["unknown", "audio", "tx_pool", "transcode"],
+);
 const DROP_UNKNOWN: usize = endpoint::DROP_REASONS.len();
 const DROP_AUDIO: usize = DROP_UNKNOWN + 1;
 const DROP_TX_POOL: usize = DROP_UNKNOWN + 2;
+const DROP_TRANSCODE: usize = DROP_UNKNOWN + 3;
 
 /// Relayed packets.
 pub const RELAYED_METRIC: &str = "dialplane_media_packets_relayed_total";
@@ -267,6 +272,9 @@ struct Leg {
     last_egress: Option<Instant>,
     reporter: Reporter,
     next_report: Instant,
+    /// Bridged to a leg with no audio codec in common: this leg's audio, re-encoded for the peer
+    /// (see [`crate::codec`]). `None` on plain bridges, whose packets are relayed in place.
+    transcode: Option<Box<Transcoder>>,
 }
 
 impl Leg {
@@ -280,6 +288,25 @@ impl Leg {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Make, keep or drop this leg's transcoder for a peer with payload types `peer`.
+    fn plan_transcoding(&mut self, peer: &PtMap) {
+        let want = codec::plan(&self.endpoint.config().pt_map, peer);
+        if want == self.transcode.as_deref().map(|t| (t.from(), t.to())) {
+            return;
+        }
+        self.transcode = want.and_then(|(from, to)| {
+            // Its own stream id: the peer's continuity takes a new encoder as a new source.
+            let ssrc = self.gen_ssrc.rotate_left(16) ^ 0x7c0d_ec00;
+            match Transcoder::new(from, to, ssrc) {
+                Ok(t) => Some(Box::new(t)),
+                Err(error) => {
+                    tracing::warn!(%error, "no transcoder: this bridge direction stays silent");
+                    None
+                }
+            }
+        });
     }
 
     /// The leg's egress audio codec (what a player or in-band DTMF encodes to).
@@ -771,6 +798,8 @@ impl Shard {
         };
         // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
         let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.egress_idle());
+        // Audio queued in this leg's transcoder, to encode and send after the loop below.
+        let mut transcoded = false;
         // Where the packet goes: (socket, destination, length), or a drop reason.
         let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
             let ingress =
@@ -794,13 +823,29 @@ impl Shard {
                         leg.audio
                             .on_received(now, codec, pkt.sequence(), pkt.payload());
                     }
+                    // Only on bridges without a common codec: re-encoded for the peer below.
+                    let transcoder = leg.transcode.as_deref_mut().filter(|t| t.from() == codec);
                     let suppressed = match peer.as_deref_mut() {
-                        Some(peer) if peer_busy && !leg.endpoint.media_blocked() => {
+                        Some(peer)
+                            if peer_busy
+                                && transcoder.is_none()
+                                && !leg.endpoint.media_blocked() =>
+                        {
                             !peer.audio.on_egress(now, codec, pkt.payload_mut())
                         }
                         _ => false,
                     };
-                    if suppressed {
+                    if let Some(t) = transcoder {
+                        if leg.endpoint.media_blocked() {
+                            leg.endpoint.count_drop("blocked");
+                            Err(Some("blocked"))
+                        } else if t.push(pkt.timestamp(), pkt.payload()).is_ok() {
+                            transcoded = true;
+                            Err(None)
+                        } else {
+                            Err(Some(DROP_REASONS[DROP_TRANSCODE]))
+                        }
+                    } else if suppressed {
                         Err(Some(DROP_REASONS[DROP_AUDIO]))
                     } else {
                         let ingress = leg.endpoint.forward(
@@ -835,10 +880,75 @@ impl Shard {
                 self.ring.release(p.bid);
             }
         }
+        if transcoded && let Some(peer) = peer_slot {
+            self.send_transcoded(slot, peer, now);
+        }
         self.after_leg(slot as u32, now);
         if let Some(peer) = peer_slot.filter(|_| peer_busy) {
             self.after_leg(peer, now);
         }
+    }
+
+    /// Encode what `slot`'s transcoder has queued and send it to its peer, each packet from a
+    /// send buffer of the shard and through the peer's egress (PT, continuity, dub and forks).
+    fn send_transcoded(&mut self, slot: usize, peer_slot: u32, now: Instant) {
+        let Some((leg, Some(peer))) = leg_and_peer(&mut self.legs, slot, Some(peer_slot)) else {
+            return;
+        };
+        let Some(t) = leg.transcode.as_deref_mut() else {
+            return;
+        };
+        let peer_busy = !peer.audio.egress_idle();
+        loop {
+            let Some(bid) = self.ring.tx_buffer() else {
+                self.stats.dropped[DROP_TX_POOL] += 1;
+                return;
+            };
+            let buf = self.ring.buf_mut(bid);
+            let sent = match t.pop(buf) {
+                None => return self.ring.release(bid),
+                Some(Err(_)) => Err(DROP_REASONS[DROP_TRANSCODE]),
+                Some(Ok(out)) => match RtpPacketMut::parse(&mut buf[..out.len]) {
+                    Ok(mut pkt) => {
+                        if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
+                            Err(DROP_REASONS[DROP_AUDIO])
+                        } else {
+                            peer.endpoint
+                                .egress(now, &mut pkt, out.codec)
+                                .map(|dest| (dest, out.len))
+                        }
+                    }
+                    Err(_) => Err(DROP_REASONS[DROP_UNKNOWN]),
+                },
+            };
+            match sent {
+                Ok((dest, len)) => {
+                    peer.last_egress = Some(now);
+                    self.ring.send(peer.rtp_sock, bid, 0, len, dest);
+                    self.stats.relayed += 1;
+                }
+                Err(reason) => {
+                    Self::count_drop(&mut self.stats, reason);
+                    self.ring.release(bid);
+                }
+            }
+        }
+    }
+
+    /// Give each direction of `a`'s bridge a transcoder when its legs share no audio codec
+    /// (control path: after a bridge or a change of either leg's codecs).
+    fn plan_transcoding(&mut self, a: u32) {
+        let peer = self.legs.get(a as usize).and_then(|l| l.as_ref()?.peer);
+        let Some((leg, peer)) = leg_and_peer(&mut self.legs, a as usize, peer) else {
+            return;
+        };
+        let Some(peer) = peer else {
+            leg.transcode = None;
+            return;
+        };
+        let (a_map, b_map) = (leg.endpoint.config().pt_map, peer.endpoint.config().pt_map);
+        leg.plan_transcoding(&b_map);
+        peer.plan_transcoding(&a_map);
     }
 
     /// Drain a leg's events and keep its timer entry current.
@@ -1100,6 +1210,8 @@ impl Shard {
                     .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
                 l.endpoint.set_sdp_address(spec.sdp_address);
                 touched = Some(slot);
+                self.plan_transcoding(slot);
+                let l = self.leg_mut(slot)?;
                 vec![Event::EndpointCreated {
                     call_id,
                     leg,
@@ -1113,6 +1225,7 @@ impl Shard {
                 self.unbridge(sb);
                 self.leg_mut(sa)?.peer = Some(sb);
                 self.leg_mut(sb)?.peer = Some(sa);
+                self.plan_transcoding(sa);
                 vec![]
             }
             Command::Unbridge { call_id, leg } => {
@@ -1319,6 +1432,10 @@ impl Shard {
             pt_map: spec.pt_map,
             direction: spec.direction,
             egress_seed: (r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
+            // Opus legs run a 48 kHz RTP clock (RFC 7587), for continuity and jitter.
+            clock_rate: codec::audio_codec(&spec.pt_map)
+                .and_then(codec::clock_rate)
+                .unwrap_or(8000),
             ..EndpointConfig::default()
         };
         let first_report = now + self.config.rtcp_interval / 2;
@@ -1336,6 +1453,7 @@ impl Shard {
             gen_ssrc,
             gen_seq: (gen_ssrc >> 16) as u16,
             last_egress: None,
+            transcode: None,
             reporter: Reporter::new(&format!("dialplane-{:08x}@{interface}", r as u32)),
             next_report: first_report,
         };
@@ -1370,9 +1488,12 @@ impl Shard {
     fn unbridge(&mut self, slot: u32) {
         if let Some(Some(leg)) = self.legs.get_mut(slot as usize)
             && let Some(peer) = leg.peer.take()
-            && let Some(Some(p)) = self.legs.get_mut(peer as usize)
         {
-            p.peer = None;
+            leg.transcode = None;
+            if let Some(Some(p)) = self.legs.get_mut(peer as usize) {
+                p.peer = None;
+                p.transcode = None;
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use ::media::api::{
 use bytes::Bytes;
 
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
+use super::transcode;
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
 use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
@@ -507,7 +508,7 @@ impl Core {
             return Some(body.clone());
         }
         let codecs = match winner {
-            Some(n) => codecs_of(n),
+            Some(n) => transcode::caller_codecs(relayable(&call.offer), codecs_of(n)),
             None => relayable(&call.offer),
         };
         let l = local(call.key, self.svc.media_ip, call.port, codecs);
@@ -1151,11 +1152,12 @@ impl Core {
                 p
             }
         };
-        // Once the caller has answered, its codecs are settled: offer those.
-        let codecs = match &call.answer {
+        // Once the caller has answered, its codecs are settled: offer those (plus what the
+        // relay transcodes them to).
+        let codecs = transcode::fork_codecs(match &call.answer {
             Some((_, n)) => codecs_of(n),
             None => relayable(&call.offer),
-        };
+        });
         let offer = sdp::offer(&local(
             call.key * 16 + i as u64,
             self.svc.media_ip,

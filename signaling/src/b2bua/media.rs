@@ -1,6 +1,6 @@
 //! Between SDP and the media plane: what an endpoint is told about a negotiated stream, and the
-//! descriptions we offer and answer with. The B2BUA relays codecs, it does not transcode: every
-//! leg of a call negotiates a subset of the caller's codecs, with the caller's payload types.
+//! descriptions we offer and answer with. Legs negotiate the caller's codecs with the caller's
+//! payload types, plus what the relay transcodes to (see [`super::transcode`]).
 
 use std::net::{IpAddr, SocketAddr};
 

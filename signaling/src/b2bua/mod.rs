@@ -18,7 +18,9 @@
 //! and addresses a registered user registered from; anything else gets 403. The INVITE must
 //! carry an SDP offer (no late offer: 488). Media: the caller's leg is leg 0 of a media call
 //! named by its call_sid, every fork of a dial offers leg 1 (shared: only the fork that answers
-//! is ever bridged); legs carry a subset of the caller's codecs with the caller's payload types, so no transcoding is needed (see [`media`]).
+//! is ever bridged); forks are offered the caller's codecs with the caller's payload types, plus
+//! PCMU, PCMA and Opus, which the relay transcodes when a callee takes one the caller lacks (see
+//! [`media`] and [`transcode`]).
 //!
 //! A configuration reload (SIGHUP) reaches the task as a [`Reload`] through its [`Handle`]: new
 //! calls get the new configuration, calls in progress keep theirs.
@@ -33,6 +35,7 @@ mod call;
 mod listen;
 mod media;
 mod reload;
+mod transcode;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -190,6 +190,7 @@ impl Core {
             cdr: Track::new(now),
             carrier: resolved.carrier,
             amd: None,
+            streams: Default::default(),
             outbound: Some(Box::new(Outbound {
                 invite: Some(invite),
                 ring_until: now + Duration::from_secs(req.timeout.into()),

@@ -110,7 +110,7 @@ pub use crate::verbs::DubAction;
 /// The audio of a dub track
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DubSource {
-    /// `play`: an http(s) URL of an audio file.
+    /// `play`: an http(s) URL or a path of an audio file.
     Play(String),
     /// `say`: text to synthesise.
     Say(String),
@@ -281,6 +281,29 @@ impl NumberOrText {
     }
 }
 
+impl Dub {
+    /// A `dub` nested in the dial verb, checked as a REST `dub` is (`say` as text only)
+    pub fn from_verb(d: &crate::verbs::Dub) -> Result<Dub, BadUpdate> {
+        let say = match &d.say {
+            None => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(_) => return Err(BadUpdate("dub.say: text expected".into())),
+        };
+        RawDub {
+            action: d.action,
+            track: d.track.clone(),
+            play: d.play.clone(),
+            say,
+            looped: d.loop_,
+            gain: d.gain.as_ref().map(|g| match g {
+                crate::verbs::Gain::Db(n) => NumberOrText::Number(*n),
+                crate::verbs::Gain::Text(t) => NumberOrText::Text(t.clone()),
+            }),
+        }
+        .check()
+    }
+}
+
 impl RawDub {
     fn check(self) -> Result<Dub, BadUpdate> {
         let bad = |m: &str| Err(BadUpdate(format!("dub.{m}")));
@@ -290,9 +313,12 @@ impl RawDub {
         let source = match (self.play, self.say) {
             (Some(_), Some(_)) => return bad("play, dub.say: give one of them, not both"),
             (Some(url), None) => {
-                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-                if !scheme_ok || url.contains(char::is_whitespace) {
-                    return bad("play: an http(s) URL expected");
+                // A path or file:// URL names a file on this host (trusted apps only reach here).
+                let scheme_ok = ["http://", "https://", "file://", "/"]
+                    .iter()
+                    .any(|p| url.starts_with(p));
+                if !scheme_ok || url.contains(char::is_control) {
+                    return bad("play: an http(s) URL or a file path expected");
                 }
                 Some(DubSource::Play(url))
             }

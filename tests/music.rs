@@ -156,12 +156,8 @@ fn heard_music_then_callee(packets: &[Received], ring_ms: u64) {
         assert!((a - 0.4).abs() < 0.04, "window {i}: music at {a}");
     }
     // After the bridge: the callee (0.3), no music.
-    for i in first_callee + 1..callee.len() {
-        assert!(
-            music[i] < 0.01,
-            "window {i}: music still there ({})",
-            music[i]
-        );
+    for (i, &a) in music.iter().enumerate().skip(first_callee + 1) {
+        assert!(a < 0.01, "window {i}: music still there ({a})");
     }
     let heard = &callee[first_callee + 1..];
     assert!(

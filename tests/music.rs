@@ -324,17 +324,16 @@ fn dub_tracks_mix_into_what_the_callee_hears_and_follow_rest() {
     let (a, n) = level(&callee_rtp, 1000, MUSIC_HZ);
     assert!(n >= 40, "{n} packets in 1 s");
     assert!((a - 0.4).abs() < 0.04, "track a at {a}");
-    // REST adds track b from a path at -6 dB: both mixed, b at half amplitude.
+    // REST adds track b from a path at -6 dB (a list, as jambonz apps send): both mixed, b at
+    // half amplitude.
     update(
         &serve,
         &sid,
-        json!({"dub": {"action": "addTrack", "track": "b"}}),
-    );
-    update(
-        &serve,
-        &sid,
-        json!({"dub": {"action": "playOnTrack", "track": "b", "play": second.to_str().unwrap(),
-            "loop": true, "gain": "-6 dB"}}),
+        json!({"dub": [
+            {"action": "addTrack", "track": "b"},
+            {"action": "playOnTrack", "track": "b", "play": second.to_str().unwrap(),
+                "loop": true, "gain": "-6 dB"}
+        ]}),
     );
     let _ = level(&callee_rtp, 500, DUB_HZ);
     let packets = callee_rtp.receive_for(Duration::from_millis(1000));

@@ -1807,7 +1807,11 @@ impl Core {
                     });
                 }
             }
-            CallUpdate::Dub(d) => self.rest_dub(call, d),
+            CallUpdate::Dub(list) => {
+                for d in list {
+                    self.rest_dub(call, d);
+                }
+            }
             other => {
                 tracing::warn!(call_sid = %call.sid, update = ?other,
                     "REST update not carried out by this build");

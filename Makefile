@@ -3,12 +3,12 @@
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
 # receiver) + libopus-dev (transcoding to and from Opus, through audiopus). Tests: espeak-ng
-# and sox make the speech and music the detectors are tested on;
-# sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
-# fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS (SIPp
-# itself is built without TLS in Debian).
-APT_PACKAGES := build-essential pkg-config libspandsp-dev libopus-dev espeak-ng sox sip-tester kamailio \
-  kamailio-tls-modules
+# and sox (with libsox-fmt-mp3 for the MP3 files) make the speech and music the detectors are
+# tested on; sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media`
+# as it fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS
+# (SIPp itself is built without TLS in Debian).
+APT_PACKAGES := build-essential pkg-config libspandsp-dev libopus-dev espeak-ng sox \
+  libsox-fmt-mp3 sip-tester kamailio kamailio-tls-modules
 CARGO ?= cargo
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial bench-reload

@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::app::StaticApp;
 use signaling::b2bua::{self, AppSource, Reload, Services};
 use signaling::config::{self, Config, ServeOverrides};
+use signaling::media_files::{MediaFiles, MediaFilesOptions};
 use signaling::rest::{CallRegistry, RestApi};
 use signaling::transport::{TransportConfig, Transports};
 use signaling::verbs::Hook;
@@ -225,6 +226,8 @@ async fn serve(
         webhooks,
         seed: rand_seed(),
         cdr: cdr.as_ref().map(signaling::cdr::Writer::sink),
+        media_files: MediaFiles::new(MediaFilesOptions::default())
+            .context("setting up the media file fetcher")?,
     };
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);
     let (mut b2bua, control) = b2bua::start(transports, inbound, media_events, services, drain_rx)?;

@@ -47,8 +47,8 @@ pub enum CallUpdate {
     ListenStatus(ListenStatus),
     /// `dtmf`: send RFC 4733 digits on this call.
     Dtmf(Dtmf),
-    /// `dub`: change a dub track of this call.
-    Dub(Dub),
+    /// `dub`: change dub tracks of this call (one operation, or a list in order).
+    Dub(Vec<Dub>),
 }
 
 /// Values of `call_status`
@@ -113,7 +113,7 @@ pub use crate::verbs::DubAction;
 /// The audio of a dub track
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DubSource {
-    /// `play`: an http(s) URL of an audio file.
+    /// `play`: an http(s) URL or a path of an audio file.
     Play(String),
     /// `say`: text to synthesise.
     Say(String),
@@ -125,6 +125,9 @@ pub enum DubSource {
 pub struct BadUpdate(String);
 
 const UPDATE_FIELDS: &str = "call_status, mute_status, listen_status, dtmf, dub";
+
+/// Most dub operations in one request (a call has at most 8 tracks).
+const MAX_DUBS: usize = 16;
 
 /// The body as sent.
 #[derive(Deserialize)]
@@ -184,6 +187,29 @@ impl CallUpdate {
         if !value.is_object() {
             return Err(BadUpdate("the body must be a JSON object".into()));
         }
+        // jambonz apps also send a list of dub operations: each is checked as a single one.
+        if let Some(serde_json::Value::Array(list)) = value.get("dub") {
+            if value.as_object().is_some_and(|o| o.len() != 1) {
+                return Err(BadUpdate(format!(
+                    "several updates given: expected exactly one of {UPDATE_FIELDS}"
+                )));
+            }
+            if list.is_empty() || list.len() > MAX_DUBS {
+                return Err(BadUpdate(format!(
+                    "dub: 1 to {MAX_DUBS} operations expected"
+                )));
+            }
+            let mut dubs = Vec::with_capacity(list.len());
+            for (i, d) in list.iter().enumerate() {
+                let one = serde_json::json!({ "dub": d }).to_string();
+                match Self::from_json(one.as_bytes()) {
+                    Ok(CallUpdate::Dub(mut d)) => dubs.append(&mut d),
+                    Ok(_) => unreachable!("a body with dub alone is a dub"),
+                    Err(BadUpdate(m)) => return Err(BadUpdate(format!("dub[{i}]: {m}"))),
+                }
+            }
+            return Ok(CallUpdate::Dub(dubs));
+        }
         for field in ["dtmf", "dub"] {
             if value
                 .get(field)
@@ -228,7 +254,7 @@ impl CallUpdate {
         } else if let Some(d) = raw.dtmf {
             CallUpdate::Dtmf(d.check()?)
         } else if let Some(d) = raw.dub {
-            CallUpdate::Dub(d.check()?)
+            CallUpdate::Dub(vec![d.check()?])
         } else {
             unreachable!("exactly one update is present")
         })
@@ -284,6 +310,29 @@ impl NumberOrText {
     }
 }
 
+impl Dub {
+    /// A `dub` nested in the dial verb, checked as a REST `dub` is (`say` as text only)
+    pub fn from_verb(d: &crate::verbs::Dub) -> Result<Dub, BadUpdate> {
+        let say = match &d.say {
+            None => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(_) => return Err(BadUpdate("dub.say: text expected".into())),
+        };
+        RawDub {
+            action: d.action,
+            track: d.track.clone(),
+            play: d.play.clone(),
+            say,
+            looped: d.loop_,
+            gain: d.gain.as_ref().map(|g| match g {
+                crate::verbs::Gain::Db(n) => NumberOrText::Number(*n),
+                crate::verbs::Gain::Text(t) => NumberOrText::Text(t.clone()),
+            }),
+        }
+        .check()
+    }
+}
+
 impl RawDub {
     fn check(self) -> Result<Dub, BadUpdate> {
         let bad = |m: &str| Err(BadUpdate(format!("dub.{m}")));
@@ -293,9 +342,12 @@ impl RawDub {
         let source = match (self.play, self.say) {
             (Some(_), Some(_)) => return bad("play, dub.say: give one of them, not both"),
             (Some(url), None) => {
-                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-                if !scheme_ok || url.contains(char::is_whitespace) {
-                    return bad("play: an http(s) URL expected");
+                // A path or file:// URL names a file on this host (trusted apps only reach here).
+                let scheme_ok = ["http://", "https://", "file://", "/"]
+                    .iter()
+                    .any(|p| url.starts_with(p));
+                if !scheme_ok || url.contains(char::is_control) {
+                    return bad("play: an http(s) URL or a file path expected");
                 }
                 Some(DubSource::Play(url))
             }
@@ -837,23 +889,45 @@ mod tests {
             parse(
                 r#"{"dub":{"action":"addTrack","track":"office","play":"https://x/o.mp3","loop":true,"gain":"-10 dB"}}"#
             ),
-            Ok(CallUpdate::Dub(Dub {
+            Ok(CallUpdate::Dub(vec![Dub {
                 action: DubAction::AddTrack,
                 track: "office".into(),
                 source: Some(DubSource::Play("https://x/o.mp3".into())),
                 looped: true,
                 gain_db: -10.0
-            }))
+            }]))
+        );
+        // A list, in order; an error names the element.
+        let list = parse(
+            r#"{"dub":[{"action":"addTrack","track":"a"},{"action":"playOnTrack","track":"a","play":"/srv/a.wav","gain":-6}]}"#,
+        );
+        let Ok(CallUpdate::Dub(list)) = list else {
+            panic!("{list:?}")
+        };
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].source, Some(DubSource::Play("/srv/a.wav".into())));
+        assert_eq!(list[1].gain_db, -6.0);
+        let bad = parse(
+            r#"{"dub":[{"action":"addTrack","track":"a"},{"action":"playOnTrack","track":"a"}]}"#,
+        );
+        assert!(
+            bad.as_ref()
+                .is_err_and(|e| e.starts_with("dub[1]: dub.play")),
+            "{bad:?}"
+        );
+        assert!(parse(r#"{"dub":[]}"#).is_err());
+        assert!(
+            parse(r#"{"dub":[{"action":"addTrack","track":"a"}],"dtmf":{"digit":"1"}}"#).is_err()
         );
         assert_eq!(
             parse(r#"{"dub":{"action":"sayOnTrack","track":"t","say":"hello","gain":6}}"#),
-            Ok(CallUpdate::Dub(Dub {
+            Ok(CallUpdate::Dub(vec![Dub {
                 action: DubAction::SayOnTrack,
                 track: "t".into(),
                 source: Some(DubSource::Say("hello".into())),
                 looped: false,
                 gain_db: 6.0
-            }))
+            }]))
         );
         for action in ["removeTrack", "silenceTrack", "addTrack"] {
             let body = format!(r#"{{"dub":{{"action":"{action}","track":"t"}}}}"#);

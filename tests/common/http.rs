@@ -27,7 +27,8 @@ pub struct Hit {
 struct State {
     hits: Mutex<Vec<Hit>>,
     arrived: Condvar,
-    answers: Mutex<HashMap<String, String>>,
+    /// Per path: content type and body.
+    answers: Mutex<HashMap<String, (String, Vec<u8>)>>,
     /// Per path: how many requests still fail, and with which status.
     failures: Mutex<HashMap<String, (u32, u16)>>,
     stop: AtomicBool,
@@ -79,11 +80,16 @@ impl Receiver {
 
     /// Answers requests to `path` with `text` as it is (e.g. something that is not JSON).
     pub fn answer_raw(&self, path: &str, text: &str) {
+        self.answer_bytes(path, "application/json", text.as_bytes());
+    }
+
+    /// Serves `body` (a file: audio for dialMusic and dub) at `path` as `content_type`.
+    pub fn answer_bytes(&self, path: &str, content_type: &str, body: &[u8]) {
         self.state
             .answers
             .lock()
             .unwrap()
-            .insert(path.to_string(), text.to_string());
+            .insert(path.to_string(), (content_type.to_string(), body.to_vec()));
     }
 
     /// The next `count` requests to `path` get `status` (and no body) before its answer.
@@ -149,15 +155,15 @@ fn serve_connection(conn: TcpStream, state: &State) {
             }
             _ => None,
         };
-        let answer = match failure {
-            Some(_) => String::new(),
+        let (content_type, answer) = match failure {
+            Some(_) => ("application/json".to_string(), Vec::new()),
             None => state
                 .answers
                 .lock()
                 .unwrap()
                 .get(&hit.path)
                 .cloned()
-                .unwrap_or_default(),
+                .unwrap_or_else(|| ("application/json".to_string(), Vec::new())),
         };
         let status = failure.map_or("200 OK".to_string(), |s| format!("{s} Failed"));
         {
@@ -165,11 +171,11 @@ fn serve_connection(conn: TcpStream, state: &State) {
             hits.push(hit);
             state.arrived.notify_all();
         }
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             answer.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&answer).is_err() {
             return;
         }
     }

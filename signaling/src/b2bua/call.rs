@@ -32,9 +32,13 @@ use crate::verbs::{self, Hook, TargetKind, Verb};
 use crate::webhook::{HookBase, HookReply, WebhookError};
 
 mod amd;
+mod music;
 mod outbound;
 
+pub(super) use music::FileUse;
+
 const SDP: &str = "application/sdp";
+
 /// The caller's headers every outbound INVITE carries unless the dial sets them.
 const PASSED_ON: [&str; 3] = ["P-Asserted-Identity", "Privacy", "Diversion"];
 
@@ -95,6 +99,8 @@ enum Step {
     WaitAction,
     /// `pause` until then.
     Pause(Instant),
+    /// A dial waits for its dialMusic file.
+    WaitMusic(Box<verbs::Dial>),
     /// A dial runs.
     Dial(Box<DialRun>),
     /// Over: the call is removed.
@@ -111,6 +117,8 @@ struct DialRun {
     port: Option<u16>,
     /// The fork whose SDP that leg last took.
     leg_of: Option<usize>,
+    /// dialMusic and dub.
+    audio: music::DialAudio,
 }
 
 impl DialRun {
@@ -410,7 +418,7 @@ impl Core {
                 call.cdr.hangup = None;
             }
             match step {
-                AppStep::Run(Verb::Dial(d)) => self.start_dial(now, call, d),
+                AppStep::Run(Verb::Dial(d)) => self.dial(now, call, d),
                 AppStep::Run(Verb::Hangup(h)) => {
                     let headers = extra_headers(&h.headers.0);
                     self.hang_up_caller(now, call, StatusCode::DECLINE, headers);
@@ -759,7 +767,13 @@ impl Core {
     }
 
     /// Targets → forks: each resolved to where its INVITE goes.
-    fn start_dial(&mut self, now: Instant, call: &mut Call, verb: Box<verbs::Dial>) {
+    fn start_dial(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        verb: Box<verbs::Dial>,
+        music: Option<Arc<[i16]>>,
+    ) {
         let mut targets: Vec<DialTarget> = Vec::new();
         let mut forks: Vec<ForkLeg> = Vec::new();
         for t in &verb.target {
@@ -822,13 +836,10 @@ impl Core {
             }
         }
         let mut options = DialOptions::from(&*verb);
-        if options.dial_music {
-            tracing::warn!(call_sid = %call.sid, "dialMusic is not played by this build");
-            options.dial_music = false;
-        }
-        if verb.confirm_hook.is_some() || !verb.dub.is_empty() {
+        options.dial_music = music.is_some();
+        if verb.confirm_hook.is_some() {
             tracing::warn!(call_sid = %call.sid,
-                "confirmHook and dub are not run by this build; the dial goes on without them");
+                "confirmHook is not run by this build; the dial goes on without it");
         }
         let dial = match Dial::new(now, targets, options) {
             Ok(d) => d,
@@ -850,6 +861,7 @@ impl Core {
             }
         }
         call.refer_hook = verb.refer_hook.clone();
+        let audio = Self::dial_audio(call, &verb, music);
         call.step = Step::Dial(Box::new(DialRun {
             dial,
             verb,
@@ -857,6 +869,7 @@ impl Core {
             bridged: None,
             port: None,
             leg_of: None,
+            audio,
         }));
         self.drain_dial(now, call);
     }
@@ -999,10 +1012,15 @@ impl Core {
                     Action::RingCaller {
                         status,
                         early_media_from,
-                    } => self.ring_caller(now, call, &run, status, early_media_from),
+                    } => {
+                        if !self.ring_with_music(now, call, &mut run, status, early_media_from) {
+                            self.ring_caller(now, call, &run, status, early_media_from);
+                        }
+                    }
                     Action::AnswerCaller => {
                         let winner = run.bridged.and_then(|i| run.forks[i].negotiated.clone());
                         self.answer_caller(now, call, winner.as_ref());
+                        self.play_music(call, &mut run);
                         if call.is_over() {
                             feedback.push(DialEvent::HangUp);
                         }
@@ -1017,6 +1035,7 @@ impl Core {
                             self.update_leg(call, FORK_LEG, n);
                             run.leg_of = Some(fork.0);
                         }
+                        self.stop_music(call, &mut run);
                         self.post_media(MediaCommand::Bridge {
                             call_id: call.media_id(),
                             a: LegId(0),
@@ -1027,6 +1046,7 @@ impl Core {
                             self.start_amd(now, call, amd, FORK_LEG, sid);
                         }
                         self.start_streams(call, &run.verb);
+                        self.dub_on_bridge(call, &mut run);
                     }
                     Action::ForkStatus {
                         fork,
@@ -1067,6 +1087,7 @@ impl Core {
         // The dial is over: its legs go, the caller's stays.
         let replaced = self.amd_dial_ended(call);
         call.streams.stop();
+        self.stop_music(call, &mut run);
         self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
@@ -1823,6 +1844,11 @@ impl Core {
             CallUpdate::ListenStatus(s) => {
                 if !call.streams.set(s) {
                     ignored("listen_status_without_stream");
+                }
+            }
+            CallUpdate::Dub(list) => {
+                for d in list {
+                    self.rest_dub(call, d);
                 }
             }
             other => {

@@ -91,6 +91,8 @@ pub struct Services {
     pub seed: u64,
     /// Where each leg's CDR goes, when `[cdr]` asks for them.
     pub cdr: Option<crate::cdr::Sink>,
+    /// Audio files (dialMusic, dub, confirmHook's play), fetched once and cached as PCM.
+    pub media_files: crate::media_files::MediaFiles,
 }
 
 impl std::fmt::Debug for Services {
@@ -158,6 +160,12 @@ enum Msg {
         fork: CallSid,
         uri: String,
         result: Result<Vec<Destination>, DnsError>,
+    },
+    /// An audio file was fetched (or failed).
+    File {
+        call: u64,
+        usage: call::FileUse,
+        result: Result<std::sync::Arc<[i16]>, crate::media_files::MediaFileError>,
     },
 }
 
@@ -552,6 +560,11 @@ impl Core {
                 uri,
                 result,
             } => self.with_call(call, |core, c| core.on_resolved(now, c, fork, &uri, result)),
+            Msg::File {
+                call,
+                usage,
+                result,
+            } => self.with_call(call, |core, c| core.on_file(now, c, usage, result)),
         }
     }
 

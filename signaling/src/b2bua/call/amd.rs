@@ -348,7 +348,8 @@ impl Core {
                 run.dial.handle(now, DialEvent::HangUp);
                 self.drain_dial(now, call);
             }
-            Step::Pause(_) | Step::WaitAction => {
+            // A next dial still fetching its dialMusic is dropped with the rest of the app.
+            Step::Pause(_) | Step::WaitAction | Step::WaitMusic(_) => {
                 call.step = Step::Idle;
                 self.advance(now, call);
             }

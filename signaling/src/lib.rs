@@ -26,6 +26,7 @@ pub mod config;
 pub mod dial;
 pub mod dialog;
 pub mod dns;
+pub mod dtmf_capture;
 pub mod gateways;
 pub mod message;
 pub mod options;

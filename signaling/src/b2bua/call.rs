@@ -1,5 +1,8 @@
 //! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
 
+mod confirm;
+mod dtmf;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +80,8 @@ pub(super) enum HookPurpose {
     Action,
     /// A referHook: the status for the REFER.
     Refer(DialogId),
+    /// A confirmHook or its gather's actionHook: the screening app of the fork with this sid.
+    Confirm(CallSid),
 }
 
 /// What the call is doing
@@ -105,13 +110,31 @@ struct DialRun {
     port: Option<u16>,
     /// The fork whose SDP that leg last took.
     leg_of: Option<usize>,
+    /// Each fork has a media leg of its own ([`fork_leg`]): a confirmHook app talks to one
+    /// callee while others may still send early media.
+    per_fork: bool,
+    /// dtmfCapture, when the dial has it and a dtmfHook.
+    capture: Option<dtmf::Captures>,
 }
 
 impl DialRun {
-    /// The media leg of fork `i`: the shared one while it carries that fork's media.
+    /// The media leg of fork `i`: its own, or the shared one while it carries that fork's media.
     fn media_leg(&self, i: usize) -> Option<LegId> {
+        if self.per_fork {
+            return self.forks[i].port.map(|_| fork_leg(i));
+        }
         (self.leg_of == Some(i)).then_some(FORK_LEG)
     }
+
+    /// The leg fork `i`'s SDP goes to and the caller is bridged with.
+    fn leg_for(&self, i: usize) -> LegId {
+        if self.per_fork { fork_leg(i) } else { FORK_LEG }
+    }
+}
+
+/// Fork `i`'s own media leg in a dial with [`DialRun::per_fork`].
+fn fork_leg(i: usize) -> LegId {
+    LegId(1 + u32::try_from(i).unwrap_or(u32::MAX - 1))
 }
 
 /// One fork's leg
@@ -133,6 +156,12 @@ struct ForkLeg {
     /// For its CDR.
     cdr: Track,
     dns: ForkDns,
+    /// Our RTP port on its own media leg (dials with [`DialRun::per_fork`]).
+    port: Option<u16>,
+    /// Its confirmHook (the target's own, else the dial's).
+    confirm_hook: Option<Hook>,
+    /// Its screening app, while it runs.
+    screen: Option<confirm::Screening>,
 }
 
 /// A fork to a URI with a host name (RFC 3263)
@@ -207,6 +236,11 @@ impl Call {
                 .forks
                 .iter()
                 .filter_map(|f| f.route.as_ref()?.deadline())
+                .chain(
+                    run.forks
+                        .iter()
+                        .filter_map(|f| f.screen.as_ref()?.deadline()),
+                )
                 .chain(run.dial.poll_timeout())
                 .min(),
             _ => None,
@@ -669,6 +703,7 @@ impl Core {
                 call.step = Step::Idle;
                 self.advance(now, call);
             }
+            HookPurpose::Confirm(fork) => self.on_confirm_hook(now, call, fork, verbs),
             HookPurpose::Refer(dialog) => {
                 let status = match &verbs {
                     Ok(_) => StatusCode::ACCEPTED,
@@ -710,6 +745,7 @@ impl Core {
                 for i in silent {
                     self.gateway_silent(now, call, i);
                 }
+                self.screen_timers(now, call);
             }
             _ => {}
         }
@@ -740,6 +776,7 @@ impl Core {
         let mut forks: Vec<ForkLeg> = Vec::new();
         for t in &verb.target {
             let mut headers = verb.headers_for(t);
+            let confirm_hook = t.confirm_hook.clone().or_else(|| verb.confirm_hook.clone());
             for Resolved {
                 destination,
                 login,
@@ -788,12 +825,15 @@ impl Core {
                     refer: None,
                     cdr: track,
                     dns: ForkDns::default(),
+                    port: None,
+                    confirm_hook: confirm_hook.clone(),
+                    screen: None,
                 });
                 targets.push(DialTarget {
                     call_sid: sid,
                     destination,
                     headers: headers.clone(),
-                    confirm: false,
+                    confirm: confirm_hook.is_some(),
                 });
             }
         }
@@ -802,9 +842,9 @@ impl Core {
             tracing::warn!(call_sid = %call.sid, "dialMusic is not played by this build");
             options.dial_music = false;
         }
-        if verb.confirm_hook.is_some() || verb.amd.is_some() || !verb.dub.is_empty() {
+        if verb.amd.is_some() || !verb.dub.is_empty() {
             tracing::warn!(call_sid = %call.sid,
-                "confirmHook, amd and dub are not run by this build; the dial goes on without them");
+                "amd and dub are not run by this build; the dial goes on without them");
         }
         let dial = match Dial::new(now, targets, options) {
             Ok(d) => d,
@@ -826,13 +866,19 @@ impl Core {
             }
         }
         call.refer_hook = verb.refer_hook.clone();
+        let capture = dtmf::Captures::of(&verb, forks.len());
+        if capture.as_ref().is_some_and(|c| c.parent_wanted()) {
+            self.tap_dtmf(call, LegId(0), true);
+        }
         call.step = Step::Dial(Box::new(DialRun {
             dial,
             verb,
+            per_fork: forks.iter().any(|f| f.confirm_hook.is_some()),
             forks,
             bridged: None,
             port: None,
             leg_of: None,
+            capture,
         }));
         self.drain_dial(now, call);
     }
@@ -962,6 +1008,7 @@ impl Core {
                     }
                     // The dialog layer ACKed the 2xx already.
                     Action::AckAndBye { fork } | Action::Bye { fork } => {
+                        run.forks[fork.0].screen = None;
                         let why = call.cdr.hangup.unwrap_or(Hangup::system(Cause::TimeLimit));
                         run.forks[fork.0].cdr.hung_up(why);
                         if let Some(d) = run.forks[fork.0].dialog.take() {
@@ -969,8 +1016,7 @@ impl Core {
                         }
                     }
                     Action::RunConfirm { fork } => {
-                        // confirmHook is not run by this build (no target asks for it).
-                        feedback.push(DialEvent::Confirmed { fork });
+                        feedback.extend(self.start_confirm(call, &mut run, fork.0));
                     }
                     Action::RingCaller {
                         status,
@@ -987,7 +1033,8 @@ impl Core {
                         run.bridged = Some(fork.0);
                         // Another fork's early SDP came after the winner's (a 200 without SDP
                         // answers with the 183's): point the leg back at the winner.
-                        if run.leg_of != Some(fork.0)
+                        if !run.per_fork
+                            && run.leg_of != Some(fork.0)
                             && let Some(n) = &run.forks[fork.0].negotiated
                         {
                             self.update_leg(call, FORK_LEG, n);
@@ -996,7 +1043,7 @@ impl Core {
                         self.post_media(MediaCommand::Bridge {
                             call_id: call.media_id(),
                             a: LegId(0),
-                            b: FORK_LEG,
+                            b: run.leg_for(fork.0),
                         });
                     }
                     Action::ForkStatus {
@@ -1046,6 +1093,20 @@ impl Core {
                 call_id: call.media_id(),
                 leg: Some(FORK_LEG),
             });
+        }
+        for (i, _) in run
+            .forks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.port.is_some())
+        {
+            self.post_media(MediaCommand::Destroy {
+                call_id: call.media_id(),
+                leg: Some(fork_leg(i)),
+            });
+        }
+        if run.capture.as_ref().is_some_and(|c| c.parent_wanted()) {
+            self.tap_dtmf(call, LegId(0), false);
         }
         self.forget_forks(&run);
         let result = outcome.result;
@@ -1112,11 +1173,24 @@ impl Core {
             self.look_up(call.key, run.forks[i].info.call_sid, sip.clone());
             return Ok(());
         }
-        let port = match run.port {
+        let existing = if run.per_fork {
+            run.forks[i].port
+        } else {
+            run.port
+        };
+        let port = match existing {
             Some(p) => p,
             None => {
-                let p = self.create_leg(&call.media_id(), FORK_LEG).ok_or(503u16)?;
-                run.port = Some(p);
+                let leg = run.leg_for(i);
+                let p = self.create_leg(&call.media_id(), leg).ok_or(503u16)?;
+                if run.per_fork {
+                    run.forks[i].port = Some(p);
+                } else {
+                    run.port = Some(p);
+                }
+                if run.capture.as_ref().is_some_and(|c| c.child_wanted()) {
+                    self.tap_dtmf(call, leg, true);
+                }
                 p
             }
         };
@@ -1244,14 +1318,14 @@ impl Core {
     ) {
         let early = early_from.and_then(|f| run.forks.get(f.0).map(|l| (f.0, l)));
         match early.and_then(|(i, l)| Some((i, l.negotiated.clone()?))) {
-            Some((i, n)) if status == 183 && run.leg_of == Some(i) => {
+            Some((i, n)) if status == 183 && run.media_leg(i).is_some() => {
                 let Some(body) = self.caller_answer(call, Some(&n)) else {
                     return;
                 };
                 self.post_media(MediaCommand::Bridge {
                     call_id: call.media_id(),
                     a: LegId(0),
-                    b: FORK_LEG,
+                    b: run.leg_for(i),
                 });
                 self.reply_caller(
                     now,
@@ -1302,6 +1376,7 @@ impl Core {
             // The shared leg's counters are those of the fork it last carried.
             let media = run
                 .port
+                .or(f.port)
                 .and(run.media_leg(i))
                 .map(|leg| (call.media_id(), leg));
             sink.leg(Record::new(leg, now, Anchor::process()), media);
@@ -1366,7 +1441,9 @@ impl Core {
         };
         // Once a fork is bridged, the shared leg is its alone (a loser's late 200 is only
         // ACKed and hung up).
-        if run.bridged.is_none_or(|b| b == i) {
+        if run.per_fork {
+            self.update_leg(call, fork_leg(i), &n);
+        } else if run.bridged.is_none_or(|b| b == i) {
             self.update_leg(call, FORK_LEG, &n);
             run.leg_of = Some(i);
         }
@@ -1516,6 +1593,12 @@ impl Core {
                 core.feed_dial(now, call, |_, _, run| {
                     run.forks[i].cdr.hung_up(hangup);
                     run.forks[i].dialog = None;
+                    if run.forks[i].screen.take().is_some() {
+                        return Some(DialEvent::ConfirmDeclined {
+                            fork: ForkId(i),
+                            by_callee: true,
+                        });
+                    }
                     (run.bridged == Some(i)).then_some(DialEvent::BridgeEnded { by_callee: true })
                 });
             }
@@ -1546,6 +1629,9 @@ impl Core {
             }
             if (method == Method::INVITE || method == Method::UPDATE) && !request.body.is_empty() {
                 return core.on_reoffer(now, call, leg, key, &request);
+            }
+            if method == Method::INFO {
+                return core.on_info(now, call, leg, key, &request);
             }
             // Refreshes without SDP, INFO, OPTIONS, MESSAGE: accepted here; a refresh keeps
             // our description.
@@ -1787,6 +1873,7 @@ impl Core {
                     });
                 }
             }
+            CallUpdate::Dtmf(d) => self.send_dtmf(call, leg, &d),
             other => {
                 tracing::warn!(call_sid = %call.sid, update = ?other,
                     "REST update not carried out by this build");
@@ -1804,6 +1891,9 @@ impl Core {
             MediaEvent::Error { leg, error, .. } => {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
             }
+            MediaEvent::Digit {
+                leg, digit, source, ..
+            } => self.on_media_digit(now, call, leg, digit, source),
             _ => {}
         }
     }

@@ -120,7 +120,7 @@ const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
 const QUEUE: usize = 4096;
 
 /// Methods we answer, for Allow.
-const ALLOW: [Method; 8] = [
+const ALLOW: [Method; 9] = [
     Method::INVITE,
     Method::ACK,
     Method::CANCEL,
@@ -129,6 +129,7 @@ const ALLOW: [Method; 8] = [
     Method::PRACK,
     Method::UPDATE,
     Method::REFER,
+    Method::INFO,
 ];
 
 /// What comes back to the B2BUA task from elsewhere

@@ -6,15 +6,17 @@
 //! callee whose media is a UDP socket of the test receives what REST sends. The webhook
 //! receiver plays the control app and counts the dtmfHook's hits. Needs `sipp`.
 
-use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use dsp::g711::Law;
+use media::telephone_event::EventPayload;
 
 use serde_json::{Value, json};
 
 mod common;
-use common::free_udp_port;
 use common::http::{Hit, Receiver};
+use common::rtp::{self, PT_EVENT, Received, RtpPeer, Stream};
 use common::serve::{
     CALLED, HOOK_WAIT, Serve, TOKEN, assert_signed, callee, dial, serve_with_app, sip_target,
 };
@@ -169,52 +171,25 @@ fn rfc4733_keys_of_both_legs_hit_the_dtmf_hook() {
     );
 }
 
-/// One RFC 4733 press as received: event code, end seen, duration in ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Press {
-    event: u8,
-    duration: u16,
-}
-
-/// Reads RTP from `socket` until `n` presses have ended (bounded): the telephone-event
-/// payload type's packets, grouped by timestamp.
-fn receive_presses(socket: &UdpSocket, pt: u8, n: usize) -> Vec<Press> {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut ended: Vec<(u32, Press)> = Vec::new();
-    let mut buf = [0u8; 2048];
-    while ended.len() < n {
-        assert!(Instant::now() < deadline, "only {ended:?} within 10 s");
-        let Ok(len) = socket.recv(&mut buf) else {
-            continue;
-        };
-        let p = &buf[..len];
-        if len < 16 || p[0] >> 6 != 2 || p[1] & 0x7f != pt {
-            continue;
-        }
-        let cc = usize::from(p[0] & 0x0f);
-        let payload = &p[12 + 4 * cc..];
-        let timestamp = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-        let end = payload[1] & 0x80 != 0;
-        if end && !ended.iter().any(|(t, _)| *t == timestamp) {
-            ended.push((
-                timestamp,
-                Press {
-                    event: payload[0],
-                    duration: u16::from_be_bytes([payload[2], payload[3]]),
-                },
-            ));
+/// The RFC 4733 presses among `packets`, in order: `(event, duration in ticks)` of each end
+/// packet, its repeats (same timestamp) counted once.
+fn presses(packets: &[Received]) -> Vec<(u8, u16)> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for p in packets.iter().filter(|p| p.pt == PT_EVENT) {
+        let e = EventPayload::decode(&p.payload).expect("a telephone-event payload");
+        if e.end && !seen.contains(&p.ts) {
+            seen.push(p.ts);
+            out.push((e.event, e.duration));
         }
     }
-    ended.into_iter().map(|(_, p)| p).collect()
+    out
 }
 
 #[test]
 fn rest_dtmf_reaches_the_leg_as_rfc4733_events_in_order() {
-    let rtp = UdpSocket::bind(("127.0.0.1", free_udp_port())).expect("bind rtp");
-    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
     let mut bob = dtmf_callee("bob", "callee_rtp", 0, &["-key", "rtp_port", &rtp_port]);
     let (hooks, serve) = serve_with_app(
         "dtmf-rest",
@@ -233,28 +208,66 @@ fn rest_dtmf_reaches_the_leg_as_rfc4733_events_in_order() {
         r#"{"dtmf":{"digit":"9","duration":400}}"#,
     );
     assert_eq!(code, 202, "{body}");
-    let presses = receive_presses(&rtp, 101, 3);
-    // 250 ms (jambonz's default) and 400 ms at 8 kHz.
+    // Three keys of at most 400 ms with 60 ms gaps: all sent well within 3 s.
+    let received = rtp.receive_for(Duration::from_secs(3));
+    // 250 ms (jambonz's default) and 400 ms at 8 kHz; # is event 11.
     assert_eq!(
-        presses,
-        [
-            Press {
-                event: 1,
-                duration: 2000
-            },
-            Press {
-                event: 11,
-                duration: 2000
-            },
-            Press {
-                event: 9,
-                duration: 3200
-            },
-        ],
+        presses(&received),
+        [(1, 2000), (11, 2000), (9, 3200)],
         "{}",
         serve.log_tail()
     );
     serve.finish(&mut [&mut alice, &mut bob]);
+}
+
+#[test]
+fn in_band_keys_of_the_caller_hit_the_dtmf_hook() {
+    // The caller's audio carries the tones of 1 and 2 (Q.24 levels, 100 ms each, 100 ms apart)
+    // in PCMU, no telephone-event: the tap on its leg hears them.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dtmf-inband");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pcm = rtp::silence(200);
+    pcm.extend(rtp::dtmf("12", 100, 100));
+    pcm.extend(rtp::silence(200));
+    let pcap = dir.join("keys-12.pcap");
+    rtp::write_pcap(&pcap, &Stream::new(0x1234).audio(&pcm, Law::Ulaw));
+    let scenario = rtp::pcap_scenario(&dtmf_scenario("caller_pcap"), &pcap, &dir);
+    let mut bob = callee("bob", "answer", 1, 0, &[]);
+    let (hooks, serve) = serve_with_app(
+        "dtmf-inband",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({
+                "actionHook": "/action",
+                "dtmfCapture": {"parentCall": ["12"]},
+                "dtmfHook": "/dtmf",
+            }),
+        ),
+    );
+    let mut alice = Sipp::caller(
+        "caller",
+        serve.sip,
+        Run {
+            scenario: &scenario,
+            calls: 1,
+            pause_ms: 1500,
+            extra: &["-s", CALLED],
+        },
+    );
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let a_leg = caller_sid(&hooks);
+    let hits = dtmf_hits_after(&serve, &hooks);
+    assert_eq!(
+        matches_of(&hits),
+        [("12".to_string(), a_leg, None)],
+        "{}",
+        serve.log_tail()
+    );
+    let metrics = serve.metrics();
+    assert!(
+        metrics.contains("dialplane_dtmf_digits_total{source=\"inband\"} 2"),
+        "two presses in band:\n{metrics}"
+    );
 }
 
 /// The screening app of the confirm tests: one key, reported to `/screened`.

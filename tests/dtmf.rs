@@ -18,7 +18,8 @@ mod common;
 use common::http::{Hit, Receiver};
 use common::rtp::{self, PT_EVENT, Received, RtpPeer, Stream};
 use common::serve::{
-    CALLED, HOOK_WAIT, Serve, TOKEN, assert_signed, callee, dial, serve_with_app, sip_target,
+    CALLED, HOOK_WAIT, Serve, TOKEN, assert_signed, callee, caller, dial, serve_with_app,
+    sip_target,
 };
 use common::sipp::{Run, Sipp};
 
@@ -355,5 +356,41 @@ fn callee_hanging_up_while_screened_is_declined_and_another_fork_wins() {
         carol_states.ends_with(&["in-progress".to_string(), "completed".to_string()]),
         "{carol_states:?}"
     );
+    serve.wait_idle();
+}
+
+#[test]
+fn screening_app_hanging_up_declines_the_callee() {
+    // The screening app pauses a second, then hangs up: bob gets a BYE, the dial fails with
+    // 603 and the app (nothing after the dial) hangs up the caller.
+    let mut bob = callee("bob", "answer", 1, 0, &[]);
+    let (hooks, serve) = serve_with_app(
+        "dtmf-screen-hangup",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "confirmHook": "/confirm"}),
+        ),
+    );
+    hooks.answer(
+        "/confirm",
+        &json!([{"verb": "pause", "length": 1}, {"verb": "hangup"}]),
+    );
+    let mut alice = caller(&serve, "wait_bye", 0);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let action = hooks.wait("/action", "the dial's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(
+        action[0].json["dial_call_status"], "failed",
+        "{}",
+        action[0].body
+    );
+    assert_eq!(action[0].json["dial_sip_status"], 603);
+    assert!(
+        bob.log().iter().any(|l| l.starts_with("BYE ")),
+        "{:?}",
+        bob.log()
+    );
+    assert!(alice.log().iter().any(|l| l == "BYE"), "{:?}", alice.log());
     serve.wait_idle();
 }

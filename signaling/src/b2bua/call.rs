@@ -126,6 +126,15 @@ impl DialRun {
         (self.leg_of == Some(i)).then_some(FORK_LEG)
     }
 
+    /// Our RTP port towards fork `i`, once its leg exists.
+    fn port_of(&self, i: usize) -> Option<u16> {
+        if self.per_fork {
+            self.forks[i].port
+        } else {
+            self.port
+        }
+    }
+
     /// The leg fork `i`'s SDP goes to and the caller is bridged with.
     fn leg_for(&self, i: usize) -> LegId {
         if self.per_fork { fork_leg(i) } else { FORK_LEG }
@@ -1173,12 +1182,7 @@ impl Core {
             self.look_up(call.key, run.forks[i].info.call_sid, sip.clone());
             return Ok(());
         }
-        let existing = if run.per_fork {
-            run.forks[i].port
-        } else {
-            run.port
-        };
-        let port = match existing {
+        let port = match run.port_of(i) {
             Some(p) => p,
             None => {
                 let leg = run.leg_for(i);
@@ -1375,8 +1379,7 @@ impl Core {
             };
             // The shared leg's counters are those of the fork it last carried.
             let media = run
-                .port
-                .or(f.port)
+                .port_of(i)
                 .and(run.media_leg(i))
                 .map(|leg| (call.media_id(), leg));
             sink.leg(Record::new(leg, now, Anchor::process()), media);
@@ -1680,7 +1683,7 @@ impl Core {
             ),
             Leg::Fork(i) => match &call.step {
                 Step::Dial(run) => (
-                    run.port.unwrap_or(0),
+                    run.port_of(i).unwrap_or(0),
                     run.forks[i].negotiated.as_ref().map(codecs_of),
                     run.media_leg(i),
                 ),
@@ -1712,7 +1715,11 @@ impl Core {
         let other = match (leg, &call.step) {
             (Leg::Caller, Step::Dial(run)) => run.bridged.and_then(|i| {
                 let f = &run.forks[i];
-                Some((f.dialog?, run.port?, f.negotiated.as_ref().map(codecs_of)?))
+                Some((
+                    f.dialog?,
+                    run.port_of(i)?,
+                    f.negotiated.as_ref().map(codecs_of)?,
+                ))
             }),
             (Leg::Fork(_), _) => call
                 .dialog
@@ -1755,7 +1762,12 @@ impl Core {
                     .map(|(_, n)| local(call.key, core.svc.media_ip, call.port, codecs_of(n))),
                 Leg::Fork(i) => match &call.step {
                     Step::Dial(run) => run.forks[i].negotiated.as_ref().and_then(|n| {
-                        Some(local(call.key, core.svc.media_ip, run.port?, codecs_of(n)))
+                        Some(local(
+                            call.key,
+                            core.svc.media_ip,
+                            run.port_of(i)?,
+                            codecs_of(n),
+                        ))
                     }),
                     _ => None,
                 },

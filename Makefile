@@ -2,12 +2,12 @@
 # Each installs the Debian packages it needs when they are missing, then builds with cargo.
 
 # Build and link: pkg-config + libspandsp-dev (the benches compare against spandsp's DTMF
-# receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
+# receiver). Tests: espeak-ng and sox (with libsox-fmt-mp3 for the MP3 files) make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
 # fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS (SIPp
 # itself is built without TLS in Debian).
 APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio \
-  kamailio-tls-modules
+  kamailio-tls-modules libsox-fmt-mp3
 CARGO ?= cargo
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial bench-reload

@@ -19,7 +19,8 @@ fn ms(sample: u64) -> u64 {
 
 fn read(file: &Path) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let samples = signaling::wav::decode_8k(&bytes).with_context(|| file.display().to_string())?;
+    let samples =
+        signaling::media_files::decode_8k(&bytes).with_context(|| file.display().to_string())?;
     tracing::debug!(
         file = %file.display(),
         seconds = samples.len() as f32 / RATE as f32,

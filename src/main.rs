@@ -173,6 +173,16 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The audio decoder logs what it then returns as an error (which we report): once is enough.
+    let filter = [
+        "symphonia_core",
+        "symphonia_format_riff",
+        "symphonia_bundle_mp3",
+    ]
+    .into_iter()
+    .fold(filter, |f, target| {
+        f.add_directive(format!("{target}=off").parse().expect("a valid directive"))
+    });
     // stdout carries the JSON results; logs go to stderr.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -6,19 +6,23 @@
 //! The filter is linear-phase, so the output lags the input by a constant
 //! [`Resampler::output_delay`] output samples.
 //!
-//! [`resample`] converts a whole signal at once (WAV files on the CLI) and removes that delay,
-//! so output sample `i` sits at input time `i · from / to`.
+//! [`resample`] converts a whole signal at once (WAV and MP3 files) and removes that delay,
+//! so output sample `i` sits at input time `i · from / to`. It also takes the rates files come
+//! in (44.1 kHz, 22.05 kHz, ...): any rate in [`FILE_RATES`].
 
 use rubato::{FftFixedInOut, Resampler as _};
 
 /// The sample rates supported, in Hz.
 pub const RATES: [u32; 4] = [8000, 16000, 24000, 48000];
 
+/// The rates [`resample`] converts between, in Hz: what audio files use.
+pub const FILE_RATES: std::ops::RangeInclusive<u32> = 4000..=192_000;
+
 /// Why a conversion could not be set up or run
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResampleError {
-    /// A rate outside [`RATES`].
-    #[error("unsupported sample rate {0} Hz (supported: 8000, 16000, 24000, 48000)")]
+    /// A rate outside [`RATES`] (streaming) or [`FILE_RATES`] (whole signals).
+    #[error("unsupported sample rate {0} Hz")]
     UnsupportedRate(u32),
     /// The caller's output buffer cannot hold what this call produces; nothing was consumed.
     #[error("output buffer holds {available} samples, {needed} needed")]
@@ -83,13 +87,36 @@ impl Resampler {
     pub fn new(from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
         check_rate(from_hz)?;
         check_rate(to_hz)?;
-        let chunk_in = from_hz as usize / 100;
-        let chunk_out = to_hz as usize / 100;
+        // Every supported rate is a multiple of 8 kHz, so 10 ms is a whole number of the
+        // resampler's minimum chunks.
+        Self::with_chunks(from_hz, to_hz, from_hz as usize / 100, to_hz as usize / 100)
+    }
+
+    /// A converter between any two rates of [`FILE_RATES`], with the smallest chunks that hold
+    /// a whole number of both periods and last at least 10 ms (20 ms from 22.05 kHz, ...)
+    fn for_file(from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
+        for hz in [from_hz, to_hz] {
+            if !FILE_RATES.contains(&hz) {
+                return Err(ResampleError::UnsupportedRate(hz));
+            }
+        }
+        let g = gcd(from_hz, to_hz) as usize;
+        let (min_in, min_out) = (from_hz as usize / g, to_hz as usize / g);
+        let k = (from_hz as usize / 100).div_ceil(min_in).max(1);
+        Self::with_chunks(from_hz, to_hz, min_in * k, min_out * k)
+    }
+
+    fn with_chunks(
+        from_hz: u32,
+        to_hz: u32,
+        chunk_in: usize,
+        chunk_out: usize,
+    ) -> Result<Self, ResampleError> {
         let inner = if from_hz == to_hz {
             None
         } else {
-            // Every supported rate is a multiple of 8 kHz, so 10 ms is a whole number of the
-            // resampler's minimum chunks and it keeps exactly the chunk sizes asked for.
+            // The chunks are whole multiples of the rates' common period, so the resampler
+            // keeps exactly the sizes asked for.
             let r = FftFixedInOut::<f32>::new(from_hz as usize, to_hz as usize, chunk_in, 1)
                 .map_err(|_| ResampleError::Internal)?;
             if r.input_frames_next() != chunk_in || r.output_frames_next() != chunk_out {
@@ -118,12 +145,12 @@ impl Resampler {
         self.to_hz
     }
 
-    /// Input samples in one 10 ms chunk
+    /// Input samples in one chunk (10 ms from [`Resampler::new`])
     pub fn input_chunk(&self) -> usize {
         self.chunk_in
     }
 
-    /// Output samples in one 10 ms chunk
+    /// Output samples in one chunk (10 ms from [`Resampler::new`])
     pub fn output_chunk(&self) -> usize {
         self.chunk_out
     }
@@ -196,14 +223,22 @@ impl Resampler {
     }
 }
 
-/// Converts a whole signal from `from_hz` to `to_hz`, compensating the filter delay
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Converts a whole signal from `from_hz` to `to_hz` (both in [`FILE_RATES`]), compensating the
+/// filter delay
 ///
 /// The result has `round(input.len() · to / from)` samples and output sample `i` lies at input
 /// time `i · from / to` (the input is taken as silent beyond its ends). Empty input gives an
 /// empty output.
 pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, ResampleError> {
-    let mut r = Resampler::new(from_hz, to_hz)?;
-    // u128: no slice length times 48000 can overflow it.
+    let mut r = Resampler::for_file(from_hz, to_hz)?;
+    // u128: no slice length times 192000 can overflow it.
     let (from, to) = (u128::from(from_hz), u128::from(to_hz));
     let len = usize::try_from((input.len() as u128 * to + from / 2) / from)
         .map_err(|_| ResampleError::Internal)?;
@@ -273,10 +308,34 @@ mod tests {
                 Resampler::new(bad, 8000).unwrap_err(),
                 ResampleError::UnsupportedRate(bad)
             );
+        }
+        for bad in [0, 1, 3999, 192_001, u32::MAX] {
             assert_eq!(
                 resample(&[0.0; 10], 8000, bad).unwrap_err(),
                 ResampleError::UnsupportedRate(bad)
             );
+        }
+    }
+
+    #[test]
+    fn file_rates_to_8k_keep_level_frequency_and_alignment() {
+        for from in [11025, 22050, 32000, 44100, 96000, 44101] {
+            let y = resample(&sine(1000.0, 0.5, from, from as usize), from, 8000).unwrap();
+            assert_eq!(y.len(), 8000, "{from}");
+            // Correlation with 1 kHz at 8 kHz: a wrong frequency would average away, a shift
+            // shows as phase. rubato reports the filter's delay in whole output samples, so up
+            // to half a sample (62 µs) is left: nothing a listener hears.
+            let (mut s, mut c) = (0.0f32, 0.0f32);
+            for (i, v) in y.iter().enumerate().take(7600).skip(400) {
+                let t = 2.0 * PI * 1000.0 * i as f32 / 8000.0;
+                s += v * t.sin();
+                c += v * t.cos();
+            }
+            let amp = 2.0 * s.hypot(c) / 7200.0;
+            let phase = c.atan2(s);
+            eprintln!("{from} Hz -> 8 kHz: amplitude {amp:.4}, phase {phase:.4} rad");
+            assert!((amp / 0.5 - 1.0).abs() < 0.01, "{from}: amplitude {amp}");
+            assert!(phase.abs() <= 2.0 * PI / 8.0 / 2.0, "{from}: phase {phase}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! SIP signaling, call control and configuration for dialplane
 //!
-//! For now: [`config`], the one configuration file, [`wav`], WAV files in and out, and the pure
+//! For now: [`config`], the one configuration file, [`wav`], WAV files out, [`media_files`]
+//! (audio files fetched, decoded and cached as 8 kHz PCM for dialMusic and dub), and the pure
 //! modules of the SIP core: [`message`] (the SIP codec), [`sdp`] (session descriptions,
 //! offer/answer), [`auth`] (digest authentication with stateless nonces), [`transaction`]
 //! (RFC 3261 §17 transactions with an injected clock), [`dialog`] (dialogs above them: forking,
@@ -28,6 +29,7 @@ pub mod dialog;
 pub mod dns;
 pub mod dtmf_capture;
 pub mod gateways;
+pub mod media_files;
 pub mod message;
 pub mod options;
 pub mod payload;

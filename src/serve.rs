@@ -225,6 +225,7 @@ async fn serve(
         webhooks,
         seed: rand_seed(),
         cdr: cdr.as_ref().map(signaling::cdr::Writer::sink),
+        media_files: signaling::media_files::MediaFiles::new(Default::default())?,
     };
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);
     let (mut b2bua, control) = b2bua::start(transports, inbound, media_events, services, drain_rx)?;

@@ -394,3 +394,49 @@ fn screening_app_hanging_up_declines_the_callee() {
     assert!(alice.log().iter().any(|l| l == "BYE"), "{:?}", alice.log());
     serve.wait_idle();
 }
+
+#[test]
+fn screening_app_plays_a_file_to_the_callee_then_bridges() {
+    // The screening app plays a 1 kHz WAV (by path) to bob, whose media is the test's socket;
+    // once media reports the play done the app is over and bob is bridged.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dtmf-screen-play");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("prompt.wav");
+    rtp::write_wav(&wav, &rtp::tone(1000.0, 800, 0.5));
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
+    let mut bob = dtmf_callee("bob", "callee_rtp", 0, &["-key", "rtp_port", &rtp_port]);
+    let (hooks, serve) = serve_with_app(
+        "dtmf-screen-play",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true, "confirmHook": "/confirm"}),
+        ),
+    );
+    hooks.answer(
+        "/confirm",
+        &json!([{"verb": "play", "url": wav.to_str().unwrap()}]),
+    );
+    let mut alice = dtmf_caller(&serve, "caller", 500);
+    // The prompt lasts 0.8 s; the caller sends no media, so bob hears nothing else.
+    let received = rtp.receive_for(Duration::from_secs(3));
+    serve.finish(&mut [&mut alice, &mut bob]);
+    let heard = rtp::decode(&received);
+    // Most of the 6400 samples arrived, and they are the tone (0.5 of full scale).
+    assert!(
+        heard.len() >= 6000,
+        "{} samples\n{}",
+        heard.len(),
+        serve.log_tail()
+    );
+    let level = rtp::tone_amplitude(&heard[..6000], 1000.0);
+    assert!(level > 0.3, "1 kHz at {level}");
+    let action = hooks.wait("/action", "the dial's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(action[0].json["dial_call_status"], "completed");
+    let confirm = hooks.hits("/confirm");
+    assert_eq!(action[0].json["dial_call_sid"], confirm[0].json["call_sid"]);
+    assert!(alice.log().iter().any(|l| l == "200"), "{:?}", alice.log());
+    serve.wait_idle();
+}

@@ -56,6 +56,8 @@ pub enum Verb {
     SipDecline(SipDecline),
     /// `gather` of DTMF keys (run by confirmHook screening apps).
     Gather(Gather),
+    /// `play` of an audio file (run by confirmHook screening apps).
+    Play(Play),
     /// A verb this build does not execute, kept for a log line.
     Unsupported {
         /// Its name, e.g. `say`.
@@ -75,6 +77,7 @@ impl Verb {
             Verb::Answer(_) => "answer",
             Verb::SipDecline(_) => "sip:decline",
             Verb::Gather(_) => "gather",
+            Verb::Play(_) => "play",
             Verb::Unsupported { name, .. } => name,
         }
     }
@@ -181,6 +184,7 @@ fn parse_verb(index: usize, item: Value) -> Result<Verb, VerbError> {
         "sip:decline" => decode::<SipDecline>(attrs)
             .and_then(SipDecline::checked)
             .map(Verb::SipDecline),
+        "play" => decode(attrs).map(Verb::Play),
         "gather" => decode::<Gather>(attrs)
             .and_then(Gather::checked)
             .map(Verb::Gather),
@@ -929,6 +933,16 @@ pub struct Pause {
     pub id: Option<String>,
     /// Seconds to wait.
     pub length: u32,
+}
+
+/// `play`: a WAV or MP3 file by http(s) URL or path, once
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Play {
+    /// jambonz's verb id.
+    pub id: Option<String>,
+    /// Where the file is.
+    pub url: String,
 }
 
 /// `gather` of DTMF keys: until `numDigits` keys, `finishOnKey`, or `timeout` seconds without

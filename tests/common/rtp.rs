@@ -52,7 +52,7 @@ pub fn speech(text: &str, dir: &Path) -> Vec<i16> {
         .args(["-r", "8000", "-c", "1", "-b", "16"])
         .arg(&at8k));
     let bytes = std::fs::read(&at8k).expect("sox output");
-    to_i16(&signaling::wav::decode_8k(&bytes).expect("8 kHz WAV from sox"))
+    to_i16(&signaling::media_files::decode_8k(&bytes).expect("8 kHz WAV from sox"))
 }
 
 fn run(cmd: &mut Command) {

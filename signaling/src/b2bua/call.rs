@@ -1906,6 +1906,7 @@ impl Core {
             MediaEvent::Digit {
                 leg, digit, source, ..
             } => self.on_media_digit(now, call, leg, digit, source),
+            MediaEvent::PlayDone { leg, .. } => self.on_play_done(now, call, leg),
             _ => {}
         }
     }

@@ -87,6 +87,8 @@ pub struct Services {
     pub seed: u64,
     /// Where each leg's CDR goes, when `[cdr]` asks for them.
     pub cdr: Option<crate::cdr::Sink>,
+    /// Audio files (fetched, decoded, cached) that calls play.
+    pub media_files: crate::media_files::MediaFiles,
 }
 
 impl std::fmt::Debug for Services {
@@ -143,6 +145,12 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
+    /// An audio file a fork's screening app plays was fetched and decoded (or not).
+    ScreenAudio {
+        call: u64,
+        fork: CallSid,
+        result: Result<Arc<[i16]>, crate::media_files::MediaFileError>,
+    },
     /// A fork's Request-URI was looked up in DNS.
     Resolved {
         call: u64,
@@ -508,6 +516,9 @@ impl Core {
                 uri,
                 result,
             } => self.with_call(call, |core, c| core.on_resolved(now, c, fork, &uri, result)),
+            Msg::ScreenAudio { call, fork, result } => {
+                self.with_call(call, |core, c| core.on_screen_audio(now, c, fork, result))
+            }
         }
     }
 

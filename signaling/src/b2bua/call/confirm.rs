@@ -2,17 +2,23 @@
 //!
 //! When a fork with a confirmHook answers, the dial asks for [`Action::RunConfirm`]
 //! (crate::dial::Action::RunConfirm): the hook is POSTed the fork's call info and answers with
-//! verbs, run here on that callee's own media leg while the other forks keep ringing: `pause`,
-//! `gather` of DTMF keys (numDigits, finishOnKey, timeout; its actionHook is POSTed `{digits,
+//! verbs, run here on that callee's own media leg while the other forks keep ringing: `play`
+//! (a file through [`crate::media_files`], played into the leg until media reports it done),
+//! `pause`, `gather` of DTMF keys (numDigits, finishOnKey, timeout; its actionHook is POSTed `{digits,
 //! reason}` and its verbs replace the rest of the screening app) and `hangup`. Other verbs are
 //! skipped with an error line. The app running out with the callee still there confirms the
 //! fork; `hangup`, a failed hook or the callee's BYE decline it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Call, Core, DialRun, HookPurpose, Step};
+use ::media::api::{Command as MediaCommand, LegId};
+
+use super::super::Msg;
+use super::{Call, Core, DialRun, HookPurpose, Leg, Step};
 use crate::dial::{Event as DialEvent, ForkId};
+use crate::media_files::MediaFileError;
 use crate::payload::{CallInfo, CallSid};
 use crate::verbs::{Gather, Verb};
 
@@ -27,6 +33,8 @@ enum State {
     WaitHook,
     /// `pause` until then.
     Pause(Instant),
+    /// `play`: fetching the file (false), then playing it until media says it is done.
+    Play { playing: bool },
     /// `gather`: the keys so far; the input ends at `deadline` without another key.
     Gather {
         gather: Gather,
@@ -39,7 +47,7 @@ impl Screening {
     /// Its timer: a pause's end or a gather's timeout.
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.state {
-            State::WaitHook => None,
+            State::WaitHook | State::Play { .. } => None,
             State::Pause(at) => Some(*at),
             State::Gather { deadline, .. } => Some(*deadline),
         }
@@ -94,7 +102,7 @@ impl Core {
         if !matches!(call.step, Step::Dial(_)) {
             return;
         }
-        self.feed_dial(now, call, |_, _, run| {
+        self.feed_dial(now, call, |core, call, run| {
             let i = run.forks.iter().position(|f| f.info.call_sid == fork)?;
             let s = run.forks[i].screen.as_mut()?;
             if !matches!(s.state, State::WaitHook) {
@@ -112,8 +120,64 @@ impl Core {
                     });
                 }
             }
-            screen_run(now, run, i)
+            core.screen_run(now, call, run, i)
         });
+    }
+
+    /// A screening app's file was fetched: played into the fork's leg, or skipped.
+    pub(in crate::b2bua) fn on_screen_audio(
+        &mut self,
+        now: Instant,
+        call: &mut Call,
+        fork: CallSid,
+        result: Result<Arc<[i16]>, MediaFileError>,
+    ) {
+        if !matches!(call.step, Step::Dial(_)) {
+            return;
+        }
+        self.feed_dial(now, call, |core, call, run| {
+            let i = run.forks.iter().position(|f| f.info.call_sid == fork)?;
+            let leg = run.media_leg(i);
+            let s = run.forks[i].screen.as_mut()?;
+            if !matches!(s.state, State::Play { playing: false }) {
+                return None;
+            }
+            match (result, leg) {
+                (Ok(samples), Some(leg)) if !samples.is_empty() => {
+                    s.state = State::Play { playing: true };
+                    core.post_media(MediaCommand::PlayPcm {
+                        call_id: call.media_id(),
+                        leg,
+                        samples,
+                        looped: false,
+                    });
+                    None
+                }
+                (result, _) => {
+                    if let Err(e) = result {
+                        tracing::warn!(call_sid = %fork, error = %e, "screening play skipped");
+                    }
+                    core.screen_run(now, call, run, i)
+                }
+            }
+        });
+    }
+
+    /// Media finished a play on `media_leg`: a screening app playing there goes on.
+    pub(super) fn on_play_done(&mut self, now: Instant, call: &mut Call, media_leg: LegId) {
+        let Some(Leg::Fork(i)) = super::dtmf::leg_of_media(call, media_leg) else {
+            return;
+        };
+        let Step::Dial(run) = &call.step else { return };
+        let playing = run.forks[i]
+            .screen
+            .as_ref()
+            .is_some_and(|s| matches!(s.state, State::Play { playing: true }));
+        if playing {
+            self.feed_dial(now, call, |core, call, run| {
+                core.screen_run(now, call, run, i)
+            });
+        }
     }
 
     /// A key from fork `i` while its screening app runs: the app's (true), or not (false: no
@@ -174,7 +238,7 @@ impl Core {
             self.feed_dial(now, call, |core, call, run| {
                 let s = run.forks[i].screen.as_mut()?;
                 match s.state {
-                    State::Pause(at) if at <= now => screen_run(now, run, i),
+                    State::Pause(at) if at <= now => core.screen_run(now, call, run, i),
                     State::Gather { deadline, .. } if deadline <= now => {
                         core.gather_done(now, call, run, i, "timeout")
                     }
@@ -201,7 +265,7 @@ impl Core {
         };
         tracing::debug!(call_sid = %f.info.call_sid, %digits, reason, "screening gather done");
         let Some(hook) = gather.action_hook else {
-            return screen_run(now, run, i);
+            return self.screen_run(now, call, run, i);
         };
         let payload = GatherPayload {
             call: f.info.clone(),
@@ -212,44 +276,64 @@ impl Core {
         self.send_hook(call, &hook, Some(purpose), payload);
         None
     }
-}
 
-/// Runs fork `i`'s screening verbs until one waits; the dial event when the app is over.
-fn screen_run(now: Instant, run: &mut DialRun, i: usize) -> Option<DialEvent> {
-    let fork = ForkId(i);
-    let f = &mut run.forks[i];
-    let s = f.screen.as_mut()?;
-    loop {
-        match s.verbs.pop_front() {
-            None => {
-                f.screen = None;
-                tracing::debug!(call_sid = %f.info.call_sid, "screening done: confirmed");
-                return Some(DialEvent::Confirmed { fork });
-            }
-            Some(Verb::Pause(p)) => {
-                s.state = State::Pause(now + Duration::from_secs(p.length.into()));
-                return None;
-            }
-            Some(Verb::Gather(g)) => {
-                let deadline = now + Duration::from_secs(g.timeout.into());
-                s.state = State::Gather {
-                    gather: g,
-                    digits: String::new(),
-                    deadline,
-                };
-                return None;
-            }
-            Some(Verb::Hangup(_)) => {
-                f.screen = None;
-                tracing::debug!(call_sid = %f.info.call_sid, "screening app hung up: declined");
-                return Some(DialEvent::ConfirmDeclined {
-                    fork,
-                    by_callee: false,
-                });
-            }
-            Some(other) => {
-                tracing::error!(call_sid = %f.info.call_sid, verb = other.name(),
+    /// Runs fork `i`'s screening verbs until one waits; the dial event when the app is over.
+    fn screen_run(
+        &mut self,
+        now: Instant,
+        call: &Call,
+        run: &mut DialRun,
+        i: usize,
+    ) -> Option<DialEvent> {
+        let fork = ForkId(i);
+        let f = &mut run.forks[i];
+        let s = f.screen.as_mut()?;
+        loop {
+            match s.verbs.pop_front() {
+                None => {
+                    f.screen = None;
+                    tracing::debug!(call_sid = %f.info.call_sid, "screening done: confirmed");
+                    return Some(DialEvent::Confirmed { fork });
+                }
+                Some(Verb::Pause(p)) => {
+                    s.state = State::Pause(now + Duration::from_secs(p.length.into()));
+                    return None;
+                }
+                Some(Verb::Play(p)) => {
+                    s.state = State::Play { playing: false };
+                    let (files, msgs) = (self.svc.media_files.clone(), self.msgs_tx.clone());
+                    let (key, fork) = (call.key, f.info.call_sid);
+                    tokio::spawn(async move {
+                        let result = files.get(&p.url).await;
+                        let _ = msgs.send(Msg::ScreenAudio {
+                            call: key,
+                            fork,
+                            result,
+                        });
+                    });
+                    return None;
+                }
+                Some(Verb::Gather(g)) => {
+                    let deadline = now + Duration::from_secs(g.timeout.into());
+                    s.state = State::Gather {
+                        gather: g,
+                        digits: String::new(),
+                        deadline,
+                    };
+                    return None;
+                }
+                Some(Verb::Hangup(_)) => {
+                    f.screen = None;
+                    tracing::debug!(call_sid = %f.info.call_sid, "screening app hung up: declined");
+                    return Some(DialEvent::ConfirmDeclined {
+                        fork,
+                        by_callee: false,
+                    });
+                }
+                Some(other) => {
+                    tracing::error!(call_sid = %f.info.call_sid, verb = other.name(),
                     "verb not run in a screening app by this build, skipped");
+                }
             }
         }
     }

@@ -67,6 +67,17 @@ struct DtmfPayload {
     dtmf: String,
 }
 
+/// The leg of the call a media leg carries.
+pub(super) fn leg_of_media(call: &Call, media_leg: LegId) -> Option<Leg> {
+    match (&call.step, media_leg) {
+        (_, LegId(0)) => Some(Leg::Caller),
+        (Step::Dial(run), l) => (0..run.forks.len())
+            .find(|&i| run.media_leg(i) == Some(l))
+            .map(Leg::Fork),
+        _ => None,
+    }
+}
+
 impl Core {
     /// A digit from the media plane: which leg of the call pressed it.
     pub(super) fn on_media_digit(
@@ -77,13 +88,7 @@ impl Core {
         digit: char,
         source: DigitSource,
     ) {
-        let leg = match (&call.step, media_leg) {
-            (_, LegId(0)) => Some(Leg::Caller),
-            (Step::Dial(run), l) => (0..run.forks.len())
-                .find(|&i| run.media_leg(i) == Some(l))
-                .map(Leg::Fork),
-            _ => None,
-        };
+        let leg = leg_of_media(call, media_leg);
         let label = match source {
             DigitSource::Rfc4733 => "rfc4733",
             DigitSource::InBand => "inband",

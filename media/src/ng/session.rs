@@ -178,7 +178,7 @@ impl NgHandler {
     /// in `totals.managed` once their offer succeeds).
     fn dub_due(&self) -> bool {
         let every = u64::from(self.config.dub_every);
-        every > 0 && self.totals.managed % every == 0
+        every > 0 && self.totals.managed.is_multiple_of(every)
     }
 
     /// Calls in the table.

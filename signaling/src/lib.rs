@@ -28,6 +28,7 @@ pub mod create_call;
 pub mod dial;
 pub mod dialog;
 pub mod dns;
+pub mod dtmf_capture;
 pub mod gateways;
 pub mod media_files;
 pub mod message;

@@ -54,6 +54,10 @@ pub enum Verb {
     Answer(Answer),
     /// `sip:decline`: refuse the call with a final status.
     SipDecline(SipDecline),
+    /// `gather` of DTMF keys (run by confirmHook screening apps).
+    Gather(Gather),
+    /// `play` of an audio file (run by confirmHook screening apps).
+    Play(Play),
     /// A verb this build does not execute, kept for a log line.
     Unsupported {
         /// Its name, e.g. `say`.
@@ -72,6 +76,8 @@ impl Verb {
             Verb::Pause(_) => "pause",
             Verb::Answer(_) => "answer",
             Verb::SipDecline(_) => "sip:decline",
+            Verb::Gather(_) => "gather",
+            Verb::Play(_) => "play",
             Verb::Unsupported { name, .. } => name,
         }
     }
@@ -178,6 +184,10 @@ fn parse_verb(index: usize, item: Value) -> Result<Verb, VerbError> {
         "sip:decline" => decode::<SipDecline>(attrs)
             .and_then(SipDecline::checked)
             .map(Verb::SipDecline),
+        "play" => decode(attrs).map(Verb::Play),
+        "gather" => decode::<Gather>(attrs)
+            .and_then(Gather::checked)
+            .map(Verb::Gather),
         "" => Err("verb: must not be empty".to_string()),
         _ => Ok(Verb::Unsupported {
             name: name.clone(),
@@ -925,6 +935,58 @@ pub struct Pause {
     pub length: u32,
 }
 
+/// `play`: a WAV or MP3 file by http(s) URL or path, once
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Play {
+    /// jambonz's verb id.
+    pub id: Option<String>,
+    /// Where the file is.
+    pub url: String,
+}
+
+/// `gather` of DTMF keys: until `numDigits` keys, `finishOnKey`, or `timeout` seconds without
+/// a key
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Gather {
+    /// jambonz's verb id.
+    pub id: Option<String>,
+    /// What to listen for: only `digits` is gathered by this build.
+    #[serde(default)]
+    pub input: Vec<String>,
+    /// Gets `{digits, reason}` with the leg's call info; its verbs continue the app.
+    pub action_hook: Option<Hook>,
+    /// Keys that complete the input.
+    pub num_digits: Option<u32>,
+    /// A key that ends the input (not part of it).
+    pub finish_on_key: Option<String>,
+    /// Seconds to wait for the first key and between keys.
+    #[serde(default = "Gather::default_timeout")]
+    pub timeout: u32,
+}
+
+impl Gather {
+    fn default_timeout() -> u32 {
+        5
+    }
+
+    fn checked(self) -> Result<Self, String> {
+        if let Some(i) = self.input.iter().find(|i| *i != "digits" && *i != "speech") {
+            return Err(format!("input: {i:?} is neither \"digits\" nor \"speech\""));
+        }
+        if let Some(k) = &self.finish_on_key
+            && (k.chars().count() != 1 || !k.chars().all(|c| "0123456789*#ABCDabcd".contains(c)))
+        {
+            return Err(format!("finishOnKey: {k:?} is not one DTMF key"));
+        }
+        if self.num_digits == Some(0) {
+            return Err("numDigits: must be at least 1".into());
+        }
+        Ok(self)
+    }
+}
+
 /// `answer`
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1271,6 +1333,43 @@ mod tests {
         ] {
             let e = err(&json);
             assert!(e.starts_with(expected), "{json}\n  got:      {e}\n  expected: {expected}");
+        }
+    }
+
+    #[test]
+    fn gather_of_digits() {
+        let v = parse_app(
+            r##"[{"verb":"gather","input":["digits"],"numDigits":1,"finishOnKey":"#",
+                "timeout":8,"actionHook":"/screen"}]"##,
+        )
+        .unwrap();
+        let Verb::Gather(g) = &v[0] else {
+            panic!("{v:?}")
+        };
+        assert_eq!(g.num_digits, Some(1));
+        assert_eq!(g.finish_on_key.as_deref(), Some("#"));
+        assert_eq!(g.timeout, 8);
+        assert_eq!(g.action_hook.as_ref().unwrap().url, "/screen");
+        let Verb::Gather(g) = &parse_app(r#"[{"verb":"gather"}]"#).unwrap()[0] else {
+            panic!()
+        };
+        assert_eq!(g.timeout, 5, "jambonz's default");
+        for (json, expected) in [
+            (
+                r###"[{"verb":"gather","finishOnKey":"##"}]"###,
+                "verb 0 (gather): finishOnKey",
+            ),
+            (
+                r#"[{"verb":"gather","numDigits":0}]"#,
+                "verb 0 (gather): numDigits",
+            ),
+            (
+                r#"[{"verb":"gather","input":["fax"]}]"#,
+                "verb 0 (gather): input",
+            ),
+        ] {
+            let e = parse_app(json).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{json}: {e}");
         }
     }
 }

@@ -1,5 +1,8 @@
 //! One call: the caller's leg, its app, and the dial that is running (its forks' legs)
 
+mod confirm;
+mod dtmf;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +88,8 @@ pub(super) enum HookPurpose {
     Action,
     /// A referHook: the status for the REFER.
     Refer(DialogId),
+    /// A confirmHook or its gather's actionHook: the screening app of the fork with this sid.
+    Confirm(CallSid),
     /// An amd actionHook of the leg with this call_sid: verbs that replace the app.
     Amd(CallSid),
 }
@@ -119,13 +124,40 @@ struct DialRun {
     leg_of: Option<usize>,
     /// dialMusic and dub.
     audio: music::DialAudio,
+    /// Each fork has a media leg of its own ([`fork_leg`]): a confirmHook app talks to one
+    /// callee while others may still send early media.
+    per_fork: bool,
+    /// dtmfCapture, when the dial has it and a dtmfHook.
+    capture: Option<dtmf::Captures>,
 }
 
 impl DialRun {
-    /// The media leg of fork `i`: the shared one while it carries that fork's media.
+    /// The media leg of fork `i`: its own, or the shared one while it carries that fork's media.
     fn media_leg(&self, i: usize) -> Option<LegId> {
+        if self.per_fork {
+            return self.forks[i].port.map(|_| fork_leg(i));
+        }
         (self.leg_of == Some(i)).then_some(FORK_LEG)
     }
+
+    /// Our RTP port towards fork `i`, once its leg exists.
+    fn port_of(&self, i: usize) -> Option<u16> {
+        if self.per_fork {
+            self.forks[i].port
+        } else {
+            self.port
+        }
+    }
+
+    /// The leg fork `i`'s SDP goes to and the caller is bridged with.
+    fn leg_for(&self, i: usize) -> LegId {
+        if self.per_fork { fork_leg(i) } else { FORK_LEG }
+    }
+}
+
+/// Fork `i`'s own media leg in a dial with [`DialRun::per_fork`].
+fn fork_leg(i: usize) -> LegId {
+    LegId(1 + u32::try_from(i).unwrap_or(u32::MAX - 1))
 }
 
 /// One fork's leg
@@ -147,6 +179,12 @@ struct ForkLeg {
     /// For its CDR.
     cdr: Track,
     dns: ForkDns,
+    /// Our RTP port on its own media leg (dials with [`DialRun::per_fork`]).
+    port: Option<u16>,
+    /// Its confirmHook (the target's own, else the dial's).
+    confirm_hook: Option<Hook>,
+    /// Its screening app, while it runs.
+    screen: Option<confirm::Screening>,
 }
 
 /// A fork to a URI with a host name (RFC 3263)
@@ -227,6 +265,11 @@ impl Call {
                 .forks
                 .iter()
                 .filter_map(|f| f.route.as_ref()?.deadline())
+                .chain(
+                    run.forks
+                        .iter()
+                        .filter_map(|f| f.screen.as_ref()?.deadline()),
+                )
                 .chain(run.dial.poll_timeout())
                 .min(),
             _ => None,
@@ -698,6 +741,7 @@ impl Core {
                 call.step = Step::Idle;
                 self.advance(now, call);
             }
+            HookPurpose::Confirm(fork) => self.on_confirm_hook(now, call, fork, verbs),
             HookPurpose::Amd(sid) => self.on_amd_reply(now, call, sid, verbs),
             HookPurpose::Refer(dialog) => {
                 let status = match &verbs {
@@ -742,6 +786,7 @@ impl Core {
                 for i in silent {
                     self.gateway_silent(now, call, i);
                 }
+                self.screen_timers(now, call);
             }
             _ => {}
         }
@@ -778,6 +823,7 @@ impl Core {
         let mut forks: Vec<ForkLeg> = Vec::new();
         for t in &verb.target {
             let mut headers = verb.headers_for(t);
+            let confirm_hook = t.confirm_hook.clone().or_else(|| verb.confirm_hook.clone());
             for Resolved {
                 destination,
                 login,
@@ -826,21 +872,20 @@ impl Core {
                     refer: None,
                     cdr: track,
                     dns: ForkDns::default(),
+                    port: None,
+                    confirm_hook: confirm_hook.clone(),
+                    screen: None,
                 });
                 targets.push(DialTarget {
                     call_sid: sid,
                     destination,
                     headers: headers.clone(),
-                    confirm: false,
+                    confirm: confirm_hook.is_some(),
                 });
             }
         }
         let mut options = DialOptions::from(&*verb);
         options.dial_music = music.is_some();
-        if verb.confirm_hook.is_some() {
-            tracing::warn!(call_sid = %call.sid,
-                "confirmHook is not run by this build; the dial goes on without it");
-        }
         let dial = match Dial::new(now, targets, options) {
             Ok(d) => d,
             Err(e) => {
@@ -862,14 +907,20 @@ impl Core {
         }
         call.refer_hook = verb.refer_hook.clone();
         let audio = Self::dial_audio(call, &verb, music);
+        let capture = dtmf::Captures::of(&verb, forks.len());
+        if capture.as_ref().is_some_and(|c| c.parent_wanted()) {
+            self.tap_dtmf(call, LegId(0), true);
+        }
         call.step = Step::Dial(Box::new(DialRun {
             dial,
             verb,
+            per_fork: forks.iter().any(|f| f.confirm_hook.is_some()),
             forks,
             bridged: None,
             port: None,
             leg_of: None,
             audio,
+            capture,
         }));
         self.drain_dial(now, call);
     }
@@ -999,6 +1050,7 @@ impl Core {
                     }
                     // The dialog layer ACKed the 2xx already.
                     Action::AckAndBye { fork } | Action::Bye { fork } => {
+                        run.forks[fork.0].screen = None;
                         let why = call.cdr.hangup.unwrap_or(Hangup::system(Cause::TimeLimit));
                         run.forks[fork.0].cdr.hung_up(why);
                         if let Some(d) = run.forks[fork.0].dialog.take() {
@@ -1006,8 +1058,7 @@ impl Core {
                         }
                     }
                     Action::RunConfirm { fork } => {
-                        // confirmHook is not run by this build (no target asks for it).
-                        feedback.push(DialEvent::Confirmed { fork });
+                        feedback.extend(self.start_confirm(call, &mut run, fork.0));
                     }
                     Action::RingCaller {
                         status,
@@ -1029,7 +1080,8 @@ impl Core {
                         run.bridged = Some(fork.0);
                         // Another fork's early SDP came after the winner's (a 200 without SDP
                         // answers with the 183's): point the leg back at the winner.
-                        if run.leg_of != Some(fork.0)
+                        if !run.per_fork
+                            && run.leg_of != Some(fork.0)
                             && let Some(n) = &run.forks[fork.0].negotiated
                         {
                             self.update_leg(call, FORK_LEG, n);
@@ -1039,11 +1091,11 @@ impl Core {
                         self.post_media(MediaCommand::Bridge {
                             call_id: call.media_id(),
                             a: LegId(0),
-                            b: FORK_LEG,
+                            b: run.leg_for(fork.0),
                         });
                         if let Some(amd) = &run.verb.amd {
                             let sid = run.forks[fork.0].info.call_sid;
-                            self.start_amd(now, call, amd, FORK_LEG, sid);
+                            self.start_amd(now, call, amd, run.leg_for(fork.0), sid);
                         }
                         self.start_streams(call, &run.verb);
                         self.dub_on_bridge(call, &mut run);
@@ -1098,6 +1150,20 @@ impl Core {
                 call_id: call.media_id(),
                 leg: Some(FORK_LEG),
             });
+        }
+        for (i, _) in run
+            .forks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.port.is_some())
+        {
+            self.post_media(MediaCommand::Destroy {
+                call_id: call.media_id(),
+                leg: Some(fork_leg(i)),
+            });
+        }
+        if run.capture.as_ref().is_some_and(|c| c.parent_wanted()) {
+            self.tap_dtmf(call, LegId(0), false);
         }
         self.forget_forks(&run);
         let result = outcome.result;
@@ -1165,11 +1231,19 @@ impl Core {
             self.look_up(call.key, run.forks[i].info.call_sid, sip.clone());
             return Ok(());
         }
-        let port = match run.port {
+        let port = match run.port_of(i) {
             Some(p) => p,
             None => {
-                let p = self.create_leg(&call.media_id(), FORK_LEG).ok_or(503u16)?;
-                run.port = Some(p);
+                let leg = run.leg_for(i);
+                let p = self.create_leg(&call.media_id(), leg).ok_or(503u16)?;
+                if run.per_fork {
+                    run.forks[i].port = Some(p);
+                } else {
+                    run.port = Some(p);
+                }
+                if run.capture.as_ref().is_some_and(|c| c.child_wanted()) {
+                    self.tap_dtmf(call, leg, true);
+                }
                 p
             }
         };
@@ -1298,14 +1372,14 @@ impl Core {
     ) {
         let early = early_from.and_then(|f| run.forks.get(f.0).map(|l| (f.0, l)));
         match early.and_then(|(i, l)| Some((i, l.negotiated.clone()?))) {
-            Some((i, n)) if status == 183 && run.leg_of == Some(i) => {
+            Some((i, n)) if status == 183 && run.media_leg(i).is_some() => {
                 let Some(body) = self.caller_answer(call, Some(&n)) else {
                     return;
                 };
                 self.post_media(MediaCommand::Bridge {
                     call_id: call.media_id(),
                     a: LegId(0),
-                    b: FORK_LEG,
+                    b: run.leg_for(i),
                 });
                 self.reply_caller(
                     now,
@@ -1355,7 +1429,7 @@ impl Core {
             };
             // The shared leg's counters are those of the fork it last carried.
             let media = run
-                .port
+                .port_of(i)
                 .and(run.media_leg(i))
                 .map(|leg| (call.media_id(), leg));
             sink.leg(Record::new(leg, now, Anchor::process()), media);
@@ -1420,7 +1494,9 @@ impl Core {
         };
         // Once a fork is bridged, the shared leg is its alone (a loser's late 200 is only
         // ACKed and hung up).
-        if run.bridged.is_none_or(|b| b == i) {
+        if run.per_fork {
+            self.update_leg(call, fork_leg(i), &n);
+        } else if run.bridged.is_none_or(|b| b == i) {
             self.update_leg(call, FORK_LEG, &n);
             run.leg_of = Some(i);
         }
@@ -1570,6 +1646,12 @@ impl Core {
                 core.feed_dial(now, call, |_, _, run| {
                     run.forks[i].cdr.hung_up(hangup);
                     run.forks[i].dialog = None;
+                    if run.forks[i].screen.take().is_some() {
+                        return Some(DialEvent::ConfirmDeclined {
+                            fork: ForkId(i),
+                            by_callee: true,
+                        });
+                    }
                     (run.bridged == Some(i)).then_some(DialEvent::BridgeEnded { by_callee: true })
                 });
             }
@@ -1600,6 +1682,9 @@ impl Core {
             }
             if (method == Method::INVITE || method == Method::UPDATE) && !request.body.is_empty() {
                 return core.on_reoffer(now, call, leg, key, &request);
+            }
+            if method == Method::INFO {
+                return core.on_info(now, call, leg, key, &request);
             }
             // Refreshes without SDP, INFO, OPTIONS, MESSAGE: accepted here; a refresh keeps
             // our description.
@@ -1648,7 +1733,7 @@ impl Core {
             ),
             Leg::Fork(i) => match &call.step {
                 Step::Dial(run) => (
-                    run.port.unwrap_or(0),
+                    run.port_of(i).unwrap_or(0),
                     run.forks[i].negotiated.as_ref().map(codecs_of),
                     run.media_leg(i),
                 ),
@@ -1680,7 +1765,11 @@ impl Core {
         let other = match (leg, &call.step) {
             (Leg::Caller, Step::Dial(run)) => run.bridged.and_then(|i| {
                 let f = &run.forks[i];
-                Some((f.dialog?, run.port?, f.negotiated.as_ref().map(codecs_of)?))
+                Some((
+                    f.dialog?,
+                    run.port_of(i)?,
+                    f.negotiated.as_ref().map(codecs_of)?,
+                ))
             }),
             (Leg::Fork(_), _) => call
                 .dialog
@@ -1723,7 +1812,12 @@ impl Core {
                     .map(|(_, n)| local(call.key, core.svc.media_ip, call.port, codecs_of(n))),
                 Leg::Fork(i) => match &call.step {
                     Step::Dial(run) => run.forks[i].negotiated.as_ref().and_then(|n| {
-                        Some(local(call.key, core.svc.media_ip, run.port?, codecs_of(n)))
+                        Some(local(
+                            call.key,
+                            core.svc.media_ip,
+                            run.port_of(i)?,
+                            codecs_of(n),
+                        ))
                     }),
                     _ => None,
                 },
@@ -1851,11 +1945,7 @@ impl Core {
                     self.rest_dub(call, d);
                 }
             }
-            other => {
-                tracing::warn!(call_sid = %call.sid, update = ?other,
-                    "REST update not carried out by this build");
-                ignored("rest_unsupported");
-            }
+            CallUpdate::Dtmf(d) => self.send_dtmf(call, leg, &d),
         }
     }
 
@@ -1877,6 +1967,10 @@ impl Core {
             MediaEvent::Error { leg, error, .. } => {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
             }
+            MediaEvent::Digit {
+                leg, digit, source, ..
+            } => self.on_media_digit(now, call, leg, digit, source),
+            MediaEvent::PlayDone { leg, .. } => self.on_play_done(now, call, leg),
             MediaEvent::Amd { leg, event, .. } => self.on_amd(now, call, leg, event),
             _ => {}
         }

@@ -126,7 +126,7 @@ const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
 const QUEUE: usize = 4096;
 
 /// Methods we answer, for Allow.
-const ALLOW: [Method; 8] = [
+const ALLOW: [Method; 9] = [
     Method::INVITE,
     Method::ACK,
     Method::CANCEL,
@@ -135,6 +135,7 @@ const ALLOW: [Method; 8] = [
     Method::PRACK,
     Method::UPDATE,
     Method::REFER,
+    Method::INFO,
 ];
 
 /// What comes back to the B2BUA task from elsewhere
@@ -148,6 +149,12 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
+    /// An audio file a fork's screening app plays was fetched and decoded (or not).
+    ScreenAudio {
+        call: u64,
+        fork: CallSid,
+        result: Result<Arc<[i16]>, crate::media_files::MediaFileError>,
+    },
     /// REST createCall: place this call; its call_sid (or why not) goes back.
     CreateCall {
         account_sid: String,
@@ -565,6 +572,9 @@ impl Core {
                 usage,
                 result,
             } => self.with_call(call, |core, c| core.on_file(now, c, usage, result)),
+            Msg::ScreenAudio { call, fork, result } => {
+                self.with_call(call, |core, c| core.on_screen_audio(now, c, fork, result))
+            }
         }
     }
 

@@ -38,6 +38,7 @@ mod amd;
 mod music;
 mod outbound;
 
+pub(super) use dtmf::TapUser;
 pub(super) use music::FileUse;
 
 const SDP: &str = "application/sdp";
@@ -250,6 +251,8 @@ pub(super) struct Call {
     outbound: Option<Box<outbound::Outbound>>,
     /// The dial's listen and transcribe streams.
     pub(super) streams: super::listen::Streams,
+    /// What each leg's DSP tap detects, for every feature that asked.
+    pub(super) taps: dtmf::Taps,
 }
 
 impl Call {
@@ -382,6 +385,7 @@ impl Core {
             amd: None,
             outbound: None,
             streams: Default::default(),
+            taps: Default::default(),
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -909,7 +913,7 @@ impl Core {
         let audio = Self::dial_audio(call, &verb, music);
         let capture = dtmf::Captures::of(&verb, forks.len());
         if capture.as_ref().is_some_and(|c| c.parent_wanted()) {
-            self.tap_dtmf(call, LegId(0), true);
+            self.tap_dtmf(call, LegId(0), dtmf::TapUser::Capture, true);
         }
         call.step = Step::Dial(Box::new(DialRun {
             dial,
@@ -1163,7 +1167,7 @@ impl Core {
             });
         }
         if run.capture.as_ref().is_some_and(|c| c.parent_wanted()) {
-            self.tap_dtmf(call, LegId(0), false);
+            self.tap_dtmf(call, LegId(0), dtmf::TapUser::Capture, false);
         }
         self.forget_forks(&run);
         let result = outcome.result;
@@ -1205,7 +1209,7 @@ impl Core {
     fn invite_fork(
         &mut self,
         now: Instant,
-        call: &Call,
+        call: &mut Call,
         run: &mut DialRun,
         i: usize,
         uri: &str,
@@ -1242,7 +1246,7 @@ impl Core {
                     run.port = Some(p);
                 }
                 if run.capture.as_ref().is_some_and(|c| c.child_wanted()) {
-                    self.tap_dtmf(call, leg, true);
+                    self.tap_dtmf(call, leg, dtmf::TapUser::Capture, true);
                 }
                 p
             }
@@ -1445,7 +1449,7 @@ impl Core {
         &mut self,
         now: Instant,
         call: &mut Call,
-        f: impl FnOnce(&mut Core, &Call, &mut DialRun) -> Option<DialEvent>,
+        f: impl FnOnce(&mut Core, &mut Call, &mut DialRun) -> Option<DialEvent>,
     ) {
         let Step::Dial(mut run) = std::mem::replace(&mut call.step, Step::Idle) else {
             return ignored("no_dial");
@@ -1587,7 +1591,7 @@ impl Core {
     fn fail_over(
         &mut self,
         now: Instant,
-        call: &Call,
+        call: &mut Call,
         run: &mut DialRun,
         i: usize,
         status: Option<u16>,

@@ -158,12 +158,7 @@ impl Core {
         };
         if opts.pass_dtmf || opts.finish_on_key.is_some() {
             // The caller's keys (RFC 4733 and in-band) come as media digit events.
-            self.post_media(MediaCommand::Tap {
-                call_id: call.media_id(),
-                leg: LegId(0),
-                dtmf: true,
-                amd: None,
-            });
+            self.tap_dtmf(call, LegId(0), super::call::TapUser::Listen, true);
         }
         let (env, feed, control) = self.open(call, mix, rate);
         call.streams.listen.push(control);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use ::media::api::{Command as MediaCommand, LegId};
+use ::media::api::LegId;
 use dsp::amd::{AmdConfig, AmdEvent, AmdType};
 
 use super::{Call, Core, FORK_LEG, HookPurpose, Step};
@@ -170,12 +170,7 @@ impl Core {
     ) {
         let config = timers(&call.config.amd, amd.timers);
         tracing::debug!(call_sid = %call.sid, %leg, ?config, "amd started");
-        self.post_media(MediaCommand::Tap {
-            call_id: call.media_id(),
-            leg,
-            dtmf: false,
-            amd: Some(config),
-        });
+        self.tap_amd(call, leg, Some(config));
         call.amd = Some(AmdRun {
             hooks: self.amd_hooks(call, &amd.action_hook, sid),
             disconnect: amd.disconnect_on_amd.unwrap_or(false),
@@ -259,12 +254,7 @@ impl Core {
             .hooks
             .send(AmdPayload::new(call.info.clone(), "amd_stopped"));
         let leg = run.leg;
-        self.post_media(MediaCommand::Tap {
-            call_id: call.media_id(),
-            leg,
-            dtmf: false,
-            amd: None,
-        });
+        self.tap_amd(call, leg, None);
     }
 
     /// A task sending a run's hooks in order; the verbs they answer with come back as

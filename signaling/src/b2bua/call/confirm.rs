@@ -68,7 +68,7 @@ impl Core {
     /// back at once when there is nothing to run.
     pub(super) fn start_confirm(
         &mut self,
-        call: &Call,
+        call: &mut Call,
         run: &mut DialRun,
         i: usize,
     ) -> Option<DialEvent> {
@@ -85,7 +85,7 @@ impl Core {
         let info = f.info.clone();
         // Keys pressed in band count too.
         if let Some(leg) = run.media_leg(i) {
-            self.tap_dtmf(call, leg, true);
+            self.tap_dtmf(call, leg, super::dtmf::TapUser::Confirm, true);
         }
         self.send_hook(call, &hook, Some(purpose), info);
         None

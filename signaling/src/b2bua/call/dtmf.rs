@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use ::media::api::{Command as MediaCommand, DigitSource, LegId};
+use dsp::amd::AmdConfig;
 
 use super::{Call, Core, Leg, Step};
 use crate::dialog::Reply;
@@ -26,6 +27,43 @@ const DIGITS_METRIC: &str = "dialplane_dtmf_digits_total";
 const MATCHES_METRIC: &str = "dialplane_dtmf_matches_total";
 /// RFC 4733 volume of the digits REST sends (-10 dBm0, the usual level).
 const SEND_VOLUME: u8 = 10;
+
+/// Who wants in-band DTMF detection on a leg (bits of [`LegTap::dtmf`])
+#[derive(Debug, Clone, Copy)]
+pub(in crate::b2bua) enum TapUser {
+    /// dtmfCapture.
+    Capture = 1,
+    /// listen's passDtmf / finishOnKey.
+    Listen = 2,
+    /// A confirmHook app's gather.
+    Confirm = 4,
+}
+
+/// What one leg's DSP tap is asked for
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(in crate::b2bua) struct LegTap {
+    /// [`TapUser`] bits.
+    dtmf: u8,
+    amd: Option<AmdConfig>,
+}
+
+/// Each leg's tap wants: dtmfCapture, listen, confirmHook and amd share one media tap per leg,
+/// and one feature turning its part off must not switch off another's detector.
+#[derive(Debug, Default)]
+pub(in crate::b2bua) struct Taps(Vec<(LegId, LegTap)>);
+
+impl Taps {
+    fn leg(&mut self, leg: LegId) -> &mut LegTap {
+        let i = match self.0.iter().position(|(l, _)| *l == leg) {
+            Some(i) => i,
+            None => {
+                self.0.push((leg, LegTap::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
 
 /// A dial's dtmfCapture: the hook and each leg's buffer
 pub(super) struct Captures {
@@ -184,12 +222,49 @@ impl Core {
     }
 
     /// In-band DTMF detection on a leg, on or off.
-    pub(super) fn tap_dtmf(&mut self, call: &Call, leg: LegId, on: bool) {
+    /// Turns `user`'s want of in-band DTMF detection on `leg` on or off.
+    pub(in crate::b2bua) fn tap_dtmf(
+        &mut self,
+        call: &mut Call,
+        leg: LegId,
+        user: TapUser,
+        on: bool,
+    ) {
+        let t = call.taps.leg(leg);
+        let before = *t;
+        if on {
+            t.dtmf |= user as u8;
+        } else {
+            t.dtmf &= !(user as u8);
+        }
+        self.retap(call, leg, before);
+    }
+
+    /// Sets (or with `None` removes) answering-machine detection on `leg`.
+    pub(in crate::b2bua) fn tap_amd(
+        &mut self,
+        call: &mut Call,
+        leg: LegId,
+        amd: Option<AmdConfig>,
+    ) {
+        let t = call.taps.leg(leg);
+        let before = *t;
+        t.amd = amd;
+        self.retap(call, leg, before);
+    }
+
+    /// Sends the leg's whole tap when what it detects changed: the media command replaces the
+    /// tap, so it always carries every feature's wants.
+    fn retap(&mut self, call: &mut Call, leg: LegId, before: LegTap) {
+        let now = *call.taps.leg(leg);
+        if (now.dtmf != 0) == (before.dtmf != 0) && now.amd == before.amd {
+            return;
+        }
         self.post_media(MediaCommand::Tap {
             call_id: call.media_id(),
             leg,
-            dtmf: on,
-            amd: None,
+            dtmf: now.dtmf != 0,
+            amd: now.amd,
         });
     }
 }

@@ -191,6 +191,7 @@ impl Core {
             carrier: resolved.carrier,
             amd: None,
             streams: Default::default(),
+            taps: Default::default(),
             outbound: Some(Box::new(Outbound {
                 invite: Some(invite),
                 ring_until: now + Duration::from_secs(req.timeout.into()),

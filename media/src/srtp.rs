@@ -132,6 +132,15 @@ impl MasterKey {
     }
 }
 
+/// A leg's SDES keys: ours (what we announced) for egress, the peer's for ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// Protects what we send to the leg.
+    pub egress: MasterKey,
+    /// Authenticates and decrypts what the leg sends.
+    pub ingress: MasterKey,
+}
+
 /// Why a packet was not protected or unprotected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SrtpError {
@@ -185,21 +194,21 @@ fn derive(master: &MasterKey, label: u8, out: &mut [u8]) {
 
 /// The session keys of one stream kind (SRTP or SRTCP) in one direction.
 #[derive(Clone)]
-struct Keys {
+struct SessionKeys {
     cipher: Aes128,
     salt: [u8; SALT_LEN],
     /// HMAC state with the auth key absorbed; cloned per packet.
     mac: HmacSha1,
 }
 
-impl Keys {
+impl SessionKeys {
     /// Labels: encryption, authentication, salt (0, 1, 2 for SRTP; 3, 4, 5 for SRTCP).
-    fn new(master: &MasterKey, first_label: u8) -> Keys {
+    fn new(master: &MasterKey, first_label: u8) -> SessionKeys {
         let (mut enc, mut auth, mut salt) = ([0u8; 16], [0u8; 20], [0u8; SALT_LEN]);
         derive(master, first_label, &mut enc);
         derive(master, first_label + 1, &mut auth);
         derive(master, first_label + 2, &mut salt);
-        Keys {
+        SessionKeys {
             cipher: Aes128::new(&enc.into()),
             salt,
             mac: <HmacSha1 as KeyInit>::new_from_slice(&auth).expect("HMAC takes any key length"),
@@ -327,8 +336,8 @@ fn ssrc_at(buf: &[u8], at: usize) -> u32 {
 #[derive(Clone)]
 struct Direction {
     master: MasterKey,
-    rtp: Keys,
-    rtcp: Keys,
+    rtp: SessionKeys,
+    rtcp: SessionKeys,
     /// The SSRC `rtp_index` belongs to.
     ssrc: Option<u32>,
     /// Highest SRTP index (ROC || SEQ) and the window behind it.
@@ -341,8 +350,8 @@ impl Direction {
     fn new(master: MasterKey) -> Direction {
         Direction {
             master,
-            rtp: Keys::new(&master, 0),
-            rtcp: Keys::new(&master, 3),
+            rtp: SessionKeys::new(&master, 0),
+            rtcp: SessionKeys::new(&master, 3),
             ssrc: None,
             rtp_index: ReplayWindow::default(),
             rtcp_index: ReplayWindow::default(),
@@ -384,9 +393,17 @@ impl Session {
         }
     }
 
-    /// The master keys (egress, ingress) the session was built from.
-    pub fn keys(&self) -> (MasterKey, MasterKey) {
-        (self.tx.master, self.rx.master)
+    /// Derive the session keys of a leg's [`SrtpKeys`].
+    pub fn from_keys(keys: SrtpKeys) -> Session {
+        Session::new(keys.egress, keys.ingress)
+    }
+
+    /// The master keys the session was built from.
+    pub fn keys(&self) -> SrtpKeys {
+        SrtpKeys {
+            egress: self.tx.master,
+            ingress: self.rx.master,
+        }
     }
 
     /// Protect the RTP packet `buf[..len]` in place: encrypt the payload and append the tag.
@@ -544,7 +561,7 @@ mod tests {
     /// The B.2 IV is salt XOR SSRC XOR index; check `Keys::iv` puts each field in its place.
     #[test]
     fn packet_iv_layout() {
-        let keys = Keys {
+        let keys = SessionKeys {
             cipher: Aes128::new(&[0; 16].into()),
             salt: hex!("F0F1F2F3F4F5F6F7F8F9FAFBFCFD"),
             mac: <HmacSha1 as KeyInit>::new_from_slice(&[0; 20]).unwrap(),

@@ -32,6 +32,7 @@
 mod call;
 mod media;
 mod reload;
+mod srtp;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -285,10 +285,10 @@ fn relay_bridges_srtp_leg_to_plain_leg() {
         0,
         EndpointSpec {
             sdp_address: Some(srtp_phone.local_addr().unwrap()),
-            srtp: Some(SrtpKeys {
+            srtp: Some(Box::new(SrtpKeys {
                 egress: relay_key,
                 ingress: phone_key,
-            }),
+            })),
             ..EndpointSpec::default()
         },
     );

@@ -72,8 +72,8 @@ pub struct EndpointSpec {
     /// RTCP handling.
     pub rtcp: RtcpPolicy,
     /// SRTP (SDES) keys: the leg speaks SRTP/SRTCP, the relay decrypts what it receives and
-    /// encrypts what it sends (`None`: plain RTP).
-    pub srtp: Option<crate::srtp::SrtpKeys>,
+    /// encrypts what it sends (`None`: plain RTP). Boxed: commands stay small for plain legs.
+    pub srtp: Option<Box<crate::srtp::SrtpKeys>>,
 }
 
 impl Default for EndpointSpec {

@@ -1126,8 +1126,8 @@ impl Shard {
                     .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
                 l.endpoint.set_sdp_address(spec.sdp_address);
                 // Unchanged keys keep the session (its ROC and replay state).
-                if l.srtp.as_deref().map(Srtp::keys) != spec.srtp {
-                    l.srtp = spec.srtp.map(|k| Box::new(Srtp::from_keys(k)));
+                if l.srtp.as_deref().map(Srtp::keys) != spec.srtp.as_deref().copied() {
+                    l.srtp = spec.srtp.map(|k| Box::new(Srtp::from_keys(*k)));
                 }
                 touched = Some(slot);
                 vec![Event::EndpointCreated {
@@ -1368,7 +1368,7 @@ impl Shard {
             last_egress: None,
             reporter: Reporter::new(&format!("dialplane-{:08x}@{interface}", r as u32)),
             next_report: first_report,
-            srtp: spec.srtp.map(|k| Box::new(Srtp::from_keys(k))),
+            srtp: spec.srtp.map(|k| Box::new(Srtp::from_keys(*k))),
         };
         let slot = match self.free_legs.pop() {
             Some(s) => {
@@ -1477,6 +1477,40 @@ impl Shard {
     }
 }
 
+/// An SRTP leg's received packet, authenticated and decrypted in place (the tag stripped);
+/// other legs' packets unchanged. `Err` is the drop reason.
+fn srtp_in<'b>(
+    srtp: Option<&mut Srtp>,
+    bytes: &'b mut [u8],
+    rtcp: bool,
+) -> Result<&'b mut [u8], &'static str> {
+    let Some(srtp) = srtp else { return Ok(bytes) };
+    let len = if rtcp {
+        srtp.unprotect_rtcp(bytes)
+    } else {
+        srtp.unprotect_rtp(bytes)
+    }
+    .map_err(srtp::SrtpError::reason)?;
+    Ok(&mut bytes[..len])
+}
+
+/// The packet `buf[..len]` protected in place for an SRTP leg (the tag appended in the room
+/// past it); `len` for other legs. `Err` is the drop reason.
+fn srtp_out(
+    srtp: Option<&mut Srtp>,
+    buf: &mut [u8],
+    len: usize,
+    rtcp: bool,
+) -> Result<usize, &'static str> {
+    let Some(srtp) = srtp else { return Ok(len) };
+    if rtcp {
+        srtp.protect_rtcp(buf, len)
+    } else {
+        srtp.protect_rtp(buf, len)
+    }
+    .map_err(srtp::SrtpError::reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1537,38 +1571,4 @@ mod tests {
         let alaw = PtMap::new(&[(8, Codec::Pcma), (101, Codec::TelephoneEvent)]).unwrap();
         assert_eq!(egress_codec(&alaw), Codec::Pcma);
     }
-}
-
-/// An SRTP leg's received packet, authenticated and decrypted in place (the tag stripped);
-/// other legs' packets unchanged. `Err` is the drop reason.
-fn srtp_in<'b>(
-    srtp: Option<&mut Srtp>,
-    bytes: &'b mut [u8],
-    rtcp: bool,
-) -> Result<&'b mut [u8], &'static str> {
-    let Some(srtp) = srtp else { return Ok(bytes) };
-    let len = if rtcp {
-        srtp.unprotect_rtcp(bytes)
-    } else {
-        srtp.unprotect_rtp(bytes)
-    }
-    .map_err(srtp::SrtpError::reason)?;
-    Ok(&mut bytes[..len])
-}
-
-/// The packet `buf[..len]` protected in place for an SRTP leg (the tag appended in the room
-/// past it); `len` for other legs. `Err` is the drop reason.
-fn srtp_out(
-    srtp: Option<&mut Srtp>,
-    buf: &mut [u8],
-    len: usize,
-    rtcp: bool,
-) -> Result<usize, &'static str> {
-    let Some(srtp) = srtp else { return Ok(len) };
-    if rtcp {
-        srtp.protect_rtcp(buf, len)
-    } else {
-        srtp.protect_rtp(buf, len)
-    }
-    .map_err(srtp::SrtpError::reason)
 }

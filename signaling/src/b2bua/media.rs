@@ -79,7 +79,7 @@ pub(super) fn endpoint_spec(n: &Negotiated) -> EndpointSpec {
         pt_map,
         rtcp_mux: n.rtcp_mux,
         direction,
-        srtp: super::srtp::leg_keys(n),
+        srtp: super::srtp::leg_keys(n).map(Box::new),
         ..EndpointSpec::default()
     }
 }

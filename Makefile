@@ -79,8 +79,9 @@ bench-instructions: deps
 	    ./target/release/sip_instructions $$mode 10000 2>&1 | grep -E "messages|Collected"; \
 	done
 
-# Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed, and
-# 20 000 random Q.24 trials.
+# Long runs, by hand (not in CI): ~4 hours of speech for DTMF talk-off with another seed,
+# 20 000 random Q.24 trials, and the 10-minute soak (benches/soak.sh).
 check-long: deps
 	DTMF_TALKOFF_SEED=7 DTMF_TALKOFF_CHUNKS=60 DTMF_TRIALS=20000 \
 	  $(CARGO) test --release -p dialplane-dsp --test dtmf_talkoff --test dtmf_q24 -- --nocapture
+	benches/soak.sh

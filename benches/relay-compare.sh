@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# relay-compare: what relaying one RTP packet costs, for the floor, rtpengine, `dialplane media`
-# and `dialplane media --dsp-taps`, under the same load, as ratios to the floor measured in the
-# same run (only ratios within one run mean anything on a shared or virtual machine).
+# relay-compare: what relaying one RTP packet costs, for the floor, rtpengine, `dialplane media`,
+# `dialplane media --dsp-taps` and the same with a dub track on every 10th call, under the same
+# load, as ratios to the floor measured in the same run (only ratios within one run mean anything
+# on a shared or virtual machine).
 #
 #   benches/relay-compare.sh            500 and 1000 calls, 10 s each
 #   CALLS="500" SECS=5 benches/relay-compare.sh
@@ -49,6 +50,8 @@ for calls in $calls_list; do
   fi
   measure dialplane "$calls" --ng-cmd "$bin media $relay_flags" >>"$results"
   measure dialplane+taps "$calls" --ng-cmd "$bin media $relay_flags --dsp-taps" >>"$results"
+  # Issue 6's load: taps on both legs and a dub track (a looped tone mixed in) on every 10th call.
+  measure dp+taps+dub "$calls" --ng-cmd "$bin media $relay_flags --dsp-taps --dsp-dub-every 10" >>"$results"
 done
 
 echo

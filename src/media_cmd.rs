@@ -59,6 +59,9 @@ pub struct MediaFlags {
     /// Put DTMF and answering-machine-detection taps on every leg (to measure their cost)
     #[arg(long)]
     dsp_taps: bool,
+    /// Put a dub track looping a tone on every N-th call (to measure the mixer's cost)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    dsp_dub_every: u32,
 }
 
 impl MediaFlags {
@@ -94,6 +97,7 @@ pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
     let handler = NgHandler::new(
         HandlerConfig {
             dsp_taps: flags.dsp_taps,
+            dub_every: flags.dsp_dub_every,
         },
         SystemTime::now(),
     );
@@ -105,6 +109,7 @@ pub fn run(section: &MediaSection, flags: &MediaFlags) -> anyhow::Result<()> {
         ports = %format_args!("{}-{}", section.port_min, section.port_max),
         shards = media.num_shards(),
         dsp_taps = flags.dsp_taps,
+        dsp_dub_every = flags.dsp_dub_every,
         "dialplane media: relay running"
     );
     server

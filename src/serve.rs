@@ -230,7 +230,7 @@ async fn serve(
     let (mut b2bua, control) = b2bua::start(transports, inbound, media_events, services, drain_rx)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_http = stop_rx.clone();
-    let rest = RestApi::new(registry, prometheus, &config.http);
+    let rest = RestApi::new(registry, prometheus, &config.http).with_calls(control.clone());
     let http_task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_http.wait_for(|s| *s).await;

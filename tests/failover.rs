@@ -62,22 +62,8 @@ fn gateway_on(name: &str, port: u16, what: Gw) -> Sipp {
             extra: &[],
         },
     );
-    // Listening before dialplane's first probe. Read from /proc rather than by trying to
-    // bind the port, which could make SIPp's own bind fail.
-    let bound = || {
-        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-        let local = format!(":{port:04X}");
-        table.lines().skip(1).any(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .is_some_and(|a| a.ends_with(&local))
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !bound() {
-        assert!(Instant::now() < deadline, "{name} not listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Listening before dialplane's first probe.
+    sipp.wait_listening();
     sipp
 }
 

@@ -125,6 +125,8 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
                 &CALLS.to_string(),
                 "-r",
                 "3",
+                "-d",
+                "4000",
             ])
             .args(["-p", &free_udp_port().to_string()])
             .args(["-mp", &free_udp_port().to_string()]),

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod b2bua;
 pub mod cdr;
 pub mod config;
+pub mod create_call;
 pub mod dial;
 pub mod dialog;
 pub mod dns;

@@ -38,6 +38,9 @@ pub enum Direction {
     Inbound,
     /// A leg we dialled.
     Outbound,
+    /// A call placed by REST createCall.
+    #[serde(rename = "outbound-api")]
+    OutboundApi,
 }
 
 /// `call_status` of a leg, as in the call-status webhook

@@ -7,6 +7,9 @@
 //!   over, 400 naming what is wrong with the body, 401 without the token, 404 for a call that
 //!   is not live (or not in that account), 413 for a body over `[http] max_body_bytes`, 503
 //!   when the call's queue is full.
+//! - `POST /v1/Accounts/{account_sid}/Calls` (createCall, same token): places a call
+//!   ([`crate::create_call`]); 201 with `{"sid": call_sid}`, 400 naming what is wrong with the
+//!   body (or the target), 404 for another account, 503 when no call can be placed now.
 //! - `GET /metrics`: Prometheus text of every `dialplane_*` metric, no token.
 //!
 //! The update is accepted, not yet applied: the call applies it on its own task, as jambonz
@@ -481,6 +484,8 @@ struct Inner {
     api_token: Option<String>,
     max_body_bytes: usize,
     request_timeout: Duration,
+    /// Where createCall requests go ([`RestApi::with_calls`]).
+    calls: Option<crate::b2bua::Handle>,
 }
 
 impl RestApi {
@@ -498,8 +503,17 @@ impl RestApi {
                 api_token: http.api_token.clone(),
                 max_body_bytes: http.max_body_bytes,
                 request_timeout: Duration::from_millis(u64::from(http.request_timeout_ms)),
+                calls: None,
             }),
         }
+    }
+
+    /// createCall places its calls through `b2bua` (without it, createCall answers 503)
+    pub fn with_calls(mut self, b2bua: crate::b2bua::Handle) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.calls = Some(b2bua);
+        }
+        self
     }
 
     /// The routes, with request timeout and metrics around them
@@ -511,6 +525,7 @@ impl RestApi {
                 "/v1/Accounts/{account_sid}/Calls/{call_sid}",
                 put(update_account_call),
             )
+            .route("/v1/Accounts/{account_sid}/Calls", post(create_call))
             .route("/metrics", get(render_metrics))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
             .with_state(self.inner.clone())
@@ -619,6 +634,51 @@ async fn update_account_call(
         .await
 }
 
+async fn create_call(
+    State(api): State<Arc<Inner>>,
+    Path(account_sid): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(response) = api.unauthorized(&headers) {
+        return response;
+    }
+    let bytes = match api.read_body(body).await {
+        Ok(b) => b,
+        Err((status, why)) => return error(status, &why),
+    };
+    let request = match crate::create_call::CreateCall::from_json(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(reason = %e, "createCall refused");
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let Some(calls) = &api.calls else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no calls can be placed here",
+        );
+    };
+    match calls.create_call(&account_sid, request).await {
+        Ok(sid) => (
+            StatusCode::CREATED,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            serde_json::json!({ "sid": sid.to_string() }).to_string(),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "createCall failed");
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, &e.to_string())
+        }
+    }
+}
+
 async fn render_metrics(State(api): State<Arc<Inner>>) -> Response {
     api.prometheus.run_upkeep();
     (
@@ -639,22 +699,12 @@ impl Inner {
         headers: &HeaderMap,
         body: Body,
     ) -> Response {
-        if let Err(why) = self.authorize(headers) {
-            let mut response = error(StatusCode::UNAUTHORIZED, why);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(response) = self.unauthorized(headers) {
             return response;
         }
-        let bytes = match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("body over {} bytes", self.max_body_bytes),
-                );
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
+        let bytes = match self.read_body(body).await {
+            Ok(b) => b,
+            Err((status, why)) => return error(status, &why),
         };
         let update = match CallUpdate::from_json(&bytes) {
             Ok(u) => u,
@@ -673,6 +723,28 @@ impl Inner {
             Err(e @ DeliverError::Busy) => {
                 error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}: {call_sid}"))
             }
+        }
+    }
+
+    /// 401 (with `WWW-Authenticate`) unless the request carries the token.
+    fn unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
+        let why = self.authorize(headers).err()?;
+        let mut response = error(StatusCode::UNAUTHORIZED, why);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Some(response)
+    }
+
+    /// The body, up to `max_body_bytes`; else the status (413 beyond) and why.
+    async fn read_body(&self, body: Body) -> Result<bytes::Bytes, (StatusCode, String)> {
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body over {} bytes", self.max_body_bytes),
+            )),
+            Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))),
         }
     }
 

@@ -97,6 +97,31 @@ impl Sipp {
         format!("sip:{user}@127.0.0.1:{}", self.port)
     }
 
+    /// Waits (bounded) until it listens on its port: SIPp takes a while to start on a loaded
+    /// machine, and a request that comes first is refused by ICMP. Read from /proc rather than
+    /// by trying to bind the port, which could make SIPp's own bind fail.
+    pub fn wait_listening(&self) {
+        let local = format!(":{:04X}", self.port);
+        let bound = || {
+            let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+            table.lines().skip(1).any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| a.ends_with(&local))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !bound() {
+            assert!(
+                Instant::now() < deadline,
+                "{} not listening on {}",
+                self.name,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The lines its `<log>` actions wrote so far.
     pub fn log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("actions.log"))

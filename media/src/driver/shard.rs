@@ -366,12 +366,15 @@ impl DropLog {
     }
 }
 
-/// Counters already exported to `metrics`.
+/// Counters already exported to `metrics`, and this shard's share of the gauges (every shard
+/// adds its change to one gauge, so the gauge is the sum over shards).
 struct Exported {
     relayed: u64,
     generated: u64,
     dropped: [u64; DROP_REASONS.len()],
     rearms: u64,
+    in_use: f64,
+    legs: f64,
 }
 
 /// The owner loop of one shard. Create it on the thread that runs it (the ring is
@@ -633,6 +636,8 @@ impl Shard {
                 generated: 0,
                 dropped: [0; DROP_REASONS.len()],
                 rearms: 0,
+                in_use: 0.0,
+                legs: 0.0,
             },
             metrics,
             drop_log: DropLog::default(),
@@ -1470,10 +1475,14 @@ impl Shard {
         if rearms > 0 {
             self.metrics.rearms.increment(rearms);
         }
-        self.metrics.in_use.set(self.ring.buffers_in_use() as f64);
+        let in_use = self.ring.buffers_in_use() as f64;
+        self.metrics
+            .in_use
+            .increment(in_use - std::mem::replace(&mut e.in_use, in_use));
+        let legs = (self.legs.len() - self.free_legs.len()) as f64;
         self.metrics
             .legs
-            .set(self.legs.len() as f64 - self.free_legs.len() as f64);
+            .increment(legs - std::mem::replace(&mut e.legs, legs));
     }
 }
 

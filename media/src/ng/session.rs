@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dsp::amd::AmdConfig;
@@ -28,7 +29,7 @@ use super::bencode::{Dict, Value};
 use super::message::{Command as NgCommand, Replace, Request, RtcpMux, TransportProtocol};
 use super::response::{ErrorReason, Response};
 use super::sdp::{CodecFilter, MediaPlan, Rewrite, Sdp};
-use crate::api::{ApiError, CallId, Command, EndpointSpec, Event, LegId, MediaControl};
+use crate::api::{ApiError, CallId, Command, DubAction, EndpointSpec, Event, LegId, MediaControl};
 use crate::endpoint::LegStats;
 use crate::ports::PortPair;
 
@@ -37,6 +38,21 @@ use crate::ports::PortPair;
 pub struct HandlerConfig {
     /// Put DTMF and AMD taps on every leg created (`--dsp-taps`: measures their cost).
     pub dsp_taps: bool,
+    /// On every n-th new call, a dub track looping a tone into the leg facing the answerer
+    /// (`--dsp-dub-every`: measures the mixer's cost); 0 = never.
+    pub dub_every: u32,
+}
+
+/// The dub track `--dsp-dub-every` adds, and what it plays: one second of 440 Hz at -12 dB
+/// (a whole number of periods, so the loop has no click).
+const BENCH_DUB_TRACK: crate::api::TrackId = crate::api::TrackId(1);
+const BENCH_DUB_GAIN_DB: i8 = -12;
+
+fn bench_dub_tone() -> Arc<[i16]> {
+    let w = 2.0 * std::f32::consts::PI * 440.0 / 8000.0;
+    (0..8000)
+        .map(|i| ((w * i as f32).sin() * 16_000.0) as i16)
+        .collect()
 }
 
 /// One leg: a relayed `m=` section of one party.
@@ -103,6 +119,8 @@ struct Totals {
 #[derive(Debug)]
 pub struct NgHandler {
     config: HandlerConfig,
+    /// What `--dsp-dub-every` plays, shared by every dubbed leg.
+    dub_tone: Arc<[i16]>,
     calls: HashMap<String, Call>,
     started: SystemTime,
     totals: Totals,
@@ -144,11 +162,23 @@ impl NgHandler {
     /// An empty call table; `now` starts the uptime.
     pub fn new(config: HandlerConfig, now: SystemTime) -> Self {
         NgHandler {
+            dub_tone: if config.dub_every > 0 {
+                bench_dub_tone()
+            } else {
+                Arc::from([])
+            },
             config,
             calls: HashMap::new(),
             started: now,
             totals: Totals::default(),
         }
+    }
+
+    /// Whether the call being set up now is one `--dsp-dub-every` dubs (new calls are counted
+    /// in `totals.managed` once their offer succeeds).
+    fn dub_due(&self) -> bool {
+        let every = u64::from(self.config.dub_every);
+        every > 0 && self.totals.managed.is_multiple_of(every)
     }
 
     /// Calls in the table.
@@ -258,7 +288,7 @@ impl NgHandler {
         }
     }
 
-    /// Creates a leg on the media plane (and its tap when configured).
+    /// Creates a leg on the media plane (and its tap and dub track when configured).
     fn create_leg(
         &self,
         media: &dyn MediaControl,
@@ -266,6 +296,7 @@ impl NgHandler {
         id: LegId,
         spec: EndpointSpec,
         section: &super::sdp::Media,
+        dub: bool,
     ) -> Result<Leg, ErrorReason> {
         let rtcp_mux = spec.rtcp_mux;
         let advertised = spec.sdp_address;
@@ -292,6 +323,26 @@ impl NgHandler {
                     amd: Some(AmdConfig::default()),
                 })
                 .map_err(api_error)?;
+        }
+        if dub && section.kind.eq_ignore_ascii_case("audio") {
+            let samples = self.dub_tone.clone();
+            for action in [
+                DubAction::AddTrack,
+                DubAction::Play {
+                    samples,
+                    looped: true,
+                    gain_db: BENCH_DUB_GAIN_DB,
+                },
+            ] {
+                media
+                    .request(Command::Dub {
+                        call_id: call_id.clone(),
+                        leg: id,
+                        track: BENCH_DUB_TRACK,
+                        action,
+                    })
+                    .map_err(api_error)?;
+            }
         }
         Ok(Leg {
             id,
@@ -425,7 +476,8 @@ impl NgHandler {
                 slot @ None => {
                     let id = LegId(call.next_leg);
                     call.next_leg += 1;
-                    *slot = Some(self.create_leg(media, call_id, id, spec.clone(), section)?);
+                    *slot =
+                        Some(self.create_leg(media, call_id, id, spec.clone(), section, false)?);
                 }
             }
             let peer_leg = match &call.monologues[y].legs[k] {
@@ -438,7 +490,8 @@ impl NgHandler {
                         rtcp_mux: mux_out,
                         ..EndpointSpec::default()
                     };
-                    let leg = self.create_leg(media, call_id, id, peer_spec, section)?;
+                    let leg =
+                        self.create_leg(media, call_id, id, peer_spec, section, self.dub_due())?;
                     call.monologues[y].legs[k] = Some(leg.clone());
                     leg
                 }
@@ -876,6 +929,18 @@ mod tests {
                     Command::Tap { leg, dtmf, amd, .. } => {
                         format!("tap {} {dtmf} {}", leg.0, amd.is_some())
                     }
+                    Command::Dub { leg, action, .. } => match action {
+                        DubAction::Play {
+                            samples,
+                            looped,
+                            gain_db,
+                        } => format!(
+                            "dub {} play {} looped={looped} {gain_db} dB",
+                            leg.0,
+                            samples.len()
+                        ),
+                        other => format!("dub {} {other:?}", leg.0),
+                    },
                     other => format!("{other:?}"),
                 })
                 .collect()
@@ -1259,7 +1324,10 @@ m=video 0 RTP/AVP 96\r\nm=image 0 udptl t38\r\n";
 
     #[test]
     fn taps_and_rtcp_mux_flags_and_timeouts() {
-        let mut h = Harness::new(HandlerConfig { dsp_taps: true });
+        let mut h = Harness::new(HandlerConfig {
+            dsp_taps: true,
+            ..HandlerConfig::default()
+        });
         let r = h.run(&[
             ("command", "offer".into()),
             ("call-id", "c".into()),
@@ -1293,5 +1361,38 @@ m=video 0 RTP/AVP 96\r\nm=image 0 udptl t38\r\n";
             );
         }
         assert!(h.handler.is_empty());
+    }
+
+    #[test]
+    fn every_nth_call_gets_a_dub_track_facing_the_answerer() {
+        let mut h = Harness::new(HandlerConfig {
+            dub_every: 2,
+            ..HandlerConfig::default()
+        });
+        for call in ["c0", "c1", "c2"] {
+            let r = h.run(&[
+                ("command", "offer".into()),
+                ("call-id", call.into()),
+                ("from-tag", "A".into()),
+                ("sdp", sdp(20000).into()),
+            ]);
+            assert!(r.sdp().is_some(), "{call}");
+        }
+        let dubs: Vec<String> = h
+            .media
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("dub"))
+            .collect();
+        // Calls 0 and 2, on leg 1 (the side facing the answerer), a looped second of tone.
+        assert_eq!(
+            dubs,
+            [
+                "dub 1 AddTrack",
+                "dub 1 play 8000 looped=true -12 dB",
+                "dub 1 AddTrack",
+                "dub 1 play 8000 looped=true -12 dB",
+            ]
+        );
     }
 }

@@ -31,6 +31,9 @@ use crate::transaction::TransactionKey;
 use crate::verbs::{self, Hook, TargetKind, Verb};
 use crate::webhook::{HookBase, HookReply, WebhookError};
 
+mod amd;
+mod outbound;
+
 const SDP: &str = "application/sdp";
 /// The caller's headers every outbound INVITE carries unless the dial sets them.
 const PASSED_ON: [&str; 3] = ["P-Asserted-Identity", "Privacy", "Diversion"];
@@ -81,6 +84,8 @@ pub(super) enum HookPurpose {
     Action,
     /// A referHook: the status for the REFER.
     Refer(DialogId),
+    /// An amd actionHook of the leg with this call_sid: verbs that replace the app.
+    Amd(CallSid),
 }
 
 /// What the call is doing
@@ -198,6 +203,10 @@ pub(super) struct Call {
     pub(super) cdr: Track,
     /// The carrier the call came from.
     carrier: Option<String>,
+    /// Answering-machine detection on an answered leg.
+    amd: Option<amd::AmdRun>,
+    /// A call placed by REST createCall, its own leg the callee's.
+    outbound: Option<Box<outbound::Outbound>>,
 }
 
 impl Call {
@@ -207,7 +216,7 @@ impl Call {
 
     /// The call's next timer: a pause or the dial's.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        match &self.step {
+        let step = match &self.step {
             Step::Pause(at) => Some(*at),
             Step::Dial(run) => run
                 .forks
@@ -216,7 +225,11 @@ impl Call {
                 .chain(run.dial.poll_timeout())
                 .min(),
             _ => None,
-        }
+        };
+        step.into_iter()
+            .chain(self.amd.as_ref().and_then(amd::AmdRun::deadline))
+            .chain(self.outbound.as_ref().and_then(|o| o.deadline()))
+            .min()
     }
 
     fn media_id(&self) -> MediaCallId {
@@ -318,12 +331,14 @@ impl Core {
             status_queue: None,
             cdr: Track::new(now),
             carrier,
+            amd: None,
+            outbound: None,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
         tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
-        call.status_queue = self.status_queue(&call);
+        call.status_queue = self.status_queue(&call, None);
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
             let payload = SessionPayload {
@@ -563,6 +578,8 @@ impl Core {
             self.forget_forks(&run);
             self.fork_cdrs(now, call, &run);
         }
+        self.amd_call_ended(call);
+        self.outbound_cancel(now, call);
         self.post_media(MediaCommand::Destroy {
             call_id: call.media_id(),
             leg: None,
@@ -676,6 +693,7 @@ impl Core {
                 call.step = Step::Idle;
                 self.advance(now, call);
             }
+            HookPurpose::Amd(sid) => self.on_amd_reply(now, call, sid, verbs),
             HookPurpose::Refer(dialog) => {
                 let status = match &verbs {
                     Ok(_) => StatusCode::ACCEPTED,
@@ -697,6 +715,8 @@ impl Core {
     }
 
     pub(super) fn on_call_timer(&mut self, now: Instant, call: &mut Call) {
+        self.amd_timer(now, call);
+        self.outbound_timer(now, call);
         match &mut call.step {
             Step::Pause(at) if *at <= now => {
                 call.step = Step::Idle;
@@ -811,9 +831,9 @@ impl Core {
             tracing::warn!(call_sid = %call.sid, "dialMusic is not played by this build");
             options.dial_music = false;
         }
-        if verb.confirm_hook.is_some() || verb.amd.is_some() || !verb.dub.is_empty() {
+        if verb.confirm_hook.is_some() || !verb.dub.is_empty() {
             tracing::warn!(call_sid = %call.sid,
-                "confirmHook, amd and dub are not run by this build; the dial goes on without them");
+                "confirmHook and dub are not run by this build; the dial goes on without them");
         }
         let dial = match Dial::new(now, targets, options) {
             Ok(d) => d,
@@ -1010,6 +1030,10 @@ impl Core {
                             a: LegId(0),
                             b: FORK_LEG,
                         });
+                        if let Some(amd) = &run.verb.amd {
+                            let sid = run.forks[fork.0].info.call_sid;
+                            self.start_amd(now, call, amd, FORK_LEG, sid);
+                        }
                     }
                     Action::ForkStatus {
                         fork,
@@ -1048,6 +1072,7 @@ impl Core {
             return;
         };
         // The dial is over: its legs go, the caller's stays.
+        let replaced = self.amd_dial_ended(call);
         self.fork_cdrs(now, call, &run);
         self.post_media(MediaCommand::Unbridge {
             call_id: call.media_id(),
@@ -1076,9 +1101,10 @@ impl Core {
                     call: call.info.clone(),
                     result,
                 };
-                let purpose = (!call.gone).then_some(HookPurpose::Action);
+                // Verbs from an amd hook replaced the app: this answer is not waited for.
+                let purpose = (!call.gone && !replaced).then_some(HookPurpose::Action);
                 self.send_hook(call, hook, purpose, payload);
-                call.step = if call.gone {
+                call.step = if call.gone || replaced {
                     Step::Idle
                 } else {
                     Step::WaitAction
@@ -1822,6 +1848,7 @@ impl Core {
             MediaEvent::Error { leg, error, .. } => {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
             }
+            MediaEvent::Amd { leg, event, .. } => self.on_amd(now, call, leg, event),
             _ => {}
         }
     }

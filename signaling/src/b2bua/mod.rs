@@ -143,6 +143,12 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
+    /// REST createCall: place this call; its call_sid (or why not) goes back.
+    CreateCall {
+        account_sid: String,
+        request: Box<crate::create_call::CreateCall>,
+        reply: tokio::sync::oneshot::Sender<Result<CallSid, crate::create_call::CreateCallError>>,
+    },
     /// A fork's Request-URI was looked up in DNS.
     Resolved {
         call: u64,
@@ -225,6 +231,7 @@ pub fn start(
         next_key: 1,
         uas: HashMap::new(),
         uac: HashMap::new(),
+        outbound: HashMap::new(),
         dialogs: HashMap::new(),
         sids: HashMap::new(),
         timers: BinaryHeap::new(),
@@ -269,6 +276,8 @@ struct Core {
     uas: HashMap<InviteId, u64>,
     /// Client INVITEs (forks) → call and fork.
     uac: HashMap<InviteId, (u64, usize)>,
+    /// Client INVITEs of REST-created calls → call.
+    outbound: HashMap<InviteId, u64>,
     /// Dialogs → call and leg.
     dialogs: HashMap<DialogId, (u64, Leg)>,
     /// Every leg's call_sid (REST, media events) → call and leg.
@@ -467,6 +476,21 @@ impl Core {
             }
             DialogEvent::Progress {
                 invite, response, ..
+            } if self.outbound.contains_key(&invite) => {
+                self.on_outbound_progress(invite, &response)
+            }
+            DialogEvent::Answered {
+                invite,
+                dialog,
+                response,
+            } if self.outbound.contains_key(&invite) => {
+                self.on_outbound_answered(now, invite, dialog, &response)
+            }
+            DialogEvent::Failed { invite, response } if self.outbound.contains_key(&invite) => {
+                self.on_outbound_failed(now, invite, response.as_ref())
+            }
+            DialogEvent::Progress {
+                invite, response, ..
             } => self.on_fork_progress(now, invite, response),
             DialogEvent::Answered {
                 invite,
@@ -502,6 +526,13 @@ impl Core {
                 result,
             } => self.with_call(call, |core, c| core.on_hook(now, c, purpose, result)),
             Msg::Reload(r) => self.reload(*r),
+            Msg::CreateCall {
+                account_sid,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.create_call(now, &account_sid, *request));
+            }
             Msg::Resolved {
                 call,
                 fork,
@@ -659,8 +690,9 @@ impl Core {
     fn status_queue(
         &self,
         call: &Call,
+        hook: Option<Hook>,
     ) -> Option<mpsc::UnboundedSender<crate::payload::CallStatusPayload>> {
-        let hook = Hook::post(self.svc.config.app.status_hook.clone()?);
+        let hook = hook.or_else(|| self.svc.config.app.status_hook.clone().map(Hook::post))?;
         let (tx, mut rx) = mpsc::unbounded_channel::<crate::payload::CallStatusPayload>();
         let client = self.svc.webhooks.clone();
         let base = call.hook_base.clone();

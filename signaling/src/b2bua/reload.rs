@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 
 use super::{AppSource, Core, Msg};
 use crate::config::Config;
+use crate::create_call::{CreateCall, CreateCallError};
+use crate::payload::CallSid;
 use crate::webhook::WebhookClient;
 
 /// What a reload replaces
@@ -32,6 +34,24 @@ impl Handle {
     /// Queues `reload` for the task; false when the task has ended
     pub fn reload(&self, reload: Reload) -> bool {
         self.0.send(Msg::Reload(Box::new(reload))).is_ok()
+    }
+
+    /// REST createCall: has the task place `request`; the new call's call_sid.
+    pub async fn create_call(
+        &self,
+        account_sid: &str,
+        request: CreateCall,
+    ) -> Result<CallSid, CreateCallError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = CreateCallError::Unavailable("the B2BUA has stopped");
+        self.0
+            .send(Msg::CreateCall {
+                account_sid: account_sid.to_string(),
+                request: Box::new(request),
+                reply,
+            })
+            .map_err(|_| gone.clone())?;
+        answer.await.map_err(|_| gone)?
     }
 }
 

@@ -932,7 +932,7 @@ impl Core {
                         route.tenant_fqdn,
                     )],
                     // Direct Routing media is SRTP (SDES).
-                    srtp: true,
+                    srtp: config.teams.srtp,
                     ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
                 }],
                 Err(e) => {

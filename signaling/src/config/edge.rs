@@ -244,6 +244,9 @@ pub struct TeamsConfig {
     /// Microsoft's SIP proxy that calls to Teams users go to.
     #[serde(deserialize_with = "gateway")]
     pub gateway: SipUri,
+    /// Offer SRTP (SDES) to Teams, as Direct Routing requires; `false` for plain-RTP test
+    /// setups.
+    pub srtp: bool,
 }
 
 impl Default for TeamsConfig {
@@ -254,6 +257,7 @@ impl Default for TeamsConfig {
                 Ok(Uri::Sip(u)) => u,
                 _ => unreachable!("the default Teams gateway is a SIP URI"),
             },
+            srtp: true,
         }
     }
 }

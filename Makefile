@@ -6,9 +6,10 @@
 # and sox (with libsox-fmt-mp3 for the MP3 files) make the speech and music the detectors are
 # tested on; sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media`
 # as it fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS
-# (SIPp itself is built without TLS in Debian).
+# (SIPp itself is built without TLS in Debian); libsrtp2-dev: tests/srtp.rs checks our SRTP
+# against libsrtp.
 APT_PACKAGES := build-essential pkg-config libspandsp-dev libopus-dev espeak-ng sox \
-  libsox-fmt-mp3 sip-tester kamailio kamailio-tls-modules
+  libsox-fmt-mp3 sip-tester kamailio kamailio-tls-modules libsrtp2-dev
 CARGO ?= cargo
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial bench-reload

@@ -928,7 +928,8 @@ fn teams_target_carries_tenant_and_voicemail() {
     let cfg = config(
         "teams",
         &format!(
-            "[teams]\nfqdn = \"sbc.example.com\"\ngateway = \"sip:127.0.0.1:{}\"\n",
+            // The SIPp callee answers plain RTP (tests/srtp.rs covers SRTP).
+            "[teams]\nfqdn = \"sbc.example.com\"\ngateway = \"sip:127.0.0.1:{}\"\nsrtp = false\n",
             teams.port
         ),
     );

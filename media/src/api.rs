@@ -71,6 +71,9 @@ pub struct EndpointSpec {
     pub dtmf: DtmfMode,
     /// RTCP handling.
     pub rtcp: RtcpPolicy,
+    /// SRTP (SDES) keys: the leg speaks SRTP/SRTCP, the relay decrypts what it receives and
+    /// encrypts what it sends (`None`: plain RTP). Boxed: commands stay small for plain legs.
+    pub srtp: Option<Box<crate::srtp::SrtpKeys>>,
 }
 
 impl Default for EndpointSpec {
@@ -84,6 +87,7 @@ impl Default for EndpointSpec {
             media_timeout: None,
             dtmf: DtmfMode::Forward,
             rtcp: RtcpPolicy::Drop,
+            srtp: None,
         }
     }
 }

@@ -46,6 +46,7 @@ use crate::endpoint::{
 };
 use crate::ports::{PortAllocator, PortPair, PortRangeError};
 use crate::rtp::{self, DROPPED_METRIC, HEADER_LEN, RtpPacketMut};
+use crate::srtp::{self, Session as Srtp};
 
 const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
     let mut out = [""; N];
@@ -67,11 +68,20 @@ const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'st
 /// endpoint's [`endpoint::DROP_REASONS`], then the shard's own: "unknown" (a socket without a
 /// leg), "audio" (a bridged packet replaced by the leg's player or DTMF tone), "tx_pool" (no free
 /// send buffer for a generated packet), "transcode" (a payload the transcoder could not decode or
-/// encode).
-pub const DROP_REASONS: [&str; endpoint::DROP_REASONS.len() + 4] = concat(
-    &endpoint::DROP_REASONS,
-    &["unknown", "audio", "tx_pool", "transcode"],
-);
+/// encode), then [`srtp::DROP_REASONS`].
+pub const DROP_REASONS: [&str; endpoint::DROP_REASONS.len() + 4 + srtp::DROP_REASONS.len()] =
+    concat(
+        &endpoint::DROP_REASONS,
+        &[
+            "unknown",
+            "audio",
+            "tx_pool",
+            "transcode",
+            srtp::DROP_REASONS[0],
+            srtp::DROP_REASONS[1],
+            srtp::DROP_REASONS[2],
+        ],
+    );
 const DROP_UNKNOWN: usize = endpoint::DROP_REASONS.len();
 const DROP_AUDIO: usize = DROP_UNKNOWN + 1;
 const DROP_TX_POOL: usize = DROP_UNKNOWN + 2;
@@ -275,6 +285,8 @@ struct Leg {
     /// Bridged to a leg with no audio codec in common: this leg's audio, re-encoded for the peer
     /// (see [`crate::codec`]). `None` on plain bridges, whose packets are relayed in place.
     transcode: Option<Box<Transcoder>>,
+    /// SRTP of the leg (boxed: the derived key schedules are large and most legs have none).
+    srtp: Option<Box<Srtp>>,
 }
 
 impl Leg {
@@ -796,12 +808,21 @@ impl Shard {
             self.stats.dropped[DROP_UNKNOWN] += 1;
             return self.ring.release(p.bid);
         };
+        let is_rtcp = owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes));
+        // An SRTP leg's packets are authenticated and decrypted in place before anything else.
+        let bytes = match srtp_in(leg.srtp.as_deref_mut(), bytes, is_rtcp) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                Self::count_drop(&mut self.stats, reason);
+                return self.ring.release(p.bid);
+            }
+        };
         // The peer's audio saw the packet (dub, sent side of forks): drain its events too.
         let peer_busy = peer.as_deref().is_some_and(|p| !p.audio.egress_idle());
         // Audio queued in this leg's transcoder, to encode and send after the loop below.
         let mut transcoded = false;
         // Where the packet goes: (socket, destination, length), or a drop reason.
-        let outcome = if owner.rtcp || (leg.endpoint.config().rtcp_mux && rtp::is_rtcp(bytes)) {
+        let outcome = if is_rtcp {
             let ingress =
                 leg.endpoint
                     .handle_rtcp(now, p.src, bytes, peer.as_deref().map(|p| &p.endpoint));
@@ -809,9 +830,11 @@ impl Shard {
                 // Accepted from the latched remote and terminated here.
                 leg.reporter.on_receive(now, bytes);
             }
-            match (ingress, peer.as_deref()) {
+            match (ingress, peer) {
                 (Ingress::Forward { dest, len }, Some(peer)) => {
-                    Ok((peer.rtcp_sock.unwrap_or(peer.rtp_sock), dest, len))
+                    srtp_out(peer.srtp.as_deref_mut(), &mut buf[p.off..], len, true)
+                        .map(|len| (peer.rtcp_sock.unwrap_or(peer.rtp_sock), dest, len))
+                        .map_err(Some)
                 }
                 (Ingress::Drop(reason), _) => Err(Some(reason)),
                 _ => Err(None),
@@ -857,7 +880,9 @@ impl Shard {
                         match (ingress, peer) {
                             (Ingress::Forward { dest, len }, Some(peer)) => {
                                 peer.last_egress = Some(now);
-                                Ok((peer.rtp_sock, dest, len))
+                                srtp_out(peer.srtp.as_deref_mut(), &mut buf[p.off..], len, false)
+                                    .map(|len| (peer.rtp_sock, dest, len))
+                                    .map_err(Some)
                             }
                             (Ingress::Drop(reason), _) => Err(Some(reason)),
                             _ => Err(None),
@@ -1080,9 +1105,10 @@ impl Shard {
             let sent = match buf.get_mut(..len).map(RtpPacketMut::parse) {
                 Some(Ok(mut pkt)) => leg.endpoint.egress(now, &mut pkt, generated.codec),
                 _ => Err("unknown"),
-            };
+            }
+            .and_then(|dest| Ok((dest, srtp_out(leg.srtp.as_deref_mut(), buf, len, false)?)));
             match sent {
-                Ok(dest) => {
+                Ok((dest, len)) => {
                     leg.last_egress = Some(now);
                     self.ring.send(leg.rtp_sock, bid, 0, len, dest);
                     self.stats.generated += 1;
@@ -1132,6 +1158,10 @@ impl Shard {
             rtcp::Egress { rtp_ts },
             &mut buf[..rtcp::MAX_REPORT],
         );
+        let Ok(len) = srtp_out(leg.srtp.as_deref_mut(), buf, len, true) else {
+            // Not reached: a send buffer has room past the report for SRTCP's index and tag.
+            return self.ring.release(bid);
+        };
         self.ring
             .send(leg.rtcp_sock.unwrap_or(leg.rtp_sock), bid, 0, len, dest);
         self.stats.generated += 1;
@@ -1209,6 +1239,10 @@ impl Shard {
                 l.endpoint
                     .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
                 l.endpoint.set_sdp_address(spec.sdp_address);
+                // Unchanged keys keep the session (its ROC and replay state).
+                if l.srtp.as_deref().map(Srtp::keys) != spec.srtp.as_deref().copied() {
+                    l.srtp = spec.srtp.map(|k| Box::new(Srtp::from_keys(*k)));
+                }
                 touched = Some(slot);
                 self.plan_transcoding(slot);
                 let l = self.leg_mut(slot)?;
@@ -1456,6 +1490,7 @@ impl Shard {
             transcode: None,
             reporter: Reporter::new(&format!("dialplane-{:08x}@{interface}", r as u32)),
             next_report: first_report,
+            srtp: spec.srtp.map(|k| Box::new(Srtp::from_keys(*k))),
         };
         let slot = match self.free_legs.pop() {
             Some(s) => {
@@ -1569,6 +1604,40 @@ impl Shard {
             .legs
             .increment(legs - std::mem::replace(&mut e.legs, legs));
     }
+}
+
+/// An SRTP leg's received packet, authenticated and decrypted in place (the tag stripped);
+/// other legs' packets unchanged. `Err` is the drop reason.
+fn srtp_in<'b>(
+    srtp: Option<&mut Srtp>,
+    bytes: &'b mut [u8],
+    rtcp: bool,
+) -> Result<&'b mut [u8], &'static str> {
+    let Some(srtp) = srtp else { return Ok(bytes) };
+    let len = if rtcp {
+        srtp.unprotect_rtcp(bytes)
+    } else {
+        srtp.unprotect_rtp(bytes)
+    }
+    .map_err(srtp::SrtpError::reason)?;
+    Ok(&mut bytes[..len])
+}
+
+/// The packet `buf[..len]` protected in place for an SRTP leg (the tag appended in the room
+/// past it); `len` for other legs. `Err` is the drop reason.
+fn srtp_out(
+    srtp: Option<&mut Srtp>,
+    buf: &mut [u8],
+    len: usize,
+    rtcp: bool,
+) -> Result<usize, &'static str> {
+    let Some(srtp) = srtp else { return Ok(len) };
+    if rtcp {
+        srtp.protect_rtcp(buf, len)
+    } else {
+        srtp.protect_rtp(buf, len)
+    }
+    .map_err(srtp::SrtpError::reason)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::transcode;
+use super::srtp;
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
 use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
@@ -57,6 +58,8 @@ struct Resolved {
     carrier: Option<String>,
     /// A phone target's gateways, tried one after the other.
     route: Option<Route>,
+    /// The target requires SRTP (Teams, a carrier with `srtp = true`).
+    srtp: bool,
 }
 
 impl Resolved {
@@ -67,6 +70,7 @@ impl Resolved {
             headers: Vec::new(),
             carrier: None,
             route: None,
+            srtp: false,
         }
     }
 }
@@ -169,6 +173,8 @@ struct ForkLeg {
     carrier: Option<String>,
     /// Its carrier's gateways, while a failure may go on to the next one.
     route: Option<Route>,
+    /// Offered SRTP (SDES).
+    srtp: bool,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
     /// The offer we sent it.
@@ -566,7 +572,8 @@ impl Core {
             Some(n) => transcode::caller_codecs(relayable(&call.offer), codecs_of(n)),
             None => relayable(&call.offer),
         };
-        let l = local(call.key, self.svc.media_ip, call.port, codecs);
+        let mut l = local(call.key, self.svc.media_ip, call.port, codecs);
+        l.srtp = srtp::answer_keys(&call.offer);
         let (sdp, n) = answer(&call.offer, &l)?;
         self.update_leg(call, LegId(0), &n);
         let body = Bytes::from(sdp.serialize());
@@ -834,6 +841,7 @@ impl Core {
                 headers: extra,
                 carrier,
                 route,
+                srtp,
             } in self.resolve_target(&call.config, &t.kind)
             {
                 // The dial keeps the first of equal URIs: keep fork indices in step with it.
@@ -869,6 +877,7 @@ impl Core {
                     login,
                     carrier,
                     route,
+                    srtp,
                     invite: None,
                     dialog: None,
                     offer: None,
@@ -959,6 +968,7 @@ impl Core {
                             login,
                             carrier: Some(route.carrier.name.clone()),
                             route: Some(gateways),
+                            srtp: route.carrier.srtp,
                             ..Resolved::to(Destination::Uri(first))
                         }]
                     }
@@ -993,6 +1003,8 @@ impl Core {
                         crate::routing::TEAMS_TENANT_HEADER.to_string(),
                         route.tenant_fqdn,
                     )],
+                    // Direct Routing media is SRTP (SDES).
+                    srtp: config.teams.srtp,
                     ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
                 }],
                 Err(e) => {
@@ -1257,12 +1269,9 @@ impl Core {
             Some((_, n)) => codecs_of(n),
             None => relayable(&call.offer),
         });
-        let offer = sdp::offer(&local(
-            call.key * 16 + i as u64,
-            self.svc.media_ip,
-            port,
-            codecs,
-        ));
+        let mut ours = local(call.key * 16 + i as u64, self.svc.media_ip, port, codecs);
+        ours.srtp = srtp::offer_keys(run.forks[i].srtp);
+        let offer = sdp::offer(&ours);
         let mut user = caller_id.unwrap_or_else(|| call.info.from.clone());
         if let Some(name) = &run.forks[i].carrier
             && let Some(c) = call.config.carriers.iter().find(|c| &c.name == name)
@@ -1750,6 +1759,7 @@ impl Core {
             port,
             codecs.unwrap_or_default(),
         );
+        l.srtp = srtp::answer_keys(&offer);
         l.origin.session_version = call.next_sdp_version();
         let Some((sdp, n)) = answer(&offer, &l) else {
             let _ = self
@@ -1769,20 +1779,19 @@ impl Core {
         let other = match (leg, &call.step) {
             (Leg::Caller, Step::Dial(run)) => run.bridged.and_then(|i| {
                 let f = &run.forks[i];
-                Some((
-                    f.dialog?,
-                    run.port_of(i)?,
-                    f.negotiated.as_ref().map(codecs_of)?,
-                ))
+                Some((f.dialog?, run.port_of(i)?, f.negotiated.as_ref()?))
             }),
             (Leg::Fork(_), _) => call
                 .dialog
                 .zip(call.answer.as_ref())
-                .map(|(d, (_, n))| (d, call.port, codecs_of(n))),
+                .map(|(d, (_, n))| (d, call.port, n)),
             _ => None,
-        };
-        if let Some((d, port, codecs)) = other {
+        }
+        .map(|(d, port, n)| (d, port, codecs_of(n), srtp::our_key(n)));
+        if let Some((d, port, codecs, keys)) = other {
             let mut l = local(call.key, self.svc.media_ip, port, codecs);
+            // The stream stays SRTP with the same key.
+            l.srtp = keys;
             l.origin.session_version = call.next_sdp_version();
             // The other side hears what this side offered: its sendonly (hold) is our
             // sendonly towards the other side.
@@ -1808,25 +1817,25 @@ impl Core {
             let Ok(a) = SessionDescription::parse_bytes(&r.body) else {
                 return;
             };
-            // What we offered carried the same codecs as before: match against those.
+            // What we offered carried the same codecs and key as before: match against those.
             let ours = match leg {
-                Leg::Caller => call
-                    .answer
-                    .as_ref()
-                    .map(|(_, n)| local(call.key, core.svc.media_ip, call.port, codecs_of(n))),
+                Leg::Caller => call.answer.as_ref().map(|(_, n)| (call.port, n)),
                 Leg::Fork(i) => match &call.step {
-                    Step::Dial(run) => run.forks[i].negotiated.as_ref().and_then(|n| {
-                        Some(local(
-                            call.key,
-                            core.svc.media_ip,
-                            run.port_of(i)?,
-                            codecs_of(n),
-                        ))
-                    }),
+                    Step::Dial(run) => run.forks[i]
+                        .negotiated
+                        .as_ref()
+                        .zip(run.port_of(i))
+                        .map(|(n, p)| (p, n)),
                     _ => None,
                 },
             };
-            let Some(ours) = ours else { return };
+            let Some(ours) = ours.map(|(port, n)| {
+                let mut l = local(call.key, core.svc.media_ip, port, codecs_of(n));
+                l.srtp = srtp::our_key(n);
+                l
+            }) else {
+                return;
+            };
             let media_leg = match (leg, &call.step) {
                 (Leg::Caller, _) => Some(LegId(0)),
                 (Leg::Fork(i), Step::Dial(run)) => run.media_leg(i),

@@ -12,13 +12,15 @@ use crate::sdp::{self, Codec, LocalMedia, LocalOrigin, Negotiated, SessionDescri
 /// Codecs the relay carries between legs (by name, any payload type).
 const RELAYED: [&str; 6] = ["PCMU", "PCMA", "G722", "opus", "CN", "telephone-event"];
 
-/// The offer's codecs the relay carries, in the offer's order, with its payload types.
+/// The offer's codecs the relay carries, in the offer's order, with its payload types (plain
+/// RTP, or SDES SRTP with a key the relay can use).
 pub(super) fn relayable(offer: &SessionDescription) -> Vec<Codec> {
-    let Some(m) = offer
-        .media
-        .iter()
-        .find(|m| m.kind == "audio" && m.port != 0 && m.proto.is_rtp() && !m.proto.is_secure())
-    else {
+    let Some(m) = offer.media.iter().find(|m| {
+        m.kind == "audio"
+            && m.port != 0
+            && m.proto.is_rtp()
+            && (!m.proto.is_secure() || super::srtp::usable(m))
+    }) else {
         return Vec::new();
     };
     m.codecs()
@@ -77,6 +79,7 @@ pub(super) fn endpoint_spec(n: &Negotiated) -> EndpointSpec {
         pt_map,
         rtcp_mux: n.rtcp_mux,
         direction,
+        srtp: super::srtp::leg_keys(n).map(Box::new),
         ..EndpointSpec::default()
     }
 }

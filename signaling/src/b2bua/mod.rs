@@ -35,6 +35,7 @@ mod call;
 mod listen;
 mod media;
 mod reload;
+mod srtp;
 mod transcode;
 
 use std::cmp::Reverse;

@@ -119,6 +119,9 @@ pub struct CarrierConfig {
     /// Prefix that stands for `+`, e.g. `"00"` or `"011"`.
     #[serde(default)]
     pub international_prefix: Option<String>,
+    /// Calls to this carrier offer SRTP (`RTP/SAVP` with an SDES key, RFC 4568).
+    #[serde(default)]
+    pub srtp: bool,
 }
 
 impl fmt::Debug for CarrierConfig {
@@ -139,6 +142,7 @@ impl fmt::Debug for CarrierConfig {
             .field("country_code", &self.country_code)
             .field("national_prefix", &self.national_prefix)
             .field("international_prefix", &self.international_prefix)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }
@@ -240,6 +244,9 @@ pub struct TeamsConfig {
     /// Microsoft's SIP proxy that calls to Teams users go to.
     #[serde(deserialize_with = "gateway")]
     pub gateway: SipUri,
+    /// Offer SRTP (SDES) to Teams, as Direct Routing requires; `false` for plain-RTP test
+    /// setups.
+    pub srtp: bool,
 }
 
 impl Default for TeamsConfig {
@@ -250,6 +257,7 @@ impl Default for TeamsConfig {
                 Ok(Uri::Sip(u)) => u,
                 _ => unreachable!("the default Teams gateway is a SIP URI"),
             },
+            srtp: true,
         }
     }
 }

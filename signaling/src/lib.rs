@@ -20,6 +20,7 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod auth_throttle;
 pub mod b2bua;
 pub mod cdr;
 pub mod config;

@@ -134,6 +134,14 @@ impl Serve {
         body
     }
 
+    /// One series of /metrics, e.g. `name{label="v"}` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Waits (bounded) until /metrics shows no call active; the metrics text.
     pub fn wait_idle(&self) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

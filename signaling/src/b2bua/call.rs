@@ -122,6 +122,8 @@ struct ForkLeg {
     carrier: Option<String>,
     /// Its carrier's gateways, while a failure may go on to the next one.
     route: Option<Route>,
+    /// Counts it in its carrier's active calls while it may still connect.
+    carrier_slot: Option<super::carrier_limits::Slot>,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
     /// The offer we sent it.
@@ -192,6 +194,8 @@ pub(super) struct Call {
     pub(super) cdr: Track,
     /// The carrier the call came from.
     carrier: Option<String>,
+    /// Counts the call in that carrier's active calls while it lives.
+    _carrier_slot: Option<super::carrier_limits::Slot>,
 }
 
 impl Call {
@@ -245,6 +249,10 @@ impl Core {
             Ok(o) if !relayable(&o).is_empty() => o,
             Ok(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no codec we relay"),
             Err(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no SDP offer"),
+        };
+        let config = &self.svc.config;
+        let Ok(carrier_slot) = self.carrier_limits.inbound(config, &request, now) else {
+            return refuse(self, StatusCode::SERVICE_UNAVAILABLE, "carrier at its limit");
         };
         let sid = CallSid::new_random();
         let media_id = MediaCallId(sid.to_string());
@@ -312,6 +320,7 @@ impl Core {
             status_queue: None,
             cdr: Track::new(now),
             carrier,
+            _carrier_slot: carrier_slot,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
@@ -781,6 +790,7 @@ impl Core {
                     login,
                     carrier,
                     route,
+                    carrier_slot: None,
                     invite: None,
                     dialog: None,
                     offer: None,
@@ -934,8 +944,14 @@ impl Core {
                             Some(r) => r.invited(now, &headers, caller_id.as_deref()),
                             None => {}
                         }
-                        if let Err(status) =
-                            self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
+                        let f = &mut run.forks[fork.0];
+                        let (carrier, slot) = (f.carrier.as_deref(), &mut f.carrier_slot);
+                        if let Err(status) = self
+                            .carrier_limits
+                            .outbound(&call.config, carrier, slot, now)
+                            .and_then(|()| {
+                                self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
+                            })
                         {
                             run.forks[fork.0]
                                 .cdr
@@ -1443,6 +1459,8 @@ impl Core {
                 if core.fail_over(now, call, run, i, status) {
                     return None;
                 }
+                // Its call with the carrier is over, whatever the dial does next.
+                run.forks[i].carrier_slot = None;
                 if let Some(why) = why {
                     run.forks[i].cdr.hung_up(why);
                 }

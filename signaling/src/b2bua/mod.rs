@@ -30,6 +30,7 @@
 //! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
 
 mod call;
+mod carrier_limits;
 mod media;
 mod reload;
 
@@ -215,6 +216,7 @@ pub fn start(
     let unreachable = transports.take_unreachable();
     let core = Core {
         gateways: Gateways::new(&services.config.carriers, Instant::now(), services.seed),
+        carrier_limits: Default::default(),
         tx: Transactions::new(TimerConfig::default(), services.seed),
         dl: DialogLayer::new(dialog, services.seed.wrapping_add(1)),
         registrar,
@@ -261,6 +263,8 @@ struct Core {
     dl: DialogLayer,
     /// Carrier gateways: their order per call, health and probes.
     gateways: Gateways,
+    /// Active calls and call rate per carrier.
+    carrier_limits: carrier_limits::CarrierLimits,
     registrar: Registrar<MemoryStore>,
     calls: HashMap<u64, Call>,
     next_key: u64,

@@ -119,6 +119,13 @@ pub struct CarrierConfig {
     /// Prefix that stands for `+`, e.g. `"00"` or `"011"`.
     #[serde(default)]
     pub international_prefix: Option<String>,
+    /// Calls with this carrier at once, inbound and outbound; more get 503. 0: no limit.
+    #[serde(default)]
+    pub max_concurrent_calls: u32,
+    /// New calls with this carrier per second (burst of the same size); more get 503. 0: no
+    /// limit.
+    #[serde(default)]
+    pub max_cps: u32,
 }
 
 impl fmt::Debug for CarrierConfig {
@@ -138,6 +145,8 @@ impl fmt::Debug for CarrierConfig {
             .field("inbound", &self.inbound)
             .field("country_code", &self.country_code)
             .field("national_prefix", &self.national_prefix)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("max_cps", &self.max_cps)
             .field("international_prefix", &self.international_prefix)
             .finish()
     }

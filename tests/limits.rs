@@ -1,20 +1,18 @@
-//! Access limits of `dialplane serve` over real UDP: the per-source rate limit on new requests
-//! and the registrar's brute-force throttling.
+//! Access limits of `dialplane serve` over real sockets: the per-source rate limit on new
+//! requests, the registrar's brute-force throttling, per-carrier call limits, and the
+//! redaction of numbers, URIs and addresses in its logs.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use dialplane_signaling::auth::{Challenge, ClientRequest, respond};
+use serde_json::json;
 
 mod common;
-use common::serve::Serve;
-
-fn config(name: &str, toml: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("limits-{name}.toml"));
-    std::fs::write(&path, toml).expect("write config");
-    path
-}
+use common::http::Receiver;
+use common::serve::{
+    CALLED, CALLING, HOOK_WAIT, Serve, callee, caller, config, dial, ringing, sip_target,
+};
 
 fn serve(name: &str, toml: &str) -> Serve {
     let cfg = config(name, toml);
@@ -200,4 +198,127 @@ fn new_requests_beyond_the_rate_get_503_then_silence_per_source() {
     let other = client("127.0.0.2");
     options(&other, serve.sip, "other", None);
     assert_eq!(status(&answer(&other)), 200);
+}
+
+/// A dial of two numbers through carrier `acme` and of `other`'s user bob.
+fn carrier_app(other: &str) -> serde_json::Value {
+    let phone = |n: &str| json!({"type": "phone", "number": n, "trunk": "acme"});
+    dial(
+        &[phone("16175550100"), phone("16175550111"), sip_target(other)],
+        json!({"actionHook": "/action"}),
+    )
+}
+
+#[test]
+fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
+    // The carrier's gateway answers the first fork; the second, to the same carrier, is over
+    // max_concurrent_calls and fails at once; bob rings until the winner's 200 cancels him.
+    let mut gw = callee("gw", "answer", 1, 300, &[]);
+    let mut bob = ringing("bob", 1);
+    let cfg = config(
+        "carrier-limit",
+        &format!(
+            "[[carriers]]\nname = \"acme\"\ncountry_code = \"1\"\nnational_prefix = \"1\"\n\
+             gateways = [\"sip:127.0.0.1:{}\"]\nprobe_interval_s = 0\nmax_concurrent_calls = 1\n",
+            gw.port
+        ),
+    );
+    let hooks = Receiver::start();
+    hooks.answer("/call", &carrier_app(&bob.uri("bob")));
+    let serve = Serve::start(
+        "carrier-limit",
+        &["--app-url", &hooks.url("/call"), "--config", cfg.to_str().unwrap()],
+    );
+    let mut alice = caller(&serve, "call", 300);
+    serve.finish(&mut [&mut alice, &mut gw, &mut bob]);
+    let invites: Vec<String> = gw
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    let action = hooks.wait("/action", "actionHook", HOOK_WAIT, |h| !h.is_empty());
+    assert_eq!(action[0].json["dial_call_status"], "completed", "{}", action[0].body);
+    let limited = "dialplane_carrier_limited_total{carrier=\"acme\",direction=\"outbound\",limit=\"concurrent\"}";
+    assert_eq!(serve.metric(limited), 1.0, "{}", serve.metrics());
+    // The winner's BYE gave its slot back.
+    serve.wait_idle();
+    assert_eq!(
+        serve.metric("dialplane_carrier_active_calls{carrier=\"acme\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn an_inbound_call_from_a_carrier_at_its_limit_gets_503() {
+    // Every call from loopback is acme's, one at a time; a held call takes the only slot.
+    let mut bob = callee("bob-in", "answer", 1, 50, &[]);
+    let cfg = config(
+        "carrier-inbound",
+        "[[carriers]]\nname = \"acme\"\ninbound = [\"127.0.0.0/8\"]\nmax_concurrent_calls = 1\n",
+    );
+    let hooks = Receiver::start();
+    hooks.answer("/call", &dial(&[sip_target(&bob.uri("bob"))], json!({})));
+    let serve = Serve::start(
+        "carrier-inbound",
+        &["--app-url", &hooks.url("/call"), "--config", cfg.to_str().unwrap()],
+    );
+    let mut first = caller(&serve, "call", 3000);
+    // While the first call is up, a second INVITE from acme gets 503.
+    let deadline = std::time::Instant::now() + HOOK_WAIT;
+    while serve.metric("dialplane_carrier_active_calls{carrier=\"acme\"}") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "{}", serve.log_tail());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = client("127.0.0.1");
+    let local = s.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:{CALLED}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-second;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{CALLING}@127.0.0.1>;tag=second\r\nTo: <sip:{CALLED}@127.0.0.1>\r\n\
+         Call-ID: second@limits\r\nCSeq: 1 INVITE\r\nContact: <sip:{CALLING}@{local}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    s.send_to(invite.as_bytes(), serve.sip).expect("send");
+    assert_eq!(status(&answer(&s)), 503);
+    serve.finish(&mut [&mut first, &mut bob]);
+    let limited = "dialplane_carrier_limited_total{carrier=\"acme\",direction=\"inbound\",limit=\"concurrent\"}";
+    assert_eq!(serve.metric(limited), 1.0);
+    serve.wait_idle();
+    assert_eq!(
+        serve.metric("dialplane_carrier_active_calls{carrier=\"acme\"}"),
+        0.0
+    );
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 40998 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// The log of one call through `dialplane serve` logging as `rust_log`.
+fn call_log(name: &str, rust_log: &str) -> (String, String) {
+    let mut bob = callee(&format!("{name}-bob"), "answer", 1, 50, &[]);
+    let hooks = Receiver::start();
+    hooks.answer(
+        "/call",
+        &dial(&[sip_target(&bob.uri("bob"))], json!({"actionHook": "/action"})),
+    );
+    let serve = Serve::start_logging(name, &["--app-url", &hooks.url("/call")], rust_log);
+    let mut alice = caller(&serve, "call", 100);
+    serve.finish(&mut [&mut alice, &mut bob]);
+    hooks.wait("/action", "actionHook", HOOK_WAIT, |h| !h.is_empty());
+    serve.wait_idle();
+    (serve.log_text(), bob.uri("bob"))
+}
+
+#[test]
+fn logs_at_info_redact_numbers_uris_and_addresses_and_debug_shows_them() {
+    let (info, bob) = call_log("redact-info", "info");
+    for secret in [CALLED, CALLING, "127.0.0.1", bob.as_str(), common::serve::SECRET] {
+        assert!(!info.contains(secret), "{secret:?} in the info log:\n{info}");
+    }
+    // What is left is enough to follow the call.
+    assert!(info.contains("16173***1212"), "{info}");
+    assert!(info.contains("new call"), "{info}");
+    let (debug, _) = call_log("redact-debug", "info,dialplane_signaling=debug");
+    assert!(debug.contains(CALLED) && debug.contains("127.0.0.1"), "{debug}");
 }

@@ -31,6 +31,7 @@ pub mod gateways;
 pub mod message;
 pub mod options;
 pub mod payload;
+pub mod redact;
 pub mod registrar;
 pub mod rest;
 pub mod routing;

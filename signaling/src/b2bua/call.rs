@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
+use crate::redact::Text;
 use crate::app::{AppRunner, Step as AppStep};
 use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
 use crate::config::Config;
@@ -325,7 +326,9 @@ impl Core {
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
+        let i = &call.info;
+        tracing::info!(call_sid = %sid, from = %Text(&i.from), to = %Text(&i.to),
+            call_id = %Text(&i.call_id), "new call");
         call.status_queue = self.status_queue(&call);
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
@@ -654,7 +657,8 @@ impl Core {
                         self.advance(now, call);
                     }
                     Err(e) => {
-                        tracing::error!(call_sid = %call.sid, error = %e, "call webhook failed: 480");
+                        let e = e.to_string();
+                        tracing::error!(call_sid = %call.sid, error = %Text(&e), "call webhook failed: 480");
                         call.cdr.hung_up(Hangup::system(Cause::AppFailed));
                         call.step = Step::Idle;
                         self.hang_up_caller(
@@ -672,7 +676,7 @@ impl Core {
                 }
                 match verbs {
                     Ok(v) => call.app.replace_rest(v),
-                    Err(e) => tracing::warn!(call_sid = %call.sid, error = %e,
+                    Err(e) => tracing::warn!(call_sid = %call.sid, error = %Text(&e.to_string()),
                         "actionHook gave no verbs; the app goes on"),
                 }
                 call.step = Step::Idle;
@@ -881,7 +885,7 @@ impl Core {
                         }]
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "phone target not routable");
+                        tracing::warn!(error = %Text(&e.to_string()), "phone target not routable");
                         vec![Resolved::to(Destination::Unroutable(404))]
                     }
                 }
@@ -914,7 +918,7 @@ impl Core {
                     ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
                 }],
                 Err(e) => {
-                    tracing::warn!(error = %e, "teams target not routable");
+                    tracing::warn!(error = %Text(&e.to_string()), "teams target not routable");
                     vec![Resolved::to(Destination::Unroutable(404))]
                 }
             },
@@ -1227,7 +1231,7 @@ impl Core {
             let destinations = match result {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!(call_sid = %f.info.call_sid, error = %e,
+                    tracing::warn!(call_sid = %f.info.call_sid, error = %Text(&e.to_string()),
                         status = e.sip_status(), "fork target does not resolve: the fork fails");
                     return Some(DialEvent::Failed {
                         fork: ForkId(i),

@@ -160,7 +160,8 @@ mod tests {
 
     fn carrier(concurrent: u32, cps: u32) -> CarrierConfig {
         let text = format!(
-            "[[carriers]]\nname = \"acme\"\nmax_concurrent_calls = {concurrent}\nmax_cps = {cps}\n"
+            "[[carriers]]\nname = \"acme\"\ninbound = [\"192.0.2.0/24\"]\n\
+             max_concurrent_calls = {concurrent}\nmax_cps = {cps}\n"
         );
         Config::from_toml(&text, "test").unwrap().carriers.remove(0)
     }
@@ -203,7 +204,7 @@ mod tests {
         assert_eq!(l.carriers["acme"].active.load(Ordering::Relaxed), 1000);
         drop(slots);
         let limited = Config::from_toml(
-            "[[carriers]]\nname = \"acme\"\nmax_concurrent_calls = 1\n",
+            "[[carriers]]\nname = \"acme\"\ninbound = [\"192.0.2.0/24\"]\nmax_concurrent_calls = 1\n",
             "test",
         )
         .unwrap();

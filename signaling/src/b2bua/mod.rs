@@ -404,7 +404,8 @@ impl Core {
                     return;
                 }
                 if !self.may_call(&inc) {
-                    tracing::info!(source = %inc.source, "INVITE refused: source not allowed");
+                    let source = crate::redact::Addr(inc.source);
+                    tracing::info!(%source, "INVITE refused: source not allowed");
                     metrics::counter!(CALLS_METRIC, "status" => "forbidden").increment(1);
                     let r = Response::for_request(&inc.request, StatusCode::FORBIDDEN)
                         .with_to_tag(&crate::options::stable_tag(&inc.request));
@@ -629,7 +630,8 @@ impl Core {
                 .send(&hook, base.as_ref(), &payload, unix_now())
                 .await;
             if let Err(e) = &result {
-                tracing::warn!(call_sid = %sid, error = %e, "webhook failed");
+                let e = e.to_string();
+                tracing::warn!(call_sid = %sid, error = %crate::redact::Text(&e), "webhook failed");
             }
             if let Some(purpose) = purpose {
                 let _ = msgs.send(Msg::Hook {
@@ -674,7 +676,9 @@ impl Core {
                     .send(&hook, base.as_ref(), &payload, unix_now())
                     .await
                 {
-                    tracing::warn!(call_sid = %sid, error = %e, "status hook failed");
+                    let e = e.to_string();
+                    let error = crate::redact::Text(&e);
+                    tracing::warn!(call_sid = %sid, %error, "status hook failed");
                 }
             }
         });

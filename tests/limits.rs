@@ -5,8 +5,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use dialplane_signaling::auth::{Challenge, ClientRequest, respond};
 use serde_json::json;
+use signaling::auth::{Challenge, ClientRequest, respond};
 
 mod common;
 use common::http::Receiver;
@@ -18,7 +18,10 @@ fn serve(name: &str, toml: &str) -> Serve {
     let cfg = config(name, toml);
     // No call is placed: the app is never asked.
     let app = format!("http://127.0.0.1:{}/call", common::free_port());
-    Serve::start(name, &["--config", cfg.to_str().unwrap(), "--app-url", &app])
+    Serve::start(
+        name,
+        &["--config", cfg.to_str().unwrap(), "--app-url", &app],
+    )
 }
 
 fn client(ip: &str) -> UdpSocket {
@@ -113,12 +116,24 @@ fn wrong_passwords_lock_out_the_source_and_the_user_and_success_resets() {
         assert_eq!(attempt(&guesser, serve.sip, "alice", guess, cseq), 401);
     }
     // Locked out: even the right password from that source, or another user, gets 403.
-    assert_eq!(attempt(&guesser, serve.sip, "alice", "alice-secret", 100), 403);
-    assert_eq!(attempt(&guesser, serve.sip, "carol", "carol-secret", 110), 403);
+    assert_eq!(
+        attempt(&guesser, serve.sip, "alice", "alice-secret", 100),
+        403
+    );
+    assert_eq!(
+        attempt(&guesser, serve.sip, "carol", "carol-secret", 110),
+        403
+    );
     // The username is locked from anywhere; other users elsewhere are served.
     let elsewhere = client("127.0.0.2");
-    assert_eq!(attempt(&elsewhere, serve.sip, "alice", "alice-secret", 1), 403);
-    assert_eq!(attempt(&elsewhere, serve.sip, "carol", "carol-secret", 10), 200);
+    assert_eq!(
+        attempt(&elsewhere, serve.sip, "alice", "alice-secret", 1),
+        403
+    );
+    assert_eq!(
+        attempt(&elsewhere, serve.sip, "carol", "carol-secret", 10),
+        200
+    );
     // A success resets the count: two failures, a success, two failures: still no lockout.
     let bob = client("127.0.0.3");
     let mut cseq = 1;
@@ -132,7 +147,10 @@ fn wrong_passwords_lock_out_the_source_and_the_user_and_success_resets() {
         serve.metric("dialplane_auth_lockouts_total{by=\"source\"}"),
         1.0
     );
-    assert_eq!(serve.metric("dialplane_auth_lockouts_total{by=\"user\"}"), 1.0);
+    assert_eq!(
+        serve.metric("dialplane_auth_lockouts_total{by=\"user\"}"),
+        1.0
+    );
     assert_eq!(serve.metric("dialplane_auth_throttled_total"), 3.0);
 }
 
@@ -187,8 +205,15 @@ fn new_requests_beyond_the_rate_get_503_then_silence_per_source() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(ok + refused + dropped, SENT, "ok {ok}, 503 {refused}, dropped {dropped}");
-    assert!(ok >= 10 && refused >= 10 && dropped > 0, "ok {ok}, 503 {refused}, dropped {dropped}");
+    assert_eq!(
+        ok + refused + dropped,
+        SENT,
+        "ok {ok}, 503 {refused}, dropped {dropped}"
+    );
+    assert!(
+        ok >= 10 && refused >= 10 && dropped > 0,
+        "ok {ok}, 503 {refused}, dropped {dropped}"
+    );
     // In-dialog requests from the exhausted source are not limited (no such dialog: 481).
     for i in 0..20 {
         options(&flood, serve.sip, &format!("in-dialog-{i}"), Some("ours"));
@@ -204,17 +229,21 @@ fn new_requests_beyond_the_rate_get_503_then_silence_per_source() {
 fn carrier_app(other: &str) -> serde_json::Value {
     let phone = |n: &str| json!({"type": "phone", "number": n, "trunk": "acme"});
     dial(
-        &[phone("16175550100"), phone("16175550111"), sip_target(other)],
+        &[
+            phone("16175550100"),
+            phone("16175550111"),
+            sip_target(other),
+        ],
         json!({"actionHook": "/action"}),
     )
 }
 
 #[test]
 fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
-    // The carrier's gateway answers the first fork; the second, to the same carrier, is over
-    // max_concurrent_calls and fails at once; bob rings until the winner's 200 cancels him.
-    let mut gw = callee("gw", "answer", 1, 300, &[]);
-    let mut bob = ringing("bob", 1);
+    // The carrier's gateway rings for the first fork; the second, to the same carrier, is over
+    // max_concurrent_calls and fails at once; bob answers, so the gateway's fork is cancelled.
+    let mut gw = ringing("gw", 1);
+    let mut bob = callee("bob", "answer", 1, 300, &[]);
     let cfg = config(
         "carrier-limit",
         &format!(
@@ -227,7 +256,12 @@ fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
     hooks.answer("/call", &carrier_app(&bob.uri("bob")));
     let serve = Serve::start(
         "carrier-limit",
-        &["--app-url", &hooks.url("/call"), "--config", cfg.to_str().unwrap()],
+        &[
+            "--app-url",
+            &hooks.url("/call"),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
     );
     let mut alice = caller(&serve, "call", 300);
     serve.finish(&mut [&mut alice, &mut gw, &mut bob]);
@@ -238,10 +272,14 @@ fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
         .collect();
     assert_eq!(invites.len(), 1, "{invites:?}");
     let action = hooks.wait("/action", "actionHook", HOOK_WAIT, |h| !h.is_empty());
-    assert_eq!(action[0].json["dial_call_status"], "completed", "{}", action[0].body);
+    assert_eq!(
+        action[0].json["dial_call_status"], "completed",
+        "{}",
+        action[0].body
+    );
     let limited = "dialplane_carrier_limited_total{carrier=\"acme\",direction=\"outbound\",limit=\"concurrent\"}";
     assert_eq!(serve.metric(limited), 1.0, "{}", serve.metrics());
-    // The winner's BYE gave its slot back.
+    // The cancelled fork gave its slot back.
     serve.wait_idle();
     assert_eq!(
         serve.metric("dialplane_carrier_active_calls{carrier=\"acme\"}"),
@@ -261,7 +299,12 @@ fn an_inbound_call_from_a_carrier_at_its_limit_gets_503() {
     hooks.answer("/call", &dial(&[sip_target(&bob.uri("bob"))], json!({})));
     let serve = Serve::start(
         "carrier-inbound",
-        &["--app-url", &hooks.url("/call"), "--config", cfg.to_str().unwrap()],
+        &[
+            "--app-url",
+            &hooks.url("/call"),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
     );
     let mut first = caller(&serve, "call", 3000);
     // While the first call is up, a second INVITE from acme gets 503.
@@ -300,7 +343,10 @@ fn call_log(name: &str, rust_log: &str) -> (String, String) {
     let hooks = Receiver::start();
     hooks.answer(
         "/call",
-        &dial(&[sip_target(&bob.uri("bob"))], json!({"actionHook": "/action"})),
+        &dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action"}),
+        ),
     );
     let serve = Serve::start_logging(name, &["--app-url", &hooks.url("/call")], rust_log);
     let mut alice = caller(&serve, "call", 100);
@@ -313,12 +359,24 @@ fn call_log(name: &str, rust_log: &str) -> (String, String) {
 #[test]
 fn logs_at_info_redact_numbers_uris_and_addresses_and_debug_shows_them() {
     let (info, bob) = call_log("redact-info", "info");
-    for secret in [CALLED, CALLING, "127.0.0.1", bob.as_str(), common::serve::SECRET] {
-        assert!(!info.contains(secret), "{secret:?} in the info log:\n{info}");
+    for secret in [
+        CALLED,
+        CALLING,
+        "127.0.0.1",
+        bob.as_str(),
+        common::serve::SECRET,
+    ] {
+        assert!(
+            !info.contains(secret),
+            "{secret:?} in the info log:\n{info}"
+        );
     }
     // What is left is enough to follow the call.
     assert!(info.contains("16173***1212"), "{info}");
     assert!(info.contains("new call"), "{info}");
     let (debug, _) = call_log("redact-debug", "info,dialplane_signaling=debug");
-    assert!(debug.contains(CALLED) && debug.contains("127.0.0.1"), "{debug}");
+    assert!(
+        debug.contains(CALLED) && debug.contains("127.0.0.1"),
+        "{debug}"
+    );
 }

@@ -137,10 +137,7 @@ fn write_uri(f: &mut impl Write, uri: &str) -> fmt::Result {
         }
         f.write_char('@')?;
     }
-    let hostport = hostport
-        .split([';', '?', '>'])
-        .next()
-        .unwrap_or(hostport);
+    let hostport = hostport.split([';', '?', '>']).next().unwrap_or(hostport);
     write_text(f, hostport)
 }
 
@@ -198,8 +195,16 @@ fn write_text(f: &mut impl Write, text: &str) -> fmt::Result {
                 }
             }
         }
-        if starts_word && (b[i].is_ascii_digit() || (b[i] == b'+' && b.get(i + 1).is_some_and(u8::is_ascii_digit))) {
-            let end = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit() || **c == b'.').count();
+        if starts_word
+            && (b[i].is_ascii_digit()
+                || (b[i] == b'+' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+        {
+            let end = i
+                + 1
+                + b[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit() || **c == b'.')
+                    .count();
             let token = text[i..end].trim_end_matches('.');
             let end = i + token.len();
             let next_is_word = b.get(end).is_some_and(u8::is_ascii_alphanumeric);
@@ -258,7 +263,10 @@ mod tests {
 
     #[test]
     fn addresses_lose_their_host_part() {
-        assert_eq!(r(|f| write_ip(f, "203.0.113.77".parse().unwrap())), "203.0.113.x");
+        assert_eq!(
+            r(|f| write_ip(f, "203.0.113.77".parse().unwrap())),
+            "203.0.113.x"
+        );
         assert_eq!(
             r(|f| write_ip(f, "2001:db8:1:2::77".parse().unwrap())),
             "2001:db8:1::x"
@@ -289,7 +297,10 @@ mod tests {
             "\"+1617***1212\" is not a valid phone number: too long"
         );
         assert_eq!(
-            r(|f| write_text(f, "hook http://10.1.2.3:8080/call: HTTP status 500 after 3 attempt(s)")),
+            r(|f| write_text(
+                f,
+                "hook http://10.1.2.3:8080/call: HTTP status 500 after 3 attempt(s)"
+            )),
             "hook http://10.1.2.x:8080/call: HTTP status 500 after 3 attempt(s)"
         );
         assert_eq!(
@@ -297,7 +308,10 @@ mod tests {
             "bob-7.example: no such SIP host (sip:***@bob-7.example)"
         );
         assert_eq!(
-            r(|f| write_text(f, "v1.2.3 timeout 30000 ms to 127.0.0.1:40000, call 5551234")),
+            r(|f| write_text(
+                f,
+                "v1.2.3 timeout 30000 ms to 127.0.0.1:40000, call 5551234"
+            )),
             "v1.2.3 timeout 30000 ms to 127.0.0.x:40000, call ***1234"
         );
     }

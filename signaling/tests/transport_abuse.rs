@@ -242,9 +242,16 @@ fn a_flood_from_one_source_gets_503_then_silence_and_others_are_still_served() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(ok + busy + dropped, SENT, "ok {ok}, 503 {busy}, dropped {dropped}");
+    assert_eq!(
+        ok + busy + dropped,
+        SENT,
+        "ok {ok}, 503 {busy}, dropped {dropped}"
+    );
     // Burst 20 plus what refilled meanwhile; as many 503s; the far-over rest dropped.
-    assert!(ok >= 20 && busy >= 20 && dropped > 0, "ok {ok}, 503 {busy}, dropped {dropped}");
+    assert!(
+        ok >= 20 && busy >= 20 && dropped > 0,
+        "ok {ok}, 503 {busy}, dropped {dropped}"
+    );
     let limited = uas.metric("dialplane_sip_dropped_total", &[("reason", "rate_limited")]);
     assert_eq!(limited, (busy + dropped) as f64);
     assert_eq!(
@@ -259,7 +266,10 @@ fn a_flood_from_one_source_gets_503_then_silence_and_others_are_still_served() {
         let branch = format!("indialog-{i}");
         let msg = String::from_utf8(options(&branch, "UDP", local))
             .expect("utf8")
-            .replace("To: <sip:uas@127.0.0.1>", "To: <sip:uas@127.0.0.1>;tag=callee");
+            .replace(
+                "To: <sip:uas@127.0.0.1>",
+                "To: <sip:uas@127.0.0.1>;tag=callee",
+            );
         s.send_to(msg.as_bytes(), uas.addr("UDP")).expect("send");
         assert_ne!(recv_status(&s), 503, "in-dialog request {i} limited");
     }

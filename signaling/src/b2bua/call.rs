@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
-use crate::redact::Text;
 use crate::app::{AppRunner, Step as AppStep};
 use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};
 use crate::config::Config;
@@ -25,6 +24,7 @@ use crate::payload::{
     CallInfo, CallSid, CallStatus, CallStatusPayload, DialActionPayload, Direction, SessionPayload,
     SipRequestInfo,
 };
+use crate::redact::Text;
 use crate::rest::{self, CallUpdate, Registration};
 use crate::sdp::{self, Negotiated, SessionDescription};
 use crate::transaction::TransactionKey;
@@ -253,7 +253,11 @@ impl Core {
         };
         let config = &self.svc.config;
         let Ok(carrier_slot) = self.carrier_limits.inbound(config, &request, now) else {
-            return refuse(self, StatusCode::SERVICE_UNAVAILABLE, "carrier at its limit");
+            return refuse(
+                self,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "carrier at its limit",
+            );
         };
         let sid = CallSid::new_random();
         let media_id = MediaCallId(sid.to_string());
@@ -954,7 +958,9 @@ impl Core {
                             .carrier_limits
                             .outbound(&call.config, carrier, slot, now)
                             .and_then(|()| {
-                                self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
+                                self.invite_fork(
+                                    now, call, &mut run, fork.0, &uri, headers, caller_id,
+                                )
                             })
                         {
                             run.forks[fork.0]

@@ -62,7 +62,11 @@ pub(super) enum Refused {
 
 impl CarrierLimits {
     /// Takes a slot of `carrier` at `now`, unless one of its limits is reached.
-    pub(super) fn acquire(&mut self, carrier: &CarrierConfig, now: Instant) -> Result<Slot, Refused> {
+    pub(super) fn acquire(
+        &mut self,
+        carrier: &CarrierConfig,
+        now: Instant,
+    ) -> Result<Slot, Refused> {
         let count = self
             .carriers
             .entry(carrier.name.clone())
@@ -189,7 +193,11 @@ mod tests {
         let slots: Vec<Slot> = (0..5).map(|_| l.acquire(&c, t0).unwrap()).collect();
         assert_eq!(l.acquire(&c, t0).unwrap_err(), Refused::Cps);
         drop(slots);
-        assert_eq!(l.acquire(&c, t0).unwrap_err(), Refused::Cps, "ended calls give no cps");
+        assert_eq!(
+            l.acquire(&c, t0).unwrap_err(),
+            Refused::Cps,
+            "ended calls give no cps"
+        );
         let t1 = t0 + Duration::from_millis(200);
         assert!(l.acquire(&c, t1).is_ok(), "one back after 1/5 s");
         assert_eq!(l.acquire(&c, t1).unwrap_err(), Refused::Cps);
@@ -210,7 +218,11 @@ mod tests {
         .unwrap();
         let mut slot = None;
         assert_eq!(l.outbound(&limited, Some("acme"), &mut slot, t0), Ok(()));
-        assert_eq!(l.outbound(&limited, Some("acme"), &mut slot, t0), Ok(()), "held");
+        assert_eq!(
+            l.outbound(&limited, Some("acme"), &mut slot, t0),
+            Ok(()),
+            "held"
+        );
         let mut other = None;
         assert_eq!(l.outbound(&limited, Some("acme"), &mut other, t0), Err(503));
         assert_eq!(l.outbound(&limited, None, &mut other, t0), Ok(()));

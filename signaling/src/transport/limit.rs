@@ -176,7 +176,11 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(r.check(ip(1), t0), Verdict::Allow);
         assert_eq!(r.check(ip(2), t0), Verdict::Allow);
-        assert_eq!(r.check(ip(3), t0), Verdict::Drop, "full table of busy sources");
+        assert_eq!(
+            r.check(ip(3), t0),
+            Verdict::Drop,
+            "full table of busy sources"
+        );
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(r.check(ip(3), t1), Verdict::Allow, "idle ones forgotten");
         assert!(r.tracked() <= 2);

@@ -243,7 +243,7 @@ fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
     // The carrier's gateway rings for the first fork; the second, to the same carrier, is over
     // max_concurrent_calls and fails at once; bob answers, so the gateway's fork is cancelled.
     let mut gw = ringing("gw", 1);
-    let mut bob = callee("bob", "answer", 1, 300, &[]);
+    let mut bob = callee("bob", "answer", 1, 50, &[]);
     let cfg = config(
         "carrier-limit",
         &format!(
@@ -263,7 +263,8 @@ fn a_carrier_at_its_limit_fails_the_fork_with_503_and_the_slot_comes_back() {
             cfg.to_str().unwrap(),
         ],
     );
-    let mut alice = caller(&serve, "call", 300);
+    // The caller is answered at once (no answerOnBridge): it holds past bob's answer.
+    let mut alice = caller(&serve, "call", 1000);
     serve.finish(&mut [&mut alice, &mut gw, &mut bob]);
     let invites: Vec<String> = gw
         .log()
@@ -327,6 +328,12 @@ fn an_inbound_call_from_a_carrier_at_its_limit_gets_503() {
     serve.finish(&mut [&mut first, &mut bob]);
     let limited = "dialplane_carrier_limited_total{carrier=\"acme\",direction=\"inbound\",limit=\"concurrent\"}";
     assert_eq!(serve.metric(limited), 1.0);
+    // The refused call never started (the CPS counter), but is counted as failed.
+    assert_eq!(serve.metric("dialplane_calls_started_total"), 1.0);
+    assert_eq!(
+        serve.metric("dialplane_calls_total{status=\"failed\"}"),
+        1.0
+    );
     serve.wait_idle();
     assert_eq!(
         serve.metric("dialplane_carrier_active_calls{carrier=\"acme\"}"),

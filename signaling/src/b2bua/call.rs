@@ -328,6 +328,7 @@ impl Core {
             _carrier_slot: carrier_slot,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
+        metrics::counter!(super::STARTED_METRIC).increment(1);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
         let i = &call.info;

@@ -27,7 +27,8 @@
 //! caller's when the call ends, the forks' when their dial ends.
 //!
 //! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
-//! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
+//! by the caller leg's final status), `dialplane_calls_started_total` (calls accepted: its
+//! `rate()` is the CPS), `dialplane_b2bua_ignored_total{reason}`.
 
 mod call;
 mod carrier_limits;
@@ -116,6 +117,7 @@ pub enum B2buaError {
 
 const ACTIVE_METRIC: &str = "dialplane_calls_active";
 const CALLS_METRIC: &str = "dialplane_calls_total";
+const STARTED_METRIC: &str = "dialplane_calls_started_total";
 const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
 /// Queued REST updates and media events.
 const QUEUE: usize = 4096;

@@ -210,7 +210,7 @@ async fn serve(
     let sip_addrs: Vec<String> = transports
         .local_addrs()
         .iter()
-        .map(|(t, a)| format!("{t}:{a}"))
+        .map(|(t, a)| format!("{t}:{}", signaling::redact::Addr(*a)))
         .collect();
     let sip_addr = transports
         .local_addrs()
@@ -240,7 +240,8 @@ async fn serve(
         };
         rest.serve(http, shutdown).await
     });
-    tracing::info!(sip = ?sip_addrs, http = %http_addr, media = %config.media.interface,
+    use signaling::redact::{Addr, Ip};
+    tracing::info!(sip = ?sip_addrs, http = %Addr(http_addr), media = %Ip(config.media.interface),
         ports = %format_args!("{}-{}", config.media.port_min, config.media.port_max),
         "dialplane serve: running");
     {

@@ -602,7 +602,7 @@ impl Outputs {
                     .await;
                 count("webhook", result.is_ok());
                 if let Err(e) = result {
-                    tracing::warn!(call_sid = %record.call_sid, error = %e, "CDR webhook failed");
+                    tracing::warn!(call_sid = %record.call_sid, error = %crate::redact::Text(&e.to_string()), "CDR webhook failed");
                 }
             });
         }

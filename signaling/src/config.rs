@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod dns;
 mod edge;
+mod rate;
 mod reload;
 mod speech;
 mod summary;
@@ -20,6 +21,7 @@ pub use edge::{
     CarrierConfig, GatewayList, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, Strategy,
     TeamsConfig,
 };
+pub use rate::RateLimit;
 pub use reload::Reload;
 pub use speech::SpeechConfig;
 pub use summary::Summary;
@@ -264,9 +266,9 @@ pub struct SipConfig {
     pub idle_timeout_s: u64,
     /// Inbound plus outbound TCP/TLS connections kept at most; more are refused.
     pub max_connections: usize,
-    /// Requests per second accepted from one source address (token bucket, burst of the same
-    /// size); more are answered 503. 0 turns the limit off.
-    pub rate_limit: u32,
+    /// New requests (out of any dialog: INVITE, REGISTER, OPTIONS…) accepted from one source
+    /// address: a token bucket ([`crate::transport`] says what happens beyond it).
+    pub rate_limit: RateLimit,
     /// `[sip.tls]`: the TLS listener, absent by default.
     pub tls: Option<SipTlsConfig>,
 }
@@ -280,7 +282,7 @@ impl Default for SipConfig {
             message_timeout_ms: 5_000,
             idle_timeout_s: 600,
             max_connections: 4_096,
-            rate_limit: 5_000,
+            rate_limit: RateLimit::per_second(5_000),
             tls: None,
         }
     }
@@ -353,6 +355,24 @@ pub struct RegistrarConfig {
     /// Secret for the stateless digest nonces; every instance of a cluster needs the same one.
     /// When absent the binary generates a random one at startup (one instance only).
     pub nonce_secret: Option<String>,
+    /// Failed digest attempts from one source address, or for one username, within
+    /// `auth_window_s` that lock it out ([`crate::auth_throttle`]); 0 turns this off.
+    pub max_auth_failures: u32,
+    /// How far back failed attempts count (seconds).
+    pub auth_window_s: u64,
+    /// How long a lockout lasts: REGISTERs get 403 (seconds).
+    pub auth_lockout_s: u64,
+}
+
+impl RegistrarConfig {
+    /// The brute-force throttle's settings
+    pub fn throttle(&self) -> crate::auth_throttle::ThrottleConfig {
+        crate::auth_throttle::ThrottleConfig {
+            max_failures: self.max_auth_failures,
+            window: std::time::Duration::from_secs(self.auth_window_s),
+            lockout: std::time::Duration::from_secs(self.auth_lockout_s),
+        }
+    }
 }
 
 impl Default for RegistrarConfig {
@@ -364,6 +384,9 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             nonce_secret: None,
+            max_auth_failures: 10,
+            auth_window_s: 60,
+            auth_lockout_s: 300,
         }
     }
 }
@@ -376,6 +399,9 @@ impl std::fmt::Debug for RegistrarConfig {
             .field("min_expires", &self.min_expires)
             .field("max_expires", &self.max_expires)
             .field("default_expires", &self.default_expires)
+            .field("max_auth_failures", &self.max_auth_failures)
+            .field("auth_window_s", &self.auth_window_s)
+            .field("auth_lockout_s", &self.auth_lockout_s)
             .field(
                 "nonce_secret",
                 &self.nonce_secret.as_ref().map(|_| "<redacted>"),

@@ -21,6 +21,7 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod auth_throttle;
 pub mod b2bua;
 pub mod cdr;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod media_files;
 pub mod message;
 pub mod options;
 pub mod payload;
+pub mod redact;
 pub mod registrar;
 pub mod rest;
 pub mod routing;

@@ -13,6 +13,8 @@
 //! - Request-URI or To not in the configured domain (or no domain configured) → **404**: we are
 //!   not responsible for that domain and do not proxy REGISTER (§10.3 step 1 and 5);
 //! - `Require` with an option tag other than `path` → 420 with `Unsupported`;
+//! - the source address or the To user locked out after repeated failed attempts → 403
+//!   ([`crate::auth_throttle`]; wrong credentials count, a success resets);
 //! - no credentials for our realm → 401 (challenges for SHA-256 and MD5); credentials wrong, for
 //!   an unknown user or with a foreign nonce → 401 with a fresh nonce; right but for an expired
 //!   nonce → 401 with `stale=true`; an unparsable `Authorization` → 400;
@@ -33,6 +35,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::auth::{Algorithm, Authenticated, Credentials, DigestServer, Verdict};
+use crate::auth_throttle::AuthThrottle;
 use crate::config::RegistrarConfig;
 use crate::message::{Contact, HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use crate::options::stable_tag;
@@ -220,6 +223,8 @@ pub struct Registrar<S> {
     default_expires: u32,
     digest: DigestServer,
     store: S,
+    /// Failed attempts and lockouts (kept across reloads).
+    throttle: AuthThrottle,
 }
 
 impl<S> fmt::Debug for Registrar<S> {
@@ -312,6 +317,7 @@ impl<S: RegistrationStore> Registrar<S> {
             default_expires: 0,
             digest: DigestServer::new(String::new(), Vec::new()),
             store,
+            throttle: AuthThrottle::new(config.throttle()),
         };
         r.reconfigure(config, nonce_secret);
         r
@@ -330,6 +336,7 @@ impl<S: RegistrationStore> Registrar<S> {
         self.max_expires = config.max_expires;
         self.default_expires = config.default_expires;
         self.digest = DigestServer::new(config.domain.clone(), nonce_secret.to_vec());
+        self.throttle.reconfigure(config.throttle());
     }
 
     /// Replaces the digest server (e.g. another nonce lifetime); its realm should be the domain
@@ -464,6 +471,11 @@ impl<S: RegistrationStore> Registrar<S> {
                 reply(req, StatusCode::BAD_EXTENSION).with_header(HeaderName::UNSUPPORTED, list),
             );
         }
+        // A locked-out guesser learns nothing more, and costs no hashing.
+        let user = String::from_utf8_lossy(&to_user);
+        if self.throttle.locked(now, source.ip(), Some(&user)) {
+            return (Rejected, reply(req, StatusCode::FORBIDDEN));
+        }
         // Step 3: authentication; the proof token is needed to change anything.
         let mut creds = None;
         for v in h.get_all(&HeaderName::AUTHORIZATION) {
@@ -489,9 +501,16 @@ impl<S: RegistrationStore> Registrar<S> {
             .digest
             .verify(&creds, "REGISTER", now, |u| passwords.get(u).cloned())
         {
-            Verdict::Ok(who) => who,
+            Verdict::Ok(who) => {
+                self.throttle.succeeded(source.ip(), who.username());
+                who
+            }
             Verdict::Stale => return (Challenged, self.challenge(req, now, true)),
             Verdict::Malformed(e) => return bad(&format!("bad Authorization header: {e}")),
+            Verdict::BadResponse | Verdict::UnknownUser => {
+                self.throttle.failed(now, source.ip(), &creds.username);
+                return (Rejected, self.challenge(req, now, false));
+            }
             _ => return (Rejected, self.challenge(req, now, false)),
         };
         // Step 4: authorization — one may only register one's own AOR.

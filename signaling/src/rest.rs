@@ -615,6 +615,7 @@ impl RestApi {
                 }
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
+                let peer = crate::redact::Addr(peer);
                 tracing::warn!(%peer, "http connection refused: {MAX_CONNECTIONS} open");
                 metrics::counter!("dialplane_http_connections_refused_total").increment(1);
                 continue;

@@ -320,7 +320,7 @@ impl WebhookClient {
         unix_time: u64,
     ) -> Result<HookReply, WebhookError> {
         let target = resolve(hook, base)?;
-        let shown = target.url.to_string();
+        let shown = crate::redact::url_without_password(&target.url);
         let json = serde_json::to_string(payload).map_err(|e| WebhookError::Transport {
             url: shown.clone(),
             message: format!("cannot serialize the payload: {e}"),

@@ -209,12 +209,12 @@ fn connections_beyond_the_limit_are_refused() {
 }
 
 #[test]
-fn a_flood_from_one_source_gets_503_and_others_are_still_served() {
+fn a_flood_from_one_source_gets_503_then_silence_and_others_are_still_served() {
     let mut uas = start(&["--rate-limit", "20"]);
     let s = udp_client("127.0.0.1");
     let local = s.local_addr().expect("addr");
-    let (mut ok, mut busy) = (0, 0);
-    // Batches small enough for the socket buffers: every request is answered, 200 or 503.
+    // Batches small enough for the socket buffers; all sent before the first reply is read.
+    const SENT: usize = 300;
     for batch in 0..10 {
         for i in 0..30 {
             s.send_to(
@@ -223,24 +223,56 @@ fn a_flood_from_one_source_gets_503_and_others_are_still_served() {
             )
             .expect("send");
         }
-        for _ in 0..30 {
-            match recv_status(&s) {
-                200 => ok += 1,
-                503 => busy += 1,
-                other => panic!("unexpected {other}"),
-            }
+        // Every request of the batch parsed, so the socket buffer holds at most one batch.
+        let parsed = (30 * (batch + 1)) as f64;
+        uas.wait_metric(
+            "dialplane_sip_received_total",
+            &[("transport", "UDP")],
+            |v| v >= parsed,
+        );
+    }
+    let busy = uas.metric("dialplane_sip_rate_limited_total", &[("action", "503")]) as usize;
+    let dropped = uas.metric("dialplane_sip_rate_limited_total", &[("action", "drop")]) as usize;
+    // What was not dropped is answered: 200 (within the burst and refill) or 503.
+    let mut ok = 0;
+    for _ in 0..SENT - dropped {
+        match recv_status(&s) {
+            200 => ok += 1,
+            503 => {}
+            other => panic!("unexpected {other}"),
         }
     }
-    assert!(ok >= 20 && busy >= 200, "ok {ok}, 503 {busy}");
+    assert_eq!(
+        ok + busy + dropped,
+        SENT,
+        "ok {ok}, 503 {busy}, dropped {dropped}"
+    );
+    // Burst 20 plus what refilled meanwhile; as many 503s; the far-over rest dropped.
+    assert!(
+        ok >= 20 && busy >= 20 && dropped > 0,
+        "ok {ok}, 503 {busy}, dropped {dropped}"
+    );
     let limited = uas.metric("dialplane_sip_dropped_total", &[("reason", "rate_limited")]);
-    assert_eq!(limited, f64::from(busy));
+    assert_eq!(limited, (busy + dropped) as f64);
     assert_eq!(
         uas.metric(
             "dialplane_sip_stateless_replies_total",
             &[("status", "503")]
         ),
-        f64::from(busy)
+        busy as f64
     );
+    // In-dialog requests (a To tag) from the same, exhausted, source are never limited.
+    for i in 0..30 {
+        let branch = format!("indialog-{i}");
+        let msg = String::from_utf8(options(&branch, "UDP", local))
+            .expect("utf8")
+            .replace(
+                "To: <sip:uas@127.0.0.1>",
+                "To: <sip:uas@127.0.0.1>;tag=callee",
+            );
+        s.send_to(msg.as_bytes(), uas.addr("UDP")).expect("send");
+        assert_ne!(recv_status(&s), 503, "in-dialog request {i} limited");
+    }
     // Another source address (127.0.0.2 is loopback too) has its own budget.
     served_over_udp(&uas, "127.0.0.2", "other-source");
 }

@@ -47,6 +47,11 @@ impl Serve {
     /// Starts it with `args` (the app) plus its own ports, the secret and the token; returns
     /// once it printed its ready line.
     pub fn start(name: &str, args: &[&str]) -> Serve {
+        Serve::start_logging(name, args, "info,dialplane=debug,dialplane_signaling=debug")
+    }
+
+    /// As [`Serve::start`], logging as `rust_log` (RUST_LOG) says.
+    pub fn start_logging(name: &str, args: &[&str], rust_log: &str) -> Serve {
         let sip: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let (port_min, port_max) = port_range();
@@ -59,7 +64,7 @@ impl Serve {
             .args(["--port-max", &port_max.to_string()])
             .args(["--webhook-secret", SECRET, "--api-token", TOKEN])
             .args(args)
-            .env("RUST_LOG", "info,dialplane=debug,dialplane_signaling=debug")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -132,6 +137,14 @@ impl Serve {
         let (status, body) = request(self.http, "GET", "/metrics", &[], "");
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// One series of /metrics, e.g. `name{label="v"}` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits (bounded) until /metrics shows no call active; the metrics text.

@@ -186,7 +186,11 @@ impl NgServer {
                 duration_ms,
                 source,
                 ..
-            } => tracing::info!(%call_id, %leg, %digit, duration_ms, ?source, "DTMF"),
+            } => {
+                // The sender's address is personal data: only at debug level.
+                tracing::info!(%call_id, %leg, %digit, duration_ms, "DTMF");
+                tracing::debug!(%call_id, %leg, ?source, "DTMF source");
+            }
             Event::Amd {
                 call_id,
                 leg,

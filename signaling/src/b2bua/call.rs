@@ -29,6 +29,7 @@ use crate::payload::{
     CallInfo, CallSid, CallStatus, CallStatusPayload, DialActionPayload, Direction, SessionPayload,
     SipRequestInfo,
 };
+use crate::redact::Text;
 use crate::rest::{self, CallUpdate, Registration};
 use crate::sdp::{self, Negotiated, SessionDescription};
 use crate::transaction::TransactionKey;
@@ -175,6 +176,8 @@ struct ForkLeg {
     route: Option<Route>,
     /// Offered SRTP (SDES).
     srtp: bool,
+    /// Counts it in its carrier's active calls while it may still connect.
+    carrier_slot: Option<super::carrier_limits::Slot>,
     invite: Option<InviteId>,
     dialog: Option<DialogId>,
     /// The offer we sent it.
@@ -259,6 +262,8 @@ pub(super) struct Call {
     pub(super) streams: super::listen::Streams,
     /// What each leg's DSP tap detects, for every feature that asked.
     pub(super) taps: dtmf::Taps,
+    /// Counts the call in that carrier's active calls while it lives.
+    _carrier_slot: Option<super::carrier_limits::Slot>,
 }
 
 impl Call {
@@ -321,6 +326,14 @@ impl Core {
             Ok(o) if !relayable(&o).is_empty() => o,
             Ok(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no codec we relay"),
             Err(_) => return refuse(self, StatusCode::NOT_ACCEPTABLE_HERE, "no SDP offer"),
+        };
+        let config = &self.svc.config;
+        let Ok(carrier_slot) = self.carrier_limits.inbound(config, &request, now) else {
+            return refuse(
+                self,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "carrier at its limit",
+            );
         };
         let sid = CallSid::new_random();
         let media_id = MediaCallId(sid.to_string());
@@ -392,11 +405,15 @@ impl Core {
             outbound: None,
             streams: Default::default(),
             taps: Default::default(),
+            _carrier_slot: carrier_slot,
         };
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
+        metrics::counter!(super::STARTED_METRIC).increment(1);
         self.uas.insert(invite, key);
         self.sids.insert(sid, (key, Leg::Caller));
-        tracing::debug!(call_sid = %sid, call_id = %call.info.call_id, "new call");
+        let i = &call.info;
+        tracing::info!(call_sid = %sid, from = %Text(&i.from), to = %Text(&i.to),
+            call_id = %Text(&i.call_id), "new call");
         call.status_queue = self.status_queue(&call, None);
         self.status_hook(&call, &call.info.clone());
         if let Some(hook) = webhook {
@@ -728,7 +745,8 @@ impl Core {
                         self.advance(now, call);
                     }
                     Err(e) => {
-                        tracing::error!(call_sid = %call.sid, error = %e, "call webhook failed: 480");
+                        let e = e.to_string();
+                        tracing::error!(call_sid = %call.sid, error = %Text(&e), "call webhook failed: 480");
                         call.cdr.hung_up(Hangup::system(Cause::AppFailed));
                         call.step = Step::Idle;
                         self.hang_up_caller(
@@ -746,7 +764,7 @@ impl Core {
                 }
                 match verbs {
                     Ok(v) => call.app.replace_rest(v),
-                    Err(e) => tracing::warn!(call_sid = %call.sid, error = %e,
+                    Err(e) => tracing::warn!(call_sid = %call.sid, error = %Text(&e.to_string()),
                         "actionHook gave no verbs; the app goes on"),
                 }
                 call.step = Step::Idle;
@@ -878,6 +896,7 @@ impl Core {
                     carrier,
                     route,
                     srtp,
+                    carrier_slot: None,
                     invite: None,
                     dialog: None,
                     offer: None,
@@ -973,7 +992,7 @@ impl Core {
                         }]
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "phone target not routable");
+                        tracing::warn!(error = %Text(&e.to_string()), "phone target not routable");
                         vec![Resolved::to(Destination::Unroutable(404))]
                     }
                 }
@@ -1008,7 +1027,7 @@ impl Core {
                     ..Resolved::to(Destination::Uri(route.request_uri.to_string()))
                 }],
                 Err(e) => {
-                    tracing::warn!(error = %e, "teams target not routable");
+                    tracing::warn!(error = %Text(&e.to_string()), "teams target not routable");
                     vec![Resolved::to(Destination::Unroutable(404))]
                 }
             },
@@ -1038,8 +1057,16 @@ impl Core {
                             Some(r) => r.invited(now, &headers, caller_id.as_deref()),
                             None => {}
                         }
-                        if let Err(status) =
-                            self.invite_fork(now, call, &mut run, fork.0, &uri, headers, caller_id)
+                        let f = &mut run.forks[fork.0];
+                        let (carrier, slot) = (f.carrier.as_deref(), &mut f.carrier_slot);
+                        if let Err(status) = self
+                            .carrier_limits
+                            .outbound(&call.config, carrier, slot, now)
+                            .and_then(|()| {
+                                self.invite_fork(
+                                    now, call, &mut run, fork.0, &uri, headers, caller_id,
+                                )
+                            })
                         {
                             run.forks[fork.0]
                                 .cdr
@@ -1352,7 +1379,7 @@ impl Core {
             let destinations = match result {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!(call_sid = %f.info.call_sid, error = %e,
+                    tracing::warn!(call_sid = %f.info.call_sid, error = %Text(&e.to_string()),
                         status = e.sip_status(), "fork target does not resolve: the fork fails");
                     return Some(DialEvent::Failed {
                         fork: ForkId(i),
@@ -1586,6 +1613,8 @@ impl Core {
                 if core.fail_over(now, call, run, i, status) {
                     return None;
                 }
+                // Its call with the carrier is over, whatever the dial does next.
+                run.forks[i].carrier_slot = None;
                 if let Some(why) = why {
                     run.forks[i].cdr.hung_up(why);
                 }

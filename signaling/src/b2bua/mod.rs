@@ -29,9 +29,11 @@
 //! caller's when the call ends, the forks' when their dial ends.
 //!
 //! Metrics: `dialplane_calls_active` (gauge), `dialplane_calls_total{status}` (finished calls
-//! by the caller leg's final status), `dialplane_b2bua_ignored_total{reason}`.
+//! by the caller leg's final status), `dialplane_calls_started_total` (calls accepted: its
+//! `rate()` is the CPS), `dialplane_b2bua_ignored_total{reason}`.
 
 mod call;
+mod carrier_limits;
 mod listen;
 mod media;
 mod reload;
@@ -122,6 +124,7 @@ pub enum B2buaError {
 
 const ACTIVE_METRIC: &str = "dialplane_calls_active";
 const CALLS_METRIC: &str = "dialplane_calls_total";
+const STARTED_METRIC: &str = "dialplane_calls_started_total";
 const IGNORED_METRIC: &str = "dialplane_b2bua_ignored_total";
 /// Queued REST updates and media events.
 const QUEUE: usize = 4096;
@@ -248,6 +251,7 @@ pub fn start(
     let unreachable = transports.take_unreachable();
     let core = Core {
         gateways: Gateways::new(&services.config.carriers, Instant::now(), services.seed),
+        carrier_limits: Default::default(),
         tx: Transactions::new(TimerConfig::default(), services.seed),
         dl: DialogLayer::new(dialog, services.seed.wrapping_add(1)),
         registrar,
@@ -296,6 +300,8 @@ struct Core {
     dl: DialogLayer,
     /// Carrier gateways: their order per call, health and probes.
     gateways: Gateways,
+    /// Active calls and call rate per carrier.
+    carrier_limits: carrier_limits::CarrierLimits,
     registrar: Registrar<MemoryStore>,
     calls: HashMap<u64, Call>,
     next_key: u64,
@@ -439,7 +445,8 @@ impl Core {
                     return;
                 }
                 if !self.may_call(&inc) {
-                    tracing::info!(source = %inc.source, "INVITE refused: source not allowed");
+                    let source = crate::redact::Addr(inc.source);
+                    tracing::info!(%source, "INVITE refused: source not allowed");
                     metrics::counter!(CALLS_METRIC, "status" => "forbidden").increment(1);
                     let r = Response::for_request(&inc.request, StatusCode::FORBIDDEN)
                         .with_to_tag(&crate::options::stable_tag(&inc.request));
@@ -694,7 +701,8 @@ impl Core {
                 .send(&hook, base.as_ref(), &payload, unix_now())
                 .await;
             if let Err(e) = &result {
-                tracing::warn!(call_sid = %sid, error = %e, "webhook failed");
+                let e = e.to_string();
+                tracing::warn!(call_sid = %sid, error = %crate::redact::Text(&e), "webhook failed");
             }
             if let Some(purpose) = purpose {
                 let _ = msgs.send(Msg::Hook {
@@ -740,7 +748,9 @@ impl Core {
                     .send(&hook, base.as_ref(), &payload, unix_now())
                     .await
                 {
-                    tracing::warn!(call_sid = %sid, error = %e, "status hook failed");
+                    let e = e.to_string();
+                    let error = crate::redact::Text(&e);
+                    tracing::warn!(call_sid = %sid, %error, "status hook failed");
                 }
             }
         });

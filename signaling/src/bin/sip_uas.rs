@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use dialplane_signaling::auth::{Algorithm, Challenge};
-use dialplane_signaling::config::{RegistrarConfig, RegistrarUser, SipConfig};
+use dialplane_signaling::config::{RateLimit, RegistrarConfig, RegistrarUser, SipConfig};
 use dialplane_signaling::message::{HeaderName, Headers, Method, Request, Response, StatusCode};
 use dialplane_signaling::options;
 use dialplane_signaling::registrar::{MemoryStore, Registrar};
@@ -115,7 +115,9 @@ fn limits(args: &Args) -> Limits {
         max_connections: args
             .max_connections
             .unwrap_or(SipConfig::default().max_connections),
-        rate_limit: args.rate_limit.unwrap_or(SipConfig::default().rate_limit),
+        rate_limit: args
+            .rate_limit
+            .map_or(SipConfig::default().rate_limit, RateLimit::per_second),
         ..SipConfig::default()
     };
     Limits::from_config(&sip)

@@ -122,6 +122,13 @@ pub struct CarrierConfig {
     /// Calls to this carrier offer SRTP (`RTP/SAVP` with an SDES key, RFC 4568).
     #[serde(default)]
     pub srtp: bool,
+    /// Calls with this carrier at once, inbound and outbound; more get 503. 0: no limit.
+    #[serde(default)]
+    pub max_concurrent_calls: u32,
+    /// New calls with this carrier per second (burst of the same size); more get 503. 0: no
+    /// limit.
+    #[serde(default)]
+    pub max_cps: u32,
 }
 
 impl fmt::Debug for CarrierConfig {
@@ -141,6 +148,8 @@ impl fmt::Debug for CarrierConfig {
             .field("inbound", &self.inbound)
             .field("country_code", &self.country_code)
             .field("national_prefix", &self.national_prefix)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("max_cps", &self.max_cps)
             .field("international_prefix", &self.international_prefix)
             .field("srtp", &self.srtp)
             .finish()

@@ -218,7 +218,10 @@ mod tests {
         let r = old.reload(new);
         assert_eq!(r.needs_restart, ["sip", "media", "http", "log"]);
         assert_eq!(r.config.sip.listen, old.sip.listen);
-        assert_eq!(r.config.sip.rate_limit, 7);
+        assert_eq!(
+            r.config.sip.rate_limit,
+            crate::config::RateLimit::per_second(7)
+        );
         assert_eq!(r.config.media, old.media);
         assert_eq!(r.config.http, old.http);
         assert_eq!(r.config.log, old.log);

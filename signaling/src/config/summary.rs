@@ -150,8 +150,9 @@ impl Display for Summary<'_> {
         writeln!(f, "  nonce_secret: {nonce}")?;
         writeln!(f, "allow_from: {}", list(&c.security.allow_from))?;
         let rate = match s.rate_limit {
-            0 => "unlimited".to_string(),
-            n => format!("{n}/s per source"),
+            r if r.is_off() => "unlimited".to_string(),
+            r if r.burst == r.requests_per_s => format!("{}/s per source", r.requests_per_s),
+            r => format!("{}/s per source, burst {}", r.requests_per_s, r.burst),
         };
         writeln!(f, "limits:")?;
         writeln!(f, "  sip.rate_limit: {rate}")?;

@@ -15,10 +15,17 @@
 //! Bad input: unparsable bytes are answered statelessly when [`crate::message::ParseError`]
 //! says so and a Via can be read from them (400, 413, 416, 505…), else dropped; a started
 //! TCP/TLS message (or TLS handshake) must finish within `message_timeout`; silent connections
-//! close after `idle_timeout`; connections beyond `max_connections` are refused; requests from
-//! one source beyond `rate_limit` per second get 503.
+//! close after `idle_timeout`; connections beyond `max_connections` are refused.
+//!
+//! Rate limit (`[sip] rate_limit`, a token bucket per source IP address, [`limit`]): it counts
+//! only new requests, those outside any dialog (no To tag: INVITE, REGISTER, OPTIONS…) except
+//! CANCEL; in-dialog requests (BYE, re-INVITE, ACK…), CANCELs and all responses are never
+//! limited, so calls in progress are untouched by a flood from their peer. Beyond the rate the
+//! excess gets 503 with `Retry-After: 1`; beyond twice the rate it is dropped without a reply.
+//! A retransmission of a new request counts again (the transport keeps no transaction state).
 //!
 //! Metrics: `dialplane_sip_received_total{transport}`, `dialplane_sip_sent_total{transport}`,
+//! `dialplane_sip_rate_limited_total{action}` (`503`, `drop`),
 //! `dialplane_sip_dropped_total{reason}` (`malformed`, `too_large`, `rate_limited`, `overload`,
 //! `max_connections`, `queue_full`, `send_failed`, `no_route`, `connect_failed`, `unreachable_unread`),
 //! `dialplane_sip_stateless_replies_total{status}`, the gauge `dialplane_sip_connections` and
@@ -43,11 +50,11 @@ use tokio::sync::mpsc;
 pub use crate::config::SipListen;
 pub use crate::registrar::Transport;
 
-use crate::config::SipConfig;
+use crate::config::{RateLimit, SipConfig};
 use crate::message::{
     HeaderName, Message, Param, ParseError, ParseErrorKind, Request, Response, StatusCode, Via,
 };
-use limit::RateLimiter;
+use limit::{RateLimiter, Verdict};
 
 /// Counter of messages received, label `transport`
 pub const RECEIVED_METRIC: &str = "dialplane_sip_received_total";
@@ -55,6 +62,8 @@ pub const RECEIVED_METRIC: &str = "dialplane_sip_received_total";
 pub const SENT_METRIC: &str = "dialplane_sip_sent_total";
 /// Counter of messages dropped, label `reason`
 pub const DROPPED_METRIC: &str = "dialplane_sip_dropped_total";
+/// Counter of new requests over the rate limit, label `action` = `503` or `drop`
+pub const RATE_LIMITED_METRIC: &str = "dialplane_sip_rate_limited_total";
 /// Counter of replies the transport sent by itself (parse errors, rate limit), label `status`
 pub const STATELESS_REPLIES_METRIC: &str = "dialplane_sip_stateless_replies_total";
 /// Gauge of open TCP/TLS connections
@@ -108,8 +117,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open TCP/TLS connections, inbound and outbound.
     pub max_connections: usize,
-    /// Requests per second per source IP address; 0 is unlimited.
-    pub rate_limit: u32,
+    /// New requests per source IP address (see the module docs).
+    pub rate_limit: RateLimit,
     /// Source addresses whose buckets are tracked at once.
     pub rate_sources: usize,
     /// Messages queued towards the stack.
@@ -285,7 +294,7 @@ struct ConnHandle {
 
 impl Transports {
     /// Replaces the per-source request rate (a configuration reload); buckets start full again
-    pub fn set_rate_limit(&self, rate: u32) {
+    pub fn set_rate_limit(&self, rate: RateLimit) {
         let mut limiter = self.inner.rate.lock().unwrap_or_else(|e| e.into_inner());
         *limiter = RateLimiter::new(rate, self.inner.limits.rate_sources);
     }
@@ -574,13 +583,19 @@ impl Inner {
         metrics::counter!(RECEIVED_METRIC, "transport" => transport.as_str()).increment(1);
         let message = match message {
             Message::Request(mut req) => {
-                let allowed = {
+                let verdict = if is_new_request(&req) {
                     let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-                    rate.allow(source.ip(), Instant::now())
+                    rate.check(source.ip(), Instant::now())
+                } else {
+                    Verdict::Allow
                 };
-                if !allowed {
+                if verdict != Verdict::Allow {
                     drop_counted("rate_limited");
-                    return busy_reply(&req);
+                    let refuse = verdict == Verdict::Refuse;
+                    let action = if refuse { "503" } else { "drop" };
+                    metrics::counter!(RATE_LIMITED_METRIC, "action" => action).increment(1);
+                    tracing::debug!(%source, method = %req.method, action, "rate limited");
+                    return if refuse { busy_reply(&req) } else { None };
                 }
                 set_received(&mut req, source);
                 Message::Request(req)
@@ -604,6 +619,15 @@ impl Inner {
             }
         }
     }
+}
+
+/// A request outside any dialog that is not a CANCEL (what the rate limit counts). An
+/// unreadable To counts as new.
+fn is_new_request(req: &Request) -> bool {
+    use crate::message::Method;
+    req.method != Method::CANCEL
+        && req.method != Method::ACK
+        && req.headers.to().map_or(true, |to| to.tag().is_none())
 }
 
 /// 503 with Retry-After for a request we will not process now (never for ACK).

@@ -192,6 +192,7 @@ impl Core {
             amd: None,
             streams: Default::default(),
             taps: Default::default(),
+            _carrier_slot: None,
             outbound: Some(Box::new(Outbound {
                 invite: Some(invite),
                 ring_until: now + Duration::from_secs(req.timeout.into()),

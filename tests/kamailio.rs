@@ -5,7 +5,7 @@
 //!
 //! Needs `kamailio` and `sipp` (Debian `kamailio`, `sip-tester`; `make deps` installs them).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use media::ng::Value;
 
 mod common;
-use common::{Relay, free_udp_port, get, spawn};
+use common::{Relay, free_udp_port, get, spawn, wait_answer};
 
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio")
@@ -24,22 +24,6 @@ fn work_dir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("work dir");
     dir
-}
-
-/// Send `request` to `to` until something answers (bounded: 10 s).
-fn wait_answer(to: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < deadline {
-        sock.send_to(request, to).expect("send");
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return buf[..n].to_vec();
-        }
-    }
-    panic!("{to} did not answer within 10 s");
 }
 
 /// Packets received from and sent to each party of `call`, per its ng `query`.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 mod dns;
 mod edge;
+mod redis;
 mod reload;
 mod summary;
 pub use dns::DnsConfig;
@@ -19,6 +20,7 @@ pub use edge::{
     CarrierConfig, GatewayList, HttpConfig, NumberPattern, RouteConfig, SecurityConfig, Strategy,
     TeamsConfig,
 };
+pub use redis::RedisConfig;
 pub use reload::Reload;
 pub use summary::Summary;
 
@@ -85,6 +87,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[cdr]`: where call detail records go.
     pub cdr: CdrConfig,
+    /// `[redis]`: the state shared by the instances of a cluster (`--redis`).
+    pub redis: RedisConfig,
 }
 
 /// `[cdr]`: one JSON line per call leg once it is over ([`crate::cdr`])
@@ -510,6 +514,7 @@ impl Config {
             self.validate_app(&invalid),
             dns::validate(&self.dns, &invalid),
             self.validate_sip(&invalid),
+            redis::validate(self, &invalid),
         ]
         .into_iter()
         .filter_map(Result::err)

@@ -22,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod b2bua;
 pub mod cdr;
+pub mod cluster;
 pub mod config;
 pub mod dial;
 pub mod dialog;

@@ -49,7 +49,7 @@ use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
 use crate::gateways::Gateways;
 use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
-use crate::registrar::{MemoryStore, Registrar};
+use crate::registrar::{Binding, MemoryStore, Registrar, Store};
 use crate::rest::{CallRegistry, LiveUpdate};
 use crate::transaction::{IncomingRequest, Routed, TimerConfig, Transactions};
 use crate::transport::{Inbound, Transport, Transports};
@@ -87,6 +87,8 @@ pub struct Services {
     pub seed: u64,
     /// Where each leg's CDR goes, when `[cdr]` asks for them.
     pub cdr: Option<crate::cdr::Sink>,
+    /// The cluster this instance shares registrations with (`--redis`).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Services {
@@ -142,6 +144,8 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
+    /// Another instance of the cluster changed the bindings of `aor`.
+    Bindings { aor: String, bindings: Vec<Binding> },
     /// A fork's Request-URI was looked up in DNS.
     Resolved {
         call: u64,
@@ -206,10 +210,20 @@ pub fn start(
     let dns = Resolver::new(&services.config.dns, &[Transport::Udp]).map_err(B2buaError::Dns)?;
     let (updates_tx, updates_rx) = mpsc::channel(QUEUE);
     let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
+    let store = match &services.cluster {
+        Some(cluster) => {
+            let msgs = msgs_tx.clone();
+            cluster.follow_registrations(move |aor, bindings| {
+                msgs.send(Msg::Bindings { aor, bindings }).is_ok()
+            });
+            Store::Shared(cluster.store())
+        }
+        None => Store::Local(MemoryStore::new()),
+    };
     let registrar = Registrar::new(
         &services.config.registrar,
-        &nonce_secret(&services.config, services.seed),
-        MemoryStore::new(),
+        &nonce_secret(&services.config, &services),
+        store,
     );
     let handle = Handle(msgs_tx.clone());
     let unreachable = transports.take_unreachable();
@@ -241,14 +255,14 @@ pub fn start(
     Ok((task, handle))
 }
 
-/// The registrar's digest nonce secret: the configured one, else one from the process seed.
-fn nonce_secret(config: &Config, seed: u64) -> Vec<u8> {
-    config
-        .registrar
-        .nonce_secret
-        .clone()
-        .unwrap_or_else(|| format!("{seed:x}"))
-        .into_bytes()
+/// The registrar's digest nonce secret: the configured one, else the cluster's, else one from
+/// the process seed.
+fn nonce_secret(config: &Config, svc: &Services) -> Vec<u8> {
+    match (&config.registrar.nonce_secret, &svc.cluster) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(cluster)) => cluster.nonce_secret().to_vec(),
+        (None, None) => format!("{:x}", svc.seed).into_bytes(),
+    }
 }
 
 /// The B2BUA task's state
@@ -261,7 +275,7 @@ struct Core {
     dl: DialogLayer,
     /// Carrier gateways: their order per call, health and probes.
     gateways: Gateways,
-    registrar: Registrar<MemoryStore>,
+    registrar: Registrar<Store>,
     calls: HashMap<u64, Call>,
     next_key: u64,
     /// Server INVITEs (callers) → call.
@@ -501,6 +515,7 @@ impl Core {
                 result,
             } => self.with_call(call, |core, c| core.on_hook(now, c, purpose, result)),
             Msg::Reload(r) => self.reload(*r),
+            Msg::Bindings { aor, bindings } => self.registrar.replace(&aor, bindings),
             Msg::Resolved {
                 call,
                 fork,

@@ -5,9 +5,10 @@
 # receiver). Tests: espeak-ng and sox make the speech and music the detectors are tested on;
 # sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media` as it
 # fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS (SIPp
-# itself is built without TLS in Debian).
+# itself is built without TLS in Debian); redis-server is the shared state of the cluster test
+# (tests/cluster.rs: two `serve` instances behind Kamailio's dispatcher).
 APT_PACKAGES := build-essential pkg-config libspandsp-dev espeak-ng sox sip-tester kamailio \
-  kamailio-tls-modules
+  kamailio-tls-modules redis-server
 CARGO ?= cargo
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial bench-reload

@@ -330,3 +330,29 @@ fn two_instances_behind_kamailio_share_state_and_fail_over() {
         ) >= 1.0
     );
 }
+
+/// Redis unreachable at startup: `serve` stops at once with the reason, naming the URL.
+#[test]
+fn serve_refuses_to_start_without_its_redis() {
+    let work = work_dir("cluster-no-redis");
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let log = work.join("serve.log");
+    let mut serve = spawn(
+        Command::new(env!("CARGO_BIN_EXE_dialplane"))
+            .arg("serve")
+            .args(["--sip", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http", &format!("127.0.0.1:{}", free_port())])
+            .args(["--app-url", "http://127.0.0.1:9/call", "--redis", &url])
+            .args(["--interface", "127.0.0.1", "--num-threads", "1"]),
+        &log,
+    );
+    let status = serve
+        .wait_exit(Duration::from_secs(10))
+        .expect("serve still running 10 s after Redis refused it");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!("cannot reach Redis at {url}")),
+        "{text}"
+    );
+}

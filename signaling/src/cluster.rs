@@ -73,12 +73,12 @@ pub enum ClusterError {
     #[error("redis.url: {0}")]
     Url(#[source] redis::RedisError),
     /// Redis did not answer.
-    #[error("cannot reach Redis at {url}: {source}")]
+    #[error("cannot reach Redis at {url}: {reason}")]
     Unreachable {
         /// The URL, without its password.
         url: String,
-        /// What the client said.
-        source: redis::RedisError,
+        /// What the client said (in the message, so not a source printed twice).
+        reason: redis::RedisError,
     },
     /// The HTTP client for forwarded REST requests could not be built.
     #[error("REST forwarding client: {0}")]
@@ -90,8 +90,8 @@ pub enum ClusterError {
 pub enum RegChange {
     /// Write this binding; the AOR's key lives until `key_expires_at`.
     Upsert {
-        /// The binding.
-        binding: Binding,
+        /// The binding (boxed: the other changes are small).
+        binding: Box<Binding>,
         /// The latest expiry among the AOR's bindings.
         key_expires_at: SystemTime,
     },
@@ -179,9 +179,9 @@ impl Cluster {
     ) -> Result<Cluster, ClusterError> {
         let url = config.url.clone().unwrap_or_default();
         let client = redis::Client::open(url.as_str()).map_err(ClusterError::Url)?;
-        let unreachable = |source| ClusterError::Unreachable {
+        let unreachable = |reason| ClusterError::Unreachable {
             url: redacted(&url),
-            source,
+            reason,
         };
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -306,7 +306,7 @@ impl Cluster {
                             key_expires_at,
                         } => {
                             let key = reg_key(&binding.aor);
-                            let json = serde_json::to_string(&StoredBinding::from(binding))
+                            let json = serde_json::to_string(&StoredBinding::from(&**binding))
                                 .unwrap_or_default();
                             pipe.cmd("HSET")
                                 .arg(&key)
@@ -663,7 +663,7 @@ impl RegistrationStore for SharedStore {
             .max()
             .unwrap_or(binding.expires_at);
         self.pass_on(RegChange::Upsert {
-            binding,
+            binding: Box::new(binding),
             key_expires_at,
         });
     }
@@ -741,12 +741,12 @@ mod tests {
             *seen,
             vec![
                 RegChange::Upsert {
-                    binding: a.clone(),
+                    binding: Box::new(a.clone()),
                     key_expires_at: a.expires_at
                 },
                 // The key lives as long as the AOR's longest binding.
                 RegChange::Upsert {
-                    binding: b.clone(),
+                    binding: Box::new(b.clone()),
                     key_expires_at: b.expires_at
                 },
                 RegChange::Remove {

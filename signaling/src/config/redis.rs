@@ -79,18 +79,20 @@ mod tests {
             c.redis.rest_base(c.http.listen),
             format!("http://{}", c.http.listen)
         );
-        let bad = Config::from_toml("[redis]\nurl = \"http://x/\"\n", "t").unwrap();
-        assert!(bad.problems("t")[0].to_string().contains("redis.url"));
-        let wild = Config::from_toml(
-            "[http]\nlisten = \"0.0.0.0:3000\"\n[redis]\nurl = \"redis://h/\"\n",
-            "t",
-        )
-        .unwrap();
-        assert!(
-            wild.problems("t")[0]
-                .to_string()
-                .contains("redis.advertise_http")
-        );
+        for (toml, key) in [
+            ("[redis]\nurl = \"http://x/\"\n", "redis.url"),
+            (
+                "[http]\nlisten = \"0.0.0.0:3000\"\n[redis]\nurl = \"redis://h/\"\n",
+                "redis.advertise_http",
+            ),
+            (
+                "[redis]\nurl = \"redis://h/\"\nadvertise_http = \"h:3000\"\n",
+                "redis.advertise_http",
+            ),
+        ] {
+            let e = Config::from_toml(toml, "t").unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
         let e = Config::from_toml("[redis]\nurll = \"redis://h/\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("urll"), "{e}");
     }

@@ -153,13 +153,7 @@ impl std::fmt::Debug for Cluster {
 
 /// The URL without its password, for messages.
 fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::config::redacted_url(Some(url))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -770,7 +764,7 @@ mod tests {
     fn passwords_stay_out_of_messages() {
         assert_eq!(
             redacted("redis://user:pw@127.0.0.1:6379/0"),
-            "redis://user:***@127.0.0.1:6379/0"
+            "redis://user:%3Credacted%3E@127.0.0.1:6379/0"
         );
         assert_eq!(redacted("redis://127.0.0.1/"), "redis://127.0.0.1/");
     }

@@ -23,6 +23,7 @@ pub use edge::{
 pub use redis::RedisConfig;
 pub use reload::Reload;
 pub use summary::Summary;
+pub(crate) use summary::url as redacted_url;
 
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]

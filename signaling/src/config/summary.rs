@@ -25,7 +25,7 @@ fn secret(s: &Option<String>) -> &'static str {
 }
 
 /// A URL with its password (if any) redacted; `none` when absent.
-fn url(u: Option<&str>) -> String {
+pub(crate) fn url(u: Option<&str>) -> String {
     let Some(u) = u else {
         return "none".into();
     };
@@ -179,6 +179,17 @@ impl Display for Summary<'_> {
         writeln!(f, "  app.webhook_secret: {}", secret(&a.webhook_secret))?;
         writeln!(f, "  app.account_sid: {:?}", a.account_sid)?;
         writeln!(f, "  http.api_token: {}", secret(&c.http.api_token))?;
+        let r = &c.redis;
+        writeln!(f, "cluster:")?;
+        writeln!(f, "  redis.url: {}", url(r.url.as_deref()))?;
+        if r.url.is_some() {
+            writeln!(
+                f,
+                "  redis.instance: {}",
+                r.instance.as_deref().unwrap_or("(REST address)")
+            )?;
+            writeln!(f, "  redis.advertise_http: {}", r.rest_base(c.http.listen))?;
+        }
         writeln!(f, "log: {}", c.log.level)?;
         let t = &c.amd;
         write!(

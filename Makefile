@@ -7,9 +7,10 @@
 # tested on; sip-tester (SIPp) drives the SIP end-to-end tests; Kamailio fronts `dialplane media`
 # as it fronts rtpengine, and with its TLS module relays SIPp's calls to the test UAS over TLS
 # (SIPp itself is built without TLS in Debian); libsrtp2-dev: tests/srtp.rs checks our SRTP
-# against libsrtp.
+# against libsrtp; redis-server is the shared state of the cluster test (tests/cluster.rs: two
+# `serve` instances behind Kamailio's dispatcher).
 APT_PACKAGES := build-essential pkg-config libspandsp-dev libopus-dev espeak-ng sox \
-  libsox-fmt-mp3 sip-tester kamailio kamailio-tls-modules libsrtp2-dev
+  libsox-fmt-mp3 sip-tester kamailio kamailio-tls-modules libsrtp2-dev redis-server
 CARGO ?= cargo
 
 .PHONY: run test deps check-long bench bench-instructions bench-relay bench-dial bench-reload

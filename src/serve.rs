@@ -65,6 +65,10 @@ pub struct ServeFlags {
     /// Resolve SIP host names with this name server (IP:PORT) instead of `[dns] nameservers`
     #[arg(long, value_name = "ADDR")]
     dns: Option<SocketAddr>,
+    /// Share registrations, the call index, heartbeats and the nonce secret with the other
+    /// instances of a cluster through this Redis (`[redis] url`)
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
     /// On SIGTERM, calls up may go on this long while new ones get 503 (a second signal, or
     /// SIGINT, stops at once)
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -82,6 +86,9 @@ impl ServeFlags {
         }
         if self.external_ip.is_some() {
             c.sip.external_ip = self.external_ip;
+        }
+        if self.redis.is_some() {
+            c.redis.url.clone_from(&self.redis);
         }
         if self.cdr_file.is_some() {
             c.cdr.file.clone_from(&self.cdr_file);
@@ -196,7 +203,6 @@ async fn serve(
     let (transports, inbound) = Transports::bind(transport)
         .await
         .context("binding the SIP listeners")?;
-    let registry = Arc::new(CallRegistry::default());
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
@@ -217,6 +223,23 @@ async fn serve(
         .first()
         .map(|(_, a)| a.to_string())
         .unwrap_or_default();
+    let cluster = match &config.redis.url {
+        Some(_) => Some(
+            signaling::cluster::Cluster::connect(
+                &config.redis,
+                http_addr,
+                &sip_addr,
+                Duration::from_millis(u64::from(config.http.request_timeout_ms)),
+            )
+            .await
+            .context("joining the cluster (--redis)")?,
+        ),
+        None => None,
+    };
+    let registry = Arc::new(match &cluster {
+        Some(c) => CallRegistry::clustered(c.clone()),
+        None => CallRegistry::default(),
+    });
     let services = Services {
         media_ip: config.sip.external_ip.unwrap_or(config.media.interface),
         config: config.clone(),
@@ -228,6 +251,7 @@ async fn serve(
         cdr: cdr.as_ref().map(signaling::cdr::Writer::sink),
         media_files: MediaFiles::new(MediaFilesOptions::default())
             .context("setting up the media file fetcher")?,
+        cluster,
     };
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);
     let (mut b2bua, control) = b2bua::start(transports, inbound, media_events, services, drain_rx)?;

@@ -1,11 +1,12 @@
 //! `dialplane media` behind Kamailio 5.6's rtpengine module, as carriers deploy rtpengine: SIPp
 //! calls through Kamailio (which sends `offer`/`answer`/`delete` over ng), RTP from SIPp's pcap
 //! player through our relay to a SIPp UAS that echoes it back. The relay's own counters (ng
-//! `statistics`) must show the media both ways, and every call deleted at the end.
+//! `statistics`) must show the media both ways, and every call deleted at the end. With two
+//! relays in Kamailio's set, each takes some of the calls.
 //!
 //! Needs `kamailio` and `sipp` (Debian `kamailio`, `sip-tester`; `make deps` installs them).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,33 +14,17 @@ use std::time::{Duration, Instant};
 use media::ng::Value;
 
 mod common;
-use common::{Relay, free_udp_port, get, spawn};
+use common::{Relay, free_udp_port, get, spawn, wait_answer};
 
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio")
 }
 
-fn work_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kamailio");
+fn work_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("work dir");
     dir
-}
-
-/// Send `request` to `to` until something answers (bounded: 10 s).
-fn wait_answer(to: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < deadline {
-        sock.send_to(request, to).expect("send");
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return buf[..n].to_vec();
-        }
-    }
-    panic!("{to} did not answer within 10 s");
 }
 
 /// Packets received from and sent to each party of `call`, per its ng `query`.
@@ -63,16 +48,33 @@ fn party_traffic(relay: &mut Relay, call: &str) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-#[test]
-fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
-    const CALLS: usize = 3;
-    let mut relay = Relay::start(&[]);
-    let work = work_dir();
+/// The call-ids `relay` holds now (ng `list`).
+fn calls_of(relay: &mut Relay) -> Vec<String> {
+    match relay.ng(&[("command", "list".into())]).dict.get("calls") {
+        Some(Value::List(l)) => l
+            .iter()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `calls` SIPp calls with RTP through Kamailio, whose rtpengine set is `relays`: while the
+/// calls are up (each holds 4 s with audio from SIPp's pcap player, echoed back by the callee),
+/// every relay holds a call whose two parties both sent to and received from it; at the end
+/// Kamailio has deleted every call and the relays together managed them all. Returns each
+/// relay's ng `statistics` totals `(managedsessions, relayedpackets)`.
+fn calls_through_kamailio(name: &str, relays: &mut [Relay], calls: usize) -> Vec<(i64, i64)> {
+    let work = work_dir(name);
     let (sip, uas) = (free_udp_port(), free_udp_port());
+    let socks: Vec<String> = relays
+        .iter()
+        .map(|r| format!("udp:127.0.0.1:{}", r.ng.port()))
+        .collect();
     let cfg = std::fs::read_to_string(here().join("kamailio.cfg"))
         .expect("kamailio.cfg")
         .replace("@SIP_PORT@", &sip.to_string())
-        .replace("@NG_PORT@", &relay.ng.port().to_string())
+        .replace("@NG_SOCKS@", &socks.join(" "))
         .replace("@UAS_PORT@", &uas.to_string());
     std::fs::write(work.join("kamailio.cfg"), cfg).expect("write cfg");
     let _kamailio = spawn(
@@ -107,7 +109,7 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
                 "127.0.0.1",
                 "-nostdin",
                 "-m",
-                &CALLS.to_string(),
+                &calls.to_string(),
             ])
             .args(["-p", &uas.to_string(), "-mp", &free_udp_port().to_string()]),
         &work.join("uas.log"),
@@ -122,7 +124,7 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
                 "127.0.0.1",
                 "-nostdin",
                 "-m",
-                &CALLS.to_string(),
+                &calls.to_string(),
                 "-r",
                 "3",
                 "-d",
@@ -133,28 +135,27 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
         &work.join("uac.log"),
     );
 
-    // While the calls are up (each holds 4 s with audio from SIPp's pcap player, echoed back by
-    // the callee): every party of some call both sent to and received from the relay.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut both_ways = None;
-    while both_ways.is_none() && Instant::now() < deadline {
-        let list = relay.ng(&[("command", "list".into())]);
-        let calls: Vec<String> = match list.dict.get("calls") {
-            Some(Value::List(l)) => l
+    let mut both_ways: Vec<Option<Vec<(String, i64, i64)>>> = vec![None; relays.len()];
+    while both_ways.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (relay, seen) in relays.iter_mut().zip(&mut both_ways) {
+            if seen.is_some() {
+                continue;
+            }
+            *seen = calls_of(relay)
                 .iter()
-                .filter_map(|c| c.as_str().map(String::from))
-                .collect(),
-            _ => Vec::new(),
-        };
-        both_ways = calls
-            .iter()
-            .map(|c| party_traffic(&mut relay, c))
-            .find(|parties| {
-                parties.len() == 2 && parties.iter().all(|(_, rx, tx)| *rx >= 10 && *tx >= 10)
-            });
+                .map(|c| party_traffic(relay, c))
+                .find(|parties| {
+                    parties.len() == 2 && parties.iter().all(|(_, rx, tx)| *rx >= 10 && *tx >= 10)
+                });
+        }
     }
-    let both_ways = both_ways.expect("no call relayed RTP both ways within 20 s");
-    eprintln!("relayed per party (tag, packets in, packets out): {both_ways:?}");
+    for (i, seen) in both_ways.iter().enumerate() {
+        let seen = seen
+            .as_ref()
+            .unwrap_or_else(|| panic!("relay {i} relayed no call's RTP both ways within 20 s"));
+        eprintln!("relay {i}, per party (tag, packets in, packets out): {seen:?}");
+    }
 
     let status = caller
         .wait_exit(Duration::from_secs(60))
@@ -171,30 +172,60 @@ fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
         .expect("callee still running after 20 s");
     assert!(status.success(), "callee: {status}\n{}", log("uas.log"));
 
-    // Kamailio deleted every call on BYE; the relay counted them as regular terminations.
-    let stats = relay.ng(&[("command", "statistics".into())]);
-    let total = |k: &str| get(&stats.dict, &["statistics", "totalstatistics", k]).as_int();
-    let current = get(
-        &stats.dict,
-        &["statistics", "currentstatistics", "sessionsown"],
-    )
-    .as_int();
-    assert_eq!(current, Some(0), "{:?}", stats.dict);
+    // Kamailio deleted every call on BYE; the relays counted them as regular terminations.
+    let totals: Vec<(i64, i64)> = relays
+        .iter_mut()
+        .map(|relay| {
+            let stats = relay.ng(&[("command", "statistics".into())]);
+            let total = |k: &str| {
+                get(&stats.dict, &["statistics", "totalstatistics", k])
+                    .as_int()
+                    .unwrap_or(-1)
+            };
+            let current = get(
+                &stats.dict,
+                &["statistics", "currentstatistics", "sessionsown"],
+            )
+            .as_int();
+            assert_eq!(current, Some(0), "{:?}", stats.dict);
+            assert!(calls_of(relay).is_empty(), "{:?}", stats.dict);
+            let managed = total("managedsessions");
+            assert_eq!(
+                total("regularterminatedsessions"),
+                managed,
+                "{:?}",
+                stats.dict
+            );
+            assert!(
+                total("relayedpackets") >= 2 * 100 * managed,
+                "{:?}",
+                stats.dict
+            );
+            (managed, total("relayedpackets"))
+        })
+        .collect();
     assert_eq!(
-        total("managedsessions"),
-        Some(CALLS as i64),
-        "{:?}",
-        stats.dict
+        totals.iter().map(|(m, _)| m).sum::<i64>(),
+        calls as i64,
+        "{totals:?}"
     );
-    assert_eq!(
-        total("regularterminatedsessions"),
-        Some(CALLS as i64),
-        "{:?}",
-        stats.dict
-    );
+    totals
+}
+
+#[test]
+fn sipp_calls_through_kamailio_relay_rtp_both_ways() {
+    calls_through_kamailio("kamailio", &mut [Relay::start(&[])], 3);
+}
+
+/// Two `dialplane media` in one rtpengine set, as rtpengine instances are scaled out: Kamailio
+/// spreads the calls over both (by Call-ID hash), each relays media both ways for its calls.
+#[test]
+fn two_relays_in_one_set_share_the_calls() {
+    let mut relays = [Relay::start(&[]), Relay::start(&[])];
+    let totals = calls_through_kamailio("kamailio-pair", &mut relays, 4);
+    eprintln!("(managed sessions, relayed packets) per relay: {totals:?}");
     assert!(
-        total("relayedpackets").unwrap_or(0) >= 2 * 100 * CALLS as i64,
-        "{:?}",
-        stats.dict
+        totals.iter().all(|(managed, _)| *managed >= 1),
+        "{totals:?}"
     );
 }

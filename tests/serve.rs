@@ -11,12 +11,11 @@
 //! (Debian sip-tester; `make deps` installs it).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 mod common;
@@ -25,7 +24,8 @@ mod node_app;
 use common::http::{Hit, Receiver, request};
 use common::serve::{
     CALLED, CALLING, ELSEWHERE, HOOK_WAIT, SECRET, Serve, TOKEN, assert_signed, callee, caller,
-    caller_over, config, dial, ringing, scenario, serve_with_app, serve_with_app_and, sip_target,
+    caller_over, config, dial, digest_params, digest_response, register, ringing, scenario,
+    serve_with_app, serve_with_app_and, sip_target,
 };
 use common::sipp::{Run, Sipp};
 use common::{free_port, free_tcp_port};
@@ -47,48 +47,6 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The `k=v` parameters of a Digest challenge or credentials (names in lower case).
-fn digest_params(value: &str) -> HashMap<String, String> {
-    let fields = value
-        .trim()
-        .strip_prefix("Digest ")
-        .unwrap_or_else(|| panic!("not a digest: {value}"));
-    fields
-        .split(',')
-        .filter_map(|part| part.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.trim().to_ascii_lowercase(),
-                v.trim().trim_matches('"').to_string(),
-            )
-        })
-        .collect()
-}
-
-fn md5_hex(s: &str) -> String {
-    format!("{:x}", Md5::digest(s.as_bytes()))
-}
-
-/// The digest response (RFC 2617, with or without qop) of `method` on `uri`.
-fn digest_response(p: &HashMap<String, String>, password: &str, method: &str) -> String {
-    let get = |k: &str| {
-        p.get(k)
-            .unwrap_or_else(|| panic!("no {k} in {p:?}"))
-            .as_str()
-    };
-    let ha1 = md5_hex(&format!("{}:{}:{password}", get("username"), get("realm")));
-    let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
-    match p.get("qop") {
-        Some(qop) => md5_hex(&format!(
-            "{ha1}:{}:{}:{}:{qop}:{ha2}",
-            get("nonce"),
-            get("nc"),
-            get("cnonce")
-        )),
-        None => md5_hex(&format!("{ha1}:{}:{ha2}", get("nonce"))),
-    }
-}
-
 /// A Proxy-Authorization (as auth.xml logs it, "AUTH Digest k=v,…") answering auth.xml's
 /// challenge with `user` and `password`.
 fn assert_digest(line: &str, user: &str, password: &str) {
@@ -101,70 +59,6 @@ fn assert_digest(line: &str, user: &str, password: &str) {
         digest_response(&p, password, "INVITE"),
         "{line}"
     );
-}
-
-/// Registers `user` (domain 127.0.0.1) at `registrar` from a free port of 127.0.0.1 with that
-/// address as its contact; the port, closed again for a callee to take (the registrar sends
-/// requests to where the REGISTER came from, as behind NAT). Answers the MD5 challenge: SIPp
-/// 3.6 would take the SHA-256 one offered first, which it cannot compute.
-fn register(registrar: SocketAddr, user: &str, password: &str) -> u16 {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let local = sock.local_addr().unwrap();
-    let contact = format!("sip:{user}@{local}");
-    let send = |cseq: u32, authorization: &str| {
-        let request = format!(
-            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-reg{cseq};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=e2e\r\nTo: <sip:{user}@127.0.0.1>\r\n\
-             Call-ID: reg-{user}-{}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 300\r\n\
-             {authorization}Content-Length: 0\r\n\r\n",
-            local.port()
-        );
-        sock.send_to(request.as_bytes(), registrar).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            let (n, _) = sock.recv_from(&mut buf).expect("registrar answers");
-            let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !answer.starts_with("SIP/2.0 100") {
-                return answer;
-            }
-        }
-    };
-    let challenge = send(1, "");
-    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-    let mut p = challenge
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-        .map(digest_params)
-        .find(|p| {
-            p.get("algorithm")
-                .is_some_and(|a| a.eq_ignore_ascii_case("MD5"))
-        })
-        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
-    for (k, v) in [
-        ("username", user),
-        ("uri", "sip:127.0.0.1"),
-        ("nc", "00000001"),
-        ("cnonce", "e2e"),
-    ] {
-        p.insert(k.to_string(), v.to_string());
-    }
-    let qop = if p.contains_key("qop") {
-        p.insert("qop".into(), "auth".into());
-        ", qop=auth, nc=00000001, cnonce=\"e2e\""
-    } else {
-        ""
-    };
-    let authorization = format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", \
-         uri=\"sip:127.0.0.1\", algorithm=MD5, response=\"{}\"{qop}\r\n",
-        p["realm"],
-        p["nonce"],
-        digest_response(&p, password, "REGISTER")
-    );
-    let answer = send(2, &authorization);
-    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
-    local.port()
 }
 
 /// The first actionHook POST to `path`.

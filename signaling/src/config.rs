@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod dns;
 mod edge;
 mod rate;
+mod redis;
 mod reload;
 mod speech;
 mod summary;
@@ -22,9 +23,11 @@ pub use edge::{
     TeamsConfig,
 };
 pub use rate::RateLimit;
+pub use redis::RedisConfig;
 pub use reload::Reload;
 pub use speech::SpeechConfig;
 pub use summary::Summary;
+pub(crate) use summary::url as redacted_url;
 
 /// Why a configuration could not be loaded
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,8 @@ pub struct Config {
     pub cdr: CdrConfig,
     /// `[speech]`: the speech-to-text service of `transcribe`.
     pub speech: SpeechConfig,
+    /// `[redis]`: the state shared by the instances of a cluster (`--redis`).
+    pub redis: RedisConfig,
 }
 
 /// `[cdr]`: one JSON line per call leg once it is over ([`crate::cdr`])
@@ -541,6 +546,7 @@ impl Config {
             dns::validate(&self.dns, &invalid),
             speech::validate(&self.speech, &invalid),
             self.validate_sip(&invalid),
+            redis::validate(self, &invalid),
         ]
         .into_iter()
         .filter_map(Result::err)

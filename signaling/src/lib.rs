@@ -24,6 +24,7 @@ pub mod auth;
 pub mod auth_throttle;
 pub mod b2bua;
 pub mod cdr;
+pub mod cluster;
 pub mod config;
 pub mod create_call;
 pub mod dial;

@@ -2,7 +2,8 @@
 //!
 //! [`Registrar::handle`] is a function of `(now, REGISTER, source address, transport)` to the
 //! final response; the transaction layer calls it and sends what it returns. Bindings live in a
-//! [`RegistrationStore`] ([`MemoryStore`] now; Redis later, so that every instance sees them).
+//! [`RegistrationStore`]: a [`MemoryStore`], or with `--redis` a
+//! [`SharedStore`](crate::cluster::SharedStore) whose changes every instance sees ([`Store`]).
 //! Digest nonces are stateless ([`DigestServer`]), so a retry may land on any instance.
 //! No clock, randomness or I/O here: `now` is an argument.
 //!
@@ -136,10 +137,10 @@ impl Binding {
     }
 }
 
-/// Where bindings are kept: in memory now, Redis later (so a trait)
+/// Where bindings are kept
 ///
-/// Synchronous for now; a Redis store will need the glue to fetch an AOR's bindings before
-/// [`Registrar::handle`] and write the changes after (or an async variant of this trait).
+/// Synchronous: a store shared by a cluster keeps a local copy to read and passes its changes
+/// on ([`crate::cluster::SharedStore`]).
 pub trait RegistrationStore {
     /// Every binding of `aor` (expired ones too, until [`Self::expire`] drops them).
     fn bindings(&self, aor: &str) -> Vec<Binding>;
@@ -211,6 +212,67 @@ impl RegistrationStore for MemoryStore {
 
     fn len(&self) -> usize {
         self.by_aor.values().map(Vec::len).sum()
+    }
+}
+
+/// The store `serve` uses: this process's alone, or shared by a cluster (`--redis`)
+#[derive(Debug)]
+pub enum Store {
+    /// One instance.
+    Local(MemoryStore),
+    /// Mirrored to Redis.
+    Shared(crate::cluster::SharedStore),
+}
+
+impl Store {
+    /// Takes the bindings another instance made for `aor` (only a shared store has others)
+    pub fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
+        if let Store::Shared(s) = self {
+            s.replace(aor, bindings);
+        }
+    }
+
+    fn inner(&self) -> &dyn RegistrationStore {
+        match self {
+            Store::Local(s) => s,
+            Store::Shared(s) => s,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn RegistrationStore {
+        match self {
+            Store::Local(s) => s,
+            Store::Shared(s) => s,
+        }
+    }
+}
+
+impl RegistrationStore for Store {
+    fn bindings(&self, aor: &str) -> Vec<Binding> {
+        self.inner().bindings(aor)
+    }
+    fn upsert(&mut self, binding: Binding) {
+        self.inner_mut().upsert(binding);
+    }
+    fn remove(&mut self, aor: &str, contact: &Uri) {
+        self.inner_mut().remove(aor, contact);
+    }
+    fn remove_all(&mut self, aor: &str) {
+        self.inner_mut().remove_all(aor);
+    }
+    fn expire(&mut self, now: SystemTime) -> usize {
+        self.inner_mut().expire(now)
+    }
+    fn len(&self) -> usize {
+        self.inner().len()
+    }
+}
+
+impl Registrar<Store> {
+    /// Takes the bindings another instance of the cluster made for `aor`
+    pub fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
+        self.store.replace(aor, bindings);
+        self.update_gauge();
     }
 }
 

@@ -11,6 +11,13 @@
 //!   ([`crate::create_call`]); 201 with `{"sid": call_sid}`, 400 naming what is wrong with the
 //!   body (or the target), 404 for another account, 503 when no call can be placed now.
 //! - `GET /metrics`: Prometheus text of every `dialplane_*` metric, no token.
+//! - `GET /v1/instances` (token): the live instances of the cluster (`--redis`), as JSON.
+//!
+//! In a cluster ([`crate::cluster`]) every registered call_sid goes into the shared call
+//! index; an update for a call_sid that is not live here is forwarded to the instance that owns
+//! it (same method, path, token and body, marked with
+//! [`FORWARDED_HEADER`](crate::cluster::FORWARDED_HEADER) so it goes no further), and its
+//! answer returned as is: 502 if the owner cannot be reached, 503 if Redis cannot be read.
 //!
 //! The update is accepted, not yet applied: the call applies it on its own task, as jambonz
 //! does. Every request counts in `dialplane_http_requests_total{route,status}`.
@@ -421,6 +428,8 @@ pub struct AlreadyRegistered(pub String);
 #[derive(Debug, Default)]
 pub struct CallRegistry {
     calls: Mutex<HashMap<Arc<str>, Entry>>,
+    /// The cluster whose call index lists our call_sids.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 #[derive(Debug)]
@@ -438,6 +447,19 @@ pub struct Registration {
 }
 
 impl CallRegistry {
+    /// A registry whose call_sids go into `cluster`'s call index
+    pub fn clustered(cluster: crate::cluster::Cluster) -> CallRegistry {
+        CallRegistry {
+            calls: Mutex::default(),
+            cluster: Some(cluster),
+        }
+    }
+
+    /// The cluster, if any
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.as_ref()
+    }
+
     /// Makes `call_sid` (of `account_sid`) reachable by REST; its updates go to `tx`
     pub fn register(
         self: &Arc<Self>,
@@ -450,6 +472,9 @@ impl CallRegistry {
             return Err(AlreadyRegistered(call_sid.to_string()));
         }
         let call_sid: Arc<str> = call_sid.into();
+        if let Some(c) = &self.cluster {
+            c.call_started(&call_sid);
+        }
         calls.insert(
             call_sid.clone(),
             Entry {
@@ -516,6 +541,9 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // Only this registration can remove the entry: register refuses duplicates.
         self.registry.lock().remove(&*self.call_sid);
+        if let Some(c) = &self.registry.cluster {
+            c.call_ended(&self.call_sid);
+        }
     }
 }
 
@@ -579,6 +607,7 @@ impl RestApi {
             )
             .route("/v1/Accounts/{account_sid}/Calls", post(create_call))
             .route("/metrics", get(render_metrics))
+            .route("/v1/instances", get(list_instances))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
             .with_state(self.inner.clone())
             .layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -672,18 +701,18 @@ async fn update_call(
     State(api): State<Arc<Inner>>,
     Path(call_sid): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
-    api.update(&call_sid, None, &headers, body).await
+    api.update(&call_sid, None, &headers, req).await
 }
 
 async fn update_account_call(
     State(api): State<Arc<Inner>>,
     Path((account_sid, call_sid)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
-    api.update(&call_sid, Some(&account_sid), &headers, body)
+    api.update(&call_sid, Some(&account_sid), &headers, req)
         .await
 }
 
@@ -732,6 +761,29 @@ async fn create_call(
     }
 }
 
+async fn list_instances(State(api): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if let Some(response) = api.unauthorized(&headers) {
+        return response;
+    }
+    let Some(cluster) = api.registry.cluster() else {
+        return error(StatusCode::NOT_FOUND, "not in a cluster (no --redis)");
+    };
+    match cluster.instances().await {
+        Ok(list) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            serde_json::to_string(&list).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("cluster state unavailable: {e}"),
+        ),
+    }
+}
+
 async fn render_metrics(State(api): State<Arc<Inner>>) -> Response {
     api.prometheus.run_upkeep();
     (
@@ -750,11 +802,12 @@ impl Inner {
         call_sid: &str,
         account_sid: Option<&str>,
         headers: &HeaderMap,
-        body: Body,
+        req: Request,
     ) -> Response {
         if let Some(response) = self.unauthorized(headers) {
             return response;
         }
+        let (parts, body) = req.into_parts();
         let bytes = match self.read_body(body).await {
             Ok(b) => b,
             Err((status, why)) => return error(status, &why),
@@ -770,6 +823,12 @@ impl Inner {
         tracing::info!(call_sid, update = update.field(), "updateCall");
         match self.registry.deliver(call_sid, account_sid, update) {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(DeliverError::UnknownCall)
+                if self.registry.cluster().is_some()
+                    && !headers.contains_key(crate::cluster::FORWARDED_HEADER) =>
+            {
+                self.forward(call_sid, &parts, headers, bytes).await
+            }
             Err(e @ (DeliverError::UnknownCall | DeliverError::WrongAccount)) => {
                 error(StatusCode::NOT_FOUND, &format!("{e}: {call_sid}"))
             }
@@ -798,6 +857,59 @@ impl Inner {
                 format!("body over {} bytes", self.max_body_bytes),
             )),
             Err(e) => Err((StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))),
+        }
+    }
+
+    /// Sends the request on to the instance owning `call_sid` (see the module docs).
+    async fn forward(
+        &self,
+        call_sid: &str,
+        parts: &axum::http::request::Parts,
+        headers: &HeaderMap,
+        body: bytes::Bytes,
+    ) -> Response {
+        let Some(cluster) = self.registry.cluster() else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("call not found: {call_sid}"),
+            );
+        };
+        let owner = match cluster.owner(call_sid).await {
+            Ok(Some(owner)) => owner,
+            Ok(None) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("call not found: {call_sid}"),
+                );
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("cluster state unavailable: {e}"),
+                );
+            }
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |p| p.as_str());
+        tracing::info!(call_sid, owner = %owner.id, "updateCall forwarded to the owner");
+        metrics::counter!("dialplane_rest_forwarded_total").increment(1);
+        match cluster
+            .forward(&owner, parts.method.clone(), path, headers, body)
+            .await
+        {
+            Ok((status, content_type, body)) => {
+                let mut response = (status, body).into_response();
+                if let Some(v) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    response.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                response
+            }
+            Err(e) => error(
+                StatusCode::BAD_GATEWAY,
+                &format!("owner {} of {call_sid} unreachable: {e}", owner.id),
+            ),
         }
     }
 

@@ -121,6 +121,22 @@ pub fn free_tcp_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
+/// Send `request` to `to` until something answers (bounded: 10 s).
+pub fn wait_answer(to: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        sock.send_to(request, to).expect("send");
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("{to} did not answer within 10 s");
+}
+
 impl Relay {
     pub fn start(extra: &[&str]) -> Relay {
         let (port_min, port_max) = port_range();

@@ -4,14 +4,16 @@
 //! dropped; what the tests read from it (/metrics, REST); SIPp callers and callees running the
 //! scenarios of `tests/serve/`, and the helpers that build dial verbs.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -99,6 +101,12 @@ impl Serve {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// SIGKILL by PID, as a crash: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.guard.0.kill();
+        let _ = self.guard.0.wait();
     }
 
     /// Its log so far.
@@ -305,4 +313,121 @@ pub fn dial(targets: &[Value], extra: Value) -> Value {
 
 pub fn sip_target(uri: &str) -> Value {
     json!({"type": "sip", "sipUri": uri})
+}
+
+/// The `k=v` parameters of a Digest challenge or credentials (names in lower case).
+pub fn digest_params(value: &str) -> HashMap<String, String> {
+    let fields = value
+        .trim()
+        .strip_prefix("Digest ")
+        .unwrap_or_else(|| panic!("not a digest: {value}"));
+    fields
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_string(),
+            )
+        })
+        .collect()
+}
+
+fn md5_hex(s: &str) -> String {
+    format!("{:x}", Md5::digest(s.as_bytes()))
+}
+
+/// The digest response (RFC 2617, with or without qop) of `method` on `uri`.
+pub fn digest_response(p: &HashMap<String, String>, password: &str, method: &str) -> String {
+    let get = |k: &str| {
+        p.get(k)
+            .unwrap_or_else(|| panic!("no {k} in {p:?}"))
+            .as_str()
+    };
+    let ha1 = md5_hex(&format!("{}:{}:{password}", get("username"), get("realm")));
+    let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
+    match p.get("qop") {
+        Some(qop) => md5_hex(&format!(
+            "{ha1}:{}:{}:{}:{qop}:{ha2}",
+            get("nonce"),
+            get("nc"),
+            get("cnonce")
+        )),
+        None => md5_hex(&format!("{ha1}:{}:{ha2}", get("nonce"))),
+    }
+}
+
+/// Registers `user` (domain 127.0.0.1) at `registrar` from a free port of 127.0.0.1 with that
+/// address as its contact; the port, closed again for a callee to take (the registrar sends
+/// requests to where the REGISTER came from, as behind NAT). Answers the MD5 challenge: SIPp
+/// 3.6 would take the SHA-256 one offered first, which it cannot compute.
+pub fn register(registrar: SocketAddr, user: &str, password: &str) -> u16 {
+    register_split(registrar, registrar, user, password)
+}
+
+/// As [`register`], the first REGISTER (challenged) to `challenger`, the one answering the
+/// challenge to `answerer` (two instances of a cluster sharing the nonce secret).
+pub fn register_split(
+    challenger: SocketAddr,
+    answerer: SocketAddr,
+    user: &str,
+    password: &str,
+) -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let contact = format!("sip:{user}@{local}");
+    let send = |registrar: SocketAddr, cseq: u32, authorization: &str| {
+        let request = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-reg{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=e2e\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-{user}-{}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 300\r\n\
+             {authorization}Content-Length: 0\r\n\r\n",
+            local.port()
+        );
+        sock.send_to(request.as_bytes(), registrar).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).expect("registrar answers");
+            let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !answer.starts_with("SIP/2.0 100") {
+                return answer;
+            }
+        }
+    };
+    let challenge = send(challenger, 1, "");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let mut p = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+        .map(digest_params)
+        .find(|p| {
+            p.get("algorithm")
+                .is_some_and(|a| a.eq_ignore_ascii_case("MD5"))
+        })
+        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
+    for (k, v) in [
+        ("username", user),
+        ("uri", "sip:127.0.0.1"),
+        ("nc", "00000001"),
+        ("cnonce", "e2e"),
+    ] {
+        p.insert(k.to_string(), v.to_string());
+    }
+    let qop = if p.contains_key("qop") {
+        p.insert("qop".into(), "auth".into());
+        ", qop=auth, nc=00000001, cnonce=\"e2e\""
+    } else {
+        ""
+    };
+    let authorization = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", \
+         uri=\"sip:127.0.0.1\", algorithm=MD5, response=\"{}\"{qop}\r\n",
+        p["realm"],
+        p["nonce"],
+        digest_response(&p, password, "REGISTER")
+    );
+    let answer = send(answerer, 2, &authorization);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    local.port()
 }

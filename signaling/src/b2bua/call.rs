@@ -12,8 +12,8 @@ use ::media::api::{
 use bytes::Bytes;
 
 use super::media::{answer, codecs_of, endpoint_spec, local, relayable};
-use super::transcode;
 use super::srtp;
+use super::transcode;
 use super::{ACTIVE_METRIC, CALLS_METRIC, Core, ignored};
 use crate::app::{AppRunner, Step as AppStep};
 use crate::cdr::{Anchor, Cause, Hangup, LegEnd, Record, Track};

@@ -56,7 +56,7 @@ use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
 use crate::gateways::Gateways;
 use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
-use crate::registrar::{MemoryStore, Registrar};
+use crate::registrar::{Binding, MemoryStore, Registrar, Store};
 use crate::rest::{CallRegistry, LiveUpdate};
 use crate::transaction::{IncomingRequest, Routed, TimerConfig, Transactions};
 use crate::transport::{Inbound, Transport, Transports};
@@ -96,6 +96,8 @@ pub struct Services {
     pub cdr: Option<crate::cdr::Sink>,
     /// Audio files (dialMusic, dub, confirmHook's play), fetched once and cached as PCM.
     pub media_files: crate::media_files::MediaFiles,
+    /// The cluster this instance shares registrations with (`--redis`).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Services {
@@ -165,6 +167,8 @@ enum Msg {
         request: Box<crate::create_call::CreateCall>,
         reply: tokio::sync::oneshot::Sender<Result<CallSid, crate::create_call::CreateCallError>>,
     },
+    /// Another instance of the cluster changed the bindings of `aor`.
+    Bindings { aor: String, bindings: Vec<Binding> },
     /// A fork's Request-URI was looked up in DNS.
     Resolved {
         call: u64,
@@ -242,10 +246,20 @@ pub fn start(
     let dns = Resolver::new(&services.config.dns, &[Transport::Udp]).map_err(B2buaError::Dns)?;
     let (updates_tx, updates_rx) = mpsc::channel(QUEUE);
     let (msgs_tx, msgs_rx) = mpsc::unbounded_channel();
+    let store = match &services.cluster {
+        Some(cluster) => {
+            let msgs = msgs_tx.clone();
+            cluster.follow_registrations(move |aor, bindings| {
+                msgs.send(Msg::Bindings { aor, bindings }).is_ok()
+            });
+            Store::Shared(cluster.store())
+        }
+        None => Store::Local(MemoryStore::new()),
+    };
     let registrar = Registrar::new(
         &services.config.registrar,
-        &nonce_secret(&services.config, services.seed),
-        MemoryStore::new(),
+        &nonce_secret(&services.config, &services),
+        store,
     );
     let handle = Handle(msgs_tx.clone());
     let unreachable = transports.take_unreachable();
@@ -280,14 +294,14 @@ pub fn start(
     Ok((task, handle))
 }
 
-/// The registrar's digest nonce secret: the configured one, else one from the process seed.
-fn nonce_secret(config: &Config, seed: u64) -> Vec<u8> {
-    config
-        .registrar
-        .nonce_secret
-        .clone()
-        .unwrap_or_else(|| format!("{seed:x}"))
-        .into_bytes()
+/// The registrar's digest nonce secret: the configured one, else the cluster's, else one from
+/// the process seed.
+fn nonce_secret(config: &Config, svc: &Services) -> Vec<u8> {
+    match (&config.registrar.nonce_secret, &svc.cluster) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(cluster)) => cluster.nonce_secret().to_vec(),
+        (None, None) => format!("{:x}", svc.seed).into_bytes(),
+    }
 }
 
 /// The B2BUA task's state
@@ -302,7 +316,7 @@ struct Core {
     gateways: Gateways,
     /// Active calls and call rate per carrier.
     carrier_limits: carrier_limits::CarrierLimits,
-    registrar: Registrar<MemoryStore>,
+    registrar: Registrar<Store>,
     calls: HashMap<u64, Call>,
     next_key: u64,
     /// Server INVITEs (callers) → call.
@@ -569,6 +583,7 @@ impl Core {
             } => {
                 let _ = reply.send(self.create_call(now, &account_sid, *request));
             }
+            Msg::Bindings { aor, bindings } => self.registrar.replace(&aor, bindings),
             Msg::Resolved {
                 call,
                 fork,

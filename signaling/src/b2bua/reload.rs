@@ -62,10 +62,8 @@ impl Core {
             app,
             webhooks,
         } = r;
-        self.registrar.reconfigure(
-            &config.registrar,
-            &super::nonce_secret(&config, self.svc.seed),
-        );
+        self.registrar
+            .reconfigure(&config.registrar, &super::nonce_secret(&config, &self.svc));
         self.transports.set_rate_limit(config.sip.rate_limit);
         self.gateways
             .reconfigure(&config.carriers, std::time::Instant::now());

@@ -1,9 +1,9 @@
 //! What a reload (SIGHUP) may change while `serve` runs, and what it changed
 //!
 //! Carriers, routes, Teams, the registrar's users and settings, `allow_from`, `sip.rate_limit`,
-//! the app, the AMD timers and `[speech]` take effect for new calls. Sockets and threads are not rebound:
-//! the rest of `[sip]`, `[media]`, `[http]` and `[log]` keep their running values, and a change
-//! there is reported as needing a restart.
+//! the app, the AMD timers and `[speech]` take effect for new calls. Sockets and threads are not
+//! rebound: the rest of `[sip]`, `[media]`, `[http]`, `[log]` and `[redis]` keep their running
+//! values, and a change there is reported as needing a restart.
 
 use super::Config;
 
@@ -30,6 +30,7 @@ impl Config {
             ("media", new.media != self.media),
             ("http", new.http != self.http),
             ("log", new.log != self.log),
+            ("redis", new.redis != self.redis),
         ];
         for (key, differs) in sections {
             if differs {
@@ -41,6 +42,7 @@ impl Config {
         new.media = self.media.clone();
         new.http = self.http.clone();
         new.log = self.log.clone();
+        new.redis = self.redis.clone();
         let changed = self.changes(&new);
         Reload {
             config: new,

@@ -25,7 +25,7 @@ fn secret(s: &Option<String>) -> &'static str {
 }
 
 /// A URL with its password (if any) redacted; `none` when absent.
-fn url(u: Option<&str>) -> String {
+pub(crate) fn url(u: Option<&str>) -> String {
     let Some(u) = u else {
         return "none".into();
     };
@@ -185,6 +185,17 @@ impl Display for Summary<'_> {
         writeln!(f, "  stt_url: {}", url(sp.stt_url.as_deref()))?;
         writeln!(f, "  stt_api_key: {}", secret(&sp.stt_api_key))?;
         writeln!(f, "  language: {}", sp.language)?;
+        let r = &c.redis;
+        writeln!(f, "cluster:")?;
+        writeln!(f, "  redis.url: {}", url(r.url.as_deref()))?;
+        if r.url.is_some() {
+            writeln!(
+                f,
+                "  redis.instance: {}",
+                r.instance.as_deref().unwrap_or("(REST address)")
+            )?;
+            writeln!(f, "  redis.advertise_http: {}", r.rest_base(c.http.listen))?;
+        }
         writeln!(f, "log: {}", c.log.level)?;
         let t = &c.amd;
         write!(

@@ -168,13 +168,8 @@ enum Step {
 impl MediaFiles {
     /// A cache with these limits
     pub fn new(options: MediaFilesOptions) -> Result<Self, MediaFileError> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("dialplane/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| MediaFileError::Fetch {
+        let http =
+            crate::webhook::http_client(options.timeout).map_err(|e| MediaFileError::Fetch {
                 url: String::new(),
                 message: format!("cannot build the HTTP client: {e}"),
             })?;

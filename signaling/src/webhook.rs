@@ -294,19 +294,24 @@ enum Attempt {
     Other(String),
 }
 
+/// The HTTP client of webhooks and media-file fetches: `timeout` for connecting and for the
+/// whole request, at most 5 redirects, our User-Agent.
+pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .user_agent(concat!("dialplane/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 impl WebhookClient {
     /// A client with these options
     pub fn new(options: WebhookOptions) -> Result<Self, WebhookError> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("dialplane/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WebhookError::Transport {
-                url: String::new(),
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let http = http_client(options.timeout).map_err(|e| WebhookError::Transport {
+            url: String::new(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Self { http, options })
     }
 

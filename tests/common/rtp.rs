@@ -284,6 +284,23 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+impl Received {
+    /// `data` as an RTP packet from `from`, arrived now (`None`: not RTP).
+    pub fn parse(data: &[u8], from: SocketAddr) -> Option<Received> {
+        let p = RtpPacket::parse(data).ok()?;
+        Some(Received {
+            at: Instant::now(),
+            from,
+            pt: p.payload_type(),
+            marker: p.marker(),
+            seq: p.sequence(),
+            ts: p.timestamp(),
+            ssrc: p.ssrc(),
+            payload: p.payload().to_vec(),
+        })
+    }
+}
+
 /// A raw RTP endpoint on a loopback UDP port (a test's own media address in an SDP).
 pub struct RtpPeer {
     /// The socket.
@@ -331,18 +348,7 @@ impl RtpPeer {
             if media::rtp::is_rtcp(&buf[..n]) {
                 continue;
             }
-            if let Ok(p) = RtpPacket::parse(&buf[..n]) {
-                out.push(Received {
-                    at: Instant::now(),
-                    from,
-                    pt: p.payload_type(),
-                    marker: p.marker(),
-                    seq: p.sequence(),
-                    ts: p.timestamp(),
-                    ssrc: p.ssrc(),
-                    payload: p.payload().to_vec(),
-                });
-            }
+            out.extend(Received::parse(&buf[..n], from));
         }
         out
     }

@@ -267,6 +267,51 @@ pub(super) struct Call {
 }
 
 impl Call {
+    /// A call that has done nothing yet: no dialog, no app, waiting for its app.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        key: u64,
+        sid: CallSid,
+        config: Arc<Config>,
+        info: CallInfo,
+        request: Request,
+        offer: SessionDescription,
+        port: u16,
+        registrations: Vec<Registration>,
+        now: Instant,
+    ) -> Call {
+        Call {
+            key,
+            sid,
+            hook_base: None,
+            config,
+            info,
+            request,
+            invite: None,
+            dialog: None,
+            offer,
+            answer: None,
+            port,
+            answered_at: None,
+            app: AppRunner::new(sid.to_string(), Vec::new()),
+            step: Step::WaitApp,
+            gone: false,
+            last_failure: None,
+            refer: None,
+            refer_hook: None,
+            registrations,
+            sdp_version: 1,
+            status_queue: None,
+            cdr: Track::new(now),
+            carrier: None,
+            amd: None,
+            outbound: None,
+            streams: Default::default(),
+            taps: Default::default(),
+            _carrier_slot: None,
+        }
+    }
+
     pub(super) fn is_over(&self) -> bool {
         matches!(self.step, Step::Over)
     }
@@ -377,36 +422,23 @@ impl Core {
             ),
         };
         let carrier = crate::cdr::inbound_carrier(&self.svc.config, &request);
-        let mut call = Call {
+        let mut call = Call::new(
             key,
             sid,
-            hook_base,
-            config: self.svc.config.clone(),
+            self.svc.config.clone(),
             info,
             request,
-            invite: Some(invite),
-            dialog: None,
             offer,
-            answer: None,
             port,
-            answered_at: None,
-            app,
-            step,
-            gone: false,
-            last_failure: None,
-            refer: None,
-            refer_hook: None,
             registrations,
-            sdp_version: 1,
-            status_queue: None,
-            cdr: Track::new(now),
-            carrier,
-            amd: None,
-            outbound: None,
-            streams: Default::default(),
-            taps: Default::default(),
-            _carrier_slot: carrier_slot,
-        };
+            now,
+        );
+        call.hook_base = hook_base;
+        call.invite = Some(invite);
+        call.app = app;
+        call.step = step;
+        call.carrier = carrier;
+        call._carrier_slot = carrier_slot;
         metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         metrics::counter!(super::STARTED_METRIC).increment(1);
         self.uas.insert(invite, key);

@@ -14,8 +14,7 @@ use ::media::api::{CallId as MediaCallId, LegId};
 use bytes::Bytes;
 
 use super::{Call, Core, HookPurpose, Leg, SDP, Step, extra_headers_owned, local};
-use crate::app::AppRunner;
-use crate::cdr::{Cause, Hangup, Track};
+use crate::cdr::{Cause, Hangup};
 use crate::create_call::{CreateCall, CreateCallError};
 use crate::dial::Destination;
 use crate::dialog::{Body, DialogId, InviteId, InviteRequest};
@@ -165,42 +164,26 @@ impl Core {
             )
             .into_iter()
             .collect();
-        let mut call = Call {
+        let mut call = Call::new(
             key,
             sid,
-            hook_base: Some(hook_base),
             config,
             info,
             request,
-            invite: None,
-            dialog: None,
             offer,
-            answer: None,
             port,
-            answered_at: None,
-            app: AppRunner::new(sid.to_string(), Vec::new()),
-            step: Step::WaitApp,
-            gone: false,
-            last_failure: None,
-            refer: None,
-            refer_hook: None,
             registrations,
-            sdp_version: 1,
-            status_queue: None,
-            cdr: Track::new(now),
-            carrier: resolved.carrier,
-            amd: None,
-            streams: Default::default(),
-            taps: Default::default(),
-            _carrier_slot: None,
-            outbound: Some(Box::new(Outbound {
-                invite: Some(invite),
-                ring_until: now + Duration::from_secs(req.timeout.into()),
-                call_hook: req.call_hook,
-                amd: req.amd,
-                tag: req.tag,
-            })),
-        };
+            now,
+        );
+        call.hook_base = Some(hook_base);
+        call.carrier = resolved.carrier;
+        call.outbound = Some(Box::new(Outbound {
+            invite: Some(invite),
+            ring_until: now + Duration::from_secs(req.timeout.into()),
+            call_hook: req.call_hook,
+            amd: req.amd,
+            tag: req.tag,
+        }));
         metrics::gauge!(super::ACTIVE_METRIC).increment(1.0);
         metrics::counter!("dialplane_rest_calls_created_total").increment(1);
         self.outbound.insert(invite, key);

@@ -394,13 +394,7 @@ impl Core {
             self.sent_by,
         );
         let registrations = self
-            .svc
-            .registry
-            .register(
-                &sid.to_string(),
-                &self.svc.config.app.account_sid,
-                self.updates_tx.clone(),
-            )
+            .rest_registration(sid, &self.svc.config.app.account_sid)
             .into_iter()
             .collect();
         // A `[[routes]]` entry for the called number wins over the default app.
@@ -439,15 +433,12 @@ impl Core {
         call.step = step;
         call.carrier = carrier;
         call._carrier_slot = carrier_slot;
-        metrics::gauge!(ACTIVE_METRIC).increment(1.0);
         metrics::counter!(super::STARTED_METRIC).increment(1);
         self.uas.insert(invite, key);
-        self.sids.insert(sid, (key, Leg::Caller));
         let i = &call.info;
         tracing::info!(call_sid = %sid, from = %Text(&i.from), to = %Text(&i.to),
             call_id = %Text(&i.call_id), "new call");
-        call.status_queue = self.status_queue(&call, None);
-        self.status_hook(&call, &call.info.clone());
+        self.admit(&mut call, None);
         if let Some(hook) = webhook {
             let payload = SessionPayload {
                 call: call.info.clone(),
@@ -457,6 +448,23 @@ impl Core {
         }
         self.calls.insert(key, call);
         self.with_call(key, |core, call| core.advance(now, call));
+    }
+
+    /// A new call (inbound or createCall) counts as active, is found by its call_sid, and its
+    /// status hook (`status_hook`, else the app's) hears it start.
+    fn admit(&mut self, call: &mut Call, status_hook: Option<Hook>) {
+        metrics::gauge!(ACTIVE_METRIC).increment(1.0);
+        self.sids.insert(call.sid, (call.key, Leg::Caller));
+        call.status_queue = self.status_queue(call, status_hook);
+        self.status_hook(call, &call.info.clone());
+    }
+
+    /// Registers `sid` for REST updates (none when the registry refuses it, e.g. full).
+    fn rest_registration(&self, sid: CallSid, account_sid: &str) -> Option<Registration> {
+        self.svc
+            .registry
+            .register(&sid.to_string(), account_sid, self.updates_tx.clone())
+            .ok()
     }
 
     /// The CDR of a caller refused before its call began (403, 503 while draining, 488...).
@@ -961,13 +969,8 @@ impl Core {
             self.sids.insert(f.info.call_sid, (call.key, Leg::Fork(i)));
         }
         for f in &forks {
-            if let Ok(r) = self.svc.registry.register(
-                &f.info.call_sid.to_string(),
-                &call.config.app.account_sid,
-                self.updates_tx.clone(),
-            ) {
-                call.registrations.push(r);
-            }
+            call.registrations
+                .extend(self.rest_registration(f.info.call_sid, &call.config.app.account_sid));
         }
         call.refer_hook = verb.refer_hook.clone();
         let audio = Self::dial_audio(call, &verb, music);

@@ -155,13 +155,7 @@ impl Core {
             local_sip_address: self.sent_by.to_string(),
         };
         let registrations = self
-            .svc
-            .registry
-            .register(
-                &sid.to_string(),
-                &config.app.account_sid,
-                self.updates_tx.clone(),
-            )
+            .rest_registration(sid, &config.app.account_sid)
             .into_iter()
             .collect();
         let mut call = Call::new(
@@ -184,12 +178,9 @@ impl Core {
             amd: req.amd,
             tag: req.tag,
         }));
-        metrics::gauge!(super::ACTIVE_METRIC).increment(1.0);
         metrics::counter!("dialplane_rest_calls_created_total").increment(1);
         self.outbound.insert(invite, key);
-        self.sids.insert(sid, (key, Leg::Caller));
-        call.status_queue = self.status_queue(&call, req.call_status_hook);
-        self.status_hook(&call, &call.info.clone());
+        self.admit(&mut call, req.call_status_hook);
         tracing::info!(call_sid = %sid, %uri, "createCall: calling");
         self.calls.insert(key, call);
         self.with_call(key, |_, _| {});

@@ -29,7 +29,11 @@ use tokio::sync::mpsc;
 use ::media::api::LegId;
 use dsp::amd::{AmdConfig, AmdEvent, AmdType};
 
-use super::{Call, Core, FORK_LEG, HookPurpose, Step};
+use super::{Call, Core, HookPurpose, Step};
+
+/// The caller's leg; AMD on any other leg runs on a dial's callee (the shared fork leg, or a
+/// fork's own leg in a confirmHook dial).
+const CALL_LEG: LegId = LegId(0);
 use crate::b2bua::{Msg, unix_now};
 use crate::cdr::{Cause, Hangup};
 use crate::config::AmdTimers;
@@ -223,11 +227,11 @@ impl Core {
     fn amd_hang_up(&mut self, now: Instant, call: &mut Call, leg: LegId) {
         call.cdr.hung_up(Hangup::system(Cause::App));
         match &mut call.step {
-            Step::Dial(run) if leg == FORK_LEG => {
+            Step::Dial(run) if leg != CALL_LEG => {
                 run.dial.handle(now, DialEvent::HangUp);
                 self.drain_dial(now, call);
             }
-            _ if leg == FORK_LEG => {}
+            _ if leg != CALL_LEG => {}
             _ => self.terminate(now, call, Cause::App),
         }
     }
@@ -297,7 +301,7 @@ impl Core {
     /// The dial ended: detection on its leg stops. Whether an AMD hook replaced the app (the
     /// dial's actionHook is then not waited for).
     pub(in crate::b2bua) fn amd_dial_ended(&mut self, call: &mut Call) -> bool {
-        if call.amd.as_ref().is_none_or(|r| r.leg != FORK_LEG) {
+        if call.amd.as_ref().is_none_or(|r| r.leg == CALL_LEG) {
             return false;
         }
         self.stop_amd(call);

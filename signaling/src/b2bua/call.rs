@@ -459,6 +459,16 @@ impl Core {
         self.status_hook(call, &call.info.clone());
     }
 
+    /// Frees a dial's media leg; what its tap was asked for goes with it, so a next dial's
+    /// leg of the same number starts from nothing.
+    fn destroy_leg(&mut self, call: &mut Call, leg: LegId) {
+        call.taps.forget(leg);
+        self.post_media(MediaCommand::Destroy {
+            call_id: call.media_id(),
+            leg: Some(leg),
+        });
+    }
+
     /// Registers `sid` for REST updates (none when the registry refuses it, e.g. full).
     fn rest_registration(&self, sid: CallSid, account_sid: &str) -> Option<Registration> {
         self.svc
@@ -1224,10 +1234,7 @@ impl Core {
             leg: LegId(0),
         });
         if run.port.is_some() {
-            self.post_media(MediaCommand::Destroy {
-                call_id: call.media_id(),
-                leg: Some(FORK_LEG),
-            });
+            self.destroy_leg(call, FORK_LEG);
         }
         for (i, _) in run
             .forks
@@ -1235,10 +1242,7 @@ impl Core {
             .enumerate()
             .filter(|(_, f)| f.port.is_some())
         {
-            self.post_media(MediaCommand::Destroy {
-                call_id: call.media_id(),
-                leg: Some(fork_leg(i)),
-            });
+            self.destroy_leg(call, fork_leg(i));
         }
         if run.capture.as_ref().is_some_and(|c| c.parent_wanted()) {
             self.tap_dtmf(call, LegId(0), dtmf::TapUser::Capture, false);
@@ -2027,15 +2031,6 @@ impl Core {
     }
 
     pub(super) fn on_media(&mut self, now: Instant, call: &mut Call, e: MediaEvent) {
-        if let MediaEvent::Digit {
-            leg: LegId(0),
-            digit,
-            duration_ms,
-            ..
-        } = e
-        {
-            call.streams.digit(digit, duration_ms);
-        }
         match e {
             MediaEvent::MediaTimeout { leg, .. } => {
                 tracing::info!(call_sid = %call.sid, %leg, "media timeout: hanging up");
@@ -2045,8 +2040,18 @@ impl Core {
                 tracing::warn!(call_sid = %call.sid, ?leg, %error, "media command failed");
             }
             MediaEvent::Digit {
-                leg, digit, source, ..
-            } => self.on_media_digit(now, call, leg, digit, source),
+                leg,
+                digit,
+                source,
+                duration_ms,
+                ..
+            } => {
+                // The caller's keys also go to listen streams (passDtmf, finishOnKey).
+                if leg == LegId(0) {
+                    call.streams.digit(digit, duration_ms);
+                }
+                self.on_media_digit(now, call, leg, digit, source);
+            }
             MediaEvent::PlayDone { leg, .. } => self.on_play_done(now, call, leg),
             MediaEvent::Amd { leg, event, .. } => self.on_amd(now, call, leg, event),
             _ => {}

@@ -53,6 +53,11 @@ pub(in crate::b2bua) struct LegTap {
 pub(in crate::b2bua) struct Taps(Vec<(LegId, LegTap)>);
 
 impl Taps {
+    /// The leg is gone (its media tap with it).
+    pub(in crate::b2bua) fn forget(&mut self, leg: LegId) {
+        self.0.retain(|(l, _)| *l != leg);
+    }
+
     fn leg(&mut self, leg: LegId) -> &mut LegTap {
         let i = match self.0.iter().position(|(l, _)| *l == leg) {
             Some(i) => i,

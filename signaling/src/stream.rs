@@ -61,7 +61,8 @@ impl Taps {
 
     /// Hands a frame to its stream; `false` when no stream has that fork (any more).
     pub fn deliver(&self, fork: ForkId, samples: Arc<[i16]>) -> bool {
-        let Some(tx) = self.lock().get(&fork.0).cloned() else {
+        let taps = self.lock();
+        let Some(tx) = taps.get(&fork.0) else {
             return false;
         };
         if tx.try_send(samples).is_err() {

@@ -322,7 +322,7 @@ impl MediaFiles {
                 None => read(&name, options.max_bytes)?,
             };
             let max = (options.max_seconds * u64::from(RATE)) as usize;
-            decode_8k_i16(&bytes, max).map_err(|e| match e {
+            decode_8k_i16(bytes, max).map_err(|e| match e {
                 DecodeError::NotAudio(message) => MediaFileError::NotAudio {
                     source_name: name,
                     message,
@@ -401,11 +401,11 @@ fn read(source: &str, limit: u64) -> Result<Vec<u8>, MediaFileError> {
 /// packets inside an MP3 stream are skipped, as players do; a file with no audio at all is an
 /// error.
 pub fn decode_8k(bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
-    decode_limited(bytes, usize::MAX)
+    decode_limited(bytes.to_vec(), usize::MAX)
 }
 
 /// [`decode_8k`] as 16-bit samples (what media plays), refusing more than `max` of them
-pub fn decode_8k_i16(bytes: &[u8], max: usize) -> Result<Arc<[i16]>, DecodeError> {
+pub fn decode_8k_i16(bytes: Vec<u8>, max: usize) -> Result<Arc<[i16]>, DecodeError> {
     let samples = decode_limited(bytes, max)?;
     Ok(samples
         .iter()
@@ -444,9 +444,11 @@ fn with_cb_size(bytes: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn decode_limited(bytes: &[u8], max: usize) -> Result<Vec<f32>, DecodeError> {
+/// Takes the file's bytes (a fetched file is not copied again; only a G.711 WAV missing its
+/// `cbSize` is rewritten).
+fn decode_limited(bytes: Vec<u8>, max: usize) -> Result<Vec<f32>, DecodeError> {
     let not_audio = |e: SymphoniaError| DecodeError::NotAudio(e.to_string());
-    let bytes = with_cb_size(bytes).unwrap_or_else(|| bytes.to_vec());
+    let bytes = with_cb_size(&bytes).unwrap_or(bytes);
     let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
         .format(
@@ -551,7 +553,7 @@ mod tests {
         let out = decode_8k(&wav::encode_pcm16(8000, &s)).unwrap();
         assert_eq!(out.len(), 800);
         assert_eq!(out[2], f32::from(s[2]) / 32768.0);
-        let pcm = decode_8k_i16(&wav::encode_pcm16(8000, &s), 800).unwrap();
+        let pcm = decode_8k_i16(wav::encode_pcm16(8000, &s), 800).unwrap();
         assert_eq!(&pcm[..], &s[..]);
     }
 
@@ -655,8 +657,11 @@ mod tests {
             Err(DecodeError::NotAudio(_))
         ));
         let long = wav::encode_pcm16(16000, &vec![0; 16000]);
-        assert_eq!(decode_8k_i16(&long, 7999), Err(DecodeError::TooLong(7999)));
-        assert_eq!(decode_8k_i16(&long, 8000).unwrap().len(), 8000);
+        assert_eq!(
+            decode_8k_i16(long.clone(), 7999),
+            Err(DecodeError::TooLong(7999))
+        );
+        assert_eq!(decode_8k_i16(long, 8000).unwrap().len(), 8000);
     }
 
     #[test]

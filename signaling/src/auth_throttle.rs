@@ -76,8 +76,8 @@ impl AuthThrottle {
             return false;
         }
         let source = source.to_canonical();
-        let locked = self.sources.locked(now, &source)
-            || user.is_some_and(|u| self.users.locked(now, &u.to_owned()));
+        let locked =
+            self.sources.locked(now, &source) || user.is_some_and(|u| self.users.locked(now, u));
         if locked {
             metrics::counter!(THROTTLED_METRIC).increment(1);
         }
@@ -121,7 +121,11 @@ fn since(a: SystemTime, b: SystemTime) -> Duration {
 }
 
 impl<K: Hash + Eq> Table<K> {
-    fn locked(&self, now: SystemTime, key: &K) -> bool {
+    fn locked<Q>(&self, now: SystemTime, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.0
             .get(key)
             .and_then(|r| r.locked_until)

@@ -938,13 +938,18 @@ impl Shard {
                         if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
                             Err(DROP_REASONS[DROP_AUDIO])
                         } else {
-                            peer.endpoint
-                                .egress(now, &mut pkt, out.codec)
-                                .map(|dest| (dest, out.len))
+                            peer.endpoint.egress(now, &mut pkt, out.codec)
                         }
                     }
                     Err(_) => Err(DROP_REASONS[DROP_UNKNOWN]),
-                },
+                }
+                // An SRTP peer gets the re-encoded audio protected, like any other egress.
+                .and_then(|dest| {
+                    Ok((
+                        dest,
+                        srtp_out(peer.srtp.as_deref_mut(), buf, out.len, false)?,
+                    ))
+                }),
             };
             match sent {
                 Ok((dest, len)) => {

@@ -207,6 +207,13 @@ impl Transcoder {
     /// Decode one ingress payload sent at RTP timestamp `ts` and queue its PCM. `Ok(false)`: an
     /// old or duplicate packet, ignored.
     pub fn push(&mut self, ts: u32, payload: &[u8]) -> Result<bool, CodecError> {
+        // Old and duplicate packets are dropped before decoding: no work, and Opus's decoder
+        // state does not move for them.
+        if let Some(expected) = self.next_in_ts
+            && (ts.wrapping_sub(expected) as i32) < 0
+        {
+            return Ok(false);
+        }
         let n = match &mut self.decoder {
             Decoder::Law(l) => {
                 let n = payload.len().min(self.decoded.len());
@@ -222,9 +229,6 @@ impl Transcoder {
         };
         if let Some(expected) = self.next_in_ts {
             let ahead = ts.wrapping_sub(expected) as i32;
-            if ahead < 0 {
-                return Ok(false);
-            }
             if ahead > 0 {
                 // Lost packets or a new talk spurt: skip the same time on the output and drop
                 // the partial frame rather than send it late or pad it out in a burst.

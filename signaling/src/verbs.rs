@@ -128,6 +128,23 @@ pub fn parse_app_value(value: Value) -> Result<Vec<Verb>, VerbError> {
         .collect()
 }
 
+/// Parses a verb list, leaving out the verbs that are malformed: the verbs, and why each one
+/// left out was (for a screening app, where one bad verb should not decline the callee)
+pub fn parse_app_skipping(text: &str) -> Result<(Vec<Verb>, Vec<VerbError>), VerbError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| VerbError::Json(e.to_string()))?;
+    let Value::Array(items) = value else {
+        return Err(VerbError::NotArray(json_type(&value)));
+    };
+    let (mut verbs, mut skipped) = (Vec::new(), Vec::new());
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_verb(index, item) {
+            Ok(v) => verbs.push(v),
+            Err(e) => skipped.push(e),
+        }
+    }
+    Ok((verbs, skipped))
+}
+
 fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -935,14 +952,63 @@ pub struct Pause {
     pub length: u32,
 }
 
-/// `play`: a WAV or MP3 file by http(s) URL or path, once
+/// `play`: WAV or MP3 files by http(s) URL or path, in order, `loop` times
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Play {
     /// jambonz's verb id.
     pub id: Option<String>,
-    /// Where the file is.
-    pub url: String,
+    /// Where the files are: one URL, or a list played one after the other.
+    #[serde(deserialize_with = "urls")]
+    pub url: Vec<String>,
+    /// Times the list is played; 0 (or `"forever"`) until the app moves on.
+    #[serde(
+        rename = "loop",
+        default = "Play::once",
+        deserialize_with = "loop_count"
+    )]
+    pub loop_count: u32,
+    /// Accepted and ignored: a screening app plays to an answered callee.
+    #[serde(default)]
+    pub early_media: bool,
+}
+
+impl Play {
+    fn once() -> u32 {
+        1
+    }
+}
+
+/// `play.url`: a string or a non-empty list of them
+fn urls<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(vec![s]),
+        list @ Value::Array(_) => {
+            let urls: Vec<String> = decode_nested::<D, _>(list)?;
+            if urls.is_empty() {
+                return Err(de::Error::custom("must not be an empty list"));
+            }
+            Ok(urls)
+        }
+        other => Err(de::Error::custom(format!(
+            "expected a URL or a list of them, got {}",
+            json_type(&other)
+        ))),
+    }
+}
+
+/// `play.loop`: a count, or `"forever"` (0)
+fn loop_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) if s == "forever" => Ok(0),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| de::Error::custom(format!("{n} is not a count"))),
+        other => Err(de::Error::custom(format!(
+            "expected a count or \"forever\", got {other}"
+        ))),
+    }
 }
 
 /// `gather` of DTMF keys: until `numDigits` keys, `finishOnKey`, or `timeout` seconds without
@@ -961,9 +1027,13 @@ pub struct Gather {
     pub num_digits: Option<u32>,
     /// A key that ends the input (not part of it).
     pub finish_on_key: Option<String>,
-    /// Seconds to wait for the first key and between keys.
+    /// Seconds to wait for the first key (after the prompt) and between keys.
     #[serde(default = "Gather::default_timeout")]
     pub timeout: u32,
+    /// A prompt played while the keys are collected.
+    pub play: Option<Play>,
+    /// A spoken prompt (needs a speech synthesizer).
+    pub say: Option<Value>,
 }
 
 impl Gather {
@@ -1334,6 +1404,54 @@ mod tests {
             let e = err(&json);
             assert!(e.starts_with(expected), "{json}\n  got:      {e}\n  expected: {expected}");
         }
+    }
+
+    #[test]
+    fn play_takes_a_url_or_a_list_and_a_loop_count() {
+        let play = |json: &str| match parse_app(json).unwrap().remove(0) {
+            Verb::Play(p) => p,
+            other => panic!("not a play: {other:?}"),
+        };
+        let p = play(r#"[{"verb":"play","url":"/a.wav"}]"#);
+        assert_eq!((p.url, p.loop_count), (vec!["/a.wav".to_string()], 1));
+        let p = play(r#"[{"verb":"play","url":["/a.wav","/b.mp3"],"loop":3,"earlyMedia":true}]"#);
+        assert_eq!((p.url.len(), p.loop_count), (2, 3));
+        assert_eq!(
+            play(r#"[{"play":{"url":"/a","loop":"forever"}}]"#).loop_count,
+            0
+        );
+        for (json, expected) in [
+            (r#"[{"verb":"play","url":[]}]"#, "verb 0 (play): url"),
+            (r#"[{"verb":"play","url":7}]"#, "verb 0 (play): url"),
+            (
+                r#"[{"verb":"play","url":"/a","loop":-1}]"#,
+                "verb 0 (play): loop",
+            ),
+            (
+                r#"[{"verb":"play","url":"/a","loop":"often"}]"#,
+                "verb 0 (play): loop",
+            ),
+        ] {
+            let e = parse_app(json).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_screening_app_keeps_its_good_verbs() {
+        let (verbs, skipped) = parse_app_skipping(
+            r#"[{"verb":"play","url":7},{"verb":"gather","play":{"url":["/a","/b"]},
+                "say":{"text":"hi"}},{"verb":"hangup"}]"#,
+        )
+        .unwrap();
+        let names: Vec<_> = verbs.iter().map(Verb::name).collect();
+        assert_eq!(names, ["gather", "hangup"]);
+        let Verb::Gather(g) = &verbs[0] else { panic!() };
+        assert_eq!(g.play.as_ref().unwrap().url.len(), 2);
+        assert!(g.say.is_some());
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].to_string().starts_with("verb 0 (play): url"));
+        assert!(parse_app_skipping(r#"{"verb":"play"}"#).is_err());
     }
 
     #[test]

@@ -110,8 +110,6 @@ enum Step {
     WaitAction,
     /// `pause` until then.
     Pause(Instant),
-    /// A dial waits for its dialMusic file.
-    WaitMusic(Box<verbs::Dial>),
     /// A dial runs.
     Dial(Box<DialRun>),
     /// Over: the call is removed.
@@ -779,6 +777,8 @@ impl Core {
             let text = String::from_utf8_lossy(&r.body);
             if text.trim().is_empty() {
                 Ok(Vec::new())
+            } else if let HookPurpose::Confirm(fork) = purpose {
+                confirm::parse_app(fork, &text)
             } else {
                 verbs::parse_app(&text).map_err(|e| e.to_string())
             }
@@ -891,13 +891,7 @@ impl Core {
     }
 
     /// Targets → forks: each resolved to where its INVITE goes.
-    fn start_dial(
-        &mut self,
-        now: Instant,
-        call: &mut Call,
-        verb: Box<verbs::Dial>,
-        music: Option<Arc<[i16]>>,
-    ) {
+    fn start_dial(&mut self, now: Instant, call: &mut Call, verb: Box<verbs::Dial>) {
         let mut targets: Vec<DialTarget> = Vec::new();
         let mut forks: Vec<ForkLeg> = Vec::new();
         for t in &verb.target {
@@ -966,9 +960,7 @@ impl Core {
                 });
             }
         }
-        let mut options = DialOptions::from(&*verb);
-        options.dial_music = music.is_some();
-        let dial = match Dial::new(now, targets, options) {
+        let dial = match Dial::new(now, targets, DialOptions::from(&*verb)) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(call_sid = %call.sid, error = %e, "dial not started");
@@ -983,7 +975,7 @@ impl Core {
                 .extend(self.rest_registration(f.info.call_sid, &call.config.app.account_sid));
         }
         call.refer_hook = verb.refer_hook.clone();
-        let audio = Self::dial_audio(call, &verb, music);
+        let audio = Self::dial_audio(call, &verb);
         let capture = dtmf::Captures::of(&verb, forks.len());
         if capture.as_ref().is_some_and(|c| c.parent_wanted()) {
             self.tap_dtmf(call, LegId(0), dtmf::TapUser::Capture, true);

@@ -155,12 +155,6 @@ enum Msg {
     },
     /// A new configuration (SIGHUP).
     Reload(Box<Reload>),
-    /// An audio file a fork's screening app plays was fetched and decoded (or not).
-    ScreenAudio {
-        call: u64,
-        fork: CallSid,
-        result: Result<Arc<[i16]>, crate::media_files::MediaFileError>,
-    },
     /// REST createCall: place this call; its call_sid (or why not) goes back.
     CreateCall {
         account_sid: String,
@@ -176,7 +170,7 @@ enum Msg {
         uri: String,
         result: Result<Vec<Destination>, DnsError>,
     },
-    /// An audio file was fetched (or failed).
+    /// An audio file was fetched (or failed): dialMusic, dub, a screening app's prompt.
     File {
         call: u64,
         usage: call::FileUse,
@@ -595,9 +589,6 @@ impl Core {
                 usage,
                 result,
             } => self.with_call(call, |core, c| core.on_file(now, c, usage, result)),
-            Msg::ScreenAudio { call, fork, result } => {
-                self.with_call(call, |core, c| core.on_screen_audio(now, c, fork, result))
-            }
         }
     }
 

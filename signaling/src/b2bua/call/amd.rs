@@ -342,8 +342,7 @@ impl Core {
                 run.dial.handle(now, DialEvent::HangUp);
                 self.drain_dial(now, call);
             }
-            // A next dial still fetching its dialMusic is dropped with the rest of the app.
-            Step::Pause(_) | Step::WaitAction | Step::WaitMusic(_) => {
+            Step::Pause(_) | Step::WaitAction => {
                 call.step = Step::Idle;
                 self.advance(now, call);
             }

@@ -3,11 +3,13 @@
 //! When a fork with a confirmHook answers, the dial asks for [`Action::RunConfirm`]
 //! (crate::dial::Action::RunConfirm): the hook is POSTed the fork's call info and answers with
 //! verbs, run here on that callee's own media leg while the other forks keep ringing: `play`
-//! (a file through [`crate::media_files`], played into the leg until media reports it done),
-//! `pause`, `gather` of DTMF keys (numDigits, finishOnKey, timeout; its actionHook is POSTed `{digits,
-//! reason}` and its verbs replace the rest of the screening app) and `hangup`. Other verbs are
-//! skipped with an error line. The app running out with the callee still there confirms the
-//! fork; `hangup`, a failed hook or the callee's BYE decline it.
+//! (files through [`crate::media_files`]' cache, arriving as [`Msg::File`](super::super::Msg),
+//! played into the leg one after the other, `loop` times), `pause`, `gather` of DTMF keys
+//! (numDigits, finishOnKey, timeout; a nested `play` prompt while the keys are collected; its
+//! actionHook is POSTed `{digits, reason}` and its verbs replace the rest of the screening app)
+//! and `hangup`. `say` needs a speech synthesizer, which this build has not: it is skipped with an
+//! error line, as are other verbs and malformed ones. The app running out with the callee still
+//! there confirms the fork; `hangup`, a failed hook or the callee's BYE decline it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,17 +17,22 @@ use std::time::{Duration, Instant};
 
 use ::media::api::{Command as MediaCommand, LegId};
 
-use super::super::Msg;
+use super::music::FileUse;
 use super::{Call, Core, DialRun, HookPurpose, Leg, Step};
 use crate::dial::{Event as DialEvent, ForkId};
 use crate::media_files::MediaFileError;
 use crate::payload::{CallInfo, CallSid};
-use crate::verbs::{Gather, Verb};
+use crate::verbs::{self, Gather, Play, Verb};
 
 /// One fork's screening app
 pub(in crate::b2bua) struct Screening {
     verbs: VecDeque<Verb>,
     state: State,
+    /// Plays sent to media whose end it has not reported yet: a prompt stopped by a key reports
+    /// its end after the next play may have started.
+    plays: u32,
+    /// The number of the next prompt, so that a file arriving for one that is over is dropped.
+    next_prompt: u64,
 }
 
 enum State {
@@ -33,23 +40,73 @@ enum State {
     WaitHook,
     /// `pause` until then.
     Pause(Instant),
-    /// `play`: fetching the file (false), then playing it until media says it is done.
-    Play { playing: bool },
-    /// `gather`: the keys so far; the input ends at `deadline` without another key.
+    /// `play` until its files have been played.
+    Play(Prompt),
+    /// `gather`: the keys so far; the input ends at `deadline` without another key (none while
+    /// the prompt plays its first pass).
     Gather {
         gather: Gather,
         digits: String,
-        deadline: Instant,
+        deadline: Option<Instant>,
+        prompt: Option<Prompt>,
     },
+}
+
+/// A `play` running: its files in order, each fetched once for all the loops
+struct Prompt {
+    id: u64,
+    /// Per URL: `None` while it is fetched, `Some(None)` when it cannot be played.
+    files: Vec<Option<Option<Arc<[i16]>>>>,
+    /// The file playing or next to play.
+    index: usize,
+    /// Passes through the list still to start after this one; `None`: forever.
+    loops_left: Option<u32>,
+    /// Passes through the list completed.
+    passes: u32,
+    /// A file of this pass was played (a list looped forever whose files all fail ends).
+    played: bool,
+    /// Media plays `files[index]` now.
+    playing: bool,
+}
+
+impl Prompt {
+    /// Past the current file; false when the play is over.
+    fn advance(&mut self) -> bool {
+        self.playing = false;
+        self.index += 1;
+        if self.index < self.files.len() {
+            return true;
+        }
+        self.index = 0;
+        self.passes += 1;
+        let again = match &mut self.loops_left {
+            None => self.played,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        };
+        self.played = false;
+        again
+    }
 }
 
 impl Screening {
     /// Its timer: a pause's end or a gather's timeout.
     pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.state {
-            State::WaitHook | State::Play { .. } => None,
+            State::WaitHook | State::Play(_) => None,
             State::Pause(at) => Some(*at),
-            State::Gather { deadline, .. } => Some(*deadline),
+            State::Gather { deadline, .. } => *deadline,
+        }
+    }
+
+    fn prompt_mut(&mut self) -> Option<&mut Prompt> {
+        match &mut self.state {
+            State::Play(p) => Some(p),
+            State::Gather { prompt, .. } => prompt.as_mut(),
+            State::WaitHook | State::Pause(_) => None,
         }
     }
 }
@@ -61,6 +118,22 @@ struct GatherPayload {
     call: CallInfo,
     digits: String,
     reason: &'static str,
+}
+
+/// A screening app's verbs; malformed ones are left out with an error line rather than
+/// declining the callee for one typo.
+pub(super) fn parse_app(fork: CallSid, text: &str) -> Result<Vec<Verb>, String> {
+    let (verbs, skipped) = verbs::parse_app_skipping(text).map_err(|e| e.to_string())?;
+    for e in skipped {
+        tracing::error!(call_sid = %fork, error = %e, "screening app: malformed verb skipped");
+    }
+    Ok(verbs)
+}
+
+/// `say` (a verb or a gather's prompt): nothing to speak with.
+fn no_synthesizer(fork: CallSid, what: &str) {
+    tracing::error!(call_sid = %fork, what,
+        "screening app: no speech synthesizer is configured, say skipped");
 }
 
 impl Core {
@@ -80,6 +153,8 @@ impl Core {
         f.screen = Some(Screening {
             verbs: VecDeque::new(),
             state: State::WaitHook,
+            plays: 0,
+            next_prompt: 0,
         });
         let purpose = HookPurpose::Confirm(f.info.call_sid);
         let info = f.info.clone();
@@ -124,12 +199,13 @@ impl Core {
         });
     }
 
-    /// A screening app's file was fetched: played into the fork's leg, or skipped.
-    pub(in crate::b2bua) fn on_screen_audio(
+    /// File `index` of prompt `prompt` of a screening app was fetched (or not): played if the
+    /// prompt waits for it.
+    pub(in crate::b2bua) fn on_screen_file(
         &mut self,
         now: Instant,
         call: &mut Call,
-        fork: CallSid,
+        (fork, prompt, index): (CallSid, u64, usize),
         result: Result<Arc<[i16]>, MediaFileError>,
     ) {
         if !matches!(call.step, Step::Dial(_)) {
@@ -137,45 +213,38 @@ impl Core {
         }
         self.feed_dial(now, call, |core, call, run| {
             let i = run.forks.iter().position(|f| f.info.call_sid == fork)?;
-            let leg = run.media_leg(i);
-            let s = run.forks[i].screen.as_mut()?;
-            if !matches!(s.state, State::Play { playing: false }) {
+            let p = run.forks[i].screen.as_mut()?.prompt_mut()?;
+            if p.id != prompt {
                 return None;
             }
-            match (result, leg) {
-                (Ok(samples), Some(leg)) if !samples.is_empty() => {
-                    s.state = State::Play { playing: true };
-                    core.post_media(MediaCommand::PlayPcm {
-                        call_id: call.media_id(),
-                        leg,
-                        samples,
-                        looped: false,
-                    });
-                    None
-                }
-                (result, _) => {
-                    if let Err(e) = result {
-                        tracing::warn!(call_sid = %fork, error = %e, "screening play skipped");
-                    }
-                    core.screen_run(now, call, run, i)
-                }
+            let file = result
+                .inspect_err(|e| tracing::warn!(call_sid = %fork, error = %e, "screening play: file skipped"))
+                .ok()
+                .filter(|s| !s.is_empty());
+            *p.files.get_mut(index)? = Some(file);
+            if p.playing || p.index != index {
+                return None;
             }
+            core.prompt_on(now, call, run, i, false)
         });
     }
 
-    /// Media finished a play on `media_leg`: a screening app playing there goes on.
+    /// Media finished a play on `media_leg`: a screening app's prompt playing there goes on.
     pub(super) fn on_play_done(&mut self, now: Instant, call: &mut Call, media_leg: LegId) {
         let Some(Leg::Fork(i)) = super::dtmf::leg_of_media(call, media_leg) else {
             return;
         };
-        let Step::Dial(run) = &call.step else { return };
-        let playing = run.forks[i]
-            .screen
-            .as_ref()
-            .is_some_and(|s| matches!(s.state, State::Play { playing: true }));
-        if playing {
+        let Step::Dial(run) = &mut call.step else {
+            return;
+        };
+        let Some(s) = run.forks[i].screen.as_mut() else {
+            return;
+        };
+        s.plays = s.plays.saturating_sub(1);
+        let playing = s.prompt_mut().is_some_and(|p| p.playing);
+        if s.plays == 0 && playing {
             self.feed_dial(now, call, |core, call, run| {
-                core.screen_run(now, call, run, i)
+                core.prompt_on(now, call, run, i, true)
             });
         }
     }
@@ -189,9 +258,11 @@ impl Core {
         i: usize,
         digit: char,
     ) -> bool {
+        let call_id = call.media_id();
         let Step::Dial(run) = &mut call.step else {
             return false;
         };
+        let leg = run.media_leg(i);
         let Some(s) = run.forks.get_mut(i).and_then(|f| f.screen.as_mut()) else {
             return false;
         };
@@ -199,11 +270,18 @@ impl Core {
             gather,
             digits,
             deadline,
+            prompt,
         } = &mut s.state
         else {
             // Between gathers, keys are dropped.
             return true;
         };
+        // A key interrupts the prompt.
+        if prompt.take().is_some_and(|p| p.playing)
+            && let Some(leg) = leg
+        {
+            self.post_media(MediaCommand::StopPlay { call_id, leg });
+        }
         let finish_key = gather
             .finish_on_key
             .as_deref()
@@ -216,7 +294,7 @@ impl Core {
             .num_digits
             .is_some_and(|n| digits.len() >= n as usize);
         if !finish_key && !complete {
-            *deadline = now + Duration::from_secs(gather.timeout.into());
+            *deadline = Some(now + Duration::from_secs(gather.timeout.into()));
             return true;
         }
         self.feed_dial(now, call, |core, call, run| {
@@ -237,12 +315,10 @@ impl Core {
         for i in due {
             self.feed_dial(now, call, |core, call, run| {
                 let s = run.forks[i].screen.as_mut()?;
-                match s.state {
-                    State::Pause(at) if at <= now => core.screen_run(now, call, run, i),
-                    State::Gather { deadline, .. } if deadline <= now => {
-                        core.gather_done(now, call, run, i, "timeout")
-                    }
-                    _ => None,
+                match s.deadline()? {
+                    at if at > now => None,
+                    _ if matches!(s.state, State::Pause(_)) => core.screen_run(now, call, run, i),
+                    _ => core.gather_done(now, call, run, i, "timeout"),
                 }
             });
         }
@@ -257,12 +333,27 @@ impl Core {
         i: usize,
         reason: &'static str,
     ) -> Option<DialEvent> {
+        let leg = run.media_leg(i);
         let f = &mut run.forks[i];
         let s = f.screen.as_mut()?;
-        let State::Gather { gather, digits, .. } = std::mem::replace(&mut s.state, State::WaitHook)
+        let State::Gather {
+            gather,
+            digits,
+            prompt,
+            ..
+        } = std::mem::replace(&mut s.state, State::WaitHook)
         else {
             return None;
         };
+        // A prompt looped forever still plays when the gather times out.
+        if prompt.is_some_and(|p| p.playing)
+            && let Some(leg) = leg
+        {
+            self.post_media(MediaCommand::StopPlay {
+                call_id: call.media_id(),
+                leg,
+            });
+        }
         tracing::debug!(call_sid = %f.info.call_sid, %digits, reason, "screening gather done");
         let Some(hook) = gather.action_hook else {
             return self.screen_run(now, call, run, i);
@@ -277,6 +368,106 @@ impl Core {
         None
     }
 
+    /// A new prompt of fork `fork`'s screening app: its files are fetched (each arrives as a
+    /// [`FileUse::Screen`]), the first plays once it is there.
+    fn start_prompt(&self, call: &Call, fork: CallSid, s: &mut Screening, play: Play) -> Prompt {
+        let id = s.next_prompt;
+        s.next_prompt += 1;
+        let files = vec![None; play.url.len()];
+        for (index, url) in play.url.into_iter().enumerate() {
+            let usage = FileUse::Screen {
+                fork,
+                prompt: id,
+                index,
+            };
+            self.fetch_file(call.key, url, usage);
+        }
+        Prompt {
+            id,
+            files,
+            index: 0,
+            loops_left: play.loop_count.checked_sub(1),
+            passes: 0,
+            played: false,
+            playing: false,
+        }
+    }
+
+    /// Goes on with fork `i`'s prompt (`advance`: past the file that just ended): plays the
+    /// next file that can play, or waits for it to arrive; a `play` verb whose files are over
+    /// lets the app go on, a gather's prompt starts the gather's timer.
+    fn prompt_on(
+        &mut self,
+        now: Instant,
+        call: &Call,
+        run: &mut DialRun,
+        i: usize,
+        advance: bool,
+    ) -> Option<DialEvent> {
+        let leg = run.media_leg(i);
+        let s = run.forks[i].screen.as_mut()?;
+        let plays = &mut s.plays;
+        match &mut s.state {
+            State::Play(p) => {
+                let going = (!advance || p.advance()) && self.prompt_go(call, leg, plays, p);
+                if !going {
+                    return self.screen_run(now, call, run, i);
+                }
+            }
+            State::Gather {
+                gather,
+                deadline,
+                prompt,
+                ..
+            } => {
+                let p = prompt.as_mut()?;
+                let going = (!advance || p.advance()) && self.prompt_go(call, leg, plays, p);
+                // The timer runs from the prompt's end, or its first pass when it loops forever.
+                if deadline.is_none() && (!going || p.passes > 0) {
+                    *deadline = Some(now + Duration::from_secs(gather.timeout.into()));
+                }
+                if !going {
+                    *prompt = None;
+                }
+            }
+            State::WaitHook | State::Pause(_) => {}
+        }
+        None
+    }
+
+    /// Plays `p`'s current file, moving past files that cannot be played; false when the
+    /// prompt is over, true when it plays or waits for a file.
+    fn prompt_go(
+        &mut self,
+        call: &Call,
+        leg: Option<LegId>,
+        plays: &mut u32,
+        p: &mut Prompt,
+    ) -> bool {
+        loop {
+            match (&p.files[p.index], leg) {
+                (None, _) => return true,
+                (Some(Some(samples)), Some(leg)) => {
+                    self.post_media(MediaCommand::PlayPcm {
+                        call_id: call.media_id(),
+                        leg,
+                        samples: samples.clone(),
+                        looped: false,
+                    });
+                    *plays += 1;
+                    p.playing = true;
+                    p.played = true;
+                    return true;
+                }
+                // Not fetched, or no leg to play it into.
+                (Some(_), _) => {}
+            }
+            if !p.advance() {
+                return false;
+            }
+        }
+    }
+
     /// Runs fork `i`'s screening verbs until one waits; the dial event when the app is over.
     fn screen_run(
         &mut self,
@@ -287,12 +478,13 @@ impl Core {
     ) -> Option<DialEvent> {
         let fork = ForkId(i);
         let f = &mut run.forks[i];
+        let sid = f.info.call_sid;
         let s = f.screen.as_mut()?;
         loop {
             match s.verbs.pop_front() {
                 None => {
                     f.screen = None;
-                    tracing::debug!(call_sid = %f.info.call_sid, "screening done: confirmed");
+                    tracing::debug!(call_sid = %sid, "screening done: confirmed");
                     return Some(DialEvent::Confirmed { fork });
                 }
                 Some(Verb::Pause(p)) => {
@@ -300,38 +492,42 @@ impl Core {
                     return None;
                 }
                 Some(Verb::Play(p)) => {
-                    s.state = State::Play { playing: false };
-                    let (files, msgs) = (self.svc.media_files.clone(), self.msgs_tx.clone());
-                    let (key, fork) = (call.key, f.info.call_sid);
-                    tokio::spawn(async move {
-                        let result = files.get(&p.url).await;
-                        let _ = msgs.send(Msg::ScreenAudio {
-                            call: key,
-                            fork,
-                            result,
-                        });
-                    });
+                    s.state = State::Play(self.start_prompt(call, sid, s, p));
                     return None;
                 }
-                Some(Verb::Gather(g)) => {
-                    let deadline = now + Duration::from_secs(g.timeout.into());
+                Some(Verb::Gather(mut g)) => {
+                    if let Some(other) = g.input.iter().find(|x| *x != "digits") {
+                        tracing::warn!(call_sid = %sid, input = %other,
+                            "screening gather: only digits are collected, input ignored");
+                    }
+                    if g.say.take().is_some() {
+                        no_synthesizer(sid, "gather prompt");
+                    }
+                    let prompt = g.play.take().map(|p| self.start_prompt(call, sid, s, p));
+                    let deadline = prompt
+                        .is_none()
+                        .then(|| now + Duration::from_secs(g.timeout.into()));
                     s.state = State::Gather {
                         gather: g,
                         digits: String::new(),
                         deadline,
+                        prompt,
                     };
                     return None;
                 }
                 Some(Verb::Hangup(_)) => {
                     f.screen = None;
-                    tracing::debug!(call_sid = %f.info.call_sid, "screening app hung up: declined");
+                    tracing::debug!(call_sid = %sid, "screening app hung up: declined");
                     return Some(DialEvent::ConfirmDeclined {
                         fork,
                         by_callee: false,
                     });
                 }
+                Some(Verb::Unsupported { name, .. }) if name == "say" => {
+                    no_synthesizer(sid, "say verb");
+                }
                 Some(other) => {
-                    tracing::error!(call_sid = %f.info.call_sid, verb = other.name(),
+                    tracing::error!(call_sid = %sid, verb = other.name(),
                     "verb not run in a screening app by this build, skipped");
                 }
             }

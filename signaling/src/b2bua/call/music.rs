@@ -1,10 +1,11 @@
 //! Audio files in a dial: `dialMusic` looped to the caller while the forks ring, and `dub`
 //! tracks mixed into what the callee hears once bridged (from the verb or REST).
 //!
-//! Files come from [`crate::media_files`] on a task of their own and reach the core as a
-//! [`Msg::File`]; media plays the PCM. A dial with dialMusic starts once its file is there (a
-//! cache hit: at once), so a file that cannot be had leaves the dial ringing as it would
-//! without dialMusic.
+//! Files (these and a screening app's prompts) come from [`crate::media_files`]' bounded cache
+//! on a task of their own and reach the core as a [`Msg::File`]; media plays the PCM. A dial
+//! with dialMusic rings its forks at once and starts the music when the file arrives, if the
+//! dial still rings then; the caller hears silence until then (or all along should the file
+//! fail).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,19 +15,26 @@ use ::media::api::{Command as MediaCommand, DubAction as MediaDub, LegId, TrackI
 use super::super::{Core, Msg};
 use super::{Call, DialRun, FORK_LEG, Step};
 use crate::media_files::MediaFileError;
+use crate::payload::CallSid;
 use crate::rest::{self, DubAction, DubSource};
 use crate::verbs;
 
 /// What a fetched file is for
 #[derive(Debug)]
 pub(in crate::b2bua) enum FileUse {
-    /// The dial waiting in [`Step::WaitMusic`].
-    DialMusic,
+    /// The running dial's dialMusic (from this source).
+    DialMusic(String),
     /// A dub track of the running dial's callee.
     Dub {
         track: TrackId,
         looped: bool,
         gain_db: i8,
+    },
+    /// File `index` of prompt `prompt` of fork `fork`'s screening app.
+    Screen {
+        fork: CallSid,
+        prompt: u64,
+        index: usize,
     },
 }
 
@@ -44,18 +52,18 @@ pub(super) struct DialAudio {
 }
 
 impl Core {
-    /// Starts the dial verb: at once, or once its dialMusic file is fetched
+    /// Starts the dial verb, and fetches its dialMusic meanwhile
     pub(super) fn dial(&mut self, now: Instant, call: &mut Call, verb: Box<verbs::Dial>) {
-        match verb.dial_music.clone() {
-            Some(source) => {
-                call.step = Step::WaitMusic(verb);
-                self.fetch_file(call.key, source, FileUse::DialMusic);
-            }
-            None => self.start_dial(now, call, verb, None),
+        let music = verb.dial_music.clone();
+        self.start_dial(now, call, verb);
+        if let Some(source) = music
+            && matches!(call.step, Step::Dial(_))
+        {
+            self.fetch_file(call.key, source.clone(), FileUse::DialMusic(source));
         }
     }
 
-    fn fetch_file(&self, call: u64, source: String, usage: FileUse) {
+    pub(super) fn fetch_file(&self, call: u64, source: String, usage: FileUse) {
         let files = self.svc.media_files.clone();
         let msgs = self.msgs_tx.clone();
         tokio::spawn(async move {
@@ -77,22 +85,34 @@ impl Core {
         result: Result<Arc<[i16]>, MediaFileError>,
     ) {
         match usage {
-            FileUse::DialMusic => {
-                // The caller may have gone meanwhile.
-                if !matches!(call.step, Step::WaitMusic(_)) {
+            FileUse::DialMusic(source) => {
+                // Only for the dial that asked, still ringing: not once bridged or over.
+                let ringing = |run: &DialRun| {
+                    run.bridged.is_none() && run.verb.dial_music.as_ref() == Some(&source)
+                };
+                if !matches!(&call.step, Step::Dial(run) if ringing(run)) {
                     return;
                 }
-                let Step::WaitMusic(verb) = std::mem::replace(&mut call.step, Step::Idle) else {
+                let samples = match result {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(call_sid = %call.sid, error = %e,
+                            "dialMusic not played: the caller hears silence while it rings");
+                        return;
+                    }
+                };
+                let Step::Dial(mut run) = std::mem::replace(&mut call.step, Step::Idle) else {
                     return;
                 };
-                let music = result
-                    .inspect_err(|e| {
-                        tracing::warn!(call_sid = %call.sid, error = %e,
-                            "dialMusic not played: the dial rings as without it");
-                    })
-                    .ok();
-                self.start_dial(now, call, verb, music);
+                run.audio.music = Some(samples);
+                self.play_music(call, &mut run);
+                call.step = Step::Dial(run);
             }
+            FileUse::Screen {
+                fork,
+                prompt,
+                index,
+            } => self.on_screen_file(now, call, (fork, prompt, index), result),
             FileUse::Dub {
                 track,
                 looped,
@@ -123,12 +143,8 @@ impl Core {
         }
     }
 
-    /// The audio a new dial starts with: its music and the verb's dub operations
-    pub(super) fn dial_audio(
-        call: &Call,
-        verb: &verbs::Dial,
-        music: Option<Arc<[i16]>>,
-    ) -> DialAudio {
+    /// The audio a new dial starts with: the verb's dub operations (the music comes later)
+    pub(super) fn dial_audio(call: &Call, verb: &verbs::Dial) -> DialAudio {
         let pending = verb
             .dub
             .iter()
@@ -141,13 +157,13 @@ impl Core {
             })
             .collect();
         DialAudio {
-            music,
             pending,
             ..DialAudio::default()
         }
     }
 
-    /// `RingCaller` of a dial with music: 183 with our SDP, then the music. `false`: not ours.
+    /// `RingCaller` of a dial with music: 183 with our SDP, then the music (once it is here).
+    /// `false`: not ours.
     pub(super) fn ring_with_music(
         &mut self,
         now: Instant,
@@ -156,7 +172,7 @@ impl Core {
         status: u16,
         early_from: Option<crate::dial::ForkId>,
     ) -> bool {
-        if status != 183 || early_from.is_some() || run.audio.music.is_none() {
+        if status != 183 || early_from.is_some() || run.verb.dial_music.is_none() {
             return false;
         }
         let Some(body) = self.caller_answer(call, None) else {

@@ -281,7 +281,14 @@ fn screening_app() -> Value {
 fn confirm_hook_gathers_the_callees_key_then_bridges() {
     // Bob answers, then presses 1 by SIP INFO; the gather's actionHook answers no verbs: the
     // screening app is over with bob still there, so he is bridged.
-    let mut bob = dtmf_callee("bob", "callee_confirm", 300, &[]);
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
+    let mut bob = dtmf_callee(
+        "bob",
+        "callee_confirm",
+        300,
+        &["-key", "rtp_port", &rtp_port],
+    );
     let (hooks, serve) = serve_with_app(
         "dtmf-confirm",
         dial(
@@ -438,5 +445,167 @@ fn screening_app_plays_a_file_to_the_callee_then_bridges() {
     let confirm = hooks.hits("/confirm");
     assert_eq!(action[0].json["dial_call_sid"], confirm[0].json["call_sid"]);
     assert!(alice.log().iter().any(|l| l == "200"), "{:?}", alice.log());
+    serve.wait_idle();
+}
+
+const FIRST_HZ: f32 = 600.0;
+const SECOND_HZ: f32 = 1000.0;
+
+/// Two prompt files served over HTTP: `/first.wav` (600 Hz) and `/second.wav` (1 kHz), 400 ms
+/// each.
+fn serve_two_tones(hooks: &Receiver, dir: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, hz) in [("first.wav", FIRST_HZ), ("second.wav", SECOND_HZ)] {
+        let wav = dir.join(name);
+        rtp::write_wav(&wav, &rtp::tone(hz, 400, 0.5));
+        hooks.answer_bytes(
+            &format!("/{name}"),
+            "audio/wav",
+            &std::fs::read(&wav).unwrap(),
+        );
+    }
+}
+
+/// Which of the two tones each 100 ms of `received` carries, runs merged: e.g. `"1212"`.
+fn tone_sequence(received: &[Received]) -> String {
+    let mut seq = String::new();
+    for chunk in received.chunks(5).filter(|c| c.len() == 5) {
+        let pcm = rtp::decode(chunk);
+        let (a, b) = (
+            rtp::tone_amplitude(&pcm, FIRST_HZ),
+            rtp::tone_amplitude(&pcm, SECOND_HZ),
+        );
+        let tone = match (a.max(b) > 0.2, a > b) {
+            (false, _) => continue,
+            (true, true) => '1',
+            (true, false) => '2',
+        };
+        if !seq.ends_with(tone) {
+            seq.push(tone);
+        }
+    }
+    seq
+}
+
+#[test]
+fn screening_app_plays_a_url_list_in_order_and_loops_then_bridges() {
+    // The play lists two files, looped twice: bob (media at the test's socket) hears 600 Hz,
+    // 1 kHz, 600 Hz, 1 kHz, each file fetched once. A say (no synthesizer) and a malformed verb
+    // before it are skipped with an error, not a decline; then bob is bridged.
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
+    let mut bob = dtmf_callee("bob", "callee_rtp", 0, &["-key", "rtp_port", &rtp_port]);
+    let (hooks, serve) = serve_with_app(
+        "dtmf-screen-list",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true, "confirmHook": "/confirm"}),
+        ),
+    );
+    serve_two_tones(&hooks, "dtmf-screen-list");
+    hooks.answer(
+        "/confirm",
+        &json!([
+            {"verb": "say", "text": "You have a call"},
+            {"verb": "play", "url": 7},
+            {"verb": "play", "url": [hooks.url("/first.wav"), hooks.url("/second.wav")],
+                "loop": 2, "earlyMedia": true}
+        ]),
+    );
+    let mut alice = dtmf_caller(&serve, "caller", 500);
+    // The caller sends no media: bob hears the prompts only.
+    let received = rtp.receive_for(Duration::from_secs(4));
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(
+        tone_sequence(&received),
+        "1212",
+        "{} packets\n{}",
+        received.len(),
+        serve.log_tail()
+    );
+    assert_eq!(hooks.hits("/first.wav").len(), 1);
+    assert_eq!(hooks.hits("/second.wav").len(), 1);
+    let action = hooks.wait("/action", "the dial's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(action[0].json["dial_call_status"], "completed");
+    assert!(alice.log().iter().any(|l| l == "200"), "{:?}", alice.log());
+    let log = serve.log_text();
+    assert!(
+        log.contains("no speech synthesizer is configured"),
+        "{}",
+        serve.log_tail()
+    );
+    assert!(
+        log.contains("malformed verb skipped"),
+        "{}",
+        serve.log_tail()
+    );
+    serve.wait_idle();
+}
+
+#[test]
+fn screening_gather_plays_its_prompt_until_the_key_then_bridges() {
+    // The gather's prompt (the two files, looped until the app moves on) plays to bob; his key
+    // (SIP INFO 1.5 s after answering) stops it, completes the gather and reaches its
+    // actionHook; then bob is bridged and hears no more of the prompt.
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
+    let mut bob = dtmf_callee(
+        "bob",
+        "callee_confirm",
+        1500,
+        &["-key", "rtp_port", &rtp_port],
+    );
+    let (hooks, serve) = serve_with_app(
+        "dtmf-screen-prompt",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true, "confirmHook": "/confirm"}),
+        ),
+    );
+    serve_two_tones(&hooks, "dtmf-screen-prompt");
+    hooks.answer(
+        "/confirm",
+        &json!([{"verb": "gather", "input": ["digits", "speech"], "numDigits": 1,
+            "timeout": 10, "actionHook": "/screened",
+            "play": {"url": [hooks.url("/first.wav"), hooks.url("/second.wav")], "loop": 0}}]),
+    );
+    let mut alice = dtmf_caller(&serve, "caller", 3000);
+    // Bob answered when the confirmHook is asked; his key comes 1.5 s after that.
+    hooks.wait("/confirm", "the confirmHook", HOOK_WAIT, |h| !h.is_empty());
+    let prompt = rtp.receive_for(Duration::from_millis(1300));
+    let screened = hooks.wait("/screened", "the gather's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    // From well after the key on: nothing of the prompt.
+    let _ = rtp.receive_for(Duration::from_millis(300));
+    let after = rtp.receive_for(Duration::from_millis(1000));
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert!(
+        tone_sequence(&prompt).starts_with("12"),
+        "prompt: {}\n{}",
+        tone_sequence(&prompt),
+        serve.log_tail()
+    );
+    assert_eq!(
+        tone_sequence(&after),
+        "",
+        "the prompt went on after the key"
+    );
+    assert_eq!(screened.len(), 1, "{screened:?}");
+    assert_eq!(screened[0].json["digits"], "1");
+    assert_eq!(screened[0].json["reason"], "dtmfDetected");
+    let action = hooks.wait("/action", "the dial's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(action[0].json["dial_call_status"], "completed");
+    assert!(alice.log().iter().any(|l| l == "200"), "{:?}", alice.log());
+    assert!(
+        serve.log_text().contains("only digits are collected"),
+        "{}",
+        serve.log_tail()
+    );
     serve.wait_idle();
 }

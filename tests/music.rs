@@ -242,7 +242,7 @@ fn dial_music_mp3_over_http_after_answering_the_caller() {
 }
 
 #[test]
-fn dial_music_that_cannot_be_fetched_leaves_the_dial_ringing_as_without_it() {
+fn dial_music_that_cannot_be_fetched_leaves_the_caller_in_silence_until_the_callee() {
     let (hooks, serve) = serve_with_app("music-missing", json!([]));
     let mut callee = ringing_player("music-callee-3", 1000, 1500);
     hooks.answer(
@@ -257,10 +257,11 @@ fn dial_music_that_cannot_be_fetched_leaves_the_dial_ringing_as_without_it() {
     let mut caller = caller(&serve, peer.port(), 2000);
     let packets = peer.receive_for(Duration::from_millis(3500));
     serve.finish(&mut [&mut caller, &mut callee]);
-    // The callee's 180 reaches the caller as it would without dialMusic; then the callee.
+    // Our early media was offered before the fetch failed (the forks do not wait for it): the
+    // caller hears no music, then the callee.
     let log = caller.log();
-    assert!(log.iter().any(|l| l == "180"), "{log:?}");
-    assert!(!log.iter().any(|l| l == "183"), "{log:?}");
+    assert!(log.iter().any(|l| l == "183"), "{log:?}");
+    assert!(!log.iter().any(|l| l == "180"), "{log:?}");
     assert!(windows(&packets, MUSIC_HZ).iter().all(|&a| a < 0.01));
     assert!(windows(&packets, CALLEE_HZ).iter().any(|&a| a > 0.25));
     assert!(
@@ -268,6 +269,57 @@ fn dial_music_that_cannot_be_fetched_leaves_the_dial_ringing_as_without_it() {
         "{}",
         serve.log_tail()
     );
+}
+
+#[test]
+fn dial_music_served_slowly_rings_the_callee_first_then_plays() {
+    // The music's answer is held until the callee has its INVITE: the outdial does not wait
+    // for the file, and the music starts once the file arrives, while the callee still rings.
+    let (hooks, serve) = serve_with_app("music-slow", json!([]));
+    let wav = std::fs::read(tone_wav("slow.wav", MUSIC_HZ, 0.4)).expect("wav");
+    hooks.answer_bytes("/slow.wav", "audio/wav", &wav);
+    hooks.hold("/slow.wav");
+    let ring_ms = 3000;
+    let mut callee = ringing_player("music-callee-slow", ring_ms, 2000);
+    hooks.answer(
+        "/call",
+        &dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"answerOnBridge": true, "dialMusic": hooks.url("/slow.wav")}),
+        ),
+    );
+    let peer = RtpPeer::bind();
+    let mut caller = caller(&serve, peer.port(), 3500);
+    hooks.wait("/slow.wav", "the music's request", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    callee.wait_log("INVITE while the music is held", HOOK_WAIT, |l| {
+        l == "INVITE"
+    });
+    hooks.release("/slow.wav");
+    let packets = peer.receive_for(Duration::from_millis(ring_ms + 3500));
+    serve.finish(&mut [&mut caller, &mut callee]);
+    assert!(
+        caller.log().iter().any(|l| l == "183"),
+        "{:?}",
+        caller.log()
+    );
+    let music = windows(&packets, MUSIC_HZ);
+    let callee_level = windows(&packets, CALLEE_HZ);
+    eprintln!("music {}\ncallee {}", fmt(&music), fmt(&callee_level));
+    let first_callee = callee_level
+        .iter()
+        .position(|&a| a > 0.15)
+        .unwrap_or_else(|| panic!("the callee never heard: {}", fmt(&callee_level)));
+    // Music before the callee (from when the file arrived), none after the bridge.
+    let heard = music[..first_callee]
+        .iter()
+        .filter(|&&a| (a - 0.4).abs() < 0.04)
+        .count();
+    assert!(heard >= 5, "music: {}", fmt(&music));
+    assert!(music[first_callee + 1..].iter().all(|&a| a < 0.01));
+    assert_eq!(hooks.hits("/slow.wav").len(), 1);
+    assert_continuous(&packets);
 }
 
 /// Mean amplitude of `freq` over the packets received in the next `ms`.

@@ -2,7 +2,7 @@
 //! records every request and answers each path with the body the test set), and a one-shot
 //! client for REST calls and /metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,9 @@ struct State {
     answers: Mutex<HashMap<String, (String, Vec<u8>)>>,
     /// Per path: how many requests still fail, and with which status.
     failures: Mutex<HashMap<String, (u32, u16)>>,
+    /// Paths whose answers wait (recorded as hits already) until released.
+    held: Mutex<HashSet<String>>,
+    released: Condvar,
     stop: AtomicBool,
 }
 
@@ -43,6 +46,8 @@ pub struct Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
+        self.state.held.lock().unwrap().clear();
+        self.state.released.notify_all();
         // Wakes the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
     }
@@ -101,6 +106,18 @@ impl Receiver {
             .insert(path.to_string(), (count, status));
     }
 
+    /// From now on, answers to `path` wait until [`Receiver::release`] (or [`HELD_AT_MOST`]):
+    /// a slow server whose requests are seen at once.
+    pub fn hold(&self, path: &str) {
+        self.state.held.lock().unwrap().insert(path.to_string());
+    }
+
+    /// Answers the requests to `path` held so far, and the next ones at once.
+    pub fn release(&self, path: &str) {
+        self.state.held.lock().unwrap().remove(path);
+        self.state.released.notify_all();
+    }
+
     /// Every request to `path` so far, in arrival order.
     pub fn hits(&self, path: &str) -> Vec<Hit> {
         let hits = self.state.hits.lock().unwrap();
@@ -142,6 +159,9 @@ impl Receiver {
     }
 }
 
+/// The longest a held answer waits, so that a test failing before its release ends anyway.
+const HELD_AT_MOST: Duration = Duration::from_secs(15);
+
 /// Keep-alive: requests one after the other until the client closes (or idles 20 s).
 fn serve_connection(conn: TcpStream, state: &State) {
     conn.set_read_timeout(Some(Duration::from_secs(20))).ok();
@@ -166,11 +186,16 @@ fn serve_connection(conn: TcpStream, state: &State) {
                 .unwrap_or_else(|| ("application/json".to_string(), Vec::new())),
         };
         let status = failure.map_or("200 OK".to_string(), |s| format!("{s} Failed"));
+        let path = hit.path.clone();
         {
             let mut hits = state.hits.lock().unwrap();
             hits.push(hit);
             state.arrived.notify_all();
         }
+        let held = state.held.lock().unwrap();
+        let _ = state
+            .released
+            .wait_timeout_while(held, HELD_AT_MOST, |held| held.contains(&path));
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             answer.len()

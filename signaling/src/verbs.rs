@@ -55,7 +55,7 @@ pub enum Verb {
     /// `sip:decline`: refuse the call with a final status.
     SipDecline(SipDecline),
     /// `gather` of DTMF keys (run by confirmHook screening apps).
-    Gather(Gather),
+    Gather(Box<Gather>),
     /// `play` of an audio file (run by confirmHook screening apps).
     Play(Play),
     /// A verb this build does not execute, kept for a log line.
@@ -204,7 +204,7 @@ fn parse_verb(index: usize, item: Value) -> Result<Verb, VerbError> {
         "play" => decode(attrs).map(Verb::Play),
         "gather" => decode::<Gather>(attrs)
             .and_then(Gather::checked)
-            .map(Verb::Gather),
+            .map(|g| Verb::Gather(Box::new(g))),
         "" => Err("verb: must not be empty".to_string()),
         _ => Ok(Verb::Unsupported {
             name: name.clone(),

@@ -45,7 +45,7 @@ enum State {
     /// `gather`: the keys so far; the input ends at `deadline` without another key (none while
     /// the prompt plays its first pass).
     Gather {
-        gather: Gather,
+        gather: Box<Gather>,
         digits: String,
         deadline: Option<Instant>,
         prompt: Option<Prompt>,

@@ -490,9 +490,10 @@ fn tone_sequence(received: &[Received]) -> String {
 
 #[test]
 fn screening_app_plays_a_url_list_in_order_and_loops_then_bridges() {
-    // The play lists two files, looped twice: bob (media at the test's socket) hears 600 Hz,
-    // 1 kHz, 600 Hz, 1 kHz, each file fetched once. A say (no synthesizer) and a malformed verb
-    // before it are skipped with an error, not a decline; then bob is bridged.
+    // The play lists three files (the first twice), looped twice: bob (media at the test's
+    // socket) hears 600 Hz, 1 kHz, 600 Hz (twice over), 1 kHz, 600 Hz; each URL is fetched once
+    // (the media-file cache). A say (no synthesizer) and a malformed verb before it are skipped
+    // with an error, not a decline; then bob is bridged.
     let rtp = RtpPeer::bind();
     let rtp_port = rtp.port().to_string();
     let mut bob = dtmf_callee("bob", "callee_rtp", 0, &["-key", "rtp_port", &rtp_port]);
@@ -509,8 +510,8 @@ fn screening_app_plays_a_url_list_in_order_and_loops_then_bridges() {
         &json!([
             {"verb": "say", "text": "You have a call"},
             {"verb": "play", "url": 7},
-            {"verb": "play", "url": [hooks.url("/first.wav"), hooks.url("/second.wav")],
-                "loop": 2, "earlyMedia": true}
+            {"verb": "play", "url": [hooks.url("/first.wav"), hooks.url("/second.wav"),
+                hooks.url("/first.wav")], "loop": 2, "earlyMedia": true}
         ]),
     );
     let mut alice = dtmf_caller(&serve, "caller", 500);
@@ -519,7 +520,7 @@ fn screening_app_plays_a_url_list_in_order_and_loops_then_bridges() {
     serve.finish(&mut [&mut alice, &mut bob]);
     assert_eq!(
         tone_sequence(&received),
-        "1212",
+        "12121",
         "{} packets\n{}",
         received.len(),
         serve.log_tail()

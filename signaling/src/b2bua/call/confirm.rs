@@ -534,3 +534,49 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(files: usize, loop_count: u32) -> Prompt {
+        Prompt {
+            id: 0,
+            files: vec![None; files],
+            index: 0,
+            loops_left: loop_count.checked_sub(1),
+            passes: 0,
+            played: false,
+            playing: false,
+        }
+    }
+
+    /// Plays through `p`, every file playing; the indices played, at most `limit`.
+    fn run(p: &mut Prompt, limit: usize) -> Vec<usize> {
+        let mut order = Vec::new();
+        loop {
+            order.push(p.index);
+            p.played = true;
+            if order.len() == limit || !p.advance() {
+                return order;
+            }
+        }
+    }
+
+    #[test]
+    fn a_list_plays_in_order_loop_times() {
+        assert_eq!(run(&mut prompt(2, 1), 99), [0, 1]);
+        let mut p = prompt(2, 3);
+        assert_eq!(run(&mut p, 99), [0, 1, 0, 1, 0, 1]);
+        assert_eq!(p.passes, 3);
+    }
+
+    #[test]
+    fn loop_zero_plays_until_stopped_unless_nothing_plays() {
+        assert_eq!(run(&mut prompt(2, 0), 7), [0, 1, 0, 1, 0, 1, 0]);
+        // No file of a pass could be played: a forever loop ends there.
+        let mut p = prompt(2, 0);
+        assert!(p.advance());
+        assert!(!p.advance());
+    }
+}

@@ -2,6 +2,8 @@
 //!
 //! - `audio/tap_dtmf_amd`: a received PCMU packet through the tap: reorder buffer, decode, the
 //!   dsp pipeline with in-band DTMF and AMD (beep, fax, VAD), events drained.
+//! - `audio/tap_dtmf_amd_2000_legs`: the same, each packet to the next of 2000 tapped legs in
+//!   turn, as a shard with 1000 tapped calls sees them: each leg's state is cold in the cache.
 //! - `audio/dub_mix_one_track`: a bridged PCMU payload with one dub track mixed in place
 //!   (decode, mix at -6 dB, encode).
 //! - `audio/player_frame`: one player frame (shared PCM → PCMU) from `poll_transmit`.
@@ -60,6 +62,29 @@ fn audio(c: &mut Criterion) {
             let now = t0 + FRAME * k as u32;
             tap.on_received(now, Codec::Pcmu, k as u16, &packets[k % packets.len()]);
             while let Some(e) = tap.poll_event() {
+                black_box(e);
+            }
+            k += 1;
+        })
+    });
+
+    // Every leg at its own sequence/time offset, as calls set up at different moments are.
+    const LEGS: usize = 2000;
+    let mut legs: Vec<LegAudio> = (0..LEGS)
+        .map(|_| {
+            let mut leg = LegAudio::default();
+            leg.set_tap(t0, true, Some(AmdConfig::default()));
+            leg
+        })
+        .collect();
+    let mut k = 0usize;
+    g.bench_function("tap_dtmf_amd_2000_legs", |b| {
+        b.iter(|| {
+            let (round, i) = (k / LEGS, k % LEGS);
+            let now = t0 + FRAME * round as u32;
+            let leg = &mut legs[i];
+            leg.on_received(now, Codec::Pcmu, round as u16, &packets[(round + i) % packets.len()]);
+            while let Some(e) = leg.poll_event() {
                 black_box(e);
             }
             k += 1;

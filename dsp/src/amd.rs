@@ -30,7 +30,7 @@
 //! before `tone_timeout_ms`; [`AmdEvent::MachineStoppedSpeaking`] once, after a machine's
 //! speech is followed by `greeting_completion_timeout_ms` of silence.
 
-use crate::spectrum::{RATE, Spectrum};
+use crate::spectrum::{Hop, RATE};
 use crate::tone::{ToneDetector, ToneEvent};
 use crate::vad::Vad;
 
@@ -205,7 +205,7 @@ impl Amd {
     }
 
     /// Analyses one hop, appending any events to `out` (at most a few per hop)
-    pub fn on_hop(&mut self, s: &Spectrum, out: &mut impl Extend<AmdEvent>) {
+    pub fn on_hop(&mut self, s: &Hop<'_>, out: &mut impl Extend<AmdEvent>) {
         self.now_ms = ms(s.end_sample());
         let tone_event = self.tone.on_hop(s);
         let speech = self.vad.on_hop(s);

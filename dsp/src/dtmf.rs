@@ -21,7 +21,7 @@
 //! Per hop the work is two band peak searches over the FFT bins and a few comparisons; nothing is
 //! allocated after [`DtmfReceiver::new`], and no input (NaN, infinities, clipping) can panic it.
 
-use crate::spectrum::{self, HOP, RATE, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW, dbm0_amplitude};
+use crate::spectrum::{self, HOP, Hop, RATE, SUB_BLOCK, SUB_BLOCKS, WINDOW, dbm0_amplitude};
 
 /// Low-group (row) frequencies in Hz.
 pub const LOW_HZ: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
@@ -259,7 +259,7 @@ struct Label {
 }
 
 /// The digit a hop's spectrum holds, with the pair's mean square, or `None`.
-fn classify(s: &Spectrum) -> Option<Label> {
+fn classify(s: &Hop<'_>) -> Option<Label> {
     let (lo_bin, lo_power) = s.strongest(650.0, 990.0)?;
     let (hi_bin, hi_power) = s.strongest(1150.0, 1700.0)?;
     // Most hops of a call fail here, before any interpolation: two lobes holding MIN_PURITY of
@@ -447,7 +447,7 @@ impl DtmfReceiver {
     ///
     /// Call once per hop, in order. A digit is reported 25-40 ms after its offset, when the gap
     /// shows it is not a drop-out.
-    pub fn on_hop(&mut self, s: &Spectrum) -> Option<Digit> {
+    pub fn on_hop(&mut self, s: &Hop<'_>) -> Option<Digit> {
         let end = s.end_sample();
         let first_new = end.saturating_sub(HOP as u64) / SUB_BLOCK as u64;
         for (i, &e) in s.sub_energies().iter().enumerate() {
@@ -696,6 +696,7 @@ pub fn digits(digits: &str, on_ms: u32, off_ms: u32) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spectrum::Spectrum;
 
     fn run(x: &[f32]) -> Vec<Digit> {
         let mut s = Spectrum::new();

@@ -36,7 +36,13 @@ pub struct LegDsp {
     dtmf: Option<DtmfReceiver>,
     amd: Option<Amd>,
     frames: metrics::Counter,
+    /// Frames not yet added to `frames`: the shared counter is touched once a second per leg,
+    /// not per packet.
+    unreported: u64,
 }
+
+/// Frames counted per leg before they are added to the shared counter (1 s of 20 ms frames).
+const REPORT_EVERY: u64 = 50;
 
 impl LegDsp {
     /// Builds the detectors `config` asks for
@@ -46,6 +52,7 @@ impl LegDsp {
             dtmf: config.dtmf.then(DtmfReceiver::new),
             amd: config.amd.map(Amd::new),
             frames: metrics::counter!("dialplane_dsp_frames_total"),
+            unreported: 0,
         }
     }
 
@@ -60,7 +67,10 @@ impl LegDsp {
 
     /// Feeds 8 kHz samples (16-bit full scale = 1.0)
     pub fn push_pcm(&mut self, samples: &[f32], out: &mut impl Extend<Event>) {
-        self.frames.increment(1);
+        self.unreported += 1;
+        if self.unreported == REPORT_EVERY {
+            self.frames.increment(std::mem::take(&mut self.unreported));
+        }
         let Self {
             spectrum,
             dtmf,
@@ -85,6 +95,12 @@ impl LegDsp {
         if let Some(a) = self.amd.as_mut() {
             a.finish(&mut Mapped(out));
         }
+    }
+}
+
+impl Drop for LegDsp {
+    fn drop(&mut self) {
+        self.frames.increment(self.unreported);
     }
 }
 

@@ -14,6 +14,7 @@
 //!
 //! Samples are `f32` scaled so that 16-bit full scale is 1.0 (`i16 as f32 / 32768.0`).
 
+use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 
 use num_complex::Complex;
@@ -68,23 +69,26 @@ pub struct Peak {
     pub purity: f32,
 }
 
-/// Hann-windowed spectrum of the latest 20 ms, refreshed every 10 ms
+/// One leg's input to the spectrum: the samples of the window in progress
+///
+/// Only the samples stay with the leg. The transform's buffers and the analysis of the latest
+/// hops are the thread's ([`Work`]): a shard with a thousand tapped legs then touches a few
+/// hundred bytes of each leg per packet instead of kilobytes, and the shared buffers stay in
+/// cache (with the leg's state cold, the analysis cost about twice as much).
 pub struct Spectrum {
-    fft: Arc<dyn Fft<f32>>,
-    /// The shared window (one copy for every leg: thousands of legs share the cache).
-    hann: &'static [f32; WINDOW],
     /// `WINDOW - HOP` samples of context, then up to two new hops.
     samples: [f32; WINDOW + HOP],
     /// Valid samples in `samples`.
     filled: usize,
-    packed: Vec<Complex<f32>>,
-    scratch: Vec<Complex<f32>>,
-    /// Per analysed hop of the latest transform (one or two): power and energies.
-    hops: [HopAnalysis; 2],
     /// Sub-block energies of the hop before the latest transform (the context's second half).
     previous_subs: [f32; SUB_BLOCKS],
-    /// Which of `hops` the accessors read.
-    current: usize,
+    end: u64,
+}
+
+/// The analysis of one 10 ms hop, handed to every detector: the latest 20 ms, Hann-windowed
+pub struct Hop<'a> {
+    window: &'a [f32],
+    analysis: &'a HopAnalysis,
     end: u64,
 }
 
@@ -94,6 +98,17 @@ struct HopAnalysis {
     total_power: f32,
     sub_energies: [f32; SUB_BLOCKS],
     energy: f32,
+}
+
+/// The transform's working memory, one per thread (see [`Spectrum`]).
+struct Work {
+    fft: Arc<dyn Fft<f32>>,
+    /// The shared window (one copy for every leg: thousands of legs share the cache).
+    hann: &'static [f32; WINDOW],
+    packed: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    /// Per analysed hop of the latest transform (one or two): power and energies.
+    hops: [HopAnalysis; 2],
 }
 
 /// One FFT plan (twiddles included) and one Hann window for every `Spectrum` of the process:
@@ -108,72 +123,36 @@ static PLAN: LazyLock<(Arc<dyn Fft<f32>>, [f32; WINDOW])> = LazyLock::new(|| {
     (fft, hann)
 });
 
-impl Default for Spectrum {
-    fn default() -> Self {
-        Self::new()
-    }
+thread_local! {
+    static WORK: RefCell<Work> = RefCell::new(Work::new());
 }
 
-impl Spectrum {
-    /// Takes the shared plan and allocates every buffer; nothing is allocated afterwards
-    pub fn new() -> Self {
+impl Work {
+    fn new() -> Self {
         let fft = Arc::clone(&PLAN.0);
-        let hann = &PLAN.1;
         let empty = HopAnalysis {
             power: [0.0; BINS],
             total_power: 0.0,
             sub_energies: [0.0; SUB_BLOCKS],
             energy: 0.0,
         };
-        Self {
+        Work {
             packed: vec![Complex::default(); WINDOW],
             scratch: vec![Complex::default(); fft.get_inplace_scratch_len()],
             fft,
-            hann,
-            samples: [0.0; WINDOW + HOP],
-            filled: WINDOW - HOP,
+            hann: &PLAN.1,
             hops: [empty.clone(), empty],
-            previous_subs: [0.0; SUB_BLOCKS],
-            current: 0,
-            end: 0,
         }
-    }
-
-    /// Feeds samples; calls `on_hop` once per completed 10 ms hop, in order
-    pub fn push(&mut self, samples: &[f32], mut on_hop: impl FnMut(&Spectrum)) {
-        let mut rest = samples;
-        while !rest.is_empty() {
-            let take = (self.samples.len() - self.filled).min(rest.len());
-            self.samples[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
-            self.filled += take;
-            rest = &rest[take..];
-            if self.filled == self.samples.len() {
-                self.analyse(2);
-                self.report(2, &mut on_hop);
-            }
-        }
-        if self.filled >= WINDOW {
-            self.analyse(1);
-            self.report(1, &mut on_hop);
-        }
-    }
-
-    /// Hands each analysed hop to `on_hop`, then keeps the context for the next window.
-    fn report(&mut self, hops: usize, on_hop: &mut impl FnMut(&Spectrum)) {
-        for h in 0..hops {
-            self.current = h;
-            self.end += HOP as u64;
-            on_hop(self);
-        }
-        self.previous_subs = self.hops[hops - 1].sub_energies;
-        let shift = hops * HOP;
-        self.samples.copy_within(shift..self.filled, 0);
-        self.filled -= shift;
     }
 
     /// Transforms the first `hops` windows of `samples` (one or two) in one complex FFT.
-    fn analyse(&mut self, hops: usize) {
-        let (first, second) = (&self.samples[..WINDOW], &self.samples[HOP..HOP + WINDOW]);
+    fn analyse(
+        &mut self,
+        samples: &[f32; WINDOW + HOP],
+        previous_subs: [f32; SUB_BLOCKS],
+        hops: usize,
+    ) {
+        let (first, second) = (&samples[..WINDOW], &samples[HOP..HOP + WINDOW]);
         if hops == 2 {
             for (((z, a), b), w) in self.packed.iter_mut().zip(first).zip(second).zip(self.hann) {
                 *z = Complex::new(a * w, b * w);
@@ -210,10 +189,10 @@ impl Spectrum {
                 one.power[k] = z[k].norm_sqr();
             }
         }
-        let mut previous = self.previous_subs;
+        let mut previous = previous_subs;
         for (h, hop) in self.hops[..hops].iter_mut().enumerate() {
             hop.total_power = sum(&hop.power);
-            let new = &self.samples[h * HOP + WINDOW - HOP..h * HOP + WINDOW];
+            let new = &samples[h * HOP + WINDOW - HOP..h * HOP + WINDOW];
             for (e, block) in hop.sub_energies.iter_mut().zip(new.chunks_exact(SUB_BLOCK)) {
                 *e = sum_of_squares(block) / SUB_BLOCK as f32;
             }
@@ -222,51 +201,116 @@ impl Spectrum {
             previous = hop.sub_energies;
         }
     }
+}
 
+impl Default for Spectrum {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Spectrum {
+    /// An empty window; the thread's [`Work`] is made here if it has none yet, so pushing on
+    /// this thread allocates nothing
+    pub fn new() -> Self {
+        WORK.with(|_| ());
+        Self {
+            samples: [0.0; WINDOW + HOP],
+            filled: WINDOW - HOP,
+            previous_subs: [0.0; SUB_BLOCKS],
+            end: 0,
+        }
+    }
+
+    /// Feeds samples; calls `on_hop` once per completed 10 ms hop, in order
+    pub fn push(&mut self, samples: &[f32], mut on_hop: impl FnMut(&Hop<'_>)) {
+        WORK.with(|work| match work.try_borrow_mut() {
+            Ok(mut work) => self.push_with(&mut work, samples, &mut on_hop),
+            // Pushed from inside another push's `on_hop`: correct, if slower, with its own.
+            Err(_) => self.push_with(&mut Work::new(), samples, &mut on_hop),
+        })
+    }
+
+    fn push_with(&mut self, work: &mut Work, samples: &[f32], on_hop: &mut impl FnMut(&Hop<'_>)) {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (self.samples.len() - self.filled).min(rest.len());
+            self.samples[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
+            self.filled += take;
+            rest = &rest[take..];
+            if self.filled == self.samples.len() {
+                work.analyse(&self.samples, self.previous_subs, 2);
+                self.report(work, 2, on_hop);
+            }
+        }
+        if self.filled >= WINDOW {
+            work.analyse(&self.samples, self.previous_subs, 1);
+            self.report(work, 1, on_hop);
+        }
+    }
+
+    /// Hands each analysed hop to `on_hop`, then keeps the context for the next window.
+    fn report(&mut self, work: &Work, hops: usize, on_hop: &mut impl FnMut(&Hop<'_>)) {
+        for (h, analysis) in work.hops[..hops].iter().enumerate() {
+            self.end += HOP as u64;
+            on_hop(&Hop {
+                window: &self.samples[h * HOP..h * HOP + WINDOW],
+                analysis,
+                end: self.end,
+            });
+        }
+        self.previous_subs = work.hops[hops - 1].sub_energies;
+        let shift = hops * HOP;
+        self.samples.copy_within(shift..self.filled, 0);
+        self.filled -= shift;
+    }
+
+    /// Converts a sum of [`Hop::power`] bins covering one tone's main lobe to that tone's mean square
+    pub fn power_to_mean_square(power: f32) -> f32 {
+        // A sine of amplitude A gives total windowed power N * sum(w^2) * A^2 / 2, sum(w^2) = 3N/8.
+        power / (WINDOW as f32 * WINDOW as f32 * 0.375)
+    }
+}
+
+impl Hop<'_> {
     /// Sample index (at 8 kHz, from the first sample pushed) one past the window's last sample
     pub fn end_sample(&self) -> u64 {
         self.end
     }
 
-    /// The latest window's samples, oldest first, without weighting
+    /// The window's samples, oldest first, without weighting
     pub fn window(&self) -> &[f32] {
-        &self.samples[self.current * HOP..self.current * HOP + WINDOW]
+        self.window
     }
 
-    /// Power per bin (negative frequencies folded in); sums to [`Spectrum::total_power`]
+    /// Power per bin (negative frequencies folded in); sums to [`Hop::total_power`]
     pub fn power(&self) -> &[f32; BINS] {
-        &self.hops[self.current].power
+        &self.analysis.power
     }
 
-    /// Total spectral power of the latest window
+    /// Total spectral power of the window
     pub fn total_power(&self) -> f32 {
-        self.hops[self.current].total_power
+        self.analysis.total_power
     }
 
-    /// Mean square of the latest window's samples (full-scale units, unweighted)
+    /// Mean square of the window's samples (full-scale units, unweighted)
     pub fn energy(&self) -> f32 {
-        self.hops[self.current].energy
+        self.analysis.energy
     }
 
     /// Mean square of each 2.5 ms sub-block of the newest hop, oldest first
     pub fn sub_energies(&self) -> &[f32; SUB_BLOCKS] {
-        &self.hops[self.current].sub_energies
-    }
-
-    /// Converts a sum of [`Spectrum::power`] bins covering one tone's main lobe to that tone's mean square
-    pub fn power_to_mean_square(power: f32) -> f32 {
-        // A sine of amplitude A gives total windowed power N * sum(w^2) * A^2 / 2, sum(w^2) = 3N/8.
-        power / (WINDOW as f32 * WINDOW as f32 * 0.375)
+        &self.analysis.sub_energies
     }
 
     /// Mean square of the signal in bins `lo..=hi` (full-scale units)
     pub fn band_mean_square(&self, lo: usize, hi: usize) -> f32 {
-        Self::power_to_mean_square(sum(&self.power()[lo..=hi.min(BINS - 1)]))
+        Spectrum::power_to_mean_square(sum(&self.power()[lo..=hi.min(BINS - 1)]))
     }
 
     /// Strongest bin in `lo_hz..=hi_hz` and its power, or `None` if the band is silent
     ///
-    /// The cheap first half of [`Spectrum::peak`], for detectors that can rule a hop out from
+    /// The cheap first half of [`Hop::peak`], for detectors that can rule a hop out from
     /// the bin alone (see [`MAX_LOBE_PER_BIN`]).
     pub fn strongest(&self, lo_hz: f32, hi_hz: f32) -> Option<(usize, f32)> {
         // Float-to-int casts truncate (floor for these positive values) and saturate.
@@ -312,7 +356,7 @@ impl Spectrum {
         Peak {
             bin,
             freq_hz: (bin as f32 + offset.clamp(-1.0, 1.0)) * BIN_HZ,
-            mean_square: Self::power_to_mean_square(lobe),
+            mean_square: Spectrum::power_to_mean_square(lobe),
             purity: if total > 0.0 { lobe / total } else { 0.0 },
         }
     }

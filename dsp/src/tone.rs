@@ -28,7 +28,7 @@
 //!
 //! Per hop the work is one peak search and a few scans of the 81 bins; nothing is allocated.
 
-use crate::spectrum::{self, BIN_HZ, BINS, HOP, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
+use crate::spectrum::{self, BIN_HZ, BINS, HOP, Hop, SUB_BLOCK, SUB_BLOCKS, Spectrum, WINDOW};
 
 /// Lowest frequency searched for a beep, Hz.
 pub const LOW_HZ: f32 = 275.0;
@@ -274,7 +274,7 @@ impl ToneDetector {
     }
 
     /// Analyses one hop; returns an event when a beep ends or a fax pattern is recognised
-    pub fn on_hop(&mut self, s: &Spectrum) -> Option<ToneEvent> {
+    pub fn on_hop(&mut self, s: &Hop<'_>) -> Option<ToneEvent> {
         self.now = s.end_sample();
         let base = self.sub_index(self.now.saturating_sub(HOP as u64));
         let subs = s.sub_energies();
@@ -443,7 +443,7 @@ struct Line {
 }
 
 /// A hop's dominant line, if the hop is tonal
-fn tonal(s: &Spectrum) -> Option<Line> {
+fn tonal(s: &Hop<'_>) -> Option<Line> {
     let min_level = spectrum::DBM0_MEAN_SQUARE * MIN_LEVEL_RATIO;
     // Quiet hops (most of a call) cannot hold a tone: skip the peak search.
     let total_ms = Spectrum::power_to_mean_square(s.total_power());

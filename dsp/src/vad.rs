@@ -9,7 +9,7 @@
 //! [`ONSET_HOPS`] active hops in a row and is held for [`HANGOVER_HOPS`] after the last
 //! active hop, which bridges the gaps between words.
 
-use crate::spectrum::{self, Spectrum};
+use crate::spectrum::{self, Hop};
 
 /// A hop must be this far above the noise floor to count as speech, dB. Stationary noise
 /// in one 20 ms window varies by about ±1.5 dB around its mean, and the windowed minimum sits
@@ -76,7 +76,7 @@ impl Vad {
     }
 
     /// Analyses one hop; true while speech is heard (including the hangover)
-    pub fn on_hop(&mut self, s: &Spectrum) -> bool {
+    pub fn on_hop(&mut self, s: &Hop<'_>) -> bool {
         let ms = s.band_mean_square(LOW_BIN, HIGH_BIN);
         // NaN or infinite input is treated as silence rather than poisoning the floor.
         let level = if ms.is_finite() {

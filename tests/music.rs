@@ -242,7 +242,7 @@ fn dial_music_mp3_over_http_after_answering_the_caller() {
 }
 
 #[test]
-fn dial_music_that_cannot_be_fetched_leaves_the_caller_in_silence_until_the_callee() {
+fn dial_music_that_cannot_be_fetched_gives_the_caller_ringback_until_the_callee() {
     let (hooks, serve) = serve_with_app("music-missing", json!([]));
     let mut callee = ringing_player("music-callee-3", 1000, 1500);
     hooks.answer(
@@ -258,11 +258,19 @@ fn dial_music_that_cannot_be_fetched_leaves_the_caller_in_silence_until_the_call
     let packets = peer.receive_for(Duration::from_millis(3500));
     serve.finish(&mut [&mut caller, &mut callee]);
     // Our early media was offered before the fetch failed (the forks do not wait for it): the
-    // caller hears no music, then the callee.
+    // caller hears ringback (440 + 480 Hz) instead, then the callee.
     let log = caller.log();
     assert!(log.iter().any(|l| l == "183"), "{log:?}");
     assert!(!log.iter().any(|l| l == "180"), "{log:?}");
-    assert!(windows(&packets, MUSIC_HZ).iter().all(|&a| a < 0.01));
+    let (ring_440, ring_480) = (windows(&packets, 440.0), windows(&packets, 480.0));
+    eprintln!("440 Hz {}\n480 Hz {}", fmt(&ring_440), fmt(&ring_480));
+    // -19 dBm0 is 0.078 of full scale; both lines of the pair, in the same windows.
+    let ringing = ring_440
+        .iter()
+        .zip(&ring_480)
+        .filter(|&(&a, &b)| (0.06..0.10).contains(&a) && (0.06..0.10).contains(&b))
+        .count();
+    assert!(ringing >= 3, "no ringback heard");
     assert!(windows(&packets, CALLEE_HZ).iter().any(|&a| a > 0.25));
     assert!(
         serve.log_text().contains("dialMusic not played"),

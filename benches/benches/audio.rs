@@ -83,7 +83,12 @@ fn audio(c: &mut Criterion) {
             let (round, i) = (k / LEGS, k % LEGS);
             let now = t0 + FRAME * round as u32;
             let leg = &mut legs[i];
-            leg.on_received(now, Codec::Pcmu, round as u16, &packets[(round + i) % packets.len()]);
+            leg.on_received(
+                now,
+                Codec::Pcmu,
+                round as u16,
+                &packets[(round + i) % packets.len()],
+            );
             while let Some(e) = leg.poll_event() {
                 black_box(e);
             }

@@ -4,10 +4,10 @@
 //! Files (these and a screening app's prompts) come from [`crate::media_files`]' bounded cache
 //! on a task of their own and reach the core as a [`Msg::File`]; media plays the PCM. A dial
 //! with dialMusic rings its forks at once and starts the music when the file arrives, if the
-//! dial still rings then; the caller hears silence until then (or all along should the file
-//! fail).
+//! dial still rings then; the caller hears silence until then. Should the file fail, the caller
+//! hears ringback instead: our 183 has told its phone not to make its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use ::media::api::{Command as MediaCommand, DubAction as MediaDub, LegId, TrackId};
@@ -93,14 +93,11 @@ impl Core {
                 if !matches!(&call.step, Step::Dial(run) if ringing(run)) {
                     return;
                 }
-                let samples = match result {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(call_sid = %call.sid, error = %e,
-                            "dialMusic not played: the caller hears silence while it rings");
-                        return;
-                    }
-                };
+                let samples = result.unwrap_or_else(|e| {
+                    tracing::warn!(call_sid = %call.sid, error = %e,
+                        "dialMusic not played: the caller hears ringback while it rings");
+                    RINGBACK.clone()
+                });
                 let Step::Dial(mut run) = std::mem::replace(&mut call.step, Step::Idle) else {
                     return;
                 };
@@ -285,6 +282,23 @@ impl Core {
         }
     }
 }
+
+/// Ringback tone at 8 kHz, one cadence: 440 + 480 Hz at -19 dBm0 each for 2 s, 4 s of silence
+/// (the North American tone of ITU-T E.180's supplement; the pair is what callers know).
+static RINGBACK: LazyLock<Arc<[i16]>> = LazyLock::new(|| {
+    let amplitude = dsp::spectrum::dbm0_amplitude(-19.0) * 32767.0;
+    let on = 2 * 8000;
+    (0..6 * 8000)
+        .map(|i| {
+            if i >= on {
+                return 0;
+            }
+            let t = i as f32 / 8000.0;
+            let tau = 2.0 * std::f32::consts::PI;
+            (amplitude * ((tau * 440.0 * t).sin() + (tau * 480.0 * t).sin())) as i16
+        })
+        .collect()
+});
 
 fn action_name(a: DubAction) -> &'static str {
     match a {

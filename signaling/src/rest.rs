@@ -188,12 +188,7 @@ impl CallUpdate {
 
     /// Parses a request body: strict JSON, no unknown field, exactly one update
     pub fn from_json(body: &[u8]) -> Result<CallUpdate, BadUpdate> {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| BadUpdate(format!("invalid JSON: {e}")))?;
-        // serde would also read a struct from an array; only objects are accepted.
-        if !value.is_object() {
-            return Err(BadUpdate("the body must be a JSON object".into()));
-        }
+        let value = crate::strict_json::object(body).map_err(BadUpdate)?;
         // jambonz apps also send a list of dub operations: each is checked as a single one.
         if let Some(serde_json::Value::Array(list)) = value.get("dub") {
             if value.as_object().is_some_and(|o| o.len() != 1) {
@@ -225,13 +220,7 @@ impl CallUpdate {
                 return Err(BadUpdate(format!("{field}: a JSON object expected")));
             }
         }
-        let raw: RawUpdate = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." | "" => BadUpdate(e.into_inner().to_string()),
-                _ => BadUpdate(format!("{path}: {}", e.into_inner())),
-            }
-        })?;
+        let raw: RawUpdate = crate::strict_json::typed(value, "").map_err(BadUpdate)?;
         let given = [
             raw.call_status.is_some(),
             raw.mute_status.is_some(),

@@ -57,7 +57,7 @@ use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
 use crate::gateways::Gateways;
 use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
-use crate::registrar::{Binding, MemoryStore, Registrar, Store};
+use crate::registrar::{Binding, Registrar, Store};
 use crate::rest::{CallRegistry, LiveUpdate};
 use crate::transaction::{IncomingRequest, Routed, TimerConfig, Transactions};
 use crate::transport::{Inbound, Transport, Transports};
@@ -253,9 +253,9 @@ pub fn start(
             cluster.follow_registrations(move |aor, bindings| {
                 msgs.send(Msg::Bindings { aor, bindings }).is_ok()
             });
-            Store::Shared(cluster.store())
+            cluster.store()
         }
-        None => Store::Local(MemoryStore::new()),
+        None => Store::local(),
     };
     let registrar = Registrar::new(
         &services.config.registrar,

@@ -6,12 +6,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use serde_json::json;
-use signaling::auth::{Challenge, ClientRequest, respond};
 
 mod common;
 use common::http::Receiver;
 use common::serve::{
-    CALLED, CALLING, HOOK_WAIT, Serve, callee, caller, config, dial, ringing, sip_target,
+    CALLED, CALLING, HOOK_WAIT, Serve, callee, caller, config, dial, md5_authorization, ringing,
+    sip_target,
 };
 
 fn serve(name: &str, toml: &str) -> Serve {
@@ -67,36 +67,13 @@ fn register(s: &UdpSocket, to: SocketAddr, user: &str, cseq: u32, auth: Option<&
     answer(s)
 }
 
-/// Answers a 401's MD5 challenge as `user` with `password`.
-fn authorization(challenge: &str, user: &str, password: &str) -> String {
-    let ch = challenge
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-        .filter_map(|v| Challenge::parse(v.trim()).ok())
-        .find(|c| c.to_string().contains("MD5"))
-        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
-    respond(
-        &ch,
-        &ClientRequest {
-            username: user,
-            password,
-            method: "REGISTER",
-            uri: "sip:127.0.0.1",
-            nc: 1,
-            cnonce: "limits",
-        },
-    )
-    .expect("digest")
-    .to_string()
-}
-
 /// One REGISTER round with `password` (challenge, then the answer); the final status.
 fn attempt(s: &UdpSocket, to: SocketAddr, user: &str, password: &str, cseq: u32) -> u16 {
     let first = register(s, to, user, cseq, None);
     if status(&first) != 401 {
         return status(&first);
     }
-    let auth = authorization(&first, user, password);
+    let auth = md5_authorization(&first, user, password);
     status(&register(s, to, user, cseq + 1, Some(&auth)))
 }
 

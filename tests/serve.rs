@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use signaling::auth::{Credentials, DigestInput, digest_response};
 
 mod common;
 #[path = "webhook-app/harness.rs"]
@@ -24,8 +25,8 @@ mod node_app;
 use common::http::{Hit, Receiver, request};
 use common::serve::{
     CALLED, CALLING, ELSEWHERE, HOOK_WAIT, SECRET, Serve, TOKEN, assert_signed, callee, caller,
-    caller_over, config, dial, digest_params, digest_response, register, ringing, scenario,
-    serve_with_app, serve_with_app_and, sip_target,
+    caller_over, config, dial, register, ringing, scenario, serve_with_app, serve_with_app_and,
+    sip_target,
 };
 use common::sipp::{Run, Sipp};
 use common::{free_port, free_tcp_port};
@@ -50,15 +51,24 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
 /// A Proxy-Authorization (as auth.xml logs it, "AUTH Digest k=v,…") answering auth.xml's
 /// challenge with `user` and `password`.
 fn assert_digest(line: &str, user: &str, password: &str) {
-    let p = digest_params(line.trim_start_matches("AUTH"));
-    assert_eq!(p["username"], user, "{line}");
-    assert_eq!(p["realm"], "callee.test", "{line}");
-    assert_eq!(p["nonce"], "6a0c1ba25e3f41d1a1a3c4c9b1f0e2d7", "{line}");
-    assert_eq!(
-        p["response"],
-        digest_response(&p, password, "INVITE"),
-        "{line}"
-    );
+    let c = Credentials::parse(line.trim_start_matches("AUTH").trim())
+        .unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(c.username, user, "{line}");
+    assert_eq!(c.realm, "callee.test", "{line}");
+    assert_eq!(c.nonce, "6a0c1ba25e3f41d1a1a3c4c9b1f0e2d7", "{line}");
+    let expected = digest_response(&DigestInput {
+        algorithm: &c.algorithm(),
+        username: &c.username,
+        realm: &c.realm,
+        password,
+        method: "INVITE",
+        uri: &c.uri,
+        nonce: &c.nonce,
+        qop: c.qop.as_deref(),
+        nc: c.nc,
+        cnonce: c.cnonce.as_deref(),
+    });
+    assert_eq!(Ok(c.response.clone()), expected, "{line}");
 }
 
 /// The first actionHook POST to `path`.

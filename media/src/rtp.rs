@@ -141,7 +141,9 @@ struct Layout {
     payload_end: usize,
 }
 
-fn validate(buf: &[u8]) -> Result<Layout, RtpError> {
+/// Bytes of the RTP header of `buf`, CSRCs and extension included; padding is not looked at
+/// (SRTP reads the header of a packet whose padding count is still encrypted).
+pub(crate) fn header_len(buf: &[u8]) -> Result<usize, RtpError> {
     if buf.len() < HEADER_LEN {
         return Err(RtpError::Short);
     }
@@ -162,6 +164,11 @@ fn validate(buf: &[u8]) -> Result<Layout, RtpError> {
             return Err(RtpError::Extension);
         }
     }
+    Ok(header_len)
+}
+
+fn validate(buf: &[u8]) -> Result<Layout, RtpError> {
+    let header_len = header_len(buf)?;
     let mut payload_end = buf.len();
     if buf[0] & 0x20 != 0 {
         let count = usize::from(buf[buf.len() - 1]);

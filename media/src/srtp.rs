@@ -36,6 +36,8 @@ use aes::cipher::{InnerIvInit, KeyInit, StreamCipher};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use crate::rtp;
+
 type AesCtr = ctr::Ctr128BE<Aes128>;
 type HmacSha1 = Hmac<Sha1>;
 
@@ -295,6 +297,8 @@ impl ReplayWindow {
 }
 
 /// The 48-bit index of `seq` given the highest index so far (RFC 3711 §3.3.1 / Appendix A).
+/// Not [`rtp::extend_u16`]: RFC 3711's guess keeps the ROC for a packet exactly 2^15 away and
+/// wraps below ROC 0, as libsrtp does; the peer's tag depends on it.
 fn estimate_index(top: Option<u64>, seq: u16) -> u64 {
     let Some(top) = top else {
         return u64::from(seq);
@@ -313,19 +317,6 @@ fn estimate_index(top: Option<u64>, seq: u16) -> u64 {
         roc
     };
     ((v & 0xffff_ffff) << 16) | seq as u64
-}
-
-/// Bytes of the RTP header of `buf` (CSRCs and extension included), if it has one.
-fn rtp_header_len(buf: &[u8]) -> Option<usize> {
-    if buf.len() < 12 || buf[0] >> 6 != 2 {
-        return None;
-    }
-    let mut len = 12 + 4 * usize::from(buf[0] & 0x0f);
-    if buf[0] & 0x10 != 0 {
-        let ext = buf.get(len + 2..len + 4)?;
-        len += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-    }
-    (len <= buf.len()).then_some(len)
 }
 
 fn ssrc_at(buf: &[u8], at: usize) -> u32 {
@@ -412,7 +403,7 @@ impl Session {
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let tag_len = self.tx.master.suite.rtp_tag_len();
         let pkt = buf.get(..len).ok_or(SrtpError::Size)?;
-        let header = rtp_header_len(pkt).ok_or(SrtpError::Size)?;
+        let header = rtp::header_len(pkt).map_err(|_| SrtpError::Size)?;
         if buf.len() < len + tag_len {
             return Err(SrtpError::Size);
         }
@@ -432,7 +423,7 @@ impl Session {
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let tag_len = self.rx.master.suite.rtp_tag_len();
         let len = buf.len().checked_sub(tag_len).ok_or(SrtpError::Size)?;
-        let header = rtp_header_len(&buf[..len]).ok_or(SrtpError::Size)?;
+        let header = rtp::header_len(&buf[..len]).map_err(|_| SrtpError::Size)?;
         let (ssrc, seq) = (ssrc_at(buf, 8), u16::from_be_bytes([buf[2], buf[3]]));
         let dir = &mut self.rx;
         // A packet from a new SSRC only resets the context once it authenticates.

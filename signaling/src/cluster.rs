@@ -11,8 +11,8 @@
 //! | `nonce_secret` | the digest nonce secret (random, set once by the first instance) | | never |
 //!
 //! Registrations: the registrar stays synchronous and sans-IO; its store is a local
-//! [`MemoryStore`] mirrored to Redis ([`SharedStore`]: each change is queued, in order, to a
-//! writer task) and announced on the channel `dialplane:reg` as `<instance>\n<aor>`. Every
+//! [`MemoryStore`](crate::registrar::MemoryStore) mirrored to Redis ([`Store::shared`]: each
+//! change is queued, in order, to a writer task) and announced on the channel `dialplane:reg` as `<instance>\n<aor>`. Every
 //! instance follows the channel, reads the announced AOR's hash and replaces its local copy
 //! ([`Cluster::follow_registrations`]); after each (re)subscription it reads every `reg:*` hash,
 //! so a restarted instance, or one that missed messages while Redis was away, catches up. A user
@@ -46,7 +46,7 @@ use tokio::sync::mpsc;
 
 use crate::config::RedisConfig;
 use crate::message::Uri;
-use crate::registrar::{Binding, MemoryStore, RegistrationStore, Transport};
+use crate::registrar::{Binding, Store, Transport};
 
 /// How often an instance renews its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -59,7 +59,7 @@ pub const FORWARDED_HEADER: &str = "x-dialplane-forwarded-by";
 
 const PREFIX: &str = "dialplane:";
 const CHANNEL: &str = "dialplane:reg";
-const ERRORS_METRIC: &str = "dialplane_redis_errors_total";
+pub(crate) const ERRORS_METRIC: &str = "dialplane_redis_errors_total";
 const UP_METRIC: &str = "dialplane_redis_up";
 const INSTANCES_METRIC: &str = "dialplane_cluster_instances";
 /// Connecting and each command give up after this (the call path never waits on them).
@@ -248,9 +248,9 @@ impl Cluster {
     }
 
     /// A registration store mirrored to the cluster
-    pub fn store(&self) -> SharedStore {
+    pub fn store(&self) -> Store {
         let ops = self.inner.ops.clone();
-        SharedStore::new(move |c| ops.send(Op::Reg(c)).is_ok())
+        Store::shared(move |c| ops.send(Op::Reg(c)).is_ok())
     }
 
     /// The call index: `call_sid` is reachable here (REST)
@@ -603,94 +603,10 @@ impl StoredBinding {
     }
 }
 
-/// The registrar's store in a cluster: a local [`MemoryStore`] (what lookups read, so they
-/// never wait), each change of which is passed on, in order, to Redis
-pub struct SharedStore {
-    local: MemoryStore,
-    sink: Box<dyn FnMut(RegChange) -> bool + Send>,
-}
-
-impl std::fmt::Debug for SharedStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedStore")
-            .field("local", &self.local)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SharedStore {
-    /// A store passing its changes to `sink` (false: the change could not be queued)
-    pub fn new(sink: impl FnMut(RegChange) -> bool + Send + 'static) -> SharedStore {
-        SharedStore {
-            local: MemoryStore::new(),
-            sink: Box::new(sink),
-        }
-    }
-
-    /// Takes the bindings another instance made for `aor` (all of them: they replace ours)
-    pub fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
-        self.local.remove_all(aor);
-        for b in bindings {
-            self.local.upsert(b);
-        }
-    }
-
-    fn pass_on(&mut self, change: RegChange) {
-        if !(self.sink)(change) {
-            metrics::counter!(ERRORS_METRIC, "op" => "registration").increment(1);
-        }
-    }
-}
-
-impl RegistrationStore for SharedStore {
-    fn bindings(&self, aor: &str) -> Vec<Binding> {
-        self.local.bindings(aor)
-    }
-
-    fn upsert(&mut self, binding: Binding) {
-        self.local.upsert(binding.clone());
-        let key_expires_at = self
-            .local
-            .bindings(&binding.aor)
-            .iter()
-            .map(|b| b.expires_at)
-            .max()
-            .unwrap_or(binding.expires_at);
-        self.pass_on(RegChange::Upsert {
-            binding: Box::new(binding),
-            key_expires_at,
-        });
-    }
-
-    fn remove(&mut self, aor: &str, contact: &Uri) {
-        self.local.remove(aor, contact);
-        self.pass_on(RegChange::Remove {
-            aor: aor.to_string(),
-            contact: contact.to_string(),
-        });
-    }
-
-    fn remove_all(&mut self, aor: &str) {
-        self.local.remove_all(aor);
-        self.pass_on(RegChange::RemoveAll {
-            aor: aor.to_string(),
-        });
-    }
-
-    /// Local only: Redis drops lapsed AORs by their key's expiry, and readers skip lapsed
-    /// bindings.
-    fn expire(&mut self, now: SystemTime) -> usize {
-        self.local.expire(now)
-    }
-
-    fn len(&self) -> usize {
-        self.local.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registrar::RegistrationStore;
     use std::sync::Mutex;
 
     fn binding(contact: &str, expires_s: u64) -> Binding {
@@ -715,7 +631,7 @@ mod tests {
     fn changes_pass_on_in_order_and_remote_ones_do_not() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let mut store = SharedStore::new(move |c| {
+        let mut store = Store::shared(move |c| {
             log.lock().unwrap().push(c);
             true
         });

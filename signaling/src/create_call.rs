@@ -63,18 +63,8 @@ pub struct BadCreateCall(pub String);
 impl CreateCall {
     /// Parses a request body (a JSON object).
     pub fn from_json(body: &[u8]) -> Result<CreateCall, BadCreateCall> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| BadCreateCall(format!("invalid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(BadCreateCall("the body must be a JSON object".into()));
-        }
-        let raw: Raw = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." | "" => BadCreateCall(e.into_inner().to_string()),
-                _ => BadCreateCall(format!("{path}: {}", e.into_inner())),
-            }
-        })?;
+        let value = crate::strict_json::object(body).map_err(BadCreateCall)?;
+        let raw: Raw = crate::strict_json::typed(value, "").map_err(BadCreateCall)?;
         let from = raw.from.trim();
         if from.is_empty()
             || !from

@@ -43,6 +43,7 @@ pub mod routing;
 pub mod sdp;
 pub mod stack;
 pub mod stream;
+mod strict_json;
 pub mod transaction;
 pub mod transport;
 pub mod verbs;

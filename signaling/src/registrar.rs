@@ -2,8 +2,8 @@
 //!
 //! [`Registrar::handle`] is a function of `(now, REGISTER, source address, transport)` to the
 //! final response; the transaction layer calls it and sends what it returns. Bindings live in a
-//! [`RegistrationStore`]: a [`MemoryStore`], or with `--redis` a
-//! [`SharedStore`](crate::cluster::SharedStore) whose changes every instance sees ([`Store`]).
+//! [`RegistrationStore`]: a [`MemoryStore`], or `serve`'s [`Store`], whose changes every
+//! instance sees with `--redis`.
 //! Digest nonces are stateless ([`DigestServer`]), so a retry may land on any instance.
 //! No clock, randomness or I/O here: `now` is an argument.
 //!
@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::auth::{Algorithm, Authenticated, Credentials, DigestServer, Verdict};
 use crate::auth_throttle::AuthThrottle;
+use crate::cluster::RegChange;
 use crate::config::RegistrarConfig;
 use crate::message::{Contact, HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use crate::options::stable_tag;
@@ -140,7 +141,7 @@ impl Binding {
 /// Where bindings are kept
 ///
 /// Synchronous: a store shared by a cluster keeps a local copy to read and passes its changes
-/// on ([`crate::cluster::SharedStore`]).
+/// on ([`Store`]).
 pub trait RegistrationStore {
     /// Every binding of `aor` (expired ones too, until [`Self::expire`] drops them).
     fn bindings(&self, aor: &str) -> Vec<Binding>;
@@ -215,56 +216,107 @@ impl RegistrationStore for MemoryStore {
     }
 }
 
-/// The store `serve` uses: this process's alone, or shared by a cluster (`--redis`)
-#[derive(Debug)]
-pub enum Store {
-    /// One instance.
-    Local(MemoryStore),
-    /// Mirrored to Redis.
-    Shared(crate::cluster::SharedStore),
+/// The store `serve` uses: a local [`MemoryStore`] (what lookups read, so they never wait);
+/// in a cluster (`--redis`) each change is also passed on, in order, to Redis.
+pub struct Store {
+    local: MemoryStore,
+    /// Where a cluster's changes go (false: the change could not be queued).
+    sink: Option<Box<dyn FnMut(RegChange) -> bool + Send>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("local", &self.local)
+            .field("shared", &self.sink.is_some())
+            .finish()
+    }
 }
 
 impl Store {
-    /// Takes the bindings another instance made for `aor` (only a shared store has others)
+    /// This process's alone
+    pub fn local() -> Store {
+        Store {
+            local: MemoryStore::new(),
+            sink: None,
+        }
+    }
+
+    /// A store passing its changes to `sink` (false: the change could not be queued)
+    pub fn shared(sink: impl FnMut(RegChange) -> bool + Send + 'static) -> Store {
+        Store {
+            local: MemoryStore::new(),
+            sink: Some(Box::new(sink)),
+        }
+    }
+
+    /// Takes the bindings another instance made for `aor` (all of them: they replace ours)
     pub fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
-        if let Store::Shared(s) = self {
-            s.replace(aor, bindings);
+        self.local.remove_all(aor);
+        for b in bindings {
+            self.local.upsert(b);
         }
     }
 
-    fn inner(&self) -> &dyn RegistrationStore {
-        match self {
-            Store::Local(s) => s,
-            Store::Shared(s) => s,
-        }
-    }
-
-    fn inner_mut(&mut self) -> &mut dyn RegistrationStore {
-        match self {
-            Store::Local(s) => s,
-            Store::Shared(s) => s,
+    /// Passes the change on in a cluster; `change` is built only there.
+    fn pass_on(&mut self, change: impl FnOnce(&MemoryStore) -> RegChange) {
+        let Some(sink) = &mut self.sink else {
+            return;
+        };
+        if !sink(change(&self.local)) {
+            metrics::counter!(crate::cluster::ERRORS_METRIC, "op" => "registration").increment(1);
         }
     }
 }
 
 impl RegistrationStore for Store {
     fn bindings(&self, aor: &str) -> Vec<Binding> {
-        self.inner().bindings(aor)
+        self.local.bindings(aor)
     }
+
     fn upsert(&mut self, binding: Binding) {
-        self.inner_mut().upsert(binding);
+        if self.sink.is_none() {
+            self.local.upsert(binding);
+            return;
+        }
+        self.local.upsert(binding.clone());
+        self.pass_on(|local| {
+            let key_expires_at = local
+                .bindings(&binding.aor)
+                .iter()
+                .map(|b| b.expires_at)
+                .max()
+                .unwrap_or(binding.expires_at);
+            RegChange::Upsert {
+                binding: Box::new(binding),
+                key_expires_at,
+            }
+        });
     }
+
     fn remove(&mut self, aor: &str, contact: &Uri) {
-        self.inner_mut().remove(aor, contact);
+        self.local.remove(aor, contact);
+        self.pass_on(|_| RegChange::Remove {
+            aor: aor.to_string(),
+            contact: contact.to_string(),
+        });
     }
+
     fn remove_all(&mut self, aor: &str) {
-        self.inner_mut().remove_all(aor);
+        self.local.remove_all(aor);
+        self.pass_on(|_| RegChange::RemoveAll {
+            aor: aor.to_string(),
+        });
     }
+
+    /// Local only: Redis drops lapsed AORs by their key's expiry, and readers skip lapsed
+    /// bindings.
     fn expire(&mut self, now: SystemTime) -> usize {
-        self.inner_mut().expire(now)
+        self.local.expire(now)
     }
+
     fn len(&self) -> usize {
-        self.inner().len()
+        self.local.len()
     }
 }
 

@@ -188,15 +188,11 @@ impl CallUpdate {
 
     /// Parses a request body: strict JSON, no unknown field, exactly one update
     pub fn from_json(body: &[u8]) -> Result<CallUpdate, BadUpdate> {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| BadUpdate(format!("invalid JSON: {e}")))?;
-        // serde would also read a struct from an array; only objects are accepted.
-        if !value.is_object() {
-            return Err(BadUpdate("the body must be a JSON object".into()));
-        }
+        let mut value = crate::strict_json::object(body).map_err(BadUpdate)?;
+        let fields = value.as_object().map_or(0, serde_json::Map::len);
         // jambonz apps also send a list of dub operations: each is checked as a single one.
-        if let Some(serde_json::Value::Array(list)) = value.get("dub") {
-            if value.as_object().is_some_and(|o| o.len() != 1) {
+        if let Some(serde_json::Value::Array(list)) = value.get_mut("dub") {
+            if fields != 1 {
                 return Err(BadUpdate(format!(
                     "several updates given: expected exactly one of {UPDATE_FIELDS}"
                 )));
@@ -207,11 +203,16 @@ impl CallUpdate {
                 )));
             }
             let mut dubs = Vec::with_capacity(list.len());
-            for (i, d) in list.iter().enumerate() {
-                let one = serde_json::json!({ "dub": d }).to_string();
-                match Self::from_json(one.as_bytes()) {
-                    Ok(CallUpdate::Dub(mut d)) => dubs.append(&mut d),
-                    Ok(_) => unreachable!("a body with dub alone is a dub"),
+            for (i, d) in std::mem::take(list).into_iter().enumerate() {
+                let dub = if d.is_object() {
+                    crate::strict_json::typed::<RawDub>(d, "dub")
+                        .map_err(BadUpdate)
+                        .and_then(RawDub::check)
+                } else {
+                    Err(BadUpdate("dub: a JSON object expected".into()))
+                };
+                match dub {
+                    Ok(d) => dubs.push(d),
                     Err(BadUpdate(m)) => return Err(BadUpdate(format!("dub[{i}]: {m}"))),
                 }
             }
@@ -225,13 +226,7 @@ impl CallUpdate {
                 return Err(BadUpdate(format!("{field}: a JSON object expected")));
             }
         }
-        let raw: RawUpdate = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." | "" => BadUpdate(e.into_inner().to_string()),
-                _ => BadUpdate(format!("{path}: {}", e.into_inner())),
-            }
-        })?;
+        let raw: RawUpdate = crate::strict_json::typed(value, "").map_err(BadUpdate)?;
         let given = [
             raw.call_status.is_some(),
             raw.mute_status.is_some(),
@@ -700,20 +695,17 @@ async fn count_request(req: Request, next: Next) -> Response {
 async fn update_call(
     State(api): State<Arc<Inner>>,
     Path(call_sid): Path<String>,
-    headers: HeaderMap,
     req: Request,
 ) -> Response {
-    api.update(&call_sid, None, &headers, req).await
+    api.update(&call_sid, None, req).await
 }
 
 async fn update_account_call(
     State(api): State<Arc<Inner>>,
     Path((account_sid, call_sid)): Path<(String, String)>,
-    headers: HeaderMap,
     req: Request,
 ) -> Response {
-    api.update(&call_sid, Some(&account_sid), &headers, req)
-        .await
+    api.update(&call_sid, Some(&account_sid), req).await
 }
 
 async fn create_call(
@@ -797,17 +789,11 @@ async fn render_metrics(State(api): State<Arc<Inner>>) -> Response {
 }
 
 impl Inner {
-    async fn update(
-        &self,
-        call_sid: &str,
-        account_sid: Option<&str>,
-        headers: &HeaderMap,
-        req: Request,
-    ) -> Response {
-        if let Some(response) = self.unauthorized(headers) {
+    async fn update(&self, call_sid: &str, account_sid: Option<&str>, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        if let Some(response) = self.unauthorized(&parts.headers) {
             return response;
         }
-        let (parts, body) = req.into_parts();
         let bytes = match self.read_body(body).await {
             Ok(b) => b,
             Err((status, why)) => return error(status, &why),
@@ -821,14 +807,16 @@ impl Inner {
         };
         // The field only: dub URLs and texts stay out of info-level logs.
         tracing::info!(call_sid, update = update.field(), "updateCall");
-        match self.registry.deliver(call_sid, account_sid, update) {
+        let delivered = self.registry.deliver(call_sid, account_sid, update);
+        // Not here: in a cluster the call may live on another instance (once, no loops).
+        if let Err(DeliverError::UnknownCall) = delivered
+            && !parts.headers.contains_key(crate::cluster::FORWARDED_HEADER)
+            && let Some(cluster) = self.registry.cluster()
+        {
+            return self.forward(cluster, call_sid, &parts, bytes).await;
+        }
+        match delivered {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
-            Err(DeliverError::UnknownCall)
-                if self.registry.cluster().is_some()
-                    && !headers.contains_key(crate::cluster::FORWARDED_HEADER) =>
-            {
-                self.forward(call_sid, &parts, headers, bytes).await
-            }
             Err(e @ (DeliverError::UnknownCall | DeliverError::WrongAccount)) => {
                 error(StatusCode::NOT_FOUND, &format!("{e}: {call_sid}"))
             }
@@ -863,17 +851,11 @@ impl Inner {
     /// Sends the request on to the instance owning `call_sid` (see the module docs).
     async fn forward(
         &self,
+        cluster: &crate::cluster::Cluster,
         call_sid: &str,
         parts: &axum::http::request::Parts,
-        headers: &HeaderMap,
         body: bytes::Bytes,
     ) -> Response {
-        let Some(cluster) = self.registry.cluster() else {
-            return error(
-                StatusCode::NOT_FOUND,
-                &format!("call not found: {call_sid}"),
-            );
-        };
         let owner = match cluster.owner(call_sid).await {
             Ok(Some(owner)) => owner,
             Ok(None) => {
@@ -896,7 +878,7 @@ impl Inner {
         tracing::info!(call_sid, owner = %owner.id, "updateCall forwarded to the owner");
         metrics::counter!("dialplane_rest_forwarded_total").increment(1);
         match cluster
-            .forward(&owner, parts.method.clone(), path, headers, body)
+            .forward(&owner, parts.method.clone(), path, &parts.headers, body)
             .await
         {
             Ok((status, content_type, body)) => {

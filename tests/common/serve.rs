@@ -4,7 +4,6 @@
 //! dropped; what the tests read from it (/metrics, REST); SIPp callers and callees running the
 //! scenarios of `tests/serve/`, and the helpers that build dial verbs.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -13,9 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use signaling::auth::{Algorithm, Challenge, ClientRequest, respond};
 
 use super::http::{Hit, Receiver, request};
 use super::sipp::{Run, Sipp, tail};
@@ -315,46 +314,28 @@ pub fn sip_target(uri: &str) -> Value {
     json!({"type": "sip", "sipUri": uri})
 }
 
-/// The `k=v` parameters of a Digest challenge or credentials (names in lower case).
-pub fn digest_params(value: &str) -> HashMap<String, String> {
-    let fields = value
-        .trim()
-        .strip_prefix("Digest ")
-        .unwrap_or_else(|| panic!("not a digest: {value}"));
-    fields
-        .split(',')
-        .filter_map(|part| part.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.trim().to_ascii_lowercase(),
-                v.trim().trim_matches('"').to_string(),
-            )
-        })
-        .collect()
-}
-
-fn md5_hex(s: &str) -> String {
-    format!("{:x}", Md5::digest(s.as_bytes()))
-}
-
-/// The digest response (RFC 2617, with or without qop) of `method` on `uri`.
-pub fn digest_response(p: &HashMap<String, String>, password: &str, method: &str) -> String {
-    let get = |k: &str| {
-        p.get(k)
-            .unwrap_or_else(|| panic!("no {k} in {p:?}"))
-            .as_str()
-    };
-    let ha1 = md5_hex(&format!("{}:{}:{password}", get("username"), get("realm")));
-    let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
-    match p.get("qop") {
-        Some(qop) => md5_hex(&format!(
-            "{ha1}:{}:{}:{}:{qop}:{ha2}",
-            get("nonce"),
-            get("nc"),
-            get("cnonce")
-        )),
-        None => md5_hex(&format!("{ha1}:{}:{ha2}", get("nonce"))),
-    }
+/// The `Authorization` value answering the MD5 challenge of the 401 `challenge` (domain
+/// 127.0.0.1) as `user` with `password`.
+pub fn md5_authorization(challenge: &str, user: &str, password: &str) -> String {
+    let md5 = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+        .filter_map(|v| Challenge::parse(v.trim()).ok())
+        .find(|c| c.algorithm() == Algorithm::MD5)
+        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
+    respond(
+        &md5,
+        &ClientRequest {
+            username: user,
+            password,
+            method: "REGISTER",
+            uri: "sip:127.0.0.1",
+            nc: 1,
+            cnonce: "e2e",
+        },
+    )
+    .expect("an MD5 challenge can be answered")
+    .to_string()
 }
 
 /// Registers `user` (domain 127.0.0.1) at `registrar` from a free port of 127.0.0.1 with that
@@ -397,35 +378,9 @@ pub fn register_split(
     };
     let challenge = send(challenger, 1, "");
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-    let mut p = challenge
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-        .map(digest_params)
-        .find(|p| {
-            p.get("algorithm")
-                .is_some_and(|a| a.eq_ignore_ascii_case("MD5"))
-        })
-        .unwrap_or_else(|| panic!("no MD5 challenge: {challenge}"));
-    for (k, v) in [
-        ("username", user),
-        ("uri", "sip:127.0.0.1"),
-        ("nc", "00000001"),
-        ("cnonce", "e2e"),
-    ] {
-        p.insert(k.to_string(), v.to_string());
-    }
-    let qop = if p.contains_key("qop") {
-        p.insert("qop".into(), "auth".into());
-        ", qop=auth, nc=00000001, cnonce=\"e2e\""
-    } else {
-        ""
-    };
     let authorization = format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", \
-         uri=\"sip:127.0.0.1\", algorithm=MD5, response=\"{}\"{qop}\r\n",
-        p["realm"],
-        p["nonce"],
-        digest_response(&p, password, "REGISTER")
+        "Authorization: {}\r\n",
+        md5_authorization(&challenge, user, password)
     );
     let answer = send(answerer, 2, &authorization);
     assert!(answer.starts_with("SIP/2.0 200"), "{answer}");

@@ -924,45 +924,24 @@ impl Shard {
             return;
         };
         let peer_busy = !peer.audio.egress_idle();
-        loop {
-            let Some(bid) = self.ring.tx_buffer() else {
-                self.stats.dropped[DROP_TX_POOL] += 1;
-                return;
+        let sent = send_made(&mut self.ring, &mut self.stats, peer, now, |buf, peer| {
+            let out = match t.pop(buf)? {
+                Ok(out) => out,
+                Err(_) => return Some(Err(DROP_REASONS[DROP_TRANSCODE])),
             };
-            let buf = self.ring.buf_mut(bid);
-            let sent = match t.pop(buf) {
-                None => return self.ring.release(bid),
-                Some(Err(_)) => Err(DROP_REASONS[DROP_TRANSCODE]),
-                Some(Ok(out)) => match RtpPacketMut::parse(&mut buf[..out.len]) {
-                    Ok(mut pkt) => {
-                        if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
-                            Err(DROP_REASONS[DROP_AUDIO])
-                        } else {
-                            peer.endpoint.egress(now, &mut pkt, out.codec)
-                        }
-                    }
-                    Err(_) => Err(DROP_REASONS[DROP_UNKNOWN]),
-                }
-                // An SRTP peer gets the re-encoded audio protected, like any other egress.
-                .and_then(|dest| {
-                    Ok((
-                        dest,
-                        srtp_out(peer.srtp.as_deref_mut(), buf, out.len, false)?,
-                    ))
-                }),
+            let Ok(mut pkt) = RtpPacketMut::parse(&mut buf[..out.len]) else {
+                return Some(Err(DROP_REASONS[DROP_UNKNOWN]));
             };
-            match sent {
-                Ok((dest, len)) => {
-                    peer.last_egress = Some(now);
-                    self.ring.send(peer.rtp_sock, bid, 0, len, dest);
-                    self.stats.relayed += 1;
+            Some(
+                if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
+                    Err(DROP_REASONS[DROP_AUDIO])
+                } else {
+                    peer.endpoint.egress(now, &mut pkt, out.codec)
                 }
-                Err(reason) => {
-                    Self::count_drop(&mut self.stats, reason);
-                    self.ring.release(bid);
-                }
-            }
-        }
+                .map(|dest| (out.len, dest)),
+            )
+        });
+        self.stats.relayed += sent;
     }
 
     /// Give each direction of `a`'s bridge a transcoder when its legs share no audio codec
@@ -1090,16 +1069,8 @@ impl Shard {
         if leg.audio.poll_timeout().is_none_or(|t| t > now) {
             return;
         }
-        loop {
-            let Some(bid) = self.ring.tx_buffer() else {
-                self.stats.dropped[DROP_TX_POOL] += 1;
-                return;
-            };
-            let buf = self.ring.buf_mut(bid);
-            let Some(generated) = leg.audio.poll_transmit(now, &mut buf[HEADER_LEN..]) else {
-                self.ring.release(bid);
-                return;
-            };
+        let sent = send_made(&mut self.ring, &mut self.stats, leg, now, |buf, leg| {
+            let generated = leg.audio.poll_transmit(now, &mut buf[HEADER_LEN..])?;
             let len = HEADER_LEN + generated.len;
             buf[0] = 0x80;
             buf[1] = if generated.marker { 0x80 } else { 0 };
@@ -1107,23 +1078,15 @@ impl Shard {
             buf[4..8].copy_from_slice(&generated.timestamp.to_be_bytes());
             buf[8..12].copy_from_slice(&leg.gen_ssrc.to_be_bytes());
             leg.gen_seq = leg.gen_seq.wrapping_add(1);
-            let sent = match buf.get_mut(..len).map(RtpPacketMut::parse) {
-                Some(Ok(mut pkt)) => leg.endpoint.egress(now, &mut pkt, generated.codec),
-                _ => Err("unknown"),
-            }
-            .and_then(|dest| Ok((dest, srtp_out(leg.srtp.as_deref_mut(), buf, len, false)?)));
-            match sent {
-                Ok((dest, len)) => {
-                    leg.last_egress = Some(now);
-                    self.ring.send(leg.rtp_sock, bid, 0, len, dest);
-                    self.stats.generated += 1;
+            Some(
+                match buf.get_mut(..len).map(RtpPacketMut::parse) {
+                    Some(Ok(mut pkt)) => leg.endpoint.egress(now, &mut pkt, generated.codec),
+                    _ => Err("unknown"),
                 }
-                Err(reason) => {
-                    Self::count_drop(&mut self.stats, reason);
-                    self.ring.release(bid);
-                }
-            }
-        }
+                .map(|dest| (len, dest)),
+            )
+        });
+        self.stats.generated += sent;
     }
 
     /// Send the leg's RTCP report when it is due (terminated RTCP only).
@@ -1626,6 +1589,44 @@ fn srtp_in<'b>(
     }
     .map_err(srtp::SrtpError::reason)?;
     Ok(&mut bytes[..len])
+}
+
+/// Sends the packets the shard makes for `to` (re-encoded or generated audio) until `make` has
+/// none: each written by `make` into a send buffer, its `Ok` the length and destination,
+/// protected for an SRTP leg and sent from `to`'s RTP socket; an `Err` is counted as a drop.
+/// How many were sent.
+fn send_made(
+    ring: &mut Ring,
+    stats: &mut ShardStats,
+    to: &mut Leg,
+    now: Instant,
+    mut make: impl FnMut(&mut [u8], &mut Leg) -> Option<Result<(usize, SocketAddr), &'static str>>,
+) -> u64 {
+    let mut sent = 0;
+    loop {
+        let Some(bid) = ring.tx_buffer() else {
+            stats.dropped[DROP_TX_POOL] += 1;
+            return sent;
+        };
+        let buf = ring.buf_mut(bid);
+        let Some(made) = make(buf, to) else {
+            ring.release(bid);
+            return sent;
+        };
+        match made
+            .and_then(|(len, dest)| Ok((dest, srtp_out(to.srtp.as_deref_mut(), buf, len, false)?)))
+        {
+            Ok((dest, len)) => {
+                to.last_egress = Some(now);
+                ring.send(to.rtp_sock, bid, 0, len, dest);
+                sent += 1;
+            }
+            Err(reason) => {
+                Shard::count_drop(stats, reason);
+                ring.release(bid);
+            }
+        }
+    }
 }
 
 /// The packet `buf[..len]` protected in place for an SRTP leg (the tag appended in the room

@@ -218,33 +218,26 @@ impl Core {
         };
         let (env, feed, control) = self.open(call, ForkMix::Received, STT_RATE);
         call.streams.transcribe.push(control);
-        let (out, mut transcripts) = mpsc::unbounded_channel::<Transcript>();
         let info = call.info.clone();
         let sid = call.sid;
         let language = start.language.clone();
         // Transcripts are posted in order, on a task of their own so a slow hook never holds
         // up the audio.
-        let webhooks = env.webhooks.clone();
-        let base = env.base.clone();
-        tokio::spawn(async move {
-            while let Some(tr) = transcripts.recv().await {
-                let payload = TranscriptionPayload {
-                    call: info.clone(),
-                    speech: Speech {
-                        language_code: tr.language.unwrap_or_else(|| language.clone()),
-                        channel_tag: tr.channel.unwrap_or(1),
-                        is_final: tr.is_final,
-                        alternatives: tr.alternatives,
-                    },
-                };
-                if let Err(e) = webhooks
-                    .send(&hook, base.as_ref(), &payload, unix_now())
-                    .await
-                {
-                    tracing::warn!(call_sid = %sid, error = %e, "transcriptionHook failed");
-                }
-            }
-        });
+        let out = self.hook_queue(
+            call,
+            hook,
+            "transcriptionHook",
+            move |tr: Transcript| TranscriptionPayload {
+                call: info.clone(),
+                speech: Speech {
+                    language_code: tr.language.unwrap_or_else(|| language.clone()),
+                    channel_tag: tr.channel.unwrap_or(1),
+                    is_final: tr.is_final,
+                    alternatives: tr.alternatives,
+                },
+            },
+            |_, _| {},
+        );
         tokio::spawn(async move {
             let end = stream::transcribe(target, start, feed, out).await;
             env.close();

@@ -34,6 +34,7 @@
 
 mod call;
 mod carrier_limits;
+mod hook_queue;
 mod listen;
 mod media;
 mod reload;
@@ -56,7 +57,7 @@ use crate::dns::{Destination, DnsError, Pins, Plan, Resolver};
 use crate::gateways::Gateways;
 use crate::message::{HeaderName, Method, Request, Response, SipUri, StatusCode, Uri};
 use crate::payload::CallSid;
-use crate::registrar::{Binding, MemoryStore, Registrar, Store};
+use crate::registrar::{Binding, Registrar, Store};
 use crate::rest::{CallRegistry, LiveUpdate};
 use crate::transaction::{IncomingRequest, Routed, TimerConfig, Transactions};
 use crate::transport::{Inbound, Transport, Transports};
@@ -246,9 +247,9 @@ pub fn start(
             cluster.follow_registrations(move |aor, bindings| {
                 msgs.send(Msg::Bindings { aor, bindings }).is_ok()
             });
-            Store::Shared(cluster.store())
+            cluster.store()
         }
-        None => Store::Local(MemoryStore::new()),
+        None => Store::local(),
     };
     let registrar = Registrar::new(
         &services.config.registrar,
@@ -744,23 +745,7 @@ impl Core {
         hook: Option<Hook>,
     ) -> Option<mpsc::UnboundedSender<crate::payload::CallStatusPayload>> {
         let hook = hook.or_else(|| self.svc.config.app.status_hook.clone().map(Hook::post))?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<crate::payload::CallStatusPayload>();
-        let client = self.svc.webhooks.clone();
-        let base = call.hook_base.clone();
-        let sid = call.sid;
-        tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                if let Err(e) = client
-                    .send(&hook, base.as_ref(), &payload, unix_now())
-                    .await
-                {
-                    let e = e.to_string();
-                    let error = crate::redact::Text(&e);
-                    tracing::warn!(call_sid = %sid, %error, "status hook failed");
-                }
-            }
-        });
-        Some(tx)
+        Some(self.hook_queue(call, hook, "status hook", |p| p, |_, _| {}))
     }
 
     /// Queues a media command nobody waits for; sent with the others at the end of the round.

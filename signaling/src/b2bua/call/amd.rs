@@ -34,7 +34,7 @@ use super::{Call, Core, HookPurpose, Step};
 /// The caller's leg; AMD on any other leg runs on a dial's callee (the shared fork leg, or a
 /// fork's own leg in a confirmHook dial).
 const CALL_LEG: LegId = LegId(0);
-use crate::b2bua::{Msg, unix_now};
+use crate::b2bua::Msg;
 use crate::cdr::{Cause, Hangup};
 use crate::config::AmdTimers;
 use crate::dial::Event as DialEvent;
@@ -269,22 +269,13 @@ impl Core {
         hook: &Hook,
         sid: CallSid,
     ) -> mpsc::UnboundedSender<AmdPayload> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<AmdPayload>();
-        let client = self.svc.webhooks.clone();
-        let (hook, base, msgs, key) = (
+        let (msgs, key) = (self.msgs_tx.clone(), call.key);
+        self.hook_queue(
+            call,
             hook.clone(),
-            call.hook_base.clone(),
-            self.msgs_tx.clone(),
-            call.key,
-        );
-        tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                let result = client
-                    .send(&hook, base.as_ref(), &payload, unix_now())
-                    .await;
-                if let Err(e) = &result {
-                    tracing::warn!(call_sid = %payload.call.call_sid, error = %e, "amd hook failed");
-                }
+            "amd hook",
+            |p| p,
+            move |payload: &AmdPayload, result| {
                 if payload.wants_verbs() {
                     let purpose = HookPurpose::Amd(sid);
                     let _ = msgs.send(Msg::Hook {
@@ -293,9 +284,8 @@ impl Core {
                         result,
                     });
                 }
-            }
-        });
-        tx
+            },
+        )
     }
 
     /// The dial ended: detection on its leg stops. Whether an AMD hook replaced the app (the

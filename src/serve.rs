@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::app::StaticApp;
 use signaling::b2bua::{self, AppSource, Reload, Services};
 use signaling::config::{self, Config, ServeOverrides};
-use signaling::media_files::{MediaFiles, MediaFilesOptions};
+use signaling::media_files::{MediaFiles, MediaFilesOptions, Synthesizer};
 use signaling::rest::{CallRegistry, RestApi};
 use signaling::transport::{TransportConfig, Transports};
 use signaling::verbs::Hook;
@@ -249,8 +249,16 @@ async fn serve(
         webhooks,
         seed: rand_seed(),
         cdr: cdr.as_ref().map(signaling::cdr::Writer::sink),
-        media_files: MediaFiles::new(MediaFilesOptions::default())
-            .context("setting up the media file fetcher")?,
+        media_files: MediaFiles::new(MediaFilesOptions {
+            synthesizer: config.speech.tts_url.clone().map(|url| Synthesizer {
+                url,
+                api_key: config.speech.tts_api_key.clone(),
+                language: config.speech.language.clone(),
+                voice: config.speech.tts_voice.clone(),
+            }),
+            ..MediaFilesOptions::default()
+        })
+        .context("setting up the media file fetcher")?,
         cluster,
     };
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(None);

@@ -18,8 +18,8 @@ mod common;
 use common::http::{Hit, Receiver};
 use common::rtp::{self, PT_EVENT, Received, RtpPeer, Stream};
 use common::serve::{
-    CALLED, HOOK_WAIT, Serve, TOKEN, assert_signed, callee, caller, dial, serve_with_app,
-    sip_target,
+    CALLED, HOOK_WAIT, Serve, TOKEN, assert_signed, callee, caller, config, dial, serve_with_app,
+    serve_with_app_and, sip_target,
 };
 use common::sipp::{Run, Sipp};
 
@@ -544,6 +544,68 @@ fn screening_app_plays_a_url_list_in_order_and_loops_then_bridges() {
         serve.log_tail()
     );
     serve.wait_idle();
+}
+
+#[test]
+fn screening_say_is_spoken_by_the_configured_synthesizer() {
+    // A synthesizer speaking jambonz's custom TTS API answers the say with raw L16 at 16 kHz
+    // (the first tone); the play after it is the second tone: bob hears "12". The synthesizer
+    // got one POST with the text, the default language, the bearer key.
+    let tts = Receiver::start();
+    let speech: Vec<u8> = (0..16_000 * 6 / 10)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            (0.5 * 32767.0 * (2.0 * std::f32::consts::PI * FIRST_HZ * t).sin()) as i16
+        })
+        .flat_map(i16::to_be_bytes)
+        .collect();
+    tts.answer_bytes("/tts", "audio/L16;rate=16000", &speech);
+    let toml = format!(
+        "[speech]\ntts_url = \"{}\"\ntts_api_key = \"tts-key\"\n",
+        tts.url("/tts")
+    );
+    let cfg = config("dtmf-screen-say", &toml);
+    let rtp = RtpPeer::bind();
+    let rtp_port = rtp.port().to_string();
+    let mut bob = dtmf_callee("bob", "callee_rtp", 0, &["-key", "rtp_port", &rtp_port]);
+    let (hooks, serve) = serve_with_app_and(
+        "dtmf-screen-say",
+        dial(
+            &[sip_target(&bob.uri("bob"))],
+            json!({"actionHook": "/action", "answerOnBridge": true, "confirmHook": "/confirm"}),
+        ),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    serve_two_tones(&hooks, "dtmf-screen-say");
+    hooks.answer(
+        "/confirm",
+        &json!([
+            {"verb": "say", "text": "You have a call"},
+            {"verb": "play", "url": hooks.url("/second.wav")}
+        ]),
+    );
+    let mut alice = dtmf_caller(&serve, "caller", 500);
+    let received = rtp.receive_for(Duration::from_secs(3));
+    serve.finish(&mut [&mut alice, &mut bob]);
+    assert_eq!(
+        tone_sequence(&received),
+        "12",
+        "{} packets\n{}",
+        received.len(),
+        serve.log_tail()
+    );
+    let posts = tts.hits("/tts");
+    assert_eq!(posts.len(), 1, "one synthesis");
+    assert_eq!(posts[0].method, "POST");
+    assert_eq!(
+        posts[0].json,
+        json!({"language": "en-US", "voice": "", "type": "text", "text": "You have a call"})
+    );
+    assert_eq!(posts[0].headers["authorization"], "Bearer tts-key");
+    let action = hooks.wait("/action", "the dial's actionHook", HOOK_WAIT, |h| {
+        !h.is_empty()
+    });
+    assert_eq!(action[0].json["dial_call_status"], "completed");
 }
 
 #[test]

@@ -8,6 +8,12 @@
 //! tries again). The fetch runs in a task of its own, so a call hanging up mid-download does not
 //! fail the others waiting for the same file. A file is keyed by its source string: a file
 //! replaced under the same URL or path is picked up once the old one has left the cache.
+//!
+//! Synthesised speech is one more kind of file: [`MediaFiles::say_source`] names the text,
+//! language and voice as a source, fetched by a POST to the configured synthesizer (jambonz's
+//! custom TTS API: JSON `{language, voice, type, text}` in, `audio/mpeg`, `audio/wav` or
+//! `audio/l16;rate=N` out), decoded and cached like any file, so a prompt said on every call is
+//! synthesised once.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -98,6 +104,34 @@ pub enum DecodeError {
     TooLong(usize),
 }
 
+/// A speech synthesizer speaking jambonz's custom TTS API
+#[derive(Clone)]
+pub struct Synthesizer {
+    /// Where requests are POSTed.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Language when the app names none.
+    pub language: String,
+    /// Voice when the app names none.
+    pub voice: String,
+}
+
+impl std::fmt::Debug for Synthesizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Synthesizer")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("language", &self.language)
+            .field("voice", &self.voice)
+            .finish()
+    }
+}
+
+/// Starts a source that is synthesised speech: NUL is in no path or URL, so no file is taken
+/// for speech nor speech for a file.
+const SAY: &str = "\0say:";
+
 /// Limits of [`MediaFiles`]
 #[derive(Debug, Clone)]
 pub struct MediaFilesOptions {
@@ -109,6 +143,8 @@ pub struct MediaFilesOptions {
     pub max_seconds: u64,
     /// Whole HTTP request timeout.
     pub timeout: Duration,
+    /// What `say` is synthesised by; none: [`MediaFiles::say_source`] gives nothing.
+    pub synthesizer: Option<Synthesizer>,
 }
 
 impl Default for MediaFilesOptions {
@@ -120,6 +156,7 @@ impl Default for MediaFilesOptions {
             // Ten minutes; hold music is looped, it need not be long.
             max_seconds: 600,
             timeout: Duration::from_secs(30),
+            synthesizer: None,
         }
     }
 }
@@ -200,6 +237,30 @@ impl MediaFiles {
                 }
             }
         }
+    }
+
+    /// The source under which [`MediaFiles::get`] gives `text` spoken (SSML when it starts with
+    /// `<speak`) in `language` and `voice` (the synthesizer's defaults when `None`); `None` when
+    /// no synthesizer is configured
+    pub fn say_source(
+        &self,
+        text: &str,
+        language: Option<&str>,
+        voice: Option<&str>,
+    ) -> Option<String> {
+        let synth = self.inner.options.synthesizer.as_ref()?;
+        let kind = if text.trim_start().starts_with("<speak") {
+            "ssml"
+        } else {
+            "text"
+        };
+        let body = serde_json::json!({
+            "language": language.unwrap_or(&synth.language),
+            "voice": voice.unwrap_or(&synth.voice),
+            "type": kind,
+            "text": text,
+        });
+        Some(format!("{SAY}{body}"))
     }
 
     /// Samples held in the cache now
@@ -306,9 +367,12 @@ impl MediaFiles {
     }
 
     async fn load(&self, source: &str) -> Result<Arc<[i16]>, MediaFileError> {
+        if let Some(request) = source.strip_prefix(SAY) {
+            return self.synthesize(request).await;
+        }
         let remote = source.starts_with("http://") || source.starts_with("https://");
         let bytes = if remote {
-            Some(self.download(source).await?)
+            Some(self.download(self.inner.http.get(source), source).await?.0)
         } else {
             None
         };
@@ -340,7 +404,51 @@ impl MediaFiles {
         })?
     }
 
-    async fn download(&self, url: &str) -> Result<Vec<u8>, MediaFileError> {
+    /// Speech for `request` (the JSON body of [`MediaFiles::say_source`]) from the synthesizer.
+    async fn synthesize(&self, request: &str) -> Result<Arc<[i16]>, MediaFileError> {
+        let Some(synth) = &self.inner.options.synthesizer else {
+            return Err(MediaFileError::Internal {
+                source_name: "speech".into(),
+                message: "no synthesizer is configured".into(),
+            });
+        };
+        let mut post = self
+            .inner
+            .http
+            .post(&synth.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(request.to_owned());
+        if let Some(key) = &synth.api_key {
+            post = post.bearer_auth(key);
+        }
+        let (bytes, content_type) = self.download(post, &synth.url).await?;
+        let max = (self.inner.options.max_seconds * u64::from(RATE)) as usize;
+        let name = synth.url.clone();
+        tokio::task::spawn_blocking(move || {
+            decode_speech(bytes, content_type.as_deref(), max).map_err(|e| match e {
+                DecodeError::NotAudio(message) => MediaFileError::NotAudio {
+                    source_name: name,
+                    message,
+                },
+                DecodeError::TooLong(_) => MediaFileError::TooLong {
+                    source_name: name,
+                    limit_s: max as u64 / u64::from(RATE),
+                },
+            })
+        })
+        .await
+        .map_err(|e| MediaFileError::Internal {
+            source_name: synth.url.clone(),
+            message: e.to_string(),
+        })?
+    }
+
+    /// The body of a 2xx answer to `request` (at most `max_bytes`) and its content type.
+    async fn download(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(Vec<u8>, Option<String>), MediaFileError> {
         let limit = self.inner.options.max_bytes;
         let fetch_err = |e: reqwest::Error| MediaFileError::Fetch {
             url: url.to_owned(),
@@ -350,7 +458,7 @@ impl MediaFiles {
             source_name: url.to_owned(),
             limit,
         };
-        let mut response = self.inner.http.get(url).send().await.map_err(fetch_err)?;
+        let mut response = request.send().await.map_err(fetch_err)?;
         let status = response.status();
         if !status.is_success() {
             return Err(MediaFileError::Status {
@@ -370,7 +478,12 @@ impl MediaFiles {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        Ok((body, content_type))
     }
 }
 
@@ -408,6 +521,46 @@ pub fn decode_8k(bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
 pub fn decode_8k_i16(bytes: Vec<u8>, max: usize) -> Result<Arc<[i16]>, DecodeError> {
     let samples = decode_limited(bytes, max)?;
     Ok(samples
+        .iter()
+        .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect())
+}
+
+/// A synthesizer's answer as samples: raw `audio/l16;rate=N` (big-endian, RFC 2586) by its
+/// header, anything else (MP3, WAV) by what the bytes are
+fn decode_speech(
+    bytes: Vec<u8>,
+    content_type: Option<&str>,
+    max: usize,
+) -> Result<Arc<[i16]>, DecodeError> {
+    let Some(params) = content_type.and_then(|t| t.strip_prefix("audio/l16")) else {
+        return decode_8k_i16(bytes, max);
+    };
+    let rate = params
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("rate="))
+        .find_map(|r| r.trim().parse::<u32>().ok())
+        .unwrap_or(RATE);
+    if bytes.len() / 2 > max.saturating_mul(rate as usize / RATE as usize + 1) {
+        return Err(DecodeError::TooLong(max));
+    }
+    let pcm: Vec<f32> = bytes
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_be_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    if pcm.is_empty() {
+        return Err(DecodeError::NotAudio("no audio in the answer".into()));
+    }
+    let out = if rate == RATE {
+        pcm
+    } else {
+        dsp::resample::resample(&pcm, rate, RATE)
+            .map_err(|e| DecodeError::NotAudio(e.to_string()))?
+    };
+    if out.len() > max {
+        return Err(DecodeError::TooLong(max));
+    }
+    Ok(out
         .iter()
         .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
         .collect())
@@ -921,5 +1074,57 @@ mod tests {
         .unwrap();
         assert_eq!(small.get(&server.url("/c")).await.unwrap().len(), 8000);
         assert_eq!(small.cached_samples(), 0);
+    }
+
+    #[test]
+    fn speech_answers_decode_by_their_content_type() {
+        // Raw L16 is big-endian at the rate its type names; WAV and MP3 go by their bytes.
+        let s = sine_i16(16000, 500.0, 16000);
+        let be: Vec<u8> = s.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let out = decode_speech(be.clone(), Some("audio/l16; rate=16000"), 8000).unwrap();
+        assert!((out.len() as i64 - 8000).abs() <= 1, "{}", out.len());
+        let f: Vec<f32> = out.iter().map(|&v| f32::from(v) / 32768.0).collect();
+        assert!((frequency(&f) - 500.0).abs() < 5.0, "{}", frequency(&f));
+        assert!(matches!(
+            decode_speech(be, Some("audio/l16;rate=16000"), 4000),
+            Err(DecodeError::TooLong(4000))
+        ));
+        let wav = wav::encode_pcm16(8000, &sine_i16(8000, 1000.0, 800));
+        assert_eq!(
+            decode_speech(wav, Some("audio/wav"), 800).unwrap().len(),
+            800
+        );
+        assert!(decode_speech(Vec::new(), Some("audio/l16"), 800).is_err());
+    }
+
+    #[test]
+    fn say_needs_a_synthesizer_and_names_its_request() {
+        let none = MediaFiles::new(MediaFilesOptions::default()).unwrap();
+        assert_eq!(none.say_source("hi", None, None), None);
+        let files = MediaFiles::new(MediaFilesOptions {
+            synthesizer: Some(Synthesizer {
+                url: "http://127.0.0.1:1/tts".into(),
+                api_key: None,
+                language: "en-GB".into(),
+                voice: "v1".into(),
+            }),
+            ..MediaFilesOptions::default()
+        })
+        .unwrap();
+        let text = files.say_source("hi", None, None).unwrap();
+        let ssml = files
+            .say_source(" <speak>hi</speak>", Some("de-DE"), Some("v2"))
+            .unwrap();
+        let body = |s: &str| -> serde_json::Value {
+            serde_json::from_str(s.strip_prefix(SAY).unwrap()).unwrap()
+        };
+        assert_eq!(
+            body(&text),
+            serde_json::json!({"language": "en-GB", "voice": "v1", "type": "text", "text": "hi"})
+        );
+        assert_eq!(body(&ssml)["type"], "ssml");
+        assert_eq!(body(&ssml)["language"], "de-DE");
+        // Never taken for a path or URL.
+        assert!(text.starts_with('\0'));
     }
 }

@@ -7,8 +7,9 @@
 //! played into the leg one after the other, `loop` times), `pause`, `gather` of DTMF keys
 //! (numDigits, finishOnKey, timeout; a nested `play` prompt while the keys are collected; its
 //! actionHook is POSTed `{digits, reason}` and its verbs replace the rest of the screening app)
-//! and `hangup`. `say` needs a speech synthesizer, which this build has not: it is skipped with an
-//! error line, as are other verbs and malformed ones. The app running out with the callee still
+//! and `hangup`. `say` (a verb or a gather's prompt) is played like a file of synthesised speech
+//! when a synthesizer is configured (`[speech] tts_url`), else skipped with an error line, as
+//! are other verbs and malformed ones. The app running out with the callee still
 //! there confirms the fork; `hangup`, a failed hook or the callee's BYE decline it.
 
 use std::collections::VecDeque;
@@ -20,9 +21,10 @@ use ::media::api::{Command as MediaCommand, LegId};
 use super::music::FileUse;
 use super::{Call, Core, DialRun, HookPurpose, Leg, Step};
 use crate::dial::{Event as DialEvent, ForkId};
-use crate::media_files::MediaFileError;
+use crate::media_files::{MediaFileError, MediaFiles};
 use crate::payload::{CallInfo, CallSid};
 use crate::verbs::{self, Gather, Play, Verb};
+use serde_json::Value;
 
 /// One fork's screening app
 pub(in crate::b2bua) struct Screening {
@@ -130,10 +132,40 @@ pub(super) fn parse_app(fork: CallSid, text: &str) -> Result<Vec<Verb>, String> 
     Ok(verbs)
 }
 
-/// `say` (a verb or a gather's prompt): nothing to speak with.
-fn no_synthesizer(fork: CallSid, what: &str) {
-    tracing::error!(call_sid = %fork, what,
-        "screening app: no speech synthesizer is configured, say skipped");
+/// `say` (a verb or a gather's prompt) as a play of synthesised speech: `text` (one or a list),
+/// `synthesizer.language` / `.voice`, `loop`. `None` (with an error line) when there is no
+/// synthesizer or no text.
+fn say_prompt(files: &MediaFiles, fork: CallSid, say: &Value) -> Option<Play> {
+    let texts: Vec<&str> = match &say["text"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if texts.iter().all(|t| t.trim().is_empty()) {
+        tracing::error!(call_sid = %fork, "screening app: say without text, skipped");
+        return None;
+    }
+    let synth = &say["synthesizer"];
+    let (language, voice) = (synth["language"].as_str(), synth["voice"].as_str());
+    let url = texts
+        .iter()
+        .map(|t| files.say_source(t, language, voice))
+        .collect::<Option<Vec<_>>>();
+    let Some(url) = url else {
+        tracing::error!(call_sid = %fork,
+            "screening app: no speech synthesizer is configured ([speech] tts_url), say skipped");
+        return None;
+    };
+    Some(Play {
+        id: None,
+        url,
+        loop_count: match &say["loop"] {
+            Value::Number(n) => n.as_u64().map_or(1, |n| n.min(u64::from(u32::MAX)) as u32),
+            Value::String(s) if s == "forever" => 0,
+            _ => 1,
+        },
+        early_media: false,
+    })
 }
 
 impl Core {
@@ -500,10 +532,13 @@ impl Core {
                         tracing::warn!(call_sid = %sid, input = %other,
                             "screening gather: only digits are collected, input ignored");
                     }
-                    if g.say.take().is_some() {
-                        no_synthesizer(sid, "gather prompt");
-                    }
-                    let prompt = g.play.take().map(|p| self.start_prompt(call, sid, s, p));
+                    // A gather has one prompt: its play, else its say.
+                    let said = g.say.take();
+                    let play = g
+                        .play
+                        .take()
+                        .or_else(|| said.and_then(|v| say_prompt(&self.svc.media_files, sid, &v)));
+                    let prompt = play.map(|p| self.start_prompt(call, sid, s, p));
                     let deadline = prompt
                         .is_none()
                         .then(|| now + Duration::from_secs(g.timeout.into()));
@@ -523,8 +558,11 @@ impl Core {
                         by_callee: false,
                     });
                 }
-                Some(Verb::Unsupported { name, .. }) if name == "say" => {
-                    no_synthesizer(sid, "say verb");
+                Some(Verb::Unsupported { name, json }) if name == "say" => {
+                    if let Some(p) = say_prompt(&self.svc.media_files, sid, &json) {
+                        s.state = State::Play(self.start_prompt(call, sid, s, p));
+                        return None;
+                    }
                 }
                 Some(other) => {
                     tracing::error!(call_sid = %sid, verb = other.name(),

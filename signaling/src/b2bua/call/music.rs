@@ -264,14 +264,21 @@ impl Core {
             DubAction::AddTrack => post(self, MediaDub::AddTrack),
             DubAction::RemoveTrack => post(self, MediaDub::RemoveTrack),
             DubAction::SilenceTrack => post(self, MediaDub::Silence),
-            DubAction::PlayOnTrack => {}
-            DubAction::SayOnTrack => {
-                tracing::error!(call_sid = %call.sid, track = %d.track,
-                    "dub sayOnTrack: no speech synthesizer is configured, nothing played");
-                return;
-            }
+            DubAction::PlayOnTrack | DubAction::SayOnTrack => {}
         }
-        if let Some(DubSource::Play(source)) = d.source {
+        let source = match d.source {
+            Some(DubSource::Play(url)) => Some(url),
+            Some(DubSource::Say(text)) => {
+                let said = self.svc.media_files.say_source(&text, None, None);
+                if said.is_none() {
+                    tracing::error!(call_sid = %call.sid, track = %d.track,
+                        "dub sayOnTrack: no speech synthesizer is configured ([speech] tts_url), nothing played");
+                }
+                said
+            }
+            None => None,
+        };
+        if let Some(source) = source {
             let usage = FileUse::Dub {
                 track,
                 looped: d.looped,

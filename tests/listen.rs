@@ -487,12 +487,27 @@ fn listen_status_pauses_and_resumes() {
     serve.finish(&mut [&mut caller, &mut callee]);
 }
 
-/// transcribe: the fake vendor checks jambonz's `start` message and the audio, answers an
-/// interim and a final transcript while audio flows and one more after `stop`; each reaches the
-/// transcriptionHook in jambonz's shape.
+/// What a fake vendor heard: the tone that dominates the audio so far.
+fn heard(c: &Conn) -> &'static str {
+    let pcm: Vec<i16> = c
+        .frames
+        .iter()
+        .flat_map(|(_, b)| b.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])))
+        .collect();
+    if tone_amplitude(&pcm, CALLER_HZ) > tone_amplitude(&pcm, CALLEE_HZ) {
+        "caller tone"
+    } else {
+        "callee tone"
+    }
+}
+
+/// transcribe nested in dial, as jambonz does it: one vendor connection per party (caller
+/// channel 1, callee channel 2). The fake vendor checks jambonz's `start` message, answers an
+/// interim and a final transcript naming the tone it hears while audio flows, and one more
+/// after `stop`; each reaches the transcriptionHook in jambonz's shape, tagged with its channel.
 #[test]
-fn transcribe_posts_each_transcript() {
-    let transcription = |final_: bool, text: &str| {
+fn transcribe_posts_each_partys_transcripts_with_its_channel() {
+    let transcription = |final_: bool, text: String| {
         Message::text(
             json!({"type": "transcription", "is_final": final_, "language": "en-GB",
                 "alternatives": [{"transcript": text, "confidence": 0.9}]})
@@ -507,15 +522,18 @@ fn transcribe_posts_each_transcript() {
                 Message::Binary(b) => {
                     let before = c.bytes() - b.len();
                     if before < second && c.bytes() >= second {
-                        (vec![transcription(false, "hello")], false)
+                        (vec![transcription(false, heard(c).into())], false)
                     } else if before < 2 * second && c.bytes() >= 2 * second {
-                        (vec![transcription(true, "hello world")], false)
+                        (
+                            vec![transcription(true, format!("{} final", heard(c)))],
+                            false,
+                        )
                     } else {
                         (Vec::new(), false)
                     }
                 }
                 Message::Text(t) if t.contains("\"stop\"") => {
-                    (vec![transcription(true, "goodbye")], true)
+                    (vec![transcription(true, "goodbye".into())], true)
                 }
                 _ => (Vec::new(), false),
             }
@@ -539,54 +557,125 @@ fn transcribe_posts_each_transcript() {
                 }}),
             )
         });
-    let conn = stt.wait("the vendor's close", Duration::from_secs(15), |c| c.closed);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(stt.conns().len() == 2 && stt.conns().iter().all(|c| c.closed)) {
+        assert!(
+            Instant::now() < deadline,
+            "two vendor connections, both closed: {:?}",
+            stt.conns().iter().map(|c| c.closed).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     serve.finish(&mut [&mut caller, &mut callee]);
-    assert_eq!(conn.header("authorization"), Some("Bearer stt-key"));
-    let start: Value = serde_json::from_str(&conn.texts[0]).expect("start JSON");
-    assert_eq!(start["type"], "start", "{start}");
-    assert_eq!(start["language"], "en-GB", "{start}");
-    assert_eq!(start["format"], "raw", "{start}");
-    assert_eq!(start["encoding"], "LINEAR16", "{start}");
-    assert_eq!(start["sampleRateHz"], 8000, "{start}");
-    assert_eq!(start["interimResults"], true, "{start}");
-    assert_eq!(
-        conn.texts.last().map(String::as_str),
-        Some(r#"{"type":"stop"}"#)
-    );
-    // The caller's tone, 8 kHz L16.
-    let (first, _) = conn.frames[0];
-    let pcm = conn.samples_between(
-        first + Duration::from_millis(800),
-        first + Duration::from_millis(1800),
-    );
-    assert!(
-        tone_amplitude(&pcm, CALLER_HZ) > 0.35,
-        "{}",
-        tone_amplitude(&pcm, CALLER_HZ)
-    );
-    assert!(conn.bytes() > 2 * 8000 * 2, "{} bytes", conn.bytes());
-    let posted = hooks.wait("/transcript", "three transcripts", HOOK_WAIT, |h| {
-        h.len() >= 3
+    let mut tones = Vec::new();
+    for conn in stt.conns() {
+        assert_eq!(conn.header("authorization"), Some("Bearer stt-key"));
+        let start: Value = serde_json::from_str(&conn.texts[0]).expect("start JSON");
+        assert_eq!(start["type"], "start", "{start}");
+        assert_eq!(start["language"], "en-GB", "{start}");
+        assert_eq!(start["format"], "raw", "{start}");
+        assert_eq!(start["encoding"], "LINEAR16", "{start}");
+        assert_eq!(start["sampleRateHz"], 8000, "{start}");
+        assert_eq!(start["interimResults"], true, "{start}");
+        assert_eq!(
+            conn.texts.last().map(String::as_str),
+            Some(r#"{"type":"stop"}"#)
+        );
+        assert!(conn.bytes() > 2 * 8000 * 2, "{} bytes", conn.bytes());
+        // Each connection carries one party alone, 8 kHz L16.
+        let (first, _) = conn.frames[0];
+        let pcm = conn.samples_between(
+            first + Duration::from_millis(800),
+            first + Duration::from_millis(1800),
+        );
+        let (caller_amp, callee_amp) = (
+            tone_amplitude(&pcm, CALLER_HZ),
+            tone_amplitude(&pcm, CALLEE_HZ),
+        );
+        let (mine, other) = (caller_amp.max(callee_amp), caller_amp.min(callee_amp));
+        assert!(mine > 0.35 && other < 0.05, "{caller_amp} {callee_amp}");
+        tones.push(heard(&conn));
+    }
+    tones.sort_unstable();
+    assert_eq!(tones, ["callee tone", "caller tone"]);
+    let posted = hooks.wait("/transcript", "six transcripts", HOOK_WAIT, |h| {
+        h.len() >= 6
     });
-    let said: Vec<(&str, bool)> = posted
-        .iter()
-        .map(|h| {
-            let s = &h.json["speech"];
-            (
-                s["alternatives"][0]["transcript"].as_str().unwrap_or(""),
-                s["is_final"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
-    assert_eq!(
-        said,
-        [("hello", false), ("hello world", true), ("goodbye", true)]
+    let said = |tag: u64| -> Vec<(String, bool)> {
+        posted
+            .iter()
+            .map(|h| &h.json["speech"])
+            .filter(|s| s["channel_tag"] == tag)
+            .map(|s| {
+                (
+                    s["alternatives"][0]["transcript"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    s["is_final"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let expect = |who: &str| {
+        vec![
+            (who.to_string(), false),
+            (format!("{who} final"), true),
+            ("goodbye".to_string(), true),
+        ]
+    };
+    assert_eq!(said(1), expect("caller tone"), "channel 1 is the caller");
+    assert_eq!(said(2), expect("callee tone"), "channel 2 is the callee");
+    for h in &posted {
+        let h = &h.json;
+        assert_eq!(h["speech"]["language_code"], "en-GB", "{h}");
+        assert_eq!(h["speech"]["alternatives"][0]["confidence"], 0.9, "{h}");
+        assert_eq!(h["to"], CALLED, "{h}");
+        assert_eq!(h["direction"], "inbound", "the caller's call info: {h}");
+        assert_eq!(h["call_sid"], posted[0].json["call_sid"], "{h}");
+    }
+}
+
+/// `channel: 2` transcribes the callee alone.
+#[test]
+fn transcribe_channel_2_takes_the_callee_only() {
+    let stt = WsServer::start(
+        None,
+        Arc::new(|c: &Conn, m: &Message| match m {
+            Message::Text(t) if t.contains("\"stop\"") => (
+                vec![Message::text(
+                    json!({"type": "transcription", "is_final": true,
+                        "alternatives": [{"transcript": heard(c)}]})
+                    .to_string(),
+                )],
+                true,
+            ),
+            _ => (Vec::new(), false),
+        }),
     );
-    let h = &posted[0].json;
-    assert_eq!(h["speech"]["language_code"], "en-GB", "{h}");
-    assert_eq!(h["speech"]["alternatives"][0]["confidence"], 0.9, "{h}");
-    assert_eq!(h["to"], CALLED, "{h}");
-    assert!(h["call_sid"].is_string(), "{h}");
+    let cfg = config(
+        "listen-transcribe-ch2",
+        &format!("[speech]\nstt_url = \"{}\"\n", stt.url("/stt")),
+    );
+    let cfg = cfg.to_string_lossy().to_string();
+    let (hooks, serve, mut caller, mut callee) = call(
+        "listen-transcribe-ch2",
+        2000,
+        &["--config", &cfg],
+        |callee| {
+            dial(
+                &[sip_target(&callee.uri("bob"))],
+                json!({"transcribe": {"transcriptionHook": "/transcript", "channel": 2}}),
+            )
+        },
+    );
+    stt.wait("the vendor's close", Duration::from_secs(15), |c| c.closed);
+    serve.finish(&mut [&mut caller, &mut callee]);
+    let posted = hooks.wait("/transcript", "a transcript", HOOK_WAIT, |h| !h.is_empty());
+    assert_eq!(stt.conns().len(), 1, "one connection");
+    let s = &posted[0].json["speech"];
+    assert_eq!(s["channel_tag"], 2, "{s}");
+    assert_eq!(s["alternatives"][0]["transcript"], "callee tone", "{s}");
 }
 
 /// `maxLength` ends the stream (the websocket closes, the actionHook is posted) while the call

@@ -262,6 +262,8 @@ pub struct SttStart {
     pub sample_rate: u32,
     /// Vendor options passed through.
     pub options: Map<String, Value>,
+    /// The channel this stream carries (1 caller, 2 callee): each transcript is tagged with it.
+    pub channel: u32,
 }
 
 /// One `transcription` message of the vendor
@@ -276,9 +278,6 @@ pub struct Transcript {
     /// The language the vendor heard, if it says.
     #[serde(default)]
     pub language: Option<String>,
-    /// The channel the vendor names, if any.
-    #[serde(default)]
-    pub channel: Option<u32>,
 }
 
 /// One candidate transcript
@@ -291,12 +290,13 @@ pub struct Alternative {
     pub confidence: Option<f64>,
 }
 
-/// Runs a transcription stream; each transcript goes to `out` as it arrives.
+/// Runs a transcription stream; each transcript goes to `out` as it arrives, with the stream's
+/// channel.
 pub async fn transcribe(
     target: Target,
     start: SttStart,
     mut feed: Feed,
-    out: mpsc::UnboundedSender<Transcript>,
+    out: mpsc::UnboundedSender<(u32, Transcript)>,
 ) -> End {
     let mut ws = match connect(&target).await {
         Ok(ws) => ws,
@@ -332,7 +332,7 @@ pub async fn transcribe(
                 Some(Control::Dtmf { .. }) => {}
                 None => break End::Stopped,
             },
-            m = ws.next() => if let Some(end) = vendor_message(m, &out) {
+            m = ws.next() => if let Some(end) = vendor_message(m, start.channel, &out) {
                 break end;
             },
         }
@@ -342,7 +342,8 @@ pub async fn transcribe(
     }
     // The vendor closes once it has sent its last results.
     if ws.send(Message::text(r#"{"type":"stop"}"#)).await.is_ok() {
-        let drain = async { while vendor_message(ws.next().await, &out).is_none() {} };
+        let drain =
+            async { while vendor_message(ws.next().await, start.channel, &out).is_none() {} };
         let _ = tokio::time::timeout(STOP_GRACE, drain).await;
     }
     let _ = tokio::time::timeout(STOP_GRACE, ws.close(None)).await;
@@ -352,7 +353,8 @@ pub async fn transcribe(
 /// Handles one message from the vendor; `Some` when the websocket is over.
 fn vendor_message(
     m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    out: &mpsc::UnboundedSender<Transcript>,
+    channel: u32,
+    out: &mpsc::UnboundedSender<(u32, Transcript)>,
 ) -> Option<End> {
     match m {
         Some(Ok(Message::Text(t))) => {
@@ -366,7 +368,7 @@ fn vendor_message(
             match serde_json::from_str::<Typed>(&t) {
                 Ok(m) if m.kind == "transcription" => match serde_json::from_str(&t) {
                     Ok(tr) => {
-                        let _ = out.send(tr);
+                        let _ = out.send((channel, tr));
                     }
                     Err(e) => tracing::warn!(error = %e, "bad transcription message"),
                 },

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::call::Call;
+use super::call::{Call, FORK_LEG};
 use super::{Core, unix_now};
 use crate::payload::CallInfo;
 use crate::rest::ListenStatus;
@@ -92,18 +92,19 @@ impl Core {
         if let Some(l) = &verb.listen {
             self.start_listen(call, l);
             if let Some(t) = &l.transcribe {
-                self.start_transcribe(call, t);
+                self.start_transcribe(call, t, false);
             }
         }
         if let Some(t) = &verb.transcribe {
-            self.start_transcribe(call, t);
+            self.start_transcribe(call, t, true);
         }
     }
 
-    /// Forks the caller's leg for a stream: what its task needs, and its control sender.
+    /// Forks `leg` for a stream: what its task needs, and its control sender.
     fn open(
         &mut self,
         call: &Call,
+        leg: LegId,
         mix: ForkMix,
         sample_rate: u32,
     ) -> (Env, Feed, mpsc::UnboundedSender<Control>) {
@@ -112,7 +113,7 @@ impl Core {
         let frames = self.taps.open(fork);
         self.post_media(MediaCommand::ForkAudio {
             call_id: call_id.clone(),
-            leg: LegId(0),
+            leg,
             fork,
             mix,
             sample_rate,
@@ -160,7 +161,7 @@ impl Core {
             // The caller's keys (RFC 4733 and in-band) come as media digit events.
             self.tap_dtmf(call, LegId(0), super::call::TapUser::Listen, true);
         }
-        let (env, feed, control) = self.open(call, mix, rate);
+        let (env, feed, control) = self.open(call, LegId(0), mix, rate);
         call.streams.listen.push(control);
         let hook = l.action_hook.clone();
         let info = call.info.clone();
@@ -183,7 +184,11 @@ impl Core {
         });
     }
 
-    fn start_transcribe(&mut self, call: &mut Call, t: &Transcribe) {
+    /// Transcribes the channels `t` asks for, one vendor connection per channel as jambonz
+    /// runs one recognition session per leg: a nested transcribe of a dial takes both (caller
+    /// 1, callee 2) unless it names a `channel` or sets `separateRecognitionPerChannel: false`;
+    /// elsewhere (nested in listen) only the caller.
+    fn start_transcribe(&mut self, call: &mut Call, t: &Transcribe, in_dial: bool) {
         let speech = &call.config.speech;
         let Some(url) = speech.stt_url.clone() else {
             tracing::warn!(call_sid = %call.sid, "transcribe: no [speech] stt_url configured");
@@ -210,29 +215,55 @@ impl Core {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
+            channel: 1,
         };
         let target = Target {
             url,
             authorization: speech.stt_api_key.as_ref().map(|k| format!("Bearer {k}")),
             subprotocol: None,
         };
-        let (env, feed, control) = self.open(call, ForkMix::Received, STT_RATE);
-        call.streams.transcribe.push(control);
-        let (out, mut transcripts) = mpsc::unbounded_channel::<Transcript>();
-        let info = call.info.clone();
+        let separate = recognizer
+            .get("separateRecognitionPerChannel")
+            .and_then(Value::as_bool);
+        let (out, mut transcripts) = mpsc::unbounded_channel::<(u32, Transcript)>();
         let sid = call.sid;
-        let language = start.language.clone();
-        // Transcripts are posted in order, on a task of their own so a slow hook never holds
-        // up the audio.
-        let webhooks = env.webhooks.clone();
-        let base = env.base.clone();
+        for channel in transcribed_channels(in_dial, t.channel, separate) {
+            let leg = if channel == 1 { LegId(0) } else { FORK_LEG };
+            let (env, feed, control) = self.open(call, leg, ForkMix::Received, STT_RATE);
+            call.streams.transcribe.push(control);
+            let (target, start, out) = (
+                target.clone(),
+                SttStart {
+                    channel,
+                    ..start.clone()
+                },
+                out.clone(),
+            );
+            tokio::spawn(async move {
+                let end = stream::transcribe(target, start, feed, out).await;
+                env.close();
+                match &end {
+                    End::Failed(why) => {
+                        tracing::warn!(call_sid = %sid, channel, %why, "transcription failed");
+                    }
+                    e => tracing::info!(call_sid = %sid, channel, end = ?e, "transcription ended"),
+                }
+            });
+        }
+        drop(out);
+        let info = call.info.clone();
+        let language = start.language;
+        // Transcripts of both channels are posted in order, on a task of their own so a slow
+        // hook never holds up the audio. Both carry the caller's call info, as jambonz's do.
+        let webhooks = self.svc.webhooks.clone();
+        let base = call.hook_base.clone();
         tokio::spawn(async move {
-            while let Some(tr) = transcripts.recv().await {
+            while let Some((channel, tr)) = transcripts.recv().await {
                 let payload = TranscriptionPayload {
                     call: info.clone(),
                     speech: Speech {
                         language_code: tr.language.unwrap_or_else(|| language.clone()),
-                        channel_tag: tr.channel.unwrap_or(1),
+                        channel_tag: channel,
                         is_final: tr.is_final,
                         alternatives: tr.alternatives,
                     },
@@ -245,14 +276,15 @@ impl Core {
                 }
             }
         });
-        tokio::spawn(async move {
-            let end = stream::transcribe(target, start, feed, out).await;
-            env.close();
-            match &end {
-                End::Failed(why) => tracing::warn!(call_sid = %sid, %why, "transcription failed"),
-                e => tracing::info!(call_sid = %sid, end = ?e, "transcription ended"),
-            }
-        });
+    }
+}
+
+/// The channels a transcribe streams (jambonz's rule; see [`Core::start_transcribe`]).
+fn transcribed_channels(in_dial: bool, channel: Option<u32>, separate: Option<bool>) -> Vec<u32> {
+    match channel {
+        Some(c @ (1 | 2)) if in_dial => vec![c],
+        _ if in_dial && separate != Some(false) => vec![1, 2],
+        _ => vec![1],
     }
 }
 
@@ -325,6 +357,17 @@ mod tests {
         assert_eq!(camel("call_sid"), "callSid");
         assert_eq!(camel("local_sip_address"), "localSipAddress");
         assert_eq!(camel("from"), "from");
+    }
+
+    #[test]
+    fn a_dial_transcribes_both_channels_unless_told_otherwise() {
+        assert_eq!(transcribed_channels(true, None, None), [1, 2]);
+        assert_eq!(transcribed_channels(true, None, Some(true)), [1, 2]);
+        assert_eq!(transcribed_channels(true, None, Some(false)), [1]);
+        assert_eq!(transcribed_channels(true, Some(2), None), [2]);
+        assert_eq!(transcribed_channels(true, Some(1), Some(true)), [1]);
+        assert_eq!(transcribed_channels(false, None, None), [1]);
+        assert_eq!(transcribed_channels(false, Some(2), None), [1]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `listen`: one text frame of metadata, then binary frames of L16 (16-bit little-endian
 //!   PCM) at the stream's rate, interleaved left/right in stereo; paused or resumed by
 //!   [`Control`], ended by `maxLength`, by the far end, or when its [`Control`] sender drops.
+//!   With `bidirectionalAudio`, what the far end sends back goes to its [`Playback`].
 //! - `transcribe`: a `start` message (language, `LINEAR16`, `sampleRateHz`, interimResults),
 //!   binary L16, a `stop` message at the end; the vendor's `transcription` messages come back
 //!   as [`Transcript`]s until it closes (or a grace period passes).
@@ -27,6 +28,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::playback::{Playback, Verdict};
 
 /// Frames waiting for a stream's websocket (5 s of 20 ms frames); more are dropped.
 const FRAME_QUEUE: usize = 250;
@@ -107,6 +110,8 @@ pub enum End {
     FinishKey,
     /// The far end closed the websocket.
     Closed,
+    /// The far end sent `disconnect` (bidirectional audio).
+    Disconnect,
     /// The websocket could not be opened or broke (why).
     Failed(String),
 }
@@ -201,8 +206,15 @@ pub struct ListenOptions {
     pub finish_on_key: Option<char>,
 }
 
-/// Runs a listen stream: `metadata` as the first text frame, then the frames.
-pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut feed: Feed) -> End {
+/// Runs a listen stream: `metadata` as the first text frame, then the frames; with
+/// `playback`, audio and commands from the far end play into the call.
+pub async fn listen(
+    target: Target,
+    metadata: Value,
+    opts: ListenOptions,
+    mut feed: Feed,
+    mut playback: Option<Playback>,
+) -> End {
     let mut ws = match connect(&target).await {
         Ok(ws) => ws,
         Err(e) => return End::Failed(e),
@@ -237,11 +249,33 @@ pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut fe
                 None => break End::Stopped,
             },
             m = ws.next() => match m {
-                // Text from the far end (bidirectional audio commands) is not acted on.
                 Some(Ok(Message::Close(_))) | None => break End::Closed,
+                Some(Ok(Message::Text(t))) => if let Some(p) = &mut playback {
+                    let mut replies = Vec::new();
+                    let verdict = p.text(tokio::time::Instant::now(), &t, &mut replies);
+                    if let Err(e) = send_all(&mut ws, replies).await {
+                        break End::Failed(e);
+                    }
+                    if verdict == Verdict::Disconnect {
+                        break End::Disconnect;
+                    }
+                },
+                Some(Ok(Message::Binary(b))) => if let Some(p) = &mut playback {
+                    p.binary(tokio::time::Instant::now(), &b);
+                },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break End::Failed(e.to_string()),
             },
+            _ = sleep_until(playback.as_ref().and_then(Playback::next_due)),
+                if playback.as_ref().is_some_and(|p| p.next_due().is_some()) => {
+                if let Some(p) = &mut playback {
+                    let mut replies = Vec::new();
+                    p.due(tokio::time::Instant::now(), &mut replies);
+                    if let Err(e) = send_all(&mut ws, replies).await {
+                        break End::Failed(e);
+                    }
+                }
+            }
             _ = sleep_until(deadline), if deadline.is_some() => break End::MaxLength,
         }
     };
@@ -249,6 +283,16 @@ pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut fe
         let _ = tokio::time::timeout(STOP_GRACE, ws.close(None)).await;
     }
     end
+}
+
+/// Sends each of `replies` as a text frame.
+async fn send_all(ws: &mut Ws, replies: Vec<Value>) -> Result<(), String> {
+    for r in replies {
+        ws.send(Message::text(r.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The custom speech vendor's `start` message settings

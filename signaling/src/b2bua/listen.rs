@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use media::api::{Command as MediaCommand, ForkId, ForkMix, LegId, MediaControl};
+use media::api::{
+    Command as MediaCommand, DubAction as MediaDub, ForkId, ForkMix, LegId, MediaControl, TrackId,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use super::call::{Call, FORK_LEG};
 use super::{Core, unix_now};
 use crate::payload::CallInfo;
+use crate::playback::{BidiOptions, Out, Playback};
 use crate::rest::ListenStatus;
 use crate::stream::{
     self, Alternative, Control, End, Feed, ListenOptions, SttStart, Taps, Target, Transcript,
@@ -163,11 +166,12 @@ impl Core {
         }
         let (env, feed, control) = self.open(call, LegId(0), mix, rate);
         call.streams.listen.push(control);
+        let playback = bidi_options(l).and_then(|opts| self.playback(call, env.fork, opts));
         let hook = l.action_hook.clone();
         let info = call.info.clone();
         let sid = call.sid;
         tokio::spawn(async move {
-            let end = stream::listen(target, metadata, opts, feed).await;
+            let end = stream::listen(target, metadata, opts, feed, playback).await;
             env.close();
             match &end {
                 End::Failed(why) => tracing::warn!(call_sid = %sid, %why, "listen stream failed"),
@@ -182,6 +186,53 @@ impl Core {
                 tracing::warn!(call_sid = %sid, error = %e, "listen actionHook failed");
             }
         });
+    }
+
+    /// Audio back from a listen's websocket plays to the caller (jambonz plays it on the
+    /// endpoint the listen forks, the caller's) on a dub track of its own, mixed over the
+    /// callee. The track is added with the first audio (an idle leg stays idle in media) and
+    /// removed when the stream ends. `None` when the rate cannot be converted.
+    fn playback(&self, call: &Call, fork: ForkId, opts: BidiOptions) -> Option<Playback> {
+        let call_id = call.media_id();
+        let track = TrackId(fork.0);
+        let media = self.svc.media.clone();
+        let mut added = false;
+        let sink = Box::new(move |out| {
+            let actions = match out {
+                Out::Append(samples) => {
+                    let append = MediaDub::Append {
+                        samples,
+                        gain_db: 0,
+                    };
+                    if std::mem::replace(&mut added, true) {
+                        vec![append]
+                    } else {
+                        vec![MediaDub::AddTrack, append]
+                    }
+                }
+                Out::Flush if added => vec![MediaDub::Silence],
+                Out::End if added => vec![MediaDub::RemoveTrack],
+                Out::Flush | Out::End => Vec::new(),
+            };
+            let commands: Vec<_> = actions
+                .into_iter()
+                .map(|action| MediaCommand::Dub {
+                    call_id: call_id.clone(),
+                    leg: LegId(0),
+                    track,
+                    action,
+                })
+                .collect();
+            if !commands.is_empty() {
+                media.post(commands);
+            }
+        });
+        let playback = Playback::new(opts, sink);
+        if playback.is_none() {
+            tracing::warn!(call_sid = %call.sid, rate = opts.sample_rate,
+                "listen: bidirectionalAudio sampleRate not supported; audio back not played");
+        }
+        playback
     }
 
     /// Transcribes the channels `t` asks for, one vendor connection per channel as jambonz
@@ -277,6 +328,23 @@ impl Core {
             }
         });
     }
+}
+
+/// `bidirectionalAudio` as jambonz reads it: on unless `enabled: false` or
+/// `disableBidirectionalAudio`; clips unless `streaming`; streamed at 8 kHz unless told.
+fn bidi_options(l: &Listen) -> Option<BidiOptions> {
+    let b = l.bidirectional_audio.unwrap_or(verbs::BidirectionalAudio {
+        enabled: None,
+        streaming: None,
+        sample_rate: None,
+    });
+    if l.disable_bidirectional_audio == Some(true) || b.enabled == Some(false) {
+        return None;
+    }
+    Some(BidiOptions {
+        streaming: b.streaming.unwrap_or(false),
+        sample_rate: b.sample_rate.unwrap_or(8000),
+    })
 }
 
 /// The channels a transcribe streams (jambonz's rule; see [`Core::start_transcribe`]).

@@ -754,3 +754,300 @@ fn keys_are_passed_and_finish_on_key_ends_the_stream() {
     );
     serve.finish(&mut [&mut caller, &mut callee]);
 }
+
+/// Tones the listen server plays back (neither party's).
+const BACK_HZ: f32 = 700.0;
+const BACK2_HZ: f32 = 1700.0;
+
+/// `ms` of `freq` Hz at `rate` as L16 bytes, peak 0.3, starting at sample `from` (so pieces
+/// join without a phase jump).
+fn l16_tone(rate: u32, freq: f32, from: usize, samples: usize) -> Vec<u8> {
+    (from..from + samples)
+        .flat_map(|i| {
+            let t = i as f32 / rate as f32;
+            let s = (0.3 * 32767.0 * (2.0 * std::f32::consts::PI * freq * t).sin()) as i16;
+            s.to_le_bytes()
+        })
+        .collect()
+}
+
+fn play_audio(rate: u32, freq: f32, ms: usize) -> Message {
+    use base64::Engine;
+    let pcm = l16_tone(rate, freq, 0, rate as usize * ms / 1000);
+    Message::text(
+        json!({"type": "playAudio", "data": {"audioContentType": "raw",
+            "sampleRate": rate, "audioContent": base64::engine::general_purpose::STANDARD.encode(pcm)}})
+        .to_string(),
+    )
+}
+
+fn command(v: Value) -> Message {
+    Message::text(v.to_string())
+}
+
+/// A call whose caller is the test's own UDP socket (it hears what dialplane sends it) and
+/// whose callee plays the callee's tone; the peer collects for `hold_ms` + 1 s.
+fn call_with_peer(
+    name: &str,
+    hold_ms: u64,
+    verbs: impl Fn(&Sipp) -> Value,
+) -> (Vec<common::rtp::Received>, Serve) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("listen-{name}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let answer = pcap_scenario_of(
+        &dir,
+        "callee",
+        &root.join("tests/rtp_tools/play.xml"),
+        &tone_with_keys(CALLEE_HZ, hold_ms as u32 + 3000, ""),
+    );
+    let mut callee = Sipp::callee(
+        &format!("listen-{name}-callee"),
+        Run {
+            scenario: &answer,
+            calls: 1,
+            pause_ms: 0,
+            extra: &[],
+        },
+    );
+    let (_hooks, serve) = serve_with_app_and(name, verbs(&callee), &[]);
+    let peer = common::rtp::RtpPeer::bind();
+    let port = peer.port().to_string();
+    let mut caller = Sipp::caller(
+        &format!("listen-{name}-caller"),
+        serve.sip,
+        Run {
+            scenario: &root.join("tests/music/caller.xml"),
+            calls: 1,
+            pause_ms: hold_ms,
+            extra: &["-s", CALLED, "-key", "rtp_port", &port],
+        },
+    );
+    let packets = peer.receive_for(Duration::from_millis(hold_ms + 1000));
+    serve.finish(&mut [&mut caller, &mut callee]);
+    (packets, serve)
+}
+
+/// Amplitude of `freq` in what the peer received in `[from, to)`.
+fn heard_between(packets: &[common::rtp::Received], from: Instant, to: Instant, freq: f32) -> f32 {
+    let window: Vec<_> = packets
+        .iter()
+        .filter(|p| p.at >= from && p.at < to)
+        .cloned()
+        .collect();
+    tone_amplitude(&common::rtp::decode(&window), freq)
+}
+
+/// When each text the server got arrived, by content.
+type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
+
+fn seen_at(seen: &Seen, what: &str) -> Instant {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .find(|(_, t)| t.contains(what))
+        .unwrap_or_else(|| panic!("no {what} in {seen:?}"))
+        .0
+}
+
+/// bidirectionalAudio (clips): the server answers the metadata with a 1 s 700 Hz clip (raw L16
+/// at 16 kHz, base64) and a mark; the caller (who sends no audio: nothing but the server's
+/// replies drives this) hears it over the callee, the mark comes back once it has played
+/// (after playDone). Then a 1 s 1700 Hz clip and a 4 s one queued behind it: `killAudio`, sent
+/// when the first of them is done, stops the second and clears the mark queued after it.
+#[test]
+fn listen_plays_clips_back_to_the_caller_with_marks_and_kill() {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(move |c: &Conn, m: &Message| {
+            let Message::Text(t) = m else {
+                return (Vec::new(), false);
+            };
+            s.lock().unwrap().push((Instant::now(), t.to_string()));
+            let done = c.texts.iter().filter(|t| t.contains("playDone")).count();
+            if c.texts.len() == 1 {
+                let first = vec![
+                    play_audio(16000, BACK_HZ, 1000),
+                    command(json!({"type": "mark", "data": {"name": "first"}})),
+                ];
+                (first, false)
+            } else if t.contains("\"first\"") {
+                let two = vec![
+                    play_audio(8000, BACK2_HZ, 1000),
+                    play_audio(8000, BACK2_HZ, 4000),
+                    command(json!({"type": "mark", "data": {"name": "second"}})),
+                ];
+                (two, false)
+            } else if t.contains("playDone") && done == 2 {
+                s.lock()
+                    .unwrap()
+                    .push((Instant::now(), "killAudio sent".into()));
+                (vec![command(json!({"type": "killAudio"}))], false)
+            } else {
+                (Vec::new(), false)
+            }
+        }),
+    );
+    let url = ws.url("/audio");
+    let (packets, serve) = call_with_peer("listen-bidi-clips", 4500, |callee| {
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url, "bidirectionalAudio": {"enabled": true}}}),
+        )
+    });
+    let log = serve.log_tail();
+    let texts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    let first = seen_at(&seen, "\"first\"");
+    let killed = seen_at(&seen, "killAudio sent");
+    let ms = |t: Instant, ms: i64| {
+        if ms >= 0 {
+            t + Duration::from_millis(ms as u64)
+        } else {
+            t - Duration::from_millis((-ms) as u64)
+        }
+    };
+    // jambonz's replies, in order: the clip's end, its mark played, then (killAudio) the
+    // second mark cleared.
+    let events: Vec<Value> = texts[1..]
+        .iter()
+        .filter(|t| !t.contains("killAudio"))
+        .map(|t| serde_json::from_str(t).expect("JSON"))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!({"type": "playDone"}),
+            json!({"type": "mark", "data": {"name": "first", "event": "playout"}}),
+            json!({"type": "playDone"}),
+            json!({"type": "mark", "data": {"name": "second", "event": "cleared"}}),
+        ],
+        "{log}"
+    );
+    // The first clip played over the callee before its mark came back, and not after.
+    let clip1 = packets
+        .iter()
+        .filter(|p| tone_amplitude(&common::rtp::decode(std::slice::from_ref(p)), BACK_HZ) > 0.15)
+        .map(|p| p.at)
+        .collect::<Vec<_>>();
+    let (start1, end1) = (clip1[0], *clip1.last().expect("clip 1 heard"));
+    let played = end1.duration_since(start1).as_secs_f64();
+    assert!(
+        (0.85..1.15).contains(&played),
+        "clip 1 played {played:.2} s\n{log}"
+    );
+    assert!(
+        end1 <= ms(first, 30),
+        "the mark came {:?} before its audio ended",
+        end1.duration_since(first)
+    );
+    let during = heard_between(&packets, ms(first, -800), ms(first, -200), BACK_HZ);
+    assert!(during > 0.2, "clip 1 at {during}");
+    let callee = heard_between(&packets, ms(first, -800), ms(first, -200), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee under it at {callee}");
+    // The next clip plays from the mark; the one behind it until killAudio, then stops.
+    let clip2 = heard_between(&packets, ms(first, 200), ms(killed, -100), BACK2_HZ);
+    assert!(clip2 > 0.2, "clip 2 at {clip2}\n{log}");
+    let after = heard_between(&packets, ms(killed, 200), ms(killed, 1200), BACK2_HZ);
+    assert!(after < 0.02, "clip 2 after killAudio at {after}");
+    let callee = heard_between(&packets, ms(killed, 200), ms(killed, 1200), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee after killAudio at {callee}");
+}
+
+/// bidirectionalAudio streaming: the server answers the metadata with 1.5 s of a 700 Hz tone
+/// as 75 binary frames of L16 at 16 kHz (faster than real time, as a synthesizer sends; one
+/// frame split at an odd byte), then a mark; the caller hears the whole tone in order, the mark
+/// comes back after the last of it, and the bad frames sent first (broken JSON, a playAudio,
+/// which streaming ignores) change nothing.
+#[test]
+fn listen_streams_binary_audio_back_to_the_caller() {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(move |c: &Conn, m: &Message| {
+            let Message::Text(t) = m else {
+                return (Vec::new(), false);
+            };
+            s.lock().unwrap().push((Instant::now(), t.to_string()));
+            if c.texts.len() > 1 {
+                return (Vec::new(), false);
+            }
+            let mut out = vec![Message::text("{not json"), play_audio(8000, BACK2_HZ, 500)];
+            let per = 320;
+            for i in 0..75 {
+                let mut bytes = l16_tone(16000, BACK_HZ, i * per, per);
+                if i == 10 {
+                    let tail = bytes.split_off(301);
+                    out.push(Message::binary(bytes));
+                    bytes = tail;
+                }
+                out.push(Message::binary(bytes));
+            }
+            out.push(command(json!({"type": "mark", "data": {"name": "end"}})));
+            s.lock()
+                .unwrap()
+                .push((Instant::now(), "last frame sent".into()));
+            (out, false)
+        }),
+    );
+    let url = ws.url("/audio");
+    let (packets, serve) = call_with_peer("listen-bidi-stream", 3500, |callee| {
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url, "sampleRate": 8000,
+                "bidirectionalAudio": {"enabled": true, "streaming": true, "sampleRate": 16000}}}),
+        )
+    });
+    let log = serve.log_tail();
+    let end = seen_at(&seen, "\"end\"");
+    let last = seen_at(&seen, "last frame sent");
+    let mark: Value = serde_json::from_str(
+        &seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, t)| t.contains("\"end\""))
+            .expect("mark")
+            .1,
+    )
+    .expect("JSON");
+    assert_eq!(
+        mark,
+        json!({"type": "mark", "data": {"name": "end", "event": "playout"}})
+    );
+    let heard: Vec<Instant> = packets
+        .iter()
+        .filter(|p| tone_amplitude(&common::rtp::decode(std::slice::from_ref(p)), BACK_HZ) > 0.15)
+        .map(|p| p.at)
+        .collect();
+    let (start, stop) = (heard[0], *heard.last().expect("the stream heard"));
+    let played = stop.duration_since(start).as_secs_f64();
+    assert!(
+        (1.3..1.7).contains(&played),
+        "1.5 s streamed, {played:.2} s heard\n{log}"
+    );
+    assert!(
+        stop <= end + Duration::from_millis(30),
+        "the mark came before its audio ended"
+    );
+    assert!(end >= last, "the mark follows the audio");
+    let mid = start + Duration::from_millis(300);
+    let level = heard_between(&packets, mid, mid + Duration::from_millis(800), BACK_HZ);
+    assert!(
+        (0.2..0.4).contains(&level),
+        "700 Hz at {level} (0.3 sent)\n{log}"
+    );
+    let callee = heard_between(&packets, mid, mid + Duration::from_millis(800), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee under it at {callee}");
+    assert!(
+        serve
+            .log_text()
+            .contains("audio from the websocket dropped"),
+        "the bad frames are logged\n{log}"
+    );
+}

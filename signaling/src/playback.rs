@@ -417,7 +417,7 @@ mod tests {
             "not json",
             r#"{"type":"playAudio"}"#,
             r#"{"type":"playAudio","data":{"audioContentType":"raw","sampleRate":8000,"audioContent":"***"}}"#,
-            r#"{"type":"playAudio","data":{"audioContentType":"raw","sampleRate":11025,"audioContent":"AAAA"}}"#,
+            r#"{"type":"playAudio","data":{"audioContentType":"raw","sampleRate":7,"audioContent":"AAAA"}}"#,
             r#"{"type":"playAudio","data":{"audioContentType":"wav","audioContent":"AAAA"}}"#,
             r#"{"type":"playAudio","data":{"audioContentType":"mp4","audioContent":"AAAA"}}"#,
             r#"{"type":"nonsense"}"#,

@@ -487,12 +487,27 @@ fn listen_status_pauses_and_resumes() {
     serve.finish(&mut [&mut caller, &mut callee]);
 }
 
-/// transcribe: the fake vendor checks jambonz's `start` message and the audio, answers an
-/// interim and a final transcript while audio flows and one more after `stop`; each reaches the
-/// transcriptionHook in jambonz's shape.
+/// What a fake vendor heard: the tone that dominates the audio so far.
+fn heard(c: &Conn) -> &'static str {
+    let pcm: Vec<i16> = c
+        .frames
+        .iter()
+        .flat_map(|(_, b)| b.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])))
+        .collect();
+    if tone_amplitude(&pcm, CALLER_HZ) > tone_amplitude(&pcm, CALLEE_HZ) {
+        "caller tone"
+    } else {
+        "callee tone"
+    }
+}
+
+/// transcribe nested in dial, as jambonz does it: one vendor connection per party (caller
+/// channel 1, callee channel 2). The fake vendor checks jambonz's `start` message, answers an
+/// interim and a final transcript naming the tone it hears while audio flows, and one more
+/// after `stop`; each reaches the transcriptionHook in jambonz's shape, tagged with its channel.
 #[test]
-fn transcribe_posts_each_transcript() {
-    let transcription = |final_: bool, text: &str| {
+fn transcribe_posts_each_partys_transcripts_with_its_channel() {
+    let transcription = |final_: bool, text: String| {
         Message::text(
             json!({"type": "transcription", "is_final": final_, "language": "en-GB",
                 "alternatives": [{"transcript": text, "confidence": 0.9}]})
@@ -507,15 +522,18 @@ fn transcribe_posts_each_transcript() {
                 Message::Binary(b) => {
                     let before = c.bytes() - b.len();
                     if before < second && c.bytes() >= second {
-                        (vec![transcription(false, "hello")], false)
+                        (vec![transcription(false, heard(c).into())], false)
                     } else if before < 2 * second && c.bytes() >= 2 * second {
-                        (vec![transcription(true, "hello world")], false)
+                        (
+                            vec![transcription(true, format!("{} final", heard(c)))],
+                            false,
+                        )
                     } else {
                         (Vec::new(), false)
                     }
                 }
                 Message::Text(t) if t.contains("\"stop\"") => {
-                    (vec![transcription(true, "goodbye")], true)
+                    (vec![transcription(true, "goodbye".into())], true)
                 }
                 _ => (Vec::new(), false),
             }
@@ -539,54 +557,125 @@ fn transcribe_posts_each_transcript() {
                 }}),
             )
         });
-    let conn = stt.wait("the vendor's close", Duration::from_secs(15), |c| c.closed);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(stt.conns().len() == 2 && stt.conns().iter().all(|c| c.closed)) {
+        assert!(
+            Instant::now() < deadline,
+            "two vendor connections, both closed: {:?}",
+            stt.conns().iter().map(|c| c.closed).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     serve.finish(&mut [&mut caller, &mut callee]);
-    assert_eq!(conn.header("authorization"), Some("Bearer stt-key"));
-    let start: Value = serde_json::from_str(&conn.texts[0]).expect("start JSON");
-    assert_eq!(start["type"], "start", "{start}");
-    assert_eq!(start["language"], "en-GB", "{start}");
-    assert_eq!(start["format"], "raw", "{start}");
-    assert_eq!(start["encoding"], "LINEAR16", "{start}");
-    assert_eq!(start["sampleRateHz"], 8000, "{start}");
-    assert_eq!(start["interimResults"], true, "{start}");
-    assert_eq!(
-        conn.texts.last().map(String::as_str),
-        Some(r#"{"type":"stop"}"#)
-    );
-    // The caller's tone, 8 kHz L16.
-    let (first, _) = conn.frames[0];
-    let pcm = conn.samples_between(
-        first + Duration::from_millis(800),
-        first + Duration::from_millis(1800),
-    );
-    assert!(
-        tone_amplitude(&pcm, CALLER_HZ) > 0.35,
-        "{}",
-        tone_amplitude(&pcm, CALLER_HZ)
-    );
-    assert!(conn.bytes() > 2 * 8000 * 2, "{} bytes", conn.bytes());
-    let posted = hooks.wait("/transcript", "three transcripts", HOOK_WAIT, |h| {
-        h.len() >= 3
+    let mut tones = Vec::new();
+    for conn in stt.conns() {
+        assert_eq!(conn.header("authorization"), Some("Bearer stt-key"));
+        let start: Value = serde_json::from_str(&conn.texts[0]).expect("start JSON");
+        assert_eq!(start["type"], "start", "{start}");
+        assert_eq!(start["language"], "en-GB", "{start}");
+        assert_eq!(start["format"], "raw", "{start}");
+        assert_eq!(start["encoding"], "LINEAR16", "{start}");
+        assert_eq!(start["sampleRateHz"], 8000, "{start}");
+        assert_eq!(start["interimResults"], true, "{start}");
+        assert_eq!(
+            conn.texts.last().map(String::as_str),
+            Some(r#"{"type":"stop"}"#)
+        );
+        assert!(conn.bytes() > 2 * 8000 * 2, "{} bytes", conn.bytes());
+        // Each connection carries one party alone, 8 kHz L16.
+        let (first, _) = conn.frames[0];
+        let pcm = conn.samples_between(
+            first + Duration::from_millis(800),
+            first + Duration::from_millis(1800),
+        );
+        let (caller_amp, callee_amp) = (
+            tone_amplitude(&pcm, CALLER_HZ),
+            tone_amplitude(&pcm, CALLEE_HZ),
+        );
+        let (mine, other) = (caller_amp.max(callee_amp), caller_amp.min(callee_amp));
+        assert!(mine > 0.35 && other < 0.05, "{caller_amp} {callee_amp}");
+        tones.push(heard(&conn));
+    }
+    tones.sort_unstable();
+    assert_eq!(tones, ["callee tone", "caller tone"]);
+    let posted = hooks.wait("/transcript", "six transcripts", HOOK_WAIT, |h| {
+        h.len() >= 6
     });
-    let said: Vec<(&str, bool)> = posted
-        .iter()
-        .map(|h| {
-            let s = &h.json["speech"];
-            (
-                s["alternatives"][0]["transcript"].as_str().unwrap_or(""),
-                s["is_final"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
-    assert_eq!(
-        said,
-        [("hello", false), ("hello world", true), ("goodbye", true)]
+    let said = |tag: u64| -> Vec<(String, bool)> {
+        posted
+            .iter()
+            .map(|h| &h.json["speech"])
+            .filter(|s| s["channel_tag"] == tag)
+            .map(|s| {
+                (
+                    s["alternatives"][0]["transcript"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    s["is_final"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let expect = |who: &str| {
+        vec![
+            (who.to_string(), false),
+            (format!("{who} final"), true),
+            ("goodbye".to_string(), true),
+        ]
+    };
+    assert_eq!(said(1), expect("caller tone"), "channel 1 is the caller");
+    assert_eq!(said(2), expect("callee tone"), "channel 2 is the callee");
+    for h in &posted {
+        let h = &h.json;
+        assert_eq!(h["speech"]["language_code"], "en-GB", "{h}");
+        assert_eq!(h["speech"]["alternatives"][0]["confidence"], 0.9, "{h}");
+        assert_eq!(h["to"], CALLED, "{h}");
+        assert_eq!(h["direction"], "inbound", "the caller's call info: {h}");
+        assert_eq!(h["call_sid"], posted[0].json["call_sid"], "{h}");
+    }
+}
+
+/// `channel: 2` transcribes the callee alone.
+#[test]
+fn transcribe_channel_2_takes_the_callee_only() {
+    let stt = WsServer::start(
+        None,
+        Arc::new(|c: &Conn, m: &Message| match m {
+            Message::Text(t) if t.contains("\"stop\"") => (
+                vec![Message::text(
+                    json!({"type": "transcription", "is_final": true,
+                        "alternatives": [{"transcript": heard(c)}]})
+                    .to_string(),
+                )],
+                true,
+            ),
+            _ => (Vec::new(), false),
+        }),
     );
-    let h = &posted[0].json;
-    assert_eq!(h["speech"]["language_code"], "en-GB", "{h}");
-    assert_eq!(h["speech"]["alternatives"][0]["confidence"], 0.9, "{h}");
-    assert_eq!(h["to"], CALLED, "{h}");
-    assert!(h["call_sid"].is_string(), "{h}");
+    let cfg = config(
+        "listen-transcribe-ch2",
+        &format!("[speech]\nstt_url = \"{}\"\n", stt.url("/stt")),
+    );
+    let cfg = cfg.to_string_lossy().to_string();
+    let (hooks, serve, mut caller, mut callee) = call(
+        "listen-transcribe-ch2",
+        2000,
+        &["--config", &cfg],
+        |callee| {
+            dial(
+                &[sip_target(&callee.uri("bob"))],
+                json!({"transcribe": {"transcriptionHook": "/transcript", "channel": 2}}),
+            )
+        },
+    );
+    stt.wait("the vendor's close", Duration::from_secs(15), |c| c.closed);
+    serve.finish(&mut [&mut caller, &mut callee]);
+    let posted = hooks.wait("/transcript", "a transcript", HOOK_WAIT, |h| !h.is_empty());
+    assert_eq!(stt.conns().len(), 1, "one connection");
+    let s = &posted[0].json["speech"];
+    assert_eq!(s["channel_tag"], 2, "{s}");
+    assert_eq!(s["alternatives"][0]["transcript"], "callee tone", "{s}");
 }
 
 /// `maxLength` ends the stream (the websocket closes, the actionHook is posted) while the call
@@ -664,4 +753,301 @@ fn keys_are_passed_and_finish_on_key_ends_the_stream() {
         "streamed {streamed:.2} s\n{log}"
     );
     serve.finish(&mut [&mut caller, &mut callee]);
+}
+
+/// Tones the listen server plays back (neither party's).
+const BACK_HZ: f32 = 700.0;
+const BACK2_HZ: f32 = 1700.0;
+
+/// `ms` of `freq` Hz at `rate` as L16 bytes, peak 0.3, starting at sample `from` (so pieces
+/// join without a phase jump).
+fn l16_tone(rate: u32, freq: f32, from: usize, samples: usize) -> Vec<u8> {
+    (from..from + samples)
+        .flat_map(|i| {
+            let t = i as f32 / rate as f32;
+            let s = (0.3 * 32767.0 * (2.0 * std::f32::consts::PI * freq * t).sin()) as i16;
+            s.to_le_bytes()
+        })
+        .collect()
+}
+
+fn play_audio(rate: u32, freq: f32, ms: usize) -> Message {
+    use base64::Engine;
+    let pcm = l16_tone(rate, freq, 0, rate as usize * ms / 1000);
+    Message::text(
+        json!({"type": "playAudio", "data": {"audioContentType": "raw",
+            "sampleRate": rate, "audioContent": base64::engine::general_purpose::STANDARD.encode(pcm)}})
+        .to_string(),
+    )
+}
+
+fn command(v: Value) -> Message {
+    Message::text(v.to_string())
+}
+
+/// A call whose caller is the test's own UDP socket (it hears what dialplane sends it) and
+/// whose callee plays the callee's tone; the peer collects for `hold_ms` + 1 s.
+fn call_with_peer(
+    name: &str,
+    hold_ms: u64,
+    verbs: impl Fn(&Sipp) -> Value,
+) -> (Vec<common::rtp::Received>, Serve) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("listen-{name}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let answer = pcap_scenario_of(
+        &dir,
+        "callee",
+        &root.join("tests/rtp_tools/play.xml"),
+        &tone_with_keys(CALLEE_HZ, hold_ms as u32 + 3000, ""),
+    );
+    let mut callee = Sipp::callee(
+        &format!("listen-{name}-callee"),
+        Run {
+            scenario: &answer,
+            calls: 1,
+            pause_ms: 0,
+            extra: &[],
+        },
+    );
+    let (_hooks, serve) = serve_with_app_and(name, verbs(&callee), &[]);
+    let peer = common::rtp::RtpPeer::bind();
+    let port = peer.port().to_string();
+    let mut caller = Sipp::caller(
+        &format!("listen-{name}-caller"),
+        serve.sip,
+        Run {
+            scenario: &root.join("tests/music/caller.xml"),
+            calls: 1,
+            pause_ms: hold_ms,
+            extra: &["-s", CALLED, "-key", "rtp_port", &port],
+        },
+    );
+    let packets = peer.receive_for(Duration::from_millis(hold_ms + 1000));
+    serve.finish(&mut [&mut caller, &mut callee]);
+    (packets, serve)
+}
+
+/// Amplitude of `freq` in what the peer received in `[from, to)`.
+fn heard_between(packets: &[common::rtp::Received], from: Instant, to: Instant, freq: f32) -> f32 {
+    let window: Vec<_> = packets
+        .iter()
+        .filter(|p| p.at >= from && p.at < to)
+        .cloned()
+        .collect();
+    tone_amplitude(&common::rtp::decode(&window), freq)
+}
+
+/// When each text the server got arrived, by content.
+type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
+
+fn seen_at(seen: &Seen, what: &str) -> Instant {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .find(|(_, t)| t.contains(what))
+        .unwrap_or_else(|| panic!("no {what} in {seen:?}"))
+        .0
+}
+
+/// bidirectionalAudio (clips): the server answers the metadata with a 1 s 700 Hz clip (raw L16
+/// at 16 kHz, base64) and a mark; the caller (who sends no audio: nothing but the server's
+/// replies drives this) hears it over the callee, the mark comes back once it has played
+/// (after playDone). Then a 1 s 1700 Hz clip and a 4 s one queued behind it: `killAudio`, sent
+/// when the first of them is done, stops the second and clears the mark queued after it.
+#[test]
+fn listen_plays_clips_back_to_the_caller_with_marks_and_kill() {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(move |c: &Conn, m: &Message| {
+            let Message::Text(t) = m else {
+                return (Vec::new(), false);
+            };
+            s.lock().unwrap().push((Instant::now(), t.to_string()));
+            let done = c.texts.iter().filter(|t| t.contains("playDone")).count();
+            if c.texts.len() == 1 {
+                let first = vec![
+                    play_audio(16000, BACK_HZ, 1000),
+                    command(json!({"type": "mark", "data": {"name": "first"}})),
+                ];
+                (first, false)
+            } else if t.contains("\"first\"") {
+                let two = vec![
+                    play_audio(8000, BACK2_HZ, 1000),
+                    play_audio(8000, BACK2_HZ, 4000),
+                    command(json!({"type": "mark", "data": {"name": "second"}})),
+                ];
+                (two, false)
+            } else if t.contains("playDone") && done == 2 {
+                s.lock()
+                    .unwrap()
+                    .push((Instant::now(), "killAudio sent".into()));
+                (vec![command(json!({"type": "killAudio"}))], false)
+            } else {
+                (Vec::new(), false)
+            }
+        }),
+    );
+    let url = ws.url("/audio");
+    let (packets, serve) = call_with_peer("listen-bidi-clips", 4500, |callee| {
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url, "bidirectionalAudio": {"enabled": true}}}),
+        )
+    });
+    let log = serve.log_tail();
+    let texts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    let first = seen_at(&seen, "\"first\"");
+    let killed = seen_at(&seen, "killAudio sent");
+    let ms = |t: Instant, ms: i64| {
+        if ms >= 0 {
+            t + Duration::from_millis(ms as u64)
+        } else {
+            t - Duration::from_millis((-ms) as u64)
+        }
+    };
+    // jambonz's replies, in order: the clip's end, its mark played, then (killAudio) the
+    // second mark cleared.
+    let events: Vec<Value> = texts[1..]
+        .iter()
+        .filter(|t| !t.contains("killAudio"))
+        .map(|t| serde_json::from_str(t).expect("JSON"))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!({"type": "playDone"}),
+            json!({"type": "mark", "data": {"name": "first", "event": "playout"}}),
+            json!({"type": "playDone"}),
+            json!({"type": "mark", "data": {"name": "second", "event": "cleared"}}),
+        ],
+        "{log}"
+    );
+    // The first clip played over the callee before its mark came back, and not after.
+    let clip1 = packets
+        .iter()
+        .filter(|p| tone_amplitude(&common::rtp::decode(std::slice::from_ref(p)), BACK_HZ) > 0.15)
+        .map(|p| p.at)
+        .collect::<Vec<_>>();
+    let (start1, end1) = (clip1[0], *clip1.last().expect("clip 1 heard"));
+    let played = end1.duration_since(start1).as_secs_f64();
+    assert!(
+        (0.85..1.15).contains(&played),
+        "clip 1 played {played:.2} s\n{log}"
+    );
+    assert!(
+        end1 <= ms(first, 30),
+        "the mark came {:?} before its audio ended",
+        end1.duration_since(first)
+    );
+    let during = heard_between(&packets, ms(first, -800), ms(first, -200), BACK_HZ);
+    assert!(during > 0.2, "clip 1 at {during}");
+    let callee = heard_between(&packets, ms(first, -800), ms(first, -200), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee under it at {callee}");
+    // The next clip plays from the mark; the one behind it until killAudio, then stops.
+    let clip2 = heard_between(&packets, ms(first, 200), ms(killed, -100), BACK2_HZ);
+    assert!(clip2 > 0.2, "clip 2 at {clip2}\n{log}");
+    let after = heard_between(&packets, ms(killed, 200), ms(killed, 1200), BACK2_HZ);
+    assert!(after < 0.02, "clip 2 after killAudio at {after}");
+    let callee = heard_between(&packets, ms(killed, 200), ms(killed, 1200), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee after killAudio at {callee}");
+}
+
+/// bidirectionalAudio streaming: the server answers the metadata with 1.5 s of a 700 Hz tone
+/// as 75 binary frames of L16 at 16 kHz (faster than real time, as a synthesizer sends; one
+/// frame split at an odd byte), then a mark; the caller hears the whole tone in order, the mark
+/// comes back after the last of it, and the bad frames sent first (broken JSON, a playAudio,
+/// which streaming ignores) change nothing.
+#[test]
+fn listen_streams_binary_audio_back_to_the_caller() {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let ws = WsServer::start(
+        Some("audio.jambonz.org"),
+        Arc::new(move |c: &Conn, m: &Message| {
+            let Message::Text(t) = m else {
+                return (Vec::new(), false);
+            };
+            s.lock().unwrap().push((Instant::now(), t.to_string()));
+            if c.texts.len() > 1 {
+                return (Vec::new(), false);
+            }
+            let mut out = vec![Message::text("{not json"), play_audio(8000, BACK2_HZ, 500)];
+            let per = 320;
+            for i in 0..75 {
+                let mut bytes = l16_tone(16000, BACK_HZ, i * per, per);
+                if i == 10 {
+                    let tail = bytes.split_off(301);
+                    out.push(Message::binary(bytes));
+                    bytes = tail;
+                }
+                out.push(Message::binary(bytes));
+            }
+            out.push(command(json!({"type": "mark", "data": {"name": "end"}})));
+            s.lock()
+                .unwrap()
+                .push((Instant::now(), "last frame sent".into()));
+            (out, false)
+        }),
+    );
+    let url = ws.url("/audio");
+    let (packets, serve) = call_with_peer("listen-bidi-stream", 3500, |callee| {
+        dial(
+            &[sip_target(&callee.uri("bob"))],
+            json!({"listen": {"url": url, "sampleRate": 8000,
+                "bidirectionalAudio": {"enabled": true, "streaming": true, "sampleRate": 16000}}}),
+        )
+    });
+    let log = serve.log_tail();
+    let end = seen_at(&seen, "\"end\"");
+    let last = seen_at(&seen, "last frame sent");
+    let mark: Value = serde_json::from_str(
+        &seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, t)| t.contains("\"end\""))
+            .expect("mark")
+            .1,
+    )
+    .expect("JSON");
+    assert_eq!(
+        mark,
+        json!({"type": "mark", "data": {"name": "end", "event": "playout"}})
+    );
+    let heard: Vec<Instant> = packets
+        .iter()
+        .filter(|p| tone_amplitude(&common::rtp::decode(std::slice::from_ref(p)), BACK_HZ) > 0.15)
+        .map(|p| p.at)
+        .collect();
+    let (start, stop) = (heard[0], *heard.last().expect("the stream heard"));
+    let played = stop.duration_since(start).as_secs_f64();
+    assert!(
+        (1.3..1.7).contains(&played),
+        "1.5 s streamed, {played:.2} s heard\n{log}"
+    );
+    assert!(
+        stop <= end + Duration::from_millis(30),
+        "the mark came before its audio ended"
+    );
+    assert!(end >= last, "the mark follows the audio");
+    let mid = start + Duration::from_millis(300);
+    let level = heard_between(&packets, mid, mid + Duration::from_millis(800), BACK_HZ);
+    assert!(
+        (0.2..0.4).contains(&level),
+        "700 Hz at {level} (0.3 sent)\n{log}"
+    );
+    let callee = heard_between(&packets, mid, mid + Duration::from_millis(800), CALLEE_HZ);
+    assert!(callee > 0.2, "the callee under it at {callee}");
+    assert!(
+        serve
+            .log_text()
+            .contains("audio from the websocket dropped"),
+        "the bad frames are logged\n{log}"
+    );
 }

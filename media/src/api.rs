@@ -109,9 +109,21 @@ pub enum DubAction {
         /// Gain in dB applied to the track.
         gain_db: i8,
     },
+    /// Queue 8 kHz mono PCM after what the track plays, or start playing it: audio that
+    /// arrives in pieces (a listen websocket's). At most [`MAX_DUB_QUEUE`] pieces wait; more
+    /// are refused. [`DubAction::Silence`] drops the queue too.
+    Append {
+        /// Samples, 8 kHz mono.
+        samples: Arc<[i16]>,
+        /// Gain in dB applied to the track (when this piece starts it).
+        gain_db: i8,
+    },
     /// Stop what the track plays (the track stays).
     Silence,
 }
+
+/// Pieces a dub track queues behind the one it plays ([`DubAction::Append`]).
+pub const MAX_DUB_QUEUE: usize = 1024;
 
 /// Which audio a fork carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

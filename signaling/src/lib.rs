@@ -36,6 +36,7 @@ pub mod media_files;
 pub mod message;
 pub mod options;
 pub mod payload;
+pub mod playback;
 pub mod redact;
 pub mod registrar;
 pub mod rest;

@@ -8,6 +8,7 @@
 //! - `listen`: one text frame of metadata, then binary frames of L16 (16-bit little-endian
 //!   PCM) at the stream's rate, interleaved left/right in stereo; paused or resumed by
 //!   [`Control`], ended by `maxLength`, by the far end, or when its [`Control`] sender drops.
+//!   With `bidirectionalAudio`, what the far end sends back goes to its [`Playback`].
 //! - `transcribe`: a `start` message (language, `LINEAR16`, `sampleRateHz`, interimResults),
 //!   binary L16, a `stop` message at the end; the vendor's `transcription` messages come back
 //!   as [`Transcript`]s until it closes (or a grace period passes).
@@ -27,6 +28,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::playback::{Playback, Verdict};
 
 /// Frames waiting for a stream's websocket (5 s of 20 ms frames); more are dropped.
 const FRAME_QUEUE: usize = 250;
@@ -107,6 +110,8 @@ pub enum End {
     FinishKey,
     /// The far end closed the websocket.
     Closed,
+    /// The far end sent `disconnect` (bidirectional audio).
+    Disconnect,
     /// The websocket could not be opened or broke (why).
     Failed(String),
 }
@@ -201,8 +206,15 @@ pub struct ListenOptions {
     pub finish_on_key: Option<char>,
 }
 
-/// Runs a listen stream: `metadata` as the first text frame, then the frames.
-pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut feed: Feed) -> End {
+/// Runs a listen stream: `metadata` as the first text frame, then the frames; with
+/// `playback`, audio and commands from the far end play into the call.
+pub async fn listen(
+    target: Target,
+    metadata: Value,
+    opts: ListenOptions,
+    mut feed: Feed,
+    mut playback: Option<Playback>,
+) -> End {
     let mut ws = match connect(&target).await {
         Ok(ws) => ws,
         Err(e) => return End::Failed(e),
@@ -237,11 +249,33 @@ pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut fe
                 None => break End::Stopped,
             },
             m = ws.next() => match m {
-                // Text from the far end (bidirectional audio commands) is not acted on.
                 Some(Ok(Message::Close(_))) | None => break End::Closed,
+                Some(Ok(Message::Text(t))) => if let Some(p) = &mut playback {
+                    let mut replies = Vec::new();
+                    let verdict = p.text(tokio::time::Instant::now(), &t, &mut replies);
+                    if let Err(e) = send_all(&mut ws, replies).await {
+                        break End::Failed(e);
+                    }
+                    if verdict == Verdict::Disconnect {
+                        break End::Disconnect;
+                    }
+                },
+                Some(Ok(Message::Binary(b))) => if let Some(p) = &mut playback {
+                    p.binary(tokio::time::Instant::now(), &b);
+                },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break End::Failed(e.to_string()),
             },
+            _ = sleep_until(playback.as_ref().and_then(Playback::next_due)),
+                if playback.as_ref().is_some_and(|p| p.next_due().is_some()) => {
+                if let Some(p) = &mut playback {
+                    let mut replies = Vec::new();
+                    p.due(tokio::time::Instant::now(), &mut replies);
+                    if let Err(e) = send_all(&mut ws, replies).await {
+                        break End::Failed(e);
+                    }
+                }
+            }
             _ = sleep_until(deadline), if deadline.is_some() => break End::MaxLength,
         }
     };
@@ -249,6 +283,16 @@ pub async fn listen(target: Target, metadata: Value, opts: ListenOptions, mut fe
         let _ = tokio::time::timeout(STOP_GRACE, ws.close(None)).await;
     }
     end
+}
+
+/// Sends each of `replies` as a text frame.
+async fn send_all(ws: &mut Ws, replies: Vec<Value>) -> Result<(), String> {
+    for r in replies {
+        ws.send(Message::text(r.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The custom speech vendor's `start` message settings
@@ -262,6 +306,8 @@ pub struct SttStart {
     pub sample_rate: u32,
     /// Vendor options passed through.
     pub options: Map<String, Value>,
+    /// The channel this stream carries (1 caller, 2 callee): each transcript is tagged with it.
+    pub channel: u32,
 }
 
 /// One `transcription` message of the vendor
@@ -276,9 +322,6 @@ pub struct Transcript {
     /// The language the vendor heard, if it says.
     #[serde(default)]
     pub language: Option<String>,
-    /// The channel the vendor names, if any.
-    #[serde(default)]
-    pub channel: Option<u32>,
 }
 
 /// One candidate transcript
@@ -291,12 +334,13 @@ pub struct Alternative {
     pub confidence: Option<f64>,
 }
 
-/// Runs a transcription stream; each transcript goes to `out` as it arrives.
+/// Runs a transcription stream; each transcript goes to `out` as it arrives, with the stream's
+/// channel.
 pub async fn transcribe(
     target: Target,
     start: SttStart,
     mut feed: Feed,
-    out: mpsc::UnboundedSender<Transcript>,
+    out: mpsc::UnboundedSender<(u32, Transcript)>,
 ) -> End {
     let mut ws = match connect(&target).await {
         Ok(ws) => ws,
@@ -332,7 +376,7 @@ pub async fn transcribe(
                 Some(Control::Dtmf { .. }) => {}
                 None => break End::Stopped,
             },
-            m = ws.next() => if let Some(end) = vendor_message(m, &out) {
+            m = ws.next() => if let Some(end) = vendor_message(m, start.channel, &out) {
                 break end;
             },
         }
@@ -342,7 +386,8 @@ pub async fn transcribe(
     }
     // The vendor closes once it has sent its last results.
     if ws.send(Message::text(r#"{"type":"stop"}"#)).await.is_ok() {
-        let drain = async { while vendor_message(ws.next().await, &out).is_none() {} };
+        let drain =
+            async { while vendor_message(ws.next().await, start.channel, &out).is_none() {} };
         let _ = tokio::time::timeout(STOP_GRACE, drain).await;
     }
     let _ = tokio::time::timeout(STOP_GRACE, ws.close(None)).await;
@@ -352,7 +397,8 @@ pub async fn transcribe(
 /// Handles one message from the vendor; `Some` when the websocket is over.
 fn vendor_message(
     m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    out: &mpsc::UnboundedSender<Transcript>,
+    channel: u32,
+    out: &mpsc::UnboundedSender<(u32, Transcript)>,
 ) -> Option<End> {
     match m {
         Some(Ok(Message::Text(t))) => {
@@ -366,7 +412,7 @@ fn vendor_message(
             match serde_json::from_str::<Typed>(&t) {
                 Ok(m) if m.kind == "transcription" => match serde_json::from_str(&t) {
                     Ok(tr) => {
-                        let _ = out.send(tr);
+                        let _ = out.send((channel, tr));
                     }
                     Err(e) => tracing::warn!(error = %e, "bad transcription message"),
                 },

@@ -6,6 +6,7 @@
 //! the tracks alone go out on the mixer's own 20 ms clock (the far side is silent, on hold, or
 //! in DTX).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use dsp::g711::Law;
 use dsp::mix::{db_to_gain, mix_i16};
 
 use super::{FRAME, FRAME_SAMPLES, Pacer};
-use crate::api::{ApiError, DubAction, TrackId};
+use crate::api::{ApiError, DubAction, MAX_DUB_QUEUE, TrackId};
 
 /// Most tracks per leg.
 pub(crate) const MAX_TRACKS: usize = 8;
@@ -33,15 +34,29 @@ struct TrackPlay {
     pos: usize,
     looped: bool,
     gain: f32,
+    /// Appended pieces, played after `samples` in order (never with `looped`).
+    queue: VecDeque<Arc<[i16]>>,
 }
 
 impl TrackPlay {
+    fn new(samples: Arc<[i16]>, looped: bool, gain_db: i8) -> Self {
+        TrackPlay {
+            samples,
+            pos: 0,
+            looped,
+            gain: db_to_gain(f32::from(gain_db)),
+            queue: VecDeque::new(),
+        }
+    }
+
     /// The next `out.len()` samples (silence past the end); `false` once it has ended.
     fn read(&mut self, out: &mut [i16]) -> bool {
         let mut filled = 0;
         while filled < out.len() {
             if self.pos == self.samples.len() {
-                if !self.looped {
+                if let Some(next) = self.queue.pop_front() {
+                    self.samples = next;
+                } else if !self.looped {
                     out[filled..].fill(0);
                     return false;
                 }
@@ -52,7 +67,7 @@ impl TrackPlay {
             self.pos += n;
             filled += n;
         }
-        self.looped || self.pos < self.samples.len()
+        self.looped || self.pos < self.samples.len() || !self.queue.is_empty()
     }
 }
 
@@ -118,18 +133,25 @@ impl Dub {
                     return Err(ApiError::InvalidArgument("empty PCM"));
                 }
                 let was_playing = self.playing();
-                self.track(id)?.play = Some(TrackPlay {
-                    samples,
-                    pos: 0,
-                    looped,
-                    gain: db_to_gain(f32::from(gain_db)),
-                });
-                self.law = Some(law);
-                if !was_playing {
-                    // Bridged packets, if they flow, keep pushing this back.
-                    self.pacer.start(now + FRAME + GRACE);
-                    self.spurt = true;
+                self.track(id)?.play = Some(TrackPlay::new(samples, looped, gain_db));
+                self.started(now, law, was_playing);
+            }
+            DubAction::Append { samples, gain_db } => {
+                let law = law.ok_or(ApiError::InvalidArgument("dub needs a G.711 leg"))?;
+                if samples.is_empty() {
+                    return Err(ApiError::InvalidArgument("empty PCM"));
                 }
+                let was_playing = self.playing();
+                match &mut self.track(id)?.play {
+                    Some(p) if !p.looped => {
+                        if p.queue.len() >= MAX_DUB_QUEUE {
+                            return Err(ApiError::InvalidArgument("dub track queue full"));
+                        }
+                        p.queue.push_back(samples);
+                    }
+                    play => *play = Some(TrackPlay::new(samples, false, gain_db)),
+                }
+                self.started(now, law, was_playing);
             }
             DubAction::Silence => self.track(id)?.play = None,
         }
@@ -137,6 +159,16 @@ impl Dub {
             self.pacer.stop();
         }
         Ok(())
+    }
+
+    /// A track was given audio: the tracks' own clock starts if none was playing.
+    fn started(&mut self, now: Instant, law: Law, was_playing: bool) {
+        self.law = Some(law);
+        if !was_playing {
+            // Bridged packets, if they flow, keep pushing this back.
+            self.pacer.start(now + FRAME + GRACE);
+            self.spurt = true;
+        }
     }
 
     /// Mix the playing tracks into `pcm` (at most one frame), advancing them by its length.
@@ -278,6 +310,46 @@ mod tests {
         let mut pcm = [0i16; FRAME_SAMPLES];
         d.mix_into(&mut pcm);
         assert!(pcm.iter().all(|&s| s == 100));
+    }
+
+    #[test]
+    fn appended_pieces_play_in_order_without_gaps() {
+        let t0 = Instant::now();
+        let mut d = Dub::default();
+        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
+            .unwrap();
+        let append = |v, n| DubAction::Append {
+            samples: constant(v, n),
+            gain_db: 0,
+        };
+        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(100, 150))
+            .unwrap();
+        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(200, 20))
+            .unwrap();
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        d.mix_into(&mut pcm);
+        assert!(pcm[..150].iter().all(|&s| s == 100));
+        assert!(pcm[150..].iter().all(|&s| s == 200));
+        // The second piece's last 10 samples, then silence: the track has ended.
+        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(300, 10))
+            .unwrap();
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        d.mix_into(&mut pcm);
+        assert!(pcm[..10].iter().all(|&s| s == 200));
+        assert!(pcm[10..20].iter().all(|&s| s == 300));
+        assert!(pcm[20..].iter().all(|&s| s == 0));
+        assert!(!d.playing());
+        // Silence drops what is queued; a full queue refuses more.
+        for _ in 0..=MAX_DUB_QUEUE {
+            d.apply(t0, Some(Law::Ulaw), TrackId(1), append(1, 160))
+                .unwrap();
+        }
+        assert!(
+            d.apply(t0, Some(Law::Ulaw), TrackId(1), append(1, 160))
+                .is_err()
+        );
+        d.apply(t0, None, TrackId(1), DubAction::Silence).unwrap();
+        assert!(!d.playing());
     }
 
     #[test]

@@ -2070,7 +2070,7 @@ impl Core {
 /// rtpengine offer serves all branches of a forking proxy: only the fork that answers (or, alone,
 /// sends early media) is ever bridged, its answer points the leg at it and latching starts over,
 /// and a leg per fork would cost sockets, ports and shard work for media that never flows.
-const FORK_LEG: LegId = LegId(1);
+pub(super) const FORK_LEG: LegId = LegId(1);
 
 fn extra_headers(h: &std::collections::BTreeMap<String, String>) -> Vec<(HeaderName, String)> {
     extra_headers_owned(h.iter().map(|(n, v)| (n.clone(), v.clone())).collect())

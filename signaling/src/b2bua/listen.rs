@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use media::api::{Command as MediaCommand, ForkId, ForkMix, LegId, MediaControl};
+use media::api::{
+    Command as MediaCommand, DubAction as MediaDub, ForkId, ForkMix, LegId, MediaControl, TrackId,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::call::Call;
+use super::call::{Call, FORK_LEG};
 use super::{Core, unix_now};
 use crate::payload::CallInfo;
+use crate::playback::{BidiOptions, Out, Playback};
 use crate::rest::ListenStatus;
 use crate::stream::{
     self, Alternative, Control, End, Feed, ListenOptions, SttStart, Taps, Target, Transcript,
@@ -92,18 +95,19 @@ impl Core {
         if let Some(l) = &verb.listen {
             self.start_listen(call, l);
             if let Some(t) = &l.transcribe {
-                self.start_transcribe(call, t);
+                self.start_transcribe(call, t, false);
             }
         }
         if let Some(t) = &verb.transcribe {
-            self.start_transcribe(call, t);
+            self.start_transcribe(call, t, true);
         }
     }
 
-    /// Forks the caller's leg for a stream: what its task needs, and its control sender.
+    /// Forks `leg` for a stream: what its task needs, and its control sender.
     fn open(
         &mut self,
         call: &Call,
+        leg: LegId,
         mix: ForkMix,
         sample_rate: u32,
     ) -> (Env, Feed, mpsc::UnboundedSender<Control>) {
@@ -112,7 +116,7 @@ impl Core {
         let frames = self.taps.open(fork);
         self.post_media(MediaCommand::ForkAudio {
             call_id: call_id.clone(),
-            leg: LegId(0),
+            leg,
             fork,
             mix,
             sample_rate,
@@ -160,13 +164,14 @@ impl Core {
             // The caller's keys (RFC 4733 and in-band) come as media digit events.
             self.tap_dtmf(call, LegId(0), super::call::TapUser::Listen, true);
         }
-        let (env, feed, control) = self.open(call, mix, rate);
+        let (env, feed, control) = self.open(call, LegId(0), mix, rate);
         call.streams.listen.push(control);
+        let playback = bidi_options(l).and_then(|opts| self.playback(call, env.fork, opts));
         let hook = l.action_hook.clone();
         let info = call.info.clone();
         let sid = call.sid;
         tokio::spawn(async move {
-            let end = stream::listen(target, metadata, opts, feed).await;
+            let end = stream::listen(target, metadata, opts, feed, playback).await;
             env.close();
             match &end {
                 End::Failed(why) => tracing::warn!(call_sid = %sid, %why, "listen stream failed"),
@@ -183,7 +188,58 @@ impl Core {
         });
     }
 
-    fn start_transcribe(&mut self, call: &mut Call, t: &Transcribe) {
+    /// Audio back from a listen's websocket plays to the caller (jambonz plays it on the
+    /// endpoint the listen forks, the caller's) on a dub track of its own, mixed over the
+    /// callee. The track is added with the first audio (an idle leg stays idle in media) and
+    /// removed when the stream ends. `None` when the rate cannot be converted.
+    fn playback(&self, call: &Call, fork: ForkId, opts: BidiOptions) -> Option<Playback> {
+        let call_id = call.media_id();
+        let track = TrackId(fork.0);
+        let media = self.svc.media.clone();
+        let mut added = false;
+        let sink = Box::new(move |out| {
+            let actions = match out {
+                Out::Append(samples) => {
+                    let append = MediaDub::Append {
+                        samples,
+                        gain_db: 0,
+                    };
+                    if std::mem::replace(&mut added, true) {
+                        vec![append]
+                    } else {
+                        vec![MediaDub::AddTrack, append]
+                    }
+                }
+                Out::Flush if added => vec![MediaDub::Silence],
+                Out::End if added => vec![MediaDub::RemoveTrack],
+                Out::Flush | Out::End => Vec::new(),
+            };
+            let commands: Vec<_> = actions
+                .into_iter()
+                .map(|action| MediaCommand::Dub {
+                    call_id: call_id.clone(),
+                    leg: LegId(0),
+                    track,
+                    action,
+                })
+                .collect();
+            if !commands.is_empty() {
+                media.post(commands);
+            }
+        });
+        let playback = Playback::new(opts, sink);
+        if playback.is_none() {
+            tracing::warn!(call_sid = %call.sid, rate = opts.sample_rate,
+                "listen: bidirectionalAudio sampleRate not supported; audio back not played");
+        }
+        playback
+    }
+
+    /// Transcribes the channels `t` asks for, one vendor connection per channel as jambonz
+    /// runs one recognition session per leg: a nested transcribe of a dial takes both (caller
+    /// 1, callee 2) unless it names a `channel` or sets `separateRecognitionPerChannel: false`;
+    /// elsewhere (nested in listen) only the caller.
+    fn start_transcribe(&mut self, call: &mut Call, t: &Transcribe, in_dial: bool) {
         let speech = &call.config.speech;
         let Some(url) = speech.stt_url.clone() else {
             tracing::warn!(call_sid = %call.sid, "transcribe: no [speech] stt_url configured");
@@ -210,42 +266,85 @@ impl Core {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
+            channel: 1,
         };
         let target = Target {
             url,
             authorization: speech.stt_api_key.as_ref().map(|k| format!("Bearer {k}")),
             subprotocol: None,
         };
-        let (env, feed, control) = self.open(call, ForkMix::Received, STT_RATE);
-        call.streams.transcribe.push(control);
+        let separate = recognizer
+            .get("separateRecognitionPerChannel")
+            .and_then(Value::as_bool);
         let info = call.info.clone();
-        let sid = call.sid;
         let language = start.language.clone();
-        // Transcripts are posted in order, on a task of their own so a slow hook never holds
-        // up the audio.
+        // Transcripts of both channels are posted in order, on a task of their own so a slow
+        // hook never holds up the audio. Both carry the caller's call info, as jambonz's do.
         let out = self.hook_queue(
             call,
             hook,
             "transcriptionHook",
-            move |tr: Transcript| TranscriptionPayload {
+            move |(channel, tr): (u32, Transcript)| TranscriptionPayload {
                 call: info.clone(),
                 speech: Speech {
                     language_code: tr.language.unwrap_or_else(|| language.clone()),
-                    channel_tag: tr.channel.unwrap_or(1),
+                    channel_tag: channel,
                     is_final: tr.is_final,
                     alternatives: tr.alternatives,
                 },
             },
             |_, _| {},
         );
-        tokio::spawn(async move {
-            let end = stream::transcribe(target, start, feed, out).await;
-            env.close();
-            match &end {
-                End::Failed(why) => tracing::warn!(call_sid = %sid, %why, "transcription failed"),
-                e => tracing::info!(call_sid = %sid, end = ?e, "transcription ended"),
-            }
-        });
+        let sid = call.sid;
+        for channel in transcribed_channels(in_dial, t.channel, separate) {
+            let leg = if channel == 1 { LegId(0) } else { FORK_LEG };
+            let (env, feed, control) = self.open(call, leg, ForkMix::Received, STT_RATE);
+            call.streams.transcribe.push(control);
+            let (target, start, out) = (
+                target.clone(),
+                SttStart {
+                    channel,
+                    ..start.clone()
+                },
+                out.clone(),
+            );
+            tokio::spawn(async move {
+                let end = stream::transcribe(target, start, feed, out).await;
+                env.close();
+                match &end {
+                    End::Failed(why) => {
+                        tracing::warn!(call_sid = %sid, channel, %why, "transcription failed");
+                    }
+                    e => tracing::info!(call_sid = %sid, channel, end = ?e, "transcription ended"),
+                }
+            });
+        }
+    }
+}
+
+/// `bidirectionalAudio` as jambonz reads it: on unless `enabled: false` or
+/// `disableBidirectionalAudio`; clips unless `streaming`; streamed at 8 kHz unless told.
+fn bidi_options(l: &Listen) -> Option<BidiOptions> {
+    let b = l.bidirectional_audio.unwrap_or(verbs::BidirectionalAudio {
+        enabled: None,
+        streaming: None,
+        sample_rate: None,
+    });
+    if l.disable_bidirectional_audio == Some(true) || b.enabled == Some(false) {
+        return None;
+    }
+    Some(BidiOptions {
+        streaming: b.streaming.unwrap_or(false),
+        sample_rate: b.sample_rate.unwrap_or(8000),
+    })
+}
+
+/// The channels a transcribe streams (jambonz's rule; see [`Core::start_transcribe`]).
+fn transcribed_channels(in_dial: bool, channel: Option<u32>, separate: Option<bool>) -> Vec<u32> {
+    match channel {
+        Some(c @ (1 | 2)) if in_dial => vec![c],
+        _ if in_dial && separate != Some(false) => vec![1, 2],
+        _ => vec![1],
     }
 }
 
@@ -318,6 +417,17 @@ mod tests {
         assert_eq!(camel("call_sid"), "callSid");
         assert_eq!(camel("local_sip_address"), "localSipAddress");
         assert_eq!(camel("from"), "from");
+    }
+
+    #[test]
+    fn a_dial_transcribes_both_channels_unless_told_otherwise() {
+        assert_eq!(transcribed_channels(true, None, None), [1, 2]);
+        assert_eq!(transcribed_channels(true, None, Some(true)), [1, 2]);
+        assert_eq!(transcribed_channels(true, None, Some(false)), [1]);
+        assert_eq!(transcribed_channels(true, Some(2), None), [2]);
+        assert_eq!(transcribed_channels(true, Some(1), Some(true)), [1]);
+        assert_eq!(transcribed_channels(false, None, None), [1]);
+        assert_eq!(transcribed_channels(false, Some(2), None), [1]);
     }
 
     #[test]

@@ -31,9 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ring::RingConfig;
-use super::shard::{
-    DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, reserve, spawn,
-};
+use super::shard::{DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, spawn};
 use crate::api::{ApiError, CallId, Command, EndpointSpec, Event, LegId, MediaControl};
 use crate::ports::PortAllocator;
 use crate::ports::PortPair;
@@ -167,10 +165,10 @@ impl MediaControl for Media {
         if self.shards.is_empty() {
             return Err(ApiError::Unavailable("no media shard"));
         }
-        let reserved = reserve(&self.ports, self.interface, spec.rtcp_mux)?;
+        let shard = self.shard_of(&call_id);
+        let reserved = shard.reserve(&self.ports, self.interface, spec.rtcp_mux)?;
         let ports = reserved.ports();
-        self.shard_of(&call_id)
-            .adopt(call_id, leg, spec, reserved)?;
+        shard.adopt(call_id, leg, spec, reserved)?;
         Ok((SocketAddr::new(self.interface, ports.rtp), ports))
     }
 

@@ -552,7 +552,7 @@ fn parked_sockets_are_reused_only_after_the_quarantine() {
     let quarantine = Duration::from_millis(300);
     let config = ShardConfig {
         quarantine,
-        ..ShardConfig::new([127, 0, 0, 1].into(), 23480, 23519).unwrap()
+        ..ShardConfig::new([127, 0, 0, 1].into(), 23430, 23469).unwrap()
     };
     let r = start(config);
     let h = &r.h;

@@ -51,6 +51,8 @@ pub struct MediaConfig {
     pub media_timeout: Duration,
     /// Ring parameters of every shard.
     pub ring: RingConfig,
+    /// Posted `Destroy`s send each leg's final [`Event::Stats`] to the event channel (for CDRs).
+    pub destroy_stats: bool,
 }
 
 impl Default for MediaConfig {
@@ -63,6 +65,7 @@ impl Default for MediaConfig {
             num_threads: 0,
             media_timeout: Duration::from_secs(60),
             ring: RingConfig::default(),
+            destroy_stats: true,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Media {
                 ring: config.ring,
                 media_timeout: config.media_timeout,
                 ports: ports.clone(),
+                destroy_stats: config.destroy_stats,
                 ..ShardConfig::default()
             };
             // On error the shards started so far are stopped by `media`'s Drop.

@@ -134,6 +134,9 @@ pub struct ShardConfig {
     /// How long a destroyed leg's sockets stay parked before a new leg reuses them (see
     /// [`super::pool`]).
     pub quarantine: Duration,
+    /// Whether a posted `Destroy` sends the leg's final [`Event::Stats`] to the event channel
+    /// (someone writes CDRs). Without a reader it would only wake the event thread per leg.
+    pub destroy_stats: bool,
 }
 
 impl ShardConfig {
@@ -147,6 +150,7 @@ impl ShardConfig {
             rtcp_interval: Duration::from_secs(5),
             ports: Arc::new(Mutex::new(PortAllocator::new(port_min, port_max)?)),
             quarantine: pool::QUARANTINE,
+            destroy_stats: true,
         })
     }
 }
@@ -802,7 +806,8 @@ impl Shard {
                             // only answers someone still wants: the CDR writer.
                             Ok(answer) => {
                                 for e in answer {
-                                    if matches!(e, Event::Stats { .. }) {
+                                    if self.config.destroy_stats && matches!(e, Event::Stats { .. })
+                                    {
                                         let _ = self.events.send(e);
                                     }
                                 }

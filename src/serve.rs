@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use media::driver::Media;
+use media::driver::{Media, MediaConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use signaling::app::StaticApp;
 use signaling::b2bua::{self, AppSource, Reload, Services};
@@ -197,8 +197,12 @@ async fn serve(
     } = prepared;
     let mut config = Arc::new(config);
     let drain = Duration::from_secs(source.flags.drain_timeout);
-    let (media, media_events) =
-        Media::start(media_config(&config.media)).context("starting the media plane")?;
+    let (media, media_events) = Media::start(MediaConfig {
+        // The media-event thread only needs destroyed legs' counters for CDRs.
+        destroy_stats: config.cdr.enabled(),
+        ..media_config(&config.media)
+    })
+    .context("starting the media plane")?;
     let media = Arc::new(media);
     let (transports, inbound) = Transports::bind(transport)
         .await

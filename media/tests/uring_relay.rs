@@ -541,6 +541,60 @@ fn port_exhaustion_and_reuse() {
     assert_eq!(h.stats().unwrap().legs, 2);
 }
 
+/// A destroyed leg's sockets are parked: a new leg right after gets other ports, a packet for
+/// the old call reaching the parked pair is dropped (counted "unknown", never reaching a leg), and
+/// once the quarantine is over the next leg gets the same pair back, working.
+#[test]
+fn parked_sockets_are_reused_only_after_the_quarantine() {
+    if !uring_or_skip("parked_sockets_are_reused_only_after_the_quarantine") {
+        return;
+    }
+    let quarantine = Duration::from_millis(300);
+    let config = ShardConfig {
+        quarantine,
+        ..ShardConfig::new([127, 0, 0, 1].into(), 23430, 23469).unwrap()
+    };
+    let r = start(config);
+    let h = &r.h;
+    let spec = || EndpointSpec {
+        latch_any: true,
+        ..EndpointSpec::default()
+    };
+    let (old_call, new_call) = (CallId("old@test".into()), CallId("new@test".into()));
+    let old = create(h, &old_call, 0, spec());
+    h.request(Command::Destroy {
+        call_id: old_call.clone(),
+        leg: None,
+    })
+    .unwrap();
+    let destroyed = Instant::now();
+    assert_eq!(h.stats().unwrap().parked, 1);
+    let fresh = create(h, &new_call, 0, spec());
+    assert_ne!(fresh, old, "no reuse during the quarantine");
+
+    // The old call's far end still sends: dropped, and the new call's leg saw nothing.
+    let unknown = h.stats().unwrap().dropped("unknown");
+    phone().send_to(&rtp(1, 160, 0x01d0, b"late"), old).unwrap();
+    wait_stats(h, "the stray packet dropped", |s| {
+        s.dropped("unknown") == unknown + 1
+    });
+    assert_eq!(leg_stats(h, &new_call, 0).packets_in, 0);
+
+    std::thread::sleep(quarantine.saturating_sub(destroyed.elapsed()));
+    let reused = create(h, &new_call, 1, spec());
+    assert_eq!(
+        reused, old,
+        "the parked pair is handed out after its quarantine"
+    );
+    assert_eq!(h.stats().unwrap().parked, 0);
+    let p = phone();
+    p.send_to(&rtp(1, 160, 0x0e1, b"new"), reused).unwrap();
+    wait_stats(h, "the reused leg's packet", |_| {
+        leg_stats(h, &new_call, 1).packets_in == 1
+    });
+    assert_eq!(h.stats().unwrap().dropped("unknown"), unknown + 1);
+}
+
 /// A per-spec media timeout of 200 ms fires once after the last packet.
 #[test]
 fn media_timeout_event() {

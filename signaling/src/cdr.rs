@@ -466,7 +466,7 @@ impl Writer {
         webhooks: WebhookClient,
         runtime: tokio::runtime::Handle,
     ) -> Result<Option<Writer>, CdrError> {
-        if config.file.is_none() && config.webhook.is_none() {
+        if !config.enabled() {
             return Ok(None);
         }
         let file = match &config.file {

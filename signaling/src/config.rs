@@ -108,6 +108,13 @@ pub struct CdrConfig {
     pub webhook: Option<String>,
 }
 
+impl CdrConfig {
+    /// Whether CDRs are written at all (a file or a webhook is set).
+    pub fn enabled(&self) -> bool {
+        self.file.is_some() || self.webhook.is_some()
+    }
+}
+
 /// `[app]`: where calls get their verbs, and how hooks are sent
 ///
 /// `url` (the call webhook) or `file` (static verbs for every call) must be given before

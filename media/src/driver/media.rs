@@ -31,9 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ring::RingConfig;
-use super::shard::{
-    DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, reserve, spawn,
-};
+use super::shard::{DriverError, ShardConfig, ShardHandle, ShardStats, SharedPorts, spawn};
 use crate::api::{ApiError, CallId, Command, EndpointSpec, Event, LegId, MediaControl};
 use crate::ports::PortAllocator;
 use crate::ports::PortPair;
@@ -53,6 +51,8 @@ pub struct MediaConfig {
     pub media_timeout: Duration,
     /// Ring parameters of every shard.
     pub ring: RingConfig,
+    /// Posted `Destroy`s send each leg's final [`Event::Stats`] to the event channel (for CDRs).
+    pub destroy_stats: bool,
 }
 
 impl Default for MediaConfig {
@@ -65,6 +65,7 @@ impl Default for MediaConfig {
             num_threads: 0,
             media_timeout: Duration::from_secs(60),
             ring: RingConfig::default(),
+            destroy_stats: true,
         }
     }
 }
@@ -102,6 +103,7 @@ impl Media {
                 ring: config.ring,
                 media_timeout: config.media_timeout,
                 ports: ports.clone(),
+                destroy_stats: config.destroy_stats,
                 ..ShardConfig::default()
             };
             // On error the shards started so far are stopped by `media`'s Drop.
@@ -167,10 +169,10 @@ impl MediaControl for Media {
         if self.shards.is_empty() {
             return Err(ApiError::Unavailable("no media shard"));
         }
-        let reserved = reserve(&self.ports, self.interface, spec.rtcp_mux)?;
+        let shard = self.shard_of(&call_id);
+        let reserved = shard.reserve(&self.ports, self.interface, spec.rtcp_mux)?;
         let ports = reserved.ports();
-        self.shard_of(&call_id)
-            .adopt(call_id, leg, spec, reserved)?;
+        shard.adopt(call_id, leg, spec, reserved)?;
         Ok((SocketAddr::new(self.interface, ports.rtp), ports))
     }
 

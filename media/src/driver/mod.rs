@@ -17,6 +17,7 @@
 //! top of it.
 
 pub mod media;
+mod pool;
 pub mod ring;
 mod rtcp;
 pub mod shard;

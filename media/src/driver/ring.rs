@@ -611,6 +611,26 @@ impl Ring {
         Ok(idx)
     }
 
+    /// Socket indexes still free.
+    pub fn free_sockets(&self) -> usize {
+        self.free_socks.len()
+    }
+
+    /// Reads and discards what waits in open socket `sock`'s queue (its receive was not armed,
+    /// e.g. while buffers ran out); returns how many datagrams. For a socket that changes leg.
+    pub fn drain(&mut self, sock: u32) -> u64 {
+        let Some(s) = self.recv_slot(sock).and_then(|s| s.sock.as_ref()) else {
+            return 0;
+        };
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        // Bounded: a flood arriving meanwhile is left to the armed receive (and dropped there).
+        while n < 1024 && s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
     /// Local address of socket `sock`.
     pub fn local_addr(&mut self, sock: u32) -> Option<SocketAddr> {
         self.recv_slot(sock)?.sock.as_ref()?.local_addr().ok()

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{Counter, Gauge, Histogram};
 
+use super::pool::{self, Parked, SharedPool, SocketPool};
 use super::ring::{Event as RingEvent, Packet, Ring, RingConfig, RingInfo, Waker};
 use super::rtcp::{self, Reporter};
 use crate::api::{self, ApiError, CallId, Command, Event, LegId, MediaControl};
@@ -130,6 +131,12 @@ pub struct ShardConfig {
     pub rtcp_interval: Duration,
     /// Where RTP/RTCP ports come from.
     pub ports: SharedPorts,
+    /// How long a destroyed leg's sockets stay parked before a new leg reuses them (see
+    /// [`super::pool`]).
+    pub quarantine: Duration,
+    /// Whether a posted `Destroy` sends the leg's final [`Event::Stats`] to the event channel
+    /// (someone writes CDRs). Without a reader it would only wake the event thread per leg.
+    pub destroy_stats: bool,
 }
 
 impl ShardConfig {
@@ -142,6 +149,8 @@ impl ShardConfig {
             media_timeout: Duration::from_secs(60),
             rtcp_interval: Duration::from_secs(5),
             ports: Arc::new(Mutex::new(PortAllocator::new(port_min, port_max)?)),
+            quarantine: pool::QUARANTINE,
+            destroy_stats: true,
         })
     }
 }
@@ -198,6 +207,8 @@ pub struct ShardStats {
     pub legs: usize,
     /// Live bridges.
     pub bridges: usize,
+    /// Socket pairs of destroyed legs parked for reuse (see [`super::pool`]).
+    pub parked: usize,
     /// CPU time of the shard thread so far (user + system), in nanoseconds.
     pub cpu_ns: u64,
 }
@@ -217,6 +228,7 @@ impl ShardStats {
             truncated: 0,
             legs: 0,
             bridges: 0,
+            parked: 0,
             cpu_ns: 0,
         }
     }
@@ -437,6 +449,8 @@ pub struct ShardHandle {
     /// Work was queued without a wake-up ([`adopt`](Self::adopt), [`post_deferred`]
     /// (MediaControl::post_deferred)): [`flush`](MediaControl::flush) wakes the shard.
     unwoken: Arc<AtomicBool>,
+    /// Sockets of destroyed legs, parked for reuse by this shard's new legs.
+    pool: SharedPool,
 }
 
 /// How long a [`ShardHandle`] call waits for the shard's answer.
@@ -480,6 +494,17 @@ impl ShardHandle {
             .map_err(|_| ApiError::Unavailable("shard stopped"))?;
         self.unwoken.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Ports and sockets for a new leg of this shard: a parked pair past its quarantine, else a
+    /// new pair from `ports`.
+    pub(crate) fn reserve(
+        &self,
+        ports: &SharedPorts,
+        interface: IpAddr,
+        rtcp_mux: bool,
+    ) -> Result<Reserved, ApiError> {
+        reserve(ports, &self.pool, interface, rtcp_mux)
     }
 
     /// Ask the loop to stop ([`Shard::run`] returns within one wait).
@@ -565,12 +590,22 @@ fn leg_and_peer(
     }
 }
 
-/// Ports taken from the shared allocator with their sockets bound: what a leg is made of.
+/// Ports with their sockets: what a leg is made of.
 #[derive(Debug)]
 pub(crate) struct Reserved {
     ports: PortPair,
-    rtp: UdpSocket,
-    rtcp: Option<UdpSocket>,
+    socks: Socks,
+}
+
+#[derive(Debug)]
+enum Socks {
+    /// Just bound, for the shard's ring to take.
+    Bound {
+        rtp: UdpSocket,
+        rtcp: Option<UdpSocket>,
+    },
+    /// Already in the shard's ring (a parked pair).
+    Parked { rtp: u32, rtcp: Option<u32> },
 }
 
 impl Reserved {
@@ -580,13 +615,24 @@ impl Reserved {
     }
 }
 
-/// Takes a port pair from `ports` and binds it on `interface` (a port some other process holds
-/// is skipped); exhaustion is [`ApiError::PortsExhausted`].
-pub(crate) fn reserve(
+/// Takes a parked pair of `pool` past its quarantine, or else a port pair from `ports` bound on
+/// `interface` (a port some other process holds is skipped); exhaustion is
+/// [`ApiError::PortsExhausted`].
+fn reserve(
     ports: &SharedPorts,
+    pool: &SharedPool,
     interface: IpAddr,
     rtcp_mux: bool,
 ) -> Result<Reserved, ApiError> {
+    if let Some(p) = pool::lock(pool).take(rtcp_mux, Instant::now()) {
+        return Ok(Reserved {
+            ports: p.ports,
+            socks: Socks::Parked {
+                rtp: p.rtp,
+                rtcp: p.rtcp,
+            },
+        });
+    }
     let mut bound = None;
     let pair = lock(ports).allocate(rtcp_mux, |pair| {
         bound = bind_pair(interface, pair).ok();
@@ -595,8 +641,7 @@ pub(crate) fn reserve(
     match bound {
         Some((rtp, rtcp)) => Ok(Reserved {
             ports: pair,
-            rtp,
-            rtcp,
+            socks: Socks::Bound { rtp, rtcp },
         }),
         None => {
             let _ = lock(ports).release(pair.rtp);
@@ -634,6 +679,7 @@ impl Shard {
             waker: ring.waker(),
             stop: Arc::new(AtomicBool::new(false)),
             unwoken: Arc::new(AtomicBool::new(false)),
+            pool: Arc::new(Mutex::new(SocketPool::new(config.quarantine))),
         };
         let max = config.ring.max_sockets as usize;
         let wall = SystemTime::now()
@@ -700,6 +746,7 @@ impl Shard {
             .filter(|l| l.peer.is_some())
             .count()
             / 2;
+        s.parked = pool::lock(&self.handle.pool).len();
         s.cpu_ns = super::ring::thread_cpu_ns();
         s
     }
@@ -759,7 +806,8 @@ impl Shard {
                             // only answers someone still wants: the CDR writer.
                             Ok(answer) => {
                                 for e in answer {
-                                    if matches!(e, Event::Stats { .. }) {
+                                    if self.config.destroy_stats && matches!(e, Event::Stats { .. })
+                                    {
                                         let _ = self.events.send(e);
                                     }
                                 }
@@ -1352,7 +1400,10 @@ impl Shard {
             }
             Command::Destroy { call_id, leg } => {
                 let slots = self.find_all(&call_id, leg)?;
-                slots.into_iter().filter_map(|s| self.destroy(s)).collect()
+                slots
+                    .into_iter()
+                    .filter_map(|s| self.destroy(now, s))
+                    .collect()
             }
             Command::Query { call_id, leg } => self
                 .find_all(&call_id, leg)?
@@ -1383,7 +1434,9 @@ impl Shard {
         if self.find(&call_id, leg).is_ok() {
             return Err(ApiError::LegExists(call_id, leg));
         }
-        let reserved = reserve(&self.config.ports, self.config.interface, spec.rtcp_mux)?;
+        let reserved =
+            self.handle
+                .reserve(&self.config.ports, self.config.interface, spec.rtcp_mux)?;
         self.install(now, call_id, leg, spec, reserved)
     }
 
@@ -1397,29 +1450,40 @@ impl Shard {
         reserved: Reserved,
     ) -> Result<Event, ApiError> {
         let interface = self.config.interface;
-        let Reserved {
-            ports,
-            rtp: rtp_socket,
-            rtcp: rtcp_socket,
-        } = reserved;
-        let release = |shard: &Shard| {
-            let _ = lock(&shard.config.ports).release(ports.rtp);
-        };
-        if self.find(&call_id, leg).is_ok() {
-            release(self);
-            return Err(ApiError::LegExists(call_id, leg));
-        }
-        // A full socket table is the same as no port: answer 503.
-        let Ok(rtp_sock) = self.ring.add_socket(rtp_socket) else {
-            release(self);
-            return Err(ApiError::PortsExhausted);
-        };
-        let rtcp_sock = match rtcp_socket.map(|s| self.ring.add_socket(s)).transpose() {
-            Ok(s) => s,
-            Err(_) => {
-                self.ring.remove_socket(rtp_sock);
-                release(self);
-                return Err(ApiError::PortsExhausted);
+        let Reserved { ports, socks } = reserved;
+        let (rtp_sock, rtcp_sock) = match socks {
+            Socks::Bound { rtp, rtcp } => {
+                let release = |shard: &Shard| {
+                    let _ = lock(&shard.config.ports).release(ports.rtp);
+                };
+                if self.find(&call_id, leg).is_ok() {
+                    release(self);
+                    return Err(ApiError::LegExists(call_id, leg));
+                }
+                // A full socket table is the same as no port: answer 503.
+                let Ok(rtp_sock) = self.ring.add_socket(rtp) else {
+                    release(self);
+                    return Err(ApiError::PortsExhausted);
+                };
+                match rtcp.map(|s| self.ring.add_socket(s)).transpose() {
+                    Ok(rtcp_sock) => (rtp_sock, rtcp_sock),
+                    Err(_) => {
+                        self.ring.remove_socket(rtp_sock);
+                        release(self);
+                        return Err(ApiError::PortsExhausted);
+                    }
+                }
+            }
+            Socks::Parked { rtp, rtcp } => {
+                if self.find(&call_id, leg).is_ok() {
+                    self.retire(now, ports, rtp, rtcp);
+                    return Err(ApiError::LegExists(call_id, leg));
+                }
+                // What reached the pair since the shard's last wait is the old call's.
+                for sock in [Some(rtp), rtcp].into_iter().flatten() {
+                    self.stats.dropped[DROP_UNKNOWN] += self.ring.drain(sock);
+                }
+                (rtp, rtcp)
             }
         };
         let r = self.next_random();
@@ -1500,19 +1564,41 @@ impl Shard {
         }
     }
 
-    /// Free a leg: its final stats, sockets, ports and slot (`None` for a free slot).
-    fn destroy(&mut self, slot: u32) -> Option<Event> {
-        self.unbridge(slot);
-        let leg = self.legs.get_mut(slot as usize)?.take()?;
-        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
-        self.free_legs.push(slot);
-        for sock in [Some(leg.rtp_sock), leg.rtcp_sock].into_iter().flatten() {
-            self.ring.remove_socket(sock);
+    /// Sockets no leg owns any more (their packets are dropped as "unknown"): parked for reuse
+    /// while the port range and the socket table can spare them (see [`super::pool`]), else
+    /// closed and their ports given back.
+    fn retire(&mut self, now: Instant, ports: PortPair, rtp: u32, rtcp: Option<u32>) {
+        for sock in [Some(rtp), rtcp].into_iter().flatten() {
             if let Some(entry) = self.socks.get_mut(sock as usize) {
                 *entry = None;
             }
         }
-        let _ = lock(&self.config.ports).release(leg.ports.rtp);
+        let spare_sockets = self.ring.free_sockets() >= self.config.ring.max_sockets as usize / 4;
+        let mut allocator = lock(&self.config.ports);
+        if spare_sockets && allocator.available() >= allocator.capacity() / 2 {
+            drop(allocator);
+            pool::lock(&self.handle.pool).park(Parked {
+                ports,
+                rtp,
+                rtcp,
+                since: now,
+            });
+            return;
+        }
+        let _ = allocator.release(ports.rtp);
+        drop(allocator);
+        for sock in [Some(rtp), rtcp].into_iter().flatten() {
+            self.ring.remove_socket(sock);
+        }
+    }
+
+    /// Free a leg: its final stats, sockets, ports and slot (`None` for a free slot).
+    fn destroy(&mut self, now: Instant, slot: u32) -> Option<Event> {
+        self.unbridge(slot);
+        let leg = self.legs.get_mut(slot as usize)?.take()?;
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.free_legs.push(slot);
+        self.retire(now, leg.ports, leg.rtp_sock, leg.rtcp_sock);
         if let Some(legs) = self.calls.get_mut(&leg.call) {
             legs.retain(|(_, s)| *s != slot);
             if legs.is_empty() {

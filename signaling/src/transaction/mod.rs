@@ -330,6 +330,10 @@ pub struct Transactions {
     out: Outbox,
     rng: u64,
     last_now: Option<Instant>,
+    /// `dialplane_sip_transactions_total` per kind: `[invite_server, non_invite_server,
+    /// invite_client, non_invite_client]`, looked up once (a registry lookup per transaction
+    /// hashes the name and labels each time).
+    started: [metrics::Counter; 4],
 }
 
 impl Transactions {
@@ -343,6 +347,13 @@ impl Transactions {
             out: Outbox::default(),
             rng: seed,
             last_now: None,
+            started: [
+                "invite_server",
+                "non_invite_server",
+                "invite_client",
+                "non_invite_client",
+            ]
+            .map(|kind| metrics::counter!("dialplane_sip_transactions_total", "kind" => kind)),
         }
     }
 
@@ -439,8 +450,7 @@ impl Transactions {
             .map(|v| is_reliable(&v))
             .unwrap_or(false);
         let tx = if req.method == Method::INVITE {
-            metrics::counter!("dialplane_sip_transactions_total", "kind" => "invite_server")
-                .increment(1);
+            self.started[0].increment(1);
             ServerTx::Invite(InviteServer::start(
                 key.clone(),
                 &req,
@@ -450,8 +460,7 @@ impl Transactions {
                 &mut self.out,
             ))
         } else {
-            metrics::counter!("dialplane_sip_transactions_total", "kind" => "non_invite_server")
-                .increment(1);
+            self.started[1].increment(1);
             ServerTx::NonInvite(NonInviteServer::start(source, reliable, self.cfg))
         };
         self.servers.insert(key.clone(), tx);
@@ -504,8 +513,7 @@ impl Transactions {
         }
         let reliable = is_reliable(&top);
         let tx = if req.method == Method::INVITE {
-            metrics::counter!("dialplane_sip_transactions_total", "kind" => "invite_client")
-                .increment(1);
+            self.started[2].increment(1);
             ClientTx::Invite(InviteClient::start(
                 now,
                 key.clone(),
@@ -516,8 +524,7 @@ impl Transactions {
                 &mut self.out,
             ))
         } else {
-            metrics::counter!("dialplane_sip_transactions_total", "kind" => "non_invite_client")
-                .increment(1);
+            self.started[3].increment(1);
             ClientTx::NonInvite(NonInviteClient::start(
                 now,
                 key.clone(),

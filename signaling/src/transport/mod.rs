@@ -284,6 +284,10 @@ struct Inner {
     /// Destinations found unreachable (ICMP, refused connections), for whoever takes them.
     unreachable: mpsc::Sender<SocketAddr>,
     unreachable_rx: Mutex<Option<mpsc::Receiver<SocketAddr>>>,
+    /// `dialplane_sip_received_total` and `dialplane_sip_sent_total` of UDP, looked up once:
+    /// a lookup per datagram hashes the name and labels each time.
+    received_udp: metrics::Counter,
+    sent_udp: metrics::Counter,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +342,8 @@ impl Transports {
         }
         let (unreachable, unreachable_rx) = mpsc::channel(config.limits.inbound_queue.max(1));
         let inner = Arc::new(Inner {
+            received_udp: metrics::counter!(RECEIVED_METRIC, "transport" => Transport::Udp.as_str()),
+            sent_udp: metrics::counter!(SENT_METRIC, "transport" => Transport::Udp.as_str()),
             unreachable,
             unreachable_rx: Mutex::new(Some(unreachable_rx)),
             udp,
@@ -511,7 +517,7 @@ impl Inner {
         };
         match sent {
             Ok(_) => {
-                metrics::counter!(SENT_METRIC, "transport" => "UDP").increment(1);
+                self.sent_udp.increment(1);
                 Ok(())
             }
             Err(e) => {
@@ -580,7 +586,10 @@ impl Inner {
             Ok(m) => m,
             Err(e) => return self.reject(transport, source, bytes, &e),
         };
-        metrics::counter!(RECEIVED_METRIC, "transport" => transport.as_str()).increment(1);
+        match transport {
+            Transport::Udp => self.received_udp.increment(1),
+            _ => metrics::counter!(RECEIVED_METRIC, "transport" => transport.as_str()).increment(1),
+        }
         let message = match message {
             Message::Request(mut req) => {
                 let verdict = if is_new_request(&req) {

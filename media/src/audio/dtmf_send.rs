@@ -9,12 +9,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use dsp::dtmf::{DtmfGenerator, ToneSpec};
-use dsp::g711::Law;
-
-use super::{FRAME, FRAME_SAMPLES, Pacer, duration, ticks};
+use super::{FRAME, FRAME_SAMPLES, Pacer, Voice, duration, ticks};
 use crate::api::ApiError;
 use crate::telephone_event::{EventSender, PAYLOAD_LEN, SendSpec, digit_event};
+use dsp::dtmf::{DtmfGenerator, ToneSpec};
 
 /// Most keys waiting.
 const MAX_QUEUED: usize = 32;
@@ -28,8 +26,8 @@ const INTERVAL: u32 = 160;
 pub(crate) enum Mode {
     /// RFC 4733 telephone-events.
     Rfc4733,
-    /// Tones in the leg's G.711 audio.
-    InBand(Law),
+    /// Tones in the leg's audio (G.711 or Opus).
+    InBand(Voice),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +43,7 @@ enum Sending {
     Rfc(EventSender),
     Tone {
         generator: DtmfGenerator,
-        law: Law,
+        voice: Voice,
         pacer: Pacer,
         /// Frames still to send, the silent gap included.
         frames: u32,
@@ -58,11 +56,11 @@ enum Sending {
 pub(crate) enum Sent {
     /// An RFC 4733 payload (4 bytes).
     Event { timestamp: u32, marker: bool },
-    /// 20 ms of tone (or its trailing silence) as PCM, to be encoded in `law`.
+    /// 20 ms of tone (or its trailing silence) as PCM, to be encoded in `voice`.
     Tone {
         deadline: Instant,
         marker: bool,
-        law: Law,
+        voice: Voice,
     },
 }
 
@@ -144,7 +142,7 @@ impl DtmfSend {
             }
             Sending::Tone {
                 generator,
-                law,
+                voice,
                 pacer,
                 frames,
                 first,
@@ -158,7 +156,7 @@ impl DtmfSend {
                 let sent = Sent::Tone {
                     deadline,
                     marker: std::mem::take(first),
-                    law: *law,
+                    voice: *voice,
                 };
                 *frames -= 1;
                 if *frames == 0 {
@@ -186,7 +184,7 @@ fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
             };
             Sending::Rfc(EventSender::new(spec, start))
         }
-        Mode::InBand(law) => {
+        Mode::InBand(voice) => {
             // RFC 4733's volume is the power of the pair: split it with the high tone 2 dB over
             // the low one (within every receiver's twist limits).
             let v = f32::from(key.volume);
@@ -197,7 +195,7 @@ fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
             pacer.start(now);
             Sending::Tone {
                 generator: DtmfGenerator::new(&spec),
-                law,
+                voice,
                 pacer,
                 frames: tone_frames + gap_frames,
                 first: true,
@@ -210,6 +208,7 @@ fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
 mod tests {
     use super::*;
     use crate::telephone_event::{EventPayload, EventReceiver};
+    use dsp::g711::Law;
     use dsp::pipeline::{Event, LegDsp, PipelineConfig};
 
     #[test]
@@ -278,7 +277,8 @@ mod tests {
         let t0 = Instant::now();
         let mut d = DtmfSend::default();
         for digit in ['1', '1', '9'] {
-            d.queue(digit, 80, 10, Mode::InBand(Law::Alaw)).unwrap();
+            d.queue(digit, 80, 10, Mode::InBand(Voice::Law(Law::Alaw)))
+                .unwrap();
         }
         let mut dsp = LegDsp::new(PipelineConfig {
             dtmf: true,
@@ -291,7 +291,7 @@ mod tests {
             let Some(Sent::Tone {
                 deadline,
                 marker,
-                law,
+                voice: Voice::Law(law),
             }) = d.poll(now, t0, &mut pcm, &mut ev)
             else {
                 continue;

@@ -9,10 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsp::g711::Law;
 use dsp::mix::{db_to_gain, mix_i16};
 
-use super::{FRAME, FRAME_SAMPLES, Pacer};
+use super::{FRAME, FRAME_SAMPLES, Pacer, Voice};
 use crate::api::{ApiError, DubAction, TrackId};
 
 /// Most tracks per leg.
@@ -62,8 +61,8 @@ pub(crate) struct Dub {
     tracks: Vec<Track>,
     /// Clock of the frames the tracks send alone.
     pacer: Pacer,
-    /// The leg codec's law, from the last `Play`.
-    law: Option<Law>,
+    /// The leg's codec, from the last `Play`.
+    voice: Option<Voice>,
     /// The next track-only frame starts a talk spurt (marker bit).
     spurt: bool,
 }
@@ -86,11 +85,11 @@ impl Dub {
             .ok_or(ApiError::InvalidArgument("unknown dub track"))
     }
 
-    /// Apply `action` to track `id`; `law` is the leg's codec (`None`: not G.711).
+    /// Apply `action` to track `id`; `voice` is the leg's codec (`None`: neither G.711 nor Opus).
     pub(crate) fn apply(
         &mut self,
         now: Instant,
-        law: Option<Law>,
+        voice: Option<Voice>,
         id: TrackId,
         action: DubAction,
     ) -> Result<(), ApiError> {
@@ -113,7 +112,8 @@ impl Dub {
                 looped,
                 gain_db,
             } => {
-                let law = law.ok_or(ApiError::InvalidArgument("dub needs a G.711 leg"))?;
+                let voice =
+                    voice.ok_or(ApiError::InvalidArgument("dub needs a G.711 or Opus leg"))?;
                 if samples.is_empty() {
                     return Err(ApiError::InvalidArgument("empty PCM"));
                 }
@@ -124,7 +124,7 @@ impl Dub {
                     looped,
                     gain: db_to_gain(f32::from(gain_db)),
                 });
-                self.law = Some(law);
+                self.voice = Some(voice);
                 if !was_playing {
                     // Bridged packets, if they flow, keep pushing this back.
                     self.pacer.start(now + FRAME + GRACE);
@@ -184,23 +184,24 @@ impl Dub {
         self.pacer.next()
     }
 
-    /// The track-only frame due at `now`, if any, into `pcm`: its deadline, marker and law.
+    /// The track-only frame due at `now`, if any, into `pcm`: its deadline, marker and codec.
     pub(crate) fn poll(
         &mut self,
         now: Instant,
         pcm: &mut [i16; FRAME_SAMPLES],
-    ) -> Option<(Instant, bool, Law)> {
-        let law = self.law?;
+    ) -> Option<(Instant, bool, Voice)> {
+        let voice = self.voice?;
         let deadline = self.pacer.due(now)?;
         pcm.fill(0);
         self.mix_into(pcm);
-        Some((deadline, std::mem::take(&mut self.spurt), law))
+        Some((deadline, std::mem::take(&mut self.spurt), voice))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsp::g711::Law;
 
     fn constant(v: i16, n: usize) -> Arc<[i16]> {
         vec![v; n].into()
@@ -218,11 +219,16 @@ mod tests {
     fn minus_six_db_track_adds_half_and_saturates() {
         let t0 = Instant::now();
         let mut d = Dub::default();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
-            .unwrap();
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            DubAction::AddTrack,
+        )
+        .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(8000, 1000), true, -6),
         )
@@ -234,7 +240,7 @@ mod tests {
         // Saturation: a loud track on a loud payload clips at full scale.
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(30000, 160), false, 0),
         )
@@ -254,19 +260,24 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dub::default();
         for id in [1, 2] {
-            d.apply(t0, Some(Law::Alaw), TrackId(id), DubAction::AddTrack)
-                .unwrap();
+            d.apply(
+                t0,
+                Some(Voice::Law(Law::Alaw)),
+                TrackId(id),
+                DubAction::AddTrack,
+            )
+            .unwrap();
         }
         d.apply(
             t0,
-            Some(Law::Alaw),
+            Some(Voice::Law(Law::Alaw)),
             TrackId(1),
             play(constant(100, 320), true, 0),
         )
         .unwrap();
         d.apply(
             t0,
-            Some(Law::Alaw),
+            Some(Voice::Law(Law::Alaw)),
             TrackId(2),
             play(constant(-30, 320), true, 0),
         )
@@ -285,28 +296,38 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dub::default();
         assert_eq!(
-            d.apply(t0, Some(Law::Ulaw), TrackId(9), DubAction::Silence),
+            d.apply(
+                t0,
+                Some(Voice::Law(Law::Ulaw)),
+                TrackId(9),
+                DubAction::Silence
+            ),
             Err(ApiError::InvalidArgument("unknown dub track"))
         );
         assert!(
             d.apply(
                 t0,
-                Some(Law::Ulaw),
+                Some(Voice::Law(Law::Ulaw)),
                 TrackId(9),
                 play(constant(1, 1), false, 0)
             )
             .is_err()
         );
-        d.apply(t0, Some(Law::Ulaw), TrackId(9), DubAction::AddTrack)
-            .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(9),
+            DubAction::AddTrack,
+        )
+        .unwrap();
         assert_eq!(
             d.apply(t0, None, TrackId(9), play(constant(1, 1), false, 0)),
-            Err(ApiError::InvalidArgument("dub needs a G.711 leg"))
+            Err(ApiError::InvalidArgument("dub needs a G.711 or Opus leg"))
         );
         assert_eq!(
             d.apply(
                 t0,
-                Some(Law::Ulaw),
+                Some(Voice::Law(Law::Ulaw)),
                 TrackId(9),
                 play(constant(1, 0), false, 0)
             ),
@@ -328,11 +349,16 @@ mod tests {
     fn tracks_go_out_alone_when_no_bridged_audio_comes() {
         let t0 = Instant::now();
         let mut d = Dub::default();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
-            .unwrap();
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            DubAction::AddTrack,
+        )
+        .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(500, 8000), false, 0),
         )
@@ -356,7 +382,10 @@ mod tests {
                 .is_none()
         );
         let (at, marker, law) = d.poll(last + FRAME + GRACE, &mut pcm).unwrap();
-        assert_eq!((at, marker, law), (last + FRAME + GRACE, true, Law::Ulaw));
+        assert_eq!(
+            (at, marker, law),
+            (last + FRAME + GRACE, true, Voice::Law(Law::Ulaw))
+        );
         assert!(pcm.iter().all(|&s| s == 500));
         let (at2, marker, _) = d.poll(at + FRAME, &mut pcm).unwrap();
         assert_eq!((at2, marker), (at + FRAME, false));

@@ -328,7 +328,8 @@ impl Leg {
 }
 
 fn egress_codec(map: &PtMap) -> Codec {
-    [Codec::Pcmu, Codec::Pcma]
+    // G.711 costs least to generate; Opus when the leg has nothing else.
+    [Codec::Pcmu, Codec::Pcma, Codec::Opus]
         .into_iter()
         .find(|c| map.payload_type(*c).is_some())
         .unwrap_or(Codec::Pcmu)
@@ -930,12 +931,17 @@ impl Shard {
                 return;
             };
             let buf = self.ring.buf_mut(bid);
-            let sent = match t.pop(buf) {
+            // The peer's dub tracks and forks see the PCM before it is encoded.
+            let mut suppressed = false;
+            let popped = t.pop(buf, |pcm, rate| {
+                suppressed = peer_busy && !peer.audio.on_egress_pcm(now, rate, pcm);
+            });
+            let sent = match popped {
                 None => return self.ring.release(bid),
                 Some(Err(_)) => Err(DROP_REASONS[DROP_TRANSCODE]),
                 Some(Ok(out)) => match RtpPacketMut::parse(&mut buf[..out.len]) {
                     Ok(mut pkt) => {
-                        if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
+                        if suppressed {
                             Err(DROP_REASONS[DROP_AUDIO])
                         } else {
                             peer.endpoint.egress(now, &mut pkt, out.codec)
@@ -1704,5 +1710,9 @@ mod tests {
         assert_eq!(egress_codec(&PtMap::default()), Codec::Pcmu);
         let alaw = PtMap::new(&[(8, Codec::Pcma), (101, Codec::TelephoneEvent)]).unwrap();
         assert_eq!(egress_codec(&alaw), Codec::Pcma);
+        let opus = PtMap::new(&[(111, Codec::Opus), (101, Codec::TelephoneEvent)]).unwrap();
+        assert_eq!(egress_codec(&opus), Codec::Opus);
+        let both = PtMap::new(&[(111, Codec::Opus), (0, Codec::Pcmu)]).unwrap();
+        assert_eq!(egress_codec(&both), Codec::Pcmu);
     }
 }

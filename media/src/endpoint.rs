@@ -563,6 +563,29 @@ impl Endpoint {
         self.config.pt_map = map;
     }
 
+    /// New media clock (a re-INVITE changed the audio codec, e.g. PCMU at 8 kHz to Opus at
+    /// 48 kHz): the egress timestamps continue across the change at the new rate, RFC 4733
+    /// presses are timed in the new ticks (one in progress is forgotten) and jitter is measured
+    /// afresh.
+    pub fn set_clock_rate(&mut self, now: Instant, rate: u32) {
+        let rate = rate.max(1);
+        let old_rate = self.stats.clock_rate;
+        if rate == old_rate {
+            return;
+        }
+        let now = self.clamp(now);
+        let old_now = self.ticks(now);
+        self.stats.clock_rate = rate;
+        self.config.clock_rate = rate;
+        self.continuity
+            .rescale(old_rate, rate, old_now, self.ticks(now));
+        self.events = EventReceiver::new(rate);
+        if let Some(s) = &mut self.source {
+            s.transit = None;
+            s.jitter16 = 0;
+        }
+    }
+
     /// Report RFC 4733 presses and forward them, or only report them (ng `block DTMF`).
     pub fn set_dtmf_mode(&mut self, mode: DtmfMode) {
         self.config.dtmf = mode;
@@ -1016,5 +1039,41 @@ mod tests {
             assert!(DROP_REASONS.contains(&e.reason()));
         }
         assert!(DROP_REASONS.contains(&crate::telephone_event::EventError::Short.reason()));
+    }
+
+    #[test]
+    fn a_codec_change_keeps_the_egress_timestamps_continuous_at_the_new_rate() {
+        let t0 = Instant::now();
+        let mut e = Endpoint::new(
+            t0,
+            EndpointConfig {
+                sdp_address: Some("127.0.0.1:4000".parse().unwrap()),
+                pt_map: PtMap::new(&[(0, Codec::Pcmu), (111, Codec::Opus)]).unwrap(),
+                ..Default::default()
+            },
+        );
+        // A packet of 20 ms from source `ssrc`, sequence `seq`, at `ts`, sent at `ms`.
+        let send = |e: &mut Endpoint, ms: u64, ssrc: u32, seq: u16, ts: u32, codec| {
+            let mut buf = [0u8; 20];
+            buf[0] = 0x80;
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&ts.to_be_bytes());
+            buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let mut pkt = RtpPacketMut::parse(&mut buf).unwrap();
+            e.egress(t0 + Duration::from_millis(ms), &mut pkt, codec)
+                .unwrap();
+            (pkt.timestamp(), pkt.marker())
+        };
+        let (a, _) = send(&mut e, 0, 7, 1, 1000, Codec::Pcmu);
+        let (b, _) = send(&mut e, 20, 7, 2, 1160, Codec::Pcmu);
+        assert_eq!(b.wrapping_sub(a), 160);
+        // Switched to Opus 100 ms after the last PCMU packet; Opus from the same source 40 ms
+        // later: 140 ms at 48 kHz after it, then 960 per 20 ms.
+        e.set_clock_rate(t0 + Duration::from_millis(120), 48_000);
+        assert_eq!(e.stats().clock_rate, 48_000);
+        let (c, marker) = send(&mut e, 160, 7, 3, 50_000, Codec::Opus);
+        assert_eq!((c.wrapping_sub(b), marker), (140 * 48, true));
+        let (d, marker) = send(&mut e, 180, 7, 4, 50_960, Codec::Opus);
+        assert_eq!((d.wrapping_sub(c), marker), (960, false));
     }
 }

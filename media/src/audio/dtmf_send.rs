@@ -97,6 +97,18 @@ impl DtmfSend {
         Ok(())
     }
 
+    /// In-band keys queued or sounding go on in another codec.
+    pub(crate) fn set_voice(&mut self, to: Voice) {
+        for key in &mut self.queue {
+            if let Mode::InBand(v) = &mut key.mode {
+                *v = to;
+            }
+        }
+        if let Some(Sending::Tone { voice, .. }) = &mut self.sending {
+            *voice = to;
+        }
+    }
+
     /// A key is queued or being sent: bridged audio must not go out.
     pub(crate) fn owns_egress(&self) -> bool {
         self.sending.is_some() || !self.queue.is_empty()

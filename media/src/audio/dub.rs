@@ -73,6 +73,13 @@ impl Dub {
         !self.tracks.is_empty()
     }
 
+    /// Go on in another codec (once a track has played).
+    pub(crate) fn set_voice(&mut self, voice: Voice) {
+        if self.voice.is_some() {
+            self.voice = Some(voice);
+        }
+    }
+
     /// Any track is playing.
     pub(crate) fn playing(&self) -> bool {
         self.tracks.iter().any(|t| t.play.is_some())

@@ -178,6 +178,19 @@ impl LegAudio {
         }
     }
 
+    /// The leg's codec changed (re-INVITE): the play, the dub tracks and in-band DTMF go on in
+    /// `codec` (a codec they cannot encode leaves them as they were).
+    pub fn set_codec(&mut self, codec: Codec) {
+        let Some(voice) = self.voice(codec) else {
+            return;
+        };
+        if let Some(p) = self.player.as_mut() {
+            p.set_voice(voice);
+        }
+        self.dub.set_voice(voice);
+        self.dtmf.set_voice(voice);
+    }
+
     /// Stop the player; `true` if one was playing (a [`AudioEvent::PlayDone`] follows).
     pub fn stop_play(&mut self) -> bool {
         let playing = self.player.take().is_some();
@@ -1225,5 +1238,26 @@ mod tests {
         let got = digits(&std::iter::from_fn(|| rx.poll_event()).collect::<Vec<_>>());
         let keys: String = got.iter().map(|d| d.0).collect();
         assert_eq!(keys, "4*D");
+    }
+
+    #[test]
+    fn a_play_goes_on_in_opus_after_a_codec_change() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.play(t0, Codec::Pcmu, vec![3000i16; 8000].into(), false);
+        let mut out = [0u8; FRAME_SAMPLES];
+        let g = a.poll_transmit(t0, &mut out).unwrap();
+        assert_eq!((g.codec, g.len), (Codec::Pcmu, FRAME_SAMPLES));
+        a.set_codec(Codec::Opus);
+        let g1 = a.poll_transmit(t0 + FRAME, &mut out).unwrap();
+        let g2 = a.poll_transmit(t0 + FRAME * 2, &mut out).unwrap();
+        assert_eq!((g1.codec, g2.codec), (Codec::Opus, Codec::Opus));
+        assert_eq!(g2.timestamp.wrapping_sub(g1.timestamp), 960);
+        // A codec the audio cannot encode leaves it as it was.
+        a.set_codec(Codec::G722);
+        assert_eq!(
+            a.poll_transmit(t0 + FRAME * 3, &mut out).unwrap().codec,
+            Codec::Opus
+        );
     }
 }

@@ -44,6 +44,11 @@ impl Player {
         self.voice
     }
 
+    /// Go on in another codec.
+    pub(crate) fn set_voice(&mut self, voice: Voice) {
+        self.voice = voice;
+    }
+
     /// When the next frame is due (`None` once done).
     pub(crate) fn next(&self) -> Option<Instant> {
         self.pacer.next()

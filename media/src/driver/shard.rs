@@ -327,6 +327,13 @@ impl Leg {
     }
 }
 
+/// A leg's RTP clock: Opus legs run at 48 kHz (RFC 7587), for continuity and jitter.
+fn clock_rate(map: &PtMap) -> u32 {
+    codec::audio_codec(map)
+        .and_then(codec::clock_rate)
+        .unwrap_or(8000)
+}
+
 fn egress_codec(map: &PtMap) -> Codec {
     // G.711 costs least to generate; Opus when the leg has nothing else.
     [Codec::Pcmu, Codec::Pcma, Codec::Opus]
@@ -1250,6 +1257,11 @@ impl Shard {
                 l.endpoint
                     .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
                 l.endpoint.set_sdp_address(spec.sdp_address);
+                // A changed codec moves the leg's clock and what its audio encodes.
+                let rate = clock_rate(&l.endpoint.config().pt_map);
+                l.endpoint.set_clock_rate(now, rate);
+                let codec = l.audio_codec();
+                l.audio.set_codec(codec);
                 // Unchanged keys keep the session (its ROC and replay state).
                 if l.srtp.as_deref().map(Srtp::keys) != spec.srtp.as_deref().copied() {
                     l.srtp = spec.srtp.map(|k| Box::new(Srtp::from_keys(*k)));
@@ -1477,10 +1489,7 @@ impl Shard {
             pt_map: spec.pt_map,
             direction: spec.direction,
             egress_seed: (r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
-            // Opus legs run a 48 kHz RTP clock (RFC 7587), for continuity and jitter.
-            clock_rate: codec::audio_codec(&spec.pt_map)
-                .and_then(codec::clock_rate)
-                .unwrap_or(8000),
+            clock_rate: clock_rate(&spec.pt_map),
             ..EndpointConfig::default()
         };
         let first_report = now + self.config.rtcp_interval / 2;

@@ -231,6 +231,21 @@ impl Transcoder {
         self.to
     }
 
+    /// The SSRC of the stream it writes.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The output timestamp of ingress timestamp `ts` (on the ingress clock): where an RFC 4733
+    /// event of the ingress stream sits on the output stream. `None` before the first packet.
+    pub fn map_timestamp(&self, ts: u32) -> Option<u32> {
+        let expected = self.next_in_ts?;
+        let ahead = i64::from(ts.wrapping_sub(expected) as i32);
+        let out = ahead * i64::from(self.out_rate) / i64::from(self.in_rate);
+        let end = self.fifo_ts.wrapping_add(self.queued as u32);
+        Some(end.wrapping_add(out as i32 as u32))
+    }
+
     /// Decode one ingress payload sent at RTP timestamp `ts` and queue its PCM. `Ok(false)`: an
     /// old or duplicate packet, ignored.
     pub fn push(&mut self, ts: u32, payload: &[u8]) -> Result<bool, CodecError> {

@@ -24,8 +24,8 @@ const INTERVAL: u32 = 160;
 /// How a key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// RFC 4733 telephone-events.
-    Rfc4733,
+    /// RFC 4733 telephone-events on the leg's telephone-event clock (Hz, a multiple of 8000).
+    Rfc4733(u32),
     /// Tones in the leg's audio (G.711 or Opus).
     InBand(Voice),
 }
@@ -40,7 +40,8 @@ struct Key {
 
 #[derive(Debug)]
 enum Sending {
-    Rfc(EventSender),
+    /// The sender, and its clock's ticks per 8 kHz tick.
+    Rfc(EventSender, u64),
     Tone {
         generator: DtmfGenerator,
         voice: Voice,
@@ -117,7 +118,9 @@ impl DtmfSend {
     /// When [`DtmfSend::poll`] next has work; `epoch` is the leg's tick origin.
     pub(crate) fn poll_timeout(&self, epoch: Instant) -> Option<Instant> {
         match &self.sending {
-            Some(Sending::Rfc(s)) => s.poll_timeout().map(|t| epoch + duration(t)),
+            Some(Sending::Rfc(s, scale)) => s
+                .poll_timeout()
+                .map(|t| epoch + duration(t.div_ceil(*scale))),
             Some(Sending::Tone { pacer, .. }) => pacer.next(),
             None if !self.queue.is_empty() => Some(self.free_at.unwrap_or(epoch)),
             None => None,
@@ -141,8 +144,8 @@ impl DtmfSend {
             self.sending = Some(start(key, now, epoch));
         }
         match self.sending.as_mut()? {
-            Sending::Rfc(sender) => {
-                let packet = sender.poll_transmit(ticks(epoch, now), event)?;
+            Sending::Rfc(sender, scale) => {
+                let packet = sender.poll_transmit(ticks(epoch, now) * *scale, event)?;
                 if sender.is_done() {
                     self.sending = None;
                     self.free_at = Some(now + GAP);
@@ -184,17 +187,18 @@ impl DtmfSend {
 /// Begin sending `key` at `now`.
 fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
     match key.mode {
-        Mode::Rfc4733 => {
-            let start = ticks(epoch, now);
+        Mode::Rfc4733(rate) => {
+            let scale = u64::from(rate / 8000).max(1);
+            let start = ticks(epoch, now) * scale;
             let spec = SendSpec {
                 event: digit_event(key.digit).unwrap_or(0),
                 volume: key.volume,
-                duration: key.duration_ms.saturating_mul(8),
+                duration: key.duration_ms.saturating_mul(8 * scale as u32),
                 timestamp: start as u32,
-                interval: INTERVAL,
+                interval: INTERVAL * scale as u32,
                 end_packets: 3,
             };
-            Sending::Rfc(EventSender::new(spec, start))
+            Sending::Rfc(EventSender::new(spec, start), scale)
         }
         Mode::InBand(voice) => {
             // RFC 4733's volume is the power of the pair: split it with the high tone 2 dB over
@@ -228,8 +232,8 @@ mod tests {
         let t0 = Instant::now();
         let epoch = t0 - Duration::from_secs(1);
         let mut d = DtmfSend::default();
-        d.queue('5', 100, 10, Mode::Rfc4733).unwrap();
-        d.queue('#', 60, 12, Mode::Rfc4733).unwrap();
+        d.queue('5', 100, 10, Mode::Rfc4733(8000)).unwrap();
+        d.queue('#', 60, 12, Mode::Rfc4733(8000)).unwrap();
         let (mut pcm, mut ev) = ([0; FRAME_SAMPLES], [0; PAYLOAD_LEN]);
         let mut rx = EventReceiver::new(8000);
         let mut packets = Vec::new();
@@ -335,8 +339,8 @@ mod tests {
     fn queue_is_bounded() {
         let mut d = DtmfSend::default();
         for _ in 0..MAX_QUEUED {
-            d.queue('0', 50, 10, Mode::Rfc4733).unwrap();
+            d.queue('0', 50, 10, Mode::Rfc4733(8000)).unwrap();
         }
-        assert!(d.queue('0', 50, 10, Mode::Rfc4733).is_err());
+        assert!(d.queue('0', 50, 10, Mode::Rfc4733(8000)).is_err());
     }
 }

@@ -234,8 +234,9 @@ impl LegAudio {
         existed
     }
 
-    /// Queue one DTMF key for the leg: RFC 4733 packets when `telephone_event` is `true` (the
-    /// leg negotiated telephone-event), else in-band tones in `codec`.
+    /// Queue one DTMF key for the leg: RFC 4733 packets when `telephone_event` is the clock of
+    /// the telephone-event the leg negotiated (8000, 48000: timestamps, durations and update
+    /// intervals in it), else (`None`) in-band tones in `codec`.
     ///
     /// Keys are sent one after the other with 60 ms between them; bridged audio is not sent
     /// (and a play pauses) until the queue is empty. Errors: not a DTMF key, in-band on a leg
@@ -244,7 +245,7 @@ impl LegAudio {
         &mut self,
         now: Instant,
         codec: Codec,
-        telephone_event: bool,
+        telephone_event: Option<u32>,
         digit: char,
         duration_ms: u32,
         volume: u8,
@@ -253,8 +254,8 @@ impl LegAudio {
         if digit_event(digit).is_none() {
             return Err(ApiError::InvalidDigit(digit));
         }
-        let mode = if telephone_event {
-            Mode::Rfc4733
+        let mode = if let Some(rate) = telephone_event {
+            Mode::Rfc4733(rate)
         } else {
             Mode::InBand(self.voice(codec).ok_or(ApiError::InvalidArgument(
                 "in-band DTMF needs a G.711 or Opus leg",
@@ -988,16 +989,16 @@ mod tests {
         let mut out = [0u8; FRAME_SAMPLES];
         assert!(a.poll_transmit(t0, &mut out).is_some());
         assert_eq!(
-            a.send_dtmf(t0, Codec::G722, false, '1', 100, 10),
+            a.send_dtmf(t0, Codec::G722, None, '1', 100, 10),
             Err(ApiError::InvalidArgument(
                 "in-band DTMF needs a G.711 or Opus leg"
             ))
         );
         assert_eq!(
-            a.send_dtmf(t0, Codec::Pcmu, true, 'x', 100, 10),
+            a.send_dtmf(t0, Codec::Pcmu, Some(8000), 'x', 100, 10),
             Err(ApiError::InvalidDigit('x'))
         );
-        a.send_dtmf(ms(t0, 10), Codec::Pcmu, true, '9', 40, 10)
+        a.send_dtmf(ms(t0, 10), Codec::Pcmu, Some(8000), '9', 40, 10)
             .unwrap();
         let mut rx = EventReceiver::new(8000);
         let mut kinds = Vec::new();
@@ -1063,7 +1064,7 @@ mod tests {
         let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
         rx.set_tap(t0, true, None);
         for key in "19#".chars() {
-            tx.send_dtmf(t0, Codec::Pcma, false, key, 60, 10).unwrap();
+            tx.send_dtmf(t0, Codec::Pcma, None, key, 60, 10).unwrap();
         }
         let mut out = [0u8; FRAME_SAMPLES];
         let mut seq = 0u16;
@@ -1217,7 +1218,7 @@ mod tests {
         let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
         rx.set_tap(t0, true, None);
         for key in "4*D".chars() {
-            tx.send_dtmf(t0, Codec::Opus, false, key, 60, 10).unwrap();
+            tx.send_dtmf(t0, Codec::Opus, None, key, 60, 10).unwrap();
         }
         let mut out = [0u8; FRAME_SAMPLES];
         let (mut seq, mut last_ts) = (0u16, None);
@@ -1259,5 +1260,30 @@ mod tests {
             a.poll_transmit(t0 + FRAME * 3, &mut out).unwrap().codec,
             Codec::Opus
         );
+    }
+
+    #[test]
+    fn rfc4733_keys_go_out_on_the_legs_48_khz_event_clock() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.send_dtmf(t0, Codec::Opus, Some(48_000), '7', 100, 10)
+            .unwrap();
+        let mut rx = EventReceiver::new(48_000);
+        let mut out = [0u8; FRAME_SAMPLES];
+        let mut stamps = Vec::new();
+        let mut now = t0;
+        while let Some(t) = a.poll_timeout() {
+            now = t.max(now);
+            while let Some(g) = a.poll_transmit(now, &mut out) {
+                assert_eq!(g.codec, Codec::TelephoneEvent);
+                stamps.push(g.timestamp);
+                rx.handle_packet(0, g.timestamp, g.marker, &out[..g.len])
+                    .unwrap();
+            }
+        }
+        // 100 ms = 4800 ticks at 48 kHz; every packet of the press carries its start.
+        let k = rx.poll_event().unwrap();
+        assert_eq!((k.digit(), k.duration), (Some('7'), 4800));
+        assert!(stamps.len() >= 5 && stamps.iter().all(|&s| s == stamps[0]));
     }
 }

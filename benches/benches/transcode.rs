@@ -33,7 +33,7 @@ fn payloads(codec: Codec) -> Vec<Vec<u8>> {
     let mut encoded = Vec::new();
     for (k, p) in pcmu.iter().enumerate() {
         t.push(k as u32 * 160, p).expect("pcmu decodes");
-        while let Some(e) = t.pop(&mut out) {
+        while let Some(e) = t.pop(&mut out, |_, _| {}) {
             encoded.push(out[12..e.expect("encodes").len].to_vec());
         }
     }
@@ -60,7 +60,7 @@ fn transcode(c: &mut Criterion) {
                 ts = ts.wrapping_add(step);
                 let _ = t.push(ts, black_box(p));
                 let mut sent = 0;
-                while let Some(e) = t.pop(&mut out) {
+                while let Some(e) = t.pop(&mut out, |_, _| {}) {
                     sent += e.map_or(0, |e| e.len);
                 }
                 black_box(sent)

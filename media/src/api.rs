@@ -59,6 +59,8 @@ pub struct EndpointSpec {
     pub sdp_address: Option<SocketAddr>,
     /// Payload types negotiated on this leg.
     pub pt_map: PtMap,
+    /// Clock of the leg's telephone-event (8000, or 48000 beside Opus).
+    pub telephone_event_rate: u32,
     /// RTP and RTCP on one port (RFC 5761).
     pub rtcp_mux: bool,
     /// The remote's SDP direction.
@@ -81,6 +83,7 @@ impl Default for EndpointSpec {
         EndpointSpec {
             sdp_address: None,
             pt_map: PtMap::default(),
+            telephone_event_rate: 8000,
             rtcp_mux: false,
             direction: Direction::SendRecv,
             latch_any: false,

@@ -90,9 +90,48 @@ enum Decoder {
     Opus(Box<OpusDecoder>),
 }
 
+impl Decoder {
+    fn new(codec: Codec) -> Result<Self, CodecError> {
+        Ok(match law(codec) {
+            Some(l) => Decoder::Law(l),
+            None if codec == Codec::Opus => Decoder::Opus(Box::new(OpusDecoder::new(
+                SampleRate::Hz48000,
+                Channels::Mono,
+            )?)),
+            None => return Err(CodecError::Unsupported(codec)),
+        })
+    }
+
+    /// Decode `payload` into `out` at the codec's rate; `None` conceals one lost packet of
+    /// `out.len()` samples (Opus's own PLC; silence for G.711). Returns the samples written.
+    fn decode(&mut self, payload: Option<&[u8]>, out: &mut [f32]) -> Result<usize, CodecError> {
+        match (self, payload) {
+            (Decoder::Law(l), Some(p)) => {
+                let n = p.len().min(out.len());
+                l.decode_f32(&p[..n], &mut out[..n]);
+                Ok(n)
+            }
+            (Decoder::Law(_), None) => {
+                out.fill(0.0);
+                Ok(out.len())
+            }
+            (Decoder::Opus(_), Some([])) => Err(CodecError::Opus("empty payload".into())),
+            (Decoder::Opus(d), p) => Ok(d.decode_float(p, out, false)?),
+        }
+    }
+}
+
 enum Encoder {
     Law(Law),
     Opus(Box<OpusEncoder>),
+}
+
+/// The Opus encoder every stream we generate uses: mono VoIP at [`OPUS_BITRATE`].
+fn opus_encoder() -> Result<OpusEncoder, CodecError> {
+    let mut e = OpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
+    e.set_bitrate(Bitrate::BitsPerSecond(OPUS_BITRATE))?;
+    e.set_complexity(OPUS_COMPLEXITY)?;
+    Ok(e)
 }
 
 fn law(codec: Codec) -> Option<Law> {
@@ -155,22 +194,10 @@ impl Transcoder {
     pub fn new(from: Codec, to: Codec, ssrc: u32) -> Result<Self, CodecError> {
         let in_rate = clock_rate(from).ok_or(CodecError::Unsupported(from))?;
         let out_rate = clock_rate(to).ok_or(CodecError::Unsupported(to))?;
-        let decoder = match law(from) {
-            Some(l) => Decoder::Law(l),
-            None => Decoder::Opus(Box::new(OpusDecoder::new(
-                SampleRate::Hz48000,
-                Channels::Mono,
-            )?)),
-        };
+        let decoder = Decoder::new(from)?;
         let encoder = match law(to) {
             Some(l) => Encoder::Law(l),
-            None => {
-                let mut e =
-                    OpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
-                e.set_bitrate(Bitrate::BitsPerSecond(OPUS_BITRATE))?;
-                e.set_complexity(OPUS_COMPLEXITY)?;
-                Encoder::Opus(Box::new(e))
-            }
+            None => Encoder::Opus(Box::new(opus_encoder()?)),
         };
         let frame = (out_rate * FRAME_MS / 1000) as usize;
         Ok(Transcoder {
@@ -204,6 +231,21 @@ impl Transcoder {
         self.to
     }
 
+    /// The SSRC of the stream it writes.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The output timestamp of ingress timestamp `ts` (on the ingress clock): where an RFC 4733
+    /// event of the ingress stream sits on the output stream. `None` before the first packet.
+    pub fn map_timestamp(&self, ts: u32) -> Option<u32> {
+        let expected = self.next_in_ts?;
+        let ahead = i64::from(ts.wrapping_sub(expected) as i32);
+        let out = ahead * i64::from(self.out_rate) / i64::from(self.in_rate);
+        let end = self.fifo_ts.wrapping_add(self.queued as u32);
+        Some(end.wrapping_add(out as i32 as u32))
+    }
+
     /// Decode one ingress payload sent at RTP timestamp `ts` and queue its PCM. `Ok(false)`: an
     /// old or duplicate packet, ignored.
     pub fn push(&mut self, ts: u32, payload: &[u8]) -> Result<bool, CodecError> {
@@ -214,19 +256,7 @@ impl Transcoder {
         {
             return Ok(false);
         }
-        let n = match &mut self.decoder {
-            Decoder::Law(l) => {
-                let n = payload.len().min(self.decoded.len());
-                l.decode_f32(&payload[..n], &mut self.decoded[..n]);
-                n
-            }
-            Decoder::Opus(d) => {
-                if payload.is_empty() {
-                    return Err(CodecError::Opus("empty payload".into()));
-                }
-                d.decode_float(Some(payload), &mut self.decoded[..], false)?
-            }
-        };
+        let n = self.decoder.decode(Some(payload), &mut self.decoded)?;
         if let Some(expected) = self.next_in_ts {
             let ahead = ts.wrapping_sub(expected) as i32;
             if ahead > 0 {
@@ -258,10 +288,17 @@ impl Transcoder {
 
     /// Encode the next complete 20 ms frame as an RTP packet (payload type 0: the egress leg sets
     /// its own) into `out`; `None` when less than a frame is queued or `out` is too small.
-    pub fn pop(&mut self, out: &mut [u8]) -> Option<Result<Encoded, CodecError>> {
+    /// `mix` sees the frame's PCM (at the egress rate, given) before it is encoded: the egress
+    /// leg's dub tracks go in there, without decoding the packet again.
+    pub fn pop(
+        &mut self,
+        out: &mut [u8],
+        mix: impl FnOnce(&mut [f32], u32),
+    ) -> Option<Result<Encoded, CodecError>> {
         if self.queued < self.frame || out.len() < HEADER_LEN + self.frame.max(MAX_OPUS_PAYLOAD) {
             return None;
         }
+        mix(&mut self.fifo[..self.frame], self.out_rate);
         let pcm = &self.fifo[..self.frame];
         let payload = &mut out[HEADER_LEN..];
         let len = match &mut self.encoder {
@@ -291,6 +328,177 @@ impl Transcoder {
             len: HEADER_LEN + len,
             codec: self.to,
         }))
+    }
+}
+
+/// 20 ms at 8 kHz: the frame the audio pieces ([`crate::audio`]) work in.
+const NARROW_FRAME: usize = 160;
+/// 20 ms at 48 kHz.
+const OPUS_FRAME: usize = (OPUS_RATE * FRAME_MS / 1000) as usize;
+/// 48 kHz samples per 8 kHz sample.
+const WIDEN: usize = (OPUS_RATE / 8_000) as usize;
+
+fn to_i16(x: f32) -> i16 {
+    (x * 32_768.0).clamp(-32_768.0, 32_767.0) as i16
+}
+
+/// Opus received by a leg's audio (tap, forks): decoded and resampled to 8 kHz.
+pub(crate) struct OpusReceive {
+    decoder: Decoder,
+    down: Resampler,
+    decoded: Box<[f32]>,
+    narrow: Box<[f32]>,
+}
+
+impl std::fmt::Debug for OpusReceive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusReceive").finish_non_exhaustive()
+    }
+}
+
+impl OpusReceive {
+    pub(crate) fn new() -> Result<Self, CodecError> {
+        Ok(OpusReceive {
+            decoder: Decoder::new(Codec::Opus)?,
+            down: Resampler::new(OPUS_RATE, 8_000)?,
+            decoded: vec![0.0; MAX_DECODED].into_boxed_slice(),
+            narrow: vec![0.0; MAX_DECODED / WIDEN].into_boxed_slice(),
+        })
+    }
+
+    /// Decode one payload (`None`: conceal one lost 20 ms packet with libopus's PLC) and hand
+    /// its 8 kHz PCM to `sink` in pieces of at most 20 ms; returns the 8 kHz samples handed.
+    pub(crate) fn decode(
+        &mut self,
+        payload: Option<&[u8]>,
+        sink: &mut impl FnMut(&[i16]),
+    ) -> Result<usize, CodecError> {
+        let wide = match payload {
+            Some(_) => &mut self.decoded[..],
+            None => &mut self.decoded[..OPUS_FRAME],
+        };
+        let n = self.decoder.decode(payload, wide)?;
+        let n = self.down.process(&self.decoded[..n], &mut self.narrow)?;
+        let mut pcm = [0i16; NARROW_FRAME];
+        for chunk in self.narrow[..n].chunks(NARROW_FRAME) {
+            for (o, &x) in pcm.iter_mut().zip(chunk) {
+                *o = to_i16(x);
+            }
+            sink(&pcm[..chunk.len()]);
+        }
+        Ok(n)
+    }
+}
+
+/// Opus sent by a leg's audio: 20 ms frames of 8 kHz PCM (player, dub tracks, in-band DTMF)
+/// resampled to 48 kHz and encoded; dub tracks widened to mix into 48 kHz audio; 48 kHz audio
+/// narrowed for the sent side of forks; bridged Opus payloads decoded for a mix and encoded back
+/// into the same bytes.
+pub(crate) struct OpusSend {
+    encoder: Box<OpusEncoder>,
+    up: Resampler,
+    down: Resampler,
+    /// Decoder of bridged payloads (made on the first one mixed into).
+    decoder: Option<Decoder>,
+    /// A bridged payload decoded.
+    wide: Box<[f32]>,
+    /// 8 kHz PCM widened.
+    widened: Box<[f32]>,
+    narrow: Box<[f32]>,
+}
+
+impl std::fmt::Debug for OpusSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusSend").finish_non_exhaustive()
+    }
+}
+
+impl OpusSend {
+    pub(crate) fn new() -> Result<Self, CodecError> {
+        Ok(OpusSend {
+            encoder: Box::new(opus_encoder()?),
+            up: Resampler::new(8_000, OPUS_RATE)?,
+            down: Resampler::new(OPUS_RATE, 8_000)?,
+            decoder: None,
+            wide: vec![0.0; MAX_DECODED].into_boxed_slice(),
+            widened: vec![0.0; 2 * OPUS_FRAME].into_boxed_slice(),
+            narrow: vec![0.0; MAX_DECODED / WIDEN].into_boxed_slice(),
+        })
+    }
+
+    /// Encode 20 ms of 8 kHz PCM as one Opus payload into `out`; its length.
+    pub(crate) fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        let n = self.widen(pcm)?;
+        let max = out.len().min(MAX_OPUS_PAYLOAD);
+        Ok(self
+            .encoder
+            .encode_float(&self.widened[..n], &mut out[..max])?)
+    }
+
+    /// Add 8 kHz PCM (`pcm`, the dub tracks' frame) into 48 kHz audio `into`.
+    pub(crate) fn add_widened(&mut self, pcm: &[i16], into: &mut [f32]) -> Result<(), CodecError> {
+        let n = self.widen(pcm)?;
+        for (o, &x) in into.iter_mut().zip(&self.widened[..n]) {
+            *o += x;
+        }
+        Ok(())
+    }
+
+    /// 48 kHz audio as 8 kHz PCM into `out` (up to its length); the samples written.
+    pub(crate) fn narrow(&mut self, wide: &[f32], out: &mut [i16]) -> Result<usize, CodecError> {
+        let n = self.down.process(wide, &mut self.narrow)?.min(out.len());
+        for (o, &x) in out.iter_mut().zip(&self.narrow[..n]) {
+            *o = to_i16(x);
+        }
+        Ok(n)
+    }
+
+    /// Decode a bridged Opus payload to 48 kHz, let `mix` change it, and encode it back into
+    /// the same bytes: the payload keeps its length (constant bitrate, libopus pads), so the
+    /// packet is rewritten in place like a G.711 one.
+    pub(crate) fn remix(
+        &mut self,
+        payload: &mut [u8],
+        mix: impl FnOnce(&mut Self, &mut [f32]) -> Result<(), CodecError>,
+    ) -> Result<(), CodecError> {
+        let decoder = match &mut self.decoder {
+            Some(d) => d,
+            None => self.decoder.insert(Decoder::new(Codec::Opus)?),
+        };
+        let mut wide = std::mem::take(&mut self.wide);
+        let decoded = decoder.decode(Some(&*payload), &mut wide);
+        let result = decoded.and_then(|n| {
+            mix(self, &mut wide[..n])?;
+            let len = payload.len().min(MAX_OPUS_PAYLOAD);
+            self.encoder.set_vbr(false)?;
+            self.encoder.set_bitrate(Bitrate::Max)?;
+            let coded = self.encoder.encode_float(&wide[..n], &mut payload[..len]);
+            self.encoder.set_vbr(true)?;
+            self.encoder
+                .set_bitrate(Bitrate::BitsPerSecond(OPUS_BITRATE))?;
+            if coded? == len {
+                Ok(())
+            } else {
+                Err(CodecError::Opus("re-encoded payload changed size".into()))
+            }
+        });
+        self.wide = wide;
+        result
+    }
+
+    /// 8 kHz PCM (up to 20 ms) resampled into `self.widened`; the 48 kHz samples written.
+    fn widen(&mut self, pcm: &[i16]) -> Result<usize, CodecError> {
+        let mut x = [0.0f32; NARROW_FRAME];
+        let mut written = 0;
+        for chunk in pcm.chunks(NARROW_FRAME) {
+            for (o, &s) in x.iter_mut().zip(chunk) {
+                *o = f32::from(s) / 32_768.0;
+            }
+            written += self
+                .up
+                .process(&x[..chunk.len()], &mut self.widened[written..])?;
+        }
+        Ok(written)
     }
 }
 
@@ -363,7 +571,7 @@ pub(crate) mod tests {
         let (mut ts, mut seqs, mut payloads) = (Vec::new(), Vec::new(), Vec::new());
         for (in_ts, p) in tone_packets(from, 440.0, frames) {
             assert!(t.push(in_ts, &p).unwrap());
-            while let Some(e) = t.pop(&mut out) {
+            while let Some(e) = t.pop(&mut out, |_, _| {}) {
                 let e = e.unwrap();
                 let pkt = crate::rtp::RtpPacket::parse(&out[..e.len]).unwrap();
                 ts.push(pkt.timestamp());
@@ -429,7 +637,7 @@ pub(crate) mod tests {
             if k == 6 {
                 assert!(!t.push(packets[2].0, &packets[2].1).unwrap());
             }
-            while let Some(e) = t.pop(&mut out) {
+            while let Some(e) = t.pop(&mut out, |_, _| {}) {
                 let e = e.unwrap();
                 let pkt = crate::rtp::RtpPacket::parse(&out[..e.len]).unwrap();
                 stamps.push((pkt.timestamp(), pkt.marker()));

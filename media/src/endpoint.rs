@@ -306,8 +306,10 @@ pub struct EndpointConfig {
     pub dtmf: DtmfMode,
     /// This leg's payload types.
     pub pt_map: PtMap,
-    /// Media clock of the leg's audio codec (8000 for G.711; also used for telephone-event).
+    /// Media clock of the leg's audio codec (8000 for G.711, 48000 for Opus).
     pub clock_rate: u32,
+    /// Clock of the leg's telephone-event (RFC 4733 timestamps and durations).
+    pub event_rate: u32,
     /// The remote's direction.
     pub direction: Direction,
     /// Egress SSRC, first sequence number and first timestamp (the caller draws them at random).
@@ -326,6 +328,7 @@ impl Default for EndpointConfig {
             dtmf: DtmfMode::Forward,
             pt_map: PtMap::default(),
             clock_rate: 8000,
+            event_rate: 8000,
             direction: Direction::SendRecv,
             egress_seed: (0x5eed_0001, 0, 0),
         }
@@ -506,7 +509,7 @@ impl Endpoint {
         let rate = config.clock_rate.max(1);
         Endpoint {
             continuity: Continuity::new(ssrc, seq, ts),
-            events: EventReceiver::new(rate),
+            events: EventReceiver::new(config.event_rate.max(1)),
             stats: LegStats {
                 clock_rate: rate,
                 ..LegStats::default()
@@ -561,6 +564,35 @@ impl Endpoint {
     /// New payload types (re-INVITE).
     pub fn set_pt_map(&mut self, map: PtMap) {
         self.config.pt_map = map;
+    }
+
+    /// New telephone-event clock (re-INVITE); a press in progress is forgotten.
+    pub fn set_event_rate(&mut self, rate: u32) {
+        if rate.max(1) != self.config.event_rate {
+            self.config.event_rate = rate.max(1);
+            self.events = EventReceiver::new(self.config.event_rate);
+        }
+    }
+
+    /// New media clock (a re-INVITE changed the audio codec, e.g. PCMU at 8 kHz to Opus at
+    /// 48 kHz): the egress timestamps continue across the change at the new rate and jitter is
+    /// measured afresh.
+    pub fn set_clock_rate(&mut self, now: Instant, rate: u32) {
+        let rate = rate.max(1);
+        let old_rate = self.stats.clock_rate;
+        if rate == old_rate {
+            return;
+        }
+        let now = self.clamp(now);
+        let old_now = self.ticks(now);
+        self.stats.clock_rate = rate;
+        self.config.clock_rate = rate;
+        self.continuity
+            .rescale(old_rate, rate, old_now, self.ticks(now));
+        if let Some(s) = &mut self.source {
+            s.transit = None;
+            s.jitter16 = 0;
+        }
     }
 
     /// Report RFC 4733 presses and forward them, or only report them (ng `block DTMF`).
@@ -636,12 +668,22 @@ impl Endpoint {
     }
 
     fn ticks(&self, now: Instant) -> u64 {
-        let ns = now.saturating_duration_since(self.epoch).as_nanos();
-        (ns * u128::from(self.stats.clock_rate) / 1_000_000_000) as u64
+        self.ticks_at(now, self.stats.clock_rate)
     }
 
+    /// Ticks of the telephone-event clock.
+    fn event_ticks(&self, now: Instant) -> u64 {
+        self.ticks_at(now, self.config.event_rate.max(1))
+    }
+
+    fn ticks_at(&self, now: Instant, rate: u32) -> u64 {
+        let ns = now.saturating_duration_since(self.epoch).as_nanos();
+        (ns * u128::from(rate) / 1_000_000_000) as u64
+    }
+
+    /// When the telephone-event clock reads `ticks`.
     fn instant_of_ticks(&self, ticks: u64) -> Instant {
-        let rate = u128::from(self.stats.clock_rate);
+        let rate = u128::from(self.config.event_rate.max(1));
         let ns = (u128::from(ticks) * 1_000_000_000).div_ceil(rate);
         self.epoch + Duration::from_nanos(ns as u64)
     }
@@ -789,7 +831,7 @@ impl Endpoint {
             return Err(self.drop("payload_type"));
         };
         if codec == Codec::TelephoneEvent {
-            let ticks = self.ticks(now);
+            let ticks = self.event_ticks(now);
             if self.events.handle_rtp(ticks, &pkt.as_packet()).is_err() {
                 return Err(self.drop("event_short"));
             }
@@ -942,7 +984,7 @@ impl Endpoint {
             self.timed_out = true;
             self.pending_timeout = true;
         }
-        let ticks = self.ticks(now);
+        let ticks = self.event_ticks(now);
         self.events.handle_timeout(ticks);
     }
 
@@ -1016,5 +1058,41 @@ mod tests {
             assert!(DROP_REASONS.contains(&e.reason()));
         }
         assert!(DROP_REASONS.contains(&crate::telephone_event::EventError::Short.reason()));
+    }
+
+    #[test]
+    fn a_codec_change_keeps_the_egress_timestamps_continuous_at_the_new_rate() {
+        let t0 = Instant::now();
+        let mut e = Endpoint::new(
+            t0,
+            EndpointConfig {
+                sdp_address: Some("127.0.0.1:4000".parse().unwrap()),
+                pt_map: PtMap::new(&[(0, Codec::Pcmu), (111, Codec::Opus)]).unwrap(),
+                ..Default::default()
+            },
+        );
+        // A packet of 20 ms from source `ssrc`, sequence `seq`, at `ts`, sent at `ms`.
+        let send = |e: &mut Endpoint, ms: u64, ssrc: u32, seq: u16, ts: u32, codec| {
+            let mut buf = [0u8; 20];
+            buf[0] = 0x80;
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&ts.to_be_bytes());
+            buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let mut pkt = RtpPacketMut::parse(&mut buf).unwrap();
+            e.egress(t0 + Duration::from_millis(ms), &mut pkt, codec)
+                .unwrap();
+            (pkt.timestamp(), pkt.marker())
+        };
+        let (a, _) = send(&mut e, 0, 7, 1, 1000, Codec::Pcmu);
+        let (b, _) = send(&mut e, 20, 7, 2, 1160, Codec::Pcmu);
+        assert_eq!(b.wrapping_sub(a), 160);
+        // Switched to Opus 100 ms after the last PCMU packet; Opus from the same source 40 ms
+        // later: 140 ms at 48 kHz after it, then 960 per 20 ms.
+        e.set_clock_rate(t0 + Duration::from_millis(120), 48_000);
+        assert_eq!(e.stats().clock_rate, 48_000);
+        let (c, marker) = send(&mut e, 160, 7, 3, 50_000, Codec::Opus);
+        assert_eq!((c.wrapping_sub(b), marker), (140 * 48, true));
+        let (d, marker) = send(&mut e, 180, 7, 4, 50_960, Codec::Opus);
+        assert_eq!((d.wrapping_sub(c), marker), (960, false));
     }
 }

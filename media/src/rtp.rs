@@ -458,6 +458,19 @@ impl Continuity {
         }
     }
 
+    /// The stream's media clock changes from `old_rate` to `new_rate` (a re-INVITE switched the
+    /// codec); `old_now` and `new_now` are the same instant in the old and the new ticks. The
+    /// next packet starts a new source whose timestamp continues from the last one sent plus
+    /// the time elapsed since, counted at the new rate.
+    pub fn rescale(&mut self, old_rate: u32, new_rate: u32, old_now: u64, new_now: u64) {
+        if let Some(s) = &mut self.state {
+            let elapsed = old_now.saturating_sub(s.last_sent);
+            let scaled = u128::from(elapsed) * u128::from(new_rate) / u128::from(old_rate.max(1));
+            s.last_sent = new_now.saturating_sub(scaled as u64);
+            s.ssrc = None;
+        }
+    }
+
     /// Sequence number and timestamp of the newest packet sent, if any.
     pub fn last_sent(&self) -> Option<(u16, u32)> {
         self.state.map(|s| (s.last_seq, s.last_ts))

@@ -25,11 +25,11 @@ fn transcoding_allocates_nothing_per_packet() {
             *c = Law::Ulaw.encode((8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16);
         }
         assert!(to_opus.push(k * 160, &payload).unwrap());
-        while let Some(o) = to_opus.pop(&mut opus) {
+        while let Some(o) = to_opus.pop(&mut opus, |_, _| {}) {
             let o = o.unwrap();
             let ts = u32::from_be_bytes(opus[4..8].try_into().unwrap());
             assert!(to_pcmu.push(ts, &opus[12..o.len]).unwrap());
-            while let Some(p) = to_pcmu.pop(&mut pcmu) {
+            while let Some(p) = to_pcmu.pop(&mut pcmu, |_, _| {}) {
                 assert_eq!(p.unwrap().len, 12 + 160);
                 frames += 1;
             }

@@ -354,6 +354,66 @@ impl RtpPeer {
     }
 }
 
+/// A scenario template of `tests/` (`name` like "transcode/caller") with its SDP's media port
+/// `RTP_PORT` set to `rtp_port` and each `(from, to)` of `swaps` replaced; its path.
+pub fn scenario_at(name: &str, rtp_port: u16, swaps: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut text = std::fs::read_to_string(dir.join(format!("{name}.xml")))
+        .expect("scenario template")
+        .replace("RTP_PORT", &rtp_port.to_string());
+    for (from, to) in swaps {
+        text = text.replace(from, to);
+    }
+    let file = format!("{}-{rtp_port}.xml", name.replace('/', "-"));
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(file);
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// Sends `packets` from `from` to `to` (paced) while `at` collects what arrives in `limit`.
+pub fn through(
+    from: &RtpPeer,
+    to: SocketAddr,
+    packets: &[Packet],
+    at: &RtpPeer,
+    limit: Duration,
+) -> Vec<Received> {
+    std::thread::scope(|s| {
+        s.spawn(|| from.send_paced(to, packets));
+        at.receive_for(limit)
+    })
+}
+
+/// One stream of `pt` packets from `relay`: one SSRC, consecutive sequence numbers, timestamps
+/// `step` apart, and most of the `sent` packets.
+pub fn check_stream(got: &[Received], relay: SocketAddr, pt: u8, step: u32, sent: usize) {
+    assert!(
+        got.len() + 3 >= sent,
+        "{} of {sent} packets arrived",
+        got.len()
+    );
+    assert!(got.iter().all(|p| p.pt == pt), "payload types");
+    assert!(got.iter().all(|p| p.from == relay), "all from the relay");
+    assert!(got.iter().all(|p| p.ssrc == got[0].ssrc), "one SSRC");
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence");
+        assert_eq!(w[1].ts.wrapping_sub(w[0].ts), step, "timestamp step");
+    }
+}
+
+/// `pcm` after its first 200 ms (codec and resampler start-up) carries `hz` at about `amplitude`
+/// and little at `other`.
+pub fn check_tone(pcm: &[i16], hz: f32, amplitude: f32, other: f32) {
+    let steady = &pcm[(RATE / 5) as usize..];
+    let level = tone_amplitude(steady, hz);
+    assert!(
+        (amplitude * 0.7..amplitude * 1.2).contains(&level),
+        "{hz} Hz at {level}, sent at {amplitude}"
+    );
+    let leak = tone_amplitude(steady, other);
+    assert!(leak < 0.05, "{other} Hz at {leak}");
+}
+
 /// The audio of the G.711 packets among `packets` (PCMU and PCMA by their static types), in
 /// arrival order; other payload types are skipped.
 pub fn decode(packets: &[Received]) -> Vec<i16> {

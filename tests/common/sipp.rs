@@ -161,6 +161,23 @@ impl Sipp {
         }
     }
 
+    /// The value of the first `<log>` line starting with `prefix`, once there is one (waits
+    /// `limit`).
+    pub fn logged(&self, prefix: &str, limit: Duration) -> String {
+        self.wait_log(prefix, limit, |l| l.starts_with(prefix));
+        let line = self.log().into_iter().find(|l| l.starts_with(prefix));
+        line.expect("logged")[prefix.len()..].trim().to_string()
+    }
+
+    /// The relay's loopback address for the leg whose scenario logged "RELAY <port> ...".
+    pub fn relay(&self, limit: Duration) -> SocketAddr {
+        // "RELAY <port> (m=audio <port>...)": SIPp wants every captured group used.
+        let line = self.logged("RELAY ", limit);
+        let port = line.split(' ').next().and_then(|p| p.parse::<u16>().ok());
+        let port = port.expect("relay port");
+        ([127, 0, 0, 1], port).into()
+    }
+
     /// Waits (bounded by SIPp's own timeout) for it to finish; Err with its logs unless every
     /// call succeeded.
     pub fn finish(&mut self) -> Result<(), String> {

@@ -9,12 +9,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use dsp::dtmf::{DtmfGenerator, ToneSpec};
-use dsp::g711::Law;
-
-use super::{FRAME, FRAME_SAMPLES, Pacer, duration, ticks};
+use super::{FRAME, FRAME_SAMPLES, Pacer, Voice, duration, ticks};
 use crate::api::ApiError;
 use crate::telephone_event::{EventSender, PAYLOAD_LEN, SendSpec, digit_event};
+use dsp::dtmf::{DtmfGenerator, ToneSpec};
 
 /// Most keys waiting.
 const MAX_QUEUED: usize = 32;
@@ -26,10 +24,10 @@ const INTERVAL: u32 = 160;
 /// How a key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// RFC 4733 telephone-events.
-    Rfc4733,
-    /// Tones in the leg's G.711 audio.
-    InBand(Law),
+    /// RFC 4733 telephone-events on the leg's telephone-event clock (Hz, a multiple of 8000).
+    Rfc4733(u32),
+    /// Tones in the leg's audio (G.711 or Opus).
+    InBand(Voice),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,10 +40,11 @@ struct Key {
 
 #[derive(Debug)]
 enum Sending {
-    Rfc(EventSender),
+    /// The sender, and its clock's ticks per 8 kHz tick.
+    Rfc(EventSender, u64),
     Tone {
         generator: DtmfGenerator,
-        law: Law,
+        voice: Voice,
         pacer: Pacer,
         /// Frames still to send, the silent gap included.
         frames: u32,
@@ -58,11 +57,11 @@ enum Sending {
 pub(crate) enum Sent {
     /// An RFC 4733 payload (4 bytes).
     Event { timestamp: u32, marker: bool },
-    /// 20 ms of tone (or its trailing silence) as PCM, to be encoded in `law`.
+    /// 20 ms of tone (or its trailing silence) as PCM, to be encoded in `voice`.
     Tone {
         deadline: Instant,
         marker: bool,
-        law: Law,
+        voice: Voice,
     },
 }
 
@@ -99,6 +98,18 @@ impl DtmfSend {
         Ok(())
     }
 
+    /// In-band keys queued or sounding go on in another codec.
+    pub(crate) fn set_voice(&mut self, to: Voice) {
+        for key in &mut self.queue {
+            if let Mode::InBand(v) = &mut key.mode {
+                *v = to;
+            }
+        }
+        if let Some(Sending::Tone { voice, .. }) = &mut self.sending {
+            *voice = to;
+        }
+    }
+
     /// A key is queued or being sent: bridged audio must not go out.
     pub(crate) fn owns_egress(&self) -> bool {
         self.sending.is_some() || !self.queue.is_empty()
@@ -107,7 +118,9 @@ impl DtmfSend {
     /// When [`DtmfSend::poll`] next has work; `epoch` is the leg's tick origin.
     pub(crate) fn poll_timeout(&self, epoch: Instant) -> Option<Instant> {
         match &self.sending {
-            Some(Sending::Rfc(s)) => s.poll_timeout().map(|t| epoch + duration(t)),
+            Some(Sending::Rfc(s, scale)) => s
+                .poll_timeout()
+                .map(|t| epoch + duration(t.div_ceil(*scale))),
             Some(Sending::Tone { pacer, .. }) => pacer.next(),
             None if !self.queue.is_empty() => Some(self.free_at.unwrap_or(epoch)),
             None => None,
@@ -131,8 +144,8 @@ impl DtmfSend {
             self.sending = Some(start(key, now, epoch));
         }
         match self.sending.as_mut()? {
-            Sending::Rfc(sender) => {
-                let packet = sender.poll_transmit(ticks(epoch, now), event)?;
+            Sending::Rfc(sender, scale) => {
+                let packet = sender.poll_transmit(ticks(epoch, now) * *scale, event)?;
                 if sender.is_done() {
                     self.sending = None;
                     self.free_at = Some(now + GAP);
@@ -144,7 +157,7 @@ impl DtmfSend {
             }
             Sending::Tone {
                 generator,
-                law,
+                voice,
                 pacer,
                 frames,
                 first,
@@ -158,7 +171,7 @@ impl DtmfSend {
                 let sent = Sent::Tone {
                     deadline,
                     marker: std::mem::take(first),
-                    law: *law,
+                    voice: *voice,
                 };
                 *frames -= 1;
                 if *frames == 0 {
@@ -174,19 +187,20 @@ impl DtmfSend {
 /// Begin sending `key` at `now`.
 fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
     match key.mode {
-        Mode::Rfc4733 => {
-            let start = ticks(epoch, now);
+        Mode::Rfc4733(rate) => {
+            let scale = u64::from(rate / 8000).max(1);
+            let start = ticks(epoch, now) * scale;
             let spec = SendSpec {
                 event: digit_event(key.digit).unwrap_or(0),
                 volume: key.volume,
-                duration: key.duration_ms.saturating_mul(8),
+                duration: key.duration_ms.saturating_mul(8 * scale as u32),
                 timestamp: start as u32,
-                interval: INTERVAL,
+                interval: INTERVAL * scale as u32,
                 end_packets: 3,
             };
-            Sending::Rfc(EventSender::new(spec, start))
+            Sending::Rfc(EventSender::new(spec, start), scale)
         }
-        Mode::InBand(law) => {
+        Mode::InBand(voice) => {
             // RFC 4733's volume is the power of the pair: split it with the high tone 2 dB over
             // the low one (within every receiver's twist limits).
             let v = f32::from(key.volume);
@@ -197,7 +211,7 @@ fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
             pacer.start(now);
             Sending::Tone {
                 generator: DtmfGenerator::new(&spec),
-                law,
+                voice,
                 pacer,
                 frames: tone_frames + gap_frames,
                 first: true,
@@ -210,6 +224,7 @@ fn start(key: Key, now: Instant, epoch: Instant) -> Sending {
 mod tests {
     use super::*;
     use crate::telephone_event::{EventPayload, EventReceiver};
+    use dsp::g711::Law;
     use dsp::pipeline::{Event, LegDsp, PipelineConfig};
 
     #[test]
@@ -217,8 +232,8 @@ mod tests {
         let t0 = Instant::now();
         let epoch = t0 - Duration::from_secs(1);
         let mut d = DtmfSend::default();
-        d.queue('5', 100, 10, Mode::Rfc4733).unwrap();
-        d.queue('#', 60, 12, Mode::Rfc4733).unwrap();
+        d.queue('5', 100, 10, Mode::Rfc4733(8000)).unwrap();
+        d.queue('#', 60, 12, Mode::Rfc4733(8000)).unwrap();
         let (mut pcm, mut ev) = ([0; FRAME_SAMPLES], [0; PAYLOAD_LEN]);
         let mut rx = EventReceiver::new(8000);
         let mut packets = Vec::new();
@@ -278,7 +293,8 @@ mod tests {
         let t0 = Instant::now();
         let mut d = DtmfSend::default();
         for digit in ['1', '1', '9'] {
-            d.queue(digit, 80, 10, Mode::InBand(Law::Alaw)).unwrap();
+            d.queue(digit, 80, 10, Mode::InBand(Voice::Law(Law::Alaw)))
+                .unwrap();
         }
         let mut dsp = LegDsp::new(PipelineConfig {
             dtmf: true,
@@ -291,7 +307,7 @@ mod tests {
             let Some(Sent::Tone {
                 deadline,
                 marker,
-                law,
+                voice: Voice::Law(law),
             }) = d.poll(now, t0, &mut pcm, &mut ev)
             else {
                 continue;
@@ -323,8 +339,8 @@ mod tests {
     fn queue_is_bounded() {
         let mut d = DtmfSend::default();
         for _ in 0..MAX_QUEUED {
-            d.queue('0', 50, 10, Mode::Rfc4733).unwrap();
+            d.queue('0', 50, 10, Mode::Rfc4733(8000)).unwrap();
         }
-        assert!(d.queue('0', 50, 10, Mode::Rfc4733).is_err());
+        assert!(d.queue('0', 50, 10, Mode::Rfc4733(8000)).is_err());
     }
 }

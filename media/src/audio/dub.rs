@@ -10,10 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsp::g711::Law;
 use dsp::mix::{db_to_gain, mix_i16};
 
-use super::{FRAME, FRAME_SAMPLES, Pacer};
+use super::{FRAME, FRAME_SAMPLES, Pacer, Voice};
 use crate::api::{ApiError, DubAction, MAX_DUB_QUEUE, TrackId};
 
 /// Most tracks per leg.
@@ -77,8 +76,8 @@ pub(crate) struct Dub {
     tracks: Vec<Track>,
     /// Clock of the frames the tracks send alone.
     pacer: Pacer,
-    /// The leg codec's law, from the last `Play`.
-    law: Option<Law>,
+    /// The leg's codec, from the last `Play`.
+    voice: Option<Voice>,
     /// The next track-only frame starts a talk spurt (marker bit).
     spurt: bool,
 }
@@ -87,6 +86,13 @@ impl Dub {
     /// Any track exists (playing or not).
     pub(crate) fn has_tracks(&self) -> bool {
         !self.tracks.is_empty()
+    }
+
+    /// Go on in another codec (once a track has played).
+    pub(crate) fn set_voice(&mut self, voice: Voice) {
+        if self.voice.is_some() {
+            self.voice = Some(voice);
+        }
     }
 
     /// Any track is playing.
@@ -101,11 +107,11 @@ impl Dub {
             .ok_or(ApiError::InvalidArgument("unknown dub track"))
     }
 
-    /// Apply `action` to track `id`; `law` is the leg's codec (`None`: not G.711).
+    /// Apply `action` to track `id`; `voice` is the leg's codec (`None`: neither G.711 nor Opus).
     pub(crate) fn apply(
         &mut self,
         now: Instant,
-        law: Option<Law>,
+        voice: Option<Voice>,
         id: TrackId,
         action: DubAction,
     ) -> Result<(), ApiError> {
@@ -128,16 +134,18 @@ impl Dub {
                 looped,
                 gain_db,
             } => {
-                let law = law.ok_or(ApiError::InvalidArgument("dub needs a G.711 leg"))?;
+                let voice =
+                    voice.ok_or(ApiError::InvalidArgument("dub needs a G.711 or Opus leg"))?;
                 if samples.is_empty() {
                     return Err(ApiError::InvalidArgument("empty PCM"));
                 }
                 let was_playing = self.playing();
                 self.track(id)?.play = Some(TrackPlay::new(samples, looped, gain_db));
-                self.started(now, law, was_playing);
+                self.started(now, voice, was_playing);
             }
             DubAction::Append { samples, gain_db } => {
-                let law = law.ok_or(ApiError::InvalidArgument("dub needs a G.711 leg"))?;
+                let voice =
+                    voice.ok_or(ApiError::InvalidArgument("dub needs a G.711 or Opus leg"))?;
                 if samples.is_empty() {
                     return Err(ApiError::InvalidArgument("empty PCM"));
                 }
@@ -151,7 +159,7 @@ impl Dub {
                     }
                     play => *play = Some(TrackPlay::new(samples, false, gain_db)),
                 }
-                self.started(now, law, was_playing);
+                self.started(now, voice, was_playing);
             }
             DubAction::Silence => self.track(id)?.play = None,
         }
@@ -162,8 +170,8 @@ impl Dub {
     }
 
     /// A track was given audio: the tracks' own clock starts if none was playing.
-    fn started(&mut self, now: Instant, law: Law, was_playing: bool) {
-        self.law = Some(law);
+    fn started(&mut self, now: Instant, voice: Voice, was_playing: bool) {
+        self.voice = Some(voice);
         if !was_playing {
             // Bridged packets, if they flow, keep pushing this back.
             self.pacer.start(now + FRAME + GRACE);
@@ -216,23 +224,24 @@ impl Dub {
         self.pacer.next()
     }
 
-    /// The track-only frame due at `now`, if any, into `pcm`: its deadline, marker and law.
+    /// The track-only frame due at `now`, if any, into `pcm`: its deadline, marker and codec.
     pub(crate) fn poll(
         &mut self,
         now: Instant,
         pcm: &mut [i16; FRAME_SAMPLES],
-    ) -> Option<(Instant, bool, Law)> {
-        let law = self.law?;
+    ) -> Option<(Instant, bool, Voice)> {
+        let voice = self.voice?;
         let deadline = self.pacer.due(now)?;
         pcm.fill(0);
         self.mix_into(pcm);
-        Some((deadline, std::mem::take(&mut self.spurt), law))
+        Some((deadline, std::mem::take(&mut self.spurt), voice))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsp::g711::Law;
 
     fn constant(v: i16, n: usize) -> Arc<[i16]> {
         vec![v; n].into()
@@ -250,11 +259,16 @@ mod tests {
     fn minus_six_db_track_adds_half_and_saturates() {
         let t0 = Instant::now();
         let mut d = Dub::default();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
-            .unwrap();
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            DubAction::AddTrack,
+        )
+        .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(8000, 1000), true, -6),
         )
@@ -266,7 +280,7 @@ mod tests {
         // Saturation: a loud track on a loud payload clips at full scale.
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(30000, 160), false, 0),
         )
@@ -286,19 +300,24 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dub::default();
         for id in [1, 2] {
-            d.apply(t0, Some(Law::Alaw), TrackId(id), DubAction::AddTrack)
-                .unwrap();
+            d.apply(
+                t0,
+                Some(Voice::Law(Law::Alaw)),
+                TrackId(id),
+                DubAction::AddTrack,
+            )
+            .unwrap();
         }
         d.apply(
             t0,
-            Some(Law::Alaw),
+            Some(Voice::Law(Law::Alaw)),
             TrackId(1),
             play(constant(100, 320), true, 0),
         )
         .unwrap();
         d.apply(
             t0,
-            Some(Law::Alaw),
+            Some(Voice::Law(Law::Alaw)),
             TrackId(2),
             play(constant(-30, 320), true, 0),
         )
@@ -316,22 +335,32 @@ mod tests {
     fn appended_pieces_play_in_order_without_gaps() {
         let t0 = Instant::now();
         let mut d = Dub::default();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
-            .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            DubAction::AddTrack,
+        )
+        .unwrap();
         let append = |v, n| DubAction::Append {
             samples: constant(v, n),
             gain_db: 0,
         };
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(100, 150))
-            .unwrap();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(200, 20))
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            append(100, 150),
+        )
+        .unwrap();
+        d.apply(t0, Some(Voice::Law(Law::Ulaw)), TrackId(1), append(200, 20))
             .unwrap();
         let mut pcm = [0i16; FRAME_SAMPLES];
         d.mix_into(&mut pcm);
         assert!(pcm[..150].iter().all(|&s| s == 100));
         assert!(pcm[150..].iter().all(|&s| s == 200));
         // The second piece's last 10 samples, then silence: the track has ended.
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), append(300, 10))
+        d.apply(t0, Some(Voice::Law(Law::Ulaw)), TrackId(1), append(300, 10))
             .unwrap();
         let mut pcm = [0i16; FRAME_SAMPLES];
         d.mix_into(&mut pcm);
@@ -341,11 +370,11 @@ mod tests {
         assert!(!d.playing());
         // Silence drops what is queued; a full queue refuses more.
         for _ in 0..=MAX_DUB_QUEUE {
-            d.apply(t0, Some(Law::Ulaw), TrackId(1), append(1, 160))
+            d.apply(t0, Some(Voice::Law(Law::Ulaw)), TrackId(1), append(1, 160))
                 .unwrap();
         }
         assert!(
-            d.apply(t0, Some(Law::Ulaw), TrackId(1), append(1, 160))
+            d.apply(t0, Some(Voice::Law(Law::Ulaw)), TrackId(1), append(1, 160))
                 .is_err()
         );
         d.apply(t0, None, TrackId(1), DubAction::Silence).unwrap();
@@ -357,28 +386,38 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dub::default();
         assert_eq!(
-            d.apply(t0, Some(Law::Ulaw), TrackId(9), DubAction::Silence),
+            d.apply(
+                t0,
+                Some(Voice::Law(Law::Ulaw)),
+                TrackId(9),
+                DubAction::Silence
+            ),
             Err(ApiError::InvalidArgument("unknown dub track"))
         );
         assert!(
             d.apply(
                 t0,
-                Some(Law::Ulaw),
+                Some(Voice::Law(Law::Ulaw)),
                 TrackId(9),
                 play(constant(1, 1), false, 0)
             )
             .is_err()
         );
-        d.apply(t0, Some(Law::Ulaw), TrackId(9), DubAction::AddTrack)
-            .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(9),
+            DubAction::AddTrack,
+        )
+        .unwrap();
         assert_eq!(
             d.apply(t0, None, TrackId(9), play(constant(1, 1), false, 0)),
-            Err(ApiError::InvalidArgument("dub needs a G.711 leg"))
+            Err(ApiError::InvalidArgument("dub needs a G.711 or Opus leg"))
         );
         assert_eq!(
             d.apply(
                 t0,
-                Some(Law::Ulaw),
+                Some(Voice::Law(Law::Ulaw)),
                 TrackId(9),
                 play(constant(1, 0), false, 0)
             ),
@@ -400,11 +439,16 @@ mod tests {
     fn tracks_go_out_alone_when_no_bridged_audio_comes() {
         let t0 = Instant::now();
         let mut d = Dub::default();
-        d.apply(t0, Some(Law::Ulaw), TrackId(1), DubAction::AddTrack)
-            .unwrap();
         d.apply(
             t0,
-            Some(Law::Ulaw),
+            Some(Voice::Law(Law::Ulaw)),
+            TrackId(1),
+            DubAction::AddTrack,
+        )
+        .unwrap();
+        d.apply(
+            t0,
+            Some(Voice::Law(Law::Ulaw)),
             TrackId(1),
             play(constant(500, 8000), false, 0),
         )
@@ -428,7 +472,10 @@ mod tests {
                 .is_none()
         );
         let (at, marker, law) = d.poll(last + FRAME + GRACE, &mut pcm).unwrap();
-        assert_eq!((at, marker, law), (last + FRAME + GRACE, true, Law::Ulaw));
+        assert_eq!(
+            (at, marker, law),
+            (last + FRAME + GRACE, true, Voice::Law(Law::Ulaw))
+        );
         assert!(pcm.iter().all(|&s| s == 500));
         let (at2, marker, _) = d.poll(at + FRAME, &mut pcm).unwrap();
         assert_eq!((at2, marker), (at + FRAME, false));

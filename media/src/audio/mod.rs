@@ -43,6 +43,7 @@ use dsp::amd::AmdConfig;
 use dsp::g711::Law;
 
 use crate::api::{ApiError, DigitSource, DubAction, ForkId, ForkMix, TrackId};
+use crate::codec::{OPUS_RATE, OpusSend};
 use crate::endpoint::Codec;
 use crate::telephone_event::{KeyPress, digit_event};
 
@@ -91,8 +92,8 @@ pub struct Generated {
     pub codec: Codec,
     /// Payload bytes written to the caller's buffer.
     pub len: usize,
-    /// RTP timestamp of the packet in the generator's own media clock (8 kHz); the endpoint's
-    /// continuity maps it onto the egress stream. All packets of one RFC 4733 event carry the
+    /// RTP timestamp of the packet in the generator's own media clock (8 kHz, 48 kHz for Opus);
+    /// the endpoint's continuity maps it onto the egress stream. All packets of one RFC 4733 event carry the
     /// same timestamp.
     pub timestamp: u32,
     /// Marker bit (first packet of a talk spurt or of an RFC 4733 event).
@@ -113,6 +114,8 @@ pub struct LegAudio {
     player: Option<Player>,
     dub: Dub,
     dtmf: DtmfSend,
+    /// Opus encoder and resamplers of an Opus leg's egress (made when first needed).
+    opus: Option<Box<OpusSend>>,
     events: Events,
 }
 
@@ -159,20 +162,33 @@ impl LegAudio {
     /// looped, until [`LegAudio::stop_play`]). `codec` is the leg's egress audio codec.
     ///
     /// A play replaces the one before (which reports [`AudioEvent::PlayDone`]). A codec the
-    /// player cannot encode (not G.711), or no samples, ends the play at once.
+    /// player cannot encode (neither G.711 nor Opus), or no samples, ends the play at once.
     pub fn play(&mut self, now: Instant, codec: Codec, samples: Arc<[i16]>, looped: bool) {
         self.see(now);
         self.events.reserve();
         self.stop_play();
-        match law(codec) {
-            Some(law) if !samples.is_empty() => {
-                self.player = Some(Player::new(now, law, samples, looped));
+        match self.voice(codec) {
+            Some(voice) if !samples.is_empty() => {
+                self.player = Some(Player::new(now, voice, samples, looped));
             }
             _ => {
                 metrics::counter!("dialplane_audio_play_rejected_total").increment(1);
                 self.events.push(AudioEvent::PlayDone);
             }
         }
+    }
+
+    /// The leg's codec changed (re-INVITE): the play, the dub tracks and in-band DTMF go on in
+    /// `codec` (a codec they cannot encode leaves them as they were).
+    pub fn set_codec(&mut self, codec: Codec) {
+        let Some(voice) = self.voice(codec) else {
+            return;
+        };
+        if let Some(p) = self.player.as_mut() {
+            p.set_voice(voice);
+        }
+        self.dub.set_voice(voice);
+        self.dtmf.set_voice(voice);
     }
 
     /// Stop the player; `true` if one was playing (a [`AudioEvent::PlayDone`] follows).
@@ -187,7 +203,7 @@ impl LegAudio {
     /// Apply a dub action to one track of the leg's mixer.
     ///
     /// Errors: an unknown track (other than for `AddTrack`), more than 8 tracks, empty PCM, or a
-    /// leg whose codec is not G.711 for `Play`.
+    /// leg whose codec is neither G.711 nor Opus for `Play`.
     pub fn dub(
         &mut self,
         now: Instant,
@@ -196,7 +212,11 @@ impl LegAudio {
         action: DubAction,
     ) -> Result<(), ApiError> {
         self.see(now);
-        self.dub.apply(now, law(codec), track, action)
+        let voice = match action {
+            DubAction::Play { .. } => self.voice(codec),
+            _ => voice(codec),
+        };
+        self.dub.apply(now, voice, track, action)
     }
 
     /// Start a fork of decoded audio (8000 or 16000 Hz; any other rate gives 8000 Hz frames).
@@ -214,17 +234,18 @@ impl LegAudio {
         existed
     }
 
-    /// Queue one DTMF key for the leg: RFC 4733 packets when `telephone_event` is `true` (the
-    /// leg negotiated telephone-event), else in-band tones in `codec`.
+    /// Queue one DTMF key for the leg: RFC 4733 packets when `telephone_event` is the clock of
+    /// the telephone-event the leg negotiated (8000, 48000: timestamps, durations and update
+    /// intervals in it), else (`None`) in-band tones in `codec`.
     ///
     /// Keys are sent one after the other with 60 ms between them; bridged audio is not sent
     /// (and a play pauses) until the queue is empty. Errors: not a DTMF key, in-band on a leg
-    /// that is not G.711, or more than 32 keys queued.
+    /// that is neither G.711 nor Opus, or more than 32 keys queued.
     pub fn send_dtmf(
         &mut self,
         now: Instant,
         codec: Codec,
-        telephone_event: bool,
+        telephone_event: Option<u32>,
         digit: char,
         duration_ms: u32,
         volume: u8,
@@ -233,19 +254,19 @@ impl LegAudio {
         if digit_event(digit).is_none() {
             return Err(ApiError::InvalidDigit(digit));
         }
-        let mode = if telephone_event {
-            Mode::Rfc4733
+        let mode = if let Some(rate) = telephone_event {
+            Mode::Rfc4733(rate)
         } else {
-            Mode::InBand(
-                law(codec).ok_or(ApiError::InvalidArgument("in-band DTMF needs a G.711 leg"))?,
-            )
+            Mode::InBand(self.voice(codec).ok_or(ApiError::InvalidArgument(
+                "in-band DTMF needs a G.711 or Opus leg",
+            ))?)
         };
         self.dtmf.queue(digit, duration_ms, volume, mode)
     }
 
     /// A packet the leg's remote sent (validated by the endpoint): audio for the tap and forks.
-    /// Payloads that are not G.711 (comfort noise, telephone-event) only use up their sequence
-    /// number.
+    /// Payloads that are neither G.711 nor Opus (comfort noise, telephone-event) only use up
+    /// their sequence number.
     pub fn on_received(&mut self, now: Instant, codec: Codec, seq: u16, payload: &[u8]) {
         self.see(now);
         if self.receive.is_none() {
@@ -255,7 +276,7 @@ impl LegAudio {
             return;
         };
         let (tap, forks, events) = (&mut self.tap, &mut self.forks, &mut self.events);
-        receive.push(now, law(codec), seq, payload, &mut |pcm: &[i16]| {
+        receive.push(now, voice(codec), seq, payload, &mut |pcm: &[i16]| {
             received(tap, forks, events, pcm)
         });
     }
@@ -270,8 +291,9 @@ impl LegAudio {
     }
 
     /// A bridged packet about to be sent to this leg: dub tracks are mixed into `payload` in place
-    /// (G.711 keeps its size) and the sent side of stereo/mixed forks sees it. `false`: do not
-    /// send it (a player or a DTMF tone owns the egress now).
+    /// (G.711 keeps its size; Opus is decoded, mixed and encoded back to the same size) and the
+    /// sent side of stereo/mixed forks sees it. `false`: do not send it (a player or a DTMF tone
+    /// owns the egress now).
     pub fn on_egress(&mut self, now: Instant, codec: Codec, payload: &mut [u8]) -> bool {
         self.see(now);
         if self.dtmf.owns_egress() || self.player.is_some() {
@@ -279,27 +301,81 @@ impl LegAudio {
         }
         // Any bridged packet (whatever its codec) covers this frame time: no track-only frame.
         self.dub.on_bridged(now);
-        let Some(law) = law(codec) else {
-            return true;
-        };
         let mix = self.dub.playing();
-        if mix || self.forks.wants_sent() {
-            for chunk in payload.chunks_mut(FRAME_SAMPLES) {
-                let mut pcm = [0i16; FRAME_SAMPLES];
-                let pcm = &mut pcm[..chunk.len()];
-                law.decode_slice(chunk, pcm);
-                if mix {
-                    self.dub.mix_into(pcm);
-                    law.encode_slice(pcm, chunk);
+        if !mix && !self.forks.wants_sent() {
+            return true;
+        }
+        match voice(codec) {
+            Some(Voice::Law(law)) => {
+                for chunk in payload.chunks_mut(FRAME_SAMPLES) {
+                    let mut pcm = [0i16; FRAME_SAMPLES];
+                    let pcm = &mut pcm[..chunk.len()];
+                    law.decode_slice(chunk, pcm);
+                    if mix {
+                        self.dub.mix_into(pcm);
+                        law.encode_slice(pcm, chunk);
+                    }
+                    self.forks.push_sent(pcm);
                 }
-                self.forks.push_sent(pcm);
             }
+            Some(Voice::Opus) => {
+                let Some(opus) = opus_send(&mut self.opus) else {
+                    return true;
+                };
+                let (dub, forks) = (&mut self.dub, &mut self.forks);
+                let remixed = opus.remix(payload, |opus, wide| {
+                    mix_wide(opus, dub, forks, mix, wide);
+                    Ok(())
+                });
+                if let Err(error) = remixed {
+                    tracing::debug!(%error, "bridged Opus not mixed");
+                    metrics::counter!("dialplane_audio_mix_failed_total").increment(1);
+                }
+            }
+            None => {}
+        }
+        true
+    }
+
+    /// Bridged audio about to be encoded for this leg (by the transcoder feeding it), as PCM at
+    /// `rate` (8 or 48 kHz): dub tracks are mixed in and the sent side of forks sees it, with no
+    /// decoding. `false`: do not send it (a player or a DTMF tone owns the egress now).
+    pub fn on_egress_pcm(&mut self, now: Instant, rate: u32, pcm: &mut [f32]) -> bool {
+        self.see(now);
+        if self.dtmf.owns_egress() || self.player.is_some() {
+            return false;
+        }
+        self.dub.on_bridged(now);
+        let mix = self.dub.playing();
+        if !mix && !self.forks.wants_sent() {
+            return true;
+        }
+        if rate == OPUS_RATE {
+            if let Some(opus) = opus_send(&mut self.opus) {
+                mix_wide(opus, &mut self.dub, &mut self.forks, mix, pcm);
+            }
+            return true;
+        }
+        for chunk in pcm.chunks_mut(FRAME_SAMPLES) {
+            let mut narrow = [0i16; FRAME_SAMPLES];
+            let narrow = &mut narrow[..chunk.len()];
+            for (o, &x) in narrow.iter_mut().zip(chunk.iter()) {
+                *o = (x * 32_768.0).clamp(-32_768.0, 32_767.0) as i16;
+            }
+            if mix {
+                self.dub.mix_into(narrow);
+                for (o, &x) in chunk.iter_mut().zip(narrow.iter()) {
+                    *o = f32::from(x) / 32_768.0;
+                }
+            }
+            self.forks.push_sent(narrow);
         }
         true
     }
 
     /// A packet the leg must send on its own now (player, dub tracks with no bridged audio, DTMF),
-    /// written to `out`; call again until `None`. `out` must hold 160 bytes.
+    /// written to `out`; call again until `None`. `out` must hold 160 bytes (an Opus payload
+    /// is fitted to it).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Generated> {
         let epoch = self.see(now);
         if out.len() < FRAME_SAMPLES {
@@ -328,8 +404,8 @@ impl LegAudio {
                 Sent::Tone {
                     deadline,
                     marker,
-                    law,
-                } => Some(self.frame(epoch, law, deadline, marker, &mut pcm, out)),
+                    voice,
+                } => self.frame(epoch, voice, deadline, marker, &mut pcm, out),
             };
         }
         if let Some(player) = self.player.as_mut() {
@@ -339,7 +415,7 @@ impl LegAudio {
                 }
                 return None;
             };
-            let (law, done) = (player.law(), player.is_done());
+            let (voice, done) = (player.voice(), player.is_done());
             if done {
                 self.player = None;
                 self.events.push(AudioEvent::PlayDone);
@@ -347,10 +423,10 @@ impl LegAudio {
             // The dub tracks ride on the player's frames.
             self.dub.mix_into(&mut pcm);
             self.dub.on_bridged(deadline);
-            return Some(self.frame(epoch, law, deadline, marker, &mut pcm, out));
+            return self.frame(epoch, voice, deadline, marker, &mut pcm, out);
         }
-        let (deadline, marker, law) = self.dub.poll(now, &mut pcm)?;
-        Some(self.frame(epoch, law, deadline, marker, &mut pcm, out))
+        let (deadline, marker, voice) = self.dub.poll(now, &mut pcm)?;
+        self.frame(epoch, voice, deadline, marker, &mut pcm, out)
     }
 
     /// When [`LegAudio::poll_transmit`] or [`LegAudio::handle_timeout`] next has work.
@@ -405,23 +481,84 @@ impl LegAudio {
         }
     }
 
-    /// Encode one generated 20 ms frame into `out`; the sent side of forks sees it.
+    /// Encode one generated 20 ms frame into `out`; the sent side of forks sees it. `None`: the
+    /// frame could not be encoded (it is skipped; the next one comes on the clock).
     fn frame(
         &mut self,
         epoch: Instant,
-        law: Law,
+        voice: Voice,
         deadline: Instant,
         marker: bool,
         pcm: &mut [i16; FRAME_SAMPLES],
         out: &mut [u8],
-    ) -> Generated {
-        law.encode_slice(pcm, out);
+    ) -> Option<Generated> {
         self.forks.push_sent(pcm);
-        Generated {
-            codec: codec_of(law),
-            len: FRAME_SAMPLES,
-            timestamp: ticks(epoch, deadline) as u32,
+        let ticks = ticks(epoch, deadline);
+        let len = match voice {
+            Voice::Law(law) => {
+                law.encode_slice(pcm, out);
+                FRAME_SAMPLES
+            }
+            Voice::Opus => match opus_send(&mut self.opus)?.encode(pcm, out) {
+                Ok(len) => len,
+                Err(error) => {
+                    tracing::debug!(%error, "generated frame not encoded");
+                    metrics::counter!("dialplane_audio_mix_failed_total").increment(1);
+                    return None;
+                }
+            },
+        };
+        Some(Generated {
+            codec: voice.codec(),
+            len,
+            timestamp: (ticks * u64::from(voice.rate() / 8_000)) as u32,
             marker,
+        })
+    }
+
+    /// The leg's audio codec as the audio pieces see it; for Opus, the egress encoder is made
+    /// here (set-up), so that a play, dub or tone never waits for it on the packet path.
+    fn voice(&mut self, codec: Codec) -> Option<Voice> {
+        let v = voice(codec)?;
+        if v == Voice::Opus {
+            opus_send(&mut self.opus)?;
+        }
+        Some(v)
+    }
+}
+
+/// A leg's Opus egress state, made on first use.
+fn opus_send(slot: &mut Option<Box<OpusSend>>) -> Option<&mut OpusSend> {
+    if slot.is_none() {
+        match OpusSend::new() {
+            Ok(o) => *slot = Some(Box::new(o)),
+            Err(error) => {
+                tracing::warn!(%error, "no Opus encoder for the leg's audio");
+                return None;
+            }
+        }
+    }
+    slot.as_deref_mut()
+}
+
+/// Dub tracks (8 kHz) widened and added into 48 kHz audio `wide`; the sent side of forks sees
+/// the result, narrowed to 8 kHz.
+fn mix_wide(opus: &mut OpusSend, dub: &mut Dub, forks: &mut Forks, mix: bool, wide: &mut [f32]) {
+    let per_frame = FRAME_SAMPLES * (OPUS_RATE / 8_000) as usize;
+    for chunk in wide.chunks_mut(per_frame) {
+        let n = chunk.len() / (OPUS_RATE / 8_000) as usize;
+        if mix {
+            let mut tracks = [0i16; FRAME_SAMPLES];
+            dub.mix_into(&mut tracks[..n]);
+            if opus.add_widened(&tracks[..n], chunk).is_err() {
+                metrics::counter!("dialplane_audio_mix_failed_total").increment(1);
+            }
+        }
+        if forks.wants_sent() {
+            let mut narrow = [0i16; FRAME_SAMPLES];
+            if let Ok(k) = opus.narrow(chunk, &mut narrow[..n]) {
+                forks.push_sent(&narrow[..k]);
+            }
         }
     }
 }
@@ -440,19 +577,39 @@ pub(crate) const FRAME: Duration = Duration::from_millis(20);
 /// Frames a late poll may still send at once (the rest are skipped, never burst).
 const MAX_CATCH_UP: u32 = 3;
 
-/// The G.711 law of a codec, `None` for anything the audio modules cannot decode.
-pub(crate) fn law(codec: Codec) -> Option<Law> {
-    match codec {
-        Codec::Pcmu => Some(Law::Ulaw),
-        Codec::Pcma => Some(Law::Alaw),
-        _ => None,
+/// How a leg's audio is coded, for the audio pieces (which work on 8 kHz PCM): G.711, or Opus
+/// at 48 kHz (decoded and resampled down, resampled up and encoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Voice {
+    Law(Law),
+    Opus,
+}
+
+impl Voice {
+    fn codec(self) -> Codec {
+        match self {
+            Voice::Law(Law::Ulaw) => Codec::Pcmu,
+            Voice::Law(Law::Alaw) => Codec::Pcma,
+            Voice::Opus => Codec::Opus,
+        }
+    }
+
+    /// The RTP clock (and PCM rate) of the codec.
+    fn rate(self) -> u32 {
+        match self {
+            Voice::Law(_) => 8_000,
+            Voice::Opus => OPUS_RATE,
+        }
     }
 }
 
-fn codec_of(law: Law) -> Codec {
-    match law {
-        Law::Ulaw => Codec::Pcmu,
-        Law::Alaw => Codec::Pcma,
+/// The audio pieces' view of a codec, `None` for anything they cannot decode.
+pub(crate) fn voice(codec: Codec) -> Option<Voice> {
+    match codec {
+        Codec::Pcmu => Some(Voice::Law(Law::Ulaw)),
+        Codec::Pcma => Some(Voice::Law(Law::Alaw)),
+        Codec::Opus => Some(Voice::Opus),
+        _ => None,
     }
 }
 
@@ -832,14 +989,16 @@ mod tests {
         let mut out = [0u8; FRAME_SAMPLES];
         assert!(a.poll_transmit(t0, &mut out).is_some());
         assert_eq!(
-            a.send_dtmf(t0, Codec::G722, false, '1', 100, 10),
-            Err(ApiError::InvalidArgument("in-band DTMF needs a G.711 leg"))
+            a.send_dtmf(t0, Codec::G722, None, '1', 100, 10),
+            Err(ApiError::InvalidArgument(
+                "in-band DTMF needs a G.711 or Opus leg"
+            ))
         );
         assert_eq!(
-            a.send_dtmf(t0, Codec::Pcmu, true, 'x', 100, 10),
+            a.send_dtmf(t0, Codec::Pcmu, Some(8000), 'x', 100, 10),
             Err(ApiError::InvalidDigit('x'))
         );
-        a.send_dtmf(ms(t0, 10), Codec::Pcmu, true, '9', 40, 10)
+        a.send_dtmf(ms(t0, 10), Codec::Pcmu, Some(8000), '9', 40, 10)
             .unwrap();
         let mut rx = EventReceiver::new(8000);
         let mut kinds = Vec::new();
@@ -905,7 +1064,7 @@ mod tests {
         let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
         rx.set_tap(t0, true, None);
         for key in "19#".chars() {
-            tx.send_dtmf(t0, Codec::Pcma, false, key, 60, 10).unwrap();
+            tx.send_dtmf(t0, Codec::Pcma, None, key, 60, 10).unwrap();
         }
         let mut out = [0u8; FRAME_SAMPLES];
         let mut seq = 0u16;
@@ -926,5 +1085,205 @@ mod tests {
         for (k, d) in got.iter().enumerate() {
             assert!(d.1.abs_diff(120 * k as u64) <= 10, "{got:?}");
         }
+    }
+
+    /// 8 kHz audio as 20 ms Opus payloads (resampled to 48 kHz and encoded, as an Opus phone
+    /// would send it).
+    fn opus_packets(x: &[f32]) -> Vec<Vec<u8>> {
+        use audiopus::coder::Encoder;
+        use audiopus::{Application, Channels, SampleRate};
+        let wide = dsp::resample::resample(x, 8000, 48000).unwrap();
+        let enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap();
+        wide.chunks(960)
+            .filter(|c| c.len() == 960)
+            .map(|c| {
+                let mut out = vec![0u8; 1500];
+                let n = enc.encode_float(c, &mut out).unwrap();
+                out.truncate(n);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_band_digit_through_opus_is_reported_once() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.set_tap(t0, true, None);
+        let mut x = vec![0.0f32; 1600];
+        x.extend(dsp::dtmf::digits("5", 100, 300));
+        let mut events = Vec::new();
+        // Packet 6 is lost: the tap fills its time with silence and carries on.
+        for (k, p) in opus_packets(&x).iter().enumerate() {
+            let now = t0 + FRAME * k as u32;
+            if let Some(t) = a.poll_timeout()
+                && t <= now
+            {
+                a.handle_timeout(now);
+            }
+            if k != 6 {
+                a.on_received(now, Codec::Opus, 1000 + k as u16, p);
+            }
+            events.extend(std::iter::from_fn(|| a.poll_event()));
+        }
+        let got = digits(&events);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (digit, start, duration, source) = got[0];
+        assert_eq!((digit, source), ('5', DigitSource::InBand));
+        // Opus and the resampler delay the audio by a few ms.
+        assert!(
+            start.abs_diff(205) <= 15 && duration.abs_diff(100) <= 15,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn player_on_an_opus_leg_sends_opus_at_48_khz() {
+        use crate::codec::tests::{decode_all, tone_share};
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        let tone: Vec<i16> = (0..8000)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin()) as i16
+            })
+            .collect();
+        a.play(t0, Codec::Opus, tone.into(), false);
+        let mut out = [0u8; 200];
+        let mut sent = Vec::new();
+        while let Some(at) = a.poll_timeout() {
+            while let Some(g) = a.poll_transmit(at, &mut out) {
+                sent.push((g, out[..g.len].to_vec()));
+            }
+        }
+        assert_eq!(sent.len(), 50);
+        assert!(sent[0].0.marker && sent.iter().skip(1).all(|(g, _)| !g.marker));
+        assert!(sent.iter().all(|(g, _)| g.codec == Codec::Opus));
+        assert!(
+            sent.windows(2)
+                .all(|w| w[1].0.timestamp.wrapping_sub(w[0].0.timestamp) == 960)
+        );
+        let payloads: Vec<Vec<u8>> = sent.into_iter().map(|(_, p)| p).collect();
+        let pcm = decode_all(Codec::Opus, &payloads);
+        let (share, rms) = tone_share(&pcm[pcm.len() / 4..], 48000, 1000.0);
+        assert!(share > 0.8 && rms > 0.1, "share {share} rms {rms}");
+        assert!(matches!(a.poll_event(), Some(AudioEvent::PlayDone)));
+    }
+
+    #[test]
+    fn dub_mixes_into_opus_pcm_and_into_bridged_opus_payloads() {
+        use crate::codec::tests::{decode_all, tone_packets, tone_share};
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        let track = TrackId(1);
+        a.dub(t0, Codec::Opus, track, DubAction::AddTrack).unwrap();
+        let samples: Arc<[i16]> = (0..8000)
+            .map(|i| {
+                (6000.0 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin()) as i16
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let play = DubAction::Play {
+            samples,
+            looped: true,
+            gain_db: 0,
+        };
+        a.dub(t0, Codec::Opus, track, play).unwrap();
+        // Fed by a transcoder: the 48 kHz PCM gets the track before it is encoded.
+        let mut mixed = Vec::new();
+        for k in 0..25u32 {
+            let mut pcm = [0.0f32; 960];
+            assert!(a.on_egress_pcm(t0 + FRAME * k, 48000, &mut pcm));
+            mixed.extend_from_slice(&pcm);
+        }
+        let (share, rms) = tone_share(&mixed[mixed.len() / 2..], 48000, 1000.0);
+        assert!(share > 0.9 && (0.1..0.2).contains(&rms), "{share} {rms}");
+        // Relayed Opus (a 440 Hz far side): decoded, mixed and encoded back to the same size.
+        let mut payloads = Vec::new();
+        for (k, (_, mut p)) in tone_packets(Codec::Opus, 440.0, 25).into_iter().enumerate() {
+            let len = p.len();
+            assert!(a.on_egress(t0 + FRAME * (25 + k as u32), Codec::Opus, &mut p));
+            assert_eq!(p.len(), len);
+            payloads.push(p);
+        }
+        let pcm = decode_all(Codec::Opus, &payloads);
+        let steady = &pcm[pcm.len() / 2..];
+        let (far, _) = tone_share(steady, 48000, 440.0);
+        let (dub, _) = tone_share(steady, 48000, 1000.0);
+        assert!(far > 0.2 && dub > 0.2, "far {far} dub {dub}");
+    }
+
+    #[test]
+    fn in_band_keys_sent_on_an_opus_leg_are_heard_by_an_opus_tap() {
+        let t0 = Instant::now();
+        let (mut tx, mut rx) = (LegAudio::default(), LegAudio::default());
+        rx.set_tap(t0, true, None);
+        for key in "4*D".chars() {
+            tx.send_dtmf(t0, Codec::Opus, None, key, 60, 10).unwrap();
+        }
+        let mut out = [0u8; FRAME_SAMPLES];
+        let (mut seq, mut last_ts) = (0u16, None);
+        let mut now = t0;
+        while let Some(t) = tx.poll_timeout() {
+            now = t.max(now);
+            while let Some(g) = tx.poll_transmit(now, &mut out) {
+                assert_eq!(g.codec, Codec::Opus);
+                if let Some(last) = last_ts {
+                    assert_eq!(g.timestamp.wrapping_sub(last) % 960, 0);
+                }
+                last_ts = Some(g.timestamp);
+                rx.on_received(now, g.codec, seq, &out[..g.len]);
+                seq = seq.wrapping_add(1);
+            }
+        }
+        rx.set_tap(now, false, None);
+        let got = digits(&std::iter::from_fn(|| rx.poll_event()).collect::<Vec<_>>());
+        let keys: String = got.iter().map(|d| d.0).collect();
+        assert_eq!(keys, "4*D");
+    }
+
+    #[test]
+    fn a_play_goes_on_in_opus_after_a_codec_change() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.play(t0, Codec::Pcmu, vec![3000i16; 8000].into(), false);
+        let mut out = [0u8; FRAME_SAMPLES];
+        let g = a.poll_transmit(t0, &mut out).unwrap();
+        assert_eq!((g.codec, g.len), (Codec::Pcmu, FRAME_SAMPLES));
+        a.set_codec(Codec::Opus);
+        let g1 = a.poll_transmit(t0 + FRAME, &mut out).unwrap();
+        let g2 = a.poll_transmit(t0 + FRAME * 2, &mut out).unwrap();
+        assert_eq!((g1.codec, g2.codec), (Codec::Opus, Codec::Opus));
+        assert_eq!(g2.timestamp.wrapping_sub(g1.timestamp), 960);
+        // A codec the audio cannot encode leaves it as it was.
+        a.set_codec(Codec::G722);
+        assert_eq!(
+            a.poll_transmit(t0 + FRAME * 3, &mut out).unwrap().codec,
+            Codec::Opus
+        );
+    }
+
+    #[test]
+    fn rfc4733_keys_go_out_on_the_legs_48_khz_event_clock() {
+        let t0 = Instant::now();
+        let mut a = LegAudio::default();
+        a.send_dtmf(t0, Codec::Opus, Some(48_000), '7', 100, 10)
+            .unwrap();
+        let mut rx = EventReceiver::new(48_000);
+        let mut out = [0u8; FRAME_SAMPLES];
+        let mut stamps = Vec::new();
+        let mut now = t0;
+        while let Some(t) = a.poll_timeout() {
+            now = t.max(now);
+            while let Some(g) = a.poll_transmit(now, &mut out) {
+                assert_eq!(g.codec, Codec::TelephoneEvent);
+                stamps.push(g.timestamp);
+                rx.handle_packet(0, g.timestamp, g.marker, &out[..g.len])
+                    .unwrap();
+            }
+        }
+        // 100 ms = 4800 ticks at 48 kHz; every packet of the press carries its start.
+        let k = rx.poll_event().unwrap();
+        assert_eq!((k.digit(), k.duration), (Some('7'), 4800));
+        assert!(stamps.len() >= 5 && stamps.iter().all(|&s| s == stamps[0]));
     }
 }

@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dsp::g711::Law;
-
-use super::{FRAME_SAMPLES, Pacer};
+use super::{FRAME_SAMPLES, Pacer, Voice};
 
 /// One play in progress.
 #[derive(Debug)]
@@ -18,7 +16,7 @@ pub(crate) struct Player {
     /// Next sample to play.
     pos: usize,
     looped: bool,
-    law: Law,
+    voice: Voice,
     pacer: Pacer,
     /// The next frame is the play's first (marker bit).
     first: bool,
@@ -27,23 +25,28 @@ pub(crate) struct Player {
 
 impl Player {
     /// Start playing at `now` (the first frame is due at once); `samples` is not empty.
-    pub(crate) fn new(now: Instant, law: Law, samples: Arc<[i16]>, looped: bool) -> Self {
+    pub(crate) fn new(now: Instant, voice: Voice, samples: Arc<[i16]>, looped: bool) -> Self {
         let mut pacer = Pacer::default();
         pacer.start(now);
         Player {
             samples,
             pos: 0,
             looped,
-            law,
+            voice,
             pacer,
             first: true,
             done: false,
         }
     }
 
-    /// The leg codec's law.
-    pub(crate) fn law(&self) -> Law {
-        self.law
+    /// The leg's codec.
+    pub(crate) fn voice(&self) -> Voice {
+        self.voice
+    }
+
+    /// Go on in another codec.
+    pub(crate) fn set_voice(&mut self, voice: Voice) {
+        self.voice = voice;
     }
 
     /// When the next frame is due (`None` once done).
@@ -97,6 +100,7 @@ impl Player {
 mod tests {
     use super::*;
     use crate::audio::FRAME;
+    use dsp::g711::Law;
     use std::time::Duration;
 
     fn ramp(n: usize) -> Arc<[i16]> {
@@ -106,7 +110,7 @@ mod tests {
     #[test]
     fn one_second_is_fifty_frames_on_exact_deadlines() {
         let t0 = Instant::now();
-        let mut p = Player::new(t0, Law::Ulaw, ramp(8000), false);
+        let mut p = Player::new(t0, Voice::Law(Law::Ulaw), ramp(8000), false);
         let mut pcm = [0; FRAME_SAMPLES];
         let mut deadlines = Vec::new();
         let mut now = t0;
@@ -134,7 +138,7 @@ mod tests {
     #[test]
     fn looped_wraps_inside_a_frame_and_short_tail_is_padded() {
         let t0 = Instant::now();
-        let mut p = Player::new(t0, Law::Alaw, ramp(100), true);
+        let mut p = Player::new(t0, Voice::Law(Law::Alaw), ramp(100), true);
         let mut pcm = [0; FRAME_SAMPLES];
         p.poll(t0, &mut pcm).unwrap();
         assert_eq!((pcm[99], pcm[100], pcm[159]), (99, 0, 59));
@@ -142,7 +146,7 @@ mod tests {
         assert_eq!((pcm[0], pcm[40], pcm[41]), (60, 0, 1));
         assert!(!p.is_done());
 
-        let mut once = Player::new(t0, Law::Alaw, ramp(200), false);
+        let mut once = Player::new(t0, Voice::Law(Law::Alaw), ramp(200), false);
         once.poll(t0, &mut pcm).unwrap();
         assert!(!once.is_done());
         once.poll(t0 + FRAME, &mut pcm).unwrap();
@@ -153,7 +157,7 @@ mod tests {
     #[test]
     fn late_poll_catches_up_at_most_three_frames() {
         let t0 = Instant::now();
-        let mut p = Player::new(t0, Law::Ulaw, ramp(8000), true);
+        let mut p = Player::new(t0, Voice::Law(Law::Ulaw), ramp(8000), true);
         let mut pcm = [0; FRAME_SAMPLES];
         let late = t0 + Duration::from_millis(500);
         let mut sent = Vec::new();
@@ -170,7 +174,7 @@ mod tests {
     #[test]
     fn hold_pauses_without_skipping() {
         let t0 = Instant::now();
-        let mut p = Player::new(t0, Law::Ulaw, ramp(8000), false);
+        let mut p = Player::new(t0, Voice::Law(Law::Ulaw), ramp(8000), false);
         let mut pcm = [0; FRAME_SAMPLES];
         p.poll(t0, &mut pcm).unwrap();
         p.hold(t0 + Duration::from_millis(300));

@@ -16,19 +16,20 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use dsp::amd::AmdConfig;
-use dsp::g711::Law;
 use dsp::pipeline::{self, LegDsp, PipelineConfig};
 
-use super::{AudioEvent, Events, FRAME_SAMPLES, duration, samples};
+use super::{AudioEvent, Events, FRAME_SAMPLES, Voice, duration, samples};
 use crate::api::DigitSource;
+use crate::codec::OpusReceive;
 use crate::telephone_event::{EndReason, KeyPress};
 
 /// Packets held while waiting for a missing one.
 const DEPTH: usize = 3;
 /// Longest wait for a missing packet.
 const HOLD: Duration = Duration::from_millis(60);
-/// Largest payload that can be held (60 ms of G.711); longer ones are cut.
-const MAX_HELD: usize = 480;
+/// Largest payload that can be held (60 ms of G.711, one Opus frame at its highest bitrate);
+/// longer ones are cut.
+const MAX_HELD: usize = 1275;
 /// Most missing packets made up with silence at one gap (10 packets, 200 ms at 20 ms each): a
 /// larger jump is a restarted stream, and the wall clock covers the time.
 const MAX_GAP_FILL: usize = 10;
@@ -44,7 +45,7 @@ const LAG_KEEP: u64 = 480;
 struct Held {
     seq: u16,
     /// `None`: not audio (comfort noise, telephone-event): only its sequence number counts.
-    law: Option<Law>,
+    voice: Option<Voice>,
     len: usize,
     at: Instant,
     buf: [u8; MAX_HELD],
@@ -62,6 +63,8 @@ pub(crate) struct Receive {
     /// Slots of `held` in use: in-order packets (the usual case) skip every scan of `held`,
     /// whose entries lie a cache line or more apart.
     holding: usize,
+    /// Decoder of an Opus leg's audio (made with its first Opus packet).
+    opus: Option<Box<OpusReceive>>,
 }
 
 impl Receive {
@@ -72,6 +75,7 @@ impl Receive {
             next: None,
             held: [None; DEPTH],
             holding: 0,
+            opus: None,
         }
     }
 
@@ -79,14 +83,14 @@ impl Receive {
     pub(crate) fn push(
         &mut self,
         now: Instant,
-        law: Option<Law>,
+        voice: Option<Voice>,
         seq: u16,
         payload: &[u8],
         sink: &mut impl FnMut(&[i16]),
     ) {
         self.pad(now, sink);
         let Some(next) = self.next else {
-            self.deliver(law, payload, sink);
+            self.deliver(voice, payload, sink);
             self.next = Some(seq.wrapping_add(1));
             return;
         };
@@ -112,7 +116,7 @@ impl Receive {
             }
             let mut held = Held {
                 seq,
-                law,
+                voice,
                 len,
                 at: now,
                 buf: [0; MAX_HELD],
@@ -128,7 +132,7 @@ impl Receive {
             }
             return;
         }
-        self.deliver(law, payload, sink);
+        self.deliver(voice, payload, sink);
         self.next = Some(seq.wrapping_add(1));
         self.drain(sink);
     }
@@ -172,14 +176,14 @@ impl Receive {
         };
         self.holding -= 1;
         let missing = usize::from(h.seq.wrapping_sub(next)).min(MAX_GAP_FILL);
-        let per_packet = if h.law.is_some() {
-            h.len
-        } else {
-            FRAME_SAMPLES
+        // A lost Opus packet counts as 20 ms, like a packet that is not audio.
+        let per_packet = match h.voice {
+            Some(Voice::Law(_)) => h.len,
+            _ => FRAME_SAMPLES,
         };
         self.silence((missing * per_packet) as u64, sink);
         metrics::counter!("dialplane_audio_tap_lost_total").increment(missing as u64);
-        self.deliver(h.law, &h.buf[..h.len], sink);
+        self.deliver(h.voice, &h.buf[..h.len], sink);
         self.next = Some(h.seq.wrapping_add(1));
         self.drain(sink);
         true
@@ -196,22 +200,46 @@ impl Receive {
         {
             if let Some(h) = slot.take() {
                 self.holding -= 1;
-                self.deliver(h.law, &h.buf[..h.len], sink);
+                self.deliver(h.voice, &h.buf[..h.len], sink);
             }
             self.next = Some(next.wrapping_add(1));
         }
     }
 
-    fn deliver(&mut self, law: Option<Law>, payload: &[u8], sink: &mut impl FnMut(&[i16])) {
-        let Some(law) = law else {
-            return;
-        };
-        let mut pcm = [0i16; FRAME_SAMPLES];
-        for chunk in payload.chunks(FRAME_SAMPLES) {
-            law.decode_slice(chunk, &mut pcm);
-            sink(&pcm[..chunk.len()]);
+    fn deliver(&mut self, voice: Option<Voice>, payload: &[u8], sink: &mut impl FnMut(&[i16])) {
+        match voice {
+            None => {}
+            Some(Voice::Law(law)) => {
+                let mut pcm = [0i16; FRAME_SAMPLES];
+                for chunk in payload.chunks(FRAME_SAMPLES) {
+                    law.decode_slice(chunk, &mut pcm);
+                    sink(&pcm[..chunk.len()]);
+                }
+                self.fed += payload.len() as u64;
+            }
+            Some(Voice::Opus) => {
+                if self.opus.is_none() {
+                    match OpusReceive::new() {
+                        Ok(o) => self.opus = Some(Box::new(o)),
+                        Err(error) => {
+                            tracing::warn!(%error, "no Opus decoder: the tap hears silence");
+                            return;
+                        }
+                    }
+                }
+                let Some(opus) = self.opus.as_mut() else {
+                    return;
+                };
+                // A payload libopus refuses is heard as the silence of a lost packet.
+                match opus.decode(Some(payload), sink) {
+                    Ok(n) => self.fed += n as u64,
+                    Err(_) => {
+                        metrics::counter!("dialplane_audio_tap_dropped_total", "reason" => "undecodable")
+                            .increment(1);
+                    }
+                }
+            }
         }
-        self.fed += payload.len() as u64;
     }
 
     fn silence(&mut self, n: u64, sink: &mut impl FnMut(&[i16])) {
@@ -407,6 +435,7 @@ impl Extend<pipeline::Event> for Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsp::g711::Law;
 
     /// A payload whose samples all decode to the µ-law value of `code`.
     fn packet(code: u8) -> [u8; FRAME_SAMPLES] {
@@ -425,7 +454,7 @@ mod tests {
                 // The code encodes the sequence number so the order can be read back.
                 Some(seq) => r.push(
                     now,
-                    Some(Law::Ulaw),
+                    Some(Voice::Law(Law::Ulaw)),
                     seq,
                     &packet(0x80 | seq as u8),
                     &mut sink,
@@ -485,7 +514,7 @@ mod tests {
         let mut r = Receive::new(t0);
         let mut fed = 0usize;
         let mut sink = |pcm: &[i16]| fed += pcm.len();
-        r.push(t0, Some(Law::Alaw), 7, &packet(0xd5), &mut sink);
+        r.push(t0, Some(Voice::Law(Law::Alaw)), 7, &packet(0xd5), &mut sink);
         // Nothing for a second: the deadline is 120 ms of lag, then padding to 60 ms behind.
         let mut now = t0;
         for _ in 0..100 {
@@ -498,7 +527,13 @@ mod tests {
             r.handle_timeout(now, &mut sink);
         }
         // The next packet after the silence continues the sequence.
-        r.push(now, Some(Law::Alaw), 8, &packet(0xd5), &mut sink);
+        r.push(
+            now,
+            Some(Voice::Law(Law::Alaw)),
+            8,
+            &packet(0xd5),
+            &mut sink,
+        );
         assert_eq!(r.next, Some(9));
         let behind = samples(now - t0) as i64 - fed as i64;
         // 60 ms (padding) minus the packet's own 20 ms, up to 120 ms.
@@ -511,9 +546,9 @@ mod tests {
         let mut r = Receive::new(t0);
         let mut got = Vec::new();
         let mut sink = |pcm: &[i16]| got.push(pcm.len());
-        r.push(t0, Some(Law::Ulaw), 1, &packet(0xff), &mut sink);
+        r.push(t0, Some(Voice::Law(Law::Ulaw)), 1, &packet(0xff), &mut sink);
         r.push(t0, None, 2, &[1, 2, 3, 4], &mut sink);
-        r.push(t0, Some(Law::Ulaw), 3, &packet(0xff), &mut sink);
+        r.push(t0, Some(Voice::Law(Law::Ulaw)), 3, &packet(0xff), &mut sink);
         assert_eq!(got, [FRAME_SAMPLES, FRAME_SAMPLES]);
     }
 }

@@ -339,8 +339,16 @@ impl Leg {
     }
 }
 
+/// A leg's RTP clock: Opus legs run at 48 kHz (RFC 7587), for continuity and jitter.
+fn clock_rate(map: &PtMap) -> u32 {
+    codec::audio_codec(map)
+        .and_then(codec::clock_rate)
+        .unwrap_or(8000)
+}
+
 fn egress_codec(map: &PtMap) -> Codec {
-    [Codec::Pcmu, Codec::Pcma]
+    // G.711 costs least to generate; Opus when the leg has nothing else.
+    [Codec::Pcmu, Codec::Pcma, Codec::Opus]
         .into_iter()
         .find(|c| map.payload_type(*c).is_some())
         .unwrap_or(Codec::Pcmu)
@@ -919,6 +927,17 @@ impl Shard {
                     } else if suppressed {
                         Err(Some(DROP_REASONS[DROP_AUDIO]))
                     } else {
+                        if codec == Codec::TelephoneEvent
+                            && let Some(peer) = peer.as_deref()
+                        {
+                            let (from, to) = (
+                                leg.endpoint.config().event_rate,
+                                peer.endpoint.config().event_rate,
+                            );
+                            if from != to {
+                                retime_event(&mut pkt, from, to, leg.transcode.as_deref());
+                            }
+                        }
                         let ingress = leg.endpoint.forward(
                             now,
                             &mut pkt,
@@ -973,7 +992,11 @@ impl Shard {
         };
         let peer_busy = !peer.audio.egress_idle();
         let sent = send_made(&mut self.ring, &mut self.stats, peer, now, |buf, peer| {
-            let out = match t.pop(buf)? {
+            // The peer's dub tracks and forks see the PCM before it is encoded.
+            let mut suppressed = false;
+            let out = match t.pop(buf, |pcm, rate| {
+                suppressed = peer_busy && !peer.audio.on_egress_pcm(now, rate, pcm);
+            })? {
                 Ok(out) => out,
                 Err(_) => return Some(Err(DROP_REASONS[DROP_TRANSCODE])),
             };
@@ -981,7 +1004,7 @@ impl Shard {
                 return Some(Err(DROP_REASONS[DROP_UNKNOWN]));
             };
             Some(
-                if peer_busy && !peer.audio.on_egress(now, out.codec, pkt.payload_mut()) {
+                if suppressed {
                     Err(DROP_REASONS[DROP_AUDIO])
                 } else {
                     peer.endpoint.egress(now, &mut pkt, out.codec)
@@ -1020,7 +1043,10 @@ impl Shard {
                     leg: leg.id,
                     remote,
                 }),
-                EndpointEvent::Digit(press) if leg.tap_dtmf => {
+                EndpointEvent::Digit(mut press) if leg.tap_dtmf => {
+                    // The tap counts in 8 kHz ticks.
+                    let rate = leg.endpoint.config().event_rate;
+                    press.duration = scale_ticks(press.duration, rate, 8000);
                     leg.audio.on_key_press(now, &press);
                     None
                 }
@@ -1029,7 +1055,7 @@ impl Shard {
                     leg.id,
                     &press,
                     u64::from(press.timestamp),
-                    leg.endpoint.config().clock_rate,
+                    leg.endpoint.config().event_rate,
                 ),
                 EndpointEvent::MediaTimeout => Some(Event::MediaTimeout {
                     call_id: leg.call.clone(),
@@ -1255,6 +1281,12 @@ impl Shard {
                 l.endpoint
                     .set_media_timeout(spec.media_timeout.unwrap_or(default_timeout));
                 l.endpoint.set_sdp_address(spec.sdp_address);
+                // A changed codec moves the leg's clock and what its audio encodes.
+                let rate = clock_rate(&l.endpoint.config().pt_map);
+                l.endpoint.set_clock_rate(now, rate);
+                l.endpoint.set_event_rate(spec.telephone_event_rate);
+                let codec = l.audio_codec();
+                l.audio.set_codec(codec);
                 // Unchanged keys keep the session (its ROC and replay state).
                 if l.srtp.as_deref().map(Srtp::keys) != spec.srtp.as_deref().copied() {
                     l.srtp = spec.srtp.map(|k| Box::new(Srtp::from_keys(*k)));
@@ -1364,12 +1396,11 @@ impl Shard {
                 let slot = self.find(&call_id, leg)?;
                 let l = self.leg_mut(slot)?;
                 let codec = l.audio_codec();
-                let rfc4733 = l
-                    .endpoint
-                    .config()
+                let config = l.endpoint.config();
+                let rfc4733 = config
                     .pt_map
                     .payload_type(Codec::TelephoneEvent)
-                    .is_some();
+                    .map(|_| config.event_rate);
                 l.audio
                     .send_dtmf(now, codec, rfc4733, digit, duration_ms, volume)?;
                 touched = Some(slot);
@@ -1498,10 +1529,8 @@ impl Shard {
             pt_map: spec.pt_map,
             direction: spec.direction,
             egress_seed: (r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
-            // Opus legs run a 48 kHz RTP clock (RFC 7587), for continuity and jitter.
-            clock_rate: codec::audio_codec(&spec.pt_map)
-                .and_then(codec::clock_rate)
-                .unwrap_or(8000),
+            clock_rate: clock_rate(&spec.pt_map),
+            event_rate: spec.telephone_event_rate,
             ..EndpointConfig::default()
         };
         let first_report = now + self.config.rtcp_interval / 2;
@@ -1662,6 +1691,33 @@ impl Shard {
 
 /// An SRTP leg's received packet, authenticated and decrypted in place (the tag stripped);
 /// other legs' packets unchanged. `Err` is the drop reason.
+/// An RFC 4733 packet relayed to a leg whose telephone-event clock differs (8 kHz ↔ 48 kHz):
+/// its duration is scaled to the egress clock and, on a transcoded bridge whose clocks are the
+/// events' own, it joins the transcoder's stream (SSRC, timestamp mapped), so the far end finds
+/// the events on the timeline of the audio they go with.
+fn retime_event(pkt: &mut RtpPacketMut<'_>, from: u32, to: u32, transcoder: Option<&Transcoder>) {
+    let payload = pkt.payload_mut();
+    if payload.len() >= 4 {
+        let duration = u32::from(u16::from_be_bytes([payload[2], payload[3]]));
+        let scaled = scale_ticks(duration, from, to).min(u32::from(u16::MAX)) as u16;
+        payload[2..4].copy_from_slice(&scaled.to_be_bytes());
+    }
+    let same_clocks = |t: &&Transcoder| {
+        codec::clock_rate(t.from()) == Some(from) && codec::clock_rate(t.to()) == Some(to)
+    };
+    if let Some(t) = transcoder.filter(same_clocks)
+        && let Some(ts) = t.map_timestamp(pkt.timestamp())
+    {
+        pkt.set_ssrc(t.ssrc());
+        pkt.set_timestamp(ts);
+    }
+}
+
+/// `ticks` of a `from` Hz clock in ticks of a `to` Hz clock.
+fn scale_ticks(ticks: u32, from: u32, to: u32) -> u32 {
+    (u64::from(ticks) * u64::from(to) / u64::from(from.max(1))).min(u64::from(u32::MAX)) as u32
+}
+
 fn srtp_in<'b>(
     srtp: Option<&mut Srtp>,
     bytes: &'b mut [u8],
@@ -1791,5 +1847,47 @@ mod tests {
         assert_eq!(egress_codec(&PtMap::default()), Codec::Pcmu);
         let alaw = PtMap::new(&[(8, Codec::Pcma), (101, Codec::TelephoneEvent)]).unwrap();
         assert_eq!(egress_codec(&alaw), Codec::Pcma);
+        let opus = PtMap::new(&[(111, Codec::Opus), (101, Codec::TelephoneEvent)]).unwrap();
+        assert_eq!(egress_codec(&opus), Codec::Opus);
+        let both = PtMap::new(&[(111, Codec::Opus), (0, Codec::Pcmu)]).unwrap();
+        assert_eq!(egress_codec(&both), Codec::Pcmu);
+    }
+
+    /// An RFC 4733 packet: `event`, duration `duration`, timestamp `ts`, SSRC 9.
+    fn event_packet(ts: u32, duration: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 101, 0, 1];
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&9u32.to_be_bytes());
+        p.extend_from_slice(&[5, 10]);
+        p.extend_from_slice(&duration.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn events_relayed_across_clocks_are_scaled_and_join_the_transcoded_stream() {
+        // 48 kHz events of an Opus leg to an 8 kHz leg, relayed as they are: duration scaled.
+        let mut buf = event_packet(96_000, 4800);
+        let mut pkt = RtpPacketMut::parse(&mut buf).unwrap();
+        retime_event(&mut pkt, 48_000, 8000, None);
+        assert_eq!((pkt.timestamp(), pkt.ssrc()), (96_000, 9));
+        assert_eq!(pkt.payload()[2..4], 800u16.to_be_bytes());
+        // 8 kHz events of a PCMU leg whose audio is transcoded to Opus: on the transcoder's
+        // stream, at the output time of the audio they start with.
+        let mut t = Transcoder::new(Codec::Pcmu, Codec::Opus, 0x77).unwrap();
+        for k in 0..3u32 {
+            assert!(t.push(k * 160, &[0xff; 160]).unwrap());
+        }
+        let (at_320, at_480) = (t.map_timestamp(320).unwrap(), t.map_timestamp(480).unwrap());
+        assert_eq!(at_480.wrapping_sub(at_320), 960);
+        let mut buf = event_packet(320, 800);
+        let mut pkt = RtpPacketMut::parse(&mut buf).unwrap();
+        retime_event(&mut pkt, 8000, 48_000, Some(&t));
+        assert_eq!((pkt.timestamp(), pkt.ssrc()), (at_320, 0x77));
+        assert_eq!(pkt.payload()[2..4], 4800u16.to_be_bytes());
+        // A transcoder on other clocks (8 kHz events beside Opus audio) leaves the timestamp.
+        let mut buf = event_packet(320, 800);
+        let mut pkt = RtpPacketMut::parse(&mut buf).unwrap();
+        retime_event(&mut pkt, 8000, 16_000, Some(&t));
+        assert_eq!((pkt.timestamp(), pkt.ssrc()), (320, 9));
     }
 }

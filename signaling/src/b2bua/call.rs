@@ -1813,12 +1813,10 @@ impl Core {
                 _ => (0, None, None),
             },
         };
-        let mut l = local(
-            call.key,
-            self.svc.media_ip,
-            port,
-            codecs.unwrap_or_default(),
-        );
+        // The leg's codecs first (kept when offered again), then what the relay transcodes: an
+        // offer that drops the old codec (PCMU → Opus) moves the leg to the new one.
+        let codecs = transcode::fork_codecs(codecs.unwrap_or_default());
+        let mut l = local(call.key, self.svc.media_ip, port, codecs);
         l.srtp = srtp::answer_keys(&offer);
         l.origin.session_version = call.next_sdp_version();
         let Some((sdp, n)) = answer(&offer, &l) else {

@@ -77,6 +77,7 @@ pub(super) fn endpoint_spec(n: &Negotiated) -> EndpointSpec {
     EndpointSpec {
         sdp_address,
         pt_map,
+        telephone_event_rate: n.telephone_event.as_ref().map_or(8000, |c| c.clock_rate),
         rtcp_mux: n.rtcp_mux,
         direction,
         srtp: super::srtp::leg_keys(n).map(Box::new),

@@ -15,16 +15,26 @@ fn transcodable(c: &Codec) -> bool {
 
 /// What a fork is offered: the caller's codecs first (a callee that takes one of them is relayed
 /// without transcoding), then each of PCMU, PCMA and Opus the caller lacks, when the caller has
-/// one of them to transcode from. Opus gets payload type 111, or the first dynamic type free.
+/// one of them to transcode from, and telephone-event/8000 when the caller's runs at another
+/// clock (48000 beside Opus: the relay scales the events). Opus gets payload type 111, or the
+/// first dynamic type free.
 pub(super) fn fork_codecs(mut caller: Vec<Codec>) -> Vec<Codec> {
     if !caller.iter().any(transcodable) {
         return caller;
     }
-    for extra in [Codec::pcmu(), Codec::pcma(), Codec::opus()] {
-        if caller
-            .iter()
-            .any(|c| c.name.eq_ignore_ascii_case(&extra.name))
-        {
+    let events_elsewhere = caller
+        .iter()
+        .any(|c| c.is_telephone_event() && c.clock_rate != 8000);
+    let event = events_elsewhere.then(Codec::telephone_event);
+    for extra in [Codec::pcmu(), Codec::pcma(), Codec::opus()]
+        .into_iter()
+        .chain(event)
+    {
+        let present = |c: &Codec| {
+            c.name.eq_ignore_ascii_case(&extra.name)
+                && (!extra.is_telephone_event() || c.clock_rate == extra.clock_rate)
+        };
+        if caller.iter().any(present) {
             continue;
         }
         let taken = |pt: u8| caller.iter().any(|c| c.payload_type == pt);
@@ -53,7 +63,15 @@ pub(super) fn caller_codecs(offered: Vec<Codec>, callee: Vec<Codec>) -> Vec<Code
         .iter()
         .any(|c| !c.is_telephone_event() && offered.iter().any(|o| o.same_format(c)));
     if shared {
-        return callee;
+        // The caller keeps its own telephone-event when the callee's runs at another clock.
+        let mut codecs = callee;
+        if let Some(te) = offered.iter().find(|c| c.is_telephone_event())
+            && codecs.iter().any(Codec::is_telephone_event)
+            && !codecs.iter().any(|c| c.same_format(te))
+        {
+            codecs.push(te.clone());
+        }
+        return codecs;
     }
     let mut audio = false;
     offered
@@ -105,6 +123,35 @@ mod tests {
                 (111, "telephone-event"),
                 (0, "PCMU"),
                 (96, "opus")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_opus_caller_with_48_khz_events_gets_8_khz_events_offered_and_kept() {
+        let mut te48 = Codec::new(126, "telephone-event", 48000, None);
+        te48.fmtp = Some("0-15".into());
+        let offered = fork_codecs(vec![Codec::opus(), te48.clone()]);
+        assert_eq!(
+            names(&offered),
+            [
+                (111, "opus"),
+                (126, "telephone-event"),
+                (0, "PCMU"),
+                (8, "PCMA"),
+                (101, "telephone-event")
+            ]
+        );
+        assert_eq!(offered[4].clock_rate, 8000);
+        // A callee taking Opus with 8 kHz events: the caller is answered with its own.
+        let callee = vec![Codec::opus(), Codec::telephone_event()];
+        let answer = caller_codecs(vec![Codec::opus(), te48], callee);
+        assert_eq!(
+            names(&answer),
+            [
+                (111, "opus"),
+                (101, "telephone-event"),
+                (126, "telephone-event")
             ]
         );
     }

@@ -5,12 +5,6 @@
 //! server executing the control app's verbs), and `check-config FILE` (what `serve` would run
 //! with, or every problem of the file).
 
-/// Many small short-lived allocations per SIP message (parse, transaction, dialog, build) on
-/// threads that hand buffers to each other: mimalloc's per-thread free lists and its cheaper
-/// cross-thread frees cost less than glibc's arenas there (measured in benches/dial-compare.sh).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod analyse;
 mod media_cmd;
 mod serve;

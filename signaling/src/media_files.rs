@@ -519,11 +519,32 @@ pub fn decode_8k(bytes: &[u8]) -> Result<Vec<f32>, DecodeError> {
 
 /// [`decode_8k`] as 16-bit samples (what media plays), refusing more than `max` of them
 pub fn decode_8k_i16(bytes: Vec<u8>, max: usize) -> Result<Arc<[i16]>, DecodeError> {
-    let samples = decode_limited(bytes, max)?;
-    Ok(samples
+    decode_limited(bytes, max).map(|s| to_i16(&s))
+}
+
+/// Full-scale-1.0 samples as 16-bit ones.
+fn to_i16(samples: &[f32]) -> Arc<[i16]> {
+    samples
         .iter()
         .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect())
+        .collect()
+}
+
+/// Mono samples at `rate` converted to 8 kHz, refusing more than `max` of them or none.
+fn to_8k(mono: Vec<f32>, rate: u32, max: usize) -> Result<Vec<f32>, DecodeError> {
+    if mono.is_empty() {
+        return Err(DecodeError::NotAudio("no audio in the file".into()));
+    }
+    let out = if rate == RATE {
+        mono
+    } else {
+        dsp::resample::resample(&mono, rate, RATE)
+            .map_err(|e| DecodeError::NotAudio(e.to_string()))?
+    };
+    if out.len() > max {
+        return Err(DecodeError::TooLong(max));
+    }
+    Ok(out)
 }
 
 /// A synthesizer's answer as samples: raw `audio/l16;rate=N` (big-endian, RFC 2586) by its
@@ -548,22 +569,7 @@ fn decode_speech(
         .chunks_exact(2)
         .map(|b| f32::from(i16::from_be_bytes([b[0], b[1]])) / 32768.0)
         .collect();
-    if pcm.is_empty() {
-        return Err(DecodeError::NotAudio("no audio in the answer".into()));
-    }
-    let out = if rate == RATE {
-        pcm
-    } else {
-        dsp::resample::resample(&pcm, rate, RATE)
-            .map_err(|e| DecodeError::NotAudio(e.to_string()))?
-    };
-    if out.len() > max {
-        return Err(DecodeError::TooLong(max));
-    }
-    Ok(out
-        .iter()
-        .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect())
+    to_8k(pcm, rate, max).map(|s| to_i16(&s))
 }
 
 /// A copy of a G.711 WAV file whose 16-byte `fmt ` chunk lacks the cbSize field that
@@ -660,19 +666,7 @@ fn decode_limited(bytes: Vec<u8>, max: usize) -> Result<Vec<f32>, DecodeError> {
         }
     }
     let rate = rate.ok_or_else(|| DecodeError::NotAudio("no sample rate".into()))?;
-    if mono.is_empty() {
-        return Err(DecodeError::NotAudio("no audio in the file".into()));
-    }
-    let out = if rate == RATE {
-        mono
-    } else {
-        dsp::resample::resample(&mono, rate, RATE)
-            .map_err(|e| DecodeError::NotAudio(e.to_string()))?
-    };
-    if out.len() > max {
-        return Err(DecodeError::TooLong(max));
-    }
-    Ok(out)
+    to_8k(mono, rate, max)
 }
 
 #[cfg(test)]

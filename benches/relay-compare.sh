@@ -38,7 +38,7 @@ measure() {
   echo "$line" >&2
   awk -v n="$name" -v c="$calls" '{
     for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    print n, c, v["us_per_pkt"], v["lost_pct"], v["p99_us"]
+    print n, c, v["us_per_pkt"], v["lost_pct"], v["p99_us"], v["sent"], v["recv"]
   }' <<<"$line"
 }
 
@@ -55,15 +55,18 @@ for calls in $calls_list; do
 done
 
 echo
+echo "(# loss by count only)"
 awk '
   BEGIN { printf "%-15s %6s %10s %8s %8s %8s %10s\n", "relay", "calls", "us/pkt", "x floor", "loss%", "p99_us", "p99-floor" }
   $1 == "floor-uring" { fus[$2] = $3; fp99[$2] = $5 }
   {
     ratio = (fus[$2] > 0) ? sprintf("%.2f", $3 / fus[$2]) : "-"
     # A dub track mixes into the payload, where rtpblast stamps its send time, and plays before
-    # the load starts: loss and latency of dubbed calls cannot be read, only the CPU.
+    # the load starts: latency of dubbed calls cannot be read, and loss only by count (packets
+    # missing from what arrived; the dub frames sent before the load make up for as many).
     if ($1 == "dp+taps+dub") {
-      printf "%-15s %6d %10.2f %8s %8s %8s %10s\n", $1, $2, $3, ratio, "-", "-", "-"
+      missing = ($6 > $7) ? ($6 - $7) * 100 / $6 : 0
+      printf "%-15s %6d %10.2f %8s %7.3f# %8s %10s\n", $1, $2, $3, ratio, missing, "-", "-"
     } else {
       printf "%-15s %6d %10.2f %8s %8.3f %8d %+10d\n", $1, $2, $3, ratio, $4, $5, $5 - fp99[$2]
     }

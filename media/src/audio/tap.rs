@@ -58,10 +58,11 @@ fn on_grid(t: Instant) -> Instant {
     let Some(since) = t.checked_duration_since(epoch) else {
         return t;
     };
-    let grid = TIMER_GRID.as_nanos();
-    let steps = since.as_nanos().div_ceil(grid);
-    // Deadlines are at most hours away: the product fits a u64 of nanoseconds.
-    epoch + Duration::from_nanos((steps * grid) as u64)
+    // Asked per packet (a leg's deadline is kept current after each): u64 arithmetic, not u128
+    // (a u64 of nanoseconds spans 584 years of uptime).
+    let grid = TIMER_GRID.as_nanos() as u64;
+    let since = since.as_nanos() as u64;
+    epoch + Duration::from_nanos(since.div_ceil(grid) * grid)
 }
 
 #[derive(Debug, Clone, Copy)]
